@@ -1,0 +1,15 @@
+"""fedjax_grid: federated deep learning of image classifiers on a desktop grid.
+
+Layout (read it as the architecture):
+  models/       Flax VGG and MobileNetV3, with XLA:CPU fast paths
+  data/         indexable sources (tfds array_record), fragments, preprocessing
+  partition/    distribution types and forming strategies (pure functions)
+  training/     jit-compiled local trainer (pure functions, cached compilation)
+  federated/    aggregation and server optimizers (pure init/apply pairs)
+  grid/         Dask runtime: cluster, worker plugin, tasks, rounds, checkpoints
+  experiments/  typed configuration and presets
+  plots/        seaborn figures from the tidy records
+  widgets/      ipywidgets panels for notebooks
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""User-facing errors.
+
+Every error caused by bad input (a config value, a file, an address) is raised as
+``UserError`` with a one-line message that names the bad value and what is
+allowed. The CLI prints it as ``error: <message>`` and exits with code 2.
+"""
+
+
+class UserError(ValueError):
+    """Bad input: the message is one line naming the value and what is allowed."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(UserError):
+    """A data file or archive is missing, truncated, corrupt or of the wrong layout."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, damaged, or belongs to another experiment."""
