@@ -1,0 +1,438 @@
+"""The experiment configuration: one typed, validated, serialisable object.
+
+``ExperimentConfig`` is what the CLI (``--preset``/``--config``/``--set``), the
+notebooks and the widgets all build. It round-trips through JSON and YAML
+(``to_dict``/``from_dict``, ``save``/``load``), and ``validate()`` turns every
+bad value into a one-line :class:`~fedjax_grid.errors.UserError` naming the
+value and what is allowed.
+
+Sections (dotted keys for ``--set``, e.g. ``training.lr=0.01``; a bare field
+name such as ``lr=0.01`` resolves to the first section holding it in the
+order training, partition, data, model, grid, faults, server):
+
+- ``model``     which network and its constructor arguments
+- ``data``      source, its archive/path, data directory, shipped/resident mode
+- ``partition`` distribution type, forming strategy, their parameters, C
+- ``training``  rounds, local epochs, optimiser, lr, batch sizes
+- ``server``    aggregator, server optimiser, BatchNorm handling
+- ``grid``      cluster, deadline, quorum, retries, compilation cache
+- ``faults``    heterogeneity and fault simulation (off by default)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import pathlib
+from typing import Any, Optional, get_type_hints
+
+import yaml
+
+from fedjax_grid.errors import UserError
+
+MODELS = ("vgg11", "vgg13", "vgg16", "vgg19", "mobilenet_v3_small", "mobilenet_v3_large")
+SOURCES = ("digits", "cifar10", "cifar100", "tiny_imagenet", "textures", "texture_fragments")
+DISTRIBUTIONS = ("iid", "balanced", "dirichlet", "shards", "quantity")
+FORMING = ("static", "dynamic", "stochastic", "hybrid")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean")
+SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
+DATA_MODES = ("shipped", "resident")
+BN_MODES = ("aggregate", "local")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = "vgg11"
+    #: Constructor arguments of ``fedjax_grid.models.get_model`` (e.g. width, norm, head).
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    source: str = "digits"
+    #: Archive or folder of the source (None: the default place / bundled data).
+    path: Optional[str] = None
+    #: Where prepared (array_record) copies live; None: the default data dir.
+    data_dir: Optional[str] = None
+    #: Side length in pixels the images are resized to (digits, textures), None: native.
+    image_size: Optional[int] = 32
+    #: 'shipped': the coordinator sends each client's examples with its task;
+    #: 'resident': each worker opens the prepared data set and receives indices.
+    mode: str = "shipped"
+    #: Evaluate the global model on at most this many test examples (None: all).
+    max_test_examples: Optional[int] = None
+    #: Extra keyword arguments of the source loader (e.g. fragment size, stride).
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PartitionConfig:
+    num_clients: int = 4
+    distribution: str = "iid"
+    #: balanced(beta): fraction of a client's samples drawn from its home classes, in [0, 1].
+    beta: float = 0.8
+    #: dirichlet(alpha) concentration, > 0.
+    alpha: float = 0.5
+    shards_per_client: int = 2
+    #: quantity skew: sigma of the log-normal client sizes.
+    sigma: float = 0.5
+    forming: str = "static"
+    #: hybrid(keep): fraction of the previous local set a client keeps, in [0, 1].
+    keep: float = 0.5
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    rounds: int = 10
+    #: Clients sampled per round (None: all C clients).
+    clients_per_round: Optional[int] = None
+    local_epochs: int = 1
+    optimizer: str = "momentum"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    test_batch_size: int = 256
+    #: FedProx proximal coefficient mu (0: FedAvg).
+    prox_mu: float = 0.0
+    augment: bool = False
+    #: Evaluate the global model every this many rounds (and always after the last).
+    eval_every: int = 1
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    aggregator: str = "mean"
+    #: trimmed_mean: fraction trimmed at each end; clipped_mean: max update norm.
+    trim_fraction: float = 0.1
+    clip_norm: float = 10.0
+    optimizer: str = "fedavg"
+    lr: float = 1.0
+    momentum: float = 0.9
+    #: BatchNorm statistics: 'aggregate' (weighted mean) or 'local' (kept by each client).
+    bn_mode: str = "aggregate"
+    #: Reject updates whose norm exceeds this multiple of the median accepted norm (None: off).
+    max_norm_ratio: Optional[float] = None
+
+
+@dataclasses.dataclass
+class GridConfig:
+    #: Address of a running Dask scheduler (tcp://HOST:8786); None: an embedded LocalCluster.
+    scheduler: Optional[str] = None
+    workers: int = 2
+    threads_per_worker: int = 1
+    host: str = "127.0.0.1"
+    dashboard_address: Optional[str] = "127.0.0.1:0"
+    local_directory: Optional[str] = None
+    #: Seconds a round waits for client updates (None: no deadline).
+    deadline_s: Optional[float] = None
+    #: Minimum fraction of the sampled clients that must report for the round to count.
+    quorum: float = 0.5
+    #: Extra clients sampled per round beyond clients_per_round; the first to finish are kept.
+    overcommit: int = 0
+    #: Re-submissions of a client task that failed or was lost with its worker.
+    retries: int = 2
+    #: JAX persistent compilation cache on workers (None: <local_directory>/jax-cache).
+    compile_cache_dir: Optional[str] = None
+    #: Dask TLS security: paths produced by ``fedjax-grid certs`` (None: plain TCP).
+    tls_dir: Optional[str] = None
+    #: Seconds to wait for the scheduler / workers to appear.
+    connect_timeout_s: float = 30.0
+
+
+@dataclasses.dataclass
+class FaultConfig:
+    """Heterogeneity and fault simulation, applied inside real tasks on real workers."""
+    enabled: bool = False
+    #: Per-client slow-down factors are drawn log-uniformly from [1, max_slowdown].
+    max_slowdown: float = 1.0
+    #: Probability that a client is offline in a round (availability windows).
+    offline_prob: float = 0.0
+    #: Random extra delay per task, uniform in [0, max_delay_s] seconds.
+    max_delay_s: float = 0.0
+    #: Probability that a task drops out (raises) after training.
+    dropout_prob: float = 0.0
+    #: Probability that a task returns a corrupted (NaN) update.
+    error_prob: float = 0.0
+    #: Probability that a task hangs (sleeps hang_s seconds) before returning.
+    hang_prob: float = 0.0
+    hang_s: float = 60.0
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    partition: PartitionConfig = dataclasses.field(default_factory=PartitionConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+    faults: FaultConfig = dataclasses.field(default_factory=FaultConfig)
+    #: Where records, checkpoints and plots go (None: runs/<name>).
+    out_dir: Optional[str] = None
+
+    # -- serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"config must be a mapping of sections, got {type(d).__name__}")
+        return _build(cls, d, "")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path) -> pathlib.Path:
+        path = pathlib.Path(path)
+        text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "ExperimentConfig":
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {str(path)!r} does not exist")
+        try:
+            text = path.read_text()
+            d = yaml.safe_load(text)  # JSON is a subset of YAML
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"config file {str(path)!r} is not valid JSON/YAML: {first}") from None
+        return cls.from_dict(d or {})
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the trajectory of a run.
+
+        Excludes what may change between an interrupted run and its resume:
+        the number of rounds, the output directory and the cluster settings.
+        """
+        d = self.to_dict()
+        d["training"].pop("rounds")
+        d.pop("out_dir")
+        d.pop("grid")
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    # -- overrides -------------------------------------------------------
+    def with_overrides(self, assignments: list[str]) -> "ExperimentConfig":
+        """Apply ``key=value`` strings (values parsed as YAML scalars)."""
+        d = self.to_dict()
+        for item in assignments:
+            if "=" not in item:
+                raise UserError(f"--set {item!r} is not of the form key=value")
+            key, raw = item.split("=", 1)
+            key = key.strip()
+            try:
+                value = yaml.safe_load(raw) if raw.strip() != "" else None
+            except yaml.YAMLError:
+                value = raw
+            path = _resolve_key(key)
+            target = d
+            for part in path[:-1]:
+                target = target[part]
+            if path[-1] == "kwargs" or path[-1] == "options":
+                if not isinstance(value, dict):
+                    raise UserError(f"--set {key}={raw!r}: a mapping like {{width: 0.25}} is required")
+            target[path[-1]] = value
+        return ExperimentConfig.from_dict(d)
+
+    def replace(self, **sections) -> "ExperimentConfig":
+        return dataclasses.replace(self, **sections)
+
+    # -- validation ------------------------------------------------------
+    def validate(self) -> "ExperimentConfig":
+        """Check every value; raise a one-line UserError on the first bad one."""
+        m, da, p, t, s, g, f = (self.model, self.data, self.partition, self.training,
+                                self.server, self.grid, self.faults)
+        _choice("model.name", m.name, MODELS)
+        _choice("data.source", da.source, SOURCES)
+        _choice("data.mode", da.mode, DATA_MODES)
+        if da.image_size is not None:
+            _int_range("data.image_size", da.image_size, 8, 1024)
+        if da.max_test_examples is not None:
+            _int_range("data.max_test_examples", da.max_test_examples, 1, None)
+        _int_range("partition.num_clients", p.num_clients, 1, None)
+        _choice("partition.distribution", p.distribution, DISTRIBUTIONS)
+        _float_range("partition.beta", p.beta, 0.0, 1.0)
+        if not (_is_number(p.alpha) and p.alpha > 0):
+            raise UserError(f"partition.alpha={p.alpha!r} is invalid: a number > 0 is required")
+        _int_range("partition.shards_per_client", p.shards_per_client, 1, None)
+        _float_range("partition.sigma", p.sigma, 0.0, 10.0)
+        _choice("partition.forming", p.forming, FORMING)
+        _float_range("partition.keep", p.keep, 0.0, 1.0)
+        _int_range("training.rounds", t.rounds, 1, None)
+        if t.clients_per_round is not None:
+            _int_range("training.clients_per_round", t.clients_per_round, 1, p.num_clients)
+        _int_range("training.local_epochs", t.local_epochs, 1, None)
+        _choice("training.optimizer", t.optimizer, OPTIMIZERS)
+        _positive("training.lr", t.lr)
+        _float_range("training.momentum", t.momentum, 0.0, 1.0)
+        _float_range("training.weight_decay", t.weight_decay, 0.0, None)
+        _int_range("training.batch_size", t.batch_size, 1, None)
+        _int_range("training.test_batch_size", t.test_batch_size, 1, None)
+        _float_range("training.prox_mu", t.prox_mu, 0.0, None)
+        _bool("training.augment", t.augment)
+        _int_range("training.eval_every", t.eval_every, 1, None)
+        _choice("server.aggregator", s.aggregator, AGGREGATORS)
+        _float_range("server.trim_fraction", s.trim_fraction, 0.0, 0.49)
+        _positive("server.clip_norm", s.clip_norm)
+        _choice("server.optimizer", s.optimizer, SERVER_OPTIMIZERS)
+        _positive("server.lr", s.lr)
+        _float_range("server.momentum", s.momentum, 0.0, 1.0)
+        _choice("server.bn_mode", s.bn_mode, BN_MODES)
+        if s.max_norm_ratio is not None:
+            _float_range("server.max_norm_ratio", s.max_norm_ratio, 1.0, None)
+        if g.scheduler is not None:
+            if not isinstance(g.scheduler, str) or "://" not in g.scheduler and ":" not in g.scheduler:
+                raise UserError(f"grid.scheduler={g.scheduler!r} is invalid: an address like "
+                                "tcp://HOST:8786 is required")
+        _int_range("grid.workers", g.workers, 1, 256)
+        _int_range("grid.threads_per_worker", g.threads_per_worker, 1, 256)
+        if g.deadline_s is not None:
+            _positive("grid.deadline_s", g.deadline_s)
+        _float_range("grid.quorum", g.quorum, 0.0, 1.0)
+        _int_range("grid.overcommit", g.overcommit, 0, None)
+        _int_range("grid.retries", g.retries, 0, 100)
+        _positive("grid.connect_timeout_s", g.connect_timeout_s)
+        _bool("faults.enabled", f.enabled)
+        _float_range("faults.max_slowdown", f.max_slowdown, 1.0, 1000.0)
+        for name in ("offline_prob", "dropout_prob", "error_prob", "hang_prob"):
+            _float_range(f"faults.{name}", getattr(f, name), 0.0, 1.0)
+        _float_range("faults.max_delay_s", f.max_delay_s, 0.0, None)
+        _float_range("faults.hang_s", f.hang_s, 0.0, None)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise UserError(f"seed={self.seed!r} is invalid: an integer >= 0 is required")
+        return self
+
+    @property
+    def clients_per_round(self) -> int:
+        return self.training.clients_per_round or self.partition.num_clients
+
+
+#: A bare key (``lr``) resolves to the first section holding it, in this order.
+BARE_KEY_ORDER = ("training", "partition", "data", "model", "grid", "faults", "server")
+
+
+def _section_classes() -> dict[str, type]:
+    hints = get_type_hints(ExperimentConfig)
+    return {k: v for k, v in hints.items() if dataclasses.is_dataclass(v)}
+
+
+def _resolve_key(key: str) -> list[str]:
+    """'training.lr' -> ['training', 'lr']; 'lr' -> the unique section holding it."""
+    sections = _section_classes()
+    parts = key.split(".")
+    top = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if len(parts) == 1:
+        if parts[0] in top and parts[0] not in sections:
+            return parts
+        owners = [s for s in BARE_KEY_ORDER
+                  if parts[0] in {f.name for f in dataclasses.fields(sections[s])}]
+        if owners:
+            return [owners[0], parts[0]]
+        raise UserError(f"unknown config key {key!r}: use section.field, sections are "
+                        + ", ".join(sections))
+    if len(parts) == 2 and parts[0] in sections:
+        fields = {f.name for f in dataclasses.fields(sections[parts[0]])}
+        if parts[1] in fields:
+            return parts
+        raise UserError(f"unknown config key {key!r}: {parts[0]} has " + ", ".join(sorted(fields)))
+    if len(parts) == 3 and parts[0] in ("model", "data") and parts[1] in ("kwargs", "options"):
+        return parts
+    raise UserError(f"unknown config key {key!r}: use section.field, sections are "
+                    + ", ".join(sections))
+
+
+def _build(cls, d: dict, prefix: str):
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise UserError(f"unknown config key {prefix + bad!r}: allowed are " + ", ".join(fields))
+    kwargs = {}
+    for name, value in d.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise UserError(f"config section {prefix + name!r} must be a mapping, got {value!r}")
+            kwargs[name] = _build(typ, value, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(prefix + name, value, typ)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, typ) -> Any:
+    """Check/convert a scalar against its annotated type (one-line error when impossible)."""
+    optional = getattr(typ, "__args__", None) and type(None) in typ.__args__
+    base = typ
+    if optional:
+        if value is None:
+            return None
+        base = [a for a in typ.__args__ if a is not type(None)][0]
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{key}={value!r} is invalid: true or false is required")
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):
+            raise UserError(f"{key}={value!r} is invalid: an integer is required")
+        return int(value)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{key}={value!r} is invalid: a number is required")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise UserError(f"{key}={value!r} is invalid: a string is required")
+        return value
+    if base is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{key}={value!r} is invalid: a mapping is required")
+        return dict(value)
+    return value
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _choice(key, value, allowed):
+    if value not in allowed:
+        raise UserError(f"{key}={value!r} is invalid: allowed are " + ", ".join(allowed))
+
+
+def _int_range(key, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (
+            hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise UserError(f"{key}={value!r} is invalid: an integer {rng} is required")
+
+
+def _float_range(key, value, lo, hi):
+    if not _is_number(value) or value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise UserError(f"{key}={value!r} is invalid: a number {rng} is required")
+
+
+def _positive(key, value):
+    if not _is_number(value) or value <= 0:
+        raise UserError(f"{key}={value!r} is invalid: a number > 0 is required")
+
+
+def _bool(key, value):
+    if not isinstance(value, bool):
+        raise UserError(f"{key}={value!r} is invalid: true or false is required")
