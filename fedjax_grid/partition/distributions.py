@@ -1,0 +1,372 @@
+"""How a data set of D labelled examples is cut into C local sets (one per client).
+
+All functions are pure numpy: they take the labels (int array, shape (D,), classes
+``0..K-1``), the number of clients C, a :class:`Distribution` and an explicit
+``np.random.Generator`` (or an int seed) and return a list of C sorted int64 index
+arrays into the data set. Nothing is global; the same seed gives the same split.
+
+Distribution kinds
+------------------
+``iid``
+    Disjoint local sets of ``d = floor(D / C)`` random indices each (the study's
+    "independent" type). ``D - C*d`` indices are left unused.
+
+``balanced(beta)``
+    The study's second type, whose exact definition is not published; accuracy
+    drops under it, so it skews labels. Our reading:
+
+    * every client gets a fixed *home set* of ``m`` classes, ``m =
+      classes_per_client`` or, by default, ``max(1, ceil(K / C))``. Home sets are
+      dealt round-robin over a random permutation of the classes, so every class
+      is the home of either ``floor(C*m/K)`` or ``ceil(C*m/K)`` clients (all
+      classes covered, as equally as possible);
+    * each client gets ``d = floor(D / C)`` samples: ``round(beta * d)`` from its
+      home classes (split evenly over them, remainder to random home classes) and
+      the rest spread evenly over all K classes (remainder to random classes);
+    * samples are drawn without replacement from per-class pools, so local sets are
+      disjoint. If the requested count of a class exceeds its pool (unbalanced
+      labels, many clients sharing a home class) the surplus is moved, per client,
+      first off the "uniform" part and then off the home part, onto classes that
+      still have samples left. The number of moved samples is reported as
+      ``info['fallback']`` by ``distribute(..., return_info=True)``.
+
+    So ``beta = 0`` is IID (stratified), ``beta = 1`` is pathological (each client
+    sees only its home classes), and the expected fraction of home-class samples
+    of a client is ``beta + (1 - beta) * m / K``. The study's values are 0.8-0.9.
+
+``dirichlet(alpha)``
+    The usual label skew (Hsu et al. 2019): for every class the pool is split over
+    the clients by proportions drawn from ``Dir(alpha * 1_C)``. Local sets are
+    disjoint, cover the whole data set and have their *natural* (unequal) sizes;
+    a client left empty takes one random sample from the largest client so that
+    every client has at least one example.
+
+``shards(k)``
+    McMahan et al. 2017: sort by label, cut into ``C*k`` shards of
+    ``floor(D / (C*k))`` consecutive examples, give every client ``k`` random
+    shards. The ``D mod (C*k)`` last examples are unused.
+
+``quantity(sigma)``
+    Quantity skew: client sizes ``~ lognormal(0, sigma)``, normalised to add up to
+    D (each at least 1); labels IID (a random permutation cut by those sizes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Sequence
+
+import numpy as np
+
+from fedjax_grid.errors import UserError
+
+KINDS = ("iid", "balanced", "dirichlet", "shards", "quantity")
+
+RngLike = "np.random.Generator | int | None"
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """A distribution type and its parameter.
+
+    kind: one of ``KINDS``.
+    beta: fraction of home-class samples for ``balanced``, in [0, 1].
+    alpha: Dirichlet concentration for ``dirichlet``, > 0.
+    shards_per_client: shards per client for ``shards``, >= 1 (``shards`` is an
+        alias: give either).
+    sigma: log-normal spread of client sizes for ``quantity``, >= 0.
+    classes_per_client: size of a client's home set for ``balanced``
+        (None = ``max(1, ceil(K / C))``).
+    """
+    kind: str = "iid"
+    beta: float = 0.8
+    alpha: float = 0.5
+    shards_per_client: int = 2
+    sigma: float = 1.0
+    classes_per_client: int | None = None
+    shards: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise UserError(f"distribution kind {self.kind!r} is unknown; allowed: {', '.join(KINDS)}")
+        if self.shards is not None:
+            object.__setattr__(self, "shards_per_client", self.shards)
+        object.__setattr__(self, "shards", self.shards_per_client)
+        beta = float(self.beta)
+        if not 0.0 <= beta <= 1.0:
+            raise UserError(f"balanced beta={self.beta!r} is outside [0, 1]")
+        alpha = float(self.alpha)
+        if not alpha > 0.0 or not math.isfinite(alpha):
+            raise UserError(f"dirichlet alpha={self.alpha!r} must be a finite number > 0")
+        if int(self.shards_per_client) != self.shards_per_client or self.shards_per_client < 1:
+            raise UserError(f"shards per client={self.shards_per_client!r} must be an integer >= 1")
+        sigma = float(self.sigma)
+        if not sigma >= 0.0 or not math.isfinite(sigma):
+            raise UserError(f"quantity sigma={self.sigma!r} must be a finite number >= 0")
+        cpc = self.classes_per_client
+        if cpc is not None and (int(cpc) != cpc or cpc < 1):
+            raise UserError(f"classes_per_client={cpc!r} must be an integer >= 1 or None")
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "sigma", sigma)
+        object.__setattr__(self, "shards_per_client", int(self.shards_per_client))
+        object.__setattr__(self, "shards", int(self.shards_per_client))
+
+    @property
+    def label_skewed(self) -> bool:
+        """True when clients' label histograms differ by design."""
+        return self.kind in ("balanced", "dirichlet", "shards")
+
+    def __str__(self) -> str:
+        param = {"iid": None, "balanced": self.beta, "dirichlet": self.alpha,
+                 "shards": self.shards_per_client, "quantity": self.sigma}[self.kind]
+        return self.kind if param is None else f"{self.kind}({param:g})"
+
+
+def parse_distribution(text: "str | Distribution") -> Distribution:
+    """``'iid'``, ``'balanced(0.8)'``, ``'dirichlet(0.5)'``, ``'shards(2)'``,
+    ``'quantity(1.0)'`` -> :class:`Distribution` (a Distribution passes through)."""
+    if isinstance(text, Distribution):
+        return text
+    m = re.fullmatch(r"\s*([a-z]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*", str(text))
+    if not m or m.group(1) not in KINDS:
+        raise UserError(f"distribution {text!r} is not understood; allowed: iid, balanced(beta), "
+                        "dirichlet(alpha), shards(k), quantity(sigma)")
+    kind, arg = m.group(1), m.group(2)
+    if not arg:
+        return Distribution(kind)
+    try:
+        value = float(arg)
+    except ValueError:
+        raise UserError(f"distribution parameter {arg!r} in {text!r} is not a number") from None
+    field = {"iid": None, "balanced": "beta", "dirichlet": "alpha",
+             "shards": "shards_per_client", "quantity": "sigma"}[kind]
+    if field is None:
+        raise UserError(f"distribution 'iid' takes no parameter, got {text!r}")
+    if field == "shards_per_client":
+        if value != int(value):
+            raise UserError(f"shards per client={arg!r} must be an integer >= 1")
+        value = int(value)
+    return Distribution(kind, **{field: value})
+
+
+# ---------------------------------------------------------------- helpers
+
+def as_rng(rng) -> np.random.Generator:
+    """A Generator from a Generator, an int seed or a seed sequence."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def check_request(labels: np.ndarray, num_clients: int, spec: Distribution) -> np.ndarray:
+    """Validated int64 labels; UserError for impossible requests."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise UserError(f"labels must be a 1-D array, got shape {labels.shape}")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise UserError("labels must be non-negative integers (class ids 0..K-1)")
+    if isinstance(num_clients, bool) or int(num_clients) != num_clients:
+        raise UserError(f"num_clients={num_clients!r} must be an integer")
+    d_total = labels.size
+    if num_clients < 1:
+        raise UserError(f"num_clients={num_clients} must be >= 1")
+    if num_clients > d_total:
+        raise UserError(f"num_clients={num_clients} exceeds the data set size D={d_total}")
+    if spec.kind == "shards" and spec.shards_per_client * num_clients > d_total:
+        raise UserError(f"shards: {spec.shards_per_client} shards x {num_clients} clients = "
+                        f"{spec.shards_per_client * num_clients} exceeds the data set size D={d_total}")
+    return labels.astype(np.int64, copy=False)
+
+
+def class_pools(labels: np.ndarray, num_classes: int | None = None) -> list[np.ndarray]:
+    """Indices of every class, ``pools[k]`` int64 sorted ascending."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max()) + 1 if labels.size else 0
+    k = max(k, num_classes or 0)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
+    return [order[bounds[i]:bounds[i + 1]].astype(np.int64) for i in range(k)]
+
+
+def split_by_sizes(indices: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Consecutive pieces of ``indices`` of the given sizes, each sorted."""
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.sort(p).astype(np.int64) for p in np.split(np.asarray(indices)[:int(np.sum(sizes))], cuts)]
+
+
+def deal_counts(pools: Sequence[np.ndarray], counts: np.ndarray, rng: np.random.Generator
+                ) -> list[np.ndarray]:
+    """Disjoint local sets with ``counts[c, k]`` samples of class k for client c.
+
+    pools: per-class candidate indices (disjoint); counts: int (C, K) with column
+    sums <= pool sizes. Every pool is shuffled once and dealt out in client order.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    num_clients = counts.shape[0]
+    idx_parts, owner_parts = [], []
+    for k, pool in enumerate(pools):
+        need = int(counts[:, k].sum())
+        if need == 0:
+            continue
+        if need > len(pool):
+            raise AssertionError(f"class {k}: {need} requested from a pool of {len(pool)}")
+        idx_parts.append(rng.permutation(pool)[:need])
+        owner_parts.append(np.repeat(np.arange(num_clients), counts[:, k]))
+    if not idx_parts:
+        return [np.zeros(0, np.int64) for _ in range(num_clients)]
+    idx = np.concatenate(idx_parts)
+    owner = np.concatenate(owner_parts)
+    order = np.argsort(owner, kind="stable")
+    return split_by_sizes(idx[order], counts.sum(axis=1))
+
+
+def count_matrix(labels: np.ndarray, assignments: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """int64 (C, K): how many samples of class k client c holds."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.stack([np.bincount(labels[a], minlength=num_classes) for a in assignments]).astype(np.int64)
+
+
+def _even_split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """``total`` split into ``parts`` near-equal ints, remainder to random parts."""
+    out = np.full(parts, total // parts, dtype=np.int64)
+    out[rng.choice(parts, total % parts, replace=False)] += 1
+    return out
+
+
+# ---------------------------------------------------------------- kinds
+
+def _iid(labels, num_clients, spec, rng, info):
+    d = labels.size // num_clients
+    perm = rng.permutation(labels.size)
+    return split_by_sizes(perm, [d] * num_clients)
+
+
+def home_classes(num_classes: int, num_clients: int, classes_per_client: int | None,
+                 rng: np.random.Generator) -> np.ndarray:
+    """int64 (C, m): home classes of each client, dealt round-robin over a random
+    class permutation, so each class is home to floor/ceil(C*m/K) clients."""
+    m = classes_per_client or max(1, math.ceil(num_classes / num_clients))
+    if m > num_classes:
+        raise UserError(f"classes_per_client={m} exceeds the number of classes K={num_classes}")
+    perm = rng.permutation(num_classes)
+    slots = (np.arange(num_clients)[:, None] * m + np.arange(m)[None, :]) % num_classes
+    return perm[slots].astype(np.int64)
+
+
+def _balanced(labels, num_clients, spec, rng, info):
+    pools = class_pools(labels)
+    k_classes = len(pools)
+    supply = np.array([len(p) for p in pools], dtype=np.int64)
+    home = home_classes(k_classes, num_clients, spec.classes_per_client, rng)
+    m = home.shape[1]
+    d = labels.size // num_clients
+    n_home = int(round(spec.beta * d))
+    h = np.zeros((num_clients, k_classes), np.int64)
+    r = np.zeros((num_clients, k_classes), np.int64)
+    for c in range(num_clients):
+        h[c, home[c]] = _even_split(n_home, m, rng)
+        r[c] = _even_split(d - n_home, k_classes, rng)
+    counts, moved = fit_supply(h, r, supply, rng)
+    info["home"] = home
+    info["fallback"] = moved
+    return deal_counts(pools, counts, rng)
+
+
+def fit_supply(home_part: np.ndarray, rest_part: np.ndarray, supply: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Make per-class demand fit the pools; returns (counts (C, K), samples moved).
+
+    Surplus demand of a class is removed at random, first from the clients'
+    uniform parts, then from their home parts, and each client's loss is refilled
+    from classes that still have samples. Requires total demand <= total supply.
+    """
+    h, r = home_part.copy(), rest_part.copy()
+    over = (h + r).sum(axis=0) - supply
+    deficit = np.zeros(h.shape[0], np.int64)
+    for k in np.flatnonzero(over > 0):
+        excess = int(over[k])
+        for part in (r, h):
+            take = min(excess, int(part[:, k].sum()))
+            if take:
+                removed = rng.multivariate_hypergeometric(part[:, k], take)
+                part[:, k] -= removed
+                deficit += removed
+                excess -= take
+    slack = supply - (h + r).sum(axis=0)
+    for c in rng.permutation(h.shape[0]):
+        if deficit[c]:
+            add = rng.multivariate_hypergeometric(slack, int(deficit[c]))
+            r[c] += add
+            slack -= add
+    return h + r, int(deficit.sum())
+
+
+def _dirichlet(labels, num_clients, spec, rng, info):
+    pools = class_pools(labels)
+    owners = [[] for _ in range(num_clients)]
+    for pool in pools:
+        if len(pool) == 0:
+            continue
+        p = rng.dirichlet(np.full(num_clients, spec.alpha))
+        pool = rng.permutation(pool)
+        cuts = (np.cumsum(p)[:-1] * len(pool)).astype(np.int64)
+        for c, piece in enumerate(np.split(pool, cuts)):
+            owners[c].append(piece)
+    sets = [np.concatenate(o) if o else np.zeros(0, np.int64) for o in owners]
+    for c in range(num_clients):
+        if len(sets[c]) == 0:
+            donor = int(np.argmax([len(s) for s in sets]))
+            j = rng.integers(len(sets[donor]))
+            sets[c] = sets[donor][j:j + 1]
+            sets[donor] = np.delete(sets[donor], j)
+    return [np.sort(s).astype(np.int64) for s in sets]
+
+
+def _shards(labels, num_clients, spec, rng, info):
+    k = spec.shards_per_client
+    n_shards = num_clients * k
+    size = labels.size // n_shards
+    perm = rng.permutation(labels.size)
+    order = perm[np.argsort(labels[perm], kind="stable")]
+    shards = order[:n_shards * size].reshape(n_shards, size)
+    pick = rng.permutation(n_shards).reshape(num_clients, k)
+    return [np.sort(shards[row].ravel()).astype(np.int64) for row in pick]
+
+
+def quantity_sizes(total: int, num_clients: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """int64 (C,): log-normal client sizes, each >= 1, adding up to ``total``."""
+    w = rng.lognormal(0.0, sigma, num_clients)
+    share = w / w.sum() * (total - num_clients)
+    sizes = np.floor(share).astype(np.int64)
+    rem = (total - num_clients) - int(sizes.sum())
+    sizes[np.argsort(-(share - sizes), kind="stable")[:rem]] += 1
+    return sizes + 1
+
+
+def _quantity(labels, num_clients, spec, rng, info):
+    sizes = quantity_sizes(labels.size, num_clients, spec.sigma, rng)
+    return split_by_sizes(rng.permutation(labels.size), sizes)
+
+
+_KIND_FNS = {"iid": _iid, "balanced": _balanced, "dirichlet": _dirichlet,
+             "shards": _shards, "quantity": _quantity}
+
+
+def distribute(labels, num_clients: int, spec: "Distribution | str", rng=None, *,
+               return_info: bool = False):
+    """Cut a labelled data set into ``num_clients`` local sets.
+
+    labels: int (D,) class ids. spec: a :class:`Distribution` or its string form
+    (``'balanced(0.8)'``). rng: ``np.random.Generator`` or int seed.
+    Returns a list of C sorted int64 index arrays; with ``return_info=True`` a
+    pair ``(assignments, info)`` where info may hold ``'home'`` (int64 (C, m),
+    balanced) and ``'fallback'`` (samples moved off exhausted class pools).
+    Raises :class:`UserError` for impossible requests (C < 1, C > D, shards*C > D).
+    """
+    spec = parse_distribution(spec)
+    labels = check_request(labels, num_clients, spec)
+    info: dict = {}
+    out = _KIND_FNS[spec.kind](labels, int(num_clients), spec, as_rng(rng), info)
+    return (out, info) if return_info else out
