@@ -1,0 +1,346 @@
+"""Jit-compiled local training and evaluation of Flax image classifiers.
+
+Compiled functions are built once per key and kept in module-level caches:
+
+* train step: (model, optimizer name, clipping on/off, augment, preprocess, devices)
+* eval step:  (model, preprocess, devices)
+* init:       (model, input shape)
+
+``jax.jit`` then caches per input shape/dtype. Every batch has the fixed shape
+``(batch_size, H, W, C)`` (short batches are padded and masked, see
+``batching``), and learning rate, momentum, weight decay, clip norm and the
+FedProx mu are runtime values, so clients of any size and a whole
+hyper-parameter sweep share one compiled step per model and optimizer.
+
+Data parallelism: the batch axis is sharded over ``devices`` (default
+``jax.local_devices()``) with a ``NamedSharding`` and parameters are
+replicated; XLA's SPMD partitioner inserts the cross-device all-reduces, so
+gradients and BatchNorm batch statistics are means over the whole global
+batch (synchronised BN) -- numerically the single-device computation.
+
+Shapes: images uint8 (N, H, W, C) (mapped to float32 by ``preprocess``,
+default ``Standardize()``) or float32 (used as given); labels int (N,).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from fedjax_grid.errors import UserError
+from fedjax_grid.training import batching
+from fedjax_grid.training.augment import Standardize, random_crop_flip
+from fedjax_grid.training.hparams import HParams, optimizer_factory
+
+DEFAULT_PREPROCESS = Standardize()
+
+_INIT_CACHE: dict = {}
+_OPT_INIT_CACHE: dict = {}
+_TRAIN_CACHE: dict = {}
+_EVAL_CACHE: dict = {}
+
+
+def clear_caches() -> None:
+    """Forget every compiled function built by this module."""
+    for cache in (_INIT_CACHE, _OPT_INIT_CACHE, _TRAIN_CACHE, _EVAL_CACHE):
+        cache.clear()
+
+
+def cache_sizes() -> dict:
+    """Number of cached compiled functions per kind (for tests/benchmarks)."""
+    return {"init": len(_INIT_CACHE), "opt_init": len(_OPT_INIT_CACHE),
+            "train": len(_TRAIN_CACHE), "eval": len(_EVAL_CACHE)}
+
+
+# ----------------------------------------------------------------- helpers
+
+def _hash_key(obj) -> Any:
+    """``obj`` if hashable (Flax modules are hashable dataclasses), else a stable stand-in."""
+    try:
+        hash(obj)
+        return obj
+    except TypeError:
+        return ("repr", type(obj).__qualname__, repr(obj))
+
+
+def _devices(devices: Optional[Sequence]) -> tuple:
+    devs = tuple(jax.local_devices() if devices is None else devices)
+    if not devs:
+        raise UserError("devices must name at least one device, got an empty list")
+    return devs
+
+
+def _shardings(devs: tuple) -> tuple[NamedSharding, NamedSharding]:
+    """(replicated, batch-sharded) shardings over a 1-D 'data' mesh of ``devs``."""
+    mesh = Mesh(np.array(devs, dtype=object), ("data",))
+    return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+def _check_divisible(batch_size: int, devs: tuple) -> None:
+    if batch_size % len(devs):
+        raise UserError(f"batch_size {batch_size} must be divisible by the number of "
+                        f"devices ({len(devs)})")
+
+
+def _as_key(rng):
+    """A JAX PRNG key from an int seed, a raw uint32 key or a typed key."""
+    if isinstance(rng, (int, np.integer)):
+        return jax.random.PRNGKey(int(rng))
+    return rng
+
+
+def _key_words(rng) -> list[int]:
+    """The key's bits as Python ints (to seed host-side numpy permutations)."""
+    arr = jnp.asarray(rng)
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        arr = jax.random.key_data(arr)
+    return [int(v) for v in np.asarray(arr).ravel()]
+
+
+def _split_collections(variables) -> tuple[Any, dict]:
+    if "params" not in variables:
+        raise UserError(f"variables must contain 'params', got collections {sorted(variables)}")
+    extra = {k: v for k, v in variables.items() if k != "params"}
+    return variables["params"], extra
+
+
+def _to_input(images, preprocess):
+    if images.dtype == jnp.uint8:
+        return preprocess(images).astype(jnp.float32)
+    return images.astype(jnp.float32)
+
+
+def _apply(model, params, extra, x, train, rng=None):
+    """Logits (and updated non-param collections when training)."""
+    variables = {"params": params, **extra}
+    if not train:
+        return model.apply(variables, x, train=False), extra
+    mutable = sorted(extra) if extra else False
+    out = model.apply(variables, x, train=True, rngs={"dropout": rng}, mutable=mutable)
+    if mutable:
+        logits, new_extra = out
+        return logits, {**extra, **new_extra}
+    return out, extra
+
+
+def _masked_sums(logits, labels, mask):
+    """float32 (3,): [sum of masked CE loss, masked correct count, mask sum]; and per-row CE."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    sums = jnp.stack([jnp.sum(ce * mask), jnp.sum(correct * mask), jnp.sum(mask)])
+    return sums, ce
+
+
+# ------------------------------------------------------------------- init
+
+def init_variables(model, input_shape: Sequence[int], rng) -> dict:
+    """Initial ``{'params', 'batch_stats'?}`` of ``model`` for inputs of ``input_shape``.
+
+    input_shape: (H, W, C) or (N, H, W, C); rng: int seed or PRNG key. Jitted
+    and cached per (model, shape).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        shape = (1,) + shape
+    if len(shape) != 4:
+        raise UserError(f"input_shape must be (H, W, C) or (N, H, W, C), got {tuple(input_shape)}")
+    key = (_hash_key(model), shape)
+    fn = _INIT_CACHE.get(key)
+    if fn is None:
+        def init(rng):
+            p_rng, d_rng = jax.random.split(rng)
+            return model.init({"params": p_rng, "dropout": d_rng},
+                              jnp.zeros(shape, jnp.float32), train=False)
+        fn = _INIT_CACHE[key] = jax.jit(init)
+    return dict(fn(_as_key(rng)))
+
+
+# ------------------------------------------------------------ train step
+
+def _opt_hparams(hp: HParams) -> tuple:
+    vals = [hp.learning_rate, hp.momentum, hp.weight_decay]
+    if hp.grad_clip is not None:
+        vals.append(hp.grad_clip)
+    return tuple(np.float32(v) for v in vals)
+
+
+def _inject(name: str, clip: bool, vals):
+    names = ["learning_rate", "momentum", "weight_decay"] + (["grad_clip"] if clip else [])
+    return optax.inject_hyperparams(optimizer_factory(name, clip))(**dict(zip(names, vals)))
+
+
+def _get_opt_init(name: str, clip: bool, devs: tuple):
+    key = (name, clip, devs)
+    fn = _OPT_INIT_CACHE.get(key)
+    if fn is None:
+        rep, _ = _shardings(devs)
+
+        def opt_init(params, vals):
+            return _inject(name, clip, vals).init(params)
+        fn = _OPT_INIT_CACHE[key] = jax.jit(opt_init, out_shardings=rep)
+    return fn
+
+
+def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
+    key = (_hash_key(model), name, clip, augment, _hash_key(preprocess), devs)
+    entry = _TRAIN_CACHE.get(key)
+    if entry is not None:
+        return entry[0]
+    rep, dat = _shardings(devs)
+    n_dummy = 4 if clip else 3
+    tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
+
+    def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
+        k_drop, k_aug = jax.random.split(jax.random.fold_in(rng, step_idx))
+        x = _to_input(images, preprocess)
+        if augment:
+            x = random_crop_flip(k_aug, x)
+
+        def loss_fn(p):
+            logits, new_extra = _apply(model, p, extra, x, True, k_drop)
+            batch_sums, ce = _masked_sums(logits, labels, mask)
+            loss = jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+            sq = sum(jnp.sum(jnp.square(a - b)) for a, b in
+                     zip(jax.tree.leaves(p), jax.tree.leaves(anchor)))
+            return loss + 0.5 * mu * sq, (new_extra, batch_sums)
+
+        grads, (new_extra, batch_sums) = jax.grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, new_extra, opt_state, sums + batch_sums
+
+    fn = jax.jit(step,
+                 in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep),
+                 out_shardings=(rep, rep, rep, rep))
+    _TRAIN_CACHE[key] = (fn, model, preprocess)  # keep key objects alive
+    return fn
+
+
+def local_train(model, variables: dict, data, hparams: HParams, rng, *,
+                anchor_params=None, indices: Optional[Sequence[int]] = None,
+                preprocess: Optional[Callable] = None,
+                devices: Optional[Sequence] = None) -> tuple[dict, dict]:
+    """Train ``variables`` for ``hparams.epochs`` local epochs on one client's data.
+
+    data: ``(images, labels)`` arrays or an ``ImageDataset`` read at ``indices``.
+    rng: int seed or PRNG key; it fixes every epoch's permutation, dropout and
+        augmentation, so equal inputs give bitwise-equal results.
+    anchor_params: FedProx anchor w_anchor (default: the incoming params).
+    preprocess: traceable ``uint8 (B,H,W,C) -> float32`` (default ``Standardize()``);
+        pass an equal/hashable object to reuse compilations.
+    devices: devices to shard each batch over (default ``jax.local_devices()``).
+
+    The optimizer state starts fresh on each call. Returns ``(variables,
+    metrics)`` with metrics ``{'loss', 'accuracy'}`` (means over the real
+    examples of the last epoch, train mode) and ``{'num_examples',
+    'num_steps'}`` (steps over all epochs). A client without examples gets its
+    variables back unchanged with loss/accuracy NaN and 0 steps.
+    """
+    if not isinstance(hparams, HParams):
+        raise UserError(f"hparams must be an HParams, got {type(hparams).__name__}")
+    devs = _devices(devices)
+    _check_divisible(hparams.batch_size, devs)
+    preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
+    images, labels = batching.as_arrays(data, indices)
+    n = len(labels)
+    if n == 0:
+        return variables, {"loss": math.nan, "accuracy": math.nan,
+                           "num_examples": 0, "num_steps": 0}
+    rep, _ = _shardings(devs)
+    params, extra = _split_collections(variables)
+    params = jax.device_put(params, rep)
+    extra = jax.device_put(extra, rep)
+    if anchor_params is None:
+        anchor = params
+    else:
+        if jax.tree.structure(anchor_params) != jax.tree.structure(params):
+            raise UserError("anchor_params must have the same tree structure as variables['params']")
+        anchor = jax.device_put(anchor_params, rep)
+    clip = hparams.grad_clip is not None
+    opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
+    step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs)
+    key = _as_key(rng)
+    words = _key_words(key)
+    mu = np.float32(hparams.prox_mu)
+    B = hparams.batch_size
+    steps = 0
+    sums = None
+    for epoch in range(hparams.epochs):
+        order = np.random.default_rng(words + [epoch]).permutation(n)
+        sums = np.zeros(3, np.float32)
+        for rows, mask in batching.padded_batches(order, B):
+            params, extra, opt_state, sums = step(
+                params, extra, opt_state, sums, anchor, mu,
+                images[rows], labels[rows], mask, key, np.int32(steps))
+            steps += 1
+    loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
+    metrics = {"loss": loss_sum / count, "accuracy": correct / count,
+               "num_examples": int(n), "num_steps": int(steps)}
+    return {"params": params, **extra}, metrics
+
+
+# ------------------------------------------------------------- evaluation
+
+def _get_eval_step(model, preprocess, devs: tuple):
+    key = (_hash_key(model), _hash_key(preprocess), devs)
+    entry = _EVAL_CACHE.get(key)
+    if entry is not None:
+        return entry[0]
+    rep, dat = _shardings(devs)
+
+    def step(params, extra, sums, images, labels, mask):
+        logits, _ = _apply(model, params, extra, _to_input(images, preprocess), False)
+        batch_sums, _ = _masked_sums(logits, labels, mask)
+        return sums + batch_sums
+
+    fn = jax.jit(step, in_shardings=(rep, rep, rep, dat, dat, dat), out_shardings=rep)
+    _EVAL_CACHE[key] = (fn, model, preprocess)
+    return fn
+
+
+def _eval_batches(data, indices, batch_size):
+    """Yield fixed-size (images, labels, mask) batches; datasets are read batch by batch."""
+    if hasattr(data, "__getitems__") and not isinstance(data, (tuple, list)):
+        idx = np.arange(len(data)) if indices is None else np.asarray(indices, np.int64)
+        for rows, mask in batching.padded_batches(idx, batch_size) if len(idx) else ():
+            images, labels = batching.as_arrays(data, rows)
+            yield images, labels, mask
+        return
+    images, labels = batching.as_arrays(data, indices)
+    if len(labels):
+        for rows, mask in batching.padded_batches(np.arange(len(labels)), batch_size):
+            yield images[rows], labels[rows], mask
+
+
+def evaluate(model, variables: dict, data, batch_size: int, *,
+             indices: Optional[Sequence[int]] = None,
+             preprocess: Optional[Callable] = None,
+             devices: Optional[Sequence] = None) -> dict:
+    """Mean loss and accuracy of ``variables`` on ``data`` (inference mode).
+
+    data/indices/preprocess/devices as in ``local_train``; batches of
+    ``batch_size`` rows are padded and masked. Returns ``{'loss', 'accuracy'}``
+    as floats (NaN for no data) and ``num_examples`` as int.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    batch_size = int(batch_size)
+    devs = _devices(devices)
+    _check_divisible(batch_size, devs)
+    preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
+    rep, _ = _shardings(devs)
+    params, extra = _split_collections(variables)
+    params, extra = jax.device_put(params, rep), jax.device_put(extra, rep)
+    step = _get_eval_step(model, preprocess, devs)
+    sums = np.zeros(3, np.float32)
+    for images, labels, mask in _eval_batches(data, indices, batch_size):
+        sums = step(params, extra, sums, images, labels, mask)
+    loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
+    if count == 0:
+        return {"loss": math.nan, "accuracy": math.nan, "num_examples": 0}
+    return {"loss": loss_sum / count, "accuracy": correct / count, "num_examples": int(count)}
