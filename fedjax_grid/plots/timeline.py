@@ -1,0 +1,141 @@
+"""Per-worker Gantt chart of the tasks of one run.
+
+One row per Dask worker, one bar per task from ``start_s`` to ``end_s`` (seconds
+since the run started), coloured and hatched by status: ok (green, plain), late
+(orange, //), failed (red, xx), rejected (purple, \\\\), offline (grey, ..).
+Bars of a status are one ``PolyCollection``, so thousands of tasks draw fast.
+Tasks without a duration (e.g. an offline node that never started) are drawn as a
+tick mark at whichever time is known, or not at all; their status is still in
+the legend.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.transforms import blended_transform_factory
+
+from fedjax_grid.plots import _base
+
+BAR_HEIGHT = 0.7
+#: Up to this many tasks, each bar carries its client id.
+LABEL_MAX_TASKS = 40
+#: Up to this many rounds, the boundaries carry their round number.
+LABEL_MAX_ROUNDS = 30
+
+
+def _worker_label(worker: str) -> str:
+    return worker[len("tcp://"):] if worker.startswith("tcp://") else worker
+
+
+def status_order(statuses) -> list[str]:
+    """The statuses present, known ones in ``STATUSES`` order, unknown ones after."""
+    present = [str(s) for s in pd.unique(pd.Series(list(statuses), dtype=object))]
+    known = [s for s in _base.STATUSES if s in present]
+    return known + sorted(s for s in present if s not in _base.STATUSES)
+
+
+def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
+                    save: str | os.PathLike | None = None, *,
+                    rounds: pd.DataFrame | None = None, run: str | None = None,
+                    label_clients: bool | None = None, legend: bool = True,
+                    title: str | None = None, dpi: int = _base.DPI) -> Figure:
+    """Gantt chart of tasks per worker, with late/failed/rejected/offline marked.
+
+    tasks: columns ``worker, start_s, end_s, status`` (+ ``client`` for bar labels,
+    ``run`` to pick one run with ``run=`` when several are concatenated).
+    rounds: optional rounds table; its ``elapsed_s`` (end of each round) are
+    drawn as dashed vertical round boundaries.
+    label_clients: write the client id on each bar (default: at most 40 tasks).
+    The legend has one entry per status present, labelled with the status name.
+    """
+    func = "worker_timeline"
+    _base.check_table(tasks, ["worker", "start_s", "end_s", "status"], "tasks", func)
+    tasks = _base.select_run(tasks, run, func)
+    workers = tasks["worker"].astype(object).where(tasks["worker"].notna(), "(none)")
+    workers = workers.astype(str).to_numpy()
+    names = sorted(pd.unique(workers))
+    row_of = {w: i for i, w in enumerate(names)}
+    y = np.array([row_of[w] for w in workers], dtype=np.float64)
+    start = _base.numeric(tasks["start_s"])
+    end = _base.numeric(tasks["end_s"])
+    status = tasks["status"].astype(str).to_numpy()
+    has_bar = np.isfinite(start) & np.isfinite(end) & (end > start)
+
+    if ax is None:
+        height = min(max(2.6, 0.45 * len(names) + 1.6), 14.0)
+        ax = _base.new_axes(None, figsize=(8.0, height))
+    else:
+        ax = _base.new_axes(ax)
+
+    statuses = status_order(status)
+    for st in statuses:
+        style = _base.status_style(st)
+        sel = (status == st) & has_bar
+        if sel.any():
+            x0, x1, yc = start[sel], end[sel], y[sel]
+            lo, hi = yc - BAR_HEIGHT / 2, yc + BAR_HEIGHT / 2
+            verts = np.stack([np.stack([x0, lo], -1), np.stack([x0, hi], -1),
+                              np.stack([x1, hi], -1), np.stack([x1, lo], -1)], axis=1)
+            ax.add_collection(PolyCollection(
+                verts, facecolors=style["color"], edgecolors=style["edgecolor"],
+                linewidths=0.6, hatch=style["hatch"] or None, label=st, zorder=2))
+        instant = (status == st) & ~has_bar
+        t = np.where(np.isfinite(start), start, end)[instant]
+        if np.isfinite(t).any():
+            ok_t = np.isfinite(t)
+            ax.scatter(t[ok_t], y[instant][ok_t], marker="|", s=160, linewidths=2.5,
+                       color=style["color"], zorder=3)
+
+    if label_clients is None:
+        label_clients = len(tasks) <= LABEL_MAX_TASKS
+    if label_clients and "client" in tasks.columns:
+        for xa, xb, yy, client in zip(start[has_bar], end[has_bar], y[has_bar],
+                                      tasks["client"].to_numpy()[has_bar]):
+            ax.text((xa + xb) / 2, yy, f"c{client}", ha="center", va="center",
+                    fontsize=6.5, color="black", zorder=4, clip_on=True)
+
+    times = np.concatenate([start[np.isfinite(start)], end[np.isfinite(end)]])
+    if rounds is not None:
+        _base.check_table(rounds, ["round", "elapsed_s"], "rounds", func)
+        rounds = _base.select_run(rounds, run, func)
+        _round_boundaries(ax, rounds)
+        times = np.concatenate([times, _base.numeric(rounds["elapsed_s"])])
+    times = times[np.isfinite(times)]
+    if times.size:
+        lo, hi = float(times.min()), float(times.max())
+        pad = 0.02 * (hi - lo) if hi > lo else 1.0
+        ax.set_xlim(min(lo, 0.0) - pad, hi + pad)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_yticks(range(len(names)), [_worker_label(n) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time since run start (s)")
+    ax.set_ylabel("worker")
+    ax.grid(True, axis="x", alpha=0.3)
+    if legend:
+        handles = [Patch(facecolor=_base.status_style(s)["color"],
+                         edgecolor=_base.status_style(s)["edgecolor"],
+                         hatch=_base.status_style(s)["hatch"] or None, label=s)
+                   for s in statuses]
+        ax.legend(handles=handles, title="status", fontsize="small", title_fontsize="small",
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return _base.finish(ax, title, save, dpi)
+
+
+def _round_boundaries(ax: Axes, rounds: pd.DataFrame) -> None:
+    """Dashed vertical lines at each round's end (``elapsed_s``), numbered when few."""
+    ends = _base.numeric(rounds["elapsed_s"])
+    numbers = rounds["round"].to_numpy()
+    keep = np.isfinite(ends)
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    label = keep.sum() <= LABEL_MAX_ROUNDS
+    for t, r in zip(ends[keep], numbers[keep]):
+        ax.axvline(t, color="#444444", linestyle="--", linewidth=0.8, zorder=1)
+        if label:
+            ax.text(t, 1.0, f"r{r}", transform=trans, ha="right", va="bottom",
+                    fontsize=6.5, color="#444444")
