@@ -1,0 +1,89 @@
+"""Cluster lifecycle: an embedded LocalCluster or an existing Dask scheduler.
+
+``open_cluster(grid_config)`` returns a ``GridHandle`` holding a connected
+``distributed.Client`` with fedjax_grid's worker plugin registered. With
+``grid.scheduler`` unset it starts a ``LocalCluster`` of worker *processes*
+bound to ``grid.host`` (127.0.0.1 by default: nothing listens on 0.0.0.0 unless
+asked); otherwise it connects to the scheduler that desktops joined with
+``dask worker tcp://HOST:8786``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import tempfile
+from typing import Optional
+
+import distributed
+
+import fedjax_grid
+from fedjax_grid.errors import UserError
+from fedjax_grid.grid.plugin import JaxWorkerPlugin
+
+
+@dataclasses.dataclass
+class GridHandle:
+    client: distributed.Client
+    cluster: Optional[distributed.LocalCluster]
+    plugin_errors: dict
+
+    @property
+    def dashboard_link(self) -> str:
+        return self.client.dashboard_link
+
+    def workers(self) -> dict:
+        """Worker address -> scheduler's info (name, nthreads, memory_limit, ...)."""
+        return self.client.scheduler_info(n_workers=-1).get("workers", {})
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def security_from(tls_dir: Optional[str]):
+    """Dask ``Security`` for the coordinator from a ``fedjax-grid certs`` folder."""
+    if tls_dir is None:
+        return None
+    from fedjax_grid.grid.certs import client_security
+    return client_security(tls_dir)
+
+
+def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
+    """Connect (or start a LocalCluster) per ``GridConfig`` and register the plugin."""
+    security = security_from(grid.tls_dir)
+    local_directory = grid.local_directory or local_directory or os.path.join(
+        tempfile.gettempdir(), "fedjax_grid-dask")
+    pathlib.Path(local_directory).mkdir(parents=True, exist_ok=True)
+    cache_dir = grid.compile_cache_dir or os.path.join(local_directory, "jax-cache")
+    cluster = None
+    if grid.scheduler is None:
+        kwargs = dict(n_workers=grid.workers, threads_per_worker=grid.threads_per_worker,
+                      processes=True, host=grid.host, local_directory=local_directory,
+                      dashboard_address=grid.dashboard_address, silence_logs=logging.ERROR)
+        if security is not None:
+            from fedjax_grid.grid.certs import local_cluster_security
+            kwargs["security"] = local_cluster_security(grid.tls_dir)
+            kwargs["protocol"] = "tls://"
+        try:
+            cluster = distributed.LocalCluster(**kwargs)
+        except Exception as e:  # noqa: BLE001 - reported as one line
+            raise UserError(f"cannot start a LocalCluster on host {grid.host!r}: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        client = distributed.Client(cluster, security=kwargs.get("security"))
+    else:
+        try:
+            client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
+                                        security=security)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise UserError(f"cannot reach the Dask scheduler at {grid.scheduler!r} within "
+                            f"{grid.connect_timeout_s:g} s: {type(e).__name__}") from None
+    plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir)
+    responses = client.register_plugin(plugin) or {}
+    errors = {addr: r.get("exception_text", str(r)) for addr, r in responses.items()
+              if isinstance(r, dict) and r.get("status") != "OK"}
+    return GridHandle(client=client, cluster=cluster, plugin_errors=errors)

@@ -1,0 +1,443 @@
+"""The federated engine: rounds over real Dask workers.
+
+``FederatedRun(config)`` sets up everything on the coordinator (data, partition
+strategy, model, server state), connects to the grid, and then runs rounds,
+one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
+
+1. draw this round's local sets with the forming strategy and sample clients
+   (plus ``grid.overcommit`` spares);
+2. broadcast the global variables once (``scatter(broadcast=True)``);
+3. submit one ``client_update`` task per available client, with its examples
+   (``shipped``) or only its indices (``resident``);
+4. collect results as they finish until all are in, the first
+   ``clients_per_round`` are in (overcommit), or the deadline passes; failed
+   tasks and tasks lost with a worker are re-submitted while retries and time
+   remain; stragglers are cancelled and recorded ``late``;
+5. validate each update and fold it into a streaming weighted mean (O(model)
+   memory); bad ones are recorded ``rejected``;
+6. with a quorum, apply the server optimiser; evaluate the global model;
+7. record tasks and round, write an atomic checkpoint.
+
+Everything random derives from (seed, round, client, attempt), and updates are
+summed in float64 on the coordinator, so a resumed run reaches the same final
+parameters as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+import time
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+import fedjax_grid
+from fedjax_grid.errors import UserError
+from fedjax_grid.experiments.config import ExperimentConfig
+from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.grid.tasks import client_update, model_key, standardize
+
+
+def tree_nbytes(tree) -> int:
+    return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
+
+
+def to_numpy(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+@dataclasses.dataclass
+class RoundResult:
+    """Summary of one round (also a row of the rounds table)."""
+    round: int
+    row: dict
+
+
+class FederatedRun:
+    """A federated experiment on a Dask grid, run round by round.
+
+    config: a validated ``ExperimentConfig``. out_dir: where records, checkpoints
+    and plots go (default ``config.out_dir`` or ``runs/<name>``). resume: continue
+    from the last checkpoint in ``out_dir/checkpoints``. grid: an already open
+    ``GridHandle`` to reuse (else one is opened from ``config.grid`` on ``start``).
+    """
+
+    def __init__(self, config: ExperimentConfig, *, out_dir=None, resume: bool = False,
+                 grid=None):
+        from fedjax_grid.grid.records import Records
+        self.config = config.validate()
+        self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.grid = grid
+        self._own_grid = grid is None
+        self.records = Records()
+        self.round = 0
+        self._setup_data()
+        self._setup_model()
+        if resume:
+            self._restore()
+        elif self.ckpt_dir.exists() and any(self.ckpt_dir.glob("ckpt-*")):
+            raise UserError(f"{str(self.out_dir)!r} already holds checkpoints of a run: pass "
+                            "--resume to continue it or choose another --out")
+
+    # -- set-up ---------------------------------------------------------------
+    def _setup_data(self) -> None:
+        from fedjax_grid.data import load_source
+        from fedjax_grid.partition import Distribution, make_strategy
+        c = self.config
+        self._source_opts = dict(c.data.options)
+        if c.data.image_size is not None and c.data.source in ("digits", "textures",
+                                                               "texture_fragments"):
+            self._source_opts["image_size"] = c.data.image_size
+        self.train = load_source(c.data.source, "train", path=c.data.path,
+                                 data_dir=c.data.data_dir, **self._source_opts)
+        self.test = load_source(c.data.source, "test", path=c.data.path,
+                                data_dir=c.data.data_dir, **self._source_opts)
+        self.info = self.train.info
+        labels = np.asarray(self.train.labels)
+        if c.partition.num_clients > len(labels):
+            raise UserError(f"partition.num_clients={c.partition.num_clients} exceeds the "
+                            f"{len(labels)} training examples of {c.data.source!r}")
+        p = c.partition
+        self.distribution = Distribution(kind=p.distribution, beta=p.beta, alpha=p.alpha,
+                                         shards_per_client=p.shards_per_client, sigma=p.sigma)
+        self.strategy = make_strategy(p.forming, labels, p.num_clients, self.distribution,
+                                      keep=p.keep)
+        self.strategy_state = self.strategy.init(c.seed)
+        sample = self.train.__getitems__(np.arange(min(len(self.train), 2048)))["image"]
+        x = sample.astype(np.float64) / 255.0
+        self.mean = tuple(float(v) for v in x.mean(axis=(0, 1, 2)))
+        self.std = tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2)))
+        n_test = len(self.test)
+        if c.data.max_test_examples is not None:
+            n_test = min(n_test, c.data.max_test_examples)
+        test = self.test.__getitems__(np.arange(n_test))
+        self.test_arrays = (test["image"], test["label"])
+
+    def _setup_model(self) -> None:
+        from fedjax_grid.federated import make_server_optimizer, server_init
+        from fedjax_grid.grid.tasks import cached_model
+        from fedjax_grid.training import HParams, init_variables
+        c = self.config
+        self.model_key = model_key(c.model, self.info.num_classes)
+        self.model = cached_model(*self.model_key)
+        t = c.training
+        self.hparams = HParams(optimizer=t.optimizer, learning_rate=t.lr, momentum=t.momentum,
+                               weight_decay=t.weight_decay, batch_size=t.batch_size,
+                               epochs=t.local_epochs, prox_mu=t.prox_mu, augment=t.augment)
+        variables = init_variables(self.model, (1, *self.info.image_shape),
+                                   jax.random.PRNGKey(c.seed))
+        s = c.server
+        self.server_opt = make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum)
+        self.state = server_init(to_numpy(variables), self.server_opt)
+
+    # -- grid -----------------------------------------------------------------
+    def start(self):
+        """Open the grid (LocalCluster or scheduler) unless one was given."""
+        if self.grid is None:
+            from fedjax_grid.grid.cluster import open_cluster
+            self.grid = open_cluster(self.config.grid,
+                                     local_directory=str(self.out_dir / "dask"))
+        return self.grid
+
+    def close(self) -> None:
+        if self.grid is not None and self._own_grid:
+            self.grid.close()
+            self.grid = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def global_variables(self) -> dict:
+        out = {"params": self.state.params}
+        if self.state.batch_stats is not None:
+            out["batch_stats"] = self.state.batch_stats
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self.round >= self.config.training.rounds
+
+    # -- one round --------------------------------------------------------------
+    def _task_spec(self, round_: int, client: int, attempt: int, indices: np.ndarray) -> dict:
+        c = self.config
+        plan = fault_sim.fault_plan(c.faults, c.seed, round_, client, attempt)
+        if c.data.mode == "shipped":
+            batch = self.train.__getitems__(indices)
+            data = {"mode": "shipped", "images": batch["image"], "labels": batch["label"]}
+        else:
+            data = {"mode": "resident", "source": c.data.source, "path": c.data.path,
+                    "data_dir": c.data.data_dir,
+                    "options": tuple(sorted(self._source_opts.items())),
+                    "indices": np.asarray(indices, np.int64)}
+        return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
+                "attempt": attempt, "seed": c.seed, "model": self.model_key,
+                "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
+                "plan": plan.to_dict(), "data": data}
+
+    def _sample_clients(self, round_: int) -> np.ndarray:
+        c = self.config
+        n = min(c.partition.num_clients, c.clients_per_round + c.grid.overcommit)
+        rng = np.random.default_rng([c.seed, 7, round_])
+        return np.sort(rng.choice(c.partition.num_clients, size=n, replace=False))
+
+    def step(self) -> dict:
+        """Run one round; return its row of the rounds table."""
+        from fedjax_grid.federated.validation import validate_update
+        if self.grid is None:
+            self.start()
+        c, g = self.config, self.config.grid
+        client = self.grid.client
+        r = self.round
+        t_round = time.time()
+        run_t0 = self.records.t0 if self.records.t0 is not None else t_round
+        self.records.t0 = run_t0
+        assignments, new_strategy_state = self.strategy.apply(
+            self.strategy_state, np.random.default_rng([c.seed, 11, r]), r)
+        sampled = self._sample_clients(r)
+        target = min(c.clients_per_round, len(sampled))
+
+        task_rows: list[dict] = []
+        active = []
+        for k in sampled:
+            if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
+                task_rows.append(self._row(r, k, 0, "offline", None, None, run_t0,
+                                           reason="client offline (simulated availability)"))
+            else:
+                active.append(int(k))
+
+        gvars = self.global_variables
+        model_bytes = tree_nbytes(gvars)
+        bytes_sent = 0
+        bytes_received = 0
+        n_workers = max(1, len(self.grid.workers()))
+        gfut = client.scatter(gvars, broadcast=True, hash=False) if active else None
+        bytes_sent += model_bytes * n_workers
+
+        pending: dict = {}
+        submitted_at: dict = {}
+
+        def submit(k: int, attempt: int):
+            nonlocal bytes_sent
+            spec = self._task_spec(r, k, attempt, assignments[k])
+            if spec["data"]["mode"] == "shipped":
+                bytes_sent += spec["data"]["images"].nbytes + spec["data"]["labels"].nbytes
+            else:
+                bytes_sent += spec["data"]["indices"].nbytes
+            fut = client.submit(client_update, gfut, spec, pure=False,
+                                key=f"client_update-r{r}-c{k}-a{attempt}-{c.fingerprint()}")
+            pending[fut] = (k, attempt)
+            submitted_at[fut] = time.time()
+
+        for k in active:
+            submit(k, 0)
+
+        agg = _Float64Mean()
+        bn_agg = _Float64Mean()
+        n_ok = 0
+        deadline = t_round + g.deadline_s if g.deadline_s else None
+        from distributed import wait as dask_wait
+        while pending:
+            if g.overcommit > 0 and n_ok >= target:
+                break  # overcommit: the first `target` clients to report are kept
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            if timeout == 0.0:
+                break
+            try:
+                done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
+            except (TimeoutError, distributed_timeout()):
+                break
+            for fut in sorted(done, key=lambda f: pending[f]):
+                k, attempt = pending.pop(fut)
+                if fut.status == "finished":
+                    res = fut.result()
+                    fut.release()
+                    upd = res["variables"]
+                    bytes_received += tree_nbytes(upd)
+                    reason = validate_update(upd, gvars)
+                    if reason is None and g.overcommit > 0 and n_ok >= target:
+                        status, reason = "late", "quota of clients already met (overcommit)"
+                    elif reason is None:
+                        status = "ok"
+                        delta = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b,
+                                             upd["params"], gvars["params"])
+                        agg.add(delta, res["num_examples"])
+                        if "batch_stats" in upd and c.server.bn_mode == "aggregate":
+                            bn_agg.add(upd["batch_stats"], res["num_examples"])
+                        n_ok += 1
+                    else:
+                        status = "rejected"
+                    task_rows.append(self._row(r, k, attempt, status, res, None, run_t0,
+                                               reason=reason or ""))
+                else:
+                    err = _error_text(fut)
+                    fut.release()
+                    task_rows.append(self._row(r, k, attempt, "failed", None,
+                                               (submitted_at[fut], time.time()), run_t0,
+                                               reason=err))
+                    in_time = deadline is None or time.time() < deadline
+                    if attempt < g.retries and in_time:
+                        submit(k, attempt + 1)
+        # Stragglers: cancel, record late; their results never reach a later round.
+        if pending:
+            client.cancel(list(pending), force=True)
+            now = time.time()
+            for fut, (k, attempt) in pending.items():
+                task_rows.append(self._row(r, k, attempt, "late", None, (submitted_at[fut], now),
+                                           run_t0, reason="past the round deadline"
+                                           if deadline else "not needed (overcommit)"))
+            pending.clear()
+        if gfut is not None:
+            gfut.release()
+
+        quorum_needed = max(1, int(np.ceil(c.grid.quorum * target)))
+        quorum = n_ok >= quorum_needed
+        if quorum:
+            from fedjax_grid.federated import server_apply
+            mean_delta = jax.tree.map(lambda a: a.astype(np.float32), agg.result())
+            mean_bs = None
+            if bn_agg.count:
+                mean_bs = jax.tree.map(lambda a: a.astype(np.float32), bn_agg.result())
+            self.state = to_numpy(server_apply(self.state, mean_delta, self.server_opt,
+                                               mean_batch_stats=mean_bs))
+        self.strategy_state = new_strategy_state
+        self.round = r + 1
+        evaluated = (self.round % c.training.eval_every == 0) or self.done
+        metrics = self.evaluate() if evaluated else {"loss": np.nan, "accuracy": np.nan}
+        counts = {s: sum(1 for t in task_rows if t["status"] == s)
+                  for s in ("ok", "late", "failed", "rejected", "offline")}
+        row = {"round": r, "global_loss": float(metrics["loss"]),
+               "global_accuracy": float(metrics["accuracy"]),
+               "round_time_s": time.time() - t_round, "elapsed_s": time.time() - run_t0,
+               "clients_sampled": int(len(sampled)), "clients_ok": counts["ok"],
+               "clients_late": counts["late"], "clients_failed": counts["failed"],
+               "clients_rejected": counts["rejected"], "clients_offline": counts["offline"],
+               "quorum": bool(quorum), "bytes_sent": int(bytes_sent),
+               "bytes_received": int(bytes_received)}
+        for t in task_rows:
+            self.records.add_task(t)
+        self.records.add_round(row)
+        self._checkpoint()
+        return row
+
+    def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
+        plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt)
+        if res is not None:
+            start, end = res["start"], res["end"]
+        elif span is not None:
+            start, end = span
+        else:
+            start = end = time.time()
+        m = (res or {}).get("metrics", {})
+        return {"round": int(r), "client": int(k), "worker": (res or {}).get("worker", ""),
+                "attempt": int(attempt),
+                "num_samples": int((res or {}).get("num_examples", 0)),
+                "local_loss": float(m.get("loss", np.nan)),
+                "local_accuracy": float(m.get("accuracy", np.nan)),
+                "start_s": start - t0, "end_s": end - t0, "duration_s": end - start,
+                "status": status, "reason": str(reason)[:300],
+                "bytes_in": 0, "bytes_out": 0, "speed_factor": plan.speed_factor}
+
+    # -- evaluation, loop, checkpoints -------------------------------------------
+    def evaluate(self) -> dict:
+        from fedjax_grid.training import evaluate
+        images, labels = self.test_arrays
+        return evaluate(self.model, self.global_variables, (images, labels),
+                        self.config.training.test_batch_size,
+                        preprocess=functools.partial(standardize, mean=self.mean, std=self.std))
+
+    def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
+            should_stop: Optional[Callable[[], bool]] = None):
+        """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records."""
+        end = self.config.training.rounds if rounds is None else min(
+            self.config.training.rounds, self.round + rounds)
+        self.start()
+        while self.round < end:
+            if should_stop is not None and should_stop():
+                break
+            row = self.step()
+            if callback is not None:
+                callback(row)
+        self.save_records()
+        return self.records
+
+    def save_records(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.out_dir / "config.json")
+        self.records.save(self.out_dir)
+
+    def _checkpoint(self) -> None:
+        from fedjax_grid.grid.checkpoint import save_checkpoint
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
+                "records": self.records.to_json_state(), "config": self.config.to_dict()}
+        save_checkpoint(self.ckpt_dir, self.round, to_numpy(self.state), meta,
+                        _flatten_state(self.strategy_state))
+        self.save_records()
+
+    def _restore(self) -> None:
+        from fedjax_grid.errors import CheckpointError
+        from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
+        from fedjax_grid.grid.records import Records
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            raise CheckpointError(f"--resume: no checkpoint in {str(self.ckpt_dir)!r}")
+        tree, meta, arrays = load_checkpoint(path, template=self.state)
+        if meta.get("fingerprint") != self.config.fingerprint():
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to another experiment "
+                                  "(its config differs beyond rounds/out/grid)")
+        self.state = tree
+        self.round = int(meta["round"])
+        self.records = Records.from_json_state(meta["records"])
+        self.strategy_state = _unflatten_state(arrays, self.strategy_state)
+
+
+class _Float64Mean:
+    """Streaming weighted mean of pytrees in float64 (order-independent in practice)."""
+
+    def __init__(self):
+        self.total = None
+        self.count = 0
+        self.weight = 0.0
+
+    def add(self, tree, weight: float) -> None:
+        w = float(weight)
+        scaled = jax.tree.map(lambda a: np.asarray(a, np.float64) * w, tree)
+        self.total = scaled if self.total is None else jax.tree.map(np.add, self.total, scaled)
+        self.weight += w
+        self.count += 1
+
+    def result(self):
+        return jax.tree.map(lambda a: a / self.weight, self.total)
+
+
+def distributed_timeout():
+    from distributed import TimeoutError as DTimeout
+    return DTimeout
+
+
+def _error_text(fut) -> str:
+    try:
+        exc = fut.exception(timeout=5)
+    except Exception as e:  # noqa: BLE001
+        exc = e
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _flatten_state(state: dict) -> dict:
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def _unflatten_state(arrays: dict, like: dict) -> dict:
+    out = {}
+    for k, v in like.items():
+        a = arrays[k]
+        out[k] = a if isinstance(v, np.ndarray) else type(v)(a.item() if a.ndim == 0 else a)
+    return out

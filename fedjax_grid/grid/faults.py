@@ -1,0 +1,70 @@
+"""Heterogeneity and fault simulation: pure, seeded plans applied inside real tasks.
+
+A ``FaultPlan`` is drawn on the coordinator from (seed, round, client, attempt)
+alone, so a run and its resume draw the same plans, and it is recorded per task.
+The task that receives it (``grid.tasks``) applies it on the real worker: it
+sleeps to emulate a slow or delayed desktop, raises to emulate a drop-out,
+returns a corrupted (NaN) update to emulate a faulty node, or hangs.
+
+- speed factor: per client, fixed for the whole run, log-uniform in
+  [1, max_slowdown]; the task sleeps (factor - 1) x its training time.
+- availability: per (client, round), offline with probability offline_prob;
+  offline clients are not sent a task at all (status ``offline``).
+- delay: uniform in [0, max_delay_s] seconds, per task.
+- dropout / error / hang: per task, with their probabilities.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+# Stream identifiers keep the draws of different purposes independent.
+_SPEED, _AVAIL, _TASK = 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultPlan:
+    speed_factor: float = 1.0
+    offline: bool = False
+    delay_s: float = 0.0
+    dropout: bool = False
+    corrupt: bool = False
+    hang_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+NO_FAULTS = FaultPlan()
+
+
+def speed_factor(faults, seed: int, client: int) -> float:
+    """Fixed slow-down of a client (>= 1), log-uniform in [1, faults.max_slowdown]."""
+    if not faults.enabled or faults.max_slowdown <= 1.0:
+        return 1.0
+    u = np.random.default_rng([seed, _SPEED, client]).random()
+    return float(math.exp(u * math.log(faults.max_slowdown)))
+
+
+def is_offline(faults, seed: int, round_: int, client: int) -> bool:
+    if not faults.enabled or faults.offline_prob <= 0:
+        return False
+    return bool(np.random.default_rng([seed, _AVAIL, round_, client]).random() < faults.offline_prob)
+
+
+def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0) -> FaultPlan:
+    """The plan of one task; ``faults`` is a ``FaultConfig``. Pure and deterministic."""
+    if not faults.enabled:
+        return NO_FAULTS
+    rng = np.random.default_rng([seed, _TASK, round_, client, attempt])
+    u_delay, u_drop, u_err, u_hang = rng.random(4)
+    return FaultPlan(
+        speed_factor=speed_factor(faults, seed, client),
+        offline=is_offline(faults, seed, round_, client),
+        delay_s=float(u_delay * faults.max_delay_s),
+        dropout=bool(u_drop < faults.dropout_prob),
+        corrupt=bool(u_err < faults.error_prob),
+        hang_s=float(faults.hang_s) if u_hang < faults.hang_prob else 0.0,
+    )

@@ -1,0 +1,140 @@
+"""The client task: what one desktop node runs for one client in one round.
+
+``client_update(global_variables, spec)`` is a module-level function (so Dask
+pickles it by reference and the JAX steps it calls stay compiled in the worker
+process between rounds). ``spec`` is a plain dict (see ``make_task_spec``); the
+result is a plain dict with the client's variables as numpy arrays.
+
+Module-level caches on each worker: the Flax model per (name, classes, kwargs)
+and, in ``resident`` data mode, the prepared data set per source, opened once
+per process. The fault plan, when any, is applied here on the real worker.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+
+import numpy as np
+
+import fedjax_grid
+
+
+class SimulatedDropout(RuntimeError):
+    """A simulated desktop that dropped out after training (fault simulation)."""
+
+
+class TaskCancelled(RuntimeError):
+    """The coordinator cancelled this task (e.g. the round's deadline passed)."""
+
+
+@functools.lru_cache(maxsize=16)
+def cached_model(name: str, num_classes: int, kwargs: tuple):
+    from fedjax_grid.models import get_model
+    return get_model(name, num_classes, **dict(kwargs))
+
+
+def model_key(model_cfg, num_classes: int) -> tuple:
+    """Hashable description of a model: (name, classes, sorted kwargs)."""
+    return (model_cfg.name, int(num_classes), tuple(sorted(model_cfg.kwargs.items())))
+
+
+@functools.lru_cache(maxsize=4)
+def resident_dataset(source: str, path, data_dir, options: tuple):
+    """The worker's own copy of the training split, opened once per process."""
+    from fedjax_grid.data import load_source
+    return load_source(source, "train", path=path, data_dir=data_dir, **dict(options))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ValueError, ImportError):
+        return f"local:{socket.gethostname()}:{os.getpid()}"
+
+
+def _cancelled() -> bool:
+    """True when the coordinator released or cancelled the running task."""
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+        worker = get_worker()
+        key = getattr(thread_state, "key", None)
+    except (ValueError, ImportError):
+        return False
+    if key is None:
+        return False
+    ts = worker.state.tasks.get(key)
+    return ts is None or ts.state in ("cancelled", "released", "forgotten")
+
+
+def interruptible_sleep(seconds: float, step: float = 0.05) -> None:
+    """Sleep ``seconds``; raise ``TaskCancelled`` as soon as the task is cancelled."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if _cancelled():
+            raise TaskCancelled("cancelled by the coordinator")
+        time.sleep(min(step, left))
+
+
+def client_update(global_variables, spec: dict) -> dict:
+    """Train one client's local model from the global variables.
+
+    global_variables: {'params': ..., 'batch_stats'?: ...} of numpy arrays.
+    spec: see ``make_task_spec``. Returns {'variables', 'num_examples',
+    'metrics', 'worker', 'start', 'end', 'train_s', 'plan'} with wall-clock
+    times in seconds since the epoch (worker clock).
+    """
+    from fedjax_grid.grid.plugin import check_version
+    start = time.time()
+    if spec["version"] != fedjax_grid.__version__:
+        from fedjax_grid.grid.plugin import VersionMismatch
+        raise VersionMismatch(f"worker runs fedjax_grid {fedjax_grid.__version__}, "
+                              f"task needs {spec['version']}")
+    check_version()
+    import jax
+    from fedjax_grid.training import HParams, local_train
+
+    plan = spec.get("plan") or {}
+    if plan.get("delay_s"):
+        interruptible_sleep(plan["delay_s"])
+    model = cached_model(*spec["model"])
+    data = spec["data"]
+    if data["mode"] == "shipped":
+        train_data = (data["images"], data["labels"])
+        indices = None
+    else:
+        ds = resident_dataset(data["source"], data["path"], data["data_dir"], data["options"])
+        train_data, indices = ds, data["indices"]
+    hp = HParams(**spec["hparams"])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
+        jax.random.PRNGKey(spec["seed"]), spec["round"]), spec["client"]), spec["attempt"])
+    t0 = time.perf_counter()
+    variables, metrics = local_train(
+        model, global_variables, train_data, hp, key, indices=indices,
+        preprocess=functools.partial(standardize, mean=spec["mean"], std=spec["std"]),
+        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
+    variables = jax.tree.map(np.asarray, variables)
+    train_s = time.perf_counter() - t0
+    if plan.get("speed_factor", 1.0) > 1.0:
+        interruptible_sleep(train_s * (plan["speed_factor"] - 1.0))
+    if plan.get("hang_s"):
+        interruptible_sleep(plan["hang_s"])
+    if plan.get("dropout"):
+        raise SimulatedDropout(f"client {spec['client']} dropped out (simulated)")
+    if plan.get("corrupt"):
+        variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
+    return {"variables": variables, "num_examples": int(metrics["num_examples"]),
+            "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
+            "train_s": train_s, "plan": plan}
+
+
+def standardize(images: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 (n, H, W, C) -> float32, per-channel (x/255 - mean) / std."""
+    x = np.asarray(images, dtype=np.float32) * (1.0 / 255.0)
+    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
