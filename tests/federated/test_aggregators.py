@@ -35,7 +35,7 @@ def test_mean_equals_exact_weighted_mean_many_clients():
     trees = [_tree(rng, scale=1e-3, offset=100.0) for _ in range(2000)]
     weights = rng.integers(1, 500, size=len(trees))
     exact = _exact_mean(trees, weights)
-    for accumulate in ('float64', 'float32'):
+    for accumulate in ('exact', 'float64', 'float32'):
         agg = make_aggregator('mean', accumulate=accumulate)
         res = _run(agg, trees, weights)
         for got, want in zip(jax.tree_util.tree_leaves(res['params']),
@@ -64,6 +64,40 @@ def test_float32_mean_is_jittable_and_kahan_beats_naive():
     exact_sum = 1e6 + 3000 * np.float64(np.float32(0.01))
     assert abs(float(state.total['w'][0]) - exact_sum) < 0.07          # <= ~1 ulp (0.0625)
     assert abs(float(naive[0]) - exact_sum) > 25.0                     # naive lost the small ones
+
+
+def test_exact_mean_is_correctly_rounded_and_order_independent():
+    import math
+    rng = np.random.default_rng(7)
+    k, n = 60, 3000
+    xs = (rng.standard_normal((k, n)) * np.exp(rng.uniform(-8, 8, (k, n)))).astype(np.float32)
+    ws = rng.integers(1, 5000, size=k)
+    agg = make_aggregator('mean')          # accumulate='exact'
+    results = []
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(k)
+        results.append(_run(agg, [{'w': xs[i]} for i in order], ws[order])['w'])
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+    W = float(ws.sum())
+    want = np.array([math.fsum(float(w) * float(x) for w, x in zip(ws, xs[:, j])) / W
+                     for j in range(n)]).astype(np.float32)
+    np.testing.assert_array_equal(results[0], want)
+
+
+def test_exact_mean_survives_cancellation_where_plain_float64_does_not():
+    import math
+    rng = np.random.default_rng(8)
+    n = 500
+    big = (rng.standard_normal(n) * 1e12).astype(np.float32)
+    small = rng.standard_normal((20, n)).astype(np.float32)
+    trees = [{'w': big}] + [{'w': x} for x in small] + [{'w': -big}]
+    ws = [4099] + list(rng.integers(1, 5000, 20)) + [4099]
+    want = np.array([math.fsum(float(w) * float(t['w'][j]) for w, t in zip(ws, trees)) / float(sum(ws))
+                     for j in range(n)]).astype(np.float32)
+    np.testing.assert_array_equal(_run(make_aggregator('mean'), trees, ws)['w'], want)
+    plain = _run(make_aggregator('mean', accumulate='float64'), trees, ws)['w']
+    assert (plain != want).sum() > n // 2
 
 
 def test_mean_is_pure_and_streaming():
@@ -143,3 +177,12 @@ def test_factory_errors(name, kw, match):
     with pytest.raises(UserError, match=match) as e:
         make_aggregator(name, **kw)
     assert '\n' not in str(e.value)
+
+
+def test_exact_mean_on_leaves_larger_than_one_block():
+    rng = np.random.default_rng(9)
+    trees = [{'k': rng.standard_normal((3, 3, 64, 130)).astype(np.float32)} for _ in range(3)]  # 74880 > 2**15
+    ws = [5, 7, 11]
+    got = _run(make_aggregator('mean'), trees, ws)['k']
+    assert got.shape == (3, 3, 64, 130) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, _exact_mean(trees, ws)['k'].astype(np.float32))
