@@ -25,7 +25,6 @@ parameters as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 import time
 from typing import Callable, Optional
@@ -37,7 +36,7 @@ import fedjax_grid
 from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.tasks import client_update, model_key, standardize
+from fedjax_grid.grid.tasks import client_update, model_key
 
 
 def tree_nbytes(tree) -> int:
@@ -74,6 +73,7 @@ class FederatedRun:
         self._own_grid = grid is None
         self.records = Records()
         self.round = 0
+        self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
         self._setup_data()
         self._setup_model()
         if resume:
@@ -197,8 +197,9 @@ class FederatedRun:
         client = self.grid.client
         r = self.round
         t_round = time.time()
-        run_t0 = self.records.t0 if self.records.t0 is not None else t_round
-        self.records.t0 = run_t0
+        if self.t0 is None:
+            self.t0 = t_round
+        run_t0 = self.t0
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, np.random.default_rng([c.seed, 11, r]), r)
         sampled = self._sample_clients(r)
@@ -347,11 +348,11 @@ class FederatedRun:
 
     # -- evaluation, loop, checkpoints -------------------------------------------
     def evaluate(self) -> dict:
-        from fedjax_grid.training import evaluate
+        from fedjax_grid.training import Standardize, evaluate
         images, labels = self.test_arrays
         return evaluate(self.model, self.global_variables, (images, labels),
                         self.config.training.test_batch_size,
-                        preprocess=functools.partial(standardize, mean=self.mean, std=self.std))
+                        preprocess=Standardize(mean=self.mean, std=self.std))
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
             should_stop: Optional[Callable[[], bool]] = None):
@@ -397,6 +398,9 @@ class FederatedRun:
         self.round = int(meta["round"])
         self.records = Records.from_json_state(meta["records"])
         self.strategy_state = _unflatten_state(arrays, self.strategy_state)
+        rounds = self.records.rounds()
+        elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
+        self.t0 = time.time() - elapsed
 
 
 class _Float64Mean:

@@ -98,7 +98,7 @@ def client_update(global_variables, spec: dict) -> dict:
                               f"task needs {spec['version']}")
     check_version()
     import jax
-    from fedjax_grid.training import HParams, local_train
+    from fedjax_grid.training import HParams, Standardize, local_train
 
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
@@ -117,7 +117,7 @@ def client_update(global_variables, spec: dict) -> dict:
     t0 = time.perf_counter()
     variables, metrics = local_train(
         model, global_variables, train_data, hp, key, indices=indices,
-        preprocess=functools.partial(standardize, mean=spec["mean"], std=spec["std"]),
+        preprocess=Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"])),
         anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
     variables = jax.tree.map(np.asarray, variables)
     train_s = time.perf_counter() - t0
@@ -133,8 +133,3 @@ def client_update(global_variables, spec: dict) -> dict:
             "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan}
 
-
-def standardize(images: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 (n, H, W, C) -> float32, per-channel (x/255 - mean) / std."""
-    x = np.asarray(images, dtype=np.float32) * (1.0 / 255.0)
-    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

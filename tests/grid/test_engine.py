@@ -1,0 +1,122 @@
+"""The federated engine on a real 2-worker LocalCluster (real processes, real JAX)."""
+import os
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from fedjax_grid.errors import CheckpointError, UserError
+from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.grid.engine import FederatedRun
+from tests.grid.conftest import tiny_config
+
+
+def _params(run):
+    return jax.tree.leaves(run.state.params)
+
+
+def test_small_run_learns_and_records(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 3})
+    run = FederatedRun(cfg, out_dir=tmp_path / "run", grid=grid)
+    records = run.run()
+    rounds, tasks = records.rounds(), records.tasks()
+    assert list(rounds["round"]) == [0, 1, 2]
+    assert (rounds["clients_ok"] == 4).all()
+    assert (tasks["status"] == "ok").all() and len(tasks) == 12
+    assert set(tasks["worker"]) <= set(grid.workers())  # tasks ran on the cluster's workers
+    assert rounds["global_accuracy"].iloc[-1] > 0.5  # 10 classes: chance is 0.1
+    assert rounds["global_accuracy"].iloc[-1] > rounds["global_accuracy"].iloc[0] - 0.05
+    assert (rounds["bytes_sent"] > 0).all() and (rounds["bytes_received"] > 0).all()
+    for name in ("tasks.csv", "rounds.csv", "tasks.parquet", "rounds.parquet", "config.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
+
+
+def test_resume_reaches_identical_parameters(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 3, "partition.forming": "hybrid"})
+    full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
+    full.run()
+    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
+    part.run(rounds=2)
+    assert part.round == 2
+    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
+    assert resumed.round == 2
+    resumed.run()
+    for a, b in zip(_params(full), _params(resumed)):
+        np.testing.assert_array_equal(a, b)  # bitwise on CPU with fixed seeds
+    assert list(resumed.records.rounds()["round"]) == [0, 1, 2]
+
+
+def test_out_dir_with_checkpoints_needs_resume(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 1})
+    FederatedRun(cfg, out_dir=tmp_path / "r", grid=grid).run()
+    with pytest.raises(UserError, match="--resume"):
+        FederatedRun(cfg, out_dir=tmp_path / "r", grid=grid)
+    other = tiny_config(**{"training.rounds": 1, "training.lr": 0.01})
+    with pytest.raises(CheckpointError, match="another experiment"):
+        FederatedRun(other, out_dir=tmp_path / "r", grid=grid, resume=True)
+
+
+def _seed_with(pred, faults, clients, limit=500):
+    for seed in range(limit):
+        plans = [fault_sim.fault_plan(faults, seed, 0, k, 0) for k in range(clients)]
+        if pred(plans):
+            return seed, plans
+    raise AssertionError("no seed found")
+
+
+def test_nan_updates_are_rejected_and_recorded(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 1, "faults.enabled": True, "faults.error_prob": 0.4,
+                         "grid.retries": 0})
+    seed, plans = _seed_with(lambda ps: 1 <= sum(p.corrupt for p in ps) <= 2, cfg.faults, 4)
+    cfg = cfg.with_overrides([f"seed={seed}"])
+    run = FederatedRun(cfg, out_dir=tmp_path / "nan", grid=grid)
+    run.run()
+    tasks = run.records.tasks().sort_values("client")
+    expected = ["rejected" if p.corrupt else "ok" for p in plans]
+    assert list(tasks["status"]) == expected
+    assert tasks.loc[tasks["status"] == "rejected", "reason"].str.contains("finite|NaN").all()
+    assert all(np.isfinite(leaf).all() for leaf in _params(run))
+
+
+def test_straggler_past_deadline_is_dropped_and_recorded(grid, tmp_path):
+    # Warm the workers' compiled steps first, so the deadline measures training, not XLA.
+    FederatedRun(tiny_config(**{"training.rounds": 1}), out_dir=tmp_path / "warm", grid=grid).run()
+    cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.hang_prob": 0.3,
+                         "faults.hang_s": 120.0, "grid.deadline_s": 12.0, "grid.quorum": 0.25})
+    seed, plans = _seed_with(lambda ps: sum(p.hang_s > 0 for p in ps) == 1, cfg.faults, 4)
+    cfg = cfg.with_overrides([f"seed={seed}", "training.rounds=1"])
+    run = FederatedRun(cfg, out_dir=tmp_path / "late", grid=grid)
+    t = time.time()
+    run.run()
+    assert time.time() - t < 60  # the round closed at its deadline, not after the 120 s hang
+    tasks = run.records.tasks().sort_values("client")
+    hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
+    late = tasks[tasks["status"] == "late"]
+    assert list(late["client"]) == hung
+    assert (tasks[tasks["status"] == "ok"]["client"].tolist()
+            == [k for k in range(4) if k not in hung])
+    assert run.records.rounds()["clients_late"].iloc[0] == 1
+
+
+def test_worker_killed_mid_round_run_completes(grid, tmp_path):
+    pids = grid.client.run(os.getpid)
+    cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.max_delay_s": 4.0})
+    run = FederatedRun(cfg, out_dir=tmp_path / "kill", grid=grid)
+    victim = sorted(pids.values())[0]
+
+    def kill_soon():
+        time.sleep(2.0)
+        os.kill(victim, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    run.run()
+    killer.join()
+    rounds = run.records.rounds()
+    assert len(rounds) == 2 and rounds["quorum"].all()
+    assert (rounds["clients_ok"] >= 2).all()
+    assert victim not in grid.client.run(os.getpid).values()  # that process is gone
