@@ -213,3 +213,19 @@ def download(url: str, dest: str | os.PathLike, *, md5: str | None = None,
         raise
     part.replace(dest)
     return dest
+
+
+def source_fingerprint(path: str | os.PathLike) -> dict:
+    """Identifies the source files a prepared copy was made from.
+
+    A file: its name and size in bytes; a folder: its resolved path and
+    modification time. A different fingerprint makes a prepared copy stale.
+    """
+    path = pathlib.Path(path).expanduser()
+    try:
+        st = path.stat()
+    except OSError:
+        raise DataError(f"{path}: no such file or folder") from None
+    if path.is_dir():
+        return {"folder": str(path.resolve()), "mtime_ns": st.st_mtime_ns}
+    return {"file": path.name, "bytes": st.st_size}

@@ -62,6 +62,20 @@ class SplitData:
     images: Callable[[], Iterable[np.ndarray]]
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceData:
+    """Everything ``write_prepared`` stores for one source.
+
+    splits: split name -> ``SplitData``; class_names: display names, index =
+    label; image_shape: (H, W, C); label_names: unique names for the tfds
+    ClassLabel (default class_names).
+    """
+    splits: Mapping[str, SplitData]
+    class_names: Sequence[str]
+    image_shape: Sequence[int]
+    label_names: Sequence[str] | None = None
+
+
 def _builder_class():
     tfds = _tfds()
 
@@ -153,7 +167,7 @@ def _lock(path: pathlib.Path):
 def _features(image_shape, label_names, image_format):
     tfds = _tfds()
     if image_format == "raw":
-        image = tfds.features.Tensor(shape=tuple(image_shape), dtype=np.uint8)
+        image = tfds.features.Tensor(shape=tuple(image_shape), dtype=np.uint8, encoding="bytes")
     elif image_format == "png":
         image = tfds.features.Image(shape=tuple(image_shape), encoding_format="png")
     else:
@@ -175,18 +189,16 @@ def _as_png_images(images: Callable[[], Iterable[np.ndarray]]):
     return gen
 
 
-def write_prepared(name: str, *, data_dir: os.PathLike, make_splits: Callable[[], Mapping[str, SplitData]],
-                   class_names: Sequence[str], image_shape: Sequence[int],
+def write_prepared(name: str, *, data_dir: os.PathLike, make: Callable[[], SourceData],
                    fingerprint: Mapping | None = None, config: str | None = None,
-                   label_names: Sequence[str] | None = None, image_format: str = "raw",
-                   force: bool = False, progress: bool = False) -> pathlib.Path:
+                   image_format: str = "raw", force: bool = False,
+                   progress: bool = False) -> pathlib.Path:
     """Prepare a source once; return its version folder.
 
     Idempotent: a complete copy whose marker holds the same ``fingerprint``
     (a JSON-able dict naming the source files and options) is returned as is;
     a copy with another fingerprint, or without marker (half-written), is
-    removed and rebuilt. ``make_splits`` is only called when writing.
-    label_names: unique names for the tfds ClassLabel (default class_names).
+    removed and rebuilt. ``make`` (reads the source) is only called when writing.
     """
     if image_format not in IMAGE_FORMATS:
         raise UserError(f"image_format={image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
@@ -198,7 +210,8 @@ def write_prepared(name: str, *, data_dir: os.PathLike, make_splits: Callable[[]
             return vdir
         if vdir.exists():
             shutil.rmtree(vdir)
-        splits = dict(make_splits())
+        source = make()
+        splits, class_names, image_shape = dict(source.splits), source.class_names, source.image_shape
         for split, data in splits.items():
             labels = np.asarray(data.labels)
             if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
@@ -209,7 +222,7 @@ def write_prepared(name: str, *, data_dir: os.PathLike, make_splits: Callable[[]
             written = {s: SplitData(d.labels, _as_png_images(d.images)) for s, d in splits.items()}
         tfds = _tfds()
         builder = _builder_class()(
-            name=name, features=_features(image_shape, label_names or class_names, image_format),
+            name=name, features=_features(image_shape, source.label_names or class_names, image_format),
             splits=written, config=config, data_dir=data_dir)
         previous = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
         tfds.display_progress_bar(progress)
