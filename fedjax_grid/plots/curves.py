@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.plots import _base
@@ -49,6 +50,8 @@ def run_lines(ax: Axes, table: pd.DataFrame, x: str, y: str, func: str,
     if drawn == 0:
         raise _base.NoDataError(f"{func}: column {y!r} has no finite values against {x!r} "
                         f"(every row is missing it)")
+    if x == "round":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(_base.axis_label(x))
     ax.set_ylabel(_base.axis_label(y))
     ax.grid(True, alpha=0.3)
@@ -75,8 +78,8 @@ def global_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
 def time_to_target(rounds: pd.DataFrame, target: float) -> pd.DataFrame:
     """First round of each run whose global accuracy reaches ``target``.
 
-    Returns DataFrame[run, round, elapsed_s] (``round``/``elapsed_s`` NaN for a
-    run that never reaches it); ``run`` is None for a table without runs.
+    Returns DataFrame[run, round, elapsed_s, global_accuracy] (NaN for a run
+    that never reaches it); ``run`` is None for a table without runs.
     """
     func = "time_to_target"
     _base.check_table(rounds, ["round", "global_accuracy", "elapsed_s"], "rounds", func)
@@ -88,10 +91,12 @@ def time_to_target(rounds: pd.DataFrame, target: float) -> pd.DataFrame:
         if hit.size:
             first = part.iloc[hit[0]]
             rows.append({"run": name, "round": float(first["round"]),
-                         "elapsed_s": float(first["elapsed_s"])})
+                         "elapsed_s": float(first["elapsed_s"]),
+                         "global_accuracy": float(acc[hit[0]])})
         else:
-            rows.append({"run": name, "round": np.nan, "elapsed_s": np.nan})
-    return pd.DataFrame(rows, columns=["run", "round", "elapsed_s"])
+            rows.append({"run": name, "round": np.nan, "elapsed_s": np.nan,
+                         "global_accuracy": np.nan})
+    return pd.DataFrame(rows, columns=["run", "round", "elapsed_s", "global_accuracy"])
 
 
 def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
@@ -101,7 +106,8 @@ def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
 
     rounds: columns ``round, global_accuracy, elapsed_s`` (seconds).
     target: optional accuracy drawn as a dashed horizontal line (one extra line
-    in ``ax.get_lines()``) with each run's first crossing marked by a dot.
+    in ``ax.get_lines()``) with each run's first evaluated round at or above it
+    marked by a dot (see ``time_to_target``).
     """
     func = "time_to_accuracy"
     _base.check_table(rounds, ["round", "global_accuracy", "elapsed_s"], "rounds", func)
@@ -115,7 +121,7 @@ def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
                    label="_nolegend_")
         hits = time_to_target(rounds, float(target)).dropna()
         for _, row in hits.iterrows():
-            ax.scatter([row["elapsed_s"]], [target], s=30, zorder=3,
+            ax.scatter([row["elapsed_s"]], [row["global_accuracy"]], s=30, zorder=3,
                        color=colors.get(row["run"]), edgecolor="black")
     return _base.finish(ax, title, save, dpi)
 

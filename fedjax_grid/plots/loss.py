@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.plots import _base
@@ -89,6 +90,7 @@ def local_loss(tasks: pd.DataFrame, ax: Axes | None = None,
                             part["low"].to_numpy(dtype=float),
                             part["high"].to_numpy(dtype=float),
                             color=colors[name], alpha=0.22, linewidth=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if runs is not None:
             ax.legend(title="run", fontsize="small", title_fontsize="small")
         ylabel = f"local training loss (mean, {band} band)"

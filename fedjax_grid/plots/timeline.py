@@ -111,7 +111,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
         lo, hi = float(times.min()), float(times.max())
         pad = 0.02 * (hi - lo) if hi > lo else 1.0
         ax.set_xlim(min(lo, 0.0) - pad, hi + pad)
-    ax.set_ylim(-0.6, len(names) - 0.4)
+    top = -0.95 if rounds is not None else -0.6   # room for the round numbers
+    ax.set_ylim(top, len(names) - 0.4)
     ax.set_yticks(range(len(names)), [_worker_label(n) for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("time since run start (s)")
@@ -137,5 +138,5 @@ def _round_boundaries(ax: Axes, rounds: pd.DataFrame) -> None:
     for t, r in zip(ends[keep], numbers[keep]):
         ax.axvline(t, color="#444444", linestyle="--", linewidth=0.8, zorder=1)
         if label:
-            ax.text(t, 1.0, f"r{r}", transform=trans, ha="right", va="bottom",
-                    fontsize=6.5, color="#444444")
+            ax.text(t, 0.995, f"r{r} ", transform=trans, ha="right", va="top",
+                    fontsize=6.5, color="#444444", clip_on=True)

@@ -58,6 +58,10 @@ def test_time_to_accuracy_x_is_elapsed_and_target(rounds_all, tmp_path):
     assert list(hits["run"]) == list(RUNS)
     # every simulated run passes 0.5 by round 3; dots mark the crossings
     assert hits["round"].between(1, 3).all()
+    assert (hits["global_accuracy"] >= 0.5).all()
+    for _, hit in hits.iterrows():           # it is the first such round
+        part = rounds_all[rounds_all["run"] == hit["run"]]
+        assert (part.loc[part["round"] < hit["round"], "global_accuracy"] < 0.5).all()
     assert len(ax.collections) == len(hits)
 
 

@@ -51,7 +51,7 @@ def test_bars_per_worker_coloured_by_status(tasks_one, rounds_one, tmp_path):
     # few tasks: each bar carries its client id (+ round labels r1..r5)
     texts = [t.get_text() for t in ax.texts]
     assert sum(t.startswith("c") for t in texts) == tasks_one["end_s"].notna().sum()
-    assert [t for t in texts if t.startswith("r")] == [f"r{r}" for r in range(1, 6)]
+    assert [t for t in texts if t.startswith("r")] == [f"r{r} " for r in range(1, 6)]
 
 
 def test_run_selection(tasks_all, rounds_all):
