@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fedjax_grid.data.base import DatasetInfo
-from fedjax_grid.data.textures import TextureFolder, resolve_path, split_images
+from fedjax_grid.data.textures import TextureFolder, reject_options, resolve_path, split_images
 from fedjax_grid.errors import UserError
 
 NORMALIZATIONS = ("none", "standardize", "equalize")
@@ -286,13 +286,15 @@ class FragmentDataset:
 def load(split: str = "train", *, path=None, data_dir=None, size: int = 256, stride: int | None = None,
          angles: Sequence[float] = (0.0,), flips: bool = False, normalize: str = "none",
          out_size: int | None = None, test_fraction: float = 0.2, seed: int = 0,
-         cache_images: int = 8, spec: FragmentSpec | None = None) -> FragmentDataset:
+         cache_images: int = 8, spec: FragmentSpec | None = None, **unknown) -> FragmentDataset:
     """The ``texture_fragments`` source over a ``textures`` folder or zip.
 
     split: 'train' | 'test' | 'all', split by source photo (seeded, per class).
     Fragment parameters as in :class:`FragmentSpec` (or pass ``spec``).
     Raises UserError when no photo of the split is large enough for one fragment.
     """
+    reject_options("texture_fragments", unknown, "size, stride, angles, flips, normalize, out_size, "
+                   "test_fraction, seed, cache_images, spec")
     spec = spec or FragmentSpec(size=size, stride=stride, angles=tuple(np.atleast_1d(angles).tolist()),
                                 flips=flips, normalize=normalize, out_size=out_size)
     folder = TextureFolder(resolve_path("texture_fragments", path, data_dir))

@@ -218,6 +218,13 @@ class TexturesDataset:
         return self._labels
 
 
+def reject_options(name: str, unknown: dict, allowed: str) -> None:
+    """UserError naming the first option a source does not take."""
+    if unknown:
+        key = sorted(unknown)[0]
+        raise UserError(f"source {name!r} has no option {key!r}; allowed: {allowed}")
+
+
 def resolve_path(name: str, path, data_dir) -> pathlib.Path:
     """``path``, else ``data_dir``; UserError when neither is given."""
     chosen = path if path is not None else data_dir
@@ -228,13 +235,14 @@ def resolve_path(name: str, path, data_dir) -> pathlib.Path:
 
 
 def load(split: str = "train", *, path=None, data_dir=None, image_size: int = 128,
-         test_fraction: float = 0.2, seed: int = 0) -> TexturesDataset:
+         test_fraction: float = 0.2, seed: int = 0, **unknown) -> TexturesDataset:
     """The ``textures`` source.
 
     split: 'train' | 'test' | 'all' (seeded split by image per class, see
     :func:`split_images`). path: folder or .zip (``data_dir`` is used when path is
     None). image_size: side S of the yielded uint8 (S, S, 3) images.
     """
+    reject_options("textures", unknown, "image_size, test_fraction, seed")
     if int(image_size) < 1:
         raise UserError(f"image_size={image_size!r} must be >= 1")
     folder = TextureFolder(resolve_path("textures", path, data_dir))

@@ -151,3 +151,8 @@ def test_bad_specs(kw, match):
 def test_fragment_larger_than_every_photo(dtd_sample):
     with pytest.raises(UserError, match="size=2000"):
         load("train", path=dtd_sample, size=2000)
+
+
+def test_unknown_option_is_a_user_error(dtd_sample):
+    with pytest.raises(UserError, match="'rotation'"):
+        load("train", path=dtd_sample, rotation=90)

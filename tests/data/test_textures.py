@@ -112,3 +112,9 @@ def test_missing_or_empty(tmp_path):
         load("train", path=tmp_path / "empty")
     with pytest.raises(UserError, match="path="):
         load("train")
+
+
+def test_unknown_option_is_a_user_error(tmp_path):
+    root = _write_tree(tmp_path / "tex")
+    with pytest.raises(UserError, match="'imagesize'"):
+        load("train", path=root, imagesize=8)
