@@ -286,15 +286,20 @@ class FragmentDataset:
 def load(split: str = "train", *, path=None, data_dir=None, size: int = 256, stride: int | None = None,
          angles: Sequence[float] = (0.0,), flips: bool = False, normalize: str = "none",
          out_size: int | None = None, test_fraction: float = 0.2, seed: int = 0,
-         cache_images: int = 8, spec: FragmentSpec | None = None, **unknown) -> FragmentDataset:
+         cache_images: int = 8, spec: FragmentSpec | None = None, image_size: int | None = None,
+         **unknown) -> FragmentDataset:
     """The ``texture_fragments`` source over a ``textures`` folder or zip.
 
     split: 'train' | 'test' | 'all', split by source photo (seeded, per class).
-    Fragment parameters as in :class:`FragmentSpec` (or pass ``spec``).
+    Fragment parameters as in :class:`FragmentSpec` (or pass ``spec``);
+    ``image_size`` (the option every image source takes) is an alias of ``out_size``.
     Raises UserError when no photo of the split is large enough for one fragment.
     """
     reject_options("texture_fragments", unknown, "size, stride, angles, flips, normalize, out_size, "
-                   "test_fraction, seed, cache_images, spec")
+                   "image_size, test_fraction, seed, cache_images, spec")
+    if image_size is not None and out_size is not None and int(image_size) != int(out_size):
+        raise UserError(f"image_size={image_size!r} and out_size={out_size!r} disagree; give one")
+    out_size = out_size if out_size is not None else image_size
     spec = spec or FragmentSpec(size=size, stride=stride, angles=tuple(np.atleast_1d(angles).tolist()),
                                 flips=flips, normalize=normalize, out_size=out_size)
     folder = TextureFolder(resolve_path("texture_fragments", path, data_dir))

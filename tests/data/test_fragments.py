@@ -156,3 +156,10 @@ def test_fragment_larger_than_every_photo(dtd_sample):
 def test_unknown_option_is_a_user_error(dtd_sample):
     with pytest.raises(UserError, match="'rotation'"):
         load("train", path=dtd_sample, rotation=90)
+
+
+def test_image_size_is_out_size(dtd_sample):
+    ds = load("test", path=dtd_sample, size=200, image_size=20)
+    assert ds.info.image_shape == (20, 20, 3) and ds[0]["image"].shape == (20, 20, 3)
+    with pytest.raises(UserError, match="disagree"):
+        load("test", path=dtd_sample, size=200, image_size=20, out_size=30)
