@@ -316,3 +316,9 @@ def load(split: str = "train", *, path=None, data_dir=None, size: int = 256, str
                        class_names=folder.class_names, image_shape=(spec.out_size, spec.out_size, 3),
                        split_sizes=split_sizes)
     return FragmentDataset(folder, ids, spec, info, cache_images=cache_images)
+
+
+def prepare(*, path=None, data_dir=None, **opts):
+    """Fragments are cut lazily from the photos: there is nothing to prepare."""
+    raise UserError("source 'texture_fragments' is cut lazily from the photos and needs no "
+                    "preparing; give load_source path= (folder or .zip of class folders)")

@@ -13,7 +13,9 @@ class ids follow the sorted class names. Nothing is decoded until asked for.
   with the fragment pipeline (``data.fragments``) so that a photo and all its
   fragments sit on one side only.
 * :class:`TexturesDataset` / :func:`load` - the plain source: whole images, center
-  cropped to a square and resized to ``image_size`` (an ``ImageDataset``).
+  cropped to a square and resized to ``image_size`` (an ``ImageDataset``), read
+  from the folder/zip, or (``storage='array_record'``) from the tfds copy that
+  :func:`prepare` writes once into ``data_dir``.
 """
 from __future__ import annotations
 
@@ -225,31 +227,81 @@ def reject_options(name: str, unknown: dict, allowed: str) -> None:
         raise UserError(f"source {name!r} has no option {key!r}; allowed: {allowed}")
 
 
-def resolve_path(name: str, path, data_dir) -> pathlib.Path:
-    """``path``, else ``data_dir``; UserError when neither is given."""
-    chosen = path if path is not None else data_dir
-    if chosen is None:
+def resolve_path(name: str, path, data_dir=None) -> pathlib.Path:
+    """The photo folder/zip ``path``; UserError when it is not given.
+
+    (``data_dir`` is where prepared copies live, never the photos.)
+    """
+    del data_dir
+    if path is None:
         raise UserError(f"source {name!r} needs path= (a folder with one sub-folder per class, "
                         "or a .zip of one, e.g. the DTD archive)")
-    return pathlib.Path(chosen)
+    return pathlib.Path(path)
+
+
+def _fingerprint(folder: TextureFolder) -> dict:
+    st = folder.path.stat()
+    return {"path": str(folder.path.resolve()), "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size if folder.is_zip else len(folder)}
+
+
+def _split_sizes(folder: TextureFolder, test_fraction: float, seed: int) -> dict:
+    return {s: len(split_images(folder.image_labels, s, test_fraction=test_fraction, seed=seed))
+            for s in ("train", "test")}
+
+
+def prepare(*, path=None, data_dir=None, image_size: int = 128, test_fraction: float = 0.2,
+            seed: int = 0, image_format: str = "raw", force: bool = False) -> pathlib.Path:
+    """Store the resized train/test images as tfds array_record once; return the
+    version folder ``<data_dir>/textures/s<S>_t<test_fraction>_seed<seed>/<version>``."""
+    from fedjax_grid.data import store
+    from fedjax_grid.data.paths import resolve_data_dir
+
+    if int(image_size) < 1:
+        raise UserError(f"image_size={image_size!r} must be >= 1")
+    folder = TextureFolder(resolve_path("textures", path))
+
+    def make():
+        splits = {}
+        for split in ("train", "test"):
+            ids = split_images(folder.image_labels, split, test_fraction=test_fraction, seed=seed)
+            splits[split] = store.SplitData(
+                folder.image_labels[ids],
+                lambda ids=ids: (square_resize(folder.read(int(i)), int(image_size)) for i in ids))
+        return store.SourceData(splits=splits, class_names=folder.class_names,
+                                image_shape=(int(image_size), int(image_size), 3))
+
+    return store.write_prepared(
+        "textures", data_dir=resolve_data_dir(data_dir), make=make, image_format=image_format,
+        force=force, config=f"s{int(image_size)}_t{float(test_fraction):g}_seed{int(seed)}",
+        fingerprint=dict(_fingerprint(folder), image_size=int(image_size),
+                         test_fraction=float(test_fraction), seed=int(seed)))
 
 
 def load(split: str = "train", *, path=None, data_dir=None, image_size: int = 128,
-         test_fraction: float = 0.2, seed: int = 0, **unknown) -> TexturesDataset:
+         test_fraction: float = 0.2, seed: int = 0, storage: str = "folder", **unknown):
     """The ``textures`` source.
 
     split: 'train' | 'test' | 'all' (seeded split by image per class, see
-    :func:`split_images`). path: folder or .zip (``data_dir`` is used when path is
-    None). image_size: side S of the yielded uint8 (S, S, 3) images.
+    :func:`split_images`). path: folder or .zip of the photos. image_size: side S
+    of the yielded uint8 (S, S, 3) images. storage: 'folder' (decode from the
+    folder/zip on every read, :class:`TexturesDataset`) or 'array_record' (the
+    copy written once by :func:`prepare` into ``data_dir``, read through
+    ``tfds.data_source``; splits 'train' | 'test').
     """
-    reject_options("textures", unknown, "image_size, test_fraction, seed")
+    reject_options("textures", unknown, "image_size, test_fraction, seed, storage")
     if int(image_size) < 1:
         raise UserError(f"image_size={image_size!r} must be >= 1")
-    folder = TextureFolder(resolve_path("textures", path, data_dir))
+    if storage == "array_record":
+        from fedjax_grid.data import store
+        vdir = prepare(path=path, data_dir=data_dir, image_size=image_size,
+                       test_fraction=test_fraction, seed=seed)
+        return store.open_prepared(vdir, split, name="textures")
+    if storage != "folder":
+        raise UserError(f"textures storage={storage!r} is unknown; allowed: folder, array_record")
+    folder = TextureFolder(resolve_path("textures", path))
     ids = split_images(folder.image_labels, split, test_fraction=test_fraction, seed=seed)
-    sizes = {s: len(split_images(folder.image_labels, s, test_fraction=test_fraction, seed=seed))
-             for s in ("train", "test")}
     info = DatasetInfo(name="textures", num_classes=len(folder.class_names),
                        class_names=folder.class_names, image_shape=(int(image_size), int(image_size), 3),
-                       split_sizes=sizes)
+                       split_sizes=_split_sizes(folder, test_fraction, seed))
     return TexturesDataset(folder, ids, image_size, info)

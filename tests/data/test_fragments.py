@@ -163,3 +163,9 @@ def test_image_size_is_out_size(dtd_sample):
     assert ds.info.image_shape == (20, 20, 3) and ds[0]["image"].shape == (20, 20, 3)
     with pytest.raises(UserError, match="disagree"):
         load("test", path=dtd_sample, size=200, image_size=20, out_size=30)
+
+
+def test_prepare_is_not_needed():
+    from fedjax_grid.data.fragments import prepare
+    with pytest.raises(UserError, match="lazily"):
+        prepare(path="x")

@@ -118,3 +118,15 @@ def test_unknown_option_is_a_user_error(tmp_path):
     root = _write_tree(tmp_path / "tex")
     with pytest.raises(UserError, match="'imagesize'"):
         load("train", path=root, imagesize=8)
+
+
+def test_array_record_storage_matches_folder(tmp_path, dtd_sample):
+    kw = dict(path=dtd_sample, image_size=24, test_fraction=0.25, seed=1)
+    stored = load("test", data_dir=tmp_path / "prepared", storage="array_record", **kw)
+    direct = load("test", **kw)
+    assert len(stored) == len(direct) == 30
+    assert stored.info.class_names == direct.info.class_names
+    assert np.array_equal(stored.labels, direct.labels)
+    idx = [0, 7, 29]
+    a, b = stored.__getitems__(idx), direct.__getitems__(idx)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["label"], b["label"])
