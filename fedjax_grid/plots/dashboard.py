@@ -88,7 +88,10 @@ def _summary(rounds: pd.DataFrame) -> str:
     if len(rounds) == 0 or "round" not in rounds.columns:
         return "waiting for the first round"
     last = rounds.iloc[-1]
-    parts = [f"round {last['round']}"]
+    rnd = last["round"]
+    if isinstance(rnd, (int, float, np.integer, np.floating)) and float(rnd).is_integer():
+        rnd = int(rnd)
+    parts = [f"round {rnd}"]
     if "run" in rounds.columns:
         parts.insert(0, str(last["run"]))
     acc = last.get("global_accuracy", np.nan)

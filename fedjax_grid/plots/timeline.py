@@ -74,6 +74,7 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
         ax = _base.new_axes(ax)
 
     statuses = status_order(status)
+    edge_width = 0.6 if has_bar.sum() <= 200 else 0.0   # edges would blacken dense charts
     for st in statuses:
         style = _base.status_style(st)
         sel = (status == st) & has_bar
@@ -84,7 +85,7 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
                               np.stack([x1, hi], -1), np.stack([x1, lo], -1)], axis=1)
             ax.add_collection(PolyCollection(
                 verts, facecolors=style["color"], edgecolors=style["edgecolor"],
-                linewidths=0.6, hatch=style["hatch"] or None, label=st, zorder=2))
+                linewidths=edge_width, hatch=style["hatch"] or None, label=st, zorder=2))
         instant = (status == st) & ~has_bar
         t = np.where(np.isfinite(start), start, end)[instant]
         if np.isfinite(t).any():
@@ -111,7 +112,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
         lo, hi = float(times.min()), float(times.max())
         pad = 0.02 * (hi - lo) if hi > lo else 1.0
         ax.set_xlim(min(lo, 0.0) - pad, hi + pad)
-    top = -0.95 if rounds is not None else -0.6   # room for the round numbers
+    numbered = rounds is not None and len(rounds) <= LABEL_MAX_ROUNDS
+    top = -0.95 if numbered else -0.6   # room for the round numbers
     ax.set_ylim(top, len(names) - 0.4)
     ax.set_yticks(range(len(names)), [_worker_label(n) for n in names], fontsize=8)
     ax.invert_yaxis()
@@ -135,8 +137,9 @@ def _round_boundaries(ax: Axes, rounds: pd.DataFrame) -> None:
     keep = np.isfinite(ends)
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     label = keep.sum() <= LABEL_MAX_ROUNDS
+    width = 0.8 if label else 0.4
     for t, r in zip(ends[keep], numbers[keep]):
-        ax.axvline(t, color="#444444", linestyle="--", linewidth=0.8, zorder=1)
+        ax.axvline(t, color="#444444", linestyle="--", linewidth=width, zorder=1)
         if label:
             ax.text(t, 0.995, f"r{r} ", transform=trans, ha="right", va="top",
                     fontsize=6.5, color="#444444", clip_on=True)

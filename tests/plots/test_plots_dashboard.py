@@ -18,7 +18,7 @@ def test_four_panels(rounds_one, tasks_one, tmp_path):
     assert legend_labels(timeline) == ["ok", "late", "failed", "rejected", "offline"]
     assert len(timeline.get_lines()) == len(rounds_one)       # round boundaries
     assert tta.get_xlabel() == "elapsed wall time (s)"
-    assert "round 5" in fig.get_suptitle() and "accuracy" in fig.get_suptitle()
+    assert fig.get_suptitle().startswith("round 5 · accuracy 0.")
 
 
 def test_several_runs_timeline_shows_last(rounds_all, tasks_all):
