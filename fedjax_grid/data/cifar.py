@@ -86,13 +86,14 @@ def parse_binary(raw: bytes, *, label_bytes: int, label_index: int, where: str):
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds numpy arrays and dtypes (never arbitrary globals)."""
+    """Unpickler that only rebuilds numpy arrays, dtypes and bytes (never arbitrary globals)."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles
     }
 
     def find_class(self, module, name):
