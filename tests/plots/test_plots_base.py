@@ -6,7 +6,7 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from conftest import assert_png
+from plots_records import assert_png
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 

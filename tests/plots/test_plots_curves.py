@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from conftest import RUNS, assert_png, legend_labels
+from plots_records import RUNS, assert_png, legend_labels
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import RUNS, assert_png, legend_labels, simulate_run
+from plots_records import RUNS, assert_png, legend_labels, simulate_run
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 

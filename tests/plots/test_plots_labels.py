@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_png
+from plots_records import assert_png
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 

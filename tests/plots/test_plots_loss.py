@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import N_ROUNDS, RUNS, assert_png, legend_labels
+from plots_records import N_ROUNDS, RUNS, assert_png, legend_labels
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 

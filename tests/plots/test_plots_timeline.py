@@ -4,7 +4,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
-from conftest import RUNS, WORKERS, assert_png, legend_labels
+from plots_records import RUNS, WORKERS, assert_png, legend_labels
 from fedjax_grid import plots
 from fedjax_grid.errors import UserError
 
@@ -84,7 +84,7 @@ def test_instant_and_unknown_statuses(tasks_one):
 def test_many_tasks_fast_and_unlabelled(tmp_path):
     import time
 
-    from conftest import simulate_run
+    from plots_records import simulate_run
     _, tasks = simulate_run(3, n_rounds=60, n_clients=20,
                             workers=[f"tcp://10.0.1.{i}:9000" for i in range(8)])
     t0 = time.perf_counter()
