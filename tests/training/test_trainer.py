@@ -182,3 +182,14 @@ def test_random_crop_flip_moves_pixels_but_keeps_shape():
     for o in outs:  # every output value is an input value of the same image, or zero padding
         for i in range(2):
             assert set(np.asarray(o[i]).ravel()) <= set(np.asarray(x[i]).ravel()) | {0.0}
+
+
+def test_typed_and_raw_keys_are_accepted(tiny):
+    model, variables = tiny
+    data = _data(12, seed=11)
+    hp = HParams(batch_size=8)
+    a, _ = local_train(model, variables, data, hp, jax.random.key(3))
+    b, _ = local_train(model, variables, data, hp, jax.random.key(3))
+    c, _ = local_train(model, variables, data, hp, jax.random.PRNGKey(3))
+    d, _ = local_train(model, variables, data, hp, 3)
+    assert _tree_equal(a, b) and _tree_equal(c, d)
