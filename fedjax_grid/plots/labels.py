@@ -24,7 +24,8 @@ def label_matrix(table: pd.DataFrame, *, normalize: bool = False,
     table: DataFrame[client, class, count] as from
     ``fedjax_grid.partition.report.label_table`` (missing pairs count 0); an
     optional ``round`` column (dynamic strategies) is filtered by ``round``.
-    Returns a DataFrame indexed by client (sorted), columns = classes (sorted).
+    Returns a DataFrame indexed by client (sorted), columns = classes (sorted; a
+    categorical class column keeps its category order and unobserved classes).
     """
     _base.check_table(table, ["client", "class", "count"], "label", func)
     if "round" in table.columns:
@@ -45,10 +46,12 @@ def label_matrix(table: pd.DataFrame, *, normalize: bool = False,
     if np.any(~np.isfinite(counts)) or np.any(counts < 0):
         raise UserError(f"{func}: the label table's 'count' column must hold "
                         f"non-negative numbers")
-    frame = pd.DataFrame({"client": table["client"].to_numpy(),
-                          "class": table["class"].to_numpy(), "count": counts})
+    # .array keeps a categorical class column (class names in class order) intact
+    frame = pd.DataFrame({"client": table["client"].array, "class": table["class"].array,
+                          "count": counts})
     matrix = frame.pivot_table(index="client", columns="class", values="count",
-                               aggfunc="sum", fill_value=0).sort_index().sort_index(axis=1)
+                               aggfunc="sum", fill_value=0, observed=False)
+    matrix = matrix.sort_index().sort_index(axis=1)
     if normalize:
         totals = matrix.sum(axis=1).replace(0, np.nan)
         matrix = matrix.div(totals, axis=0).fillna(0.0)

@@ -4,9 +4,10 @@ One row per Dask worker, one bar per task from ``start_s`` to ``end_s`` (seconds
 since the run started), coloured and hatched by status: ok (green, plain), late
 (orange, //), failed (red, xx), rejected (purple, \\\\), offline (grey, ..).
 Bars of a status are one ``PolyCollection``, so thousands of tasks draw fast.
-Tasks without a duration (e.g. an offline node that never started) are drawn as a
-tick mark at whichever time is known, or not at all; their status is still in
-the legend.
+Tasks without a duration (e.g. an offline client, recorded with start == end and
+no worker) are drawn as a tick mark at whichever time is known, or not at all;
+their status is still in the legend. Tasks with no worker get a row of their own,
+``(no worker)``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from matplotlib.transforms import blended_transform_factory
 from fedjax_grid.plots import _base
 
 BAR_HEIGHT = 0.7
+#: Row of the tasks that never reached a worker (offline clients: worker '' or missing).
+NO_WORKER = "(no worker)"
 #: Up to this many tasks, each bar carries its client id.
 LABEL_MAX_TASKS = 40
 #: Up to this many rounds, the boundaries carry their round number.
@@ -57,8 +60,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     func = "worker_timeline"
     _base.check_table(tasks, ["worker", "start_s", "end_s", "status"], "tasks", func)
     tasks = _base.select_run(tasks, run, func)
-    workers = tasks["worker"].astype(object).where(tasks["worker"].notna(), "(none)")
-    workers = workers.astype(str).to_numpy()
+    workers = tasks["worker"].astype(object).where(tasks["worker"].notna(), "")
+    workers = workers.astype(str).str.strip().replace("", NO_WORKER).to_numpy()
     names = sorted(pd.unique(workers))
     row_of = {w: i for i, w in enumerate(names)}
     y = np.array([row_of[w] for w in workers], dtype=np.float64)

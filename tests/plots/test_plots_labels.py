@@ -68,3 +68,20 @@ def test_bad_tables(label_table, mutate, match):
 def test_too_few_class_names(label_table):
     with pytest.raises(UserError, match="class_names has 3 entries"):
         plots.label_distribution(label_table, class_names=["a", "b", "c"])
+
+
+@pytest.mark.parametrize("names", [None, ["airplane", "car", "bird", "cat", "deer"]])
+def test_partition_report_label_table(names, tmp_path):
+    """The table of partition.report.label_table (int classes or categorical names)."""
+    from fedjax_grid.partition.report import label_table
+    labels = np.random.default_rng(0).integers(0, 5, 300)
+    assignments = [np.arange(0, 50), np.arange(50, 180), np.arange(180, 300)]
+    table = label_table(labels, assignments, class_names=names)
+    fig = plots.label_distribution(table, save=tmp_path / "lt.png")
+    assert_png(tmp_path / "lt.png")
+    ax = fig.axes[0]
+    values = np.asarray(ax.collections[0].get_array()).reshape(3, 5)
+    np.testing.assert_array_equal(values.sum(axis=1), [50, 130, 120])
+    np.testing.assert_array_equal(values[0], np.bincount(labels[:50], minlength=5))
+    expected = names if names is not None else [str(i) for i in range(5)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == expected

@@ -75,7 +75,7 @@ def test_instant_and_unknown_statuses(tasks_one):
     (ax,) = fig.axes
     assert legend_labels(ax)[-1] == "cancelled"
     ticks = [t.get_text() for t in ax.get_yticklabels()]
-    assert "(none)" in ticks and len(ticks) == 3
+    assert "(no worker)" in ticks and len(ticks) == 3
     assert not ax.texts
     marks = [c for c in ax.collections if not isinstance(c, PolyCollection)]
     assert len(marks) == 1 and len(marks[0].get_offsets()) == 1
@@ -101,3 +101,19 @@ def test_empty_and_bad_tables(tasks_one):
         plots.worker_timeline(tasks_one.iloc[:0])
     with pytest.raises(UserError, match="lacks column.*start_s"):
         plots.worker_timeline(tasks_one.drop(columns=["start_s"]))
+
+
+def test_offline_rows_as_the_engine_records_them(tasks_one):
+    """Offline clients: worker '' and start == end (no duration) -> a tick on their own row."""
+    tasks = tasks_one.copy()
+    off = tasks["status"] == "offline"
+    tasks.loc[off, "worker"] = ""
+    tasks.loc[off, ["start_s", "end_s", "duration_s"]] = [15.0, 15.0, 0.0]
+    (ax,) = plots.worker_timeline(tasks).axes
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[0] == "(no worker)" and len(ticks) == 3
+    (mark,) = [c for c in ax.collections if not isinstance(c, PolyCollection)]
+    assert tuple(mark.get_offsets()[0]) == (15.0, 0.0)
+    assert tuple(mark.get_edgecolor()[0]) == pytest.approx(
+        to_rgba(plots.STATUS_STYLE["offline"]["color"]))
+    assert "offline" in legend_labels(ax)
