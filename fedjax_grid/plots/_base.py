@@ -51,6 +51,7 @@ COLUMN_LABELS = {
     "clients_late": "clients late",
     "clients_failed": "clients failed",
     "clients_rejected": "clients rejected",
+    "clients_offline": "clients offline",
     "clients_sampled": "clients sampled",
     "bytes_sent": "bytes sent",
     "bytes_received": "bytes received",
