@@ -164,6 +164,27 @@ def _lock(path: pathlib.Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _quiet(tfds, progress: bool):
+    """Silence tfds progress bars, banners (stdout) and info/warning logs unless ``progress``."""
+    if progress:
+        yield
+        return
+    import io
+    import logging
+    previous = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    tfds.display_progress_bar(False)
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        absl_logger.setLevel(level)
+        tfds.display_progress_bar(previous)
+
+
 def _features(image_shape, label_names, image_format):
     tfds = _tfds()
     if image_format == "raw":
@@ -224,14 +245,11 @@ def write_prepared(name: str, *, data_dir: os.PathLike, make: Callable[[], Sourc
         builder = _builder_class()(
             name=name, features=_features(image_shape, source.label_names or class_names, image_format),
             splits=written, config=config, data_dir=data_dir)
-        previous = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
-        tfds.display_progress_bar(progress)
         try:
-            builder.download_and_prepare(download_dir=data_dir / "downloads")
+            with _quiet(tfds, progress):
+                builder.download_and_prepare(download_dir=data_dir / "downloads")
         except ValueError as e:  # e.g. an image of the wrong shape
             raise DataError(f"{name}: cannot store an example ({' '.join(str(e).split())[:300]})") from None
-        finally:
-            tfds.display_progress_bar(previous)
         if pathlib.Path(builder.data_dir) != vdir:  # pragma: no cover - guards a tfds layout change
             raise RuntimeError(f"tfds wrote to {builder.data_dir}, expected {vdir}")
         for split, data in splits.items():
