@@ -1,0 +1,256 @@
+"""Tidy run records: one row per task attempt, one row per round (pandas).
+
+Columns and dtypes are fixed (docs/ARCHITECTURE.md, "Records"), also for empty
+tables, so plots and comparisons never depend on what happened in a run:
+
+tasks: ``round, client, worker, attempt, num_samples, local_loss,
+local_accuracy, start_s, end_s, duration_s, status, reason, bytes_in,
+bytes_out, speed_factor`` -- times in seconds since the run started; status one
+of ``ok | late | failed | rejected | offline``; bytes as transferred to (in) /
+from (out) the worker.
+
+rounds: ``round, global_loss, global_accuracy, round_time_s, elapsed_s,
+clients_sampled, clients_ok, clients_late, clients_failed, clients_rejected,
+bytes_sent, bytes_received``.
+
+Missing values are ``NaN`` (floats) or ``<NA>`` (nullable ``Int64`` and
+``string`` columns); ``round`` and ``client`` / ``attempt`` are plain ``int64``.
+``Records`` keeps rows as small dicts (cheap to append from the round loop), and
+round-trips through JSON (for checkpoints: :meth:`to_json_state` /
+:meth:`from_json_state`) and through CSV/Parquet files (:meth:`save` /
+:meth:`load`). Several runs are compared with :func:`concat_runs`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+import numpy as np
+import pandas as pd
+
+from fedjax_grid.errors import UserError
+
+TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline')
+
+TASK_COLUMNS: dict[str, str] = {
+    'round': 'int64', 'client': 'int64', 'worker': 'string', 'attempt': 'int64',
+    'num_samples': 'Int64', 'local_loss': 'float64', 'local_accuracy': 'float64',
+    'start_s': 'float64', 'end_s': 'float64', 'duration_s': 'float64',
+    'status': 'string', 'reason': 'string', 'bytes_in': 'Int64', 'bytes_out': 'Int64',
+    'speed_factor': 'float64',
+}
+ROUND_COLUMNS: dict[str, str] = {
+    'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
+    'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
+    'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
+    'clients_rejected': 'Int64', 'bytes_sent': 'Int64', 'bytes_received': 'Int64',
+}
+_REQUIRED = {'tasks': ('round', 'client', 'status'), 'rounds': ('round',)}
+_DEFAULTS = {'tasks': {'attempt': 0}, 'rounds': {}}
+JSON_STATE_VERSION = 1
+
+
+def _is_missing(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _coerce(table: str, column: str, dtype: str, value):
+    """One cell to a JSON-friendly Python value (None for missing); UserError if bad."""
+    if _is_missing(value):
+        if dtype == 'int64':
+            raise UserError(f"{table} column {column!r} is missing; allowed: an integer")
+        return None
+    try:
+        if dtype in ('int64', 'Int64'):
+            if isinstance(value, (bool, np.bool_)):
+                raise ValueError
+            if isinstance(value, (int, np.integer)):
+                return int(value)
+            if float(value) != int(value):
+                raise ValueError
+            return int(value)
+        if dtype == 'float64':
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        kind = 'an integer' if 'nt' in dtype else 'a number' if dtype == 'float64' else 'a string'
+        raise UserError(f"{table} column {column!r} has value {value!r}; allowed: {kind}") from None
+
+
+def _normalise(table: str, columns: dict[str, str], row: Mapping) -> dict:
+    if not isinstance(row, Mapping):
+        raise UserError(f"{table} row {row!r} is not a dict; allowed: a dict of column values")
+    unknown = sorted(set(row) - set(columns))
+    if unknown:
+        raise UserError(f"{table} row has unknown column(s) {', '.join(map(str, unknown))}; "
+                        f"allowed: {', '.join(columns)}")
+    full = {**_DEFAULTS[table], **row}
+    for c in _REQUIRED[table]:
+        if _is_missing(full.get(c)):
+            raise UserError(f"{table} row lacks {c!r}; allowed: rows with {', '.join(_REQUIRED[table])}")
+    out = {c: _coerce(table, c, d, full.get(c)) for c, d in columns.items()}
+    if table == 'tasks':
+        if out['status'] not in TASK_STATUSES:
+            raise UserError(f"task status {out['status']!r} is not known; allowed: {', '.join(TASK_STATUSES)}")
+        if out['duration_s'] is None and out['start_s'] is not None and out['end_s'] is not None:
+            out['duration_s'] = out['end_s'] - out['start_s']
+    return out
+
+
+def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    data = {}
+    for c, dtype in columns.items():
+        values = [r[c] for r in rows]
+        if dtype == 'int64':
+            data[c] = pd.Series(np.asarray(values, dtype=np.int64), dtype='int64')
+        elif dtype == 'float64':
+            data[c] = pd.Series(np.asarray([np.nan if v is None else v for v in values],
+                                           dtype=np.float64), dtype='float64')
+        else:
+            data[c] = pd.Series(pd.array(values, dtype=dtype))
+    return pd.DataFrame(data, columns=list(columns))
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    """A table with the given columns and dtypes and no rows."""
+    return _frame([], columns)
+
+
+def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """``df`` with exactly ``columns`` (in order) and their dtypes (e.g. after read_csv)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"records table lacks column(s) {', '.join(missing)}; allowed: {', '.join(columns)}")
+    return pd.DataFrame({c: df[c].astype(d) for c, d in columns.items()}, columns=list(columns))
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class Records:
+    """Append-only task and round tables of one run."""
+
+    def __init__(self, tasks: Iterable[Mapping] = (), rounds: Iterable[Mapping] = ()):
+        self._tasks: list[dict] = []
+        self._rounds: list[dict] = []
+        for r in tasks:
+            self.add_task(r)
+        for r in rounds:
+            self.add_round(r)
+
+    # -- appending
+    def add_task(self, row: Mapping) -> dict:
+        """Append one task attempt (dict of TASK_COLUMNS; round, client, status required)."""
+        out = _normalise('tasks', TASK_COLUMNS, row)
+        self._tasks.append(out)
+        return out
+
+    def add_round(self, row: Mapping) -> dict:
+        """Append one round (dict of ROUND_COLUMNS; round required)."""
+        out = _normalise('rounds', ROUND_COLUMNS, row)
+        self._rounds.append(out)
+        return out
+
+    def task_counts(self, round: int) -> dict:
+        """``clients_ok/late/failed/rejected`` of a round from the task rows (distinct clients)."""
+        out = {}
+        for status in ('ok', 'late', 'failed', 'rejected'):
+            out[f'clients_{status}'] = len({r['client'] for r in self._tasks
+                                            if r['round'] == round and r['status'] == status})
+        return out
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def num_rounds(self) -> int:
+        return len(self._rounds)
+
+    # -- tables
+    def tasks(self) -> pd.DataFrame:
+        return _frame(self._tasks, TASK_COLUMNS)
+
+    def rounds(self) -> pd.DataFrame:
+        return _frame(self._rounds, ROUND_COLUMNS)
+
+    # -- JSON (checkpoints)
+    def to_json_state(self) -> dict:
+        """JSON-serialisable state: rows as lists in column order, missing -> null."""
+        return {'version': JSON_STATE_VERSION,
+                'task_columns': list(TASK_COLUMNS), 'round_columns': list(ROUND_COLUMNS),
+                'tasks': [[r[c] for c in TASK_COLUMNS] for r in self._tasks],
+                'rounds': [[r[c] for c in ROUND_COLUMNS] for r in self._rounds]}
+
+    @classmethod
+    def from_json_state(cls, state: Mapping) -> 'Records':
+        try:
+            if state.get('version') != JSON_STATE_VERSION:
+                raise UserError(f"records state version {state.get('version')!r} is not supported; "
+                                f"allowed: {JSON_STATE_VERSION}")
+            tasks = [dict(zip(state['task_columns'], row)) for row in state['tasks']]
+            rounds = [dict(zip(state['round_columns'], row)) for row in state['rounds']]
+        except (AttributeError, KeyError, TypeError):
+            raise UserError("records state is malformed; allowed: the dict from Records.to_json_state()") from None
+        return cls(tasks, rounds)
+
+    # -- files
+    def save(self, out_dir: os.PathLike | str) -> dict[str, Path]:
+        """Write tasks.csv, rounds.csv, tasks.parquet, rounds.parquet (each atomically)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, df in (('tasks', self.tasks()), ('rounds', self.rounds())):
+            for ext in ('csv', 'parquet'):
+                p = out / f'{name}.{ext}'
+                if ext == 'csv':
+                    _atomic_write(p, lambda t, df=df: df.to_csv(t, index=False))
+                else:
+                    _atomic_write(p, lambda t, df=df: df.to_parquet(t, index=False))
+                paths[f'{name}.{ext}'] = p
+        return paths
+
+    @classmethod
+    def load(cls, out_dir: os.PathLike | str, fmt: str = 'parquet') -> 'Records':
+        """Read tables written by :meth:`save` (``fmt`` 'parquet' or 'csv')."""
+        if fmt not in ('parquet', 'csv'):
+            raise UserError(f"records format {fmt!r} is not supported; allowed: parquet, csv")
+        out = Path(out_dir)
+        frames = {}
+        for name, cols in (('tasks', TASK_COLUMNS), ('rounds', ROUND_COLUMNS)):
+            p = out / f'{name}.{fmt}'
+            if not p.is_file():
+                raise UserError(f"records file {p} does not exist; allowed: a directory written by Records.save")
+            df = pd.read_parquet(p) if fmt == 'parquet' else \
+                pd.read_csv(p, dtype={c: d for c, d in cols.items()}, keep_default_na=True)
+            frames[name] = conform(df, cols)
+        return cls(_rows(frames['tasks']), _rows(frames['rounds']))
+
+
+def _rows(df: pd.DataFrame) -> list[dict]:
+    return [{c: (None if _is_missing(v) else v) for c, v in row.items()}
+            for row in df.astype(object).to_dict('records')]
+
+
+def concat_runs(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate tables of several runs, adding a leading ``run`` column (string)."""
+    frames = []
+    for run, df in tables.items():
+        df = df.copy()
+        df.insert(0, 'run', pd.Series([str(run)] * len(df), dtype='string', index=df.index))
+        frames.append(df)
+    if not frames:
+        raise UserError("no runs to concatenate; allowed: a non-empty mapping of run name to table")
+    return pd.concat(frames, ignore_index=True)
