@@ -376,13 +376,11 @@ def open_prepared(vdir: os.PathLike, split: str, name: str | None = None) -> Tfd
 
 def _catalog_labels(label_key):
     def load(source):
-        tfds = _tfds()
         out = np.empty(len(source), np.int64)
         step = 1024
         for start in range(0, len(source), step):
             recs = source.__getitems__(list(range(start, min(start + step, len(source)))))
             out[start:start + len(recs)] = [r[label_key] for r in recs]
-        del tfds
         return out
     return load
 

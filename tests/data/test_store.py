@@ -1,7 +1,6 @@
 """store/archive: array_record round trip without TensorFlow, idempotent prepare, errors."""
 import gzip
 import io
-import pathlib
 import pickle
 import tarfile
 import zipfile
