@@ -11,12 +11,12 @@ from fedjax_grid.federated.algorithm import FederatedAlgorithm, make_algorithm
 from fedjax_grid.federated.server import (BN_MODES, SERVER_OPTIMIZERS, ServerState, client_variables,
                                           make_server_optimizer, server_apply, server_init,
                                           server_variables, split_variables)
-from fedjax_grid.federated.validation import NormGuard, validate_update
+from fedjax_grid.federated.validation import NormGuard, norm_history_values, validate_update
 
 __all__ = [
     'AGGREGATORS', 'Aggregator', 'clipped_mean', 'make_aggregator', 'mean', 'median', 'trimmed_mean',
     'FederatedAlgorithm', 'make_algorithm',
     'BN_MODES', 'SERVER_OPTIMIZERS', 'ServerState', 'client_variables', 'make_server_optimizer',
     'server_apply', 'server_init', 'server_variables', 'split_variables',
-    'NormGuard', 'validate_update',
+    'NormGuard', 'norm_history_values', 'validate_update',
 ]

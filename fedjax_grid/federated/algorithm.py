@@ -93,7 +93,8 @@ def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
         has_bn = state.batch_stats is not None
         agg_state = agg.init(state.params)
         bs_state = bs_agg.init(state.batch_stats) if has_bn else None
-        history = state.norm_history if state.norm_history is not None else np.zeros(0)
+        history = state.norm_history if state.norm_history is not None else \
+            (guard.init() if guard is not None else None)
         accepted, rejected, norms = [], [], {}
         total_weight, num_reported = 0.0, 0
         for index, item in enumerate(client_results):

@@ -64,8 +64,10 @@ class ServerState(NamedTuple):
     batch_stats: the ``'batch_stats'`` collection, or None for models without BatchNorm.
     opt_state: the optax state of the server optimizer.
     round: number of rounds applied so far (0 after ``server_init``).
-    norm_history: 1-D float64 array of recent accepted update norms
-      (:class:`~fedjax_grid.federated.validation.NormGuard` state) or None.
+    norm_history: float64 array ``(window,)`` of recent accepted update norms
+      (:class:`~fedjax_grid.federated.validation.NormGuard` state, NaN-padded).
+      ``server_init`` always sets it (default guard window) so the state's tree
+      structure and shapes stay the same with or without a guard.
     """
     params: PyTree
     batch_stats: Optional[PyTree]
@@ -135,12 +137,16 @@ def split_variables(variables: PyTree) -> tuple[PyTree, Optional[PyTree]]:
 
 def server_init(variables: PyTree, opt: optax.GradientTransformation,
                 norm_history: Optional[np.ndarray] = None) -> ServerState:
-    """Server state for round 0 from the model's initial ``variables``."""
+    """Server state for round 0 from the model's initial ``variables``
+    (``norm_history``: a NormGuard state; None -> ``NormGuard().init()``)."""
     params, batch_stats = split_variables(variables)
     params = _to_host(params)
     opt_state = _to_host(opt.init(params))
+    if norm_history is None:
+        from fedjax_grid.federated.validation import NormGuard
+        norm_history = NormGuard().init()
     return ServerState(params, None if batch_stats is None else _to_host(batch_stats),
-                       opt_state, 0, norm_history)
+                       opt_state, 0, np.asarray(norm_history, np.float64))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -78,8 +78,10 @@ def check_leaves(update: PyTree, template: PyTree) -> Optional[str]:
 class NormGuard(NamedTuple):
     """Rejects updates whose norm is far above the recent accepted ones (pure helper).
 
-    The guard's state is a 1-D float64 numpy array of the last ``window``
-    accepted update norms (newest last), JSON/npz-friendly for checkpoints.
+    The guard's state is a float64 numpy array of fixed shape ``(window,)``: the
+    last accepted update norms, newest last, ``NaN`` in slots not filled yet. The
+    fixed shape keeps a ServerState's tree stable across rounds (checkpoint
+    templates); :func:`norm_history_values` gives the filled part.
     ``check`` is silent until ``min_history`` norms are known, and when their
     median is 0. Usage::
 
@@ -105,21 +107,34 @@ class NormGuard(NamedTuple):
         return self
 
     def init(self) -> np.ndarray:
-        return np.zeros((0,), np.float64)
+        return np.full((self.window,), np.nan, np.float64)
 
     def check(self, state: np.ndarray, norm: float) -> Optional[str]:
         if not math.isfinite(norm):
             return f"update norm {norm} is not finite"
-        if len(state) < self.min_history:
+        known = norm_history_values(state)
+        if len(known) < self.min_history:
             return None
-        med = float(np.median(state))
+        med = float(np.median(known))
         if med > 0 and norm > self.max_norm_ratio * med:
             return (f"update norm {norm:.4g} is {norm / med:.1f}x the median {med:.4g} of "
                     f"recent accepted updates; allowed: <= {self.max_norm_ratio:g}x")
         return None
 
     def add(self, state: np.ndarray, norm: float) -> np.ndarray:
-        return np.append(np.asarray(state, np.float64), float(norm))[-self.window:]
+        state = np.asarray(state, np.float64)
+        if state.shape != (self.window,):       # e.g. a history from a guard with another window
+            known = norm_history_values(state)[-self.window:]
+            state = np.concatenate([np.full(self.window - len(known), np.nan), known])
+        return np.concatenate([state[1:], [float(norm)]])
+
+
+def norm_history_values(state: Optional[np.ndarray]) -> np.ndarray:
+    """The filled (non-NaN) entries of a NormGuard state, oldest first."""
+    if state is None:
+        return np.zeros((0,), np.float64)
+    state = np.asarray(state, np.float64)
+    return state[~np.isnan(state)]
 
 
 def validate_update(update: PyTree, template: PyTree, *,

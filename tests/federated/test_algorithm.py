@@ -4,7 +4,7 @@ import pytest
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.federated.algorithm import make_algorithm
-from fedjax_grid.federated.validation import NormGuard
+from fedjax_grid.federated.validation import NormGuard, norm_history_values
 
 
 def _vars(rng, scale=1.0):
@@ -90,13 +90,14 @@ def test_norm_guard_uses_previous_rounds_and_persists_history():
         return v
 
     state, diag = algo.apply(state, [(near(state, 0.01), 1, i) for i in range(4)])
-    assert diag['num_accepted'] == 4 and len(state.norm_history) == 4
+    assert diag['num_accepted'] == 4 and len(norm_history_values(state.norm_history)) == 4
+    assert state.norm_history.shape == (50,)
     attack = near(state, 0.01)
     attack['params']['dense']['kernel'] = attack['params']['dense']['kernel'] * 1000
     state2, diag = algo.apply(state, [(near(state, 0.01), 1, 'honest'), (attack, 1000, 'attacker')])
     assert diag['accepted'] == ['honest']
     assert 'x the median' in dict(diag['rejected'])['attacker']
-    assert len(state2.norm_history) == 5
+    assert len(norm_history_values(state2.norm_history)) == 5
 
 
 @pytest.mark.parametrize('agg,kw', [('median', {}), ('trimmed_mean', {'trim_fraction': 0.25}),

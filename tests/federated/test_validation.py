@@ -79,6 +79,8 @@ def test_norm_guard_rejects_outlier_after_history():
     for n in (2.0, 3.0, 4.0):
         s = g.add(s, n)
     assert s.tolist() == [0.8, 2.0, 3.0, 4.0]                         # sliding window
+    assert g.init().shape == (4,) and np.isnan(g.init()).all()       # fixed shape for checkpoints
+    assert g.add(np.array([5.0, 6.0]), 7.0).tolist()[1:] == [5.0, 6.0, 7.0]   # other window: refit
     assert g.check(s, float('nan')) == 'update norm nan is not finite'
 
 
