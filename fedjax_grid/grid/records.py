@@ -11,10 +11,13 @@ from (out) the worker.
 
 rounds: ``round, global_loss, global_accuracy, round_time_s, elapsed_s,
 clients_sampled, clients_ok, clients_late, clients_failed, clients_rejected,
-bytes_sent, bytes_received``.
+clients_offline, bytes_sent, bytes_received, quorum`` (``clients_offline`` and
+``quorum`` -- whether enough clients reported for the server step -- extend the
+architecture's list).
 
-Missing values are ``NaN`` (floats) or ``<NA>`` (nullable ``Int64`` and
-``string`` columns); ``round`` and ``client`` / ``attempt`` are plain ``int64``.
+Missing values are ``NaN`` (floats) or ``<NA>`` (nullable ``Int64``,
+``boolean`` and ``string`` columns; an empty string is stored as ``<NA>`` so
+CSV files read back identically); ``round`` and ``client`` / ``attempt`` are plain ``int64``.
 ``Records`` keeps rows as small dicts (cheap to append from the round loop), and
 round-trips through JSON (for checkpoints: :meth:`to_json_state` /
 :meth:`from_json_state`) and through CSV/Parquet files (:meth:`save` /
@@ -46,7 +49,8 @@ ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
     'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
-    'clients_rejected': 'Int64', 'bytes_sent': 'Int64', 'bytes_received': 'Int64',
+    'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'bytes_sent': 'Int64',
+    'bytes_received': 'Int64', 'quorum': 'boolean',
 }
 _REQUIRED = {'tasks': ('round', 'client', 'status'), 'rounds': ('round',)}
 _DEFAULTS = {'tasks': {'attempt': 0}, 'rounds': {}}
@@ -59,7 +63,7 @@ def _is_missing(v) -> bool:
 
 def _coerce(table: str, column: str, dtype: str, value):
     """One cell to a JSON-friendly Python value (None for missing); UserError if bad."""
-    if _is_missing(value):
+    if _is_missing(value) or (dtype == 'string' and value == ''):
         if dtype == 'int64':
             raise UserError(f"{table} column {column!r} is missing; allowed: an integer")
         return None
@@ -74,9 +78,16 @@ def _coerce(table: str, column: str, dtype: str, value):
             return int(value)
         if dtype == 'float64':
             return float(value)
+        if dtype == 'boolean':
+            if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.lower() in ('true', 'false'):
+                return value.lower() == 'true'
+            raise ValueError
         return str(value)
     except (TypeError, ValueError, OverflowError):
-        kind = 'an integer' if 'nt' in dtype else 'a number' if dtype == 'float64' else 'a string'
+        kind = {'int64': 'an integer', 'Int64': 'an integer', 'float64': 'a number',
+                'boolean': 'true or false'}.get(dtype, 'a string')
         raise UserError(f"{table} column {column!r} has value {value!r}; allowed: {kind}") from None
 
 
@@ -164,9 +175,9 @@ class Records:
         return out
 
     def task_counts(self, round: int) -> dict:
-        """``clients_ok/late/failed/rejected`` of a round from the task rows (distinct clients)."""
+        """``clients_ok/late/failed/rejected/offline`` of a round from the task rows (distinct clients)."""
         out = {}
-        for status in ('ok', 'late', 'failed', 'rejected'):
+        for status in ('ok', 'late', 'failed', 'rejected', 'offline'):
             out[f'clients_{status}'] = len({r['client'] for r in self._tasks
                                             if r['round'] == round and r['status'] == status})
         return out

@@ -20,7 +20,9 @@ def _records():
                   'local_loss': float('nan'), 'num_samples': np.int64(50)})
     rec.add_round({'round': 1, 'global_loss': 0.7, 'global_accuracy': 0.75, 'round_time_s': 4.0,
                    'elapsed_s': 4.2, 'clients_sampled': 3, **rec.task_counts(1),
-                   'bytes_sent': 3000, 'bytes_received': 1000})
+                   'bytes_sent': 3000, 'bytes_received': 1000, 'quorum': True})
+    rec.add_task({'round': 2, 'client': 5, 'status': 'offline', 'worker': ''})
+    rec.add_round({'round': 2, 'quorum': False, **rec.task_counts(2)})
     return rec
 
 
@@ -35,12 +37,15 @@ def test_values_defaults_and_counts():
     rec = _records()
     t = rec.tasks()
     assert t['duration_s'].tolist()[0] == 2.5                     # derived from start/end
-    assert t['attempt'].tolist() == [0, 1, 0]                      # default attempt 0
+    assert t['attempt'].tolist() == [0, 1, 0, 0]                   # default attempt 0
     assert t['bytes_in'][0] == 2 ** 40 + 1                         # exact, no float rounding
     assert pd.isna(t['num_samples'][1]) and t['num_samples'][2] == 50
     assert np.isnan(t['local_loss'][2]) and pd.isna(t['worker'][2])
     r = rec.rounds()
-    assert r.loc[0, ['clients_ok', 'clients_failed', 'clients_rejected', 'clients_late']].tolist() == [1, 1, 1, 0]
+    assert r.loc[0, ['clients_ok', 'clients_failed', 'clients_rejected', 'clients_late',
+                     'clients_offline']].tolist() == [1, 1, 1, 0, 0]
+    assert r['clients_offline'].tolist() == [0, 1] and r['quorum'].tolist() == [True, False]
+    assert pd.isna(r['global_loss'][1]) and pd.isna(r['bytes_sent'][1])
 
 
 def test_json_state_round_trip_through_real_json():
@@ -49,8 +54,8 @@ def test_json_state_round_trip_through_real_json():
     back = Records.from_json_state(json.loads(text))
     pd.testing.assert_frame_equal(back.tasks(), rec.tasks())
     pd.testing.assert_frame_equal(back.rounds(), rec.rounds())
-    back.add_round({'round': 2})
-    assert back.num_rounds == 2 and rec.num_rounds == 1
+    back.add_round({'round': 3})
+    assert back.num_rounds == 3 and rec.num_rounds == 2         # independent copies
 
 
 @pytest.mark.parametrize('fmt', ['parquet', 'csv'])
@@ -63,7 +68,7 @@ def test_save_and_load_round_trip(tmp_path, fmt):
     pd.testing.assert_frame_equal(back.tasks(), rec.tasks())
     pd.testing.assert_frame_equal(back.rounds(), rec.rounds())
     csv = pd.read_csv(tmp_path / 'out' / 'tasks.csv')
-    assert list(csv.columns) == list(TASK_COLUMNS) and len(csv) == 3
+    assert list(csv.columns) == list(TASK_COLUMNS) and len(csv) == 4
 
 
 def test_empty_records_save_and_load(tmp_path):
@@ -77,7 +82,7 @@ def test_concat_runs():
     b.add_round({'round': 1, 'global_accuracy': 0.9})
     df = concat_runs({'fedavg': a.rounds(), 'fedadam': b.rounds()})
     assert list(df.columns) == ['run'] + list(ROUND_COLUMNS)
-    assert df['run'].tolist() == ['fedavg', 'fedadam'] and str(df['clients_ok'].dtype) == 'Int64'
+    assert df['run'].tolist() == ['fedavg', 'fedavg', 'fedadam'] and str(df['clients_ok'].dtype) == 'Int64'
 
 
 @pytest.mark.parametrize('row,match', [
@@ -91,6 +96,13 @@ def test_concat_runs():
 def test_bad_task_rows(row, match):
     with pytest.raises(UserError, match=match):
         Records().add_task(row)
+
+
+def test_bad_round_rows():
+    with pytest.raises(UserError, match="'quorum' has value 'maybe'.*true or false"):
+        Records().add_round({'round': 1, 'quorum': 'maybe'})
+    with pytest.raises(UserError, match="unknown column.*clients_lost"):
+        Records().add_round({'round': 1, 'clients_lost': 2})
 
 
 def test_bad_state_and_files(tmp_path):
