@@ -1,0 +1,103 @@
+"""RunPanel and ClusterPanel on a real LocalCluster: real rounds, real checkpoints."""
+import time
+
+import pandas as pd
+
+from fedjax_grid import cli
+from fedjax_grid.widgets import ClusterPanel, ConfigPanel, RunPanel, worker_table
+from tests.widgets.conftest import tiny_config
+
+
+def test_run_records_rounds_without_blocking(grid, tmp_path):
+    panel = RunPanel(ConfigPanel(tiny_config(rounds=2)), grid=grid, out_dir=tmp_path / "run")
+    t0 = time.time()
+    panel.run_button.click()
+    assert time.time() - t0 < 2.0  # the click returns at once; the run is in the thread
+    assert panel.thread is not None and panel.thread.is_alive()
+    assert panel.run_button.disabled and not panel.stop_button.disabled
+    assert panel.wait(timeout=300), "the run did not finish"
+    assert panel.error is None, panel.status.value
+    rounds = panel.run.records.rounds()
+    assert list(rounds["round"]) == [0, 1] and (rounds["clients_ok"] == 4).all()
+    assert panel.progress.value == 2 == panel.progress.max
+    assert [r["round"] for r in panel.rows] == [0, 1]
+    assert panel.redraws == 2  # the live dashboard was redrawn every round
+    (out,) = panel.output.outputs
+    assert out["data"]["image/png"].startswith("iVBORw0KGgo")  # base64 of a PNG header
+    assert len(panel.figure.axes) >= 4
+    assert "finished 2 rounds" in panel.status.value
+    assert not panel.run_button.disabled and panel.stop_button.disabled
+    assert (tmp_path / "run" / "rounds.csv").is_file()
+
+    cluster = ClusterPanel(grid, records=panel)
+    table = cluster.table
+    assert set(table["address"]) == set(grid.workers())
+    assert table["threads"].tolist() == [1, 1]
+    assert table["tasks_done"].sum() == 8 and table["failures"].sum() == 0
+    assert (table["memory_gib"] > 0).all()
+    assert grid.dashboard_link in cluster.html.value
+    for addr in table["address"]:
+        assert addr in cluster.html.value
+
+
+def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
+    out = tmp_path / "run"
+    config_panel = ConfigPanel(tiny_config(rounds=3))
+    panel = RunPanel(config_panel, grid=grid, out_dir=out)
+    panel.round_callbacks.append(lambda row: panel.stop_button.click())  # Stop after round 0
+    panel.run_button.click()
+    assert panel.wait(timeout=300)
+    assert panel.error is None, panel.status.value
+    assert panel.stopped and panel.run.round == 1 and not panel.run.done
+    assert list(panel.run.records.rounds()["round"]) == [0]
+    assert "stopped after round 1 of 3" in panel.status.value
+    assert len(list((out / "checkpoints").glob("ckpt-*"))) == 1
+
+    # The CLI continues the run the panel stopped (one more round) ...
+    saved = config_panel.save(tmp_path / "saved.json")
+    addr = grid.client.scheduler.address
+    rc = cli.main(["run", "--config", str(saved), "--out", str(out), "--resume", "--rounds", "1",
+                   "--scheduler", addr, "--quiet", "--no-plots"])
+    assert rc == 0
+    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [0, 1]
+
+    # ... and the panel finishes what the CLI left, from the run's config.json.
+    again = ConfigPanel()
+    again.load(out / "config.json")
+    panel2 = RunPanel(again, grid=grid, out_dir=out, resume=True)
+    panel2.start()
+    assert panel2.wait(timeout=300)
+    assert panel2.error is None, panel2.status.value
+    assert panel2.run.done and list(panel2.run.records.rounds()["round"]) == [0, 1, 2]
+    assert panel2.progress.value == 3
+
+
+def test_invalid_config_is_not_started(grid, tmp_path):
+    config_panel = ConfigPanel(tiny_config())
+    config_panel.widgets["training.rounds"].value = 0
+    panel = RunPanel(config_panel, grid=grid, out_dir=tmp_path / "x")
+    panel.run_button.click()
+    assert panel.thread is None and panel.run is None
+    assert "not started" in panel.status.value and "training.rounds=0" in panel.status.value
+
+
+def test_existing_checkpoints_without_resume_are_reported(grid, tmp_path):
+    (tmp_path / "r" / "checkpoints" / "ckpt-00000001").mkdir(parents=True)
+    panel = RunPanel(ConfigPanel(tiny_config()), grid=grid, out_dir=tmp_path / "r")
+    panel.start()
+    assert panel.wait(timeout=120)
+    assert panel.error is not None and "--resume" in panel.status.value
+    assert panel.progress.bar_style == "danger" and not panel.run_button.disabled
+
+
+def test_worker_table_counts_and_departed_workers():
+    workers = {"tcp://127.0.0.1:1": {"name": "desktop-0", "nthreads": 2, "memory_limit": 2**31},
+               "tcp://127.0.0.1:2": {"name": "desktop-1", "nthreads": 1, "memory_limit": 2**30}}
+    tasks = pd.DataFrame({"worker": ["tcp://127.0.0.1:1"] * 3 + ["tcp://127.0.0.1:9", ""],
+                          "status": ["ok", "ok", "failed", "ok", "offline"]})
+    t = worker_table(workers, tasks).set_index("address")
+    assert t.loc["tcp://127.0.0.1:1", ["tasks_done", "failures", "threads"]].tolist() == [2, 1, 2]
+    assert t.loc["tcp://127.0.0.1:1", "memory_gib"] == 2.0
+    assert t.loc["tcp://127.0.0.1:2", "tasks_done"] == 0
+    assert t.loc["tcp://127.0.0.1:9", "name"] == "(gone)"  # ran a task, then left
+    assert len(t) == 3  # offline tasks have no worker and add no row
