@@ -36,6 +36,8 @@ import fedjax_grid
 from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.federated import mean as mean_aggregator
+from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
 from fedjax_grid.grid.tasks import client_update, model_key
 
 
@@ -133,6 +135,18 @@ class FederatedRun:
         self.server_opt = make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum)
         self.state = server_init(to_numpy(variables), self.server_opt)
 
+    def _aggregator(self):
+        from fedjax_grid.federated import make_aggregator
+        s = self.config.server
+        kw = {"trimmed_mean": {"trim_fraction": s.trim_fraction},
+              "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {})
+        return make_aggregator(s.aggregator, **kw)
+
+    def _guard(self):
+        from fedjax_grid.federated import NormGuard
+        ratio = self.config.server.max_norm_ratio
+        return None if ratio is None else NormGuard(max_norm_ratio=ratio).validate()
+
     # -- grid -----------------------------------------------------------------
     def start(self):
         """Open the grid (LocalCluster or scheduler) unless one was given."""
@@ -219,7 +233,7 @@ class FederatedRun:
         bytes_sent = 0
         bytes_received = 0
         n_workers = max(1, len(self.grid.workers()))
-        gfut = client.scatter(gvars, broadcast=True, hash=False) if active else None
+        gfut = client.scatter([gvars], broadcast=True, hash=False)[0] if active else None
         bytes_sent += model_bytes * n_workers
 
         pending: dict = {}
@@ -240,8 +254,17 @@ class FederatedRun:
         for k in active:
             submit(k, 0)
 
-        agg = _Float64Mean()
-        bn_agg = _Float64Mean()
+        aggregator = self._aggregator()
+        agg_state = aggregator.init(gvars["params"])
+        bn_mean = mean_aggregator()
+        bn_state = bn_mean.init(gvars["batch_stats"]) if "batch_stats" in gvars else None
+        guard = self._guard()
+        # The guard judges against earlier rounds only, so its verdicts do not depend
+        # on the order in which this round's clients finish.
+        guard_state = self.state.norm_history
+        if guard is not None and guard_state is None:
+            guard_state = guard.init()
+        accepted_norms: list[tuple[int, float]] = []
         n_ok = 0
         deadline = t_round + g.deadline_s if g.deadline_s else None
         from distributed import wait as dask_wait
@@ -263,15 +286,21 @@ class FederatedRun:
                     upd = res["variables"]
                     bytes_received += tree_nbytes(upd)
                     reason = validate_update(upd, gvars)
+                    delta = None
+                    if reason is None:
+                        delta = np_tree_sub(upd["params"], gvars["params"])
+                        if guard is not None:
+                            reason = guard.check(guard_state, np_tree_l2_norm(delta))
                     if reason is None and g.overcommit > 0 and n_ok >= target:
                         status, reason = "late", "quota of clients already met (overcommit)"
                     elif reason is None:
                         status = "ok"
-                        delta = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b,
-                                             upd["params"], gvars["params"])
-                        agg.add(delta, res["num_examples"])
-                        if "batch_stats" in upd and c.server.bn_mode == "aggregate":
-                            bn_agg.add(upd["batch_stats"], res["num_examples"])
+                        weight = max(1, res["num_examples"])
+                        agg_state = aggregator.update(agg_state, delta, weight)
+                        if bn_state is not None:
+                            bn_state = bn_mean.update(bn_state, upd["batch_stats"], weight)
+                        if guard is not None:
+                            accepted_norms.append((k, np_tree_l2_norm(delta)))
                         n_ok += 1
                     else:
                         status = "rejected"
@@ -298,16 +327,18 @@ class FederatedRun:
         if gfut is not None:
             gfut.release()
 
+        for _, norm in sorted(accepted_norms):
+            guard_state = guard.add(guard_state, norm)
         quorum_needed = max(1, int(np.ceil(c.grid.quorum * target)))
         quorum = n_ok >= quorum_needed
         if quorum:
             from fedjax_grid.federated import server_apply
-            mean_delta = jax.tree.map(lambda a: a.astype(np.float32), agg.result())
             mean_bs = None
-            if bn_agg.count:
-                mean_bs = jax.tree.map(lambda a: a.astype(np.float32), bn_agg.result())
-            self.state = to_numpy(server_apply(self.state, mean_delta, self.server_opt,
-                                               mean_batch_stats=mean_bs))
+            if bn_state is not None and c.server.bn_mode == "aggregate":
+                mean_bs = bn_mean.result(bn_state)
+            self.state = server_apply(self.state, aggregator.result(agg_state), self.server_opt,
+                                      mean_batch_stats=mean_bs,
+                                      norm_history=guard_state if guard is not None else None)
         self.strategy_state = new_strategy_state
         self.round = r + 1
         evaluated = (self.round % c.training.eval_every == 0) or self.done
@@ -401,25 +432,6 @@ class FederatedRun:
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
         self.t0 = time.time() - elapsed
-
-
-class _Float64Mean:
-    """Streaming weighted mean of pytrees in float64 (order-independent in practice)."""
-
-    def __init__(self):
-        self.total = None
-        self.count = 0
-        self.weight = 0.0
-
-    def add(self, tree, weight: float) -> None:
-        w = float(weight)
-        scaled = jax.tree.map(lambda a: np.asarray(a, np.float64) * w, tree)
-        self.total = scaled if self.total is None else jax.tree.map(np.add, self.total, scaled)
-        self.weight += w
-        self.count += 1
-
-    def result(self):
-        return jax.tree.map(lambda a: a / self.weight, self.total)
 
 
 def distributed_timeout():
