@@ -83,3 +83,17 @@ def test_partition_report_writes_table_and_heatmap(tmp_path, capsys):
     assert set(table.columns) >= {"client", "class", "count"}
     assert table["client"].nunique() == 4
     assert (tmp_path / "partition.png").stat().st_size > 1000
+
+
+def test_damaged_checkpoint_is_reported_not_loaded(tmp_path, capsys):
+    ckpt = tmp_path / "run" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "ckpt-000002.npz").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    assert main(["run", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "ckpt-000002.npz" in err and err.count("\n") == 1
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

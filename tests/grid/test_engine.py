@@ -120,3 +120,60 @@ def test_worker_killed_mid_round_run_completes(grid, tmp_path):
     assert len(rounds) == 2 and rounds["quorum"].all()
     assert (rounds["clients_ok"] >= 2).all()
     assert victim not in grid.client.run(os.getpid).values()  # that process is gone
+
+
+def test_resident_mode_equals_shipped(grid, tmp_path):
+    """Workers opening the data themselves (indices only) train exactly as when data is shipped."""
+    shipped = tiny_config(**{"training.rounds": 1})
+    resident = tiny_config(**{"training.rounds": 1, "data.mode": "resident"})
+    a = FederatedRun(shipped, out_dir=tmp_path / "a", grid=grid)
+    a.run()
+    b = FederatedRun(resident, out_dir=tmp_path / "b", grid=grid)
+    b.run()
+    for x, y in zip(_params(a), _params(b)):
+        np.testing.assert_array_equal(x, y)
+    # Indices only: resident mode sends far fewer bytes than shipping the examples.
+    assert b.records.rounds()["bytes_sent"].iloc[0] < a.records.rounds()["bytes_sent"].iloc[0]
+
+
+def test_offline_and_dropouts_are_recorded_and_retried(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.offline_prob": 0.25,
+                         "faults.dropout_prob": 0.3, "faults.max_slowdown": 3.0,
+                         "grid.retries": 3, "grid.quorum": 0.25, "partition.num_clients": 6})
+    seed = next(s for s in range(200) if
+                any(fault_sim.is_offline(cfg.faults, s, 0, k) for k in range(6)) and
+                any(fault_sim.fault_plan(cfg.faults, s, 0, k, 0).dropout for k in range(6)
+                    if not fault_sim.is_offline(cfg.faults, s, 0, k)))
+    cfg = cfg.with_overrides([f"seed={seed}"])
+    run = FederatedRun(cfg, out_dir=tmp_path / "faults", grid=grid)
+    run.run()
+    tasks = run.records.tasks()
+    r0 = tasks[tasks["round"] == 0]
+    offline = {k for k in range(6) if fault_sim.is_offline(cfg.faults, seed, 0, k)}
+    assert set(r0[r0["status"] == "offline"]["client"]) == offline
+    failed = r0[r0["status"] == "failed"]
+    assert len(failed) >= 1 and failed["reason"].str.contains("SimulatedDropout").all()
+    for k in failed["client"]:  # each failed attempt was re-submitted as attempt + 1
+        attempts = r0[r0["client"] == k]["attempt"]
+        assert attempts.max() >= 1
+    speed = tasks.drop_duplicates("client").set_index("client")["speed_factor"]
+    assert (speed >= 1.0).all() and (speed <= 3.0).all() and speed.nunique() > 1
+
+
+def test_worker_with_other_version_is_refused(tmp_path):
+    from fedjax_grid.grid.cluster import open_cluster
+    from fedjax_grid.grid.plugin import JaxWorkerPlugin
+    cfg = tiny_config(**{"grid.workers": 1, "training.rounds": 1})
+    handle = open_cluster(cfg.grid, local_directory=str(tmp_path / "dask"))
+    try:
+        responses = handle.client.register_plugin(JaxWorkerPlugin("0.0.0-other"))
+        assert all(r["status"] == "error" for r in responses.values())
+        run = FederatedRun(cfg.with_overrides(["grid.retries=0"]), out_dir=tmp_path / "v",
+                           grid=handle)
+        run.run()
+        tasks = run.records.tasks()
+        assert (tasks["status"] == "failed").all()
+        assert tasks["reason"].str.contains("VersionMismatch").all()
+        assert not bool(run.records.rounds()["quorum"].iloc[0])
+    finally:
+        handle.close()

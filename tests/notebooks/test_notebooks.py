@@ -1,0 +1,81 @@
+"""Every notebook executed top to bottom with nbclient (kernel python3) on small parameters.
+
+A cell of test parameters is injected below each notebook's ``parameters`` cell;
+any error in any cell fails the test. Outputs go to a temporary folder.
+"""
+import json
+
+import nbformat
+import pytest
+
+from tests.notebooks.nbrun import NOTEBOOKS, execute, outputs_of
+
+NAMES = ["01_quickstart", "02_data_and_partitions", "03_vgg16_cifar10",
+         "04_mobilenetv3_tiny_imagenet", "05_desktop_grid", "06_heterogeneity_and_faults"]
+
+#: Small settings for CI (the defaults are already small; these make sure of it).
+TINY = {"ROUNDS": 2, "NUM_CLIENTS": 4, "WIDTH": 0.125, "MAX_TEST_EXAMPLES": 256}
+
+
+def _run(name, tmp_path, **params):
+    nb, seconds = execute(name, {"OUT_ROOT": str(tmp_path / "runs"), **params}, tmp_path)
+    print(f"{name}: {seconds:.1f} s")
+    return nb
+
+
+def test_notebooks_are_stripped_and_built_from_the_generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("nb_build", NOTEBOOKS / "_build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert sorted(build.NOTEBOOKS) == NAMES
+    assert build.main(["--check"]) == 0, "run python notebooks/_build.py"
+    for name in NAMES:
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.outputs == [] and c.execution_count is None for c in code)
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1
+        assert "127.0.0.1" in json.dumps(nb) or name == "02_data_and_partitions"
+
+
+def test_01_quickstart(tmp_path):
+    nb = _run("01_quickstart", tmp_path, **TINY, WORKERS=2)
+    assert len(outputs_of(nb)) >= 4  # accuracy, local loss, timeline, label heatmap
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for png in ("global_accuracy.png", "local_loss.png", "timeline.png", "labels.png"):
+        assert (run_dir / png).stat().st_size > 1000
+    assert len((run_dir / "run" / "rounds.csv").read_text().splitlines()) == 1 + TINY["ROUNDS"]
+
+
+def test_02_data_and_partitions(tmp_path):
+    nb = _run("02_data_and_partitions", tmp_path, NUM_CLIENTS=6, ROUNDS_SHOWN=3)
+    assert len(outputs_of(nb)) >= 3  # digits gallery, distributions, forming strategies
+
+
+@pytest.mark.slow
+def test_03_vgg16_cifar10(tmp_path):
+    nb = _run("03_vgg16_cifar10", tmp_path, **TINY, BATCH_SIZE=64, AUGMENT=False)
+    assert len(outputs_of(nb)) >= 4
+
+
+@pytest.mark.slow
+def test_04_mobilenetv3_tiny_imagenet(tmp_path):
+    nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, **{**TINY, "WIDTH": 0.25},
+              MODEL="mobilenet_v3_small", BATCH_SIZE=64, AUGMENT=False)
+    assert len(outputs_of(nb)) >= 4
+
+
+@pytest.mark.slow
+def test_05_desktop_grid(tmp_path):
+    nb = _run("05_desktop_grid", tmp_path, **TINY, DESKTOPS=2)
+    assert len(outputs_of(nb)) >= 1
+    text = json.dumps(nb)
+    assert "desktop-0" in text and "desktop-1" in text  # the attached desktops were listed
+
+
+@pytest.mark.slow
+def test_06_heterogeneity_and_faults(tmp_path):
+    nb = _run("06_heterogeneity_and_faults", tmp_path, **TINY, WORKERS=2)
+    assert len(outputs_of(nb)) >= 3
