@@ -62,7 +62,7 @@ def test_03_vgg16_cifar10(tmp_path):
 
 @pytest.mark.slow
 def test_04_mobilenetv3_tiny_imagenet(tmp_path):
-    nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, **{**TINY, "WIDTH": 0.25},
+    nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, **{**TINY, "WIDTH": 0.25}, WORKERS=1,
               MODEL="mobilenet_v3_small", BATCH_SIZE=64, AUGMENT=False)
     assert len(outputs_of(nb)) >= 4
 
