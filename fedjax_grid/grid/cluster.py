@@ -20,7 +20,7 @@ import distributed
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
-from fedjax_grid.grid.plugin import JaxWorkerPlugin
+from fedjax_grid.grid.plugin import JaxWorkerPlugin, VersionMismatch
 
 
 @dataclasses.dataclass
@@ -83,7 +83,12 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             raise UserError(f"cannot reach the Dask scheduler at {grid.scheduler!r} within "
                             f"{grid.connect_timeout_s:g} s: {type(e).__name__}") from None
     plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir)
-    responses = client.register_plugin(plugin) or {}
-    errors = {addr: r.get("exception_text", str(r)) for addr, r in responses.items()
-              if isinstance(r, dict) and r.get("status") != "OK"}
+    try:
+        responses = client.register_plugin(plugin) or {}
+        errors = {addr: r.get("exception_text", str(r)) for addr, r in responses.items()
+                  if isinstance(r, dict) and r.get("status") != "OK"}
+    except VersionMismatch as e:
+        # Some worker refused; it stays in the cluster, but every task it gets fails
+        # with VersionMismatch and is re-run elsewhere (see grid.plugin).
+        errors = {"worker": str(e)}
     return GridHandle(client=client, cluster=cluster, plugin_errors=errors)

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import secrets
 import time
 from typing import Callable, Optional
 
+import dask
 import jax
 import numpy as np
+from distributed.client import FuturesCancelledError
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
@@ -75,6 +78,7 @@ class FederatedRun:
         self._own_grid = grid is None
         self.records = Records()
         self.round = 0
+        self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
         self._setup_data()
         self._setup_model()
@@ -184,8 +188,7 @@ class FederatedRun:
         c = self.config
         plan = fault_sim.fault_plan(c.faults, c.seed, round_, client, attempt)
         if c.data.mode == "shipped":
-            batch = self.train.__getitems__(indices)
-            data = {"mode": "shipped", "images": batch["image"], "labels": batch["label"]}
+            data = {"mode": "shipped"}  # the examples travel beside the spec (see step)
         else:
             data = {"mode": "resident", "source": c.data.source, "path": c.data.path,
                     "data_dir": c.data.data_dir,
@@ -242,12 +245,19 @@ class FederatedRun:
         def submit(k: int, attempt: int):
             nonlocal bytes_sent
             spec = self._task_spec(r, k, attempt, assignments[k])
-            if spec["data"]["mode"] == "shipped":
-                bytes_sent += spec["data"]["images"].nbytes + spec["data"]["labels"].nbytes
+            shipped = None
+            if c.data.mode == "shipped":
+                batch = self.train.__getitems__(assignments[k])
+                arrays = {"images": batch["image"], "labels": batch["label"]}
+                bytes_sent += arrays["images"].nbytes + arrays["labels"].nbytes
+                # Embedded in the task (not scattered): the scheduler keeps it and can
+                # re-run the task elsewhere when the worker holding it is lost.
+                shipped = arrays
             else:
                 bytes_sent += spec["data"]["indices"].nbytes
-            fut = client.submit(client_update, gfut, spec, pure=False,
-                                key=f"client_update-r{r}-c{k}-a{attempt}-{c.fingerprint()}")
+            with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
+                fut = client.submit(client_update, gfut, spec, shipped, pure=False,
+                                    key=f"client_update-r{r}-c{k}-a{attempt}-{self.run_id}")
             pending[fut] = (k, attempt)
             submitted_at[fut] = time.time()
 
@@ -278,6 +288,13 @@ class FederatedRun:
                 done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
             except (TimeoutError, distributed_timeout()):
                 break
+            except FuturesCancelledError:
+                # Inputs lost with a worker (e.g. the broadcast weights on a killed desktop):
+                # those tasks count as failed below and are re-submitted.
+                done = {f for f in pending if f.status != "pending"}
+                if gfut is not None and gfut.status != "finished":
+                    gfut = client.scatter([gvars], broadcast=True, hash=False)[0]
+                    bytes_sent += model_bytes * n_workers
             for fut in sorted(done, key=lambda f: pending[f]):
                 k, attempt = pending.pop(fut)
                 if fut.status == "finished":

@@ -82,11 +82,13 @@ def interruptible_sleep(seconds: float, step: float = 0.05) -> None:
         time.sleep(min(step, left))
 
 
-def client_update(global_variables, spec: dict) -> dict:
+def client_update(global_variables, spec: dict, shipped: dict | None = None) -> dict:
     """Train one client's local model from the global variables.
 
     global_variables: {'params': ..., 'batch_stats'?: ...} of numpy arrays.
-    spec: see ``make_task_spec``. Returns {'variables', 'num_examples',
+    spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
+    model key, hparams, standardisation, fault plan, data description).
+    shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}. Returns {'variables', 'num_examples',
     'metrics', 'worker', 'start', 'end', 'train_s', 'plan'} with wall-clock
     times in seconds since the epoch (worker clock).
     """
@@ -106,7 +108,7 @@ def client_update(global_variables, spec: dict) -> dict:
     model = cached_model(*spec["model"])
     data = spec["data"]
     if data["mode"] == "shipped":
-        train_data = (data["images"], data["labels"])
+        train_data = (shipped["images"], shipped["labels"])
         indices = None
     else:
         ds = resident_dataset(data["source"], data["path"], data["data_dir"], data["options"])

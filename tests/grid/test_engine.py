@@ -162,12 +162,12 @@ def test_offline_and_dropouts_are_recorded_and_retried(grid, tmp_path):
 
 def test_worker_with_other_version_is_refused(tmp_path):
     from fedjax_grid.grid.cluster import open_cluster
-    from fedjax_grid.grid.plugin import JaxWorkerPlugin
+    from fedjax_grid.grid.plugin import JaxWorkerPlugin, VersionMismatch
     cfg = tiny_config(**{"grid.workers": 1, "training.rounds": 1})
     handle = open_cluster(cfg.grid, local_directory=str(tmp_path / "dask"))
     try:
-        responses = handle.client.register_plugin(JaxWorkerPlugin("0.0.0-other"))
-        assert all(r["status"] == "error" for r in responses.values())
+        with pytest.raises(VersionMismatch, match="0.0.0-other"):
+            handle.client.register_plugin(JaxWorkerPlugin("0.0.0-other"))
         run = FederatedRun(cfg.with_overrides(["grid.retries=0"]), out_dir=tmp_path / "v",
                            grid=handle)
         run.run()
