@@ -40,6 +40,7 @@ AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean")
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 DATA_MODES = ("shipped", "resident")
 BN_MODES = ("aggregate", "local")
+ATTACKS = ("scale", "signflip", "random")
 
 
 @dataclasses.dataclass
@@ -159,6 +160,12 @@ class FaultConfig:
     #: Probability that a task hangs (sleeps hang_s seconds) before returning.
     hang_prob: float = 0.0
     hang_s: float = 60.0
+    #: Fraction of the C clients that are hostile for the whole run (chosen by seed).
+    attack_fraction: float = 0.0
+    #: What a hostile client sends: 'scale' (its update x attack_scale), 'signflip'
+    #: (-attack_scale x its update) or 'random' (noise of attack_scale x its update's norm).
+    attack: str = "scale"
+    attack_scale: float = 10.0
 
 
 @dataclasses.dataclass
@@ -312,6 +319,9 @@ class ExperimentConfig:
             _float_range(f"faults.{name}", getattr(f, name), 0.0, 1.0)
         _float_range("faults.max_delay_s", f.max_delay_s, 0.0, None)
         _float_range("faults.hang_s", f.hang_s, 0.0, None)
+        _float_range("faults.attack_fraction", f.attack_fraction, 0.0, 1.0)
+        _choice("faults.attack", f.attack, ATTACKS)
+        _float_range("faults.attack_scale", f.attack_scale, 0.0, 1e6)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise UserError(f"seed={self.seed!r} is invalid: an integer >= 0 is required")
         return self

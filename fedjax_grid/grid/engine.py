@@ -78,6 +78,8 @@ class FederatedRun:
         self._own_grid = grid is None
         self.records = Records()
         self.round = 0
+        #: bn_mode='local': each client's own BatchNorm statistics (client -> tree).
+        self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
         self._setup_data()
@@ -186,7 +188,8 @@ class FederatedRun:
     # -- one round --------------------------------------------------------------
     def _task_spec(self, round_: int, client: int, attempt: int, indices: np.ndarray) -> dict:
         c = self.config
-        plan = fault_sim.fault_plan(c.faults, c.seed, round_, client, attempt)
+        plan = fault_sim.fault_plan(c.faults, c.seed, round_, client, attempt,
+                                    num_clients=c.partition.num_clients)
         if c.data.mode == "shipped":
             data = {"mode": "shipped"}  # the examples travel beside the spec (see step)
         else:
@@ -194,7 +197,9 @@ class FederatedRun:
                     "data_dir": c.data.data_dir,
                     "options": tuple(sorted(self._source_opts.items())),
                     "indices": np.asarray(indices, np.int64)}
+        own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
         return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
+                "batch_stats": own_bn,
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
                 "plan": plan.to_dict(), "data": data}
@@ -316,6 +321,8 @@ class FederatedRun:
                         agg_state = aggregator.update(agg_state, delta, weight)
                         if bn_state is not None:
                             bn_state = bn_mean.update(bn_state, upd["batch_stats"], weight)
+                            if c.server.bn_mode == "local":
+                                self.client_bn[k] = upd["batch_stats"]
                         if guard is not None:
                             accepted_norms.append((k, np_tree_l2_norm(delta)))
                         n_ok += 1
@@ -350,9 +357,9 @@ class FederatedRun:
         quorum = n_ok >= quorum_needed
         if quorum:
             from fedjax_grid.federated import server_apply
-            mean_bs = None
-            if bn_state is not None and c.server.bn_mode == "aggregate":
-                mean_bs = bn_mean.result(bn_state)
+            # 'aggregate': clients start from the mean statistics; 'local': clients keep
+            # their own, and the mean serves the global model's evaluation only.
+            mean_bs = bn_mean.result(bn_state) if bn_state is not None else None
             self.state = server_apply(self.state, aggregator.result(agg_state), self.server_opt,
                                       mean_batch_stats=mean_bs,
                                       norm_history=guard_state if guard is not None else None)
@@ -377,7 +384,8 @@ class FederatedRun:
         return row
 
     def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
-        plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt)
+        plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt,
+                                    num_clients=self.config.partition.num_clients)
         if res is not None:
             start, end = res["start"], res["end"]
         elif span is not None:
@@ -385,6 +393,9 @@ class FederatedRun:
         else:
             start = end = time.time()
         m = (res or {}).get("metrics", {})
+        if plan.attack and status in ("ok", "rejected"):
+            reason = f"{reason}; " if reason else ""
+            reason += f"hostile client (simulated {plan.attack} x{plan.attack_scale:g})"
         return {"round": int(r), "client": int(k), "worker": (res or {}).get("worker", ""),
                 "attempt": int(attempt),
                 "num_samples": int((res or {}).get("num_examples", 0)),
@@ -427,8 +438,10 @@ class FederatedRun:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
                 "records": self.records.to_json_state(), "config": self.config.to_dict()}
-        save_checkpoint(self.ckpt_dir, self.round, to_numpy(self.state), meta,
-                        _flatten_state(self.strategy_state))
+        arrays = {"strategy": _flatten_state(self.strategy_state)}
+        if self.client_bn:
+            arrays["client_bn"] = {str(k): v for k, v in sorted(self.client_bn.items())}
+        save_checkpoint(self.ckpt_dir, self.round, self.state, meta, arrays)
         self.save_records()
 
     def _restore(self) -> None:
@@ -445,7 +458,8 @@ class FederatedRun:
         self.state = tree
         self.round = int(meta["round"])
         self.records = Records.from_json_state(meta["records"])
-        self.strategy_state = _unflatten_state(arrays, self.strategy_state)
+        self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
+        self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
         self.t0 = time.time() - elapsed

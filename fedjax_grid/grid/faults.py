@@ -12,6 +12,8 @@ returns a corrupted (NaN) update to emulate a faulty node, or hangs.
   offline clients are not sent a task at all (status ``offline``).
 - delay: uniform in [0, max_delay_s] seconds, per task.
 - dropout / error / hang: per task, with their probabilities.
+- attack: a fixed set of round(attack_fraction x C) hostile clients (chosen by
+  seed) send a manipulated update: scaled, sign-flipped or random noise.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import math
 import numpy as np
 
 # Stream identifiers keep the draws of different purposes independent.
-_SPEED, _AVAIL, _TASK = 1, 2, 3
+_SPEED, _AVAIL, _TASK, _HOSTILE = 1, 2, 3, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,9 @@ class FaultPlan:
     dropout: bool = False
     corrupt: bool = False
     hang_s: float = 0.0
+    #: '' for an honest client, else 'scale' | 'signflip' | 'random'.
+    attack: str = ""
+    attack_scale: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -54,10 +59,24 @@ def is_offline(faults, seed: int, round_: int, client: int) -> bool:
     return bool(np.random.default_rng([seed, _AVAIL, round_, client]).random() < faults.offline_prob)
 
 
-def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0) -> FaultPlan:
-    """The plan of one task; ``faults`` is a ``FaultConfig``. Pure and deterministic."""
+def hostile_clients(faults, seed: int, num_clients: int) -> frozenset:
+    """The fixed set of round(attack_fraction x num_clients) hostile clients."""
+    if not faults.enabled or faults.attack_fraction <= 0:
+        return frozenset()
+    n = int(round(faults.attack_fraction * num_clients))
+    perm = np.random.default_rng([seed, _HOSTILE]).permutation(num_clients)
+    return frozenset(int(k) for k in perm[:n])
+
+
+def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0,
+               num_clients: int | None = None) -> FaultPlan:
+    """The plan of one task; ``faults`` is a ``FaultConfig``. Pure and deterministic.
+
+    num_clients: C, needed to place hostile clients when ``attack_fraction > 0``.
+    """
     if not faults.enabled:
         return NO_FAULTS
+    hostile = num_clients is not None and client in hostile_clients(faults, seed, num_clients)
     rng = np.random.default_rng([seed, _TASK, round_, client, attempt])
     u_delay, u_drop, u_err, u_hang = rng.random(4)
     return FaultPlan(
@@ -67,4 +86,6 @@ def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0) ->
         dropout=bool(u_drop < faults.dropout_prob),
         corrupt=bool(u_err < faults.error_prob),
         hang_s=float(faults.hang_s) if u_hang < faults.hang_prob else 0.0,
+        attack=faults.attack if hostile else "",
+        attack_scale=float(faults.attack_scale) if hostile else 0.0,
     )

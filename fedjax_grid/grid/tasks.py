@@ -105,6 +105,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
         interruptible_sleep(plan["delay_s"])
+    if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
+        global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
     model = cached_model(*spec["model"])
     data = spec["data"]
     if data["mode"] == "shipped":
@@ -131,7 +133,34 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
         raise SimulatedDropout(f"client {spec['client']} dropped out (simulated)")
     if plan.get("corrupt"):
         variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
+    if plan.get("attack"):
+        variables = dict(variables, params=attack_params(
+            plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
+            seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan}
 
+
+
+def attack_params(kind: str, scale: float, params, global_params, seed=()):
+    """A hostile client's params (fault simulation): the honest update manipulated.
+
+    'scale': g + scale * (w - g); 'signflip': g - scale * (w - g);
+    'random': g + Gaussian noise with global L2 norm scale * ||w - g||.
+    """
+    import jax
+    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
+    if kind == "scale":
+        new = jax.tree.map(lambda d: scale * d, delta)
+    elif kind == "signflip":
+        new = jax.tree.map(lambda d: -scale * d, delta)
+    elif kind == "random":
+        rng = np.random.default_rng([int(s) for s in seed])
+        noise = jax.tree.map(lambda d: rng.standard_normal(d.shape).astype(np.float32), delta)
+        norm = lambda t: float(np.sqrt(sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(t))))
+        factor = scale * norm(delta) / max(norm(noise), 1e-12)
+        new = jax.tree.map(lambda z: factor * z, noise)
+    else:
+        raise ValueError(f"unknown attack {kind!r}")
+    return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)

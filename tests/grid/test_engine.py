@@ -177,3 +177,33 @@ def test_worker_with_other_version_is_refused(tmp_path):
         assert not bool(run.records.rounds()["quorum"].iloc[0])
     finally:
         handle.close()
+
+
+def test_local_batchnorm_statistics_stay_with_clients_and_resume(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 2, "server.bn_mode": "local"})
+    full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
+    full.run()
+    assert sorted(full.client_bn) == [0, 1, 2, 3]
+    stats = [jax.tree.leaves(full.client_bn[k])[0] for k in range(4)]
+    assert not np.array_equal(stats[0], stats[1])  # each client kept its own statistics
+    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
+    part.run(rounds=1)
+    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
+    assert sorted(resumed.client_bn) == [0, 1, 2, 3]
+    resumed.run()
+    for a, b in zip(_params(full), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hostile_clients_scaled_updates_are_marked(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 1, "faults.enabled": True,
+                         "faults.attack_fraction": 0.25, "faults.attack": "scale",
+                         "server.aggregator": "median"})
+    hostile = fault_sim.hostile_clients(cfg.faults, cfg.seed, 4)
+    assert len(hostile) == 1
+    run = FederatedRun(cfg, out_dir=tmp_path / "h", grid=grid)
+    run.run()
+    tasks = run.records.tasks()
+    marked = set(tasks[tasks["reason"].fillna("").str.contains("hostile")]["client"])
+    assert marked == set(hostile)
+    assert run.records.rounds()["global_accuracy"].iloc[0] > 0.2
