@@ -1,0 +1,44 @@
+"""Smoke test of benchmarks/accuracy.py: one tiny federated run on the real CIFAR-10 slice.
+
+``--quick`` = VGG-16 at width 0.0625, 4 clients, 1 round, through the real engine on a
+2-worker LocalCluster; the test checks the printed table and the written figure.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "accuracy.py"
+
+
+@pytest.mark.slow
+def test_quick_prints_table_and_writes_figure(cifar10_sample, tmp_path):
+    env = dict(os.environ, FEDJAX_GRID_SHARED_DATA=str(cifar10_sample.parent))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "out"),
+                           "--figures", str(tmp_path / "fig")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    header = [ln for ln in lines if ln.startswith("| suite | run |")]
+    assert header, proc.stdout
+    rows = [ln for ln in lines if ln.startswith("| vgg | iid static | vgg16 | 0.0625 | 4 | 1 |")]
+    assert len(rows) == 1, proc.stdout
+    final = float(rows[0].split("|")[7])
+    assert 0.0 <= final <= 100.0
+    fig = tmp_path / "fig" / "vgg_time_to_accuracy.png"
+    assert fig.is_file() and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 1000 < fig.stat().st_size < 300_000
+    assert (tmp_path / "out" / "vgg" / "results.json").is_file()
+
+
+def test_missing_slices_exit_with_message(tmp_path):
+    env = dict(os.environ, FEDJAX_GRID_SHARED_DATA=str(tmp_path / "nowhere"))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--suite", "texture", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert "dtd-texture-sample.zip not found" in proc.stderr
+    assert proc.stderr.count("\n") == 1
