@@ -16,6 +16,7 @@ import pathlib
 import tempfile
 from typing import Optional
 
+import dask
 import distributed
 
 import fedjax_grid
@@ -70,7 +71,11 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             kwargs["security"] = local_cluster_security(grid.tls_dir)
             kwargs["protocol"] = "tls://"
         try:
-            cluster = distributed.LocalCluster(**kwargs)
+            # allowed-failures=0: a task whose worker dies errs with KilledWorker, which the
+            # engine records as 'failed' (naming the lost worker) and re-submits itself;
+            # Dask's default would re-run it silently and hide the loss from the records.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                cluster = distributed.LocalCluster(**kwargs)
         except Exception as e:  # noqa: BLE001 - reported as one line
             raise UserError(f"cannot start a LocalCluster on host {grid.host!r}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None

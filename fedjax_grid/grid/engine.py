@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 import secrets
 import time
 from typing import Callable, Optional
@@ -289,11 +290,20 @@ class FederatedRun:
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             if timeout == 0.0:
                 break
+            # Wait in slices of at most WAIT_SLICE_S so that a lost scheduler is noticed
+            # even without a deadline (a plain wait(timeout=None) would block forever).
+            slice_s = WAIT_SLICE_S if timeout is None else min(timeout, WAIT_SLICE_S)
             try:
-                done, _ = dask_wait(list(pending), timeout=timeout, return_when="FIRST_COMPLETED")
+                done, _ = dask_wait(list(pending), timeout=slice_s, return_when="FIRST_COMPLETED")
             except (TimeoutError, distributed_timeout()):
-                break
+                _check_connected(client, r)
+                if deadline is not None and time.time() >= deadline:
+                    break
+                continue
             except FuturesCancelledError:
+                # The client cancels every future when it loses the scheduler: stop with
+                # GridLostError (the last checkpoint stays resumable) rather than retry.
+                _check_connected(client, r)
                 # Inputs lost with a worker (e.g. the broadcast weights on a killed desktop):
                 # those tasks count as failed below and are re-submitted.
                 done = {f for f in pending if f.status != "pending"}
@@ -331,11 +341,14 @@ class FederatedRun:
                     task_rows.append(self._row(r, k, attempt, status, res, None, run_t0,
                                                reason=reason or ""))
                 else:
-                    err = _error_text(fut)
+                    _check_connected(client, r)  # a cancelled future may mean a lost scheduler
+                    err, lost_worker = _error_text(fut)
                     fut.release()
-                    task_rows.append(self._row(r, k, attempt, "failed", None,
-                                               (submitted_at[fut], time.time()), run_t0,
-                                               reason=err))
+                    row = self._row(r, k, attempt, "failed", None,
+                                    (submitted_at[fut], time.time()), run_t0, reason=err)
+                    if lost_worker:  # KilledWorker: record which desktop was lost
+                        row["worker"] = lost_worker
+                    task_rows.append(row)
                     in_time = deadline is None or time.time() < deadline
                     if attempt < g.retries and in_time:
                         submit(k, attempt + 1)
@@ -465,17 +478,51 @@ class FederatedRun:
         self.t0 = time.time() - elapsed
 
 
+#: Longest single wait for task results (s) before the engine checks its scheduler link.
+WAIT_SLICE_S = 2.0
+
+
+class GridLostError(ConnectionError):
+    """The coordinator lost its Dask scheduler mid-round.
+
+    An ``OSError`` (the CLI turns it into one line ``error: lost the Dask cluster ...``);
+    the round in progress is dropped and the last checkpoint stays resumable.
+    """
+
+
+def _check_connected(client, round_: int) -> None:
+    """Raise ``GridLostError`` unless ``client`` is still connected to its scheduler."""
+    status = getattr(client, "status", "running")
+    if status != "running":
+        raise GridLostError(f"lost the scheduler {client.scheduler.address if client.scheduler else ''}"
+                            f" during round {round_} (client status {status!r})")
+
+
 def distributed_timeout():
     from distributed import TimeoutError as DTimeout
     return DTimeout
 
 
-def _error_text(fut) -> str:
+_WORKER_ADDR = re.compile(r"(?:tcp|tls|inproc|ucx)://[^\s,'\"]+?(?=\.?(?:\s|$))")
+
+
+def _error_text(fut) -> tuple[str, str]:
+    """(one-line reason, lost worker address or '') of a failed future.
+
+    Dask runs with ``allowed-failures=0`` (see ``grid.cluster``), so a task whose worker
+    died errs with ``KilledWorker`` instead of being re-run silently; its reason names
+    the lost worker and the engine re-submits it as attempt + 1.
+    """
     try:
         exc = fut.exception(timeout=5)
     except Exception as e:  # noqa: BLE001
         exc = e
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if type(exc).__name__ == "KilledWorker":
+        m = _WORKER_ADDR.search(text)
+        worker = m.group(0) if m else ""
+        return f"KilledWorker: lost worker {worker or '?'} while running the task", worker
+    return f"{type(exc).__name__}: {text}", ""
 
 
 def _flatten_state(state: dict) -> dict:
