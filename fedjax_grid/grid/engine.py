@@ -343,23 +343,26 @@ class FederatedRun:
                 else:
                     _check_connected(client, r)  # a cancelled future may mean a lost scheduler
                     err, lost_worker = _error_text(fut)
+                    where = lost_worker or task_workers(client, [fut.key]).get(fut.key, "")
                     fut.release()
                     row = self._row(r, k, attempt, "failed", None,
                                     (submitted_at[fut], time.time()), run_t0, reason=err)
-                    if lost_worker:  # KilledWorker: record which desktop was lost
-                        row["worker"] = lost_worker
+                    row["worker"] = where  # KilledWorker: the desktop that was lost
                     task_rows.append(row)
                     in_time = deadline is None or time.time() < deadline
                     if attempt < g.retries and in_time:
                         submit(k, attempt + 1)
         # Stragglers: cancel, record late; their results never reach a later round.
         if pending:
+            running_on = task_workers(client, [f.key for f in pending])
             client.cancel(list(pending), force=True)
             now = time.time()
             for fut, (k, attempt) in pending.items():
-                task_rows.append(self._row(r, k, attempt, "late", None, (submitted_at[fut], now),
-                                           run_t0, reason="past the round deadline"
-                                           if deadline else "not needed (overcommit)"))
+                row = self._row(r, k, attempt, "late", None, (submitted_at[fut], now), run_t0,
+                                reason="past the round deadline" if deadline
+                                else "not needed (overcommit)")
+                row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+                task_rows.append(row)
             pending.clear()
         if gfut is not None:
             gfut.release()
@@ -504,6 +507,28 @@ def distributed_timeout():
 
 
 _WORKER_ADDR = re.compile(r"(?:tcp|tls|inproc|ucx)://[^\s,'\"]+?(?=\.?(?:\s|$))")
+
+
+def _scheduler_task_workers(dask_scheduler=None, keys=()):
+    """(runs on the scheduler) key -> address of the worker running / that ran it."""
+    out = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            continue
+        if ts.processing_on is not None:
+            out[key] = ts.processing_on.address
+        elif getattr(ts, "erred_on", None):
+            out[key] = sorted(ts.erred_on)[0]
+    return out
+
+
+def task_workers(client, keys) -> dict:
+    """Which worker runs (or ran, for an erred task) each key; {} if the scheduler can't say."""
+    try:
+        return client.run_on_scheduler(_scheduler_task_workers, keys=list(keys))
+    except Exception:  # noqa: BLE001 - attribution is best effort, never fatal
+        return {}
 
 
 def _error_text(fut) -> tuple[str, str]:
