@@ -97,6 +97,7 @@ def test_straggler_past_deadline_is_dropped_and_recorded(grid, tmp_path):
     hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
     late = tasks[tasks["status"] == "late"]
     assert list(late["client"]) == hung
+    assert late["worker"].str.startswith("tcp://127.0.0.1:").all()  # where it hung
     assert (tasks[tasks["status"] == "ok"]["client"].tolist()
             == [k for k in range(4) if k not in hung])
     assert run.records.rounds()["clients_late"].iloc[0] == 1
