@@ -135,7 +135,8 @@ class GridConfig:
     overcommit: int = 0
     #: Re-submissions of a client task that failed or was lost with its worker.
     retries: int = 2
-    #: JAX persistent compilation cache on workers (None: <local_directory>/jax-cache).
+    #: JAX persistent compilation cache on the coordinator and workers
+    #: (None: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax on each machine).
     compile_cache_dir: Optional[str] = None
     #: Dask TLS security: paths produced by ``fedjax-grid certs`` (None: plain TCP).
     tls_dir: Optional[str] = None

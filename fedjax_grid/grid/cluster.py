@@ -21,6 +21,7 @@ import distributed
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
+from fedjax_grid.training.compile_cache import default_cache_dir
 from fedjax_grid.grid.plugin import JaxWorkerPlugin, VersionMismatch
 
 
@@ -60,7 +61,7 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
     local_directory = grid.local_directory or local_directory or os.path.join(
         tempfile.gettempdir(), "fedjax_grid-dask")
     pathlib.Path(local_directory).mkdir(parents=True, exist_ok=True)
-    cache_dir = grid.compile_cache_dir or os.path.join(local_directory, "jax-cache")
+    cache_dir = grid.compile_cache_dir or default_cache_dir()
     cluster = None
     if grid.scheduler is None:
         kwargs = dict(n_workers=grid.workers, threads_per_worker=grid.threads_per_worker,

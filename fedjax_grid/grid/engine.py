@@ -130,6 +130,8 @@ class FederatedRun:
         from fedjax_grid.grid.tasks import cached_model
         from fedjax_grid.training import HParams, init_variables
         c = self.config
+        from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
+        enable_persistent_cache(c.grid.compile_cache_dir or default_cache_dir())
         self.model_key = model_key(c.model, self.info.num_classes)
         self.model = cached_model(*self.model_key)
         t = c.training

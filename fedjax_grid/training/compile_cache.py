@@ -46,8 +46,8 @@ def enable_persistent_cache(directory: str | os.PathLike) -> str:
 
     Sets ``jax_compilation_cache_dir`` and drops the minimum compile-time and
     entry-size thresholds to 0 so that small train steps are cached too.
-    Returns the absolute directory. Call it before the first compilation; a
-    later call with another directory resets JAX's cache object.
+    Returns the absolute directory. Works before or after the first compilation
+    (JAX's cache object is reset whenever the directory changes).
     """
     path = os.path.abspath(os.fspath(directory))
     os.makedirs(path, exist_ok=True)
@@ -55,7 +55,18 @@ def enable_persistent_cache(directory: str | os.PathLike) -> str:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    if previous and os.path.abspath(previous) != path:
+    if not previous or os.path.abspath(previous) != path:
+        # JAX decides once per process whether the cache is used; make it look again.
         from jax.experimental.compilation_cache import compilation_cache
         compilation_cache.reset_cache()
     return path
+
+
+def default_cache_dir() -> str:
+    """Where compiled programs persist between runs on this machine.
+
+    ``FEDJAX_GRID_COMPILE_CACHE`` if set, else ``~/.cache/fedjax_grid/jax``. Each
+    desktop keeps its own (entries are specific to its CPU and jax version).
+    """
+    return os.environ.get("FEDJAX_GRID_COMPILE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fedjax_grid", "jax")
