@@ -249,6 +249,7 @@ class FederatedRun:
 
         pending: dict = {}
         submitted_at: dict = {}
+        task_bytes: dict = {}  # future -> bytes sent for it (weights + its data)
 
         def submit(k: int, attempt: int):
             nonlocal bytes_sent
@@ -268,6 +269,9 @@ class FederatedRun:
                                     key=f"client_update-r{r}-c{k}-a{attempt}-{self.run_id}")
             pending[fut] = (k, attempt)
             submitted_at[fut] = time.time()
+            task_bytes[fut] = model_bytes + (
+                arrays["images"].nbytes + arrays["labels"].nbytes if shipped is not None
+                else spec["data"]["indices"].nbytes)
 
         for k in active:
             submit(k, 0)
@@ -340,8 +344,9 @@ class FederatedRun:
                         n_ok += 1
                     else:
                         status = "rejected"
-                    task_rows.append(self._row(r, k, attempt, status, res, None, run_t0,
-                                               reason=reason or ""))
+                    row = self._row(r, k, attempt, status, res, None, run_t0, reason=reason or "")
+                    row["bytes_in"], row["bytes_out"] = task_bytes[fut], tree_nbytes(upd)
+                    task_rows.append(row)
                 else:
                     _check_connected(client, r)  # a cancelled future may mean a lost scheduler
                     err, lost_worker = _error_text(fut)
@@ -350,6 +355,7 @@ class FederatedRun:
                     row = self._row(r, k, attempt, "failed", None,
                                     (submitted_at[fut], time.time()), run_t0, reason=err)
                     row["worker"] = where  # KilledWorker: the desktop that was lost
+                    row["bytes_in"] = task_bytes[fut]
                     task_rows.append(row)
                     in_time = deadline is None or time.time() < deadline
                     if attempt < g.retries and in_time:
@@ -364,6 +370,7 @@ class FederatedRun:
                                 reason="past the round deadline" if deadline
                                 else "not needed (overcommit)")
                 row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+                row["bytes_in"] = task_bytes[fut]
                 task_rows.append(row)
             pending.clear()
         if gfut is not None:

@@ -30,6 +30,8 @@ def test_small_run_learns_and_records(grid, tmp_path):
     assert rounds["global_accuracy"].iloc[-1] > 0.5  # 10 classes: chance is 0.1
     assert rounds["global_accuracy"].iloc[-1] > rounds["global_accuracy"].iloc[0] - 0.05
     assert (rounds["bytes_sent"] > 0).all() and (rounds["bytes_received"] > 0).all()
+    assert (tasks["bytes_out"] > 0).all() and (tasks["bytes_in"] > tasks["bytes_out"]).all()
+    assert rounds["bytes_received"].sum() == tasks["bytes_out"].sum()
     for name in ("tasks.csv", "rounds.csv", "tasks.parquet", "rounds.parquet", "config.json"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
