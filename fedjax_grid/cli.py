@@ -86,6 +86,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--rounds={args.rounds} is invalid: an integer >= 1 is required")
     cfg.validate()
     from fedjax_grid.grid.engine import FederatedRun
+    _quiet_dask_connection_logs()
     out = pathlib.Path(args.out or cfg.out_dir or pathlib.Path("runs") / cfg.name)
     run = FederatedRun(cfg, out_dir=out, resume=args.resume)
     bar = None
@@ -132,6 +133,19 @@ def cmd_run(args) -> int:
               f"{last['global_accuracy']:.4f} (best {rounds['global_accuracy'].max():.4f}), "
               f"loss {last['global_loss']:.4f}; records in {out}")
     return 0
+
+
+#: Dask loggers that print multi-line tracebacks while the client tries to reconnect to
+#: a lost scheduler; the engine detects the loss itself (``GridLostError``) and the CLI
+#: reports it as one line, so on the command line only their critical messages remain.
+_DASK_CONNECTION_LOGGERS = ("distributed.client", "distributed.utils", "distributed.comm",
+                            "distributed.core", "distributed.batched")
+
+
+def _quiet_dask_connection_logs() -> None:
+    import logging
+    for name in _DASK_CONNECTION_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def cmd_presets(args) -> int:
