@@ -1,0 +1,133 @@
+"""Real processes on 127.0.0.1 for the fault suite: a `dask scheduler` and `dask worker`s.
+
+The scheduler runs with ``allowed-failures=0`` so that a task whose worker dies errs
+with ``KilledWorker`` (which the engine records as ``failed`` and re-submits) instead
+of being silently re-run by Dask. Workers run without a nanny (``--no-nanny``), so the
+PID we hold *is* the worker process: ``kill -9`` of it really loses the worker.
+Every process is started here and stopped by its own PID.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dask_exe() -> str:
+    exe = shutil.which("dask") or os.path.join(os.path.dirname(sys.executable), "dask")
+    if not os.path.exists(exe):
+        pytest.skip("the `dask` command is not installed")
+    return exe
+
+
+def stop(procs, timeout=20) -> None:
+    """SIGTERM (then SIGKILL) exactly the given processes."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+class ExternalGrid:
+    """A scheduler plus worker processes on loopback, with helpers to add/kill workers."""
+
+    def __init__(self, tmp, *, tls: dict | None = None):
+        self.tmp = tmp
+        self.tls = tls or {}
+        self.port = free_port()
+        proto = "tls" if tls else "tcp"
+        self.address = f"{proto}://127.0.0.1:{self.port}"
+        self.workers: list[subprocess.Popen] = []
+        self.scheduler = None
+        self._n = 0
+
+    def _tls_args(self, which="scheduler") -> list[str]:
+        if not self.tls:
+            return []
+        return ["--tls-ca-file", self.tls["ca"], "--tls-cert", self.tls["cert"],
+                "--tls-key", self.tls["key"]]
+
+    def start_scheduler(self):
+        env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+        self.scheduler = subprocess.Popen(
+            [dask_exe(), "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+             "--no-dashboard", "--no-show", *self._tls_args()],
+            stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"scheduler-{self.port}.log", "w"),
+            env=env)
+        return self.scheduler
+
+    def start_worker(self, *, tls_args: list[str] | None = None, name: str | None = None):
+        i = self._n
+        self._n += 1
+        args = self._tls_args() if tls_args is None else tls_args
+        p = subprocess.Popen(
+            [dask_exe(), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
+             "--no-dashboard", "--no-nanny", "--local-directory", str(self.tmp / f"w{i}"),
+             "--name", name or f"desktop-{i}", "--death-timeout", "60", *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"worker{i}.log", "w"))
+        self.workers.append(p)
+        return p
+
+    def alive_workers(self) -> list[subprocess.Popen]:
+        return [p for p in self.workers if p.poll() is None]
+
+    def client(self, timeout=60):
+        from distributed import Client
+        sec = None
+        if self.tls:
+            from distributed.security import Security
+            sec = Security(tls_ca_file=self.tls["ca"], tls_client_cert=self.tls["client_cert"],
+                           tls_client_key=self.tls["client_key"], require_encryption=True)
+        return Client(self.address, timeout=timeout, security=sec)
+
+    def wait_for(self, n: int, timeout=90) -> dict:
+        """Block until n workers are connected; return address -> pid."""
+        with self.client() as c:
+            c.wait_for_workers(n, timeout=timeout)
+            return c.run(os.getpid)
+
+    def ensure(self, n: int) -> dict:
+        """Top the cluster up to n live workers (tests may kill some)."""
+        for _ in range(n - len(self.alive_workers())):
+            self.start_worker()
+        return self.wait_for(n)
+
+    def stop(self):
+        stop(self.workers + ([self.scheduler] if self.scheduler else []))
+
+
+@pytest.fixture(scope="module")
+def external_grid(tmp_path_factory):
+    """One scheduler + three workers per test module (stopped by PID afterwards)."""
+    tmp = tmp_path_factory.mktemp("grid")
+    g = ExternalGrid(tmp)
+    g.start_scheduler()
+    for _ in range(3):
+        g.start_worker()
+    try:
+        g.wait_for(3)
+        yield g
+    finally:
+        g.stop()
+
+
+def run_cli(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "fedjax_grid.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, **kw)

@@ -1,0 +1,238 @@
+"""Fault suite on real processes (127.0.0.1 only): one `dask scheduler` and three
+`dask worker` processes per module (see conftest), experiments driven through
+``FederatedRun`` with ``grid.scheduler`` set, or through the CLI.
+
+Faults: kill -9 of a worker mid-round, a worker joining mid-run, a worker hanging
+past the deadline, the coordinator killed and resumed, the scheduler lost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
+from fedjax_grid.grid.engine import FederatedRun
+from tests.faults.conftest import ExternalGrid, run_cli
+from tests.grid.conftest import tiny_config
+
+TINY = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "data.max_test_examples=256",
+        "training.local_epochs=1", "training.batch_size=32"]
+
+
+def cfg_for(grid, **kw):
+    return tiny_config(**{"grid.scheduler": grid.address, "grid.connect_timeout_s": 20, **kw})
+
+
+def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path):
+    """kill -9 of a busy worker: its task errs KilledWorker, is recorded, re-run elsewhere."""
+    pids = external_grid.ensure(3)
+    # 6 clients, each task sleeps >= 3 s first, so every worker is busy when we strike.
+    cfg = cfg_for(external_grid, **{"training.rounds": 2, "partition.num_clients": 6,
+                                    "faults.enabled": True, "faults.max_delay_s": 4.0,
+                                    "grid.retries": 2, "grid.quorum": 0.5})
+    victim_addr, victim_pid = sorted(pids.items())[0]
+    run = FederatedRun(cfg, out_dir=tmp_path / "kill")
+    run.start()
+    killed = threading.Event()
+
+    def kill_when_busy():
+        # Strike once the victim is running a client task of round 0.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            proc = run.grid.client.processing()
+            if proc.get(victim_addr):
+                time.sleep(0.5)
+                os.kill(victim_pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    try:
+        run.run()
+    finally:
+        run.close()
+    killer.join(timeout=5)
+    assert killed.is_set()
+    rounds, tasks = run.records.rounds(), run.records.tasks()
+    assert len(rounds) == 2 and rounds["quorum"].all()
+    lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
+    assert len(lost) >= 1, tasks[["round", "client", "attempt", "status", "reason"]]
+    assert (lost["status"] == "failed").all()
+    assert (lost["worker"] == victim_addr).all() and lost["reason"].str.contains(victim_addr).all()
+    for _, row in lost.iterrows():  # each lost task was re-submitted as attempt + 1 and succeeded
+        again = tasks[(tasks["round"] == row["round"]) & (tasks["client"] == row["client"])
+                      & (tasks["attempt"] == row["attempt"] + 1)]
+        assert list(again["status"]) == ["ok"] and victim_addr not in set(again["worker"])
+    # Nothing lost: every sampled client of every round ended ok.
+    ok = tasks[tasks["status"] == "ok"].groupby("round")["client"].nunique()
+    assert (ok == 6).all()
+    assert victim_addr not in set(tasks.loc[tasks["round"] == 1, "worker"])
+
+
+@pytest.mark.slow
+def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path):
+    """A 4th worker started after round 0 receives tasks in the following rounds."""
+    external_grid.ensure(3)
+    cfg = cfg_for(external_grid, **{"training.rounds": 3, "partition.num_clients": 8})
+    run = FederatedRun(cfg, out_dir=tmp_path / "join")
+    run.start()
+    try:
+        before = set(run.grid.workers())
+        run.step()
+        newcomer = external_grid.start_worker(name="late-joiner")
+        addrs = external_grid.wait_for(len(before) + 1)
+        new_addr = next(a for a, pid in addrs.items() if pid == newcomer.pid)
+        run.run()
+    finally:
+        run.close()
+        external_grid.workers.remove(newcomer)
+        from tests.faults.conftest import stop
+        stop([newcomer])
+    tasks = run.records.tasks()
+    assert new_addr not in set(tasks.loc[tasks["round"] == 0, "worker"])
+    assert new_addr in set(tasks.loc[tasks["round"] >= 1, "worker"]), \
+        tasks.groupby(["round", "worker"]).size()
+    assert (tasks["status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_hung_worker_past_deadline_is_discarded(external_grid, tmp_path):
+    """A hung task: the round closes on time, its result is recorded late and never used."""
+    external_grid.ensure(3)
+    warm = cfg_for(external_grid, **{"training.rounds": 1, "partition.num_clients": 3})
+    FederatedRun(warm, out_dir=tmp_path / "warm").run()  # compile on every worker first
+    base = cfg_for(external_grid, **{"training.rounds": 2, "partition.num_clients": 3,
+                                     "faults.enabled": True, "faults.hang_prob": 0.3,
+                                     "faults.hang_s": 20.0, "grid.deadline_s": 10.0,
+                                     "grid.quorum": 0.3, "grid.retries": 0})
+    seed = next(s for s in range(500) if
+                sum(fault_sim.fault_plan(base.faults, s, 0, k, 0).hang_s > 0 for k in range(3)) == 1
+                and not any(fault_sim.fault_plan(base.faults, s, 1, k, 0).hang_s for k in range(3)))
+    cfg = base.with_overrides([f"seed={seed}"])
+    hung = next(k for k in range(3) if fault_sim.fault_plan(cfg.faults, seed, 0, k, 0).hang_s)
+    run = FederatedRun(cfg, out_dir=tmp_path / "hang")
+    try:
+        run.start()
+        t = time.time()
+        run.step()
+        round0_s = time.time() - t
+        params_after_0 = [np.array(a) for a in jax.tree.leaves(run.state.params)]
+        run.step()
+    finally:
+        run.close()
+    assert round0_s < 10.0 + 8.0  # closed at the deadline, not after the 20 s hang
+    tasks = run.records.tasks()
+    r0, r1 = tasks[tasks["round"] == 0], tasks[tasks["round"] == 1]
+    late = r0[r0["status"] == "late"]
+    assert list(late["client"]) == [hung] and late["reason"].str.contains("deadline").all()
+    assert sorted(r0.loc[r0["status"] == "ok", "client"]) == sorted(set(range(3)) - {hung})
+    # Round 1 holds exactly one ok task per client, all of attempt 0 of round 1:
+    # the discarded round-0 result of the hung client was never mixed in.
+    assert sorted(r1["client"]) == [0, 1, 2] and (r1["status"] == "ok").all()
+    rounds = run.records.rounds()
+    assert list(rounds["clients_late"]) == [1, 0] and rounds["quorum"].all()
+    assert all(np.isfinite(a).all() for a in params_after_0)
+
+
+def _params_of(out_dir):
+    tree, meta, _ = load_checkpoint(latest_checkpoint(out_dir / "checkpoints"))
+    return meta["round"], jax.tree.leaves(tree.params if hasattr(tree, "params") else tree)
+
+
+def test_coordinator_sigkill_then_resume_equals_uninterrupted(external_grid, tmp_path):
+    """SIGKILL the CLI coordinator after round 1; `--resume` reaches the same parameters."""
+    external_grid.ensure(3)
+    sets = [a for s in TINY + ["training.rounds=3", "partition.forming=hybrid"]
+            for a in ("--set", s)]
+    common = ["run", "--scheduler", external_grid.address, "--quiet", "--no-plots", *sets]
+    full = tmp_path / "full"
+    r = run_cli(*common, "--out", full)
+    assert r.returncode == 0, r.stderr[-2000:]
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", *common, "--out", str(part)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t_end = time.time() + 240
+        while time.time() < t_end and proc.poll() is None:
+            if latest_checkpoint(part / "checkpoints") is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "coordinator finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # mid-run: after round 0's checkpoint, in round 1
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    n_done, _ = _params_of(part)
+    assert 1 <= n_done < 3
+    r = run_cli(*common, "--out", part, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (ra, a), (rb, b) = _params_of(full), _params_of(part)
+    assert ra == rb == 3
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)  # bitwise on CPU with fixed seeds
+    rounds = pd.read_csv(part / "rounds.csv")
+    assert list(rounds["round"]) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_scheduler_lost_one_line_error_then_resume(tmp_path):
+    """Scheduler killed mid-run: exit 2, one line, resumable checkpoint; resume on a new one."""
+    g = ExternalGrid(tmp_path)
+    g.start_scheduler()
+    g.start_worker()
+    g.start_worker()
+    out = tmp_path / "out"
+    sets = [a for s in TINY + ["training.rounds=3", "grid.connect_timeout_s=5",
+                               "faults.enabled=true", "faults.max_delay_s=3"]
+            for a in ("--set", s)]
+    try:
+        g.wait_for(2)
+        proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", "run", "--scheduler",
+                                 g.address, "--quiet", "--no-plots", *sets, "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t_end = time.time() + 240
+        while time.time() < t_end and proc.poll() is None:
+            if latest_checkpoint(out / "checkpoints") is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None
+        time.sleep(1.0)  # inside round 1 (tasks delayed by up to 3 s)
+        os.kill(g.scheduler.pid, signal.SIGKILL)
+        t_kill = time.time()
+        stdout, stderr = proc.communicate(timeout=120)
+        stop_s = time.time() - t_kill
+    finally:
+        g.stop()
+    assert proc.returncode == 2, stderr[-3000:]
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: lost the Dask cluster"), stderr[-3000:]
+    assert "--resume" in lines[0] and "Traceback" not in stderr
+    assert stop_s < 60
+    n_done, _ = _params_of(out)
+    assert 1 <= n_done < 3
+    # A new scheduler and workers: the run resumes and finishes.
+    g2 = ExternalGrid(tmp_path)
+    g2.start_scheduler()
+    g2.start_worker()
+    try:
+        g2.wait_for(1)
+        r = run_cli("run", "--scheduler", g2.address, "--quiet", "--no-plots", *sets,
+                    "--out", out, "--resume")
+    finally:
+        g2.stop()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [0, 1, 2]
