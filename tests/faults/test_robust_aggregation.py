@@ -1,7 +1,7 @@
 """20% of 10 clients send x10-scaled updates: FedAvg degrades, robust aggregators hold.
 
 Reduced version of ``benchmarks/robust_aggregation.py`` (3 rounds, 'scale' attack only);
-about 2 minutes on 2 cores, hence slow.
+about 45 s alone on 2 cores (plus cluster start-up), marked slow.
 """
 import sys
 
