@@ -231,7 +231,7 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     """(target, passed, detail) for every suite present in ``rows``."""
     out = []
     by = {(r["suite"], r["run"]): r for r in rows}
-    for suite in SUITES:
+    for suite in dict.fromkeys(r["suite"] for r in rows):
         iid, cen = by.get((suite, "iid static")), by.get((suite, "centralized"))
         if iid and cen:
             ratio = iid["final_acc"] / cen["final_acc"] if cen["final_acc"] > 0 else math.nan
@@ -313,6 +313,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     + str({k: v[1] for k, v in DEFAULTS.items()}))
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: VGG-16 width 0.0625, 4 clients, 1 round, federated iid only")
+    ap.add_argument("--runs", default=None,
+                    help="comma-separated run names to keep (e.g. 'iid static,centralized')")
+    ap.add_argument("--tag", default="",
+                    help="suffix of the suite name in tables, records and figure files "
+                    "(e.g. --tag=-16r keeps a longer run apart from the default one)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "accuracy"))
     ap.add_argument("--figures", default=str(REPO / "docs" / "results"))
     args = ap.parse_args(argv)
@@ -348,7 +353,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             rounds = args.rounds or rounds
             width = args.width or width
             specs = SPEC_BUILDERS[suite](rounds, width, data, data_dir, quick=args.quick)
-            rows += run_suite(suite, specs, out, fig_dir, holder,
+            if args.runs:
+                keep = [n.strip() for n in args.runs.split(",")]
+                unknown = [n for n in keep if n not in {s.name for s in specs}]
+                if unknown:
+                    print(f"error: --runs {unknown[0]!r} is not a run of suite {suite}: allowed are "
+                          + ", ".join(s.name for s in specs), file=sys.stderr)
+                    return 2
+                specs = [s for s in specs if s.name in keep]
+            specs = [dataclasses.replace(s, suite=suite + args.tag) for s in specs]
+            rows += run_suite(suite + args.tag, specs, out, fig_dir, holder,
                               log=lambda m: print(m, flush=True))
     finally:
         if holder.get("grid") is not None:
