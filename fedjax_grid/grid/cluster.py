@@ -21,7 +21,6 @@ import distributed
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
-from fedjax_grid.training.compile_cache import default_cache_dir
 from fedjax_grid.grid.plugin import JaxWorkerPlugin, VersionMismatch
 
 
@@ -55,12 +54,28 @@ def security_from(tls_dir: Optional[str]):
     return client_security(tls_dir)
 
 
+def local_cpu_map(n_workers: int) -> dict | None:
+    """Worker name -> disjoint CPU cores for an embedded LocalCluster (None if too few cores).
+
+    LocalCluster names its workers 0..n-1; each gets len(cores) // n of this
+    process's cores, so n workers on one machine do not oversubscribe it.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < n_workers or n_workers < 2:
+        return None
+    per = len(cores) // n_workers
+    return {str(i): cores[i * per:(i + 1) * per] for i in range(n_workers)}
+
+
 def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
     """Connect (or start a LocalCluster) per ``GridConfig`` and register the plugin."""
     security = security_from(grid.tls_dir)
     local_directory = grid.local_directory or local_directory or os.path.join(
         tempfile.gettempdir(), "fedjax_grid-dask")
     pathlib.Path(local_directory).mkdir(parents=True, exist_ok=True)
+    from fedjax_grid.training.compile_cache import default_cache_dir  # imports jax: keep lazy
     cache_dir = grid.compile_cache_dir or default_cache_dir()
     cluster = None
     if grid.scheduler is None:
@@ -88,7 +103,8 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
         except (OSError, TimeoutError, ValueError) as e:
             raise UserError(f"cannot reach the Dask scheduler at {grid.scheduler!r} within "
                             f"{grid.connect_timeout_s:g} s: {type(e).__name__}") from None
-    plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir)
+    cpu_map = local_cpu_map(grid.workers) if cluster is not None else None
+    plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map)
     try:
         responses = client.register_plugin(plugin) or {}
         errors = {addr: r.get("exception_text", str(r)) for addr, r in responses.items()

@@ -3,7 +3,10 @@
 Registered by the coordinator on connect; Dask applies it to workers that join
 later too. On each worker it
 
-- sets XLA flags and thread counts before JAX is first imported there,
+- pins an embedded LocalCluster's workers to disjoint CPU cores (before JAX is
+  imported there, so XLA sizes its thread pool to the worker's share of the
+  machine instead of every worker fighting over all cores),
+- sets XLA flags before JAX is first imported there,
 - enables JAX's persistent compilation cache in ``compile_cache_dir``,
 - records whether the worker's fedjax_grid version equals the coordinator's.
 
@@ -33,11 +36,12 @@ class JaxWorkerPlugin(WorkerPlugin):
     idempotent = False
 
     def __init__(self, version: str, compile_cache_dir: str | None = None,
-                 xla_flags: str | None = None, intra_op_threads: int | None = None):
+                 xla_flags: str | None = None, cpu_map: dict | None = None):
+        """cpu_map: worker name (str) -> CPU core ids it may use (LocalCluster only)."""
         self.version = version
         self.compile_cache_dir = compile_cache_dir
         self.xla_flags = xla_flags
-        self.intra_op_threads = intra_op_threads
+        self.cpu_map = cpu_map or {}
 
     def setup(self, worker):
         WORKER_STATE["expected_version"] = self.version
@@ -46,24 +50,35 @@ class JaxWorkerPlugin(WorkerPlugin):
             raise VersionMismatch(
                 f"worker {worker.address} runs fedjax_grid {fedjax_grid.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
-        configure_jax(self.compile_cache_dir, self.xla_flags, self.intra_op_threads)
+        cpus = self.cpu_map.get(str(worker.name))
+        configure_jax(self.compile_cache_dir, self.xla_flags, cpus)
         WORKER_STATE["configured"] = True
 
 
-def configure_jax(compile_cache_dir=None, xla_flags=None, intra_op_threads=None):
-    """Apply JAX settings in this process (flags only take effect before JAX starts)."""
+def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None):
+    """Apply JAX settings in this process (they only take effect before JAX starts)."""
+    started = _jax_backend_started()
+    WORKER_STATE["jax_started_before_setup"] = started
+    if cpus and hasattr(os, "sched_setaffinity") and not started:
+        # XLA sizes its CPU thread pool from the schedulable cores when it starts.
+        os.sched_setaffinity(0, set(cpus))
+        WORKER_STATE["cpus"] = sorted(cpus)
     if "jax" not in sys.modules:
-        flags = os.environ.get("XLA_FLAGS", "")
         if xla_flags:
-            flags = f"{flags} {xla_flags}".strip()
-        if intra_op_threads:
-            flags = (f"{flags} --xla_cpu_multi_thread_eigen=true "
-                     f"intra_op_parallelism_threads={intra_op_threads}").strip()
-        if flags:
-            os.environ["XLA_FLAGS"] = flags
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()
     if compile_cache_dir:
         from fedjax_grid.training.compile_cache import enable_persistent_cache
         enable_persistent_cache(compile_cache_dir)
+
+
+def _jax_backend_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return True  # unknown: assume started, change nothing
 
 
 def check_version() -> None:

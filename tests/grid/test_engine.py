@@ -210,3 +210,15 @@ def test_hostile_clients_scaled_updates_are_marked(grid, tmp_path):
     marked = set(tasks[tasks["reason"].fillna("").str.contains("hostile")]["client"])
     assert marked == set(hostile)
     assert run.records.rounds()["global_accuracy"].iloc[0] > 0.2
+
+
+def _affinity():
+    return sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs >= 2 schedulable cores")
+def test_local_workers_are_pinned_to_disjoint_cores(grid):
+    cores = list(grid.client.run(_affinity).values())
+    assert len(cores) == 2 and all(cores)
+    assert not set(cores[0]) & set(cores[1])  # XLA in each worker uses its own share
