@@ -54,7 +54,7 @@ SLICES = {"vgg": "cifar-10-binary-sample.tar.gz", "mobilenet": "tiny-imagenet-20
           "texture": "dtd-texture-sample.zip"}
 SUITES = ("vgg", "mobilenet", "texture")
 #: default (rounds, width) per suite, sized for ~3-4 min per run on 2 shared cores
-DEFAULTS = {"vgg": (8, 0.25), "mobilenet": (8, 1.0), "texture": (8, 0.25)}
+DEFAULTS = {"vgg": (8, 0.25), "mobilenet": (6, 1.0), "texture": (8, 0.25)}
 
 
 def shared_data_dir() -> pathlib.Path:
@@ -253,11 +253,12 @@ def write_figures(suite: str, specs: list[Spec], tables: dict, fig_dir: pathlib.
     matplotlib.use("Agg")
     from fedjax_grid import plots
     fig_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, drawn = [], []
     for group in ("distribution", "forming"):
         names = [s.name for s in specs if group in s.groups and s.name in tables]
-        if len(names) < 2:
-            continue
+        if len(names) < 2 or names in drawn:
+            continue  # nothing to compare, or the same runs as the previous figure
+        drawn.append(names)
         path = fig_dir / f"{suite}_{group}.png"
         fig = plots.compare_runs({n: tables[n] for n in names}, ["global_accuracy", "global_loss"],
                                  save=path, title=f"{suite}: {group}")

@@ -270,6 +270,12 @@ FINDINGS = """### Findings of the recorded runs
 - **Reproducibility.** The 16-epoch VGG run repeats the first 8 rounds of the 8-epoch
   run to the last digit (same seed: 9.1 20.3 20.0 27.0 31.0 29.3 31.2 37.2 for
   federated iid, 25.8 ... 50.0 for centralized), on a differently loaded machine.
+- **Performance pieces** (load average 1.3-2.6 at their start): VGG-16 train step 80.9 img/s
+  on the fast path, 49 % of the measured matmul peak, 4.9x the stock path; the engine
+  on a 2-worker LocalCluster takes 0.85x the wall time of a sequential loop; the
+  coordinator's peak RSS is the same for 10 and 50 VGG-16 clients; 7.6 ms scheduling
+  overhead per client; no recompilation after round 1. Every performance target printed
+  by these scripts is met.
 """
 
 
