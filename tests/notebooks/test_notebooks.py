@@ -67,7 +67,6 @@ def test_04_mobilenetv3_tiny_imagenet(tmp_path):
     assert len(outputs_of(nb)) >= 4
 
 
-@pytest.mark.slow
 def test_05_desktop_grid(tmp_path):
     nb = _run("05_desktop_grid", tmp_path, **TINY, DESKTOPS=2)
     assert len(outputs_of(nb)) >= 1
@@ -75,7 +74,6 @@ def test_05_desktop_grid(tmp_path):
     assert "desktop-0" in text and "desktop-1" in text  # the attached desktops were listed
 
 
-@pytest.mark.slow
 def test_06_heterogeneity_and_faults(tmp_path):
     nb = _run("06_heterogeneity_and_faults", tmp_path, **TINY, WORKERS=2)
     assert len(outputs_of(nb)) >= 3
