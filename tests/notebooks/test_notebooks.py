@@ -54,13 +54,11 @@ def test_02_data_and_partitions(tmp_path):
     assert len(outputs_of(nb)) >= 3  # digits gallery, distributions, forming strategies
 
 
-@pytest.mark.slow
 def test_03_vgg16_cifar10(tmp_path):
     nb = _run("03_vgg16_cifar10", tmp_path, **TINY, BATCH_SIZE=64, AUGMENT=False)
     assert len(outputs_of(nb)) >= 4
 
 
-@pytest.mark.slow
 def test_04_mobilenetv3_tiny_imagenet(tmp_path):
     nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, **{**TINY, "WIDTH": 0.25}, WORKERS=1,
               MODEL="mobilenet_v3_small", BATCH_SIZE=64, AUGMENT=False)
