@@ -54,13 +54,14 @@ def sequential_time(cfg) -> float:
     from fedjax_grid.grid.engine import FederatedRun
     from fedjax_grid.training import Standardize, evaluate, local_train
     from fedjax_grid.federated import mean as mean_aggregator
+    from fedjax_grid.experiments.build import forming_rng
     run = FederatedRun(cfg, out_dir=tempfile.mkdtemp())  # only its data, model, strategy
     pre = Standardize(mean=run.mean, std=run.std)
     params = run.global_variables
     state = run.strategy_state
 
     def one_round(r, params, state):
-        assignments, state = run.strategy.apply(state, np.random.default_rng([cfg.seed, 11, r]), r)
+        assignments, state = run.strategy.apply(state, forming_rng(cfg.seed, r), r)
         agg = mean_aggregator()
         s = agg.init(params)
         for k in run._sample_clients(r):

@@ -162,29 +162,17 @@ def cmd_show_config(args) -> int:
 
 def cmd_partition_report(args) -> int:
     import numpy as np
-    from fedjax_grid.data import load_source
-    from fedjax_grid.partition import Distribution, make_strategy
+    from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
     from fedjax_grid.partition.report import label_heatmap, label_table
     cfg = resolve_config(args)
     if args.round < 0:
         raise UserError(f"--round={args.round} is invalid: an integer >= 0 is required")
-    opts = dict(cfg.data.options)
-    if cfg.data.image_size is not None and cfg.data.source in ("digits", "textures",
-                                                               "texture_fragments"):
-        opts["image_size"] = cfg.data.image_size
-    train = load_source(cfg.data.source, "train", path=cfg.data.path, data_dir=cfg.data.data_dir,
-                        **opts)
+    train = load_split(cfg, "train")
     labels = np.asarray(train.labels)
-    p = cfg.partition
-    if p.num_clients > len(labels):
-        raise UserError(f"partition.num_clients={p.num_clients} exceeds the {len(labels)} "
-                        f"training examples of {cfg.data.source!r}")
-    dist = Distribution(kind=p.distribution, beta=p.beta, alpha=p.alpha,
-                        shards_per_client=p.shards_per_client, sigma=p.sigma)
-    strategy = make_strategy(p.forming, labels, p.num_clients, dist, keep=p.keep)
+    strategy = partition_strategy(cfg, labels)
     state = strategy.init(cfg.seed)
     for r in range(args.round + 1):
-        assignments, state = strategy.apply(state, np.random.default_rng([cfg.seed, 11, r]), r)
+        assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)
     table = label_table(labels, assignments, class_names=list(train.info.class_names))
     wide = table.pivot(index="client", columns="class", values="count")
     print(wide.to_string())

@@ -38,6 +38,7 @@ from distributed.client import FuturesCancelledError
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
+from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.federated import mean as mean_aggregator
@@ -93,27 +94,13 @@ class FederatedRun:
 
     # -- set-up ---------------------------------------------------------------
     def _setup_data(self) -> None:
-        from fedjax_grid.data import load_source
-        from fedjax_grid.partition import Distribution, make_strategy
+        from fedjax_grid.experiments.build import load_split, partition_strategy, source_options
         c = self.config
-        self._source_opts = dict(c.data.options)
-        if c.data.image_size is not None and c.data.source in ("digits", "textures",
-                                                               "texture_fragments"):
-            self._source_opts["image_size"] = c.data.image_size
-        self.train = load_source(c.data.source, "train", path=c.data.path,
-                                 data_dir=c.data.data_dir, **self._source_opts)
-        self.test = load_source(c.data.source, "test", path=c.data.path,
-                                data_dir=c.data.data_dir, **self._source_opts)
+        self._source_opts = source_options(c)
+        self.train = load_split(c, "train")
+        self.test = load_split(c, "test")
         self.info = self.train.info
-        labels = np.asarray(self.train.labels)
-        if c.partition.num_clients > len(labels):
-            raise UserError(f"partition.num_clients={c.partition.num_clients} exceeds the "
-                            f"{len(labels)} training examples of {c.data.source!r}")
-        p = c.partition
-        self.distribution = Distribution(kind=p.distribution, beta=p.beta, alpha=p.alpha,
-                                         shards_per_client=p.shards_per_client, sigma=p.sigma)
-        self.strategy = make_strategy(p.forming, labels, p.num_clients, self.distribution,
-                                      keep=p.keep)
+        self.strategy = partition_strategy(c, np.asarray(self.train.labels))
         self.strategy_state = self.strategy.init(c.seed)
         sample = self.train.__getitems__(np.arange(min(len(self.train), 2048)))["image"]
         x = sample.astype(np.float64) / 255.0
@@ -226,7 +213,7 @@ class FederatedRun:
             self.t0 = t_round
         run_t0 = self.t0
         assignments, new_strategy_state = self.strategy.apply(
-            self.strategy_state, np.random.default_rng([c.seed, 11, r]), r)
+            self.strategy_state, forming_rng(c.seed, r), r)
         sampled = self._sample_clients(r)
         target = min(c.clients_per_round, len(sampled))
 
