@@ -34,6 +34,7 @@ from typing import Callable, Optional
 import dask
 import jax
 import numpy as np
+from distributed import TimeoutError as DaskTimeoutError
 from distributed.client import FuturesCancelledError
 
 import fedjax_grid
@@ -52,13 +53,6 @@ def tree_nbytes(tree) -> int:
 
 def to_numpy(tree):
     return jax.tree.map(np.asarray, tree)
-
-
-@dataclasses.dataclass
-class RoundResult:
-    """Summary of one round (also a row of the rounds table)."""
-    round: int
-    row: dict
 
 
 class FederatedRun:
@@ -288,7 +282,7 @@ class FederatedRun:
             slice_s = WAIT_SLICE_S if timeout is None else min(timeout, WAIT_SLICE_S)
             try:
                 done, _ = dask_wait(list(pending), timeout=slice_s, return_when="FIRST_COMPLETED")
-            except (TimeoutError, distributed_timeout()):
+            except (TimeoutError, DaskTimeoutError):
                 _check_connected(client, r)
                 if deadline is not None and time.time() >= deadline:
                     break
@@ -495,11 +489,6 @@ def _check_connected(client, round_: int) -> None:
     if status != "running":
         raise GridLostError(f"lost the scheduler {client.scheduler.address if client.scheduler else ''}"
                             f" during round {round_} (client status {status!r})")
-
-
-def distributed_timeout():
-    from distributed import TimeoutError as DTimeout
-    return DTimeout
 
 
 _WORKER_ADDR = re.compile(r"(?:tcp|tls|inproc|ucx)://[^\s,'\"]+?(?=\.?(?:\s|$))")
