@@ -209,12 +209,14 @@ def _study_table(rows: dict) -> str:
 INTRO = """# Measured results
 
 Everything below was produced by `python benchmarks/run_all.py` (pieces re-run with
-`--only`, merged from `benchmarks/out/`) on the machine named in each section. The
-numbers are measurements of one run each on a **2-core CPU shared with other
-engineers' jobs** (pieces run under `nice -n 10`): wall times vary by up to 2x with
-the load. Accuracies are single runs with seed 0; a run is deterministic for its seed
-(see Reproducibility below), but its curve moves by 3-6 points from round to round,
-so differences of that size between runs are not significant.
+`--only`, merged from `benchmarks/out/`) on the machine named in each section, with
+the commit each piece ran on. The numbers are measurements of one run each on a
+**2-core CPU that is shared with other jobs** (pieces run under `nice -n 10`; two
+pieces sometimes ran side by side): wall times vary by up to 2x with the load.
+Accuracies are single runs with seed 0. A run is deterministic for its seed and does
+not depend on the load (the 40-round VGG-16 run repeats, to the last digit, the
+curve of an earlier 24-round run with the same seed), but its curve moves by 3-6
+points from round to round, so the targets compare the mean of the last 3 rounds.
 
 **No GPU machine was available to this task**: the GPU rows of the suite (the study's
 full model sizes and round counts on a GPU) were not produced. The suite never
@@ -229,22 +231,25 @@ are **full-data, full-size** results (50,000 CIFAR images, 100,000 Tiny-ImageNet
 images, 90-150 rounds, full-width models). They were **not** reproduced here and
 cannot be on this machine: only the bundled slices are available (CIFAR-10: 5,085
 train / 1,017 test; Tiny-ImageNet: 25 images per class; DTD: 12 photos per class),
-VGG-16 runs at reduced channel width (see the width column) and every run has only a
-few rounds. What *is* measured is the shape of the result on real pixels: federated
-vs centralized at equal epochs, and independent vs label-skewed local data, through
-the real engine (Dask LocalCluster, `grid.workers=2, grid.threads_per_worker=1`,
-shipped data, FedAvg with BatchNorm statistics averaged, every client every round,
-one local epoch per round). The centralized baseline trains the same model from the
-same initial weights with the same optimiser, lr and batch size, one epoch over all
-training data per "round", evaluated after each.
+and VGG-16 runs at a quarter of its channel width: at full width the fast CPU path
+trains 71 images/s (docs/THROUGHPUT.md), so one epoch of the slice takes ~72 s and
+the VGG suite's 4 x 40 epochs would take ~3.2 h instead of ~25 min. What *is*
+measured is the shape of the result on real pixels: federated vs centralized at
+equal epochs, independent vs label-skewed local data, and the four forming
+strategies, through the real engine (Dask LocalCluster, `grid.workers=2,
+grid.threads_per_worker=1`, shipped data, FedAvg with BatchNorm statistics averaged,
+every client every round, one local epoch per round). The centralized baseline
+trains the same model from the same initial weights with the same optimiser, lr and
+batch size, one epoch over all training data per "round", evaluated after each.
 
 Settings (`benchmarks/accuracy.py`), and where they differ from the study:
 
-| suite | model | data | clients | local training | study |
+| suite | model | data | clients, rounds | local training | study |
 |---|---|---|---|---|---|
-| vgg | VGG-16, CIFAR head, batch norm, **width 0.25** (1/16 of the FLOPs) | CIFAR-10 slice, 5,085 / 1,017 | 10 | SGD momentum 0.9, lr 0.05, batch 32, no augmentation | width 1, 50 clients, lr 0.01, batch 10, augmentation, 90/150 rounds |
-| mobilenet | MobileNetV3-**Small**, width 1 | Tiny-ImageNet slice, 5,000 / 2,000, 64x64 | 10 | Adam lr 0.002, batch 32, no augmentation | MobileNetV3 (Large in our presets), 10 / 5 clients, lr 0.001, 80/60 rounds |
-| texture | VGG-11, width 0.25 | DTD slice: fragments 128 px, stride 64, rotations 0/90, standardized, resized to 32 px; 5,078 / 1,080, split by photo | 5 | SGD momentum 0.9, lr 0.05, batch 32 | the study's fragments were 256 px of 654 large photos (4.5 M fragments) |
+| vgg | VGG-16, CIFAR head, batch norm, **width 0.25** (1/16 of the FLOPs) | CIFAR-10 slice, 5,085 / 1,017 | 10, 40 | SGD momentum 0.9, lr 0.05, batch 32, no augmentation | width 1, 50 clients, lr 0.01, batch 10, augmentation, 90/150 rounds |
+| vgg-forming | as vgg, iid data; static, dynamic, stochastic, hybrid(0.5) forming | as vgg | 10, 16 | as vgg | as vgg |
+| mobilenet | MobileNetV3-**Small**, width 1 | Tiny-ImageNet slice, 5,000 / 2,000, 64x64 | 10, 20 | Adam lr 0.002, batch 32, no augmentation | MobileNetV3 (Large in our presets), 10 / 5 clients, lr 0.001, 80/60 rounds |
+| texture | VGG-11, width 0.25 | DTD slice: fragments 128 px, stride 64, rotations 0/90, standardized, resized to 32 px; 5,078 / 1,080, split by photo | 5, 16 | SGD momentum 0.9, lr 0.05, batch 32 | the study's fragments were 256 px of 654 large photos (4.5 M fragments) |
 
 """
 
