@@ -125,3 +125,21 @@ def test_bad_override_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "lr" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_assemble_lists_curves_of_dashed_suites_and_client_variants(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (out / "accuracy" / "mobilenet-2clients").mkdir(parents=True)
+    row = dict(_row("mobilenet-2clients", "iid static", 0.03, clients=2), model="mobilenet_v3_small")
+    (out / "accuracy" / "mobilenet-2clients" / "results.json").write_text(
+        json.dumps({"rows": [row], "curves": {"iid static": {"global_accuracy": [0.01, 0.03]}}}))
+    (out / "accuracy-mobilenet-2clients.out").write_text(
+        "[mobilenet-2clients] iid static: final 3.00 % best 5.00 % in 9 s; per round: 1.0 3.0\n"
+        "| suite | run |\n")
+    (out / "accuracy-mobilenet-2clients.json").write_text(json.dumps(
+        {"command": "python benchmarks/accuracy.py --suite mobilenet", "started": "t0",
+         "finished": "t1", "wall_s": 9.0, "returncode": 0, "machine": {}}))
+    monkeypatch.setattr(run_all, "OUT", out)
+    text = run_all.assemble()
+    assert "iid static (2 clients) 3.0 % (best 5.0 %)" in text
+    assert "```\n[mobilenet-2clients] iid static: final 3.00 %" in text
