@@ -184,6 +184,8 @@ def _summary_rows() -> tuple[dict, dict]:
     for path in sorted((OUT / "accuracy").glob("*/results.json")):
         try:
             data = json.loads(path.read_text())
+            if not all("tail_acc" in r for r in data["rows"]):
+                continue  # written by an older accuracy.py: re-run that suite
             for r in data["rows"]:
                 rows[(r["suite"], r["run"])] = r
             for name, table in data.get("curves", {}).items():
