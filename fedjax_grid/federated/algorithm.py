@@ -47,9 +47,91 @@ PyTree = Any
 
 class FederatedAlgorithm(NamedTuple):
     """``init(variables) -> ServerState``;
-    ``apply(state, client_results) -> (state, diagnostics)``."""
+    ``apply(state, client_results) -> (state, diagnostics)``;
+    ``begin(state) -> RoundFold``: the incremental form of ``apply`` for callers that
+    receive clients one at a time and need each verdict at once (the grid engine)."""
     init: Callable[[PyTree], ServerState]
     apply: Callable[[ServerState, Iterable], tuple[ServerState, dict]]
+    begin: Callable[[ServerState], 'RoundFold']
+
+
+def _client_order(cid) -> tuple:
+    """Sort key of client ids: integers first, by value, then anything else by its text."""
+    return (0, int(cid), '') if isinstance(cid, (int, np.integer)) else (1, 0, str(cid))
+
+
+class RoundFold:
+    """One round of a :class:`FederatedAlgorithm`, fed one client at a time.
+
+    ``add(variables, num_examples, client_id)`` validates the update and folds its
+    params delta (weight ``num_examples``) and ``batch_stats`` into streaming
+    aggregates, returning None when accepted or the rejection reason; ``finish()``
+    applies the server optimizer and returns ``(state, diagnostics)``. Memory is
+    O(model) with a streaming aggregator. Accepted update norms enter the norm
+    guard's history in client-id order, so the next round's guard does not depend
+    on the order in which clients reported.
+    """
+
+    def __init__(self, state: ServerState, agg: Aggregator, opt, guard: Optional[NormGuard],
+                 bs_agg: Aggregator):
+        self.state = state
+        self._agg, self._opt, self._guard, self._bs_agg = agg, opt, guard, bs_agg
+        self._template = server_variables(state)
+        self._has_bn = state.batch_stats is not None
+        self._agg_state = agg.init(state.params)
+        self._bs_state = bs_agg.init(state.batch_stats) if self._has_bn else None
+        self._history = state.norm_history if state.norm_history is not None else \
+            (guard.init() if guard is not None else None)
+        self.accepted: list = []
+        self.rejected: list = []
+        self.norms: dict = {}
+        self.total_weight = 0.0
+        self.num_reported = 0
+
+    def add(self, variables: PyTree, num_examples, client_id) -> Optional[str]:
+        """Fold one client's variables in; None if accepted, else why it was rejected."""
+        self.num_reported += 1
+        reason = _weight_reason(num_examples) or validate_update(variables, self._template)
+        delta = norm = None
+        if reason is None:
+            delta = np_tree_sub(variables['params'], self.state.params)
+            norm = np_tree_l2_norm(delta)
+            if self._guard is not None:
+                reason = self._guard.check(self._history, norm)
+        if reason is not None:
+            self.rejected.append((client_id, reason))
+            return reason
+        w = float(num_examples)
+        self._agg_state = self._agg.update(self._agg_state, delta, w)
+        if self._has_bn:
+            self._bs_state = self._bs_agg.update(self._bs_state, variables['batch_stats'], w)
+        self.accepted.append(client_id)
+        self.norms[client_id] = norm
+        self.total_weight += w
+        return None
+
+    def finish(self) -> tuple[ServerState, dict]:
+        """The next server state (unchanged but for ``round`` if nothing was accepted)."""
+        state = self.state
+        diagnostics = {'round': state.round + 1, 'num_reported': self.num_reported,
+                       'num_accepted': len(self.accepted), 'num_rejected': len(self.rejected),
+                       'accepted': list(self.accepted), 'rejected': list(self.rejected),
+                       'update_norms': dict(self.norms), 'total_weight': self.total_weight,
+                       'applied': bool(self.accepted), 'mean_delta_norm': float('nan'),
+                       'aggregator': self._agg.name}
+        if not self.accepted:
+            return state._replace(round=state.round + 1), diagnostics
+        mean_delta = self._agg.result(self._agg_state)
+        diagnostics['mean_delta_norm'] = np_tree_l2_norm(mean_delta)
+        new_history = None
+        if self._guard is not None:
+            new_history = self._history
+            for cid in sorted(self.accepted, key=_client_order):
+                new_history = self._guard.add(new_history, self.norms[cid])
+        new_state = server_apply(state, mean_delta, self._opt,
+                                 self._bs_agg.result(self._bs_state) if self._has_bn else None,
+                                 norm_history=new_history)
+        return new_state, diagnostics
 
 
 def _weight_reason(n) -> Optional[str]:
@@ -88,58 +170,19 @@ def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
     def init(variables: PyTree) -> ServerState:
         return server_init(variables, opt, guard.init() if guard is not None else None)
 
+    def begin(state: ServerState) -> RoundFold:
+        return RoundFold(state, agg, opt, guard, bs_agg)
+
     def apply(state: ServerState, client_results: Iterable) -> tuple[ServerState, dict]:
-        template = server_variables(state)
-        has_bn = state.batch_stats is not None
-        agg_state = agg.init(state.params)
-        bs_state = bs_agg.init(state.batch_stats) if has_bn else None
-        history = state.norm_history if state.norm_history is not None else \
-            (guard.init() if guard is not None else None)
-        accepted, rejected, norms = [], [], {}
-        total_weight, num_reported = 0.0, 0
+        fold = begin(state)
         for index, item in enumerate(client_results):
-            num_reported += 1
             if not isinstance(item, tuple) or len(item) not in (2, 3):
-                rejected.append((index, f"client result of type {type(item).__name__} is not a "
-                                        f"(variables, num_examples[, client_id]) tuple"))
+                fold.num_reported += 1
+                fold.rejected.append((index, f"client result of type {type(item).__name__} is "
+                                             f"not a (variables, num_examples[, client_id]) tuple"))
                 continue
-            variables, n = item[0], item[1]
-            cid = item[2] if len(item) == 3 else index
-            reason = _weight_reason(n) or validate_update(variables, template)
-            delta = norm = None
-            if reason is None:
-                delta = np_tree_sub(variables['params'], state.params)
-                norm = np_tree_l2_norm(delta)
-                if guard is not None:
-                    reason = guard.check(history, norm)
-            if reason is not None:
-                rejected.append((cid, reason))
-                continue
-            agg_state = agg.update(agg_state, delta, float(n))
-            if has_bn:
-                bs_state = bs_agg.update(bs_state, variables['batch_stats'], float(n))
-            accepted.append(cid)
-            norms[cid] = norm
-            total_weight += float(n)
-            del delta, variables, item      # keep O(model): drop references before the next item
+            fold.add(item[0], item[1], item[2] if len(item) == 3 else index)
+            del item  # keep O(model): drop the reference before the next item
+        return fold.finish()
 
-        diagnostics = {'round': state.round + 1, 'num_reported': num_reported,
-                       'num_accepted': len(accepted), 'num_rejected': len(rejected),
-                       'accepted': accepted, 'rejected': rejected, 'update_norms': norms,
-                       'total_weight': total_weight, 'applied': bool(accepted),
-                       'mean_delta_norm': float('nan'), 'aggregator': agg.name}
-        if not accepted:
-            return state._replace(round=state.round + 1), diagnostics
-        mean_delta = agg.result(agg_state)
-        diagnostics['mean_delta_norm'] = np_tree_l2_norm(mean_delta)
-        new_history = None
-        if guard is not None:
-            new_history = history
-            for cid in accepted:
-                new_history = guard.add(new_history, norms[cid])
-        new_state = server_apply(state, mean_delta, opt,
-                                 bs_agg.result(bs_state) if has_bn else None,
-                                 norm_history=new_history)
-        return new_state, diagnostics
-
-    return FederatedAlgorithm(init, apply)
+    return FederatedAlgorithm(init, apply, begin)

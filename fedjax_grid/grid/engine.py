@@ -18,6 +18,10 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
 6. with a quorum, apply the server optimiser; evaluate the global model;
 7. record tasks and round, write an atomic checkpoint.
 
+Dask calls live in :class:`~fedjax_grid.grid.dispatch.RoundDispatch` (steps 2-4);
+validation, aggregation and the server step are the pure algorithm's
+:class:`~fedjax_grid.federated.algorithm.RoundFold` (steps 5-6).
+
 Everything random derives from (seed, round, client, attempt), and updates are
 summed in float64 on the coordinator, so a resumed run reaches the same final
 parameters as an uninterrupted one.
@@ -31,24 +35,16 @@ import secrets
 import time
 from typing import Callable, Optional
 
-import dask
 import jax
 import numpy as np
-from distributed import TimeoutError as DaskTimeoutError
-from distributed.client import FuturesCancelledError
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.federated import mean as mean_aggregator
-from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
-from fedjax_grid.grid.tasks import client_update, model_key
-
-
-def tree_nbytes(tree) -> int:
-    return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
+from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, tree_nbytes  # noqa: F401
+from fedjax_grid.grid.tasks import model_key
 
 
 def to_numpy(tree):
@@ -107,7 +103,7 @@ class FederatedRun:
         self.test_arrays = (test["image"], test["label"])
 
     def _setup_model(self) -> None:
-        from fedjax_grid.federated import make_server_optimizer, server_init
+        from fedjax_grid.federated import make_algorithm, make_server_optimizer
         from fedjax_grid.grid.tasks import cached_model
         from fedjax_grid.training import HParams, init_variables
         c = self.config
@@ -123,19 +119,16 @@ class FederatedRun:
                                    jax.random.PRNGKey(c.seed))
         s = c.server
         self.server_opt = make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum)
-        self.state = server_init(to_numpy(variables), self.server_opt)
-
-    def _aggregator(self):
-        from fedjax_grid.federated import make_aggregator
-        s = self.config.server
-        kw = {"trimmed_mean": {"trim_fraction": s.trim_fraction},
-              "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {})
-        return make_aggregator(s.aggregator, **kw)
+        self.algorithm = make_algorithm(
+            s.aggregator, self.server_opt, bn_mode=s.bn_mode, norm_guard=self._guard(),
+            aggregator_kw={"trimmed_mean": {"trim_fraction": s.trim_fraction},
+                           "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {}))
+        self.state = self.algorithm.init(to_numpy(variables))
 
     def _guard(self):
         from fedjax_grid.federated import NormGuard
         ratio = self.config.server.max_norm_ratio
-        return None if ratio is None else NormGuard(max_norm_ratio=ratio).validate()
+        return None if ratio is None else NormGuard(max_norm_ratio=ratio)
 
     # -- grid -----------------------------------------------------------------
     def start(self):
@@ -196,179 +189,36 @@ class FederatedRun:
 
     def step(self) -> dict:
         """Run one round; return its row of the rounds table."""
-        from fedjax_grid.federated.validation import validate_update
         if self.grid is None:
             self.start()
-        c, g = self.config, self.config.grid
-        client = self.grid.client
+        c = self.config
         r = self.round
         t_round = time.time()
         if self.t0 is None:
             self.t0 = t_round
-        run_t0 = self.t0
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, forming_rng(c.seed, r), r)
         sampled = self._sample_clients(r)
         target = min(c.clients_per_round, len(sampled))
-
-        task_rows: list[dict] = []
-        active = []
+        gvars = self.global_variables
+        dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,
+                                 n_workers=len(self.grid.workers()))
+        task_rows = []
         for k in sampled:
             if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
-                task_rows.append(self._row(r, k, 0, "offline", None, None, run_t0,
+                task_rows.append(self._row(r, k, 0, "offline", None, None, self.t0,
                                            reason="client offline (simulated availability)"))
             else:
-                active.append(int(k))
+                self._submit(dispatch, int(k), 0, assignments[k])
+        fold = self.algorithm.begin(self.state)
+        task_rows += self._collect(dispatch, fold, assignments, target, t_round)
+        dispatch.release()
 
-        gvars = self.global_variables
-        model_bytes = tree_nbytes(gvars)
-        bytes_sent = 0
-        bytes_received = 0
-        n_workers = max(1, len(self.grid.workers()))
-        gfut = client.scatter([gvars], broadcast=True, hash=False)[0] if active else None
-        bytes_sent += model_bytes * n_workers
-
-        pending: dict = {}
-        submitted_at: dict = {}
-        task_bytes: dict = {}  # future -> bytes sent for it (weights + its data)
-
-        def submit(k: int, attempt: int):
-            nonlocal bytes_sent
-            spec = self._task_spec(r, k, attempt, assignments[k])
-            shipped = None
-            if c.data.mode == "shipped":
-                batch = self.train.__getitems__(assignments[k])
-                arrays = {"images": batch["image"], "labels": batch["label"]}
-                bytes_sent += arrays["images"].nbytes + arrays["labels"].nbytes
-                # Embedded in the task (not scattered): the scheduler keeps it and can
-                # re-run the task elsewhere when the worker holding it is lost.
-                shipped = arrays
-            else:
-                bytes_sent += spec["data"]["indices"].nbytes
-            with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
-                fut = client.submit(client_update, gfut, spec, shipped, pure=False,
-                                    key=f"client_update-r{r}-c{k}-a{attempt}-{self.run_id}")
-            pending[fut] = (k, attempt)
-            submitted_at[fut] = time.time()
-            task_bytes[fut] = model_bytes + (
-                arrays["images"].nbytes + arrays["labels"].nbytes if shipped is not None
-                else spec["data"]["indices"].nbytes)
-
-        for k in active:
-            submit(k, 0)
-
-        aggregator = self._aggregator()
-        agg_state = aggregator.init(gvars["params"])
-        bn_mean = mean_aggregator()
-        bn_state = bn_mean.init(gvars["batch_stats"]) if "batch_stats" in gvars else None
-        guard = self._guard()
-        # The guard judges against earlier rounds only, so its verdicts do not depend
-        # on the order in which this round's clients finish.
-        guard_state = self.state.norm_history
-        if guard is not None and guard_state is None:
-            guard_state = guard.init()
-        accepted_norms: list[tuple[int, float]] = []
-        n_ok = 0
-        deadline = t_round + g.deadline_s if g.deadline_s else None
-        from distributed import wait as dask_wait
-        while pending:
-            if g.overcommit > 0 and n_ok >= target:
-                break  # overcommit: the first `target` clients to report are kept
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            if timeout == 0.0:
-                break
-            # Wait in slices of at most WAIT_SLICE_S so that a lost scheduler is noticed
-            # even without a deadline (a plain wait(timeout=None) would block forever).
-            slice_s = WAIT_SLICE_S if timeout is None else min(timeout, WAIT_SLICE_S)
-            try:
-                done, _ = dask_wait(list(pending), timeout=slice_s, return_when="FIRST_COMPLETED")
-            except (TimeoutError, DaskTimeoutError):
-                _check_connected(client, r)
-                if deadline is not None and time.time() >= deadline:
-                    break
-                continue
-            except FuturesCancelledError:
-                # The client cancels every future when it loses the scheduler: stop with
-                # GridLostError (the last checkpoint stays resumable) rather than retry.
-                _check_connected(client, r)
-                # Inputs lost with a worker (e.g. the broadcast weights on a killed desktop):
-                # those tasks count as failed below and are re-submitted.
-                done = {f for f in pending if f.status != "pending"}
-                if gfut is not None and gfut.status != "finished":
-                    gfut = client.scatter([gvars], broadcast=True, hash=False)[0]
-                    bytes_sent += model_bytes * n_workers
-            for fut in sorted(done, key=lambda f: pending[f]):
-                k, attempt = pending.pop(fut)
-                if fut.status == "finished":
-                    res = fut.result()
-                    fut.release()
-                    upd = res["variables"]
-                    bytes_received += tree_nbytes(upd)
-                    reason = validate_update(upd, gvars)
-                    delta = None
-                    if reason is None:
-                        delta = np_tree_sub(upd["params"], gvars["params"])
-                        if guard is not None:
-                            reason = guard.check(guard_state, np_tree_l2_norm(delta))
-                    if reason is None and g.overcommit > 0 and n_ok >= target:
-                        status, reason = "late", "quota of clients already met (overcommit)"
-                    elif reason is None:
-                        status = "ok"
-                        weight = max(1, res["num_examples"])
-                        agg_state = aggregator.update(agg_state, delta, weight)
-                        if bn_state is not None:
-                            bn_state = bn_mean.update(bn_state, upd["batch_stats"], weight)
-                            if c.server.bn_mode == "local":
-                                self.client_bn[k] = upd["batch_stats"]
-                        if guard is not None:
-                            accepted_norms.append((k, np_tree_l2_norm(delta)))
-                        n_ok += 1
-                    else:
-                        status = "rejected"
-                    row = self._row(r, k, attempt, status, res, None, run_t0, reason=reason or "")
-                    row["bytes_in"], row["bytes_out"] = task_bytes[fut], tree_nbytes(upd)
-                    task_rows.append(row)
-                else:
-                    _check_connected(client, r)  # a cancelled future may mean a lost scheduler
-                    err, lost_worker = _error_text(fut)
-                    where = lost_worker or task_workers(client, [fut.key]).get(fut.key, "")
-                    fut.release()
-                    row = self._row(r, k, attempt, "failed", None,
-                                    (submitted_at[fut], time.time()), run_t0, reason=err)
-                    row["worker"] = where  # KilledWorker: the desktop that was lost
-                    row["bytes_in"] = task_bytes[fut]
-                    task_rows.append(row)
-                    in_time = deadline is None or time.time() < deadline
-                    if attempt < g.retries and in_time:
-                        submit(k, attempt + 1)
-        # Stragglers: cancel, record late; their results never reach a later round.
-        if pending:
-            running_on = task_workers(client, [f.key for f in pending])
-            client.cancel(list(pending), force=True)
-            now = time.time()
-            for fut, (k, attempt) in pending.items():
-                row = self._row(r, k, attempt, "late", None, (submitted_at[fut], now), run_t0,
-                                reason="past the round deadline" if deadline
-                                else "not needed (overcommit)")
-                row["worker"] = running_on.get(fut.key, "")  # '' : still queued
-                row["bytes_in"] = task_bytes[fut]
-                task_rows.append(row)
-            pending.clear()
-        if gfut is not None:
-            gfut.release()
-
-        for _, norm in sorted(accepted_norms):
-            guard_state = guard.add(guard_state, norm)
-        quorum_needed = max(1, int(np.ceil(c.grid.quorum * target)))
-        quorum = n_ok >= quorum_needed
+        quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
         if quorum:
-            from fedjax_grid.federated import server_apply
             # 'aggregate': clients start from the mean statistics; 'local': clients keep
             # their own, and the mean serves the global model's evaluation only.
-            mean_bs = bn_mean.result(bn_state) if bn_state is not None else None
-            self.state = server_apply(self.state, aggregator.result(agg_state), self.server_opt,
-                                      mean_batch_stats=mean_bs,
-                                      norm_history=guard_state if guard is not None else None)
+            self.state, _ = fold.finish()
         self.strategy_state = new_strategy_state
         self.round = r + 1
         evaluated = (self.round % c.training.eval_every == 0) or self.done
@@ -377,17 +227,71 @@ class FederatedRun:
                   for s in ("ok", "late", "failed", "rejected", "offline")}
         row = {"round": r, "global_loss": float(metrics["loss"]),
                "global_accuracy": float(metrics["accuracy"]),
-               "round_time_s": time.time() - t_round, "elapsed_s": time.time() - run_t0,
+               "round_time_s": time.time() - t_round, "elapsed_s": time.time() - self.t0,
                "clients_sampled": int(len(sampled)), "clients_ok": counts["ok"],
                "clients_late": counts["late"], "clients_failed": counts["failed"],
                "clients_rejected": counts["rejected"], "clients_offline": counts["offline"],
-               "quorum": bool(quorum), "bytes_sent": int(bytes_sent),
-               "bytes_received": int(bytes_received)}
+               "quorum": bool(quorum), "bytes_sent": int(dispatch.bytes_sent),
+               "bytes_received": int(dispatch.bytes_received)}
         for t in task_rows:
             self.records.add_task(t)
         self.records.add_round(row)
         self._checkpoint()
         return row
+
+    def _submit(self, dispatch: RoundDispatch, k: int, attempt: int, indices) -> None:
+        """Submit client ``k``'s task, with its examples when the data is shipped."""
+        shipped = None
+        if self.config.data.mode == "shipped":
+            batch = self.train.__getitems__(indices)
+            shipped = {"images": batch["image"], "labels": batch["label"]}
+        dispatch.submit(k, attempt, self._task_spec(dispatch.round, k, attempt, indices), shipped)
+
+    def _collect(self, dispatch: RoundDispatch, fold, assignments, target: int,
+                 t_round: float) -> list[dict]:
+        """Fold finished updates into ``fold`` until all are in, the overcommit quota is
+        met or the deadline passes; re-submit failed tasks while retries and time remain;
+        cancel stragglers. Returns the task rows."""
+        c, g, r = self.config, self.config.grid, dispatch.round
+        deadline = t_round + g.deadline_s if g.deadline_s else None
+        quota_met = (lambda: len(fold.accepted) >= target) if g.overcommit > 0 else (lambda: False)
+        rows = []
+        for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
+            if fut.status == "finished":
+                res = dispatch.result(fut)
+                upd = res["variables"]
+                if quota_met():
+                    status, reason = "late", "quota of clients already met (overcommit)"
+                else:
+                    reason = fold.add(upd, max(1, res["num_examples"]), k)
+                    status = "ok" if reason is None else "rejected"
+                    if status == "ok" and c.server.bn_mode == "local" and "batch_stats" in upd:
+                        self.client_bn[k] = upd["batch_stats"]
+                row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
+                row["bytes_out"] = tree_nbytes(upd)
+            else:
+                err, lost_worker = _error_text(fut)
+                where = lost_worker or task_workers(dispatch.client, [fut.key]).get(fut.key, "")
+                fut.release()
+                row = self._row(r, k, attempt, "failed", None,
+                                (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
+                row["worker"] = where  # KilledWorker: the desktop that was lost
+                if attempt < g.retries and (deadline is None or time.time() < deadline):
+                    self._submit(dispatch, k, attempt + 1, assignments[k])
+            row["bytes_in"] = dispatch.task_bytes[fut]
+            rows.append(row)
+        # Stragglers: cancel, record late; their results never reach a later round.
+        if dispatch.pending:
+            running_on = task_workers(dispatch.client, [f.key for f in dispatch.pending])
+            now = time.time()
+            for fut, k, attempt, submitted in dispatch.cancel_pending():
+                row = self._row(r, k, attempt, "late", None, (submitted, now), self.t0,
+                                reason="past the round deadline" if deadline
+                                else "not needed (overcommit)")
+                row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+                row["bytes_in"] = dispatch.task_bytes[fut]
+                rows.append(row)
+        return rows
 
     def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
         plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt,
@@ -469,26 +373,6 @@ class FederatedRun:
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
         self.t0 = time.time() - elapsed
-
-
-#: Longest single wait for task results (s) before the engine checks its scheduler link.
-WAIT_SLICE_S = 2.0
-
-
-class GridLostError(ConnectionError):
-    """The coordinator lost its Dask scheduler mid-round.
-
-    An ``OSError`` (the CLI turns it into one line ``error: lost the Dask cluster ...``);
-    the round in progress is dropped and the last checkpoint stays resumable.
-    """
-
-
-def _check_connected(client, round_: int) -> None:
-    """Raise ``GridLostError`` unless ``client`` is still connected to its scheduler."""
-    status = getattr(client, "status", "running")
-    if status != "running":
-        raise GridLostError(f"lost the scheduler {client.scheduler.address if client.scheduler else ''}"
-                            f" during round {round_} (client status {status!r})")
 
 
 _WORKER_ADDR = re.compile(r"(?:tcp|tls|inproc|ucx)://[^\s,'\"]+?(?=\.?(?:\s|$))")

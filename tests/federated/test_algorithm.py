@@ -139,3 +139,36 @@ def test_local_bn_mode_and_bad_settings():
         make_algorithm('avg')
     with pytest.raises(UserError, match="unknown server optimizer 'sgd'"):
         make_algorithm('mean', 'sgd')
+
+
+def test_round_fold_gives_each_verdict_at_once_and_equals_apply():
+    rng = np.random.default_rng(7)
+    algo = make_algorithm('mean', 'fedavgm', norm_guard=NormGuard(max_norm_ratio=5.0, min_history=1))
+    state = algo.init(_vars(rng))
+    warm = [(_vars(rng, 0.5), 3, k) for k in range(3)]
+    state, _ = algo.apply(state, warm)                       # some norm history to guard with
+    clients = [(_vars(rng, 0.5), n, k) for k, n in zip((4, 1, 3, 0), (2, 9, 4, 6))]
+    bad = _vars(rng)
+    bad['params']['dense']['bias'][0] = np.inf
+    fold = algo.begin(state)
+    verdicts = [fold.add(v, n, k) for v, n, k in clients[:2]]
+    assert verdicts == [None, None] and fold.accepted == [4, 1]
+    assert 'non-finite' in fold.add(bad, 5, 'bad') and fold.accepted == [4, 1]
+    for v, n, k in clients[2:]:
+        assert fold.add(v, n, k) is None
+    via_fold, diag = fold.finish()
+    via_apply, diag2 = algo.apply(state, clients + [(bad, 5, 'bad')])
+    for a, b in zip(jax_leaves(via_fold), jax_leaves(via_apply)):
+        np.testing.assert_array_equal(a, b)
+    assert diag['accepted'] == diag2['accepted'] and diag['num_rejected'] == 1
+    # the guard's history enters in client-id order, whatever order clients reported in
+    shuffled, _ = algo.apply(state, clients[::-1])
+    np.testing.assert_array_equal(shuffled.norm_history, via_apply.norm_history)
+    in_order = sorted(diag['update_norms'].items())
+    np.testing.assert_allclose(norm_history_values(via_apply.norm_history)[-4:],
+                               [n for _, n in in_order])
+
+
+def jax_leaves(state):
+    import jax
+    return jax.tree.leaves((state.params, state.batch_stats, state.opt_state))

@@ -105,6 +105,32 @@ def test_straggler_past_deadline_is_dropped_and_recorded(grid, tmp_path):
     assert run.records.rounds()["clients_late"].iloc[0] == 1
 
 
+def test_overcommit_keeps_the_first_clients_to_report(grid, tmp_path):
+    # 4 clients sampled for a quota of 2 (overcommit 2); one of them hangs for 120 s.
+    cfg = tiny_config(**{"training.rounds": 1, "training.clients_per_round": 2,
+                         "grid.overcommit": 2, "faults.enabled": True, "faults.hang_prob": 0.3,
+                         "faults.hang_s": 120.0})
+    seed, plans = _seed_with(lambda ps: sum(p.hang_s > 0 for p in ps) == 1, cfg.faults, 4)
+    cfg = cfg.with_overrides([f"seed={seed}"])
+    run = FederatedRun(cfg, out_dir=tmp_path / "over", grid=grid)
+    before = [np.array(x) for x in _params(run)]
+    t = time.time()
+    run.run()
+    assert time.time() - t < 60  # the round closed at the quota, not after the hang
+    tasks = run.records.tasks()
+    assert len(tasks) == 4 and (tasks["status"] == "ok").sum() == 2
+    late = tasks[tasks["status"] == "late"]
+    assert len(late) == 2
+    hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
+    assert hung[0] in set(late["client"])  # the hanging desktop is never waited for
+    assert set(late["reason"]) <= {"not needed (overcommit)",
+                                   "quota of clients already met (overcommit)"}
+    row = run.records.rounds().iloc[0]
+    assert (row["clients_sampled"], row["clients_ok"], row["clients_late"]) == (4, 2, 2)
+    assert bool(row["quorum"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _params(run)))
+
+
 def test_worker_killed_mid_round_run_completes(grid, tmp_path):
     pids = grid.client.run(os.getpid)
     cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.max_delay_s": 4.0})
