@@ -271,11 +271,14 @@ three evaluations of single runs (one seed), as single rounds swing by several p
 
 #: Fixed reading of the setting (no measured numbers: those are generated below).
 WHY_FEDAVG_LAGS = """FedAvg lags centralized training most in the first epochs:
-with C = 10 clients and one local epoch per round, each client takes d / B local
-steps per round and the server averages them, so one federated epoch moves the
-model about as far as d / B steps of C-times larger batches, while the centralized
-epoch takes C times as many steps. The gap closes as both approach what the data
-can give; the ratio column below shows it epoch by epoch from the same runs."""
+with C clients and one local epoch per round, each client takes d / B local steps
+per round and the server averages them, so one federated epoch moves the model about
+as far as d / B steps of C-times larger batches, while the centralized epoch takes C
+times as many steps. The gap closes as both approach what the data can give (the
+epoch-by-epoch ratios above, from the same runs). Where the centralized run itself
+needs many epochs to leave chance level (MobileNetV3-Small on 25 images per class),
+10 clients stay at chance for the whole run, while 2 clients, with 5x more local
+steps per round, keep up with centralized training."""
 
 
 def _pct(x: float) -> str:
