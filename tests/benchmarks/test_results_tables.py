@@ -142,4 +142,14 @@ def test_assemble_lists_curves_of_dashed_suites_and_client_variants(tmp_path, mo
     monkeypatch.setattr(run_all, "OUT", out)
     text = run_all.assemble()
     assert "iid static (2 clients) 3.0 % (best 5.0 %)" in text
+    assert "Federated over 2 clients" not in text  # no centralized run to compare with
     assert "```\n[mobilenet-2clients] iid static: final 3.00 %" in text
+
+
+def test_findings_compare_a_client_count_variant_with_centralized():
+    rows = {("mobilenet", "centralized"): _row("mobilenet", "centralized", 0.03, clients=1),
+            ("mobilenet-2clients", "iid static"): _row("mobilenet-2clients", "iid static", 0.033,
+                                                       clients=2)}
+    text = run_all.findings(rows, {})
+    assert "centralized 3.0 % (best 5.0 %), iid static (2 clients) 3.3 %" in text
+    assert "Federated over 2 clients (mobilenet-2clients): 1.10x centralized" in text
