@@ -118,9 +118,9 @@ class FederatedRun:
         variables = init_variables(self.model, (1, *self.info.image_shape),
                                    jax.random.PRNGKey(c.seed))
         s = c.server
-        self.server_opt = make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum)
         self.algorithm = make_algorithm(
-            s.aggregator, self.server_opt, bn_mode=s.bn_mode, norm_guard=self._guard(),
+            s.aggregator, make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum),
+            bn_mode=s.bn_mode, norm_guard=self._guard(),
             aggregator_kw={"trimmed_mean": {"trim_fraction": s.trim_fraction},
                            "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {}))
         self.state = self.algorithm.init(to_numpy(variables))
