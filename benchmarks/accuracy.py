@@ -286,8 +286,8 @@ def write_figures(suite: str, specs: list[Spec], tables: dict, fig_dir: pathlib.
             continue  # nothing to compare, or the same runs as the previous figure
         drawn.append(names)
         path = fig_dir / f"{suite}_{group}.png"
-        fig = plots.compare_runs({n: tables[n] for n in names}, ["global_accuracy", "global_loss"],
-                                 save=path, title=f"{suite}: {group}")
+        plots.compare_runs({n: tables[n] for n in names}, ["global_accuracy", "global_loss"],
+                           save=path, title=f"{suite}: {group}")
         written.append(str(path))
     both = pd.concat([t.assign(run=n) for n, t in tables.items()], ignore_index=True)
     path = fig_dir / f"{suite}_time_to_accuracy.png"

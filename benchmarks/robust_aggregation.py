@@ -15,7 +15,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 import pandas as pd
 
 #: name -> config overrides; clipped_mean's clip_norm is set from the clean run.
@@ -51,7 +50,6 @@ def run_one(cfg, grid, out):
 def robust_table(rounds=5, attacks=("scale", "random"), defences=tuple(DEFENCES), grid=None,
                  out_dir=None) -> pd.DataFrame:
     """Final accuracies for a clean FedAvg run and each (attack, defence) pair."""
-    import jax
     from fedjax_grid.grid.cluster import open_cluster
     out_dir = out_dir or tempfile.mkdtemp(prefix="robust-")
     base = base_config(rounds)

@@ -188,8 +188,8 @@ def _summary_rows() -> tuple[dict, dict]:
                 continue  # written by an older accuracy.py: re-run that suite
             for r in data["rows"]:
                 rows[(r["suite"], r["run"])] = r
+            suite = data["rows"][0]["suite"] if data["rows"] else None
             for name, table in data.get("curves", {}).items():
-                suite = data["rows"][0]["suite"]
                 curves[(suite, name)] = [float(a) for a in table["global_accuracy"]]
         except (OSError, ValueError, KeyError, IndexError):
             continue

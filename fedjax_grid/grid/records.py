@@ -29,7 +29,7 @@ import math
 import os
 import secrets
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd

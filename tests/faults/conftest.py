@@ -9,12 +9,12 @@ Every process is started here and stopped by its own PID.
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -131,3 +131,20 @@ def external_grid(tmp_path_factory):
 def run_cli(*args, timeout=300, **kw):
     return subprocess.run([sys.executable, "-m", "fedjax_grid.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class _PickleBomb:
+    """Unpickling this creates the file at ``path`` (the proof that a loader unpickled)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def write_pickled_npz(path, marker, keys=("header",)) -> None:
+    """An ``.npz`` at ``path`` whose ``keys`` hold pickled objects that touch ``marker``."""
+    import numpy as np
+    with open(path, "wb") as f:
+        np.savez(f, **{k: np.array([_PickleBomb(marker)], dtype=object) for k in keys})

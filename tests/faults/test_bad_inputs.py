@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fedjax_grid.cli import main
+from tests.faults.conftest import write_pickled_npz
 from tests.conftest import SHARED_DATA
 
 S = "--set"
@@ -72,18 +73,7 @@ def _altered_ckpt(tmp):
 def _pickled_ckpt(tmp):
     """A checkpoint-named npz holding a pickled object: must be refused, never unpickled."""
     marker = tmp / "UNPICKLED"
-    with open(_ckpt_dir(tmp) / "ckpt-000001.npz", "wb") as f:
-        np.savez(f, header=np.array([_Evil(str(marker))], dtype=object))
-
-
-class _Evil:
-    """Unpickling this would create a marker file."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+    write_pickled_npz(_ckpt_dir(tmp) / "ckpt-000001.npz", marker)
 
 
 def _bad_yaml(tmp):

@@ -7,7 +7,6 @@ past the deadline, the coordinator killed and resumed, the scheduler lost.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

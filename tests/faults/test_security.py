@@ -12,7 +12,7 @@ import pytest
 from fedjax_grid.cli import main
 from fedjax_grid.errors import CheckpointError
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import ExternalGrid, stop
+from tests.faults.conftest import ExternalGrid, stop, write_pickled_npz
 from tests.grid.conftest import tiny_config
 
 
@@ -94,23 +94,12 @@ def test_default_local_cluster_listens_on_loopback_only(tmp_path):
         handle.close()
 
 
-class _Evil:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        import pathlib
-        return (pathlib.Path.touch, (pathlib.Path(self.path),))
-
-
 def test_checkpoint_with_pickled_object_is_refused(tmp_path):
     from fedjax_grid.grid.checkpoint import load_checkpoint, save_checkpoint
     marker = tmp_path / "UNPICKLED"
     save_checkpoint(tmp_path, 0, {"w": np.zeros(3, np.float32)}, {"round": 0})
     evil = tmp_path / "ckpt-000001.npz"
-    with open(evil, "wb") as f:
-        np.savez(f, header=np.array([_Evil(str(marker))], dtype=object),
-                 w=np.array([_Evil(str(marker))], dtype=object))
+    write_pickled_npz(evil, marker, keys=("header", "w"))
     with pytest.raises(CheckpointError, match="ckpt-000001"):
         load_checkpoint(evil)
     assert not marker.exists()

@@ -6,7 +6,6 @@ any error in any cell fails the test. Outputs go to a temporary folder.
 import json
 
 import nbformat
-import pytest
 
 from tests.notebooks.nbrun import NOTEBOOKS, execute, outputs_of
 

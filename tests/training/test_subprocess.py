@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 
