@@ -102,6 +102,9 @@ def cmd_run(args) -> int:
                        file=sys.stderr, dynamic_ncols=True)
 
         def on_round(row):
+            from fedjax_grid.grid.records import round_warnings
+            for w in round_warnings(row):
+                (bar.write if bar is not None else print)(f"warning: {w}", file=sys.stderr)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(acc=f"{row['global_accuracy']:.4f}",

@@ -16,11 +16,19 @@ the diagnostics with their reason.
 
 Per accepted client the aggregator receives the params *delta*
 ``client_params - global_params`` with weight ``num_examples``; the server
-optimizer gets the aggregated delta. ``batch_stats`` (if the model has them) are
-always combined with the streaming weighted mean (robust statistics are not
-meaningful for running variances) and become the server's ``batch_stats`` in
-both bn modes (see :mod:`fedjax_grid.federated.server`: in ``'local'`` mode the
-engine additionally keeps each client's own statistics).
+optimizer gets the aggregated delta. BatchNorm statistics (if the model has
+them) are combined with the streaming weighted mean (robust statistics are not
+meaningful for them) and become the server's ``batch_stats``:
+
+* ``bn_mode='pooled'`` (default) and ``'local'``: the clients' exact moments
+  ``(E[x], E[x^2], n)`` are pooled into the statistics of the union of their data
+  (:mod:`.bn_pooling`); a client that sends no moments contributes its
+  ``batch_stats`` read as moments, with weight ``num_examples``;
+* ``'aggregate'``: the weighted mean of the clients' running averages (mean and
+  variance averaged separately: biased; kept to reproduce earlier runs).
+
+In ``'local'`` mode the engine additionally keeps each client's own statistics
+(see :mod:`fedjax_grid.federated.server`).
 
 The norm guard checks each delta against the norms accepted in *previous*
 rounds only, so the decision does not depend on the order clients report in
@@ -37,6 +45,7 @@ import optax
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.federated.aggregators import Aggregator, make_aggregator, mean
+from fedjax_grid.federated.bn_pooling import moments_from_stats, stats_from_moments
 from fedjax_grid.federated.server import (BN_MODES, ServerState, make_server_optimizer,
                                           server_apply, server_init, server_variables)
 from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
@@ -63,9 +72,10 @@ def _client_order(cid) -> tuple:
 class RoundFold:
     """One round of a :class:`FederatedAlgorithm`, fed one client at a time.
 
-    ``add(variables, num_examples, client_id)`` validates the update and folds its
-    params delta (weight ``num_examples``) and ``batch_stats`` into streaming
-    aggregates, returning None when accepted or the rejection reason; ``finish()``
+    ``add(variables, num_examples, client_id, bn_moments=None)`` validates the update
+    and folds its params delta (weight ``num_examples``) and its BatchNorm statistics
+    (per ``bn_mode``; ``bn_moments = (moments, count)``) into streaming aggregates,
+    returning None when accepted or the rejection reason; ``finish()``
     applies the server optimizer and returns ``(state, diagnostics)``. Memory is
     O(model) with a streaming aggregator. Accepted update norms enter the norm
     guard's history in client-id order, so the next round's guard does not depend
@@ -73,11 +83,13 @@ class RoundFold:
     """
 
     def __init__(self, state: ServerState, agg: Aggregator, opt, guard: Optional[NormGuard],
-                 bs_agg: Aggregator):
+                 bs_agg: Aggregator, bn_mode: str = 'pooled'):
         self.state = state
         self._agg, self._opt, self._guard, self._bs_agg = agg, opt, guard, bs_agg
+        self._pool = bn_mode != 'aggregate'
         self._template = server_variables(state)
         self._has_bn = state.batch_stats is not None
+        self._moments_template = moments_from_stats(state.batch_stats) if self._has_bn else None
         self._agg_state = agg.init(state.params)
         self._bs_state = bs_agg.init(state.batch_stats) if self._has_bn else None
         self._history = state.norm_history if state.norm_history is not None else \
@@ -88,10 +100,13 @@ class RoundFold:
         self.total_weight = 0.0
         self.num_reported = 0
 
-    def add(self, variables: PyTree, num_examples, client_id) -> Optional[str]:
+    def add(self, variables: PyTree, num_examples, client_id,
+            bn_moments: Optional[tuple] = None) -> Optional[str]:
         """Fold one client's variables in; None if accepted, else why it was rejected."""
         self.num_reported += 1
         reason = _weight_reason(num_examples) or validate_update(variables, self._template)
+        if reason is None and self._has_bn and self._pool and bn_moments is not None:
+            reason = _moments_reason(bn_moments, self._moments_template)
         delta = norm = None
         if reason is None:
             delta = np_tree_sub(variables['params'], self.state.params)
@@ -104,11 +119,26 @@ class RoundFold:
         w = float(num_examples)
         self._agg_state = self._agg.update(self._agg_state, delta, w)
         if self._has_bn:
-            self._bs_state = self._bs_agg.update(self._bs_state, variables['batch_stats'], w)
+            self._bs_state = self._bs_agg.update(
+                self._bs_state, *self._bn_item(variables['batch_stats'], w, bn_moments))
         self.accepted.append(client_id)
         self.norms[client_id] = norm
         self.total_weight += w
         return None
+
+    def _bn_item(self, batch_stats, weight: float, bn_moments) -> tuple:
+        """(tree, weight) this client adds to the BatchNorm aggregate."""
+        if not self._pool:
+            return batch_stats, weight
+        if bn_moments is None:
+            return moments_from_stats(batch_stats), weight
+        return bn_moments[0], float(bn_moments[1])
+
+    def _bn_result(self):
+        result = self._bs_agg.result(self._bs_state)
+        if not self._pool:
+            return result
+        return stats_from_moments(result, like=self.state.batch_stats)
 
     def finish(self) -> tuple[ServerState, dict]:
         """The next server state (unchanged but for ``round`` if nothing was accepted)."""
@@ -129,9 +159,18 @@ class RoundFold:
             for cid in sorted(self.accepted, key=_client_order):
                 new_history = self._guard.add(new_history, self.norms[cid])
         new_state = server_apply(state, mean_delta, self._opt,
-                                 self._bs_agg.result(self._bs_state) if self._has_bn else None,
+                                 self._bn_result() if self._has_bn else None,
                                  norm_history=new_history)
         return new_state, diagnostics
+
+
+def _moments_reason(bn_moments, template) -> Optional[str]:
+    """None if ``bn_moments = (moments, count)`` fits ``template`` (batch_stats), else why not."""
+    try:
+        moments, count = bn_moments
+    except (TypeError, ValueError):
+        return "bn_moments is not a (moments, count) pair"
+    return _weight_reason(count) or validate_update(moments, template)
 
 
 def _weight_reason(n) -> Optional[str]:
@@ -146,7 +185,7 @@ def _weight_reason(n) -> Optional[str]:
 
 def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
                    server_optimizer: Union[str, optax.GradientTransformation] = 'fedavg',
-                   *, bn_mode: str = 'aggregate', norm_guard: Optional[NormGuard] = None,
+                   *, bn_mode: str = 'pooled', norm_guard: Optional[NormGuard] = None,
                    aggregator_kw: Optional[dict] = None,
                    server_kw: Optional[dict] = None) -> FederatedAlgorithm:
     """Build a :class:`FederatedAlgorithm`.
@@ -155,7 +194,7 @@ def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
       (with ``aggregator_kw``).
     server_optimizer: an optax transformation or a name for
       :func:`make_server_optimizer` (with ``server_kw``: lr, momentum, b1, b2, eps).
-    bn_mode: 'aggregate' | 'local' (see the module docstring).
+    bn_mode: 'pooled' | 'local' | 'aggregate' (see the module docstring).
     norm_guard: optional :class:`NormGuard` rejecting outsized deltas.
     """
     agg = aggregator if isinstance(aggregator, Aggregator) else \
@@ -171,17 +210,19 @@ def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
         return server_init(variables, opt, guard.init() if guard is not None else None)
 
     def begin(state: ServerState) -> RoundFold:
-        return RoundFold(state, agg, opt, guard, bs_agg)
+        return RoundFold(state, agg, opt, guard, bs_agg, bn_mode)
 
     def apply(state: ServerState, client_results: Iterable) -> tuple[ServerState, dict]:
         fold = begin(state)
         for index, item in enumerate(client_results):
-            if not isinstance(item, tuple) or len(item) not in (2, 3):
+            if not isinstance(item, tuple) or len(item) not in (2, 3, 4):
                 fold.num_reported += 1
                 fold.rejected.append((index, f"client result of type {type(item).__name__} is "
-                                             f"not a (variables, num_examples[, client_id]) tuple"))
+                                             f"not a (variables, num_examples[, client_id"
+                                             f"[, bn_moments]]) tuple"))
                 continue
-            fold.add(item[0], item[1], item[2] if len(item) == 3 else index)
+            fold.add(item[0], item[1], item[2] if len(item) >= 3 else index,
+                     item[3] if len(item) == 4 else None)
             del item  # keep O(model): drop the reference before the next item
         return fold.finish()
 

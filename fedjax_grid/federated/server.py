@@ -23,15 +23,20 @@ FedAvg (or any optimizer here).
 
 BatchNorm statistics (``bn_mode``):
 
-* ``'aggregate'``: the server's ``batch_stats`` become the weighted mean of the
-  reporting clients' ``batch_stats`` each round (pass ``mean_batch_stats``), and
-  every client starts a round from them.
+* ``'pooled'`` (default): the server's ``batch_stats`` become the exact statistics
+  of the union of the reporting clients' data under their final local models,
+  pooled from the moments they report (:mod:`.bn_pooling`); every client starts a
+  round from them.
+* ``'aggregate'``: the weighted mean of the reporting clients' running averages
+  (biased: it lags the model and drops the spread of the client means; with few
+  local steps it can collapse evaluation, see ``training.bn_stats``). Kept to
+  reproduce earlier runs.
 * ``'local'``: every client keeps its own ``batch_stats`` between rounds (SiloBN /
   FedBN-style): the engine stores them per client and builds each client's
   starting variables with :func:`client_variables` (the server's statistics are
   the fallback for a client's first round). The server still keeps its own
   ``batch_stats`` for evaluating the global model on the server's test split;
-  the algorithm sets them to the weighted mean of the reporting clients' stats
+  the algorithm pools the reporting clients' moments as in ``'pooled'``
   (they are never sent to clients that have their own).
 
 All state leaves are host numpy arrays (easy to pickle for Dask, to checkpoint,
@@ -54,7 +59,7 @@ PyTree = Any
 
 SERVER_OPTIMIZERS = ('fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
 DEFAULT_LR = {'fedavg': 1.0, 'fedavgm': 1.0, 'fedadam': 1e-2, 'fedyogi': 1e-2, 'fedadagrad': 1e-1}
-BN_MODES = ('aggregate', 'local')
+BN_MODES = ('pooled', 'local', 'aggregate')
 
 
 class ServerState(NamedTuple):
@@ -183,11 +188,11 @@ def server_variables(state: ServerState) -> dict:
     return out
 
 
-def client_variables(state: ServerState, bn_mode: str = 'aggregate',
+def client_variables(state: ServerState, bn_mode: str = 'pooled',
                      client_batch_stats: Optional[PyTree] = None) -> dict:
     """Variables a client starts its round from.
 
-    bn_mode 'aggregate': the server's params and batch_stats.
+    bn_mode 'pooled' / 'aggregate': the server's params and batch_stats.
     bn_mode 'local': the server's params with the client's own stored
       ``client_batch_stats`` (from its previous round), or the server's when the
       client has none yet (first participation).

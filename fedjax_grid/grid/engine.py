@@ -176,7 +176,7 @@ class FederatedRun:
                     "indices": np.asarray(indices, np.int64)}
         own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
         return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
-                "batch_stats": own_bn,
+                "batch_stats": own_bn, "bn_moments": c.server.bn_mode != "aggregate",
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
                 "plan": plan.to_dict(), "data": data}
@@ -219,14 +219,18 @@ class FederatedRun:
             # 'aggregate': clients start from the mean statistics; 'local': clients keep
             # their own, and the mean serves the global model's evaluation only.
             self.state, _ = fold.finish()
+            self._recalibrate_bn()
         self.strategy_state = new_strategy_state
         self.round = r + 1
         evaluated = (self.round % c.training.eval_every == 0) or self.done
-        metrics = self.evaluate() if evaluated else {"loss": np.nan, "accuracy": np.nan}
+        metrics = self.evaluate() if evaluated else {}
         counts = {s: sum(1 for t in task_rows if t["status"] == s)
                   for s in ("ok", "late", "failed", "rejected", "offline")}
-        row = {"round": r, "global_loss": float(metrics["loss"]),
-               "global_accuracy": float(metrics["accuracy"]),
+        row = {"round": r, "global_loss": float(metrics.get("loss", np.nan)),
+               "global_accuracy": float(metrics.get("accuracy", np.nan)),
+               "logit_spread": metrics.get("logit_spread", np.nan),
+               "logit_spread_train": metrics.get("logit_spread_train", np.nan),
+               "bn_collapse": metrics.get("bn_collapse"),
                "round_time_s": time.time() - t_round, "elapsed_s": time.time() - self.t0,
                "clients_sampled": int(len(sampled)), "clients_ok": counts["ok"],
                "clients_late": counts["late"], "clients_failed": counts["failed"],
@@ -263,7 +267,7 @@ class FederatedRun:
                 if quota_met():
                     status, reason = "late", "quota of clients already met (overcommit)"
                 else:
-                    reason = fold.add(upd, max(1, res["num_examples"]), k)
+                    reason = fold.add(upd, max(1, res["num_examples"]), k, res.get("bn_moments"))
                     status = "ok" if reason is None else "rejected"
                     if status == "ok" and c.server.bn_mode == "local" and "batch_stats" in upd:
                         self.client_bn[k] = upd["batch_stats"]
@@ -317,11 +321,38 @@ class FederatedRun:
 
     # -- evaluation, loop, checkpoints -------------------------------------------
     def evaluate(self) -> dict:
+        """The global model on the test split: ``{'loss', 'accuracy', 'num_examples'}``
+        plus the collapse check on the first test batch (``training.bn_stats.logit_spread``):
+        ``logit_spread`` / ``logit_spread_train`` (evaluation- / training-mode logits)
+        and ``bn_collapse``."""
         from fedjax_grid.training import Standardize, evaluate
+        from fedjax_grid.training.bn_stats import logit_spread
         images, labels = self.test_arrays
-        return evaluate(self.model, self.global_variables, (images, labels),
-                        self.config.training.test_batch_size,
-                        preprocess=Standardize(mean=self.mean, std=self.std))
+        prep = Standardize(mean=self.mean, std=self.std)
+        out = evaluate(self.model, self.global_variables, (images, labels),
+                       self.config.training.test_batch_size, preprocess=prep)
+        if len(images) >= 2:
+            spread = logit_spread(self.model, self.global_variables,
+                                  images[:self.config.training.test_batch_size], preprocess=prep)
+            out.update(logit_spread=spread["eval"], logit_spread_train=spread["train"],
+                       bn_collapse=spread["collapsed"])
+        return out
+
+    def _recalibrate_bn(self) -> None:
+        """``server.bn_recalibrate`` > 0: re-estimate the global model's BatchNorm statistics
+        exactly on that many training examples (a seeded subset, the same every round)."""
+        n = min(self.config.server.bn_recalibrate, len(self.train))
+        if n <= 0 or self.state.batch_stats is None:
+            return
+        from fedjax_grid.federated.bn_pooling import stats_from_moments
+        from fedjax_grid.training import Standardize
+        from fedjax_grid.training.bn_stats import bn_moments
+        idx = np.sort(np.random.default_rng([self.config.seed, 13]).permutation(len(self.train))[:n])
+        moments, _ = bn_moments(self.model, self.global_variables, self.train,
+                                self.config.training.batch_size, indices=idx,
+                                preprocess=Standardize(mean=self.mean, std=self.std))
+        self.state = self.state._replace(
+            batch_stats=stats_from_moments(moments, like=self.state.batch_stats))
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
             should_stop: Optional[Callable[[], bool]] = None):

@@ -11,9 +11,12 @@ from (out) the worker.
 
 rounds: ``round, global_loss, global_accuracy, round_time_s, elapsed_s,
 clients_sampled, clients_ok, clients_late, clients_failed, clients_rejected,
-clients_offline, bytes_sent, bytes_received, quorum`` (``clients_offline`` and
-``quorum`` -- whether enough clients reported for the server step -- extend the
-architecture's list).
+clients_offline, bytes_sent, bytes_received, quorum, logit_spread,
+logit_spread_train, bn_collapse`` (``clients_offline`` and ``quorum`` -- whether
+enough clients reported for the server step -- extend the architecture's list;
+the last three are the evaluation's collapse check: the spread of the global
+model's logits across the first test batch in evaluation and in training mode,
+and whether evaluation collapsed, see ``training.bn_stats``).
 
 Missing values are ``NaN`` (floats) or ``<NA>`` (nullable ``Int64``,
 ``boolean`` and ``string`` columns; an empty string is stored as ``<NA>`` so
@@ -51,6 +54,7 @@ ROUND_COLUMNS: dict[str, str] = {
     'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
     'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'bytes_sent': 'Int64',
     'bytes_received': 'Int64', 'quorum': 'boolean',
+    'logit_spread': 'float64', 'logit_spread_train': 'float64', 'bn_collapse': 'boolean',
 }
 _REQUIRED = {'tasks': ('round', 'client', 'status'), 'rounds': ('round',)}
 _DEFAULTS = {'tasks': {'attempt': 0}, 'rounds': {}}
@@ -265,3 +269,20 @@ def concat_runs(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         raise UserError("no runs to concatenate; allowed: a non-empty mapping of run name to table")
     return pd.concat(frames, ignore_index=True)
+
+
+def round_warnings(row: Mapping) -> list[str]:
+    """One-line warnings about a row of the rounds table (for the CLI and the widgets).
+
+    Today: the evaluation's collapse check (``bn_collapse``: evaluation-mode logits of
+    the global model hardly vary across the test batch while training-mode logits do,
+    so its accuracy says nothing about what the model learned).
+    """
+    out = []
+    if row.get('bn_collapse') is True:
+        out.append(f"round {int(row['round']) + 1}: evaluation-mode logits collapsed "
+                   f"(spread {row.get('logit_spread', float('nan')):.2g} vs "
+                   f"{row.get('logit_spread_train', float('nan')):.2g} in training mode): the "
+                   "BatchNorm statistics do not fit the model, so this accuracy is not "
+                   "meaningful; use server.bn_mode=pooled or server.bn_recalibrate")
+    return out

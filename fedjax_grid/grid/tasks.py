@@ -88,9 +88,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     global_variables: {'params': ..., 'batch_stats'?: ...} of numpy arrays.
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
-    shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}. Returns {'variables', 'num_examples',
-    'metrics', 'worker', 'start', 'end', 'train_s', 'plan'} with wall-clock
-    times in seconds since the epoch (worker clock).
+    shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
+    Returns {'variables', 'num_examples', 'metrics', 'worker', 'start', 'end',
+    'train_s', 'plan', 'bn_moments'} with wall-clock times in seconds since the
+    epoch (worker clock); 'bn_moments' is ``(moments, count)`` of the final local
+    model over the client's data (``training.bn_stats.bn_moments``) when the spec
+    asks for it (``spec['bn_moments']``) and the model has BatchNorm, else None.
     """
     from fedjax_grid.grid.plugin import check_version
     start = time.time()
@@ -124,6 +127,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
         preprocess=Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"])),
         anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
     variables = jax.tree.map(np.asarray, variables)
+    moments = None
+    if spec.get("bn_moments") and "batch_stats" in variables:
+        from fedjax_grid.training.bn_stats import bn_moments
+        moments = bn_moments(model, variables, train_data, hp.batch_size, indices=indices,
+                             preprocess=Standardize(mean=tuple(spec["mean"]),
+                                                    std=tuple(spec["std"])))
     train_s = time.perf_counter() - t0
     if plan.get("speed_factor", 1.0) > 1.0:
         interruptible_sleep(train_s * (plan["speed_factor"] - 1.0))
@@ -133,13 +142,14 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
         raise SimulatedDropout(f"client {spec['client']} dropped out (simulated)")
     if plan.get("corrupt"):
         variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
+        moments = None
     if plan.get("attack"):
         variables = dict(variables, params=attack_params(
             plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
             seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
-            "train_s": train_s, "plan": plan}
+            "train_s": train_s, "plan": plan, "bn_moments": moments}
 
 
 

@@ -8,9 +8,12 @@ mutable=['batch_stats'] if train)`` with ``x`` NHWC float32; it returns logits
 Keyword arguments:
 * ``vgg11 vgg13 vgg16 vgg19``: ``norm='none'|'batch'|'group'``,
   ``head='cifar'|'imagenet'``, ``width=1.0``, ``dropout_rate=None`` (0.5 imagenet
-  head, 0.0 cifar head), ``fast_path=None``, ``bn_axis_name=None``.
+  head, 0.0 cifar head), ``fast_path=None``, ``bn_axis_name=None``, ``bn_momentum=0.9``.
 * ``mobilenet_v3_small mobilenet_v3_large``: ``width_multiplier=1.0``,
-  ``dropout_rate=0.2``, ``fast_path=None``, ``bn_axis_name=None``.
+  ``dropout_rate=0.2``, ``fast_path=None``, ``bn_axis_name=None``, ``bn_momentum=0.99``.
+
+BatchNorm models also take ``bn_mask`` (bool (N, 1, 1, 1)) in ``__call__``: the rows
+whose batch statistics count in training mode.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from fedjax_grid.models.vgg import CONFIGS, HEADS, NORMS, VGG
 
 __all__ = ["get_model", "list_models", "VGG", "MobileNetV3", "fast_paths"]
 
-_VGG_KW = ("norm", "head", "width", "dropout_rate", "fast_path", "bn_axis_name")
-_MOBILENET_KW = ("width_multiplier", "dropout_rate", "fast_path", "bn_axis_name")
+_VGG_KW = ("norm", "head", "width", "dropout_rate", "fast_path", "bn_axis_name", "bn_momentum")
+_MOBILENET_KW = ("width_multiplier", "dropout_rate", "fast_path", "bn_axis_name",
+                 "bn_momentum")
 _MOBILENETS = {"mobilenet_v3_small": "small", "mobilenet_v3_large": "large"}
 
 
@@ -72,6 +76,8 @@ def get_model(name: str, num_classes: int, **kw) -> nn.Module:
     if "fast_path" in kw and kw["fast_path"] not in (None, True, False):
         raise UserError(f"fast_path={kw['fast_path']!r} is not allowed; "
                         "use None, True or False")
+    if "bn_momentum" in kw:
+        _check_rate("bn_momentum", kw["bn_momentum"])
     if name in CONFIGS:
         _check_kw(name, kw, _VGG_KW)
         _check_choice("norm", kw.get("norm", "none"), NORMS)

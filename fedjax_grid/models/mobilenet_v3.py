@@ -5,7 +5,7 @@ with hard-sigmoid and ``make_divisible(exp // 4, 8)`` squeeze channels,
 ``make_divisible`` channel rounding under the width multiplier, last 1x1 conv to
 6x the last block's channels (576 small / 960 large), then global average pool,
 Dense 1024 / 1280 + hard-swish + dropout, Dense(num_classes). BatchNorm eps 1e-3,
-momentum 0.99 (flax convention; torch momentum 0.01). Convs pad (k - 1) // 2 on
+momentum 0.99 by default (flax convention; torch momentum 0.01; ``bn_momentum``). Convs pad (k - 1) // 2 on
 both sides as torch does (not flax 'SAME', which differs at stride 2).
 
 Input NHWC float32 (N, H, W, 3); output logits (N, num_classes).
@@ -91,7 +91,9 @@ class MobileNetV3(nn.Module):
     ``make_divisible(c * width, 8)`` (including the 1024/1280 Dense, as torchvision);
     dropout_rate before the classifier; fast_path: None = auto (CPU backend) uses
     ``fast_paths.DepthwiseConvShifted`` for depthwise convs; bn_axis_name: optional pmap
-    axis for BatchNorm statistics.
+    axis for BatchNorm statistics; bn_momentum: decay of the running statistics (flax
+    convention, default 0.99 as torchvision's 0.01). ``bn_mask``: optional bool
+    (N, 1, 1, 1) marking the rows whose batch statistics count in training mode.
     """
     variant: str
     num_classes: int
@@ -99,10 +101,12 @@ class MobileNetV3(nn.Module):
     dropout_rate: float = 0.2
     fast_path: bool | None = None
     bn_axis_name: Any = None
+    bn_momentum: float = 0.99
 
-    def _bn(self, train: bool, name: str) -> nn.BatchNorm:
-        return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                            axis_name=self.bn_axis_name, name=name)
+    def _bn(self, train: bool, name: str, mask=None):
+        bn = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                          epsilon=1e-3, axis_name=self.bn_axis_name, name=name)
+        return lambda y: bn(y, mask=mask)
 
     def _conv(self, x, features, kernel, stride, groups, fast, name):
         pad = (kernel - 1) // 2
@@ -113,13 +117,13 @@ class MobileNetV3(nn.Module):
                                  name=name)(x)
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool, bn_mask: jax.Array | None = None) -> jax.Array:
         fast = fast_paths.resolve_fast_path(self.fast_path)
         blocks = SMALL if self.variant == "small" else LARGE
         adjust = lambda c: make_divisible(c * self.width_multiplier, 8)  # noqa: E731
 
         x = self._conv(x, adjust(blocks[0].in_c), 3, 2, 1, fast, "stem_conv")
-        x = nn.hard_swish(self._bn(train, "stem_bn")(x))
+        x = nn.hard_swish(self._bn(train, "stem_bn", bn_mask)(x))
         for b_idx, b in enumerate(blocks):
             in_c, exp_c, out_c = adjust(b.in_c), adjust(b.exp_c), adjust(b.out_c)
             act = _act(b.act)
@@ -127,9 +131,9 @@ class MobileNetV3(nn.Module):
             y = x
             if exp_c != in_c:
                 y = self._conv(y, exp_c, 1, 1, 1, fast, p + "expand_conv")
-                y = act(self._bn(train, p + "expand_bn")(y))
+                y = act(self._bn(train, p + "expand_bn", bn_mask)(y))
             y = self._conv(y, exp_c, b.kernel, b.stride, exp_c, fast, p + "dw_conv")
-            y = act(self._bn(train, p + "dw_bn")(y))
+            y = act(self._bn(train, p + "dw_bn", bn_mask)(y))
             if b.se:
                 sq = make_divisible(exp_c // 4, 8)
                 s = jnp.mean(y, axis=(1, 2), keepdims=True)
@@ -137,11 +141,11 @@ class MobileNetV3(nn.Module):
                 s = nn.hard_sigmoid(nn.Dense(exp_c, name=p + "se_fc2")(s))
                 y = y * s
             y = self._conv(y, out_c, 1, 1, 1, fast, p + "project_conv")
-            y = self._bn(train, p + "project_bn")(y)
+            y = self._bn(train, p + "project_bn", bn_mask)(y)
             x = x + y if (b.stride == 1 and in_c == out_c) else y
         last_conv = 6 * adjust(blocks[-1].out_c)
         x = self._conv(x, last_conv, 1, 1, 1, fast, "last_conv")
-        x = nn.hard_swish(self._bn(train, "last_bn")(x))
+        x = nn.hard_swish(self._bn(train, "last_bn", bn_mask)(x))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(adjust(LAST_CHANNEL[self.variant]), kernel_init=_dense_init,
                      name="fc")(x)

@@ -71,7 +71,10 @@ class VGG(nn.Module):
     width: channel multiplier (also for the 4096 Dense layers of the imagenet head);
     dropout_rate: None -> 0.5 for the imagenet head, 0.0 for the cifar head;
     fast_path: None = auto (CPU backend), see ``fast_paths``; bn_axis_name: optional pmap
-    axis over which BatchNorm averages batch statistics.
+    axis over which BatchNorm averages batch statistics; bn_momentum: decay of the
+    BatchNorm running statistics (flax convention: new = m * old + (1 - m) * batch).
+    ``bn_mask``: optional bool (N, 1, 1, 1) marking the rows whose batch statistics
+    count in training mode (padded rows excluded; see ``training.bn_stats``).
     """
     config: str
     num_classes: int
@@ -81,9 +84,10 @@ class VGG(nn.Module):
     dropout_rate: float | None = None
     fast_path: bool | None = None
     bn_axis_name: Any = None
+    bn_momentum: float = 0.9
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool, bn_mask: jax.Array | None = None) -> jax.Array:
         fast = fast_paths.resolve_fast_path(self.fast_path)
         i = 0
         for v in CONFIGS[self.config]:
@@ -95,8 +99,9 @@ class VGG(nn.Module):
                                   in_hw=x.shape[1:3], name=f"conv{i}",
                                   kernel_init=_conv_init)(x)
             if self.norm == "batch":
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                 axis_name=self.bn_axis_name, name=f"bn{i}")(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                 epsilon=1e-5, axis_name=self.bn_axis_name,
+                                 name=f"bn{i}")(x, mask=bn_mask)
             elif self.norm == "group":
                 x = nn.GroupNorm(num_groups=_group_count(c), epsilon=1e-5, name=f"gn{i}")(x)
             x = nn.relu(x)

@@ -176,6 +176,10 @@ class RunPanel:
             f"round {row['round'] + 1}/{self.progress.max}: global accuracy {acc:.4f}, "
             f"clients ok {row['clients_ok']}/{row['clients_sampled']}, "
             f"{row['round_time_s']:.1f} s")
+        from fedjax_grid.grid.records import round_warnings
+        warnings = round_warnings(row)
+        if warnings:
+            self.status.value += _html("warning: " + warnings[0], ERROR_STYLE)
         if self.live_plot and len(self.rows) % self.plot_every == 0:
             self._redraw()
         for fn in list(self.round_callbacks):
