@@ -32,6 +32,9 @@ def test_small_run_learns_and_records(grid, tmp_path):
     assert (rounds["bytes_sent"] > 0).all() and (rounds["bytes_received"] > 0).all()
     assert (tasks["bytes_out"] > 0).all() and (tasks["bytes_in"] > tasks["bytes_out"]).all()
     assert rounds["bytes_received"].sum() == tasks["bytes_out"].sum()
+    # the collapse check ran in every evaluation: pooled BatchNorm statistics hold up
+    assert (rounds["logit_spread"] > 0).all() and (rounds["logit_spread_train"] > 0).all()
+    assert not rounds["bn_collapse"].any()
     for name in ("tasks.csv", "rounds.csv", "tasks.parquet", "rounds.parquet", "config.json"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
