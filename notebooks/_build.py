@@ -236,11 +236,14 @@ def nb02():
         md("""
         ## Distribution types
         How the training set is dealt to clients: `iid`, `balanced(beta)` (a fraction beta
-        from each client's home classes), `dirichlet(alpha)`, `shards`, `quantity` skew.
+        from each client's home classes), `stratified(share)` (a fraction share drawn
+        class-stratified, the rest from the home classes: the presets' reading of the
+        study's "balanced"), `dirichlet(alpha)`, `shards`, `quantity` skew.
         """),
         code("""
         labels = np.asarray(digits.labels)
         specs = {"iid": Distribution("iid"), "balanced": Distribution("balanced", beta=0.8),
+                 "stratified": Distribution("stratified", share=0.8),
                  "dirichlet": Distribution("dirichlet", alpha=0.3),
                  "shards": Distribution("shards", shards_per_client=2),
                  "quantity": Distribution("quantity", sigma=0.8)}

@@ -35,7 +35,7 @@ def partition_strategy(cfg, labels: np.ndarray):
     if p.num_clients > len(labels):
         raise UserError(f"partition.num_clients={p.num_clients} exceeds the {len(labels)} "
                         f"training examples of {cfg.data.source!r}")
-    dist = Distribution(kind=p.distribution, beta=p.beta, alpha=p.alpha,
+    dist = Distribution(kind=p.distribution, beta=p.beta, share=p.share, alpha=p.alpha,
                         shards_per_client=p.shards_per_client, sigma=p.sigma)
     return make_strategy(p.forming, labels, p.num_clients, dist, keep=p.keep)
 

@@ -33,7 +33,7 @@ from fedjax_grid.errors import UserError
 
 MODELS = ("vgg11", "vgg13", "vgg16", "vgg19", "mobilenet_v3_small", "mobilenet_v3_large")
 SOURCES = ("digits", "cifar10", "cifar100", "tiny_imagenet", "textures", "texture_fragments")
-DISTRIBUTIONS = ("iid", "balanced", "dirichlet", "shards", "quantity")
+DISTRIBUTIONS = ("iid", "balanced", "stratified", "dirichlet", "shards", "quantity")
 FORMING = ("static", "dynamic", "stochastic", "hybrid")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean")
@@ -74,6 +74,8 @@ class PartitionConfig:
     distribution: str = "iid"
     #: balanced(beta): fraction of a client's samples drawn from its home classes, in [0, 1].
     beta: float = 0.8
+    #: stratified(share): fraction of a client's samples drawn class-stratified, in [0, 1].
+    share: float = 0.8
     #: dirichlet(alpha) concentration, > 0.
     alpha: float = 0.5
     shards_per_client: int = 2
@@ -279,6 +281,7 @@ class ExperimentConfig:
         _int_range("partition.num_clients", p.num_clients, 1, None)
         _choice("partition.distribution", p.distribution, DISTRIBUTIONS)
         _float_range("partition.beta", p.beta, 0.0, 1.0)
+        _float_range("partition.share", p.share, 0.0, 1.0)
         if not (_is_number(p.alpha) and p.alpha > 0):
             raise UserError(f"partition.alpha={p.alpha!r} is invalid: a number > 0 is required")
         _int_range("partition.shards_per_client", p.shards_per_client, 1, None)

@@ -34,6 +34,17 @@ Distribution kinds
     sees only its home classes), and the expected fraction of home-class samples
     of a client is ``beta + (1 - beta) * m / K``. The study's values are 0.8-0.9.
 
+``stratified(share)``
+    The same construction as ``balanced``, parametrised by the share that is
+    *balanced*: a fraction ``share`` of each local set is drawn class-stratified
+    (evenly over all K classes) and the rest ``1 - share`` from the client's home
+    classes; ``stratified(s)`` is ``balanced(1 - s)``. This reading of the study's
+    "balanced, parameter 0.8-0.9" (80-90 % of each local set balanced) is the one
+    whose accuracy ratio to independent data matches the study's (VGG-16, CIFAR-10:
+    85.18 / 86.21 = 0.988); the home-class reading ``balanced(0.8)`` is far harsher
+    (see ``benchmarks/balanced_calibration.py`` and docs/RESULTS.md). The presets
+    ``paper-*-balanced`` use it.
+
 ``dirichlet(alpha)``
     The usual label skew (Hsu et al. 2019): for every class the pool is split over
     the clients by proportions drawn from ``Dir(alpha * 1_C)``. Local sets are
@@ -61,7 +72,7 @@ import numpy as np
 
 from fedjax_grid.errors import UserError
 
-KINDS = ("iid", "balanced", "dirichlet", "shards", "quantity")
+KINDS = ("iid", "balanced", "stratified", "dirichlet", "shards", "quantity")
 
 RngLike = "np.random.Generator | int | None"
 
@@ -72,6 +83,7 @@ class Distribution:
 
     kind: one of ``KINDS``.
     beta: fraction of home-class samples for ``balanced``, in [0, 1].
+    share: fraction of class-stratified samples for ``stratified``, in [0, 1].
     alpha: Dirichlet concentration for ``dirichlet``, > 0.
     shards_per_client: shards per client for ``shards``, >= 1 (``shards`` is an
         alias: give either).
@@ -86,6 +98,7 @@ class Distribution:
     sigma: float = 1.0
     classes_per_client: int | None = None
     shards: int | None = None
+    share: float = 0.8
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -107,6 +120,10 @@ class Distribution:
         cpc = self.classes_per_client
         if cpc is not None and (int(cpc) != cpc or cpc < 1):
             raise UserError(f"classes_per_client={cpc!r} must be an integer >= 1 or None")
+        share = float(self.share)
+        if not 0.0 <= share <= 1.0:
+            raise UserError(f"stratified share={self.share!r} is outside [0, 1]")
+        object.__setattr__(self, "share", share)
         object.__setattr__(self, "beta", beta)
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "sigma", sigma)
@@ -116,23 +133,24 @@ class Distribution:
     @property
     def label_skewed(self) -> bool:
         """True when clients' label histograms differ by design."""
-        return self.kind in ("balanced", "dirichlet", "shards")
+        return self.kind in ("balanced", "stratified", "dirichlet", "shards")
 
     def __str__(self) -> str:
-        param = {"iid": None, "balanced": self.beta, "dirichlet": self.alpha,
+        param = {"iid": None, "balanced": self.beta, "stratified": self.share,
+                 "dirichlet": self.alpha,
                  "shards": self.shards_per_client, "quantity": self.sigma}[self.kind]
         return self.kind if param is None else f"{self.kind}({param:g})"
 
 
 def parse_distribution(text: "str | Distribution") -> Distribution:
-    """``'iid'``, ``'balanced(0.8)'``, ``'dirichlet(0.5)'``, ``'shards(2)'``,
+    """``'iid'``, ``'balanced(0.8)'``, ``'stratified(0.8)'``, ``'dirichlet(0.5)'``, ``'shards(2)'``,
     ``'quantity(1.0)'`` -> :class:`Distribution` (a Distribution passes through)."""
     if isinstance(text, Distribution):
         return text
     m = re.fullmatch(r"\s*([a-z]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*", str(text))
     if not m or m.group(1) not in KINDS:
         raise UserError(f"distribution {text!r} is not understood; allowed: iid, balanced(beta), "
-                        "dirichlet(alpha), shards(k), quantity(sigma)")
+                        "stratified(share), dirichlet(alpha), shards(k), quantity(sigma)")
     kind, arg = m.group(1), m.group(2)
     if not arg:
         return Distribution(kind)
@@ -140,7 +158,7 @@ def parse_distribution(text: "str | Distribution") -> Distribution:
         value = float(arg)
     except ValueError:
         raise UserError(f"distribution parameter {arg!r} in {text!r} is not a number") from None
-    field = {"iid": None, "balanced": "beta", "dirichlet": "alpha",
+    field = {"iid": None, "balanced": "beta", "stratified": "share", "dirichlet": "alpha",
              "shards": "shards_per_client", "quantity": "sigma"}[kind]
     if field is None:
         raise UserError(f"distribution 'iid' takes no parameter, got {text!r}")
@@ -274,6 +292,11 @@ def _balanced(labels, num_clients, spec, rng, info):
     return deal_counts(pools, counts, rng)
 
 
+def _stratified(labels, num_clients, spec, rng, info):
+    return _balanced(labels, num_clients, dataclasses.replace(spec, beta=1.0 - spec.share),
+                     rng, info)
+
+
 def fit_supply(home_part: np.ndarray, rest_part: np.ndarray, supply: np.ndarray,
                rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Make per-class demand fit the pools; returns (counts (C, K), samples moved).
@@ -350,7 +373,8 @@ def _quantity(labels, num_clients, spec, rng, info):
     return split_by_sizes(rng.permutation(labels.size), sizes)
 
 
-_KIND_FNS = {"iid": _iid, "balanced": _balanced, "dirichlet": _dirichlet,
+_KIND_FNS = {"iid": _iid, "balanced": _balanced, "stratified": _stratified,
+             "dirichlet": _dirichlet,
              "shards": _shards, "quantity": _quantity}
 
 

@@ -43,13 +43,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 #: Float fields bounded to [0, 1]: shown as sliders.
 UNIT_INTERVAL = frozenset({
-    "partition.beta", "partition.keep", "training.momentum", "server.momentum", "grid.quorum",
+    "partition.beta", "partition.share", "partition.keep", "training.momentum",
+    "server.momentum", "grid.quorum",
     "faults.offline_prob", "faults.dropout_prob", "faults.error_prob", "faults.hang_prob",
 })
 
 #: key -> (controlling key, predicate on its value): the field is shown only when true.
 VISIBLE_WHEN: dict[str, tuple[str, Any]] = {
     "partition.beta": ("partition.distribution", lambda v: v == "balanced"),
+    "partition.share": ("partition.distribution", lambda v: v == "stratified"),
     "partition.alpha": ("partition.distribution", lambda v: v == "dirichlet"),
     "partition.shards_per_client": ("partition.distribution", lambda v: v == "shards"),
     "partition.sigma": ("partition.distribution", lambda v: v == "quantity"),

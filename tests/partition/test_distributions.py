@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.partition.distributions import (Distribution, count_matrix, distribute,
@@ -114,6 +114,7 @@ def test_dirichlet_alpha_controls_skew():
 @given(k=st.integers(2, 10), c=st.integers(1, 20), shards=st.integers(1, 4), seed=st.integers(0, 2**31))
 def test_shards_sizes_and_label_count(k, c, shards, seed):
     labels = _labels(k, 30, seed)
+    assume(c * shards <= labels.size)  # more shards than examples is refused (tested elsewhere)
     out = distribute(labels, c, Distribution("shards", shards_per_client=shards), seed)
     _assert_well_formed(out, c, labels.size)
     _assert_disjoint(out)
@@ -172,3 +173,18 @@ def test_parse_and_alias():
     assert parse_distribution("shards(3)").shards_per_client == 3
     assert Distribution("shards", shards=4).shards_per_client == 4
     assert str(parse_distribution(" dirichlet( 0.5 ) ")) == "dirichlet(0.5)"
+
+
+def test_stratified_share_is_balanced_with_the_complementary_beta():
+    labels = _labels(10, 50, 3)
+    for share in (0.0, 0.8, 1.0):
+        a = distribute(labels, 5, Distribution("stratified", share=share), 7)
+        b = distribute(labels, 5, Distribution("balanced", beta=1.0 - share), 7)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    parts, info = distribute(labels, 5, "stratified(0.8)", 7, return_info=True)
+    home = info["home"]                       # 2 home classes of 10 per client
+    frac = [np.isin(labels[p], home[c]).mean() for c, p in enumerate(parts)]
+    assert np.allclose(frac, 0.2 + 0.8 * 2 / 10, atol=0.02)   # (1 - share) + share * m / K
+    assert str(Distribution("stratified", share=0.9)) == "stratified(0.9)"
+    with pytest.raises(UserError, match="share"):
+        Distribution("stratified", share=1.5)
