@@ -1,0 +1,157 @@
+"""The study's table, run with the study's settings on whatever data and hardware are here.
+
+    # full data on a GPU machine (the study's sizes: 50/10/5 nodes, 90/150/80/60 rounds):
+    python benchmarks/paper_table.py --cifar10 cifar-10-binary.tar.gz \\
+        --tiny-imagenet tiny-imagenet-200.zip
+    # CPU scale on the shared slices (what docs/RESULTS.md reports):
+    python benchmarks/paper_table.py --rounds 3 --width 0.25 --clients 10
+
+Rows (ITP RAS, GRID'2023; presets ``paper-*`` of ``fedjax_grid.experiments``):
+
+| row | preset | study |
+|---|---|---|
+| vgg-independent | VGG-16, CIFAR-10, 50 nodes, lr 0.01, batch 10, 90 rounds | 86.21 % |
+| vgg-balanced | VGG-16, CIFAR-10, 50 nodes, balanced, lr 0.01, batch 10, 150 rounds | 85.18 % |
+| mobilenet-independent | MobileNetV3-Large, Tiny-ImageNet, 10 nodes, lr 0.001, batch 32, 80 rounds | 50.08 % |
+| mobilenet-balanced | MobileNetV3-Large, Tiny-ImageNet, 5 nodes, balanced, lr 0.001, batch 32, 60 rounds | 40.31 % |
+
+Each row is the preset run federatedly through the real engine (a LocalCluster of
+``--workers`` workers, or ``--scheduler`` for a real grid), with only the overrides
+given on the command line (``--rounds``, ``--width`` = VGG channel width / MobileNet
+width multiplier, ``--clients``, ``--max-test-examples``, ``--set KEY=VALUE``). Data
+default to the shared slices (``../shared/data`` or ``FEDJAX_GRID_SHARED_DATA``).
+It prints a markdown table with the study's number beside the measured final and
+mean-of-last-3 accuracies and writes ``--out``/results.json. Bad arguments or missing
+data: one line, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+from typing import Optional
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import accuracy  # noqa: E402  (run_federated, summarize, shared_data_dir)
+
+ROWS = {
+    "vgg-independent": ("paper-vgg16-cifar10-independent", "cifar10", 86.21),
+    "vgg-balanced": ("paper-vgg16-cifar10-balanced", "cifar10", 85.18),
+    "mobilenet-independent": ("paper-mobilenetv3-tinyimagenet-independent", "tiny_imagenet", 50.08),
+    "mobilenet-balanced": ("paper-mobilenetv3-tinyimagenet-balanced", "tiny_imagenet", 40.31),
+}
+
+
+def row_config(row: str, data: dict, args, data_dir: str):
+    """The preset of ``row`` with the data paths and the command line's overrides."""
+    from fedjax_grid.experiments import get_preset
+    preset, source, _ = ROWS[row]
+    cfg = get_preset(preset)
+    sets = [f"data.path={data[source]}", f"data.data_dir={data_dir}",
+            "grid.dashboard_address=null", f"grid.workers={args.workers}",
+            "grid.threads_per_worker=1"]
+    if source == "tiny_imagenet":
+        sets.append("data.mode=resident")
+    if args.scheduler:
+        sets.append(f"grid.scheduler={args.scheduler}")
+    if args.rounds:
+        sets.append(f"training.rounds={args.rounds}")
+    if args.clients:
+        sets.append(f"partition.num_clients={args.clients}")
+    if args.max_test_examples:
+        sets.append(f"data.max_test_examples={args.max_test_examples}")
+    if args.width:
+        key = "width" if cfg.model.name.startswith("vgg") else "width_multiplier"
+        sets.append(f"model.kwargs={json.dumps(dict(cfg.model.kwargs, **{key: args.width}))}")
+    return cfg.with_overrides(sets + list(args.sets)).validate()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    shared = accuracy.shared_data_dir()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of " + ", ".join(ROWS))
+    ap.add_argument("--cifar10", default=str(shared / "cifar-10-binary-sample.tar.gz"),
+                    help="CIFAR-10 binary archive (official cifar-10-binary.tar.gz layout)")
+    ap.add_argument("--tiny-imagenet", default=str(shared / "tiny-imagenet-200-medium.zip"),
+                    help="Tiny-ImageNet-200 zip (official layout)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of every row (default: the study's)")
+    ap.add_argument("--width", type=float, default=None, help="VGG width / MobileNet width multiplier")
+    ap.add_argument("--clients", type=int, default=None, help="clients of every row (default: the study's)")
+    ap.add_argument("--max-test-examples", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
+    ap.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=str(accuracy.REPO / "benchmarks" / "out" / "paper_table"))
+    args = ap.parse_args(argv)
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown or not rows:
+        print(f"error: --rows {unknown[0] if unknown else args.rows!r} is unknown; allowed: "
+              + ", ".join(ROWS), file=sys.stderr)
+        return 2
+    for name, value, low in (("--rounds", args.rounds, 1), ("--clients", args.clients, 1),
+                             ("--workers", args.workers, 1),
+                             ("--max-test-examples", args.max_test_examples, 1)):
+        if value is not None and value < low:
+            print(f"error: {name}={value} is invalid: an integer >= {low} is required", file=sys.stderr)
+            return 2
+    if args.width is not None and not 0 < args.width <= 4:
+        print(f"error: --width={args.width} is invalid: a number in (0, 4] is required", file=sys.stderr)
+        return 2
+    data = {"cifar10": args.cifar10, "tiny_imagenet": args.tiny_imagenet}
+    for row in rows:
+        path = pathlib.Path(data[ROWS[row][1]])
+        if not path.exists():
+            print(f"error: data {str(path)!r} for row {row} not found: give --cifar10 / "
+                  "--tiny-imagenet or put the slices in ../shared/data", file=sys.stderr)
+            return 2
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from fedjax_grid.errors import UserError
+    try:
+        cfgs = {row: row_config(row, data, args, str(out / "prepared")) for row in rows}
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import jax
+    from fedjax_grid.grid.cluster import open_cluster
+    print(f"# paper table: jax {jax.__version__}, backend {jax.default_backend()}, "
+          f"devices {jax.devices()}", flush=True)
+    grid = open_cluster(next(iter(cfgs.values())).grid, local_directory=str(out / "dask"))
+    results = []
+    try:
+        for row, cfg in cfgs.items():
+            spec = accuracy.Spec("paper", row, cfg)
+            t = time.perf_counter()
+            table = accuracy.run_federated(spec, out / row, grid, log=lambda m: print(m, flush=True))
+            s = accuracy.summarize(spec, table, time.perf_counter() - t)
+            kw = cfg.model.kwargs
+            results.append({"row": row, "study": ROWS[row][2], "model": cfg.model.name,
+                            "width": kw.get("width", kw.get("width_multiplier", 1.0)),
+                            "data": pathlib.Path(cfg.data.path).name,
+                            "distribution": cfg.partition.distribution,
+                            "clients": cfg.partition.num_clients, "rounds": int(len(table)),
+                            "lr": cfg.training.lr, "batch": cfg.training.batch_size,
+                            "final": 100 * s["final_acc"], "tail": 100 * s["tail_acc"],
+                            "wall_s": s["wall_s"]})
+    finally:
+        grid.close()
+    print()
+    print("| row | model (width) | data | distribution | clients | rounds | lr | batch "
+          "| study % | here: final % | here: mean of last 3 % | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['row']} | {r['model']} ({r['width']:g}) | {r['data']} | {r['distribution']} "
+              f"| {r['clients']} | {r['rounds']} | {r['lr']:g} | {r['batch']} | {r['study']:.2f} "
+              f"| {r['final']:.2f} | {r['tail']:.2f} | {r['wall_s']:.0f} |")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
