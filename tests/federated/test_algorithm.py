@@ -32,11 +32,18 @@ def test_fedavg_round_is_weighted_mean_and_streams_a_generator():
     assert diag['accepted'] == [f'client-{i}' for i in range(6)] and diag['rejected'] == []
     assert diag['applied'] and diag['total_weight'] == sum(ns) and diag['round'] == 1
     W = float(sum(ns))
+    wmean = lambda f: sum(n * f(c) for c, n in zip(clients, ns)) / W  # noqa: E731
     for coll, path in (('params', ('dense', 'kernel')), ('params', ('dense', 'bias')),
-                       ('batch_stats', ('bn', 'var'))):
-        want = sum(n * c[coll][path[0]][path[1]].astype(np.float64) for c, n in zip(clients, ns)) / W
+                       ('batch_stats', ('bn', 'mean'))):
+        want = wmean(lambda c: c[coll][path[0]][path[1]].astype(np.float64))
         got = getattr(new, coll)[path[0]][path[1]]
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # default bn_mode 'pooled': the variance of the union, E[var + mean^2] - mean^2
+    bn = lambda c: (c['batch_stats']['bn']['mean'].astype(np.float64),  # noqa: E731
+                    c['batch_stats']['bn']['var'].astype(np.float64))
+    mean = wmean(lambda c: bn(c)[0])
+    want_var = wmean(lambda c: bn(c)[1] + bn(c)[0] ** 2) - mean ** 2
+    np.testing.assert_allclose(new.batch_stats['bn']['var'], want_var, rtol=1e-5)
     assert new.round == 1 and state.round == 0
 
 

@@ -86,7 +86,8 @@ def test_mean_batch_stats_replace_server_stats_and_local_mode_helper():
     assert client_variables(new, 'local', own)['batch_stats'] is own
     assert client_variables(new, 'local', None)['batch_stats'] is new.batch_stats
     assert client_variables(new)['params'] is new.params
-    with pytest.raises(UserError, match="'global'.*aggregate, local"):
+    assert client_variables(new, 'pooled', own)['batch_stats'] is new.batch_stats
+    with pytest.raises(UserError, match="'global'.*pooled, local, aggregate"):
         client_variables(new, 'global')
 
 
