@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 import time
 from typing import Optional
@@ -122,6 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows, base_tail = [], None
     try:
         for spec in run_specs:
+            shutil.rmtree(out / spec.cfg.name, ignore_errors=True)  # a fresh run, never a resume
             t = time.perf_counter()
             table = accuracy.run_federated(spec, out / spec.cfg.name, grid,
                                            log=lambda m: print(m, flush=True))
