@@ -39,7 +39,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean")
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 DATA_MODES = ("shipped", "resident")
-BN_MODES = ("pooled", "local", "aggregate")
+BN_MODES = ("recalibrate", "pooled", "local", "aggregate")
 ATTACKS = ("scale", "signflip", "random")
 
 
@@ -114,13 +114,15 @@ class ServerConfig:
     optimizer: str = "fedavg"
     lr: float = 1.0
     momentum: float = 0.9
-    #: BatchNorm statistics: 'pooled' (exact statistics of the clients' data, pooled from
-    #: their moments), 'local' (kept by each client, FedBN) or 'aggregate' (mean of the
-    #: clients' running averages: biased, for reproducing earlier runs).
-    bn_mode: str = "pooled"
-    #: Re-estimate the global model's BatchNorm statistics on this many training
-    #: examples on the coordinator before each evaluation (0: off).
-    bn_recalibrate: int = 0
+    #: BatchNorm statistics of the global model: 'recalibrate' (re-estimated exactly on
+    #: bn_calibration_examples training examples by the coordinator after each server
+    #: step), 'pooled' (the clients' exact moments of their final local models, pooled),
+    #: 'local' (kept by each client, FedBN; the server's own are recalibrated) or
+    #: 'aggregate' (mean of the clients' running averages: biased, for earlier runs).
+    bn_mode: str = "recalibrate"
+    #: Training examples (a fixed seeded subset) the coordinator re-estimates BatchNorm
+    #: statistics on in bn_mode 'recalibrate' and 'local'.
+    bn_calibration_examples: int = 2048
     #: Reject updates whose norm exceeds this multiple of the median accepted norm (None: off).
     max_norm_ratio: Optional[float] = None
 
@@ -308,7 +310,7 @@ class ExperimentConfig:
         _positive("server.lr", s.lr)
         _float_range("server.momentum", s.momentum, 0.0, 1.0)
         _choice("server.bn_mode", s.bn_mode, BN_MODES)
-        _int_range("server.bn_recalibrate", s.bn_recalibrate, 0, 10_000_000)
+        _int_range("server.bn_calibration_examples", s.bn_calibration_examples, 1, 10_000_000)
         if s.max_norm_ratio is not None:
             _float_range("server.max_norm_ratio", s.max_norm_ratio, 1.0, None)
         if g.scheduler is not None:

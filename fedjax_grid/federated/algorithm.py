@@ -20,12 +20,14 @@ optimizer gets the aggregated delta. BatchNorm statistics (if the model has
 them) are combined with the streaming weighted mean (robust statistics are not
 meaningful for them) and become the server's ``batch_stats``:
 
-* ``bn_mode='pooled'`` (default) and ``'local'``: the clients' exact moments
+* ``bn_mode='pooled'`` (default here) and ``'local'``: the clients' exact moments
   ``(E[x], E[x^2], n)`` are pooled into the statistics of the union of their data
   (:mod:`.bn_pooling`); a client that sends no moments contributes its
   ``batch_stats`` read as moments, with weight ``num_examples``;
 * ``'aggregate'``: the weighted mean of the clients' running averages (mean and
-  variance averaged separately: biased; kept to reproduce earlier runs).
+  variance averaged separately: biased; kept to reproduce earlier runs);
+* ``'recalibrate'``: folded as ``'aggregate'``; the caller, which holds data,
+  re-estimates the new global model's statistics (the grid engine's default).
 
 In ``'local'`` mode the engine additionally keeps each client's own statistics
 (see :mod:`fedjax_grid.federated.server`).
@@ -86,7 +88,7 @@ class RoundFold:
                  bs_agg: Aggregator, bn_mode: str = 'pooled'):
         self.state = state
         self._agg, self._opt, self._guard, self._bs_agg = agg, opt, guard, bs_agg
-        self._pool = bn_mode != 'aggregate'
+        self._pool = bn_mode in ('pooled', 'local')
         self._template = server_variables(state)
         self._has_bn = state.batch_stats is not None
         self._moments_template = moments_from_stats(state.batch_stats) if self._has_bn else None
@@ -194,7 +196,7 @@ def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
       (with ``aggregator_kw``).
     server_optimizer: an optax transformation or a name for
       :func:`make_server_optimizer` (with ``server_kw``: lr, momentum, b1, b2, eps).
-    bn_mode: 'pooled' | 'local' | 'aggregate' (see the module docstring).
+    bn_mode: 'pooled' | 'local' | 'aggregate' | 'recalibrate' (see the module docstring).
     norm_guard: optional :class:`NormGuard` rejecting outsized deltas.
     """
     agg = aggregator if isinstance(aggregator, Aggregator) else \

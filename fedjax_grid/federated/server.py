@@ -23,7 +23,14 @@ FedAvg (or any optimizer here).
 
 BatchNorm statistics (``bn_mode``):
 
-* ``'pooled'`` (default): the server's ``batch_stats`` become the exact statistics
+* ``'recalibrate'``: the caller (the grid engine, which holds the training data)
+  re-estimates the new global model's statistics exactly after each server step
+  (:func:`fedjax_grid.training.bn_stats.bn_moments` on a calibration subset); the
+  algorithm itself folds the clients' statistics as in ``'aggregate'`` meanwhile.
+  The most accurate: the statistics belong to the averaged model, not to the
+  clients' local models (VGG-16 on CIFAR-10, 10 clients, 3 rounds: 15.9 / 19.6 /
+  28.6 % against 9.0 / 9.0 / 11.4 % pooled and 9.0 / 11.1 / 23.8 % aggregate).
+* ``'pooled'``: the server's ``batch_stats`` become the exact statistics
   of the union of the reporting clients' data under their final local models,
   pooled from the moments they report (:mod:`.bn_pooling`); every client starts a
   round from them.
@@ -59,7 +66,7 @@ PyTree = Any
 
 SERVER_OPTIMIZERS = ('fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
 DEFAULT_LR = {'fedavg': 1.0, 'fedavgm': 1.0, 'fedadam': 1e-2, 'fedyogi': 1e-2, 'fedadagrad': 1e-1}
-BN_MODES = ('pooled', 'local', 'aggregate')
+BN_MODES = ('recalibrate', 'pooled', 'local', 'aggregate')
 
 
 class ServerState(NamedTuple):
@@ -192,7 +199,7 @@ def client_variables(state: ServerState, bn_mode: str = 'pooled',
                      client_batch_stats: Optional[PyTree] = None) -> dict:
     """Variables a client starts its round from.
 
-    bn_mode 'pooled' / 'aggregate': the server's params and batch_stats.
+    bn_mode 'recalibrate' / 'pooled' / 'aggregate': the server's params and batch_stats.
     bn_mode 'local': the server's params with the client's own stored
       ``client_batch_stats`` (from its previous round), or the server's when the
       client has none yet (first participation).

@@ -176,7 +176,7 @@ class FederatedRun:
                     "indices": np.asarray(indices, np.int64)}
         own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
         return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
-                "batch_stats": own_bn, "bn_moments": c.server.bn_mode != "aggregate",
+                "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
                 "plan": plan.to_dict(), "data": data}
@@ -339,11 +339,13 @@ class FederatedRun:
         return out
 
     def _recalibrate_bn(self) -> None:
-        """``server.bn_recalibrate`` > 0: re-estimate the global model's BatchNorm statistics
-        exactly on that many training examples (a seeded subset, the same every round)."""
-        n = min(self.config.server.bn_recalibrate, len(self.train))
-        if n <= 0 or self.state.batch_stats is None:
+        """bn_mode 'recalibrate' / 'local': re-estimate the global model's BatchNorm
+        statistics exactly on ``server.bn_calibration_examples`` training examples (a
+        seeded subset, the same every round)."""
+        s = self.config.server
+        if s.bn_mode not in ("recalibrate", "local") or self.state.batch_stats is None:
             return
+        n = min(s.bn_calibration_examples, len(self.train))
         from fedjax_grid.federated.bn_pooling import stats_from_moments
         from fedjax_grid.training import Standardize
         from fedjax_grid.training.bn_stats import bn_moments

@@ -284,5 +284,5 @@ def round_warnings(row: Mapping) -> list[str]:
                    f"(spread {row.get('logit_spread', float('nan')):.2g} vs "
                    f"{row.get('logit_spread_train', float('nan')):.2g} in training mode): the "
                    "BatchNorm statistics do not fit the model, so this accuracy is not "
-                   "meaningful; use server.bn_mode=pooled or server.bn_recalibrate")
+                   "meaningful; use server.bn_mode=recalibrate")
     return out

@@ -87,7 +87,7 @@ def test_mean_batch_stats_replace_server_stats_and_local_mode_helper():
     assert client_variables(new, 'local', None)['batch_stats'] is new.batch_stats
     assert client_variables(new)['params'] is new.params
     assert client_variables(new, 'pooled', own)['batch_stats'] is new.batch_stats
-    with pytest.raises(UserError, match="'global'.*pooled, local, aggregate"):
+    with pytest.raises(UserError, match="'global'.*recalibrate, pooled, local, aggregate"):
         client_variables(new, 'global')
 
 
