@@ -45,7 +45,13 @@ ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
 ACCURACY["accuracy-mobilenet-2clients"] = [
     "benchmarks/accuracy.py", "--suite", "mobilenet", "--runs", "iid static",
     "--set", "partition.num_clients=2", "--tag=-2clients"]
-PIECES = {**PERF, **ACCURACY}
+#: Which reading of the study's "balanced" matches its 0.988 ratio (figure in docs/results).
+STUDY_PIECES = {
+    "calibration": ["benchmarks/balanced_calibration.py"],
+    "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
+                    "--clients", "10", "--max-test-examples", "2000"],
+}
+PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
 TITLES = {
     "throughput": "Train-step throughput (XLA:CPU, fast vs stock conv path)",
@@ -54,10 +60,15 @@ TITLES = {
     "engine_overhead": "Engine overhead vs a sequential loop",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
-    "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the Tiny-ImageNet slice",
+    "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
     "accuracy-texture": "Accuracy: texture fragments of the DTD slice",
     "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients instead of 10",
+    "calibration": "Calibration: which reading of the study's \"balanced\" matches its numbers",
+    "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
 }
+
+#: Figures a non-accuracy piece draws (shown under its output).
+FIGURES = {"calibration": ["results/balanced_calibration.png"]}
 
 #: Where a performance piece's earlier measurements are written down (shown when it was not run).
 EARLIER = {
@@ -383,6 +394,7 @@ def assemble() -> str:
             if len(body) > 12000:
                 body = "...\n" + body[-12000:]
             parts.append("```\n" + body + "\n```\n")
+            parts += [f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, [])]
     return "\n".join(parts)
 
 
