@@ -69,6 +69,16 @@ DEFAULTS = {"vgg": (40, 0.25), "vgg-forming": (16, 0.25), "mobilenet": (8, 1.0),
             "texture": (16, 0.25)}
 
 
+def parse_names(text: str, allowed, flag: str) -> list[str]:
+    """A comma-separated subset of ``allowed``; UserError naming the first unknown one."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise UserError(f"{flag} {bad[0] if bad else text!r} is unknown; allowed: "
+                        + ", ".join(allowed))
+    return names
+
+
 def shared_data_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("FEDJAX_GRID_SHARED_DATA", REPO.parent / "shared" / "data"))
 

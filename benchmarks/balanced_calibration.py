@@ -91,14 +91,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --rounds={args.rounds} / --width={args.width} invalid: rounds >= 1 and "
               "width in (0, 4] are required", file=sys.stderr)
         return 2
-    names = [n.strip() for n in args.readings.split(",") if n.strip()]
-    bad = [n for n in names if n not in READINGS]
-    if bad or not names:
-        print(f"error: --readings {bad[0] if bad else args.readings!r} is unknown; allowed: "
-              + ", ".join(READINGS), file=sys.stderr)
-        return 2
+    from fedjax_grid.errors import UserError
     try:
+        names = accuracy.parse_names(args.readings, READINGS, "--readings")
         values = None if args.values is None else tuple(float(v) for v in args.values.split(","))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except ValueError:
         print(f"error: --values {args.values!r} is not a comma-separated list of numbers",
               file=sys.stderr)
@@ -111,7 +110,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     readings = {n: (READINGS[n][0], values or READINGS[n][1]) for n in names}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from fedjax_grid.errors import UserError
     try:
         run_specs = [accuracy.dataclasses.replace(s, cfg=s.cfg.validate())
                      for s in specs(args.rounds, args.width, readings, str(out / "prepared"))]

@@ -87,11 +87,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", default=str(accuracy.REPO / "benchmarks" / "out" / "paper_table"))
     args = ap.parse_args(argv)
 
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown or not rows:
-        print(f"error: --rows {unknown[0] if unknown else args.rows!r} is unknown; allowed: "
-              + ", ".join(ROWS), file=sys.stderr)
+    from fedjax_grid.errors import UserError
+    try:
+        rows = accuracy.parse_names(args.rows, ROWS, "--rows")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     for name, value, low in (("--rounds", args.rounds, 1), ("--clients", args.clients, 1),
                              ("--workers", args.workers, 1),
@@ -111,7 +111,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from fedjax_grid.errors import UserError
     try:
         cfgs = {row: row_config(row, data, args, str(out / "prepared")) for row in rows}
     except UserError as e:
