@@ -92,9 +92,6 @@ def cmd_run(args) -> int:
     bar = None
     try:
         run.start()
-        if run.grid.plugin_errors:
-            for addr, err in run.grid.plugin_errors.items():
-                print(f"warning: worker {addr} refused: {err.splitlines()[0]}", file=sys.stderr)
         total = cfg.training.rounds
         if not args.quiet:
             from tqdm.auto import tqdm

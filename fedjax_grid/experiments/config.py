@@ -142,6 +142,11 @@ class GridConfig:
     tls_dir: Optional[str] = None
     #: Seconds to wait for the scheduler / workers to appear.
     connect_timeout_s: float = 30.0
+    #: Consecutive failed tasks after which a worker is quarantined for the run (0: never).
+    quarantine_after: int = 3
+    #: Seconds the coordinator waits for a healthy worker when none is connected (all
+    #: desktops gone) before it stops with a resumable checkpoint (exit 2).
+    wait_for_workers_s: float = 60.0
 
 
 @dataclasses.dataclass
@@ -314,6 +319,8 @@ class ExperimentConfig:
         _int_range("grid.overcommit", g.overcommit, 0, None)
         _int_range("grid.retries", g.retries, 0, 100)
         _positive("grid.connect_timeout_s", g.connect_timeout_s)
+        _int_range("grid.quarantine_after", g.quarantine_after, 0, 1000)
+        _float_range("grid.wait_for_workers_s", g.wait_for_workers_s, 0.0, 7 * 24 * 3600.0)
         _bool("faults.enabled", f.enabled)
         _float_range("faults.max_slowdown", f.max_slowdown, 1.0, 1000.0)
         for name in ("offline_prob", "dropout_prob", "error_prob", "hang_prob"):
