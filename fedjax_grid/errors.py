@@ -19,3 +19,17 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, damaged, or belongs to another experiment."""
+
+
+#: Longest value echoed back in an error message (characters).
+SHOW_MAX = 80
+
+
+def show(value, limit: int = SHOW_MAX) -> str:
+    """``repr(value)`` for an error message: one line, at most ``limit`` characters
+    (longer ones end in '…' and say how long the value was)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    n = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[:limit - 1]}…({n} characters)"

@@ -76,8 +76,12 @@ class FederatedRun:
     def __init__(self, config: ExperimentConfig, *, out_dir=None, resume: bool = False,
                  grid=None, notify: Optional[Callable[[str], None]] = None):
         from fedjax_grid.grid.records import Records
+        from fedjax_grid.grid.runlock import RunFolderLock
         self.config = config.validate()
         self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
+        #: Held from ``start()`` (or the first ``step()``) until ``run()`` returns or ``close()``.
+        self.lock = RunFolderLock(self.out_dir)
+        self.lock.probe()  # another run writes there now: refuse before reading anything
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.grid = grid
         self._own_grid = grid is None
@@ -148,7 +152,9 @@ class FederatedRun:
 
     # -- grid -----------------------------------------------------------------
     def start(self):
-        """Open the grid (LocalCluster or scheduler) unless one was given."""
+        """Lock the run folder (``RunFolderBusy`` if another run holds it), then open the
+        grid (LocalCluster or scheduler) unless one was given."""
+        self.lock.acquire()
         if self.grid is None:
             from fedjax_grid.grid.cluster import open_cluster
             self.grid = open_cluster(self.config.grid,
@@ -156,9 +162,12 @@ class FederatedRun:
         return self.grid
 
     def close(self) -> None:
-        if self.grid is not None and self._own_grid:
-            self.grid.close()
-            self.grid = None
+        try:
+            if self.grid is not None and self._own_grid:
+                self.grid.close()
+                self.grid = None
+        finally:
+            self.lock.release()
 
     def __enter__(self):
         self.start()
@@ -205,7 +214,7 @@ class FederatedRun:
 
     def step(self) -> dict:
         """Run one round; return its row of the rounds table."""
-        if self.grid is None:
+        if self.grid is None or not self.lock.held:
             self.start()
         c = self.config
         r = self.round
@@ -392,14 +401,19 @@ class FederatedRun:
         """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records."""
         end = self.config.training.rounds if rounds is None else min(
             self.config.training.rounds, self.round + rounds)
+        locked_here = not self.lock.held  # a caller that called start() keeps it till close()
         self.start()
-        while self.round < end:
-            if should_stop is not None and should_stop():
-                break
-            row = self.step()
-            if callback is not None:
-                callback(row)
-        self.save_records()
+        try:
+            while self.round < end:
+                if should_stop is not None and should_stop():
+                    break
+                row = self.step()
+                if callback is not None:
+                    callback(row)
+            self.save_records()
+        finally:
+            if locked_here:
+                self.lock.release()
         return self.records
 
     def save_records(self) -> None:
