@@ -21,7 +21,7 @@ import dask
 import distributed
 
 import fedjax_grid
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show
 from fedjax_grid.grid.plugin import JaxWorkerPlugin
 
 
@@ -94,7 +94,7 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
                 cluster = distributed.LocalCluster(**kwargs)
         except Exception as e:  # noqa: BLE001 - reported as one line
-            raise UserError(f"cannot start a LocalCluster on host {grid.host!r}: "
+            raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         client = distributed.Client(cluster, security=kwargs.get("security"))
     else:
@@ -102,8 +102,9 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
                                         security=security)
         except (OSError, TimeoutError, ValueError) as e:
-            raise UserError(f"cannot reach the Dask scheduler at {grid.scheduler!r} within "
-                            f"{grid.connect_timeout_s:g} s: {type(e).__name__}") from None
+            raise UserError(f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
+                            f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
+                            "scheduler (is it started, and is the host/port right?)") from None
     cpu_map = local_cpu_map(grid.workers) if cluster is not None else None
     plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map)
     errors = register_plugin(client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))

@@ -14,7 +14,7 @@ from typing import Optional
 
 from filelock import FileLock, Timeout
 
-from fedjax_grid.errors import UserError, show
+from fedjax_grid.errors import UserError, show, show_path
 
 LOCK_NAME = ".fedjax_grid.lock"
 
@@ -28,9 +28,9 @@ def check_folder(out_dir) -> pathlib.Path:
     path = pathlib.Path(out_dir)
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
-            what = "is a file" if p == path else f"lies under {show(str(p))}, which is a file"
-            raise UserError(f"--out {show(str(path))} {what}; allowed: a folder (new or "
-                            "holding an earlier run of the same experiment)")
+            what = "is a file" if p == path else f"lies under {show_path(p)}, which is a file"
+            raise UserError(f"--out {show_path(path)} {what}; allowed: a folder (new or "
+                            "one this command wrote before)")
     return path
 
 
@@ -43,7 +43,7 @@ class RunFolderLock:
         self._lock: Optional[FileLock] = None
 
     def _busy(self) -> RunFolderBusy:
-        return RunFolderBusy(f"--out {show(str(self.folder))} is in use by another run (it holds "
+        return RunFolderBusy(f"--out {show_path(self.folder)} is in use by another run (it holds "
                              f"{LOCK_NAME}); allowed: a folder no other run is writing -- wait for "
                              "that run or choose another --out")
 
@@ -69,7 +69,7 @@ class RunFolderLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"--out {show(str(self.folder))} cannot be created "
+            raise UserError(f"--out {show_path(self.folder)} cannot be created "
                             f"({type(e).__name__}: {e.strerror or e}); allowed: a writable folder") from None
         lock = FileLock(str(self.path), timeout=0, thread_local=False, preserve_lock_file=True)
         try:
@@ -77,7 +77,7 @@ class RunFolderLock:
         except Timeout:
             raise self._busy() from None
         except OSError as e:
-            raise UserError(f"--out {show(str(self.folder))}: cannot lock it "
+            raise UserError(f"--out {show_path(self.folder)}: cannot lock it "
                             f"({type(e).__name__}: {e.strerror or e}); allowed: a writable folder") from None
         self._lock = lock
 
