@@ -85,8 +85,11 @@ def bounded_broadcast(client, value, workers, limit_s: float):
     async def go():
         start = time.monotonic()
         end = start + limit_s
+        # timeout: how long _scatter looks for the worker on the scheduler (a worker
+        # that just left is refused at once instead of after the client's timeout).
         jobs = {asyncio.ensure_future(client._scatter({key: value}, workers=[w], direct=True,
-                                                      hash=False)): w for w in workers}
+                                                      hash=False, timeout=min(1.0, limit_s))): w
+                for w in workers}
         pending, ok, futs, spread_set = set(jobs), [], [], False
         while pending:
             left = end - time.monotonic()
@@ -145,11 +148,22 @@ class RoundDispatch:
         self._gfut = None
 
     def _broadcast(self) -> None:
+        """Send the weights to the healthy workers; retry (briefly) while none took them
+        and time is left -- workers just lost may still be listed for a moment."""
         if self._gfut is not None:
             self._old_gfuts.append(self._gfut)
-        limit = BROADCAST_LIMIT_S if self.deadline is None else self.deadline - time.time()
-        self._gfut, self.ready = bounded_broadcast(self.client, self.gvars, self.workers(), limit)
-        self.bytes_sent += self.model_bytes * len(self.ready)
+        self._gfut, self.ready = None, []
+        while True:
+            candidates = self.workers()  # may wait for workers to (re)join
+            end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S
+            if not candidates or end - time.time() <= 0:
+                return
+            self._gfut, self.ready = bounded_broadcast(self.client, self.gvars, candidates,
+                                                       end - time.time())
+            self.bytes_sent += self.model_bytes * len(self.ready)
+            if self.ready or (self.deadline is not None and time.time() >= self.deadline):
+                return
+            time.sleep(0.5)
 
     def exclude(self, address: str) -> None:
         """Give no more of this round's tasks to ``address`` (lost or quarantined)."""
