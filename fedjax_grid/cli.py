@@ -15,16 +15,28 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
+import signal
 import sys
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
 
 EXIT_USAGE = 2
+#: Exit code after Ctrl-C (128 + SIGINT), with one line saying how to continue.
+EXIT_INTERRUPTED = 130
+#: Upper bound of ``run --rounds`` (as for ``training.rounds``).
+MAX_ROUNDS_FLAG = 100_000
+
+
+def _shorten_tokens(message: str) -> str:
+    """Truncate every run of more than SHOW_MAX non-space characters (echoed values)."""
+    return re.sub(r"\S{%d,}" % (SHOW_MAX + 1),
+                  lambda m: f"{m.group(0)[:SHOW_MAX - 1]}…({len(m.group(0))} characters)", message)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints usage too by default)
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(_shorten_tokens(f"{self.prog}: {message}"))
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -82,19 +94,23 @@ def cmd_run(args) -> int:
         cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
-    if args.rounds is not None and args.rounds < 1:
-        raise UserError(f"--rounds={args.rounds} is invalid: an integer >= 1 is required")
+    if args.rounds is not None and not 1 <= args.rounds <= MAX_ROUNDS_FLAG:
+        raise UserError(f"--rounds={show(args.rounds)} is invalid: an integer in "
+                        f"[1, {MAX_ROUNDS_FLAG}] is required")
     cfg.validate()
+    from fedjax_grid.grid.dispatch import GridLostError
     from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.grid.health import NoWorkersError
     _quiet_dask_connection_logs()
     out = pathlib.Path(args.out or cfg.out_dir or pathlib.Path("runs") / cfg.name)
     run = FederatedRun(cfg, out_dir=out, resume=args.resume)
     bar = None
     try:
-        run.start()
-        if run.grid.plugin_errors:
-            for addr, err in run.grid.plugin_errors.items():
-                print(f"warning: worker {addr} refused: {err.splitlines()[0]}", file=sys.stderr)
+        # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
+        # terminal reaches the whole process group, and only the coordinator reacts
+        # (one line, exit 130) instead of every worker printing a traceback.
+        with _sigint_ignored_in_children():
+            run.start()
         total = cfg.training.rounds
         if not args.quiet:
             from tqdm.auto import tqdm
@@ -114,15 +130,24 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted after round {run.round}; continue with --resume --out {out}",
               file=sys.stderr)
-        return 130
-    except OSError as e:  # the scheduler/workers went away: the last checkpoint is resumable
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
+            raise UserError(f"cannot write the run's files in --out {show_path(out)} "
+                            f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
+                            f"{': ' + show_path(e.filename) if getattr(e, 'filename', None) else ''}); "
+                            "allowed: a writable folder with free space") from None
+        # The scheduler or every worker went away: the last checkpoint is resumable.
         raise UserError(f"lost the Dask cluster ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        f"{run.round} rounds are checkpointed in {str(out)!r}: "
+                        f"{run.round} rounds are checkpointed in {show_path(out)}: "
                         "continue with --resume") from None
     finally:
         if bar is not None:
             bar.close()
-        run.close()
+        try:
+            run.close()
+        except KeyboardInterrupt:
+            pass
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
         from fedjax_grid import plots
@@ -136,6 +161,27 @@ def cmd_run(args) -> int:
               f"{last['global_accuracy']:.4f} (best {rounds['global_accuracy'].max():.4f}), "
               f"loss {last['global_loss']:.4f}; records in {out}")
     return 0
+
+
+def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
+    """True when ``e`` means the grid went away (not a local file problem)."""
+    if isinstance(e, grid_errors) or isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    return type(e).__module__.split(".")[0] in ("distributed", "tornado")
+
+
+class _sigint_ignored_in_children:
+    """Ignore SIGINT while child processes are spawned (they inherit SIG_IGN)."""
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            self._old = None
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 #: Dask loggers that print multi-line tracebacks while the client tries to reconnect to
@@ -168,8 +214,13 @@ def cmd_partition_report(args) -> int:
     from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
     from fedjax_grid.partition.report import label_heatmap, label_table
     cfg = resolve_config(args)
-    if args.round < 0:
-        raise UserError(f"--round={args.round} is invalid: an integer >= 0 is required")
+    if not 0 <= args.round <= MAX_ROUNDS_FLAG:
+        raise UserError(f"--round={show(args.round)} is invalid: an integer in "
+                        f"[0, {MAX_ROUNDS_FLAG}] is required")
+    out = None
+    if args.out:
+        from fedjax_grid.grid.runlock import check_folder
+        out = check_folder(args.out)  # a file (or a path under one) is refused up front
     train = load_split(cfg, "train")
     labels = np.asarray(train.labels)
     strategy = partition_strategy(cfg, labels)
@@ -179,8 +230,7 @@ def cmd_partition_report(args) -> int:
     table = label_table(labels, assignments, class_names=list(train.info.class_names))
     wide = table.pivot(index="client", columns="class", values="count")
     print(wide.to_string())
-    if args.out:
-        out = pathlib.Path(args.out)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "partition.csv", index=False)
         fig = label_heatmap(table)
@@ -220,6 +270,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside a run's rounds (loading data, starting up)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -19,3 +19,27 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, damaged, or belongs to another experiment."""
+
+
+#: Longest value echoed back in an error message (characters).
+SHOW_MAX = 80
+
+
+def show(value, limit: int = SHOW_MAX) -> str:
+    """``repr(value)`` for an error message: one line, at most ``limit`` characters
+    (longer ones end in '…' and say how long the value was)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    n = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[:limit - 1]}…({n} characters)"
+
+
+def show_path(path, limit: int = 160) -> str:
+    """A file or folder name for an error message: ``repr`` of it, shortened in the
+    middle (keeping its end, the file name) when longer than ``limit`` characters."""
+    text = repr(str(path))
+    if len(text) <= limit:
+        return text
+    keep = limit - 45
+    return f"{text[:40]}…{text[-keep:]}({len(str(path))} characters)"

@@ -290,8 +290,19 @@ class TfdsDataset:
     def source(self):
         """The underlying tfds data source (opened on first use)."""
         if self._source is None:
-            self._source = self._open_source()
+            self._source = self._read(self._open_source)
         return self._source
+
+    def _read(self, fn, *args):
+        """``fn(*args)``; a damaged file (truncated, garbage) becomes one-line ``DataError``."""
+        try:
+            return fn(*args)
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError) as e:
+            where = getattr(self._open_source, "vdir", None) or self.info.name
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            raise DataError(f"prepared data {str(where)!r} cannot be read ({type(e).__name__}: "
+                            f"{first}); allowed: a complete prepared copy -- delete that folder "
+                            "and prepare the source again (`fedjax-grid prepare`)") from None
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -299,7 +310,7 @@ class TfdsDataset:
         return state
 
     def __len__(self) -> int:
-        return len(self.source)
+        return self._read(len, self.source)
 
     def _image(self, rec) -> np.ndarray:
         img = np.asarray(rec[self._image_key], dtype=np.uint8)
@@ -310,7 +321,7 @@ class TfdsDataset:
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} examples")
-        rec = self.source[index % n]
+        rec = self._read(self.source.__getitem__, index % n)
         return {"image": self._image(rec), "label": int(rec[self._label_key])}
 
     def __getitems__(self, indices: Sequence[int]) -> dict:
@@ -322,7 +333,7 @@ class TfdsDataset:
         if idx.size == 0:
             return {"image": np.zeros((0, *self.info.image_shape), np.uint8),
                     "label": np.zeros((0,), np.int32)}
-        recs = self.source.__getitems__(idx.tolist())
+        recs = self._read(self.source.__getitems__, idx.tolist())
         images = np.stack([self._image(r) for r in recs])
         labels = np.fromiter((r[self._label_key] for r in recs), dtype=np.int32, count=len(recs))
         return {"image": images, "label": labels}
@@ -330,7 +341,7 @@ class TfdsDataset:
     @property
     def labels(self) -> np.ndarray:
         if self._labels is None:
-            labels = np.asarray(self._load_labels(self.source), dtype=np.int32)
+            labels = np.asarray(self._read(self._load_labels, self.source), dtype=np.int32)
             labels.setflags(write=False)
             self._labels = labels
         return self._labels

@@ -25,11 +25,24 @@ import hashlib
 import json
 import math
 import pathlib
+import re
 from typing import Any, Optional, get_type_hints
 
 import yaml
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show, show_path
+from fedjax_grid.experiments.safe_yaml import load_bounded
+
+from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES  # noqa: E402
+
+#: Upper bounds of counts that have no sane meaning beyond them (stated in the errors).
+MAX_ROUNDS = 100_000
+MAX_LOCAL_EPOCHS = 10_000
+MAX_CLIENTS = 1_000_000
+MAX_BATCH = 1_000_000
+MAX_SEED = 2 ** 32 - 1
+#: Longest time setting (seconds): one week.
+MAX_SECONDS = 7 * 24 * 3600.0
 
 MODELS = ("vgg11", "vgg13", "vgg16", "vgg19", "mobilenet_v3_small", "mobilenet_v3_large")
 SOURCES = ("digits", "cifar10", "cifar100", "tiny_imagenet", "textures", "texture_fragments")
@@ -151,6 +164,11 @@ class GridConfig:
     tls_dir: Optional[str] = None
     #: Seconds to wait for the scheduler / workers to appear.
     connect_timeout_s: float = 30.0
+    #: Consecutive failed tasks after which a worker is quarantined for the run (0: never).
+    quarantine_after: int = 3
+    #: Seconds the coordinator waits for a healthy worker when none is connected (all
+    #: desktops gone) before it stops with a resumable checkpoint (exit 2).
+    wait_for_workers_s: float = 60.0
 
 
 @dataclasses.dataclass
@@ -219,14 +237,22 @@ class ExperimentConfig:
     @classmethod
     def load(cls, path) -> "ExperimentConfig":
         path = pathlib.Path(path)
+        name = show_path(path)
+        if path.is_dir():
+            raise UserError(f"config file {name} is a directory; allowed: a JSON/YAML file")
+        if not path.exists():
+            raise UserError(f"config file {name} does not exist")
         if not path.is_file():
-            raise UserError(f"config file {str(path)!r} does not exist")
+            raise UserError(f"config file {name} is not a regular file (a device, pipe or "
+                            "socket); allowed: a JSON/YAML file")
         try:
-            text = path.read_text()
-            d = yaml.safe_load(text)  # JSON is a subset of YAML
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            text = raw.decode("utf-8")
+            d = load_bounded(text, f"config file {name}")  # JSON is a subset of YAML
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"config file {str(path)!r} is not valid JSON/YAML: {first}") from None
+            raise UserError(f"config file {name} is not valid JSON/YAML: {show(first, 200)[1:-1]}") from None
         return cls.from_dict(d or {})
 
     def fingerprint(self) -> str:
@@ -248,11 +274,11 @@ class ExperimentConfig:
         d = self.to_dict()
         for item in assignments:
             if "=" not in item:
-                raise UserError(f"--set {item!r} is not of the form key=value")
+                raise UserError(f"--set {show(item)} is not of the form key=value")
             key, raw = item.split("=", 1)
             key = key.strip()
             try:
-                value = yaml.safe_load(raw) if raw.strip() != "" else None
+                value = load_bounded(raw, f"--set {show(key)}") if raw.strip() != "" else None
             except yaml.YAMLError:
                 value = raw
             path = _resolve_key(key)
@@ -261,7 +287,7 @@ class ExperimentConfig:
                 target = target[part]
             if path[-1] == "kwargs" or path[-1] == "options":
                 if not isinstance(value, dict):
-                    raise UserError(f"--set {key}={raw!r}: a mapping like {{width: 0.25}} is required")
+                    raise UserError(f"--set {key}={show(raw)}: a mapping like {{width: 0.25}} is required")
             target[path[-1]] = value
         return ExperimentConfig.from_dict(d)
 
@@ -279,30 +305,30 @@ class ExperimentConfig:
         if da.image_size is not None:
             _int_range("data.image_size", da.image_size, 8, 1024)
         if da.max_test_examples is not None:
-            _int_range("data.max_test_examples", da.max_test_examples, 1, None)
-        _int_range("partition.num_clients", p.num_clients, 1, None)
+            _int_range("data.max_test_examples", da.max_test_examples, 1, 10 ** 9)
+        _int_range("partition.num_clients", p.num_clients, 1, MAX_CLIENTS)
         _choice("partition.distribution", p.distribution, DISTRIBUTIONS)
         _float_range("partition.beta", p.beta, 0.0, 1.0)
         _float_range("partition.share", p.share, 0.0, 1.0)
         if not (_is_number(p.alpha) and p.alpha > 0):
-            raise UserError(f"partition.alpha={p.alpha!r} is invalid: a number > 0 is required")
-        _int_range("partition.shards_per_client", p.shards_per_client, 1, None)
+            raise UserError(f"partition.alpha={show(p.alpha)} is invalid: a number > 0 is required")
+        _int_range("partition.shards_per_client", p.shards_per_client, 1, 100_000)
         _float_range("partition.sigma", p.sigma, 0.0, 10.0)
         _choice("partition.forming", p.forming, FORMING)
         _float_range("partition.keep", p.keep, 0.0, 1.0)
-        _int_range("training.rounds", t.rounds, 1, None)
+        _int_range("training.rounds", t.rounds, 1, MAX_ROUNDS)
         if t.clients_per_round is not None:
             _int_range("training.clients_per_round", t.clients_per_round, 1, p.num_clients)
-        _int_range("training.local_epochs", t.local_epochs, 1, None)
+        _int_range("training.local_epochs", t.local_epochs, 1, MAX_LOCAL_EPOCHS)
         _choice("training.optimizer", t.optimizer, OPTIMIZERS)
         _positive("training.lr", t.lr)
         _float_range("training.momentum", t.momentum, 0.0, 1.0)
         _float_range("training.weight_decay", t.weight_decay, 0.0, None)
-        _int_range("training.batch_size", t.batch_size, 1, None)
-        _int_range("training.test_batch_size", t.test_batch_size, 1, None)
+        _int_range("training.batch_size", t.batch_size, 1, MAX_BATCH)
+        _int_range("training.test_batch_size", t.test_batch_size, 1, MAX_BATCH)
         _float_range("training.prox_mu", t.prox_mu, 0.0, None)
         _bool("training.augment", t.augment)
-        _int_range("training.eval_every", t.eval_every, 1, None)
+        _int_range("training.eval_every", t.eval_every, 1, MAX_ROUNDS)
         _choice("server.aggregator", s.aggregator, AGGREGATORS)
         _float_range("server.trim_fraction", s.trim_fraction, 0.0, 0.49)
         _positive("server.clip_norm", s.clip_norm)
@@ -314,28 +340,29 @@ class ExperimentConfig:
         if s.max_norm_ratio is not None:
             _float_range("server.max_norm_ratio", s.max_norm_ratio, 1.0, None)
         if g.scheduler is not None:
-            if not isinstance(g.scheduler, str) or "://" not in g.scheduler and ":" not in g.scheduler:
-                raise UserError(f"grid.scheduler={g.scheduler!r} is invalid: an address like "
-                                "tcp://HOST:8786 is required")
+            _scheduler_address(g.scheduler, g.tls_dir)
         _int_range("grid.workers", g.workers, 1, 256)
         _int_range("grid.threads_per_worker", g.threads_per_worker, 1, 256)
         if g.deadline_s is not None:
             _positive("grid.deadline_s", g.deadline_s)
+            _float_range("grid.deadline_s", g.deadline_s, 0.0, MAX_SECONDS)
         _float_range("grid.quorum", g.quorum, 0.0, 1.0)
-        _int_range("grid.overcommit", g.overcommit, 0, None)
+        _int_range("grid.overcommit", g.overcommit, 0, MAX_CLIENTS)
         _int_range("grid.retries", g.retries, 0, 100)
         _positive("grid.connect_timeout_s", g.connect_timeout_s)
+        _float_range("grid.connect_timeout_s", g.connect_timeout_s, 0.0, MAX_SECONDS)
+        _int_range("grid.quarantine_after", g.quarantine_after, 0, 1000)
+        _float_range("grid.wait_for_workers_s", g.wait_for_workers_s, 0.0, MAX_SECONDS)
         _bool("faults.enabled", f.enabled)
         _float_range("faults.max_slowdown", f.max_slowdown, 1.0, 1000.0)
         for name in ("offline_prob", "dropout_prob", "error_prob", "hang_prob"):
             _float_range(f"faults.{name}", getattr(f, name), 0.0, 1.0)
-        _float_range("faults.max_delay_s", f.max_delay_s, 0.0, None)
-        _float_range("faults.hang_s", f.hang_s, 0.0, None)
+        _float_range("faults.max_delay_s", f.max_delay_s, 0.0, MAX_SECONDS)
+        _float_range("faults.hang_s", f.hang_s, 0.0, MAX_SECONDS)
         _float_range("faults.attack_fraction", f.attack_fraction, 0.0, 1.0)
         _choice("faults.attack", f.attack, ATTACKS)
         _float_range("faults.attack_scale", f.attack_scale, 0.0, 1e6)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise UserError(f"seed={self.seed!r} is invalid: an integer >= 0 is required")
+        _int_range("seed", self.seed, 0, MAX_SEED)
         return self
 
     @property
@@ -364,16 +391,16 @@ def _resolve_key(key: str) -> list[str]:
                   if parts[0] in {f.name for f in dataclasses.fields(sections[s])}]
         if owners:
             return [owners[0], parts[0]]
-        raise UserError(f"unknown config key {key!r}: use section.field, sections are "
+        raise UserError(f"unknown config key {show(key)}: use section.field, sections are "
                         + ", ".join(sections))
     if len(parts) == 2 and parts[0] in sections:
         fields = {f.name for f in dataclasses.fields(sections[parts[0]])}
         if parts[1] in fields:
             return parts
-        raise UserError(f"unknown config key {key!r}: {parts[0]} has " + ", ".join(sorted(fields)))
+        raise UserError(f"unknown config key {show(key)}: {parts[0]} has " + ", ".join(sorted(fields)))
     if len(parts) == 3 and parts[0] in ("model", "data") and parts[1] in ("kwargs", "options"):
         return parts
-    raise UserError(f"unknown config key {key!r}: use section.field, sections are "
+    raise UserError(f"unknown config key {show(key)}: use section.field, sections are "
                     + ", ".join(sections))
 
 
@@ -383,13 +410,13 @@ def _build(cls, d: dict, prefix: str):
     unknown = set(d) - set(fields)
     if unknown:
         bad = sorted(unknown)[0]
-        raise UserError(f"unknown config key {prefix + bad!r}: allowed are " + ", ".join(fields))
+        raise UserError(f"unknown config key {show(prefix + bad)}: allowed are " + ", ".join(fields))
     kwargs = {}
     for name, value in d.items():
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
             if not isinstance(value, dict):
-                raise UserError(f"config section {prefix + name!r} must be a mapping, got {value!r}")
+                raise UserError(f"config section {show(prefix + name)} must be a mapping, got {show(value)}")
             kwargs[name] = _build(typ, value, prefix + name + ".")
         else:
             kwargs[name] = _coerce(prefix + name, value, typ)
@@ -407,25 +434,42 @@ def _coerce(key: str, value: Any, typ) -> Any:
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise UserError(f"{key}={value!r} is invalid: true or false is required")
+        raise UserError(f"{key}={show(value)} is invalid: true or false is required")
     if base is int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not value.is_integer()):
-            raise UserError(f"{key}={value!r} is invalid: an integer is required")
+            raise UserError(f"{key}={show(value)} is invalid: an integer is required")
         return int(value)
     if base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{key}={value!r} is invalid: a number is required")
-        return float(value)
+            raise UserError(f"{key}={show(value)} is invalid: a number is required")
+        try:
+            return float(value)
+        except OverflowError:
+            raise UserError(f"{key}={show(value)} is invalid: a finite number is required") from None
     if base is str:
         if not isinstance(value, str):
-            raise UserError(f"{key}={value!r} is invalid: a string is required")
+            raise UserError(f"{key}={show(value)} is invalid: a string is required")
         return value
     if base is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{key}={value!r} is invalid: a mapping is required")
+            raise UserError(f"{key}={show(value)} is invalid: a mapping is required")
         return dict(value)
     return value
+
+
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+
+
+def _scheduler_address(address, tls_dir) -> None:
+    """A scheduler address like tcp://HOST:8786; tls:// needs ``grid.tls_dir``."""
+    m = _ADDRESS.match(address) if isinstance(address, str) else None
+    if m is None or not 0 < int(m.group(3)) < 65536:
+        raise UserError(f"grid.scheduler={show(address)} is invalid: an address like "
+                        "tcp://HOST:8786 or tls://HOST:8786 is required")
+    if m.group(1) == "tls" and tls_dir is None:
+        raise UserError(f"grid.scheduler={show(address)} uses TLS but no certificates are set; "
+                        "allowed: set grid.tls_dir to a `fedjax-grid certs` folder, or a tcp:// address")
 
 
 def _is_number(v) -> bool:
@@ -434,27 +478,27 @@ def _is_number(v) -> bool:
 
 def _choice(key, value, allowed):
     if value not in allowed:
-        raise UserError(f"{key}={value!r} is invalid: allowed are " + ", ".join(allowed))
+        raise UserError(f"{key}={show(value)} is invalid: allowed are " + ", ".join(allowed))
 
 
 def _int_range(key, value, lo, hi):
     if not isinstance(value, int) or isinstance(value, bool) or value < lo or (
             hi is not None and value > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise UserError(f"{key}={value!r} is invalid: an integer {rng} is required")
+        raise UserError(f"{key}={show(value)} is invalid: an integer {rng} is required")
 
 
 def _float_range(key, value, lo, hi):
     if not _is_number(value) or value < lo or (hi is not None and value > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise UserError(f"{key}={value!r} is invalid: a number {rng} is required")
+        raise UserError(f"{key}={show(value)} is invalid: a number {rng} is required")
 
 
 def _positive(key, value):
     if not _is_number(value) or value <= 0:
-        raise UserError(f"{key}={value!r} is invalid: a number > 0 is required")
+        raise UserError(f"{key}={show(value)} is invalid: a number > 0 is required")
 
 
 def _bool(key, value):
     if not isinstance(value, bool):
-        raise UserError(f"{key}={value!r} is invalid: true or false is required")
+        raise UserError(f"{key}={show(value)} is invalid: true or false is required")

@@ -32,7 +32,7 @@ the pass costs about 2,048 / d of a local epoch.
 """
 from __future__ import annotations
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show
 from fedjax_grid.experiments.config import ExperimentConfig
 
 
@@ -97,5 +97,5 @@ def list_presets() -> dict[str, str]:
 def get_preset(name: str) -> ExperimentConfig:
     """The validated ExperimentConfig of a preset."""
     if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}: allowed are " + ", ".join(PRESETS))
+        raise UserError(f"unknown preset {show(name)}: allowed are " + ", ".join(PRESETS))
     return ExperimentConfig.from_dict(PRESETS[name][0]()).validate()

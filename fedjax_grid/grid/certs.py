@@ -18,8 +18,28 @@ import datetime
 import ipaddress
 import os
 import pathlib
+import re
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show, show_path
+
+#: One label of a DNS host name (RFC 1123): letters, digits, inner hyphens, <= 63 chars.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_host(host) -> str:
+    """``host`` if it is an IP address or a DNS host name, else a one-line ``UserError``
+    (no spaces, control characters, wildcards, empty labels such as ``..``)."""
+    if isinstance(host, str):
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        name = host[:-1] if host.endswith(".") else host
+        if 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split(".")):
+            return host
+    raise UserError(f"--hosts entry {show(host)} is not a host name or IP address; allowed: "
+                    "names like node1.example.org (letters, digits, inner hyphens, dot-separated) "
+                    "or addresses like 192.168.1.20")
 
 FILES = ("ca.pem", "ca.key", "node.pem", "node.key", "client.pem", "client.key")
 
@@ -82,9 +102,10 @@ def create_certificates(directory, hosts=("127.0.0.1", "localhost"), *, ca_name=
     d = pathlib.Path(directory)
     if not hosts:
         raise UserError("--hosts is empty: give at least one host name or IP address")
+    hosts = [check_host(h) for h in hosts]
     existing = [f for f in FILES if (d / f).exists()]
     if existing and not overwrite:
-        raise UserError(f"{str(d / existing[0])!r} already exists: refusing to overwrite a grid's "
+        raise UserError(f"{show_path(d / existing[0])} already exists: refusing to overwrite a grid's "
                         "certificates (remove the folder or choose another)")
     d.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
@@ -104,7 +125,7 @@ def _require(directory) -> pathlib.Path:
     d = pathlib.Path(directory)
     for f in FILES[:1] + FILES[2:]:
         if not (d / f).is_file():
-            raise UserError(f"grid.tls_dir={str(d)!r} lacks {f}: create it with "
+            raise UserError(f"grid.tls_dir={show_path(d)} lacks {f}: create it with "
                             "`fedjax-grid certs DIR`")
     return d
 

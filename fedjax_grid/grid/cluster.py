@@ -9,6 +9,7 @@ asked); otherwise it connects to the scheduler that desktops joined with
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -20,8 +21,8 @@ import dask
 import distributed
 
 import fedjax_grid
-from fedjax_grid.errors import UserError
-from fedjax_grid.grid.plugin import JaxWorkerPlugin, VersionMismatch
+from fedjax_grid.errors import UserError, show
+from fedjax_grid.grid.plugin import JaxWorkerPlugin
 
 
 @dataclasses.dataclass
@@ -93,7 +94,7 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
                 cluster = distributed.LocalCluster(**kwargs)
         except Exception as e:  # noqa: BLE001 - reported as one line
-            raise UserError(f"cannot start a LocalCluster on host {grid.host!r}: "
+            raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         client = distributed.Client(cluster, security=kwargs.get("security"))
     else:
@@ -101,16 +102,38 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
             client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
                                         security=security)
         except (OSError, TimeoutError, ValueError) as e:
-            raise UserError(f"cannot reach the Dask scheduler at {grid.scheduler!r} within "
-                            f"{grid.connect_timeout_s:g} s: {type(e).__name__}") from None
+            raise UserError(f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
+                            f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
+                            "scheduler (is it started, and is the host/port right?)") from None
     cpu_map = local_cpu_map(grid.workers) if cluster is not None else None
     plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map)
-    try:
-        responses = client.register_plugin(plugin) or {}
-        errors = {addr: r.get("exception_text", str(r)) for addr, r in responses.items()
-                  if isinstance(r, dict) and r.get("status") != "OK"}
-    except VersionMismatch as e:
-        # Some worker refused; it stays in the cluster, but every task it gets fails
-        # with VersionMismatch and is re-run elsewhere (see grid.plugin).
-        errors = {"worker": str(e)}
+    errors = register_plugin(client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
     return GridHandle(client=client, cluster=cluster, plugin_errors=errors)
+
+
+def register_plugin(client, plugin, timeout_s: float) -> dict:
+    """Register ``plugin`` for current and future workers; worker address -> error line.
+
+    Never raises for a worker's failure (another version, fedjax_grid not importable
+    there): the engine's set-up check (``grid.health``) quarantines such workers. Bounded
+    by ``timeout_s`` seconds, so a frozen worker cannot hang the start of a run (the
+    scheduler keeps the plugin and applies it to every worker that joins).
+    """
+    from distributed.protocol.pickle import dumps
+    try:
+        responses = client.sync(client.scheduler.register_worker_plugin, plugin=dumps(plugin),
+                                name=plugin.name, idempotent=False,
+                                callback_timeout=timeout_s) or {}
+    except (TimeoutError, asyncio.TimeoutError):
+        return {}
+    except Exception as e:  # noqa: BLE001 - a worker failed it (e.g. cannot unpickle it)
+        # The scheduler stored the plugin before its broadcast failed: the healthy
+        # workers got it; the set-up check names and quarantines the failing ones.
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return {"(some worker)": text}
+    errors = {}
+    for addr, r in responses.items():
+        if isinstance(r, dict) and r.get("status") != "OK":
+            text = str(r.get("exception_text") or r.get("exception") or r)
+            errors[addr] = text.splitlines()[0] if text else "set-up failed"
+    return errors

@@ -3,19 +3,33 @@
 ``RoundDispatch`` holds the futures of one round and the bytes that crossed the
 network for it; the engine decides what each finished task means::
 
-    d = RoundDispatch(client, gvars, run_id=..., round_=r, n_workers=...)
-    d.submit(k, attempt, spec, shipped)
+    d = RoundDispatch(client, gvars, run_id=..., round_=r, workers=healthy, deadline=t)
+    d.submit(k, attempt, spec, shipped)          # False: no worker took the weights
     for fut, k, attempt in d.completed(deadline, stop=lambda: quota_met()):
-        ...  # fut.status == 'finished' -> fut.result(); else failed (maybe d.submit again)
+        ...  # fut.status == 'finished' -> d.result(fut) (None: unreachable); else failed
     late = d.cancel_pending()   # stragglers: [(fut, k, attempt, submitted_at), ...]
     d.release()
 
-All waiting happens in slices of at most ``WAIT_SLICE_S`` seconds so that a lost
-scheduler is noticed (``GridLostError``) even when the round has no deadline.
+No phase waits on an unresponsive (e.g. ``SIGSTOP``ped) worker beyond the round's
+deadline:
+
+- the broadcast sends the global weights to each healthy worker concurrently and
+  keeps those that acknowledged in time (``bounded_broadcast``): within the time
+  left to the deadline (``BROADCAST_LIMIT_S`` without one), and at most
+  ``max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD x`` the first acknowledgement's
+  time) after the first worker acknowledged; tasks are then restricted to the
+  workers that hold the weights (``workers=``, ``allow_other_workers=False``);
+- waiting for results happens in slices of at most ``WAIT_SLICE_S`` seconds (so a
+  lost scheduler is noticed, ``GridLostError``) and ends at the deadline;
+- fetching a finished result is bounded by the time left (at least 1 s, at most
+  ``RESULT_TIMEOUT_S``); cancelling is a message to the scheduler, never a wait on
+  a worker.
 """
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from typing import Callable, Iterator, Optional
 
 import dask
@@ -29,6 +43,14 @@ from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
 WAIT_SLICE_S = 2.0
+#: Longest broadcast of the global weights when the round has no deadline (s).
+BROADCAST_LIMIT_S = 60.0
+#: Once one worker acknowledged the weights after t seconds, the others get
+#: max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * t) more seconds before they are left out.
+BROADCAST_SPREAD = 4.0
+BROADCAST_SPREAD_MIN_S = 2.0
+#: Longest wait (s) for a finished task's result to reach the coordinator.
+RESULT_TIMEOUT_S = 10.0
 
 
 class GridLostError(ConnectionError):
@@ -47,6 +69,52 @@ def check_connected(client, round_: int) -> None:
                             f" during round {round_} (client status {status!r})")
 
 
+def bounded_broadcast(client, value, workers, limit_s: float):
+    """Scatter ``value`` under one key to each of ``workers`` concurrently, bounded in time.
+
+    Each worker is sent the value directly by the coordinator; a worker that has not
+    acknowledged within ``limit_s`` seconds, or within the spread after the first
+    acknowledgement (see the module docstring), is left out and its transfer is
+    cancelled. Returns ``(future or None, sorted addresses holding the value)``.
+    """
+    workers = list(workers)
+    if not workers or limit_s <= 0:
+        return None, []
+    key = f"global-weights-{uuid.uuid4().hex}"
+
+    async def go():
+        start = time.monotonic()
+        end = start + limit_s
+        # timeout: how long _scatter looks for the worker on the scheduler (a worker
+        # that just left is refused at once instead of after the client's timeout).
+        jobs = {asyncio.ensure_future(client._scatter({key: value}, workers=[w], direct=True,
+                                                      hash=False, timeout=min(1.0, limit_s))): w
+                for w in workers}
+        pending, ok, futs, spread_set = set(jobs), [], [], False
+        while pending:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=left,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for d in done:
+                if not d.cancelled() and d.exception() is None:
+                    ok.append(jobs[d])
+                    futs.append(d.result()[key])
+            if ok and not spread_set:
+                spread_set = True
+                first = time.monotonic() - start
+                end = min(end, time.monotonic() + max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * first))
+        for p in pending:
+            p.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+        return ok, futs
+
+    ok, futs = client.sync(go)
+    return (futs[0] if futs else None), sorted(ok)
+
+
 def tree_nbytes(tree) -> int:
     """Bytes of all array leaves of ``tree``."""
     return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
@@ -56,16 +124,22 @@ class RoundDispatch:
     """The client tasks of one round.
 
     client: a connected ``distributed.Client``. gvars: the global variables sent to
-    every task (broadcast once to all ``n_workers`` workers on the first ``submit``). run_id and
-    round_ name the task keys (``client_update-r{round}-c{client}-a{attempt}-{run_id}``).
-    ``bytes_sent`` / ``bytes_received`` count weights, shipped examples or indices, and
-    returned updates (bytes).
+    every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
+    again when none of them holds it any more). run_id and round_ name the task keys
+    (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
+    end (``time.time()`` seconds) or None. ``bytes_sent`` / ``bytes_received`` count
+    weights, shipped examples or indices, and returned updates (bytes). ``ready``:
+    the workers that hold the weights and may run this round's tasks.
     """
 
-    def __init__(self, client, gvars: dict, *, run_id: str, round_: int, n_workers: int):
+    def __init__(self, client, gvars: dict, *, run_id: str, round_: int,
+                 workers: Callable[[], list], deadline: Optional[float] = None):
         self.client, self.gvars, self.run_id, self.round = client, gvars, run_id, round_
         self.model_bytes = tree_nbytes(gvars)
-        self.n_workers = max(1, n_workers)
+        self.workers = workers
+        self.deadline = deadline
+        self.ready: list[str] = []
+        self._old_gfuts: list = []
         self.bytes_sent = 0
         self.bytes_received = 0
         self.pending: dict = {}       # future -> (client, attempt)
@@ -74,13 +148,39 @@ class RoundDispatch:
         self._gfut = None
 
     def _broadcast(self) -> None:
-        self._gfut = self.client.scatter([self.gvars], broadcast=True, hash=False)[0]
-        self.bytes_sent += self.model_bytes * self.n_workers
+        """Send the weights to the healthy workers; retry (briefly) while none took them
+        and time is left -- workers just lost may still be listed for a moment."""
+        if self._gfut is not None:
+            self._old_gfuts.append(self._gfut)
+        self._gfut, self.ready = None, []
+        while True:
+            candidates = self.workers()  # may wait for workers to (re)join
+            end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S
+            if not candidates or end - time.time() <= 0:
+                return
+            self._gfut, self.ready = bounded_broadcast(self.client, self.gvars, candidates,
+                                                       end - time.time())
+            self.bytes_sent += self.model_bytes * len(self.ready)
+            if self.ready or (self.deadline is not None and time.time() >= self.deadline):
+                return
+            time.sleep(0.5)
 
-    def submit(self, k: int, attempt: int, spec: dict, shipped: Optional[dict]) -> None:
-        """Submit ``client_update`` for client ``k``; ``shipped``: its examples or None."""
-        if self._gfut is None:
+    def exclude(self, address: str) -> None:
+        """Give no more of this round's tasks to ``address`` (lost or quarantined)."""
+        if address in self.ready:
+            self.ready.remove(address)
+
+    def submit(self, k: int, attempt: int, spec: dict, shipped: Optional[dict],
+               avoid: str = "") -> bool:
+        """Submit ``client_update`` for client ``k``; ``shipped``: its examples or None;
+        ``avoid``: a worker not to use when another one is ready (a retry).
+
+        Returns False (nothing submitted) when no worker took the global weights in time.
+        """
+        if self._gfut is None or not self.ready:
             self._broadcast()
+        if self._gfut is None:
+            return False
         data_bytes = (shipped["images"].nbytes + shipped["labels"].nbytes if shipped is not None
                       else spec["data"]["indices"].nbytes)
         self.bytes_sent += data_bytes
@@ -88,10 +188,13 @@ class RoundDispatch:
         # them and can re-run the task elsewhere when the worker holding it is lost.
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
             fut = self.client.submit(client_update, self._gfut, spec, shipped, pure=False,
-                                     key=f"client_update-r{self.round}-c{k}-a{attempt}-{self.run_id}")
+                                     key=f"client_update-r{self.round}-c{k}-a{attempt}-{self.run_id}",
+                                     workers=[w for w in self.ready if w != avoid] or list(self.ready),
+                                     allow_other_workers=False)
         self.pending[fut] = (k, attempt)
         self.submitted_at[fut] = time.time()
         self.task_bytes[fut] = self.model_bytes + data_bytes
+        return True
 
     def completed(self, deadline: Optional[float],
                   stop: Callable[[], bool] = lambda: False) -> Iterator[tuple]:
@@ -122,16 +225,23 @@ class RoundDispatch:
                 # desktop): those tasks count as failed and may be re-submitted.
                 done = {f for f in self.pending if f.status != "pending"}
                 if self._gfut is not None and self._gfut.status != "finished":
-                    self._broadcast()
+                    self.ready = []  # re-broadcast on the next submit
             for fut in sorted(done, key=lambda f: self.pending[f]):
                 k, attempt = self.pending.pop(fut)
                 if fut.status != "finished":
                     check_connected(self.client, self.round)  # may mean a lost scheduler
                 yield fut, k, attempt
 
-    def result(self, fut) -> dict:
-        """The finished task's result (released on the cluster; its bytes counted)."""
-        res = fut.result()
+    def result(self, fut) -> Optional[dict]:
+        """The finished task's result (released on the cluster; its bytes counted), or
+        None when it could not be fetched in time (its worker froze after finishing)."""
+        limit = RESULT_TIMEOUT_S if self.deadline is None else \
+            max(1.0, min(RESULT_TIMEOUT_S, self.deadline - time.time()))
+        try:
+            res = fut.result(timeout=limit)
+        except (TimeoutError, DaskTimeoutError):
+            fut.release()
+            return None
         fut.release()
         self.bytes_received += tree_nbytes(res["variables"])
         return res
@@ -146,6 +256,6 @@ class RoundDispatch:
 
     def release(self) -> None:
         """Drop the broadcast weights from the cluster."""
-        if self._gfut is not None:
-            self._gfut.release()
-            self._gfut = None
+        for f in self._old_gfuts + ([self._gfut] if self._gfut is not None else []):
+            f.release()
+        self._old_gfuts, self._gfut = [], None

@@ -6,9 +6,13 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
 
 1. draw this round's local sets with the forming strategy and sample clients
    (plus ``grid.overcommit`` spares);
-2. broadcast the global variables once (``scatter(broadcast=True)``);
+2. wait (up to ``grid.wait_for_workers_s``) until a healthy worker is connected,
+   then send the global variables once to each healthy worker, bounded in time
+   (``dispatch.bounded_broadcast``; frozen and quarantined desktops are left out,
+   see ``grid.health``);
 3. submit one ``client_update`` task per available client, with its examples
-   (``shipped``) or only its indices (``resident``);
+   (``shipped``) or only its indices (``resident``), restricted to the workers
+   that hold the weights;
 4. collect results as they finish until all are in, the first
    ``clients_per_round`` are in (overcommit), or the deadline passes; failed
    tasks and tasks lost with a worker are re-submitted while retries and time
@@ -32,6 +36,7 @@ import dataclasses
 import pathlib
 import re
 import secrets
+import sys
 import time
 from typing import Callable, Optional
 
@@ -43,12 +48,18 @@ from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, tree_nbytes  # noqa: F401
+from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
+from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy  # noqa: F401
 from fedjax_grid.grid.tasks import model_key
 
 
 def to_numpy(tree):
     return jax.tree.map(np.asarray, tree)
+
+
+def warn_stderr(message: str) -> None:
+    """Default ``notify``: one line ``warning: ...`` on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class FederatedRun:
@@ -58,13 +69,19 @@ class FederatedRun:
     and plots go (default ``config.out_dir`` or ``runs/<name>``). resume: continue
     from the last checkpoint in ``out_dir/checkpoints``. grid: an already open
     ``GridHandle`` to reuse (else one is opened from ``config.grid`` on ``start``).
+    notify: called with one-line messages about the grid (a quarantined worker,
+    waiting for workers); default: ``warning: ...`` on stderr.
     """
 
     def __init__(self, config: ExperimentConfig, *, out_dir=None, resume: bool = False,
-                 grid=None):
+                 grid=None, notify: Optional[Callable[[str], None]] = None):
         from fedjax_grid.grid.records import Records
+        from fedjax_grid.grid.runlock import RunFolderLock
         self.config = config.validate()
         self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
+        #: Held from ``start()`` (or the first ``step()``) until ``run()`` returns or ``close()``.
+        self.lock = RunFolderLock(self.out_dir)
+        self.lock.probe()  # another run writes there now: refuse before reading anything
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.grid = grid
         self._own_grid = grid is None
@@ -74,6 +91,9 @@ class FederatedRun:
         self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
+        self.notify = notify or warn_stderr
+        self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
+                                   notify=lambda m: self.notify(m))
         self._setup_data()
         self._setup_model()
         if resume:
@@ -132,7 +152,9 @@ class FederatedRun:
 
     # -- grid -----------------------------------------------------------------
     def start(self):
-        """Open the grid (LocalCluster or scheduler) unless one was given."""
+        """Lock the run folder (``RunFolderBusy`` if another run holds it), then open the
+        grid (LocalCluster or scheduler) unless one was given."""
+        self.lock.acquire()
         if self.grid is None:
             from fedjax_grid.grid.cluster import open_cluster
             self.grid = open_cluster(self.config.grid,
@@ -140,9 +162,12 @@ class FederatedRun:
         return self.grid
 
     def close(self) -> None:
-        if self.grid is not None and self._own_grid:
-            self.grid.close()
-            self.grid = None
+        try:
+            if self.grid is not None and self._own_grid:
+                self.grid.close()
+                self.grid = None
+        finally:
+            self.lock.release()
 
     def __enter__(self):
         self.start()
@@ -189,29 +214,32 @@ class FederatedRun:
 
     def step(self) -> dict:
         """Run one round; return its row of the rounds table."""
-        if self.grid is None:
+        if self.grid is None or not self.lock.held:
             self.start()
         c = self.config
         r = self.round
-        t_round = time.time()
         if self.t0 is None:
-            self.t0 = t_round
+            self.t0 = time.time()
+        self.healthy_workers()  # waits up to grid.wait_for_workers_s for a healthy worker
+        t_round = time.time()
+        deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, forming_rng(c.seed, r), r)
         sampled = self._sample_clients(r)
         target = min(c.clients_per_round, len(sampled))
         gvars = self.global_variables
         dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,
-                                 n_workers=len(self.grid.workers()))
+                                 workers=lambda: self.healthy_workers(deadline),
+                                 deadline=deadline)
         task_rows = []
         for k in sampled:
             if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
                 task_rows.append(self._row(r, k, 0, "offline", None, None, self.t0,
                                            reason="client offline (simulated availability)"))
             else:
-                self._submit(dispatch, int(k), 0, assignments[k])
+                task_rows += self._submit(dispatch, int(k), 0, assignments[k])
         fold = self.algorithm.begin(self.state)
-        task_rows += self._collect(dispatch, fold, assignments, target, t_round)
+        task_rows += self._collect(dispatch, fold, assignments, target, deadline)
         dispatch.release()
 
         quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
@@ -243,26 +271,64 @@ class FederatedRun:
         self._checkpoint()
         return row
 
-    def _submit(self, dispatch: RoundDispatch, k: int, attempt: int, indices) -> None:
-        """Submit client ``k``'s task, with its examples when the data is shipped."""
+    def healthy_workers(self, deadline: Optional[float] = None) -> list[str]:
+        """Addresses of the healthy workers (see ``grid.health``), waiting for one to
+        connect up to ``grid.wait_for_workers_s`` seconds -- or, inside a round with a
+        deadline, until the deadline (then ``[]``). After the grace period without
+        any: ``NoWorkersError`` (the last checkpoint stays resumable)."""
+        if self.grid is None:
+            self.start()
+        grace = self.config.grid.wait_for_workers_s
+        if deadline is not None and deadline - time.time() < grace:
+            try:
+                return wait_for_healthy(self.ledger, self.grid.client,
+                                        grace_s=max(0.0, deadline - time.time()), t0=self.t0,
+                                        notify=self.notify,
+                                        check=lambda: check_connected(self.grid.client, self.round))
+            except NoWorkersError:
+                return []
+        return wait_for_healthy(self.ledger, self.grid.client, grace_s=grace, t0=self.t0,
+                                notify=self.notify,
+                                check=lambda: check_connected(self.grid.client, self.round))
+
+    def _submit(self, dispatch: RoundDispatch, k: int, attempt: int, indices,
+                avoid: str = "") -> list[dict]:
+        """Submit client ``k``'s task, with its examples when the data is shipped (not to
+        ``avoid``, the worker where its last attempt failed, when others are ready).
+        Returns ``[]``, or the task's ``late`` row when no worker took the weights in time."""
         shipped = None
         if self.config.data.mode == "shipped":
             batch = self.train.__getitems__(indices)
             shipped = {"images": batch["image"], "labels": batch["label"]}
-        dispatch.submit(k, attempt, self._task_spec(dispatch.round, k, attempt, indices), shipped)
+        if dispatch.submit(k, attempt, self._task_spec(dispatch.round, k, attempt, indices),
+                           shipped, avoid=avoid):
+            return []
+        now = time.time()
+        return [self._row(dispatch.round, k, attempt, "late", None, (now, now), self.t0,
+                          reason="no responsive worker took the global weights before the deadline")]
 
     def _collect(self, dispatch: RoundDispatch, fold, assignments, target: int,
-                 t_round: float) -> list[dict]:
+                 deadline: Optional[float]) -> list[dict]:
         """Fold finished updates into ``fold`` until all are in, the overcommit quota is
         met or the deadline passes; re-submit failed tasks while retries and time remain;
-        cancel stragglers. Returns the task rows."""
+        cancel stragglers. Returns the task rows; each outcome is counted for its worker
+        (``self.ledger``), which may quarantine it."""
         c, g, r = self.config, self.config.grid, dispatch.round
-        deadline = t_round + g.deadline_s if g.deadline_s else None
         quota_met = (lambda: len(fold.accepted) >= target) if g.overcommit > 0 else (lambda: False)
         rows = []
         for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
             if fut.status == "finished":
                 res = dispatch.result(fut)
+                if res is None:  # its worker froze after finishing: the result is late
+                    where = task_workers(dispatch.client, [fut.key]).get(fut.key, "")
+                    row = self._row(r, k, attempt, "late", None,
+                                    (dispatch.submitted_at[fut], time.time()), self.t0,
+                                    reason="result not fetched in time (worker unresponsive)")
+                    row["worker"] = where
+                    row["bytes_in"] = dispatch.task_bytes[fut]
+                    self.ledger.record(where, "late")
+                    rows.append(row)
+                    continue
                 upd = res["variables"]
                 if quota_met():
                     status, reason = "late", "quota of clients already met (overcommit)"
@@ -273,6 +339,9 @@ class FederatedRun:
                         self.client_bn[k] = upd["batch_stats"]
                 row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
                 row["bytes_out"] = tree_nbytes(upd)
+                self.ledger.record(row["worker"], status)
+                row["bytes_in"] = dispatch.task_bytes[fut]
+                rows.append(row)
             else:
                 err, lost_worker = _error_text(fut)
                 where = lost_worker or task_workers(dispatch.client, [fut.key]).get(fut.key, "")
@@ -280,10 +349,13 @@ class FederatedRun:
                 row = self._row(r, k, attempt, "failed", None,
                                 (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
                 row["worker"] = where  # KilledWorker: the desktop that was lost
+                row["bytes_in"] = dispatch.task_bytes[fut]
+                rows.append(row)
+                self.ledger.record(where, "failed")
+                if lost_worker or self.ledger.is_quarantined(where):
+                    dispatch.exclude(where)
                 if attempt < g.retries and (deadline is None or time.time() < deadline):
-                    self._submit(dispatch, k, attempt + 1, assignments[k])
-            row["bytes_in"] = dispatch.task_bytes[fut]
-            rows.append(row)
+                    rows += self._submit(dispatch, k, attempt + 1, assignments[k], avoid=where)
         # Stragglers: cancel, record late; their results never reach a later round.
         if dispatch.pending:
             running_on = task_workers(dispatch.client, [f.key for f in dispatch.pending])
@@ -294,6 +366,7 @@ class FederatedRun:
                                 else "not needed (overcommit)")
                 row["worker"] = running_on.get(fut.key, "")  # '' : still queued
                 row["bytes_in"] = dispatch.task_bytes[fut]
+                self.ledger.record(row["worker"], "late")
                 rows.append(row)
         return rows
 
@@ -361,17 +434,23 @@ class FederatedRun:
         """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records."""
         end = self.config.training.rounds if rounds is None else min(
             self.config.training.rounds, self.round + rounds)
+        locked_here = not self.lock.held  # a caller that called start() keeps it till close()
         self.start()
-        while self.round < end:
-            if should_stop is not None and should_stop():
-                break
-            row = self.step()
-            if callback is not None:
-                callback(row)
-        self.save_records()
+        try:
+            while self.round < end:
+                if should_stop is not None and should_stop():
+                    break
+                row = self.step()
+                if callback is not None:
+                    callback(row)
+            self.save_records()
+        finally:
+            if locked_here:
+                self.lock.release()
         return self.records
 
     def save_records(self) -> None:
+        self.records.set_workers(self.ledger.table_rows())
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.out_dir / "config.json")
         self.records.save(self.out_dir)
@@ -379,6 +458,7 @@ class FederatedRun:
     def _checkpoint(self) -> None:
         from fedjax_grid.grid.checkpoint import save_checkpoint
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.records.set_workers(self.ledger.table_rows())
         meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
                 "records": self.records.to_json_state(), "config": self.config.to_dict()}
         arrays = {"strategy": _flatten_state(self.strategy_state)}
@@ -401,6 +481,9 @@ class FederatedRun:
         self.state = tree
         self.round = int(meta["round"])
         self.records = Records.from_json_state(meta["records"])
+        self.ledger = WorkerLedger(fedjax_grid.__version__, self.config.grid.quarantine_after,
+                                   notify=lambda m: self.notify(m),
+                                   rows=self.records.worker_rows())
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
         self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
         rounds = self.records.rounds()

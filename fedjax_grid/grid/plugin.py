@@ -10,9 +10,9 @@ later too. On each worker it
 - enables JAX's persistent compilation cache in ``compile_cache_dir``,
 - records whether the worker's fedjax_grid version equals the coordinator's.
 
-A worker with another version is refused: its plugin set-up fails (reported to
-the coordinator), and every client task it is given raises
-``VersionMismatch`` before touching data, so the engine retries it elsewhere.
+A worker with another version is refused: its plugin set-up fails, the
+coordinator's set-up check (``grid.health``) quarantines it for the run, and any
+client task that still reaches it raises ``VersionMismatch`` before touching data.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 import fedjax_grid
 
 #: Set on each worker by the plugin; read by ``grid.tasks``.
-WORKER_STATE: dict = {"configured": False, "version_ok": True, "expected_version": None}
+WORKER_STATE: dict = {"configured": False, "version_ok": True, "expected_version": None,
+                      "setup_error": None}
 
 
 class VersionMismatch(RuntimeError):
@@ -51,7 +52,11 @@ class JaxWorkerPlugin(WorkerPlugin):
                 f"worker {worker.address} runs fedjax_grid {fedjax_grid.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
         cpus = self.cpu_map.get(str(worker.name))
-        configure_jax(self.compile_cache_dir, self.xla_flags, cpus)
+        try:
+            configure_jax(self.compile_cache_dir, self.xla_flags, cpus)
+        except Exception as e:  # noqa: BLE001 - reported by grid.health's set-up check
+            WORKER_STATE["setup_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            raise
         WORKER_STATE["configured"] = True
 
 

@@ -56,8 +56,13 @@ ROUND_COLUMNS: dict[str, str] = {
     'bytes_received': 'Int64', 'quorum': 'boolean',
     'logit_spread': 'float64', 'logit_spread_train': 'float64', 'bn_collapse': 'boolean',
 }
-_REQUIRED = {'tasks': ('round', 'client', 'status'), 'rounds': ('round',)}
-_DEFAULTS = {'tasks': {'attempt': 0}, 'rounds': {}}
+#: One row per worker the run has seen (``grid.health.WorkerLedger``): host reliability.
+WORKER_COLUMNS: dict[str, str] = {
+    'address': 'string', 'name': 'string', 'first_seen_s': 'float64', 'tasks_ok': 'Int64',
+    'tasks_failed': 'Int64', 'tasks_late': 'Int64', 'quarantined': 'boolean', 'why': 'string',
+}
+_REQUIRED = {'tasks': ('round', 'client', 'status'), 'rounds': ('round',), 'workers': ('address',)}
+_DEFAULTS = {'tasks': {'attempt': 0}, 'rounds': {}, 'workers': {}}
 JSON_STATE_VERSION = 1
 
 
@@ -157,13 +162,23 @@ def _atomic_write(path: Path, write) -> None:
 class Records:
     """Append-only task and round tables of one run."""
 
-    def __init__(self, tasks: Iterable[Mapping] = (), rounds: Iterable[Mapping] = ()):
+    def __init__(self, tasks: Iterable[Mapping] = (), rounds: Iterable[Mapping] = (),
+                 workers: Iterable[Mapping] = ()):
         self._tasks: list[dict] = []
         self._rounds: list[dict] = []
+        self._workers: list[dict] = []
         for r in tasks:
             self.add_task(r)
         for r in rounds:
             self.add_round(r)
+        self.set_workers(workers)
+
+    def set_workers(self, rows: Iterable[Mapping]) -> None:
+        """Replace the workers table (a snapshot of ``WorkerLedger.table_rows()``)."""
+        self._workers = [_normalise('workers', WORKER_COLUMNS, r) for r in rows]
+
+    def worker_rows(self) -> list[dict]:
+        return [dict(r) for r in self._workers]
 
     # -- appending
     def add_task(self, row: Mapping) -> dict:
@@ -201,13 +216,18 @@ class Records:
     def rounds(self) -> pd.DataFrame:
         return _frame(self._rounds, ROUND_COLUMNS)
 
+    def workers(self) -> pd.DataFrame:
+        return _frame(self._workers, WORKER_COLUMNS)
+
     # -- JSON (checkpoints)
     def to_json_state(self) -> dict:
         """JSON-serialisable state: rows as lists in column order, missing -> null."""
         return {'version': JSON_STATE_VERSION,
                 'task_columns': list(TASK_COLUMNS), 'round_columns': list(ROUND_COLUMNS),
                 'tasks': [[r[c] for c in TASK_COLUMNS] for r in self._tasks],
-                'rounds': [[r[c] for c in ROUND_COLUMNS] for r in self._rounds]}
+                'rounds': [[r[c] for c in ROUND_COLUMNS] for r in self._rounds],
+                'worker_columns': list(WORKER_COLUMNS),
+                'workers': [[r[c] for c in WORKER_COLUMNS] for r in self._workers]}
 
     @classmethod
     def from_json_state(cls, state: Mapping) -> 'Records':
@@ -217,17 +237,19 @@ class Records:
                                 f"allowed: {JSON_STATE_VERSION}")
             tasks = [dict(zip(state['task_columns'], row)) for row in state['tasks']]
             rounds = [dict(zip(state['round_columns'], row)) for row in state['rounds']]
+            workers = [dict(zip(state['worker_columns'], row)) for row in state.get('workers', [])]
         except (AttributeError, KeyError, TypeError):
             raise UserError("records state is malformed; allowed: the dict from Records.to_json_state()") from None
-        return cls(tasks, rounds)
+        return cls(tasks, rounds, workers)
 
     # -- files
     def save(self, out_dir: os.PathLike | str) -> dict[str, Path]:
-        """Write tasks.csv, rounds.csv, tasks.parquet, rounds.parquet (each atomically)."""
+        """Write tasks, rounds and workers as .csv and .parquet (each atomically)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
-        for name, df in (('tasks', self.tasks()), ('rounds', self.rounds())):
+        for name, df in (('tasks', self.tasks()), ('rounds', self.rounds()),
+                         ('workers', self.workers())):
             for ext in ('csv', 'parquet'):
                 p = out / f'{name}.{ext}'
                 if ext == 'csv':
@@ -243,15 +265,18 @@ class Records:
         if fmt not in ('parquet', 'csv'):
             raise UserError(f"records format {fmt!r} is not supported; allowed: parquet, csv")
         out = Path(out_dir)
-        frames = {}
-        for name, cols in (('tasks', TASK_COLUMNS), ('rounds', ROUND_COLUMNS)):
+        frames = {'workers': empty_frame(WORKER_COLUMNS)}
+        for name, cols in (('tasks', TASK_COLUMNS), ('rounds', ROUND_COLUMNS),
+                           ('workers', WORKER_COLUMNS)):
             p = out / f'{name}.{fmt}'
+            if name == 'workers' and not p.is_file():
+                continue  # written by runs since the workers table exists
             if not p.is_file():
                 raise UserError(f"records file {p} does not exist; allowed: a directory written by Records.save")
             df = pd.read_parquet(p) if fmt == 'parquet' else \
                 pd.read_csv(p, dtype={c: d for c, d in cols.items()}, keep_default_na=True)
             frames[name] = conform(df, cols)
-        return cls(_rows(frames['tasks']), _rows(frames['rounds']))
+        return cls(_rows(frames['tasks']), _rows(frames['rounds']), _rows(frames['workers']))
 
 
 def _rows(df: pd.DataFrame) -> list[dict]:

@@ -73,7 +73,9 @@ class ExternalGrid:
             env=env)
         return self.scheduler
 
-    def start_worker(self, *, tls_args: list[str] | None = None, name: str | None = None):
+    def start_worker(self, *, tls_args: list[str] | None = None, name: str | None = None,
+                     env: dict | None = None):
+        """Start one ``dask worker``; ``env``: its environment (default: ours)."""
         i = self._n
         self._n += 1
         args = self._tls_args() if tls_args is None else tls_args
@@ -81,7 +83,7 @@ class ExternalGrid:
             [dask_exe(), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
              "--no-dashboard", "--no-nanny", "--local-directory", str(self.tmp / f"w{i}"),
              "--name", name or f"desktop-{i}", "--death-timeout", "60", *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"worker{i}.log", "w"))
+            stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"worker{i}.log", "w"), env=env)
         self.workers.append(p)
         return p
 
@@ -126,6 +128,39 @@ def external_grid(tmp_path_factory):
         yield g
     finally:
         g.stop()
+
+
+#: sitecustomize.py bodies that turn a real `dask worker` into a broken desktop.
+BROKEN_DESKTOPS = {
+    # Another fedjax_grid release installed on that desktop.
+    "other-version": "import fedjax_grid\nfedjax_grid.__version__ = '0.0.9'\n",
+    # fedjax_grid not installed there at all: every import of it fails.
+    "no-package": (
+        "import sys\n"
+        "class _NoFedjaxGrid:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'fedjax_grid' or name.startswith('fedjax_grid.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _NoFedjaxGrid())\n"),
+    # Installed and the right version, but every client task fails (a broken disk or
+    # driver): client_update is replaced by one that raises.
+    "failing-tasks": (
+        "import fedjax_grid.grid.tasks as _t\n"
+        "def client_update(*a, **k):\n"
+        "    raise OSError('I/O error: this desktop is broken')\n"
+        "_t.client_update = client_update\n"),
+}
+
+
+def broken_env(tmp, kind: str) -> dict:
+    """Environment for a worker of kind ``kind`` (see ``BROKEN_DESKTOPS``): a
+    sitecustomize.py in its own folder first on PYTHONPATH."""
+    d = pathlib.Path(tmp) / f"site-{kind}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "sitecustomize.py").write_text(BROKEN_DESKTOPS[kind])
+    path = os.pathsep.join([str(d)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return dict(os.environ, PYTHONPATH=path)
 
 
 def run_cli(*args, timeout=300, **kw):

@@ -7,9 +7,12 @@ rounds.csv, tasks.csv, config.json or checkpoint in the output folder).
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -96,6 +99,78 @@ def _binary_config(tmp):
     (tmp / "bin.yaml").write_bytes(b"\xff\xfe\x00\x81garbage")
 
 
+BIG = "9" * 400          # a 400-digit number
+LONG = "A" * 100_000     # a 100,000-character value
+
+
+def _big_yaml(section, key, value=BIG):
+    def setup(tmp):
+        (tmp / "big.yaml").write_text(f"{section}:\n  {key}: {value}\n")
+    return setup
+
+
+def _tls_yaml(tmp):
+    (tmp / "tls.yaml").write_text("grid:\n  scheduler: tls://127.0.0.1:8786\n")
+
+
+_PREPARED = {}
+
+
+def _prepared_digits(tmp):
+    """A fresh copy of digits prepared as array_record in {tmp}/dd; returns the train shard."""
+    import shutil
+    import tempfile
+    if "dir" not in _PREPARED:
+        from fedjax_grid.data import prepare_source
+        _PREPARED["dir"] = pathlib.Path(tempfile.mkdtemp(prefix="prepared-digits-"))
+        prepare_source("digits", data_dir=_PREPARED["dir"])
+    shutil.copytree(_PREPARED["dir"], tmp / "dd")
+    return next((tmp / "dd").rglob("digits-train.array_record-*"))
+
+
+def _damaged_array_record(how):
+    def setup(tmp):
+        shard = _prepared_digits(tmp)
+        data = shard.read_bytes()
+        shard.write_bytes({"truncated-small": data[:20_000], "truncated-half": data[:len(data) // 2],
+                           "empty": b"", "garbage": b"\x13\x37" * (len(data) // 2)}[how])
+    return setup
+
+
+ARRAY_RECORD = ["run", S, "data.data_dir={tmp}/dd", S, "data.options={storage: array_record}"]
+
+
+def _a_file(tmp):
+    (tmp / "afile").write_text("not a folder")
+
+
+def _a_dir(tmp):
+    (tmp / "cfgdir").mkdir()
+
+
+#: billion laughs: 9 levels of 9 aliases, ~387 million values once expanded.
+_LAUGHS = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+def _bomb(where):
+    def setup(tmp):
+        body = "  l0: &l0 [lol]\n" + _LAUGHS
+        if where == "model":
+            text = "model:\n  name: vgg11\n  kwargs:\n    junk:\n" + "".join("    " + l + "\n" for l in body.splitlines()) + "    boom: *l9\n"
+        elif where == "options":
+            text = "data:\n  options:\n" + body.replace("  l", "    l") + "    boom: *l9\n"
+        else:  # a self-referencing alias
+            text = "model:\n  kwargs:\n    loop: &loop [*loop, *loop]\n"
+        (tmp / "bomb.yaml").write_text(text)
+    return setup
+
+
+_INLINE_BOMB = ("model.kwargs={a: &a [x, x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], "
+                "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b], d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c], "
+                "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d], f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e], "
+                "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f], h: [*g, *g, *g, *g, *g, *g, *g, *g, *g]}")
+
+
 # (id, argv (with {tmp}), expected text in the error, set-up function or None)
 CASES = [
     # -- flags and presets --
@@ -155,6 +230,66 @@ CASES = [
      _altered_ckpt),
     ("checkpoint-with-pickle", ["run", "--out", "{tmp}/out", "--resume"], "ckpt-000001.npz",
      _pickled_ckpt),
+    # -- integer magnitudes beyond any sane run (explicit upper bounds, stated) --
+    ("seed-30-digits", ["run", S, "seed=123456789012345678901234567890"], "[0, 4294967295]", None),
+    ("rounds-1e12", ["run", S, "training.rounds=1000000000000"],
+     "training.rounds=1000000000000 is invalid: an integer in [1, 100000]", None),
+    ("local-epochs-1e12", ["run", S, "training.local_epochs=1000000000000"], "[1, 10000]", None),
+    ("batch-1e12", ["run", S, "training.batch_size=1000000000000"], "[1, 1000000]", None),
+    ("rounds-flag-1e12", ["run", "--rounds", "1000000000000"], "--rounds=1000000000000", None),
+    ("report-round-1e12", ["partition-report", "--round", "1000000000000"], "[0, 100000]", None),
+    ("rounds-400-digits-yaml", ["run", "--config", "{tmp}/big.yaml"],
+     "training.rounds=99999", _big_yaml("training", "rounds")),
+    ("local-epochs-400-digits-yaml", ["run", "--config", "{tmp}/big.yaml"],
+     "…(400 characters) is invalid", _big_yaml("training", "local_epochs")),
+    ("clients-400-digits-yaml", ["run", "--config", "{tmp}/big.yaml"],
+     "partition.num_clients=9999", _big_yaml("partition", "num_clients")),
+    ("lr-400-digits-yaml", ["run", "--config", "{tmp}/big.yaml"], "a finite number",
+     _big_yaml("training", "lr")),
+    ("deadline-overflow-yaml", ["run", "--config", "{tmp}/big.yaml"], "grid.deadline_s=inf",
+     _big_yaml("grid", "deadline_s", "1.0e+400")),
+    ("wait-for-workers-1e12", ["run", S, "grid.wait_for_workers_s=1.0e+12"], "604800", None),
+    # -- a damaged prepared array_record file --
+    ("array-record-truncated-small", ARRAY_RECORD, "cannot be read",
+     _damaged_array_record("truncated-small")),
+    ("array-record-truncated-half", ARRAY_RECORD, "cannot be read",
+     _damaged_array_record("truncated-half")),
+    ("array-record-empty", ARRAY_RECORD, "cannot be read", _damaged_array_record("empty")),
+    ("array-record-garbage", ARRAY_RECORD, "cannot be read", _damaged_array_record("garbage")),
+    # -- tls:// without certificates --
+    ("tls-flag-without-certs", ["run", "--scheduler", "tls://127.0.0.1:9"],
+     "uses TLS but no certificates", None),
+    ("tls-set-without-certs", ["run", S, "grid.scheduler=tls://10.0.0.5:8786"],
+     "'tls://10.0.0.5:8786' uses TLS", None),
+    ("tls-yaml-without-certs", ["run", "--config", "{tmp}/tls.yaml"], "grid.tls_dir", _tls_yaml),
+    # -- partition-report --out on a file --
+    ("report-out-is-file", ["partition-report", "--out", "{tmp}/afile"], "is a file", _a_file),
+    ("report-out-under-file", ["partition-report", "--out", "{tmp}/afile/sub"], "which is a file",
+     _a_file),
+    # -- certificates for names that are not host names or IP addresses --
+    ("certs-host-space", ["certs", "{tmp}/c", "--hosts", "my host"], "'my host'", None),
+    ("certs-host-control", ["certs", "{tmp}/c", "--hosts", "bad\x01host"], "'bad\\x01host'", None),
+    ("certs-host-dotdot", ["certs", "{tmp}/c", "--hosts", "localhost,.."], "'..'", None),
+    ("certs-host-star", ["certs", "{tmp}/c", "--hosts", "*"], "'*'", None),
+    ("certs-host-wildcard", ["certs", "{tmp}/c", "--hosts", "*.example.org"], "'*.example.org'", None),
+    ("certs-host-hyphen", ["certs", "{tmp}/c", "--hosts=-node"], "'-node'", None),
+    ("certs-host-too-long", ["certs", "{tmp}/c", "--hosts", "a" * 300], "…(300 characters)", None),
+    # -- YAML alias-expansion bombs inside an option mapping (must not hang) --
+    ("yaml-bomb-model-kwargs", ["run", "--config", "{tmp}/bomb.yaml"], "aliases", _bomb("model")),
+    ("yaml-bomb-data-options", ["run", "--config", "{tmp}/bomb.yaml"], "aliases", _bomb("options")),
+    ("yaml-self-reference", ["run", "--config", "{tmp}/bomb.yaml"], "once aliases are expanded",
+     _bomb("loop")),
+    ("yaml-bomb-inline-set", ["run", S, _INLINE_BOMB], "once aliases are expanded", None),
+    # -- messages that named the wrong cause --
+    ("out-is-a-file", ["run", "--out", "{tmp}/afile"], "is a file", _a_file),
+    ("out-under-a-file", ["run", "--out", "{tmp}/afile/run"], "which is a file", _a_file),
+    ("config-dev-null", ["run", "--config", "/dev/null"], "is not a regular file", None),
+    ("config-directory", ["run", "--config", "{tmp}/cfgdir"], "is a directory", _a_dir),
+    ("long-model-name", ["run", S, f"model.name={LONG}"], "…(100000 characters)", None),
+    ("long-preset-name", ["run", "--preset", LONG], "…(100000 characters)", None),
+    ("long-unknown-key", ["run", S, f"{LONG}=1"], "…(100000 characters)", None),
+    ("long-scheduler", ["run", "--scheduler", LONG], "…(100000 characters)", None),
+    ("long-unknown-flag", ["run", f"--{LONG}"], "…(100002 characters)", None),
 ]
 
 COMPLETE_LOOKING = ("rounds.csv", "tasks.csv", "rounds.parquet", "config.json",
@@ -166,13 +301,18 @@ def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, cap
     monkeypatch.chdir(tmp_path)
     if setup is not None:
         setup(tmp_path)
+        capsys.readouterr()  # what the set-up itself logged is not the command's output
     before = {p for p in tmp_path.rglob("*")}
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    t = time.time()
     code = main(argv)
+    elapsed = time.time() - t
     err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert code == 2, err[:3000]
+    assert err.startswith("error: ") and err.count("\n") == 1, err[:3000]
     assert "Traceback" not in err
+    assert len(err) < 700, err[:3000]  # long values are shortened, never echoed whole
+    assert elapsed < 30, elapsed       # nothing hangs (alias bombs, huge numbers)
     assert expected in err, err
     # Nothing left that looks like a complete (or any) run.
     for p in set(tmp_path.rglob("*")) - before:
@@ -188,8 +328,42 @@ def test_unreachable_scheduler_is_one_line_no_output(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "OSError" not in r.stderr and "allowed:" in r.stderr
     assert not (out / "rounds.csv").exists() and not (out / "checkpoints").exists()
 
 
+def _interrupt_when(tmp_path, ready):
+    """Start a LocalCluster CLI run in its own process group; send SIGINT to the whole
+    group (as Ctrl-C in a terminal does) once ``ready(out)``; return (code, stderr)."""
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedjax_grid.cli", "run", "--workers", "1", "--out", str(out),
+         "--quiet", "--no-plots", S, "training.rounds=50", S, "data.max_test_examples=256",
+         S, "model.kwargs={width: 0.125, norm: batch, head: cifar}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        end = time.time() + 240
+        while time.time() < end and proc.poll() is None and not ready(out):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err
+
+
+def test_ctrl_c_during_a_local_cluster_run_is_one_line(tmp_path):
+    """SIGINT to the CLI's process group mid-run: one line, exit 130, no traceback anywhere
+    (the LocalCluster's worker processes ignore it), the checkpoint stays resumable."""
+    code, err = _interrupt_when(tmp_path, lambda out: any((out / "checkpoints").glob("ckpt-*")))
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("interrupted after round "), lines
+    assert "--resume" in lines[0]
+
+
 def test_table_is_complete():
-    assert len(CASES) + 1 >= 30
+    assert len(CASES) + 1 >= 70

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from fedjax_grid.errors import UserError
-from fedjax_grid.grid.records import (ROUND_COLUMNS, TASK_COLUMNS, Records, concat_runs)
+from fedjax_grid.grid.records import (ROUND_COLUMNS, TASK_COLUMNS, WORKER_COLUMNS, Records,
+                                      concat_runs)
 
 
 def _records():
@@ -23,6 +24,12 @@ def _records():
                    'bytes_sent': 3000, 'bytes_received': 1000, 'quorum': True})
     rec.add_task({'round': 2, 'client': 5, 'status': 'offline', 'worker': ''})
     rec.add_round({'round': 2, 'quorum': False, **rec.task_counts(2)})
+    rec.set_workers([
+        {'address': 'tcp://127.0.0.1:4001', 'name': 'desktop-0', 'first_seen_s': 0.5,
+         'tasks_ok': 1, 'tasks_failed': 0, 'tasks_late': 0, 'quarantined': False, 'why': ''},
+        {'address': 'tcp://127.0.0.1:4002', 'name': 'desktop-1', 'first_seen_s': 0.6,
+         'tasks_ok': 0, 'tasks_failed': 3, 'tasks_late': 0, 'quarantined': True,
+         'why': '3 tasks failed in a row'}])
     return rec
 
 
@@ -53,6 +60,7 @@ def test_json_state_round_trip_through_real_json():
     text = json.dumps(rec.to_json_state(), allow_nan=False)       # strict JSON: NaN became null
     back = Records.from_json_state(json.loads(text))
     pd.testing.assert_frame_equal(back.tasks(), rec.tasks())
+    pd.testing.assert_frame_equal(back.workers(), rec.workers())
     pd.testing.assert_frame_equal(back.rounds(), rec.rounds())
     back.add_round({'round': 3})
     assert back.num_rounds == 3 and rec.num_rounds == 2         # independent copies
@@ -62,11 +70,15 @@ def test_json_state_round_trip_through_real_json():
 def test_save_and_load_round_trip(tmp_path, fmt):
     rec = _records()
     paths = rec.save(tmp_path / 'out')
-    assert sorted(p.name for p in paths.values()) == ['rounds.csv', 'rounds.parquet', 'tasks.csv', 'tasks.parquet']
+    assert sorted(p.name for p in paths.values()) == ['rounds.csv', 'rounds.parquet', 'tasks.csv',
+                                                      'tasks.parquet', 'workers.csv', 'workers.parquet']
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == sorted(p.name for p in paths.values())
     back = Records.load(tmp_path / 'out', fmt=fmt)
     pd.testing.assert_frame_equal(back.tasks(), rec.tasks())
     pd.testing.assert_frame_equal(back.rounds(), rec.rounds())
+    pd.testing.assert_frame_equal(back.workers(), rec.workers())
+    assert list(back.workers()['quarantined']) == [False, True]
+    assert list(back.workers().columns) == list(WORKER_COLUMNS)
     csv = pd.read_csv(tmp_path / 'out' / 'tasks.csv')
     assert list(csv.columns) == list(TASK_COLUMNS) and len(csv) == 4
 

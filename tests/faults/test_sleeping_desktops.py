@@ -1,0 +1,155 @@
+"""Desktops that sleep or all leave (real `dask worker` processes on 127.0.0.1).
+
+- a worker frozen with SIGSTOP (a closed laptop lid): no round outlasts
+  ``grid.deadline_s`` + ``SLACK_S``; the frozen worker's clients are ``late``; the
+  healthy workers' clients make the quorum;
+- all workers killed: the coordinator waits ``grid.wait_for_workers_s``, says so, and
+  continues when new workers join; without any it stops with one line, exit 2, and a
+  resumable checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from fedjax_grid.grid.checkpoint import latest_checkpoint
+from fedjax_grid.grid.engine import FederatedRun
+from tests.faults.conftest import ExternalGrid, stop
+from tests.faults.test_grid_faults import TINY, cfg_for
+
+#: Seconds a round may exceed its deadline: evaluation of the global model (256 test
+#: images), the checkpoint, and at most one bounded result fetch / cancel round trip.
+SLACK_S = 4.0
+
+
+def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
+    """SIGSTOP of a busy worker in round 1: rounds 1 and 2 end by deadline + slack, quorum."""
+    pids = external_grid.ensure(3)
+    deadline = 8.0
+    cfg = cfg_for(external_grid, **{"training.rounds": 3, "partition.num_clients": 6,
+                                    "grid.deadline_s": deadline, "grid.quorum": 0.5,
+                                    "grid.retries": 0})
+    victim_addr, victim_pid = sorted(pids.items())[-1]
+    run = FederatedRun(cfg, out_dir=tmp_path / "frozen", notify=lambda m: None)
+    run.start()
+    stopped = threading.Event()
+    times = []
+    try:
+        run.step()  # round 0: every worker compiles
+
+        def freeze_when_busy():
+            end = time.time() + 30
+            while time.time() < end:
+                if run.grid.client.processing().get(victim_addr):
+                    os.kill(victim_pid, signal.SIGSTOP)
+                    stopped.set()
+                    return
+                time.sleep(0.02)
+
+        freezer = threading.Thread(target=freeze_when_busy, daemon=True)
+        freezer.start()
+        for _ in range(2):
+            t = time.time()
+            run.step()
+            times.append(time.time() - t)
+        freezer.join(timeout=5)
+    finally:
+        if stopped.is_set():
+            os.kill(victim_pid, signal.SIGCONT)
+        run.close()
+    assert stopped.is_set()
+    assert max(times) < deadline + SLACK_S, times
+    tasks, rounds = run.records.tasks(), run.records.rounds()
+    r1, r2 = tasks[tasks["round"] == 1], tasks[tasks["round"] == 2]
+    late1 = r1[r1["status"] == "late"]
+    assert len(late1) >= 1 and (late1["worker"].isin([victim_addr, ""])).all(), r1
+    assert victim_addr not in set(r1.loc[r1["status"] == "ok", "worker"])
+    assert victim_addr not in set(r2["worker"])  # frozen (stale heartbeat): not offered work
+    assert (r2["status"] == "ok").all() and len(r2) == 6
+    assert list(rounds["quorum"]) == [True, True, True]
+
+
+def _cli(out, address, *extra):
+    sets = [a for s in (*TINY, *extra) for a in ("--set", s)]
+    return [sys.executable, "-m", "fedjax_grid.cli", "run", "--scheduler", address, "--quiet",
+            "--no-plots", "--out", str(out), *sets]
+
+
+def _wait_checkpoint(proc, out, timeout=240):
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if latest_checkpoint(out / "checkpoints") is not None:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_all_workers_gone_then_back_within_grace(tmp_path):
+    """kill -9 of every worker after round 0; new ones join 4 s later; the run finishes."""
+    g = ExternalGrid(tmp_path)
+    g.start_scheduler()
+    g.start_worker()
+    g.start_worker()
+    out = tmp_path / "out"
+    try:
+        g.wait_for(2)
+        proc = subprocess.Popen(_cli(out, g.address, "training.rounds=3",
+                                     "grid.wait_for_workers_s=60", "faults.enabled=true",
+                                     "faults.max_delay_s=2"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_checkpoint(proc, out)
+        for p in g.alive_workers():
+            p.kill()
+        t_gone = time.time()
+        time.sleep(4.0)
+        g.start_worker(name="back-again")
+        stdout, stderr = proc.communicate(timeout=300)
+        total_s = time.time() - t_gone
+    finally:
+        stop(g.workers + [g.scheduler], timeout=5)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    waiting = [l for l in stderr.splitlines() if "waiting up to 60 s" in l]
+    assert len(waiting) >= 1 and waiting[0].startswith("warning: no healthy worker"), stderr
+    assert any("available again" in l for l in stderr.splitlines()), stderr
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert list(rounds["round"]) == [0, 1, 2]
+    assert rounds["quorum"].iloc[-1]
+    assert total_s < 120
+
+
+def test_all_workers_gone_past_grace_exits_2_resumable(tmp_path):
+    """No worker returns within grid.wait_for_workers_s=3: one line, exit 2, resumable."""
+    g = ExternalGrid(tmp_path)
+    g.start_scheduler()
+    g.start_worker()
+    out = tmp_path / "out"
+    try:
+        g.wait_for(1)
+        proc = subprocess.Popen(_cli(out, g.address, "training.rounds=3",
+                                     "grid.wait_for_workers_s=3", "faults.enabled=true",
+                                     "faults.max_delay_s=2"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_checkpoint(proc, out)
+        g.workers[0].kill()
+        t_gone = time.time()
+        stdout, stderr = proc.communicate(timeout=120)
+        stop_s = time.time() - t_gone
+    finally:
+        stop(g.workers + [g.scheduler], timeout=5)
+    assert proc.returncode == 2, stderr[-3000:]
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert "Traceback" not in stderr
+    errors = [l for l in lines if l.startswith("error: ")]
+    assert len(errors) == 1 and "no healthy worker" in errors[0] and "--resume" in errors[0], lines
+    assert all(l.startswith(("warning: ", "error: ")) for l in lines), lines
+    assert stop_s < 3 + 30, stop_s
+    assert latest_checkpoint(out / "checkpoints") is not None
