@@ -249,15 +249,23 @@ The study (ITP RAS, GRID'2023) reports VGG-16 on CIFAR-10 86.21 % (independent) 
 are **full-data, full-size** results (50,000 CIFAR images, 100,000 Tiny-ImageNet
 images, 90-150 rounds, full-width models). They were **not** reproduced here and
 cannot be on this machine: only the bundled slices are available (CIFAR-10: 5,085
-train / 1,017 test; Tiny-ImageNet: 25 images per class; DTD: 12 photos per class),
+train / 1,017 test; Tiny-ImageNet: 200 train images per class and the full official
+validation split; DTD: 12 photos per class),
 and VGG-16 runs at a quarter of its channel width: at full width the fast CPU path
 trains 71 images/s (docs/THROUGHPUT.md), so one epoch of the slice takes ~72 s and
 the VGG suite's 4 x 40 epochs would take ~3.2 h instead of ~25 min. What *is*
 measured is the shape of the result on real pixels: federated vs centralized at
 equal epochs, independent vs label-skewed local data, and the four forming
 strategies, through the real engine (Dask LocalCluster, `grid.workers=2,
-grid.threads_per_worker=1`, shipped data, FedAvg with BatchNorm statistics averaged,
-every client every round, one local epoch per round). The centralized baseline
+grid.threads_per_worker=1`, FedAvg, every client every round, one local epoch per
+round) with **exact BatchNorm statistics** at every evaluation: the coordinator
+re-estimates the global model's statistics on 2,048 training images after each
+server step (`server.bn_mode=recalibrate`, the default); where a run used the
+clients' pooled exact moments instead (`pooled`) its section says so. Earlier
+versions of this page averaged the clients' running averages, which collapsed the
+evaluation of MobileNetV3 to chance (every image got the same logits; the round
+table now records the logit spread and flags such a collapse) and held VGG-16 back
+in its first rounds. The centralized baseline
 trains the same model from the same initial weights with the same optimiser, lr and
 batch size, one epoch over all training data per "round", evaluated after each.
 
@@ -265,9 +273,9 @@ Settings (`benchmarks/accuracy.py`), and where they differ from the study:
 
 | suite | model | data | clients, rounds | local training | study |
 |---|---|---|---|---|---|
-| vgg | VGG-16, CIFAR head, batch norm, **width 0.25** (1/16 of the FLOPs) | CIFAR-10 slice, 5,085 / 1,017 | 10, 40 | SGD momentum 0.9, lr 0.05, batch 32, no augmentation | width 1, 50 clients, lr 0.01, batch 10, augmentation, 90/150 rounds |
+| vgg | VGG-16, CIFAR head, batch norm, **width 0.25** (1/16 of the FLOPs) | CIFAR-10 slice, 5,085 / 1,017; iid, balanced(0.8), stratified(0.8), dirichlet(0.5) | 10, 40 | SGD momentum 0.9, lr 0.05, batch 32, no augmentation | width 1, 50 clients, lr 0.01, batch 10, augmentation, 90/150 rounds |
 | vgg-forming | as vgg, iid data; static, dynamic, stochastic, hybrid(0.5) forming | as vgg | 10, 16 | as vgg | as vgg |
-| mobilenet | MobileNetV3-**Small**, width 1 | Tiny-ImageNet slice, 5,000 / 2,000, 64x64 | 10, 20 | Adam lr 0.002, batch 32, no augmentation | MobileNetV3 (Large in our presets), 10 / 5 clients, lr 0.001, 80/60 rounds |
+| mobilenet | MobileNetV3-**Small**, width 1 | medium Tiny-ImageNet: 40,000 train (200 per class) / 10,000 (the official validation split), 64x64, resident on the workers | 10 (125 local steps each per round), 8 | Adam **lr 0.001, batch 32** (the study's), no augmentation | MobileNetV3 (Large in our presets), 10 / 5 clients, 100,000 images, 80/60 rounds |
 | texture | VGG-11, width 0.25 | DTD slice: fragments 128 px, stride 64, rotations 0/90, standardized, resized to 32 px; 5,078 / 1,080, split by photo | 5, 16 | SGD momentum 0.9, lr 0.05, batch 32 | the study's fragments were 256 px of 654 large photos (4.5 M fragments) |
 
 """

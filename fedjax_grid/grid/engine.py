@@ -418,16 +418,12 @@ class FederatedRun:
         s = self.config.server
         if s.bn_mode not in ("recalibrate", "local") or self.state.batch_stats is None:
             return
-        n = min(s.bn_calibration_examples, len(self.train))
-        from fedjax_grid.federated.bn_pooling import stats_from_moments
         from fedjax_grid.training import Standardize
-        from fedjax_grid.training.bn_stats import bn_moments
-        idx = np.sort(np.random.default_rng([self.config.seed, 13]).permutation(len(self.train))[:n])
-        moments, _ = bn_moments(self.model, self.global_variables, self.train,
-                                self.config.training.batch_size, indices=idx,
-                                preprocess=Standardize(mean=self.mean, std=self.std))
-        self.state = self.state._replace(
-            batch_stats=stats_from_moments(moments, like=self.state.batch_stats))
+        from fedjax_grid.training.bn_stats import calibration_indices, recalibrated_stats
+        idx = calibration_indices(len(self.train), s.bn_calibration_examples, self.config.seed)
+        self.state = self.state._replace(batch_stats=recalibrated_stats(
+            self.model, self.global_variables, self.train, self.config.training.batch_size,
+            indices=idx, preprocess=Standardize(mean=self.mean, std=self.std)))
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
             should_stop: Optional[Callable[[], bool]] = None):

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_grid.federated.bn_pooling import layer_map
+from fedjax_grid.federated.bn_pooling import layer_map, stats_from_moments
 from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, _devices, _eval_batches, _hash_key,
                                           _shardings, _split_collections, _to_input)
 
@@ -103,6 +103,22 @@ def bn_moments(model, variables: dict, data, batch_size: int, *,
     if total is None:
         return None, 0
     return jax.tree.map(lambda a: a / count, total), count
+
+
+def calibration_indices(n: int, k: int, seed: int) -> np.ndarray:
+    """``min(k, n)`` sorted indices of a data set of ``n`` examples, drawn without
+    replacement by ``seed`` (the same calibration subset every round)."""
+    return np.sort(np.random.default_rng([int(seed), 13]).permutation(n)[:min(int(k), n)])
+
+
+def recalibrated_stats(model, variables: dict, data, batch_size: int, **kw) -> dict:
+    """``variables['batch_stats']`` re-estimated exactly over ``data`` (``bn_moments``
+    then ``var = E[x^2] - E[x]^2``), with the dtypes of the current statistics; kw as
+    in :func:`bn_moments`. This is ``server.bn_mode='recalibrate'``."""
+    moments, _ = bn_moments(model, variables, data, batch_size, **kw)
+    if moments is None:
+        return variables["batch_stats"]
+    return stats_from_moments(moments, like=variables["batch_stats"])
 
 
 # ------------------------------------------------------------- collapse check
