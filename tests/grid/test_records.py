@@ -122,3 +122,13 @@ def test_bad_state_and_files(tmp_path):
         Records.from_json_state({'version': 99})
     with pytest.raises(UserError, match='does not exist'):
         Records.load(tmp_path)
+
+
+def test_round_warnings_word_a_collapsed_evaluation():
+    from fedjax_grid.grid.records import round_warnings
+    row = {"round": 2, "logit_spread": 3e-7, "logit_spread_train": 0.4, "bn_collapse": True}
+    (text,) = round_warnings(row)
+    assert text.startswith("round 3: evaluation-mode logits collapsed (spread 3e-07 vs 0.4")
+    assert "server.bn_mode=recalibrate" in text
+    assert round_warnings(dict(row, bn_collapse=False)) == []
+    assert round_warnings({"round": 0}) == []        # rounds without evaluation
