@@ -359,8 +359,34 @@ def findings(rows: dict, curves: dict) -> str:
     return "\n".join(out)
 
 
-def assemble() -> str:
-    """RESULTS.md text from the pieces in benchmarks/out/."""
+#: Note above a section kept from the previous RESULTS.md (piece not re-run since).
+KEPT_NOTE = ("*Kept from the previous assembly of this page: this piece was not re-run "
+             "since (its output is not in benchmarks/out/).*")
+KEPT_ACCURACY_NOTE = (" *It was measured before the BatchNorm evaluation fix (the clients' "
+                      "running averages were averaged), so its accuracies are not comparable "
+                      "with the sections above.*")
+
+
+def previous_sections(text: str) -> dict:
+    """``'## title'`` sections of an earlier RESULTS.md: title -> body (without the title
+    line and without an earlier kept-note)."""
+    out, title, body = {}, None, []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            if title is not None:
+                out[title] = "\n".join(body).strip()
+            title, body = line[3:].strip(), []
+        elif title is not None and not line.startswith("*Kept from the previous assembly"):
+            body.append(line)
+    if title is not None:
+        out[title] = "\n".join(body).strip()
+    return out
+
+
+def assemble(previous: str = "") -> str:
+    """RESULTS.md text from the pieces in benchmarks/out/; a piece without output keeps
+    its section of ``previous`` (the page as it was), marked as kept."""
+    kept = previous_sections(previous)
     parts = [INTRO]
     rows, curves = _summary_rows()
     parts.append("### The study's numbers next to this machine's\n\n" + _study_table(rows) + "\n")
@@ -377,6 +403,10 @@ def assemble() -> str:
     for name in PIECES:
         out, meta_path = OUT / f"{name}.out", OUT / f"{name}.json"
         parts.append(f"## {TITLES[name]}\n")
+        if not (out.is_file() and meta_path.is_file()) and TITLES[name] in kept:
+            note = KEPT_NOTE + (KEPT_ACCURACY_NOTE if name in ACCURACY else "")
+            parts.append(note + "\n\n" + kept[TITLES[name]] + "\n")
+            continue
         if not (out.is_file() and meta_path.is_file()):
             parts.append(f"Not run in this assembly. Reproduce: `python {shlex.join(PIECES[name])}`"
                          + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER else "")
@@ -437,7 +467,7 @@ def main(argv=None) -> int:
                 extra += ["--rounds", str(args.rounds)] if args.rounds else []
                 extra += ["--width", str(args.width)] if args.width else []
             failed += run_piece(name, extra, args.nice) != 0
-    RESULTS.write_text(assemble())
+    RESULTS.write_text(assemble(RESULTS.read_text() if RESULTS.is_file() else ""))
     print(f"wrote {RESULTS}")
     return 1 if failed else 0
 
