@@ -47,7 +47,7 @@ import optax
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.federated.aggregators import Aggregator, make_aggregator, mean
-from fedjax_grid.federated.bn_pooling import moments_from_stats, stats_from_moments
+from fedjax_grid.federated.bn_pooling import is_bn_layout, moments_from_stats, stats_from_moments
 from fedjax_grid.federated.server import (BN_MODES, ServerState, make_server_optimizer,
                                           server_apply, server_init, server_variables)
 from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
@@ -88,10 +88,11 @@ class RoundFold:
                  bs_agg: Aggregator, bn_mode: str = 'pooled'):
         self.state = state
         self._agg, self._opt, self._guard, self._bs_agg = agg, opt, guard, bs_agg
-        self._pool = bn_mode in ('pooled', 'local')
+        # statistics other than Flax BatchNorm's (mean, var) are averaged as they are
+        self._pool = bn_mode in ('pooled', 'local') and is_bn_layout(state.batch_stats)
         self._template = server_variables(state)
         self._has_bn = state.batch_stats is not None
-        self._moments_template = moments_from_stats(state.batch_stats) if self._has_bn else None
+        self._moments_template = moments_from_stats(state.batch_stats) if self._pool else None
         self._agg_state = agg.init(state.params)
         self._bs_state = bs_agg.init(state.batch_stats) if self._has_bn else None
         self._history = state.norm_history if state.norm_history is not None else \

@@ -31,6 +31,16 @@ def layer_map(fn: Callable, batch_stats: PyTree) -> PyTree:
     return {k: layer_map(fn, v) for k, v in batch_stats.items()}
 
 
+def is_bn_layout(batch_stats: PyTree) -> bool:
+    """True when every leaf of ``batch_stats`` sits in a layer mapping of exactly 'mean'
+    and 'var' (Flax ``BatchNorm``); other statistics cannot be pooled as moments."""
+    if not hasattr(batch_stats, "keys"):
+        return False
+    if set(batch_stats.keys()) == {"mean", "var"}:
+        return True
+    return bool(batch_stats) and all(is_bn_layout(v) for v in batch_stats.values())
+
+
 def moments_from_stats(batch_stats: PyTree) -> PyTree:
     """Statistics ``(mean, var)`` -> moments ``(E[x], E[x^2])``, float64."""
     def fn(m, v):

@@ -71,3 +71,13 @@ def test_algorithm_pools_client_moments_and_rejects_bad_ones():
     new3, _ = old.apply(old.init(_variables(rng, 0.0, 1.0)),
                         iter([(_variables(rng, 1.0, 1.0), 10, 0), (_variables(rng, 3.0, 1.0), 30, 1)]))
     np.testing.assert_allclose(server_variables(new3)["batch_stats"]["bn"]["var"], [1.0, 1.0])
+
+
+def test_statistics_that_are_not_mean_and_var_are_averaged_as_they_are():
+    rng = np.random.default_rng(2)
+    v = lambda m: {"params": {"w": rng.normal(size=3).astype(np.float32)},  # noqa: E731
+                   "batch_stats": {"custom": {"count": np.full(2, m, np.float32)}}}
+    algo = make_algorithm(bn_mode="pooled")
+    new, diag = algo.apply(algo.init(v(0.0)), iter([(v(1.0), 1, 0), (v(3.0), 3, 1)]))
+    assert diag["num_accepted"] == 2
+    np.testing.assert_allclose(new.batch_stats["custom"]["count"], [2.5, 2.5])
