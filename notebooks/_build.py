@@ -334,7 +334,7 @@ def _paper_nb(number, title, intro, preset_prefix, data_file, source, model_kwar
         study = pd.DataFrame({study_table!r}).set_index("variant")
         here = pd.DataFrame([{{"variant": v, "model": c.model.name, "kwargs": c.model.kwargs,
                               "source": c.data.source, "clients": c.partition.num_clients,
-                              "distribution": c.partition.distribution, "beta": c.partition.beta,
+                              "distribution": c.partition.distribution, "share": c.partition.share,
                               "lr": c.training.lr, "batch": c.training.batch_size,
                               "rounds": c.training.rounds}} for v, c in configs.items()]).set_index("variant")
         study.join(here, rsuffix=" (here)")
@@ -377,7 +377,8 @@ def nb03():
         "03", "VGG-16 on CIFAR-10 (the study's settings, reduced)",
         """
         The study trained VGG-16 on CIFAR-10 with 50 clients, lr 0.01, batch 10, for 90
-        (independent) and 150 (balanced, beta 0.8) rounds: 86.21 % and 85.18 %. Here the same
+        (independent) and 150 (balanced 0.8, read here as stratified(0.8): 80 % of each local
+        set class-stratified, the rest from home classes) rounds: 86.21 % and 85.18 %. Here the same
         presets run reduced (narrow VGG-16, a few clients and rounds) on the CIFAR-10 slice in
         `../shared/data` (or digits when it is absent). Set the parameters to
         `WIDTH = 1.0, NUM_CLIENTS = 50, ROUNDS = None`-like values on a real grid to scale up.

@@ -15,7 +15,8 @@ def test_presets_and_show_config(capsys):
     assert main(["show-config", "--preset", "paper-vgg16-cifar10-balanced",
                  "--set", "lr=0.02"]) == 0
     shown = capsys.readouterr().out
-    assert "num_clients: 50" in shown and "lr: 0.02" in shown and "distribution: balanced" in shown
+    assert "num_clients: 50" in shown and "lr: 0.02" in shown and "distribution: stratified" in shown
+    assert "share: 0.8" in shown
 
 
 def test_partition_report_writes_table_and_heatmap(tmp_path, capsys):
