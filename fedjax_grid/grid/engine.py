@@ -25,6 +25,16 @@ validation, aggregation and the server step are the pure algorithm's
 Everything random derives from (seed, round, client, attempt), and updates are
 summed in float64 on the coordinator, so a resumed run reaches the same final
 parameters as an uninterrupted one.
+
+Round numbers: for people and in every record, rounds count from 1 -- the row
+``round = k`` is the k-th round, ``run.round`` is the number of rounds done, and
+the checkpoint ``ckpt-00000k.npz`` holds the state after round k. Internally the
+0-based index ``r = k - 1`` keys the randomness (forming, sampling, faults) and
+the Dask task keys.
+
+Start-up (data, model, grid, the first round that compiles the model on the
+workers) is timed by :class:`~fedjax_grid.grid.stages.Stages`; pass
+``on_stage=callback`` to see each stage as it begins and ends.
 """
 from __future__ import annotations
 
@@ -58,12 +68,20 @@ class FederatedRun:
     and plots go (default ``config.out_dir`` or ``runs/<name>``). resume: continue
     from the last checkpoint in ``out_dir/checkpoints``. grid: an already open
     ``GridHandle`` to reuse (else one is opened from ``config.grid`` on ``start``).
+    on_stage: called with each start-up event (see :mod:`fedjax_grid.grid.stages`).
+
+    ``worker_names`` maps the address of every worker seen to its ``--name``
+    ('' when it has none); ``stages.log`` holds the timed start-up stages.
     """
 
     def __init__(self, config: ExperimentConfig, *, out_dir=None, resume: bool = False,
-                 grid=None):
+                 grid=None, on_stage: Optional[Callable[[dict], None]] = None):
         from fedjax_grid.grid.records import Records
+        from fedjax_grid.grid.stages import Stages
         self.config = config.validate()
+        self.stages = Stages(on_stage)
+        self.worker_names: dict[str, str] = {}
+        self._first_step = True
         self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.grid = grid
@@ -74,8 +92,14 @@ class FederatedRun:
         self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
-        self._setup_data()
-        self._setup_model()
+        c = self.config
+        with self.stages.stage("data", f"loading and partitioning {c.data.source} "
+                               f"({c.partition.num_clients} clients, "
+                               f"{c.partition.distribution})") as info:
+            self._setup_data()
+            info["detail"] = f"{len(self.train)} training / {len(self.test_arrays[1])} test images"
+        with self.stages.stage("model", f"building {c.model.name} and the server state"):
+            self._setup_model()
         if resume:
             self._restore()
         elif self.ckpt_dir.exists() and any(self.ckpt_dir.glob("ckpt-*")):
@@ -135,9 +159,21 @@ class FederatedRun:
         """Open the grid (LocalCluster or scheduler) unless one was given."""
         if self.grid is None:
             from fedjax_grid.grid.cluster import open_cluster
-            self.grid = open_cluster(self.config.grid,
-                                     local_directory=str(self.out_dir / "dask"))
+            g = self.config.grid
+            text = (f"starting a LocalCluster of {g.workers} worker processes on {g.host}"
+                    if g.scheduler is None else f"connecting to the Dask scheduler {g.scheduler}")
+            with self.stages.stage("grid", text) as info:
+                self.grid = open_cluster(g, local_directory=str(self.out_dir / "dask"))
+                info["detail"] = f"{len(self.note_workers())} workers"
         return self.grid
+
+    def note_workers(self) -> dict:
+        """The grid's workers now (address -> info); remembers their names."""
+        from fedjax_grid.grid.tasks import worker_label
+        workers = self.grid.workers()
+        for addr, info in workers.items():
+            self.worker_names[addr] = worker_label(info.get("name"), addr)
+        return workers
 
     def close(self) -> None:
         if self.grid is not None and self._own_grid:
@@ -188,9 +224,20 @@ class FederatedRun:
         return np.sort(rng.choice(c.partition.num_clients, size=n, replace=False))
 
     def step(self) -> dict:
-        """Run one round; return its row of the rounds table."""
+        """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
         if self.grid is None:
             self.start()
+        if not self._first_step:
+            return self._step()
+        self._first_step = False
+        c = self.config
+        with self.stages.stage("first_round", f"round {self.round + 1}/{c.training.rounds}: "
+                               "compiling the model on the workers and training") as info:
+            row = self._step()
+            info["detail"] = f"{row['clients_ok']}/{row['clients_sampled']} clients ok"
+        return row
+
+    def _step(self) -> dict:
         c = self.config
         r = self.round
         t_round = time.time()
@@ -202,7 +249,7 @@ class FederatedRun:
         target = min(c.clients_per_round, len(sampled))
         gvars = self.global_variables
         dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,
-                                 n_workers=len(self.grid.workers()))
+                                 n_workers=len(self.note_workers()))
         task_rows = []
         for k in sampled:
             if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
@@ -225,7 +272,7 @@ class FederatedRun:
         metrics = self.evaluate() if evaluated else {"loss": np.nan, "accuracy": np.nan}
         counts = {s: sum(1 for t in task_rows if t["status"] == s)
                   for s in ("ok", "late", "failed", "rejected", "offline")}
-        row = {"round": r, "global_loss": float(metrics["loss"]),
+        row = {"round": self.round, "global_loss": float(metrics["loss"]),
                "global_accuracy": float(metrics["accuracy"]),
                "round_time_s": time.time() - t_round, "elapsed_s": time.time() - self.t0,
                "clients_sampled": int(len(sampled)), "clients_ok": counts["ok"],
@@ -276,6 +323,7 @@ class FederatedRun:
                 row = self._row(r, k, attempt, "failed", None,
                                 (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
                 row["worker"] = where  # KilledWorker: the desktop that was lost
+                row["worker_name"] = self.worker_names.get(where, "")
                 if attempt < g.retries and (deadline is None or time.time() < deadline):
                     self._submit(dispatch, k, attempt + 1, assignments[k])
             row["bytes_in"] = dispatch.task_bytes[fut]
@@ -289,11 +337,13 @@ class FederatedRun:
                                 reason="past the round deadline" if deadline
                                 else "not needed (overcommit)")
                 row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+                row["worker_name"] = self.worker_names.get(row["worker"], "")
                 row["bytes_in"] = dispatch.task_bytes[fut]
                 rows.append(row)
         return rows
 
     def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
+        """A task row; ``r`` is the 0-based round index, recorded as round ``r + 1``."""
         plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt,
                                     num_clients=self.config.partition.num_clients)
         if res is not None:
@@ -306,7 +356,8 @@ class FederatedRun:
         if plan.attack and status in ("ok", "rejected"):
             reason = f"{reason}; " if reason else ""
             reason += f"hostile client (simulated {plan.attack} x{plan.attack_scale:g})"
-        return {"round": int(r), "client": int(k), "worker": (res or {}).get("worker", ""),
+        return {"round": int(r) + 1, "client": int(k), "worker": (res or {}).get("worker", ""),
+                "worker_name": (res or {}).get("worker_name", ""),
                 "attempt": int(attempt),
                 "num_samples": int((res or {}).get("num_examples", 0)),
                 "local_loss": float(m.get("loss", np.nan)),

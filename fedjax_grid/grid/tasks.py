@@ -55,6 +55,22 @@ def _worker_name() -> str:
         return f"local:{socket.gethostname()}:{os.getpid()}"
 
 
+def _worker_label() -> str:
+    """The worker's ``--name`` ('' when none was given: Dask then names it by its address)."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ValueError, ImportError):
+        return ""
+    return worker_label(worker.name, worker.address)
+
+
+def worker_label(name, address: str) -> str:
+    """A worker's name for people: its ``--name``, or '' when it has none (name == address)."""
+    name = "" if name is None else str(name)
+    return "" if name in ("", str(address)) else name
+
+
 def _cancelled() -> bool:
     """True when the coordinator released or cancelled the running task."""
     try:
@@ -138,7 +154,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
             seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
-            "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
+            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(), "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan}
 
 

@@ -110,3 +110,16 @@ def test_bad_state_and_files(tmp_path):
         Records.from_json_state({'version': 99})
     with pytest.raises(UserError, match='does not exist'):
         Records.load(tmp_path)
+
+
+def test_tables_written_before_worker_name_existed_read_back(tmp_path):
+    from fedjax_grid.grid.records import Records
+    rec = Records(tasks=[{'round': 1, 'client': 0, 'status': 'ok', 'worker': 'tcp://h:1',
+                          'worker_name': 'desk-1'}], rounds=[{'round': 1}])
+    rec.save(tmp_path)
+    assert rec.tasks()['worker_name'].tolist() == ['desk-1']
+    import pandas as pd
+    old = pd.read_csv(tmp_path / 'tasks.csv').drop(columns=['worker_name'])
+    old.to_csv(tmp_path / 'tasks.csv', index=False)
+    back = Records.load(tmp_path, fmt='csv').tasks()
+    assert back['worker_name'].isna().all() and back['worker'].tolist() == ['tcp://h:1']
