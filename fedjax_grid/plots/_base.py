@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import tempfile
+import secrets
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -101,9 +101,11 @@ def save_png(fig: Figure, save: str | os.PathLike | None, dpi: int = DPI) -> Non
     if path.suffix.lower() != ".png":
         raise UserError(f"save={str(save)!r} must be a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A plain exclusive open (not mkstemp, which creates 0600): the PNG gets the same
+    # permissions as the CSV records, 0666 minus the umask (0644 with the usual 022).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fig.savefig(fh, format="png", dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
