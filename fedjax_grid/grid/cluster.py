@@ -38,6 +38,11 @@ class GridHandle:
         """Worker address -> scheduler's info (name, nthreads, memory_limit, ...)."""
         return self.client.scheduler_info(n_workers=-1).get("workers", {})
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran or the client was closed (e.g. a notebook's last cell)."""
+        return self.client.status in ("closing", "closed")
+
     def close(self) -> None:
         try:
             self.client.close()
