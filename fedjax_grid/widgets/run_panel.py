@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import html
+import pathlib
 import threading
 import time
 import traceback
@@ -43,7 +44,8 @@ class RunPanel:
     grid: an open ``GridHandle`` to run on (shared with a ``ClusterPanel``); None:
     the run opens its own cluster from ``config.grid`` and closes it at the end.
     out_dir: output directory (default: ``config.out_dir``, else a new
-    ``runs/<name>/<YYYYmmdd-HHMMSS>`` per run, or ``runs/<name>/latest`` with *resume*).
+    ``<runs_root>/<name>/<YYYYmmdd-HHMMSS>`` per run, or ``<runs_root>/<name>/latest``
+    with *resume*; ``runs_root`` defaults to ``runs``).
     resume: initial value of the *resume* checkbox (continue from the checkpoint).
     live_plot: redraw the dashboard every ``plot_every`` rounds.
 
@@ -53,10 +55,13 @@ class RunPanel:
     """
 
     def __init__(self, config_panel: ConfigPanel, *, grid=None, out_dir=None,
-                 resume: bool = False, live_plot: bool = True, plot_every: int = 1):
+                 resume: bool = False, live_plot: bool = True, plot_every: int = 1,
+                 runs_root=None):
+        from fedjax_grid.grid import run_dirs
         self.config_panel = config_panel
         self.grid = grid
         self.out_dir = out_dir
+        self.runs_root = run_dirs.DEFAULT_ROOT if runs_root is None else runs_root
         self.live_plot = live_plot
         self.plot_every = max(1, int(plot_every))
         self.run = None
@@ -135,12 +140,12 @@ class RunPanel:
         if self.out_dir is not None or cfg.out_dir:
             return self.out_dir or cfg.out_dir, False
         if resume:
-            latest = run_dirs.latest_run_dir(cfg.name)
+            latest = run_dirs.latest_run_dir(cfg.name, self.runs_root)
             if latest is None:
                 raise UserError(f"resume: no run of {cfg.name!r} in "
-                                f"{str(run_dirs.DEFAULT_ROOT / cfg.name)!r} to continue")
+                                f"{str(pathlib.Path(self.runs_root) / cfg.name)!r} to continue")
             return latest, False
-        return run_dirs.new_run_dir(cfg.name), True
+        return run_dirs.new_run_dir(cfg.name, self.runs_root), True
 
     def _on_stage(self, event: dict) -> None:
         """A start-up event: the status says what runs now, the log what took how long."""
