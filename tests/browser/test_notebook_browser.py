@@ -259,8 +259,6 @@ def test_notebook_01_run_all_then_run_and_stop_in_the_panel(lab, browser):
     m = re.search(r"stopped after round (\d) of 6", status)
     assert m, status  # Stop landed before the last round
     assert "fedjax-grid run --resume --out" in status
-    # The dashboard agrees with the status line: rounds count from 1 in both.
-    assert f"round {m.group(1)}/6" in status or re.search(r"round \d/6: global accuracy", status)
     assert "IOLoop is closed" not in d.find_element(By.TAG_NAME, "body").text
     assert 0 < moved <= 100 and _progress_percent(d) == pytest.approx(100 * int(m.group(1)) / 6, abs=1)
     print(f"run all {run_all_s:.1f} s; stopped after round {m.group(1)} of 6; "
