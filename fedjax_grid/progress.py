@@ -55,15 +55,16 @@ class Console:
         """Advance the bar after a round (``rounds_done``: rounds done so far, 1-based count)."""
         if self.quiet:
             return
+        acc = row.get("global_accuracy", float("nan"))
+        postfix = (f"round {rounds_done}/{self.total}, accuracy {100 * acc:.1f} %, "
+                   f"clients ok {row['clients_ok']}/{row['clients_sampled']}")
         if self.bar is None:
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=self.total, initial=rounds_done, desc=self.name,
-                            unit="round", file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total, initial=rounds_done, desc=self.name, unit="round",
+                            file=self.stream, dynamic_ncols=True, postfix=postfix)
         else:
+            self.bar.set_postfix_str(postfix, refresh=False)  # shown with the new count
             self.bar.update(rounds_done - self.bar.n)
-        acc = row.get("global_accuracy", float("nan"))
-        self.bar.set_postfix_str(f"round {rounds_done}/{self.total}, accuracy {100 * acc:.1f} %, "
-                                 f"clients ok {row['clients_ok']}/{row['clients_sampled']}")
 
     def close(self) -> None:
         if self.bar is not None:
