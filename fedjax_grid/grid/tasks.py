@@ -105,7 +105,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}. Returns {'variables', 'num_examples',
-    'metrics', 'worker', 'start', 'end', 'train_s', 'plan'} with wall-clock
+    'metrics', 'worker' (address), 'worker_name' (its --name or ''), 'start', 'end',
+    'train_s', 'plan'} with wall-clock
     times in seconds since the epoch (worker clock).
     """
     from fedjax_grid.grid.plugin import check_version
@@ -154,7 +155,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
             seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
-            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(), "start": start, "end": time.time(),
+            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
+            "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan}
 
 
