@@ -563,7 +563,11 @@ def nb05():
         from fedjax_grid import plots
         plots.worker_timeline(tasks, rounds=records.rounds(), save=OUT / "timeline.png")
         """),
-        code("tasks.groupby(\"worker_name\")[[\"duration_s\", \"num_samples\"]].agg([\"count\", \"sum\"])"),
+        code("""
+        # Desktops by name (dask worker --name), by address where a desktop has none.
+        desktop = tasks["worker_name"].fillna(tasks["worker"]).rename("desktop")
+        tasks.groupby(desktop)[["duration_s", "num_samples"]].agg(["count", "sum"])
+        """),
         md("## Clean up\nClose the client; stop only the processes started above (by PID)."),
         code("""
         grid.close()

@@ -80,7 +80,7 @@ def test_05_desktop_grid(tmp_path):
     assert len(outputs_of(nb)) >= 1
     text = json.dumps(nb)
     assert "desktop-0" in text and "desktop-1" in text  # the attached desktops were listed
-    table_cell = next(c for c in nb.cells if c.source.startswith("tasks.groupby"))
+    table_cell = next(c for c in nb.cells if "tasks.groupby(desktop)" in c.source)
     html = table_cell.outputs[0]["data"]["text/html"]
     assert "desktop-0" in html and "tcp://" not in html  # tables by worker name, not ip:port
 
