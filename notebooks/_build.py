@@ -257,9 +257,11 @@ def nb02():
                  "shards": Distribution("shards", shards_per_client=2),
                  "quantity": Distribution("quantity", sigma=0.8)}
         assert set(specs) == set(DISTRIBUTIONS)
-        fig = Figure(figsize=(11.5, 6.8), layout="constrained")   # 2 rows: readable in a notebook
-        axes = fig.subplots(2, 3).ravel()
-        axes[-1].remove()
+        rows = -(-len(specs) // 3)   # 3 per row: readable fonts in a notebook
+        fig = Figure(figsize=(11.5, 3.4 * rows), layout="constrained")
+        axes = fig.subplots(rows, 3).ravel()
+        for ax in axes[len(specs):]:
+            ax.remove()
         tables = {}
         for ax, (kind, spec) in zip(axes, specs.items()):
             parts = distribute(labels, NUM_CLIENTS, spec, np.random.default_rng(SEED))
