@@ -190,7 +190,7 @@ def run_federated(spec: Spec, out_dir: pathlib.Path, grid, log=print) -> pd.Data
     from fedjax_grid.grid.engine import FederatedRun
 
     def progress(row):
-        log(f"  [{spec.suite}] {spec.name} round {row['round'] + 1}: "
+        log(f"  [{spec.suite}] {spec.name} round {row['round']}: "
             f"acc {100 * row['global_accuracy']:.2f} %, {row['round_time_s']:.1f} s")
 
     with FederatedRun(spec.cfg, out_dir=out_dir, grid=grid) as run:
@@ -222,7 +222,7 @@ def run_centralized(spec: Spec, out_dir: pathlib.Path, log=print) -> pd.DataFram
         m = evaluate(fr.model, variables, fr.test_arrays, spec.cfg.training.test_batch_size,
                      preprocess=pre)
         now = time.time()
-        rows.append({"round": r, "global_loss": float(m["loss"]),
+        rows.append({"round": r + 1, "global_loss": float(m["loss"]),  # 1-based, as the engine's
                      "global_accuracy": float(m["accuracy"]), "round_time_s": now - t_round,
                      "elapsed_s": now - t0})
         log(f"  [{spec.suite}] {spec.name} epoch {r + 1}: "
@@ -242,7 +242,7 @@ def summarize(spec: Spec, rounds: pd.DataFrame, wall_s: float) -> dict:
     best = float(np.nanmax(acc)) if finite.any() else math.nan
     hit = np.flatnonzero(finite & (acc >= 0.9 * final)) if finite.any() else []
     t90 = float(rounds["elapsed_s"].iloc[hit[0]]) if len(hit) else math.nan
-    r90 = int(rounds["round"].iloc[hit[0]]) + 1 if len(hit) else None
+    r90 = int(rounds["round"].iloc[hit[0]]) if len(hit) else None  # rounds count from 1
     c = spec.cfg
     kw = c.model.kwargs
     width = kw.get("width", kw.get("width_multiplier", 1.0))

@@ -33,7 +33,6 @@ import sys
 import time
 from typing import Optional
 
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (the suite's settings and runners)

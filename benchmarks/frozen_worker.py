@@ -3,7 +3,7 @@ processes on 127.0.0.1, one of them SIGSTOPped (a closed laptop lid) for 30 s an
 
 Quickstart preset (VGG-11 width 0.25, 4 clients, digits), ``grid.quorum=0.5``. Round 0
 compiles on every worker; the victim is stopped as soon as it runs a client task of
-round 1 and continued ``stop_s`` seconds later. Prints one row per (deadline, stop):
+round 2 and continued ``stop_s`` seconds later. Prints one row per (deadline, stop):
 the worst round time among rounds 1.. (all of them while it slept and after), rounds
 with quorum, and the task counts.
 
@@ -36,7 +36,7 @@ def config(address: str, deadline: float, rounds: int):
 
 
 def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
-    """Run with one worker frozen for ``stop_s`` seconds from its first task of round 1."""
+    """Run with one worker frozen for ``stop_s`` seconds from its first task of round 2."""
     from fedjax_grid.grid.engine import FederatedRun
     pids = grid.ensure(3)
     victim_addr, victim_pid = sorted(pids.items())[-1]
@@ -57,7 +57,7 @@ def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
             time.sleep(0.02)
 
     try:
-        run.step()  # round 0: compilation on every worker
+        run.step()  # round 1: compilation on every worker
         th = threading.Thread(target=freezer, daemon=True)
         th.start()
         while not run.done:
@@ -70,7 +70,7 @@ def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
             os.kill(victim_pid, signal.SIGCONT)
         run.close()
     r, tasks = run.records.rounds(), run.records.tasks()
-    later = tasks[tasks["round"] >= 1]
+    later = tasks[tasks["round"] >= 2]  # rounds count from 1
     return {"deadline_s": deadline, "stopped_s": stop_s, "rounds_after_0": len(times),
             "worst_round_s": round(max(times), 1), "mean_round_s": round(sum(times) / len(times), 1),
             "over_deadline_s": round(max(times) - deadline, 1),

@@ -1,7 +1,8 @@
 """The ``fedjax-grid`` command line.
 
+  fedjax-grid --version
   fedjax-grid run [--preset NAME | --config FILE] [--set key=value ...]
-                  [--scheduler ADDR] [--workers N] [--out DIR] [--resume]
+                  [--scheduler ADDR] [--workers N] [--out DIR] [--resume] [--more-rounds N]
   fedjax-grid presets
   fedjax-grid show-config [--preset NAME | --config FILE] [--set ...]
   fedjax-grid partition-report [--preset NAME | --config FILE] [--set ...] [--round R] [--out DIR]
@@ -9,6 +10,7 @@
   fedjax-grid certs DIR [--hosts 127.0.0.1,localhost]
 
 Bad input of any kind is reported as one line ``error: ...`` with exit code 2.
+``run --help`` explains the output folders, the round numbers and ``--resume``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import argparse
 import os
 import pathlib
 import re
+import shutil
 import signal
 import sys
 
@@ -41,30 +44,86 @@ class _Parser(argparse.ArgumentParser):
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="a preset name (see `fedjax-grid presets`)")
+    src.add_argument("--preset", help="a preset name (see `fedjax-grid presets`; default: quickstart)")
     src.add_argument("--config", help="a JSON/YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.lr=0.01 (repeatable)")
 
 
+RUN_EPILOG = """\
+output folder:
+  without --out each run gets its own folder runs/<name>/<YYYYmmdd-HHMMSS>, and
+  runs/<name>/latest links to the newest one; the absolute path and the files
+  written (records, plots, checkpoints) are printed at the end.
+
+rounds:
+  rounds are counted from 1 ("round 3/8" = 3 of 8 rounds done; the checkpoint
+  ckpt-000003.npz holds the state after round 3). training.rounds is the run's
+  total; --more-rounds N stops this invocation after N more rounds.
+
+examples:
+  fedjax-grid run                                   # quickstart preset, LocalCluster on 127.0.0.1
+  fedjax-grid run --preset paper-vgg16-cifar10-independent --out runs/vgg
+  fedjax-grid run --resume --out runs/vgg           # continue runs/vgg with its config.json
+  fedjax-grid run --resume                          # continue runs/quickstart/latest
+  fedjax-grid run --resume --out runs/vgg --set training.rounds=120   # extend the run
+  fedjax-grid run --scheduler tcp://10.0.0.5:8786 --more-rounds 2
+"""
+
+
+def _version_text() -> str:
+    """This package's version and the versions a grid's machines must share."""
+    import platform
+    from importlib import metadata
+    from fedjax_grid import __version__
+    parts = []
+    for dist in ("jax", "flax", "optax", "distributed"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} (not installed)")
+    return f"fedjax-grid {__version__} (python {platform.python_version()}, {', '.join(parts)})"
+
+
+class _Version(argparse.Action):
+    """``--version``: one unwrapped line on stdout, exit 0."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fedjax-grid", description="Federated learning on a desktop grid.")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the versions (they must match on every desktop) and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    run = sub.add_parser("run", help="run a federated experiment")
+    run = sub.add_parser("run", help="run a federated experiment", epilog=RUN_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Run (or --resume) a federated experiment: the quickstart "
+                                     "preset unless --preset/--config is given.")
     _config_args(run)
-    run.add_argument("--scheduler", help="address of a Dask scheduler (default: a LocalCluster)")
-    run.add_argument("--workers", type=int, help="LocalCluster worker processes")
-    run.add_argument("--out", help="output directory (default: runs/<name>)")
-    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    run.add_argument("--rounds", type=int, help="stop after this many more rounds")
+    run.add_argument("--scheduler", help="address of a Dask scheduler "
+                                         "(default: a LocalCluster on grid.host, 127.0.0.1)")
+    run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: grid.workers)")
+    run.add_argument("--out", help="output folder (default: a new runs/<name>/<YYYYmmdd-HHMMSS>; "
+                                   "with --resume: runs/<name>/latest)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run stored in --out from its last checkpoint, with its "
+                          "config.json (a conflicting --config/--preset/--set is refused)")
+    run.add_argument("--more-rounds", type=int, metavar="N",
+                     help="stop after N more rounds in this invocation (the run's total stays "
+                          "training.rounds; raise that with --set training.rounds=T)")
+    run.add_argument("--rounds", dest="rounds_alias", type=int, help=argparse.SUPPRESS)
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no start-up stages, no progress bar")
     sub.add_parser("presets", help="list the presets")
     show = sub.add_parser("show-config", help="print the resolved config as YAML")
     _config_args(show)
     rep = sub.add_parser("partition-report", help="per-client label table and heatmap")
     _config_args(rep)
-    rep.add_argument("--round", type=int, default=0, help="round whose local sets to report")
+    rep.add_argument("--round", type=int, default=1,
+                     help="round whose local sets to report (1 = the first; default 1)")
     rep.add_argument("--out", help="directory for partition.csv and partition.png")
     prep = sub.add_parser("prepare", help="write a source as a tfds array_record data set")
     prep.add_argument("source")
@@ -88,50 +147,94 @@ def resolve_config(args):
     return cfg.validate()
 
 
+def _more_rounds(args):
+    """--more-rounds N (or its old name --rounds N), checked; None when not given."""
+    for flag, value in (("--more-rounds", args.more_rounds), ("--rounds", args.rounds_alias)):
+        if value is not None and not 1 <= value <= MAX_ROUNDS_FLAG:
+            raise UserError(f"{flag}={show(value)} is invalid: an integer in "
+                            f"[1, {MAX_ROUNDS_FLAG}] is required")
+    if args.more_rounds is not None and args.rounds_alias is not None:
+        raise UserError("--rounds is the old name of --more-rounds: give only one of them")
+    return args.more_rounds if args.more_rounds is not None else args.rounds_alias
+
+
+def _run_target(args):
+    """(config, output folder, whether the folder is new and ours to create)."""
+    from fedjax_grid.experiments.resume import resume_config
+    from fedjax_grid.grid import run_dirs
+    if not args.resume:
+        cfg = resolve_config(args)
+        if args.out or cfg.out_dir:
+            return cfg, pathlib.Path(args.out or cfg.out_dir), False
+        return cfg, run_dirs.new_run_dir(cfg.name), True
+    given = resolve_config(args) if (args.config or args.preset) else None
+    if args.out:
+        out = pathlib.Path(args.out)
+    else:
+        name = (given or resolve_config(args)).name
+        out = run_dirs.latest_run_dir(name)
+        if out is None:
+            raise UserError(f"--resume: no run of {name!r} in {str(run_dirs.DEFAULT_ROOT / name)!r} "
+                            f"to continue; give the run's folder with --out DIR")
+    given_by = " ".join(x for x in (f"--config {args.config}" if args.config else "",
+                                    f"--preset {args.preset}" if args.preset else "",
+                                    *(f"--set {o}" for o in args.overrides)) if x)
+    return resume_config(out, given, given_by, args.overrides), out, False
+
+
 def cmd_run(args) -> int:
-    cfg = resolve_config(args)
+    more = _more_rounds(args)
+    cfg, out, new_dir = _run_target(args)
     if args.scheduler:
         cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
-    if args.rounds is not None and not 1 <= args.rounds <= MAX_ROUNDS_FLAG:
-        raise UserError(f"--rounds={show(args.rounds)} is invalid: an integer in "
-                        f"[1, {MAX_ROUNDS_FLAG}] is required")
     cfg.validate()
+    from fedjax_grid.grid import run_dirs
     from fedjax_grid.grid.dispatch import GridLostError
     from fedjax_grid.grid.engine import FederatedRun
     from fedjax_grid.grid.health import NoWorkersError
+    from fedjax_grid.progress import Console
     _quiet_dask_connection_logs()
-    out = pathlib.Path(args.out or cfg.out_dir or pathlib.Path("runs") / cfg.name)
-    run = FederatedRun(cfg, out_dir=out, resume=args.resume)
-    bar = None
+    console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
+              flush=True)
+    try:
+        run = FederatedRun(cfg, out_dir=out, resume=args.resume, on_stage=console.stage)
+    except BaseException:
+        console.end_line()  # the error line starts on a line of its own
+        raise
+    if new_dir:
+        run_dirs.claim(out)
+    records = None
     try:
         # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
         # terminal reaches the whole process group, and only the coordinator reacts
         # (one line, exit 130) instead of every worker printing a traceback.
         with _sigint_ignored_in_children():
             run.start()
-        total = cfg.training.rounds
-        if not args.quiet:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total, initial=run.round, desc=cfg.name, unit="round",
-                       file=sys.stderr, dynamic_ncols=True)
 
         def on_round(row):
             from fedjax_grid.grid.records import round_warnings
             for w in round_warnings(row):
-                (bar.write if bar is not None else print)(f"warning: {w}", file=sys.stderr)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(acc=f"{row['global_accuracy']:.4f}",
-                                ok=f"{row['clients_ok']}/{row['clients_sampled']}")
+                console.warn(w)
+            console.round_done(row, run.round)
 
-        records = run.run(rounds=args.rounds, callback=on_round)
+        records = run.run(rounds=more, callback=on_round)
     except KeyboardInterrupt:
-        print(f"interrupted after round {run.round}; continue with --resume --out {out}",
-              file=sys.stderr)
+        if run.round:
+            console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}; "
+                                f"continue with: fedjax-grid run --resume --out {out}")
+        else:
+            console.interrupted("interrupted before the first round finished; nothing to resume")
         return EXIT_INTERRUPTED
+    except UserError:
+        console.end_line()
+        raise
     except OSError as e:
+        console.close()
+        console.end_line()
         if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
             raise UserError(f"cannot write the run's files in --out {show_path(out)} "
                             f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
@@ -142,24 +245,26 @@ def cmd_run(args) -> int:
                         f"{run.round} rounds are checkpointed in {show_path(out)}: "
                         "continue with --resume") from None
     finally:
-        if bar is not None:
-            bar.close()
+        console.close()
         try:
             run.close()
         except KeyboardInterrupt:
             pass
+        if new_dir:  # our own new folder: 'latest' once it holds a round, else it goes
+            if (out / "checkpoints").is_dir():
+                run_dirs.point_latest(out)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
         from fedjax_grid import plots
-        plots.global_accuracy(rounds, save=out / "global_accuracy.png")
+        plots.global_accuracy(rounds, save=out / "global_accuracy.png",
+                              title=f"{cfg.name}: global test accuracy")
         tasks = records.tasks()
         if (tasks["status"] == "ok").any():
-            plots.local_loss(tasks, save=out / "local_loss.png")
-    last = rounds.iloc[-1] if len(rounds) else None
-    if last is not None:
-        print(f"{cfg.name}: {len(rounds)} rounds, final global accuracy "
-              f"{last['global_accuracy']:.4f} (best {rounds['global_accuracy'].max():.4f}), "
-              f"loss {last['global_loss']:.4f}; records in {out}")
+            plots.local_loss(tasks, save=out / "local_loss.png",
+                             title=f"{cfg.name}: local training loss across clients")
+    print_summary(cfg, rounds, out, run.round)
     return 0
 
 
@@ -182,6 +287,28 @@ class _sigint_ignored_in_children:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+
+
+def print_summary(cfg, rounds, out: pathlib.Path, done: int) -> None:
+    """The result, the absolute output folder and the files written, on stdout."""
+    from fedjax_grid.progress import describe_outputs
+    if len(rounds):
+        acc = rounds["global_accuracy"]
+        last = rounds.iloc[-1]
+        print(f"{cfg.name}: round {done}/{cfg.training.rounds}, final global accuracy "
+              f"{100 * last['global_accuracy']:.1f} % (best {100 * acc.max():.1f} %), "
+              f"loss {last['global_loss']:.4f}")
+    else:
+        print(f"{cfg.name}: round {done}/{cfg.training.rounds}, no new round")
+    print(f"output folder: {out.resolve()}")
+    files = describe_outputs(out)
+    for kind in ("records", "plots"):
+        if files[kind]:
+            print(f"  {kind + ':':13s}{' '.join(files[kind])}")
+    if files["checkpoints"]:
+        more = "" if done >= cfg.training.rounds else f"; continue with: fedjax-grid run --resume --out {out}"
+        print(f"  {'checkpoints:':13s}{files['checkpoints'][-1]} (the last of "
+              f"{len(files['checkpoints'])}){more}")
 
 
 #: Dask loggers that print multi-line tracebacks while the client tries to reconnect to
@@ -214,9 +341,9 @@ def cmd_partition_report(args) -> int:
     from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
     from fedjax_grid.partition.report import label_heatmap, label_table
     cfg = resolve_config(args)
-    if not 0 <= args.round <= MAX_ROUNDS_FLAG:
+    if not 1 <= args.round <= MAX_ROUNDS_FLAG:
         raise UserError(f"--round={show(args.round)} is invalid: an integer in "
-                        f"[0, {MAX_ROUNDS_FLAG}] is required")
+                        f"[1, {MAX_ROUNDS_FLAG}] is required (rounds count from 1)")
     out = None
     if args.out:
         from fedjax_grid.grid.runlock import check_folder
@@ -225,7 +352,7 @@ def cmd_partition_report(args) -> int:
     labels = np.asarray(train.labels)
     strategy = partition_strategy(cfg, labels)
     state = strategy.init(cfg.seed)
-    for r in range(args.round + 1):
+    for r in range(args.round):  # the 0-based index r = round - 1 keys the randomness
         assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)
     table = label_table(labels, assignments, class_names=list(train.info.class_names))
     wide = table.pivot(index="client", columns="class", values="count")

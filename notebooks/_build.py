@@ -51,10 +51,13 @@ print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absen
 """
 
 GRID_OPEN = """
+from IPython.display import HTML
 from fedjax_grid.grid.cluster import open_cluster
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
-print("dashboard:", grid.dashboard_link, "| workers:", len(grid.workers()))
+display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
+             f'style="text-decoration:underline">{grid.dashboard_link}</a> '
+             f'&middot; {len(grid.workers())} workers'))
 """
 
 
@@ -94,61 +97,70 @@ def nb01():
         """),
         md("## The grid\nA `LocalCluster` (or the scheduler given above) with fedjax_grid's worker plugin."),
         code(GRID_OPEN),
+        md("The workers, one live table (it counts tasks once a run is attached below):"),
         code("""
         from fedjax_grid.widgets import ClusterPanel
         cluster_panel = ClusterPanel(grid)
-        cluster_panel.table
+        display(cluster_panel)
         """),
-        md("## Rounds, one by one\n`FederatedRun.step()` runs one round and returns its row."),
+        md("""
+        ## Rounds, one by one
+        `FederatedRun.step()` runs one round and returns its row. Rounds count from 1
+        everywhere (records, plots, panels, CLI): the row with `round = 1` is the first
+        round, and `run.round` is the number of rounds done.
+        """),
         code("""
         from fedjax_grid.grid.engine import FederatedRun
         run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
+        cluster_panel.records = run   # the table above now counts this run's tasks
         row = run.step()
+        print(run.stages.summary())   # start-up: data, model, first round (compiles the model)
         row
         """),
         code("""
-        records = run.run()   # the remaining rounds; records, checkpoints, config.json in run.out_dir
-        rounds, tasks = records.rounds(), records.tasks()
-        assert len(rounds) == ROUNDS and (tasks["status"] == "ok").all()
+        records = run.run(callback=lambda row: cluster_panel.refresh())  # the remaining rounds
+        rounds, tasks = records.rounds(), records.tasks()   # also in run.out_dir, with checkpoints
+        assert list(rounds["round"]) == list(range(1, ROUNDS + 1)) and (tasks["status"] == "ok").all()
         rounds
         """),
         code("tasks.head(8)"),
         md("## Plots\nEvery function takes the tidy tables, returns the figure and can save a PNG."),
         code("""
         from fedjax_grid import plots
-        plots.global_accuracy(rounds, save=OUT / "global_accuracy.png")
+        plots.global_accuracy(rounds, title=f"{cfg.name}: global test accuracy",
+                              save=OUT / "global_accuracy.png")
         """),
-        code("plots.local_loss(tasks, save=OUT / \"local_loss.png\")"),
-        code("plots.worker_timeline(tasks, rounds=rounds, save=OUT / \"timeline.png\")"),
+        code("plots.local_loss(tasks, title=f\"{cfg.name}: local loss across clients\", save=OUT / \"local_loss.png\")"),
+        code("plots.worker_timeline(tasks, rounds=rounds, title=f\"{cfg.name}: worker timeline\", save=OUT / \"timeline.png\")"),
         code("""
         import numpy as np
         from fedjax_grid.partition.report import label_table
         assignments, _ = run.strategy.apply(run.strategy.init(cfg.seed), np.random.default_rng([cfg.seed, 11, 0]), 0)
-        plots.label_distribution(label_table(run.train.labels, assignments), save=OUT / "labels.png")
-        """),
-        code("""
-        cluster_panel.records = run
-        cluster_panel.refresh()
+        plots.label_distribution(label_table(run.train.labels, assignments),
+                                 title=f"{cfg.name}: local sets of round 1", save=OUT / "labels.png")
         """),
         md("""
         ## The same from widgets
         `ConfigPanel` is generated from `ExperimentConfig` (validation messages in place);
-        `RunPanel` runs it in a background thread with a live dashboard; **Stop** ends the run
-        cleanly after the round in flight. *Save JSON* writes a config that the CLI resumes:
-        `fedjax-grid run --config experiment.json --out DIR --resume`.
+        `RunPanel` runs it in a background thread: the start-up stages with their times, then
+        a progress bar and a live dashboard; **Stop** ends the run cleanly after the round in
+        flight. Each Run writes a new folder under `OUT/from_widgets/<name>/` (tick *resume* to
+        continue the latest one instead). It works before and after the last cell: once the
+        grid is closed, Run starts its own cluster from the config.
         """),
         code("""
         from fedjax_grid.widgets import ConfigPanel, RunPanel
-        config_panel = ConfigPanel(cfg.replace(out_dir=str(OUT / "from_widgets")))
-        run_panel = RunPanel(config_panel, grid=grid)
+        config_panel = ConfigPanel(cfg)
+        run_panel = RunPanel(config_panel, grid=grid, runs_root=OUT / "from_widgets")
         display(config_panel, run_panel)
         """),
-        md("Resume the notebook's run from a shell (it continues from the last checkpoint):"),
+        md("Continue the notebook's run from a shell (its folder holds its config.json):"),
         code("""
-        print(f"fedjax-grid run --config {run.out_dir / 'config.json'} --out {run.out_dir} --resume --set training.rounds={ROUNDS + 2}")
+        print(f"fedjax-grid run --resume --out {run.out_dir} --set training.rounds={ROUNDS + 2}")
         """),
+        md("Close the grid (the panel above still works: a Run after this starts its own cluster)."),
         code("""
-        run_panel.wait(timeout=600)   # in case Run was pressed above
+        run_panel.wait(timeout=600)   # a run started from the panel finishes first
         run.close(); grid.close()
         """),
     ]
@@ -248,8 +260,11 @@ def nb02():
                  "shards": Distribution("shards", shards_per_client=2),
                  "quantity": Distribution("quantity", sigma=0.8)}
         assert set(specs) == set(DISTRIBUTIONS)
-        fig = Figure(figsize=(4.2 * len(specs), 3.6), layout="constrained")
-        axes = fig.subplots(1, len(specs))
+        rows = -(-len(specs) // 3)   # 3 per row: readable fonts in a notebook
+        fig = Figure(figsize=(11.5, 3.4 * rows), layout="constrained")
+        axes = fig.subplots(rows, 3).ravel()
+        for ax in axes[len(specs):]:
+            ax.remove()
         tables = {}
         for ax, (kind, spec) in zip(axes, specs.items()):
             parts = distribute(labels, NUM_CLIENTS, spec, np.random.default_rng(SEED))
@@ -264,31 +279,69 @@ def nb02():
         md("""
         ## Forming strategies
         How the local sets change between rounds: `static` (fixed), `dynamic` (redrawn every
-        round), `stochastic` (resampled), `hybrid(keep)` (a fraction kept). Below: the share
-        of client 0's examples that were also in its previous local set.
+        round), `stochastic` (resampled), `hybrid(keep)` (a fraction kept). Rounds count from
+        1, as in the run records. Below: the share of client 0's examples that were also in
+        its local set of the round before.
         """),
         code("""
-        spec = Distribution("balanced", beta=0.8)
-        overlap, first_round = {}, {}
-        for name in FORMING:
+        from fedjax_grid.experiments.build import forming_rng
+
+        def rounds_of(name, spec):
+            \"\"\"{round (from 1): assignments} of one strategy, as a run draws them.\"\"\"
             strategy = make_strategy(name, labels, NUM_CLIENTS, spec, keep=0.5)
-            state, prev, shares = strategy.init(SEED), None, []
-            for r in range(ROUNDS_SHOWN):
-                assignments, state = strategy.apply(state, np.random.default_rng([SEED, 11, r]), r)
-                cur = assignments[0]
-                if prev is not None:
-                    shares.append(len(np.intersect1d(cur, prev)) / max(1, len(cur)))
-                prev = cur
-                if r == 1:
-                    first_round[name] = label_table(labels, assignments)
-            overlap[name] = shares
-        pd.DataFrame(overlap, index=pd.RangeIndex(1, ROUNDS_SHOWN, name="round"))
+            state, out = strategy.init(SEED), {}
+            for r in range(1, ROUNDS_SHOWN + 1):   # the run's 0-based index r - 1 keys the randomness
+                out[r], state = strategy.apply(state, forming_rng(SEED, r - 1), r - 1)
+            return out
+
+        spec = Distribution("balanced", beta=0.8)
+        sets = {name: rounds_of(name, spec) for name in FORMING}
+        overlap = {name: [len(np.intersect1d(a[r][0], a[r - 1][0])) / max(1, len(a[r][0]))
+                          for r in range(2, ROUNDS_SHOWN + 1)] for name, a in sets.items()}
+        pd.DataFrame(overlap, index=pd.RangeIndex(2, ROUNDS_SHOWN + 1, name="round"))
+        """),
+        md("""
+        **Why the four round-1 heatmaps below look identical:** with a label-skewed
+        distribution (here `balanced`, beta 0.8) every strategy keeps each client's label
+        histogram of round 1 -- its home classes and how many examples of each -- and changes
+        only *which* examples fill it. A label heatmap therefore cannot tell the strategies
+        apart in any round; what differs is the examples themselves, shown after it.
         """),
         code("""
-        fig = Figure(figsize=(4.2 * len(FORMING), 3.6), layout="constrained")
-        for ax, (name, table) in zip(fig.subplots(1, len(FORMING)), first_round.items()):
-            plots.label_distribution(table, ax=ax, annot=False, title=f"{name}: round 1")
+        def heatmaps(tables, title):
+            fig = Figure(figsize=(10.5, 7.2), layout="constrained")   # 2 x 2: readable fonts
+            for ax, (name, table) in zip(fig.subplots(2, 2).ravel(), tables.items()):
+                plots.label_distribution(table, ax=ax, annot=False, title=f"{name}: {title}")
+            return fig
+
+        heatmaps({name: label_table(labels, a[1]) for name, a in sets.items()}, "round 1")
+        """),
+        md("""
+        Where they differ: the share of each client's round-1 examples still in its local set
+        in a later round (static keeps all of them; dynamic and stochastic redraw; hybrid keeps
+        about `keep` = 0.5 of the previous set each round).
+        """),
+        code("""
+        import seaborn as sns
+        last = ROUNDS_SHOWN
+        kept = pd.DataFrame({name: [len(np.intersect1d(a[last][k], a[1][k])) / max(1, len(a[1][k]))
+                                    for k in range(NUM_CLIENTS)] for name, a in sets.items()})
+        kept.index.name = "client"
+        fig = Figure(figsize=(6.5, 0.35 * NUM_CLIENTS + 1.8), layout="constrained")
+        ax = fig.add_subplot()
+        sns.heatmap(kept, ax=ax, vmin=0, vmax=1, annot=True, fmt=".0%", cmap="viridis",
+                    cbar_kws={"label": "share of round-1 examples kept"})
+        ax.set_title(f"round {last}: examples kept since round 1")
         fig
+        """),
+        md("""
+        With `iid` local sets only the sizes are fixed and the labels are redrawn, so by a later
+        round the label heatmaps differ too (static still shows its round-1 split):
+        """),
+        code("""
+        iid_sets = {name: rounds_of(name, Distribution("iid")) for name in FORMING}
+        heatmaps({name: label_table(labels, a[ROUNDS_SHOWN]) for name, a in iid_sets.items()},
+                 f"iid, round {ROUNDS_SHOWN}")
         """),
     ]
 
@@ -440,7 +493,8 @@ def nb05():
         # 05 · A desktop grid: connect to a scheduler, see the desktops, run
 
         On a real grid, one machine runs `dask scheduler` and every desktop joins it with
-        `dask worker tcp://SCHEDULER:8786` (see `fedjax-grid certs` for TLS). Give that
+        `dask worker tcp://SCHEDULER:8786 --name $(hostname)` (the name labels the desktop in
+        tables and plots; see `fedjax-grid certs` for TLS). Give that
         address in `SCHEDULER_ADDRESS`. By default this notebook starts a scheduler and
         `DESKTOPS` workers itself, as subprocesses on 127.0.0.1, to show the same code, and
         stops exactly those processes at the end.
@@ -498,25 +552,28 @@ def nb05():
         md("## The attached desktops"),
         code("""
         from fedjax_grid.widgets import ClusterPanel
-        panel = ClusterPanel(grid)
+        panel = ClusterPanel(grid)   # one live table; panel.table is the same as a DataFrame
         display(panel)
-        panel.table
         """),
         md("## A run on them\nThe client that runs the rounds is this notebook; the training happens on the desktops."),
         code("""
         from fedjax_grid.grid.engine import FederatedRun
         run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
-        records = run.run(callback=lambda row: print(row["round"], round(row["global_accuracy"], 4)))
+        panel.records = run   # the table above counts this run's tasks, refreshed every round
+        records = run.run(callback=lambda row: (panel.refresh(), print(
+            f"round {row['round']}/{cfg.training.rounds}: accuracy {100 * row['global_accuracy']:.1f} %")))
         tasks = records.tasks()
         assert set(tasks["worker"]) <= set(grid.workers())
-        panel.records = run
-        panel.refresh()
         """),
         code("""
         from fedjax_grid import plots
         plots.worker_timeline(tasks, rounds=records.rounds(), save=OUT / "timeline.png")
         """),
-        code("tasks.groupby(\"worker\")[[\"duration_s\", \"num_samples\"]].agg([\"count\", \"sum\"])"),
+        code("""
+        # Desktops by name (dask worker --name), by address where a desktop has none.
+        desktop = tasks["worker_name"].fillna(tasks["worker"]).rename("desktop")
+        tasks.groupby(desktop)[["duration_s", "num_samples"]].agg(["count", "sum"])
+        """),
         md("## Clean up\nClose the client; stop only the processes started above (by PID)."),
         code("""
         grid.close()

@@ -28,3 +28,44 @@ def test_partition_report_writes_table_and_heatmap(tmp_path, capsys):
     assert table["client"].nunique() == 4
     assert (tmp_path / "partition.png").stat().st_size > 1000
 
+
+
+def test_version_names_the_versions_a_grid_must_share(capsys):
+    import pytest
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    from fedjax_grid import __version__
+    assert out.startswith(f"fedjax-grid {__version__} (python ") and out.count("\n") == 1
+    for dist in ("jax ", "flax ", "distributed "):
+        assert dist in out
+
+
+def test_run_help_has_examples_defaults_and_explains_more_rounds(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("quickstart", "runs/<name>/<YYYYmmdd-HHMMSS>", "runs/<name>/latest", "examples:",
+                 "fedjax-grid run --resume --out runs/vgg", "--more-rounds N",
+                 "stop after N more rounds", "training.rounds", "rounds are counted from 1"):
+        assert text in out, text
+    assert "--rounds " not in out  # the old name still works but is not advertised
+
+
+def test_more_rounds_and_its_old_name_are_checked(capsys):
+    for argv, text in ((["run", "--more-rounds", "0"], "--more-rounds=0"),
+                       (["run", "--rounds", "-2"], "--rounds=-2"),
+                       (["run", "--rounds", "1", "--more-rounds", "1"], "old name")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and text in err, err
+
+
+def test_resume_without_a_run_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: no run of 'quickstart'") and err.count("\n") == 1
+    assert "--out DIR" in err

@@ -53,15 +53,21 @@ def main() -> None:
     finally:
         grid.close()
     static_r, static_t = rounds["static"], tasks["static"]
-    plots.global_accuracy(static_r, save=HERE / "global_accuracy.png")
-    plots.local_loss(static_t, save=HERE / "local_loss.png")
-    plots.label_distribution(table, save=HERE / "label_distribution.png")
-    plots.worker_timeline(f_tasks, rounds=f_rounds, save=HERE / "worker_timeline.png")
+    plots.global_accuracy(static_r, save=HERE / "global_accuracy.png",
+                          title="static: global test accuracy")
+    plots.local_loss(static_t, save=HERE / "local_loss.png",
+                     title="static: local training loss across clients")
+    plots.label_distribution(table, save=HERE / "label_distribution.png",
+                             title="static: local sets of round 1")
+    plots.worker_timeline(f_tasks, rounds=f_rounds, save=HERE / "worker_timeline.png",
+                          title="faults: worker timeline")
     all_rounds = pd.concat([r.assign(run=k) for k, r in rounds.items()], ignore_index=True)
-    plots.time_to_accuracy(all_rounds, save=HERE / "time_to_accuracy.png")
+    plots.time_to_accuracy(all_rounds, save=HERE / "time_to_accuracy.png",
+                           title="Forming strategies: accuracy vs wall time")
     plots.compare_runs(rounds, metric="global_accuracy", save=HERE / "compare_runs.png",
                        title="Forming strategies, balanced(0.5), 4 clients")
-    plots.dashboard(f_rounds, f_tasks, save=HERE / "dashboard.png")
+    plots.dashboard(f_rounds, f_tasks, save=HERE / "dashboard.png", name="faults",
+                    total=faulty.training.rounds)
     print(f_tasks["status"].value_counts().to_string())
     for k, r in rounds.items():
         print(f"{k:10s} final accuracy {r['global_accuracy'].iloc[-1]:.4f}")

@@ -39,6 +39,11 @@ class GridHandle:
         """Worker address -> scheduler's info (name, nthreads, memory_limit, ...)."""
         return self.client.scheduler_info(n_workers=-1).get("workers", {})
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran or the client was closed (e.g. a notebook's last cell)."""
+        return self.client.status in ("closing", "closed")
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -101,7 +106,7 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
         try:
             client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
                                         security=security)
-        except (OSError, TimeoutError, ValueError) as e:
+        except (OSError, TimeoutError, ValueError):
             raise UserError(f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
                             f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
                             "scheduler (is it started, and is the host/port right?)") from None

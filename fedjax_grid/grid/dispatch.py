@@ -66,7 +66,7 @@ def check_connected(client, round_: int) -> None:
     status = getattr(client, "status", "running")
     if status != "running":
         raise GridLostError(f"lost the scheduler {client.scheduler.address if client.scheduler else ''}"
-                            f" during round {round_} (client status {status!r})")
+                            f" during round {round_ + 1} (client status {status!r})")  # from 1
 
 
 def bounded_broadcast(client, value, workers, limit_s: float):

@@ -29,6 +29,16 @@ validation, aggregation and the server step are the pure algorithm's
 Everything random derives from (seed, round, client, attempt), and updates are
 summed in float64 on the coordinator, so a resumed run reaches the same final
 parameters as an uninterrupted one.
+
+Round numbers: for people and in every record, rounds count from 1 -- the row
+``round = k`` is the k-th round, ``run.round`` is the number of rounds done, and
+the checkpoint ``ckpt-00000k.npz`` holds the state after round k. Internally the
+0-based index ``r = k - 1`` keys the randomness (forming, sampling, faults) and
+the Dask task keys.
+
+Start-up (data, model, grid, the first round that compiles the model on the
+workers) is timed by :class:`~fedjax_grid.grid.stages.Stages`; pass
+``on_stage=callback`` to see each stage as it begins and ends.
 """
 from __future__ import annotations
 
@@ -71,13 +81,22 @@ class FederatedRun:
     ``GridHandle`` to reuse (else one is opened from ``config.grid`` on ``start``).
     notify: called with one-line messages about the grid (a quarantined worker,
     waiting for workers); default: ``warning: ...`` on stderr.
+    on_stage: called with each start-up event (see :mod:`fedjax_grid.grid.stages`).
+
+    ``worker_names`` maps the address of every worker seen to its ``--name``
+    ('' when it has none); ``stages.log`` holds the timed start-up stages.
     """
 
     def __init__(self, config: ExperimentConfig, *, out_dir=None, resume: bool = False,
-                 grid=None, notify: Optional[Callable[[str], None]] = None):
+                 grid=None, notify: Optional[Callable[[str], None]] = None,
+                 on_stage: Optional[Callable[[dict], None]] = None):
         from fedjax_grid.grid.records import Records
         from fedjax_grid.grid.runlock import RunFolderLock
+        from fedjax_grid.grid.stages import Stages
         self.config = config.validate()
+        self.stages = Stages(on_stage)
+        self.worker_names: dict[str, str] = {}
+        self._first_step = True
         self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
         #: Held from ``start()`` (or the first ``step()``) until ``run()`` returns or ``close()``.
         self.lock = RunFolderLock(self.out_dir)
@@ -94,8 +113,14 @@ class FederatedRun:
         self.notify = notify or warn_stderr
         self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
                                    notify=lambda m: self.notify(m))
-        self._setup_data()
-        self._setup_model()
+        c = self.config
+        with self.stages.stage("data", f"loading and partitioning {c.data.source} "
+                               f"({c.partition.num_clients} clients, "
+                               f"{c.partition.distribution})") as info:
+            self._setup_data()
+            info["detail"] = f"{len(self.train)} training / {len(self.test_arrays[1])} test images"
+        with self.stages.stage("model", f"building {c.model.name} and the server state"):
+            self._setup_model()
         if resume:
             self._restore()
         elif self.ckpt_dir.exists() and any(self.ckpt_dir.glob("ckpt-*")):
@@ -157,9 +182,21 @@ class FederatedRun:
         self.lock.acquire()
         if self.grid is None:
             from fedjax_grid.grid.cluster import open_cluster
-            self.grid = open_cluster(self.config.grid,
-                                     local_directory=str(self.out_dir / "dask"))
+            g = self.config.grid
+            text = (f"starting a LocalCluster of {g.workers} worker processes on {g.host}"
+                    if g.scheduler is None else f"connecting to the Dask scheduler {g.scheduler}")
+            with self.stages.stage("grid", text) as info:
+                self.grid = open_cluster(g, local_directory=str(self.out_dir / "dask"))
+                info["detail"] = f"{len(self.note_workers())} workers"
         return self.grid
+
+    def note_workers(self) -> dict:
+        """The grid's workers now (address -> info); remembers their names."""
+        from fedjax_grid.grid.tasks import worker_label
+        workers = self.grid.workers()
+        for addr, info in workers.items():
+            self.worker_names[addr] = worker_label(info.get("name"), addr)
+        return workers
 
     def close(self) -> None:
         try:
@@ -213,9 +250,20 @@ class FederatedRun:
         return np.sort(rng.choice(c.partition.num_clients, size=n, replace=False))
 
     def step(self) -> dict:
-        """Run one round; return its row of the rounds table."""
+        """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
         if self.grid is None or not self.lock.held:
             self.start()
+        if not self._first_step:
+            return self._step()
+        self._first_step = False
+        c = self.config
+        with self.stages.stage("first_round", f"round {self.round + 1}/{c.training.rounds}: "
+                               "compiling the model on the workers and training") as info:
+            row = self._step()
+            info["detail"] = f"{row['clients_ok']}/{row['clients_sampled']} clients ok"
+        return row
+
+    def _step(self) -> dict:
         c = self.config
         r = self.round
         if self.t0 is None:
@@ -231,6 +279,7 @@ class FederatedRun:
         dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,
                                  workers=lambda: self.healthy_workers(deadline),
                                  deadline=deadline)
+        self.note_workers()
         task_rows = []
         for k in sampled:
             if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
@@ -254,7 +303,7 @@ class FederatedRun:
         metrics = self.evaluate() if evaluated else {}
         counts = {s: sum(1 for t in task_rows if t["status"] == s)
                   for s in ("ok", "late", "failed", "rejected", "offline")}
-        row = {"round": r, "global_loss": float(metrics.get("loss", np.nan)),
+        row = {"round": self.round, "global_loss": float(metrics.get("loss", np.nan)),
                "global_accuracy": float(metrics.get("accuracy", np.nan)),
                "logit_spread": metrics.get("logit_spread", np.nan),
                "logit_spread_train": metrics.get("logit_spread_train", np.nan),
@@ -349,6 +398,7 @@ class FederatedRun:
                 row = self._row(r, k, attempt, "failed", None,
                                 (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
                 row["worker"] = where  # KilledWorker: the desktop that was lost
+                row["worker_name"] = self.worker_names.get(where, "")
                 row["bytes_in"] = dispatch.task_bytes[fut]
                 rows.append(row)
                 self.ledger.record(where, "failed")
@@ -365,12 +415,14 @@ class FederatedRun:
                                 reason="past the round deadline" if deadline
                                 else "not needed (overcommit)")
                 row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+                row["worker_name"] = self.worker_names.get(row["worker"], "")
                 row["bytes_in"] = dispatch.task_bytes[fut]
                 self.ledger.record(row["worker"], "late")
                 rows.append(row)
         return rows
 
     def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
+        """A task row; ``r`` is the 0-based round index, recorded as round ``r + 1``."""
         plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt,
                                     num_clients=self.config.partition.num_clients)
         if res is not None:
@@ -383,7 +435,8 @@ class FederatedRun:
         if plan.attack and status in ("ok", "rejected"):
             reason = f"{reason}; " if reason else ""
             reason += f"hostile client (simulated {plan.attack} x{plan.attack_scale:g})"
-        return {"round": int(r), "client": int(k), "worker": (res or {}).get("worker", ""),
+        return {"round": int(r) + 1, "client": int(k), "worker": (res or {}).get("worker", ""),
+                "worker_name": (res or {}).get("worker_name", ""),
                 "attempt": int(attempt),
                 "num_samples": int((res or {}).get("num_examples", 0)),
                 "local_loss": float(m.get("loss", np.nan)),

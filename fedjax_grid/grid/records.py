@@ -5,9 +5,13 @@ tables, so plots and comparisons never depend on what happened in a run:
 
 tasks: ``round, client, worker, attempt, num_samples, local_loss,
 local_accuracy, start_s, end_s, duration_s, status, reason, bytes_in,
-bytes_out, speed_factor`` -- times in seconds since the run started; status one
-of ``ok | late | failed | rejected | offline``; bytes as transferred to (in) /
-from (out) the worker.
+bytes_out, speed_factor, worker_name`` -- times in seconds since the run started;
+status one of ``ok | late | failed | rejected | offline``; bytes as transferred to
+(in) / from (out) the worker; ``worker`` is the worker's address (the key),
+``worker_name`` its ``dask worker --name`` (<NA> when it has none).
+
+Rounds are numbered from 1 in every table: row ``round = k`` is the k-th round,
+after which k rounds are done (the checkpoint of that state is ``ckpt-00000k.npz``).
 
 rounds: ``round, global_loss, global_accuracy, round_time_s, elapsed_s,
 clients_sampled, clients_ok, clients_late, clients_failed, clients_rejected,
@@ -46,8 +50,10 @@ TASK_COLUMNS: dict[str, str] = {
     'num_samples': 'Int64', 'local_loss': 'float64', 'local_accuracy': 'float64',
     'start_s': 'float64', 'end_s': 'float64', 'duration_s': 'float64',
     'status': 'string', 'reason': 'string', 'bytes_in': 'Int64', 'bytes_out': 'Int64',
-    'speed_factor': 'float64',
+    'speed_factor': 'float64', 'worker_name': 'string',
 }
+#: Columns added after the first release: tables written without them read back with <NA>.
+LATER_COLUMNS = ('worker_name',)
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
@@ -141,10 +147,12 @@ def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
 
 def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """``df`` with exactly ``columns`` (in order) and their dtypes (e.g. after read_csv)."""
-    missing = [c for c in columns if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns and c not in LATER_COLUMNS]
     if missing:
         raise UserError(f"records table lacks column(s) {', '.join(missing)}; allowed: {', '.join(columns)}")
-    return pd.DataFrame({c: df[c].astype(d) for c, d in columns.items()}, columns=list(columns))
+    return pd.DataFrame({c: (df[c] if c in df.columns else pd.Series([None] * len(df), index=df.index,
+                                                                         dtype=object)).astype(d)
+                         for c, d in columns.items()}, columns=list(columns))
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -305,7 +313,7 @@ def round_warnings(row: Mapping) -> list[str]:
     """
     out = []
     if row.get('bn_collapse') is True:
-        out.append(f"round {int(row['round']) + 1}: evaluation-mode logits collapsed "
+        out.append(f"round {int(row['round'])}: evaluation-mode logits collapsed "
                    f"(spread {row.get('logit_spread', float('nan')):.2g} vs "
                    f"{row.get('logit_spread_train', float('nan')):.2g} in training mode): the "
                    "BatchNorm statistics do not fit the model, so this accuracy is not "

@@ -14,7 +14,7 @@ from typing import Optional
 
 from filelock import FileLock, Timeout
 
-from fedjax_grid.errors import UserError, show, show_path
+from fedjax_grid.errors import UserError, show_path
 
 LOCK_NAME = ".fedjax_grid.lock"
 

@@ -55,6 +55,22 @@ def _worker_name() -> str:
         return f"local:{socket.gethostname()}:{os.getpid()}"
 
 
+def _worker_label() -> str:
+    """The worker's ``--name`` ('' when none was given: Dask then names it by its address)."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ValueError, ImportError):
+        return ""
+    return worker_label(worker.name, worker.address)
+
+
+def worker_label(name, address: str) -> str:
+    """A worker's name for people: its ``--name``, or '' when it has none (name == address)."""
+    name = "" if name is None else str(name)
+    return "" if name in ("", str(address)) else name
+
+
 def _cancelled() -> bool:
     """True when the coordinator released or cancelled the running task."""
     try:
@@ -89,11 +105,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
-    Returns {'variables', 'num_examples', 'metrics', 'worker', 'start', 'end',
-    'train_s', 'plan', 'bn_moments'} with wall-clock times in seconds since the
-    epoch (worker clock); 'bn_moments' is ``(moments, count)`` of the final local
-    model over the client's data (``training.bn_stats.bn_moments``) when the spec
-    asks for it (``spec['bn_moments']``) and the model has BatchNorm, else None.
+    Returns {'variables', 'num_examples', 'metrics', 'worker' (address), 'worker_name'
+    (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'} with
+    wall-clock times in seconds since the epoch (worker clock); 'bn_moments' is
+    ``(moments, count)`` of the final local model over the client's data
+    (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
+    and the model has BatchNorm, else None.
     """
     from fedjax_grid.grid.plugin import check_version
     start = time.time()
@@ -148,7 +165,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
             seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
-            "metrics": metrics, "worker": _worker_name(), "start": start, "end": time.time(),
+            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
+            "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan, "bn_moments": moments}
 
 

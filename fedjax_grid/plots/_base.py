@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import tempfile
+import secrets
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -40,10 +40,10 @@ UNKNOWN_STATUS_STYLE = {"color": "#333333", "hatch": "++", "edgecolor": "#000000
 #: Human axis labels of the record columns.
 COLUMN_LABELS = {
     "round": "round",
-    "global_accuracy": "global test accuracy",
+    "global_accuracy": "global test accuracy (%)",
     "global_loss": "global test loss",
     "local_loss": "local training loss",
-    "local_accuracy": "local training accuracy",
+    "local_accuracy": "local training accuracy (%)",
     "elapsed_s": "elapsed wall time (s)",
     "round_time_s": "round time (s)",
     "duration_s": "task duration (s)",
@@ -101,9 +101,11 @@ def save_png(fig: Figure, save: str | os.PathLike | None, dpi: int = DPI) -> Non
     if path.suffix.lower() != ".png":
         raise UserError(f"save={str(save)!r} must be a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A plain exclusive open (not mkstemp, which creates 0600): the PNG gets the same
+    # permissions as the CSV records, 0666 minus the umask (0644 with the usual 022).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fig.savefig(fh, format="png", dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
@@ -197,6 +199,40 @@ def run_colors(names: Sequence[str | None]) -> dict:
 def numeric(series: pd.Series) -> np.ndarray:
     """float64 values of a column (non-numbers become NaN)."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+
+#: Columns holding a fraction in [0, 1], drawn as percent.
+PERCENT_COLUMNS = ("global_accuracy", "local_accuracy")
+
+
+def percent_axis(ax: Axes, axis: str = "y") -> None:
+    """Show fractions in [0, 1] on ``axis`` as percent (0.77 -> '77%')."""
+    from matplotlib.ticker import PercentFormatter
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(xmax=1.0))
+
+
+def single_point_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray, *, x_is_round: bool,
+                        y_is_fraction: bool) -> None:
+    """Sensible limits when all points share one x (or one y), e.g. after one round.
+
+    matplotlib would centre a tiny +-0.045 range on the value; instead a round axis
+    spans value +- 0.5 with the one tick, a time axis 0 .. 1.1 x value, and a
+    fraction 0 .. 100 %.
+    """
+    xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+    if xs.size and np.ptp(xs) == 0:
+        x = float(xs[0])
+        if x_is_round:
+            ax.set_xlim(x - 0.5, x + 0.5)
+            ax.set_xticks([x])
+        else:
+            ax.set_xlim(min(0.0, x) - 0.05 * abs(x or 1.0), max(0.0, x) + 0.1 * abs(x or 1.0))
+    if ys.size and np.ptp(ys) == 0:
+        y = float(ys[0])
+        if y_is_fraction:
+            ax.set_ylim(0.0, 1.02)
+        else:
+            ax.set_ylim(min(0.0, y) - 0.05 * abs(y or 1.0), max(0.0, y) + 0.1 * abs(y or 1.0))
 
 
 def finish(ax: Axes, title: str | None, save, dpi: int = DPI) -> Figure:

@@ -33,6 +33,7 @@ def run_lines(ax: Axes, table: pd.DataFrame, x: str, y: str, func: str,
     runs = _base.split_runs(table)
     colors = colors or _base.run_colors([name for name, _ in runs])
     drawn = 0
+    all_x, all_y = [], []
     for name, part in runs:
         xs, ys = _base.numeric(part[x]), _base.numeric(part[y])
         keep = np.isfinite(xs) & np.isfinite(ys)
@@ -42,6 +43,8 @@ def run_lines(ax: Axes, table: pd.DataFrame, x: str, y: str, func: str,
         if frame["x"].duplicated().any():
             frame = frame.groupby("x", as_index=False)["y"].mean()
         frame = frame.sort_values("x", kind="stable")
+        all_x.append(frame["x"].to_numpy())
+        all_y.append(frame["y"].to_numpy())
         marker = "o" if len(frame) <= 30 else None
         ax.plot(frame["x"].to_numpy(), frame["y"].to_numpy(), marker=marker,
                 markersize=3.5, linewidth=1.6, color=colors.get(name),
@@ -52,6 +55,10 @@ def run_lines(ax: Axes, table: pd.DataFrame, x: str, y: str, func: str,
                         f"(every row is missing it)")
     if x == "round":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if y in _base.PERCENT_COLUMNS:
+        _base.percent_axis(ax)
+    _base.single_point_limits(ax, np.concatenate(all_x), np.concatenate(all_y),
+                              x_is_round=(x == "round"), y_is_fraction=y in _base.PERCENT_COLUMNS)
     ax.set_xlabel(_base.axis_label(x))
     ax.set_ylabel(_base.axis_label(y))
     ax.grid(True, alpha=0.3)
@@ -65,8 +72,9 @@ def global_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
                     dpi: int = _base.DPI) -> Figure:
     """Global-model test accuracy per round; one line per run when there is a ``run`` column.
 
-    rounds: columns ``round, global_accuracy`` (accuracy as a fraction in [0, 1]).
-    Returns the figure; ``save`` writes it as a PNG.
+    rounds: columns ``round, global_accuracy`` (accuracy as a fraction in [0, 1],
+    drawn as percent; rounds count from 1). Returns the figure; ``save`` writes it
+    as a PNG. title: e.g. the run's name (default: none).
     """
     func = "global_accuracy"
     _base.check_table(rounds, ["round", "global_accuracy"], "rounds", func)

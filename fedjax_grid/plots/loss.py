@@ -91,6 +91,10 @@ def local_loss(tasks: pd.DataFrame, ax: Axes | None = None,
                             part["high"].to_numpy(dtype=float),
                             color=colors[name], alpha=0.22, linewidth=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _base.single_point_limits(ax, _base.numeric(summary["round"]),
+                                  np.concatenate([summary["low"].to_numpy(float),
+                                                  summary["high"].to_numpy(float)]),
+                                  x_is_round=True, y_is_fraction=False)
         if runs is not None:
             ax.legend(title="run", fontsize="small", title_fontsize="small")
         ylabel = f"local training loss (mean, {band} band)"

@@ -36,6 +36,17 @@ def _worker_label(worker: str) -> str:
     return worker[len("tcp://"):] if worker.startswith("tcp://") else worker
 
 
+def _display_names(tasks: pd.DataFrame, workers) -> dict:
+    """Worker key -> its label: the ``worker_name`` recorded for it when there is one
+    (``dask worker --name``), else the address without ``tcp://``."""
+    names = {}
+    if "worker_name" in tasks.columns:
+        for addr, name in zip(tasks["worker"].astype(object), tasks["worker_name"].astype(object)):
+            if isinstance(addr, str) and isinstance(name, str) and name.strip():
+                names[addr.strip()] = name.strip()
+    return {w: names.get(w, _worker_label(w)) for w in workers}
+
+
 def status_order(statuses) -> list[str]:
     """The statuses present, known ones in ``STATUSES`` order, unknown ones after."""
     present = [str(s) for s in pd.unique(pd.Series(list(statuses), dtype=object))]
@@ -51,7 +62,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     """Gantt chart of tasks per worker, with late/failed/rejected/offline marked.
 
     tasks: columns ``worker, start_s, end_s, status`` (+ ``client`` for bar labels,
-    ``run`` to pick one run with ``run=`` when several are concatenated).
+    ``run`` to pick one run with ``run=`` when several are concatenated,
+    ``worker_name`` to label the rows by worker name instead of address).
     rounds: optional rounds table; its ``elapsed_s`` (end of each round) are
     drawn as dashed vertical round boundaries.
     label_clients: write the client id on each bar (default: at most 40 tasks).
@@ -118,7 +130,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     numbered = rounds is not None and len(rounds) <= LABEL_MAX_ROUNDS
     top = -0.95 if numbered else -0.6   # room for the round numbers
     ax.set_ylim(top, len(names) - 0.4)
-    ax.set_yticks(range(len(names)), [_worker_label(n) for n in names], fontsize=8)
+    shown = _display_names(tasks, names)
+    ax.set_yticks(range(len(names)), [shown[n] for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("time since run start (s)")
     ax.set_ylabel("worker")

@@ -2,10 +2,14 @@
 
     ConfigPanel(config=None)          form generated from ExperimentConfig, validation in place,
                                       .config / .set_config(cfg) / .save(path) / .load(path)
-    RunPanel(config_panel, grid=None) Run / Stop in a background thread, progress, live dashboard,
-                                      .run / .thread / .wait(timeout) / .stop()
-    ClusterPanel(grid, records=None)  Dask workers (address, threads, memory, tasks done,
-                                      failures) and the dashboard link, .refresh()
+    RunPanel(config_panel, grid=None) Run / Stop in a background thread, timed start-up stages,
+                                      progress ("round k/N", from 1), live dashboard,
+                                      .run / .thread / .wait(timeout) / .stop(); a closed
+                                      grid is replaced by the run's own cluster
+    ClusterPanel(grid, records=None)  one live table of the Dask workers (name, address,
+                                      threads, memory, tasks ok, failed, late, rejected;
+                                      refreshed every round when records is a RunPanel)
+                                      and a clickable dashboard link, .refresh()
 """
 from fedjax_grid.widgets.cluster_panel import ClusterPanel, table_html, worker_table
 from fedjax_grid.widgets.config_panel import ConfigPanel

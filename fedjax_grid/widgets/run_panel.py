@@ -8,11 +8,18 @@ dashboard (``fedjax_grid.plots.dashboard``) into an ``ipywidgets.Output``.
 Stop sets a flag that ``FederatedRun.run(should_stop=...)`` checks between
 rounds: the round in flight finishes, its checkpoint is written, and the run
 can be resumed (here with *resume*, or with ``fedjax-grid run --resume``).
+
+Before the first round the start-up stages (data, model, grid, the first round
+that compiles the model) are listed with their times as they happen. Rounds
+count from 1 everywhere ("round 3/6" = 3 of 6 rounds done), as in the records.
+A grid given to the panel that was closed since (a notebook's last cell) is
+noticed at Run: the run then starts its own cluster from ``config.grid``.
 """
 from __future__ import annotations
 
 import base64
 import html
+import pathlib
 import threading
 import time
 import traceback
@@ -36,7 +43,9 @@ class RunPanel:
     config_panel: the ``ConfigPanel`` whose config is run (read when Run is pressed).
     grid: an open ``GridHandle`` to run on (shared with a ``ClusterPanel``); None:
     the run opens its own cluster from ``config.grid`` and closes it at the end.
-    out_dir: output directory (default: ``config.out_dir`` or ``runs/<name>``).
+    out_dir: output directory (default: ``config.out_dir``, else a new
+    ``<runs_root>/<name>/<YYYYmmdd-HHMMSS>`` per run, or ``<runs_root>/<name>/latest``
+    with *resume*; ``runs_root`` defaults to ``runs``).
     resume: initial value of the *resume* checkbox (continue from the checkpoint).
     live_plot: redraw the dashboard every ``plot_every`` rounds.
 
@@ -46,10 +55,13 @@ class RunPanel:
     """
 
     def __init__(self, config_panel: ConfigPanel, *, grid=None, out_dir=None,
-                 resume: bool = False, live_plot: bool = True, plot_every: int = 1):
+                 resume: bool = False, live_plot: bool = True, plot_every: int = 1,
+                 runs_root=None):
+        from fedjax_grid.grid import run_dirs
         self.config_panel = config_panel
         self.grid = grid
         self.out_dir = out_dir
+        self.runs_root = run_dirs.DEFAULT_ROOT if runs_root is None else runs_root
         self.live_plot = live_plot
         self.plot_every = max(1, int(plot_every))
         self.run = None
@@ -67,11 +79,12 @@ class RunPanel:
         self.progress = W.IntProgress(value=0, min=0, max=1, description="rounds",
                                       style=_STYLE, layout={"width": "420px"})
         self.status = W.HTML()
+        self.stage_log = W.HTML()
         self.output = W.Output()
         self.run_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.box = W.VBox([W.HBox([self.run_button, self.stop_button, self.resume]),
-                           self.progress, self.status, self.output])
+                           self.progress, self.status, self.stage_log, self.output])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -96,17 +109,52 @@ class RunPanel:
         except UserError as e:
             self.status.value = _html(f"not started: {e}", ERROR_STYLE)
             return None
+        notes = []
+        if self.grid is not None and getattr(self.grid, "closed", False):
+            self.grid = None  # closed since (e.g. by the notebook's last cell): use our own
+            notes.append("the grid given to this panel is closed: this run starts its own "
+                         f"cluster from config.grid ({_grid_words(cfg.grid)})")
+        try:
+            out_dir, new_dir = self._out_dir(cfg, self.resume.value)
+        except UserError as e:
+            self.status.value = _html(f"not started: {e}", ERROR_STYLE)
+            return None
         self._stop.clear()
         self.error, self.rows, self.run = None, [], None
+        self._stage_lines = list(notes)
+        self.stage_log.value = _lines_html(self._stage_lines)
         self.progress.max = cfg.training.rounds
         self.progress.value = 0
         self.progress.bar_style = ""
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.value = _html(f"{cfg.name}: loading data and building the model ...")
-        self.thread = threading.Thread(target=self._work, args=(cfg, self.resume.value),
+        self.thread = threading.Thread(target=self._work,
+                                       args=(cfg, self.resume.value, out_dir, new_dir),
                                        name=f"fedjax_grid-run-{cfg.name}", daemon=True)
         self.thread.start()
         return self.thread
+
+    def _out_dir(self, cfg, resume: bool):
+        """(output folder or None for FederatedRun's default, whether it is a new per-run one)."""
+        from fedjax_grid.grid import run_dirs
+        if self.out_dir is not None or cfg.out_dir:
+            return self.out_dir or cfg.out_dir, False
+        if resume:
+            latest = run_dirs.latest_run_dir(cfg.name, self.runs_root)
+            if latest is None:
+                raise UserError(f"resume: no run of {cfg.name!r} in "
+                                f"{str(pathlib.Path(self.runs_root) / cfg.name)!r} to continue")
+            return latest, False
+        return run_dirs.new_run_dir(cfg.name, self.runs_root), True
+
+    def _on_stage(self, event: dict) -> None:
+        """A start-up event: the status says what runs now, the log what took how long."""
+        from fedjax_grid.grid.stages import format_event
+        if event["status"] == "start":
+            self.status.value = _html(f"{event['text']} ...")
+        else:
+            self._stage_lines.append(f"{event['text']}: {format_event(event).strip()}")
+            self.stage_log.value = _lines_html(self._stage_lines)
 
     def stop(self) -> None:
         """Ask the run to stop after the round in flight (a checkpoint is written)."""
@@ -128,17 +176,20 @@ class RunPanel:
         return self._stop.is_set() and self.run is not None and not self.run.done
 
     # -- the background thread ---------------------------------------------------
-    def _work(self, cfg, resume: bool) -> None:
+    def _work(self, cfg, resume: bool, out_dir, new_dir: bool) -> None:
+        from fedjax_grid.grid import run_dirs
         from fedjax_grid.grid.engine import FederatedRun
         run = None
         t0 = time.time()
         try:
-            run = FederatedRun(cfg, out_dir=self.out_dir, resume=resume, grid=self.grid)
+            run = FederatedRun(cfg, out_dir=out_dir, resume=resume, grid=self.grid,
+                               on_stage=self._on_stage)
             self.run = run
             self.progress.value = run.round
-            self.status.value = _html(f"{cfg.name}: starting the grid ...")
             run.start()
-            self.status.value = _html(f"{cfg.name}: running from round {run.round} ...")
+            self._stage_lines.append(f"{len(run.note_workers())} workers; output folder "
+                                     f"{run.out_dir.resolve()}")
+            self.stage_log.value = _lines_html(self._stage_lines)
             run.run(callback=self._on_round, should_stop=self._stop.is_set)
             if run.done:
                 self.progress.bar_style = "success"
@@ -147,8 +198,7 @@ class RunPanel:
                 self.progress.bar_style = "warning"
                 msg = (f"{cfg.name}: stopped after round {run.round} of "
                        f"{cfg.training.rounds}; checkpoint in {run.out_dir} (tick resume "
-                       f"or `fedjax-grid run --config {run.out_dir / 'config.json'} "
-                       f"--out {run.out_dir} --resume`)")
+                       f"or `fedjax-grid run --resume --out {run.out_dir}`)")
             self.status.value = _html(msg, OK_STYLE)
             if self.live_plot and self.rows and (len(self.rows) % self.plot_every):
                 self._redraw()
@@ -166,6 +216,8 @@ class RunPanel:
                     run.close()  # closes only a cluster the run opened itself
                 except Exception:  # noqa: BLE001
                     pass
+                if new_dir and (run.ckpt_dir).is_dir():
+                    run_dirs.point_latest(run.out_dir)
             self.run_button.disabled, self.stop_button.disabled = False, True
 
     def _on_round(self, row: dict) -> None:
@@ -173,7 +225,7 @@ class RunPanel:
         self.progress.value = self.run.round
         acc = row.get("global_accuracy", float("nan"))
         self.status.value = _html(
-            f"round {row['round'] + 1}/{self.progress.max}: global accuracy {acc:.4f}, "
+            f"round {row['round']}/{self.progress.max}: global accuracy {100 * acc:.1f} %, "
             f"clients ok {row['clients_ok']}/{row['clients_sampled']}, "
             f"{row['round_time_s']:.1f} s")
         from fedjax_grid.grid.records import round_warnings
@@ -190,7 +242,9 @@ class RunPanel:
         from fedjax_grid import plots
         rec = self.run.records
         try:
-            self.figure = plots.dashboard(rec.rounds(), rec.tasks(), fig=self.figure)
+            self.figure = plots.dashboard(rec.rounds(), rec.tasks(), fig=self.figure,
+                                          name=self.run.config.name,
+                                          total=self.run.config.training.rounds)
         except UserError:
             return
         png = figure_png(self.figure)
@@ -201,6 +255,16 @@ class RunPanel:
                                          "text/plain": f"<dashboard after round {self.run.round}>"},
                                 "metadata": {}},)
         self.redraws += 1
+
+
+def _lines_html(lines) -> str:
+    return "<br>".join(html.escape(line) for line in lines)
+
+
+def _grid_words(grid) -> str:
+    if grid.scheduler:
+        return f"scheduler {grid.scheduler}"
+    return f"a LocalCluster of {grid.workers} workers on {grid.host}"
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:

@@ -36,7 +36,7 @@ def _spec(suite, name, centralized=False):
 
 
 def _table(accs, round_s=2.0):
-    return pd.DataFrame({"round": range(len(accs)), "global_accuracy": accs,
+    return pd.DataFrame({"round": range(1, len(accs) + 1), "global_accuracy": accs,
                          "elapsed_s": [round_s * (i + 1) for i in range(len(accs))]})
 
 

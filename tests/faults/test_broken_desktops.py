@@ -88,9 +88,9 @@ def test_failing_desktop_quarantined_after_n_failures_retries_elsewhere(grid_wit
     failed = tasks[tasks["status"] == "failed"]
     assert len(failed) == n_failed and failed["reason"].str.contains("this desktop is broken").all()
     assert set(failed["worker"]) == {workers.loc["failing-tasks", "address"]}
-    # Quarantined during round 0: no task of a later round went to it.
-    assert (failed["round"] == 0).all()
-    assert set(tasks.loc[tasks["round"] > 0, "worker"]) == {workers.loc["healthy", "address"]}
+    # Quarantined during round 1: no task of a later round went to it.
+    assert (failed["round"] == 1).all()
+    assert set(tasks.loc[tasks["round"] > 1, "worker"]) == {workers.loc["healthy", "address"]}
     # Each failed attempt was retried on the healthy desktop and succeeded.
     for _, row in failed.iterrows():
         again = tasks[(tasks["round"] == row["round"]) & (tasks["client"] == row["client"])

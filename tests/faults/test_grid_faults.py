@@ -78,7 +78,7 @@ def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path)
     # Nothing lost: every sampled client of every round ended ok.
     ok = tasks[tasks["status"] == "ok"].groupby("round")["client"].nunique()
     assert (ok == 6).all()
-    assert victim_addr not in set(tasks.loc[tasks["round"] == 1, "worker"])
+    assert victim_addr not in set(tasks.loc[tasks["round"] == 2, "worker"])
 
 
 @pytest.mark.slow
@@ -101,8 +101,8 @@ def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path):
         from tests.faults.conftest import stop
         stop([newcomer])
     tasks = run.records.tasks()
-    assert new_addr not in set(tasks.loc[tasks["round"] == 0, "worker"])
-    assert new_addr in set(tasks.loc[tasks["round"] >= 1, "worker"]), \
+    assert new_addr not in set(tasks.loc[tasks["round"] == 1, "worker"])
+    assert new_addr in set(tasks.loc[tasks["round"] >= 2, "worker"]), \
         tasks.groupby(["round", "worker"]).size()
     assert (tasks["status"] == "ok").all()
 
@@ -134,7 +134,7 @@ def test_hung_worker_past_deadline_is_discarded(external_grid, tmp_path):
         run.close()
     assert round0_s < 10.0 + 8.0  # closed at the deadline, not after the 20 s hang
     tasks = run.records.tasks()
-    r0, r1 = tasks[tasks["round"] == 0], tasks[tasks["round"] == 1]
+    r0, r1 = tasks[tasks["round"] == 1], tasks[tasks["round"] == 2]
     late = r0[r0["status"] == "late"]
     assert list(late["client"]) == [hung] and late["reason"].str.contains("deadline").all()
     assert sorted(r0.loc[r0["status"] == "ok", "client"]) == sorted(set(range(3)) - {hung})
@@ -184,7 +184,7 @@ def test_coordinator_sigkill_then_resume_equals_uninterrupted(external_grid, tmp
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)  # bitwise on CPU with fixed seeds
     rounds = pd.read_csv(part / "rounds.csv")
-    assert list(rounds["round"]) == [0, 1, 2]
+    assert list(rounds["round"]) == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -234,4 +234,4 @@ def test_scheduler_lost_one_line_error_then_resume(tmp_path):
     finally:
         g2.stop()
     assert r.returncode == 0, r.stderr[-2000:]
-    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [0, 1, 2]
+    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [1, 2, 3]

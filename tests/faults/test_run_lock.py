@@ -59,7 +59,6 @@ def test_second_run_refused_and_kill9_lock_does_not_block(tmp_path):
         os.kill(first.pid, signal.SIGKILL)  # its lock stays on disk, the OS drops the fcntl lock
         first.wait(timeout=10)
         assert (out / LOCK_NAME).exists()
-        t = time.time()
         third = run_cli(*_args(g.address, out), "--resume", timeout=300)
         assert third.returncode == 0, third.stderr[-2000:]
     finally:

@@ -30,7 +30,7 @@ SLACK_S = 4.0
 
 
 def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
-    """SIGSTOP of a busy worker in round 1: rounds 1 and 2 end by deadline + slack, quorum."""
+    """SIGSTOP of a busy worker in round 2: rounds 2 and 3 end by deadline + slack, quorum."""
     pids = external_grid.ensure(3)
     deadline = 8.0
     cfg = cfg_for(external_grid, **{"training.rounds": 3, "partition.num_clients": 6,
@@ -42,7 +42,7 @@ def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
     stopped = threading.Event()
     times = []
     try:
-        run.step()  # round 0: every worker compiles
+        run.step()  # round 1: every worker compiles
 
         def freeze_when_busy():
             end = time.time() + 30
@@ -67,7 +67,7 @@ def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
     assert stopped.is_set()
     assert max(times) < deadline + SLACK_S, times
     tasks, rounds = run.records.tasks(), run.records.rounds()
-    r1, r2 = tasks[tasks["round"] == 1], tasks[tasks["round"] == 2]
+    r1, r2 = tasks[tasks["round"] == 2], tasks[tasks["round"] == 3]  # rounds count from 1
     late1 = r1[r1["status"] == "late"]
     assert len(late1) >= 1 and (late1["worker"].isin([victim_addr, ""])).all(), r1
     assert victim_addr not in set(r1.loc[r1["status"] == "ok", "worker"])

@@ -23,10 +23,14 @@ def test_small_run_learns_and_records(grid, tmp_path):
     run = FederatedRun(cfg, out_dir=tmp_path / "run", grid=grid)
     records = run.run()
     rounds, tasks = records.rounds(), records.tasks()
-    assert list(rounds["round"]) == [0, 1, 2]
+    assert list(rounds["round"]) == [1, 2, 3]  # 1-based
     assert (rounds["clients_ok"] == 4).all()
     assert (tasks["status"] == "ok").all() and len(tasks) == 12
     assert set(tasks["worker"]) <= set(grid.workers())  # tasks ran on the cluster's workers
+    names = {a: str(i["name"]) for a, i in grid.workers().items()}  # LocalCluster: '0', '1'
+    assert list(tasks["worker_name"]) == [names[a] for a in tasks["worker"]]
+    assert run.worker_names == names
+    assert [s[0] for s in run.stages.log] == ["data", "model", "first_round"]  # grid was given
     assert rounds["global_accuracy"].iloc[-1] > 0.5  # 10 classes: chance is 0.1
     assert rounds["global_accuracy"].iloc[-1] > rounds["global_accuracy"].iloc[0] - 0.05
     assert (rounds["bytes_sent"] > 0).all() and (rounds["bytes_received"] > 0).all()
@@ -52,7 +56,7 @@ def test_resume_reaches_identical_parameters(grid, tmp_path):
     resumed.run()
     for a, b in zip(_params(full), _params(resumed)):
         np.testing.assert_array_equal(a, b)  # bitwise on CPU with fixed seeds
-    assert list(resumed.records.rounds()["round"]) == [0, 1, 2]
+    assert list(resumed.records.rounds()["round"]) == [1, 2, 3]
 
 
 def test_out_dir_with_checkpoints_needs_resume(grid, tmp_path):
@@ -180,7 +184,7 @@ def test_offline_and_dropouts_are_recorded_and_retried(grid, tmp_path):
     run = FederatedRun(cfg, out_dir=tmp_path / "faults", grid=grid)
     run.run()
     tasks = run.records.tasks()
-    r0 = tasks[tasks["round"] == 0]
+    r0 = tasks[tasks["round"] == 1]  # the first round (index 0 of the fault plan)
     offline = {k for k in range(6) if fault_sim.is_offline(cfg.faults, seed, 0, k)}
     assert set(r0[r0["status"] == "offline"]["client"]) == offline
     failed = r0[r0["status"] == "failed"]

@@ -126,9 +126,22 @@ def test_bad_state_and_files(tmp_path):
 
 def test_round_warnings_word_a_collapsed_evaluation():
     from fedjax_grid.grid.records import round_warnings
-    row = {"round": 2, "logit_spread": 3e-7, "logit_spread_train": 0.4, "bn_collapse": True}
+    row = {"round": 3, "logit_spread": 3e-7, "logit_spread_train": 0.4, "bn_collapse": True}
     (text,) = round_warnings(row)
     assert text.startswith("round 3: evaluation-mode logits collapsed (spread 3e-07 vs 0.4")
     assert "server.bn_mode=recalibrate" in text
     assert round_warnings(dict(row, bn_collapse=False)) == []
-    assert round_warnings({"round": 0}) == []        # rounds without evaluation
+    assert round_warnings({"round": 1}) == []        # rounds without evaluation
+
+
+def test_tables_written_before_worker_name_existed_read_back(tmp_path):
+    from fedjax_grid.grid.records import Records
+    rec = Records(tasks=[{'round': 1, 'client': 0, 'status': 'ok', 'worker': 'tcp://h:1',
+                          'worker_name': 'desk-1'}], rounds=[{'round': 1}])
+    rec.save(tmp_path)
+    assert rec.tasks()['worker_name'].tolist() == ['desk-1']
+    import pandas as pd
+    old = pd.read_csv(tmp_path / 'tasks.csv').drop(columns=['worker_name'])
+    old.to_csv(tmp_path / 'tasks.csv', index=False)
+    back = Records.load(tmp_path, fmt='csv').tasks()
+    assert back['worker_name'].isna().all() and back['worker'].tolist() == ['tcp://h:1']

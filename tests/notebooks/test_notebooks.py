@@ -4,6 +4,7 @@ A cell of test parameters is injected below each notebook's ``parameters`` cell;
 any error in any cell fails the test. Outputs go to a temporary folder.
 """
 import json
+import re
 
 import nbformat
 
@@ -46,11 +47,21 @@ def test_01_quickstart(tmp_path):
     for png in ("global_accuracy.png", "local_loss.png", "timeline.png", "labels.png"):
         assert (run_dir / png).stat().st_size > 1000
     assert len((run_dir / "run" / "rounds.csv").read_text().splitlines()) == 1 + TINY["ROUNDS"]
+    text = json.dumps(nb)
+    assert '<a href=\\"http://127.0.0.1:' in text  # the dashboard link is a link
+    # The cluster panel is shown once, as the live widget (no DataFrame copy beside it).
+    panel_cell = next(c for c in nb.cells if "display(cluster_panel)" in c.source)
+    assert [list(o.get("data", {})) for o in panel_cell.outputs] == \
+        [["text/plain", "application/vnd.jupyter.widget-view+json"]]
+    assert re.search(r"data \d+\.\d s .*model \d+\.\d s .*first_round \d+\.\d s", text)  # timed stages
 
 
 def test_02_data_and_partitions(tmp_path):
     nb = _run("02_data_and_partitions", tmp_path, NUM_CLIENTS=6, ROUNDS_SHOWN=3)
-    assert len(outputs_of(nb)) >= 3  # digits gallery, distributions, forming strategies
+    # digits gallery, distributions, forming strategies at round 1, examples kept, iid later
+    assert len(outputs_of(nb)) >= 5
+    text = json.dumps(nb)
+    assert "Why the four round-1 heatmaps below look identical" in text
 
 
 def test_03_vgg16_cifar10(tmp_path):
@@ -69,6 +80,9 @@ def test_05_desktop_grid(tmp_path):
     assert len(outputs_of(nb)) >= 1
     text = json.dumps(nb)
     assert "desktop-0" in text and "desktop-1" in text  # the attached desktops were listed
+    table_cell = next(c for c in nb.cells if "tasks.groupby(desktop)" in c.source)
+    html = table_cell.outputs[0]["data"]["text/html"]
+    assert "desktop-0" in html and "tcp://" not in html  # tables by worker name, not ip:port
 
 
 def test_06_heterogeneity_and_faults(tmp_path):

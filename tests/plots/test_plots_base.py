@@ -90,3 +90,20 @@ def test_tables_read_back_from_disk(rounds_all, tasks_all, tmp_path, fmt):
     assert_png(tmp_path / "d.png", min_bytes=20_000)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["0", "1", "2"]
     assert fig.axes[2].get_title() == "worker timeline (1)"
+
+
+def test_saved_png_has_the_permissions_of_other_files(tmp_path):
+    """save_png writes via a temporary file: 0666 minus the umask, like the CSVs (not 0600)."""
+    import os
+    from fedjax_grid.plots import PlotFigure, save_png
+    fig = PlotFigure()
+    fig.add_subplot().plot([0, 1])
+    old = os.umask(0o022)
+    try:
+        save_png(fig, tmp_path / "a.png")
+        (tmp_path / "b.csv").write_text("x\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

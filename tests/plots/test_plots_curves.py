@@ -92,7 +92,7 @@ def test_compare_runs_several_metrics_one_axes_each(rounds_all, tmp_path):
                              x="elapsed_s", title="strategies", save=tmp_path / "m.png")
     assert_png(tmp_path / "m.png")
     assert len(fig.axes) == 3
-    assert [a.get_ylabel() for a in fig.axes] == ["global test accuracy", "global test loss",
+    assert [a.get_ylabel() for a in fig.axes] == ["global test accuracy (%)", "global test loss",
                                                  "round time (s)"]
     assert all(len(a.get_lines()) == len(RUNS) for a in fig.axes)
     # a single legend, on the last axes
@@ -137,3 +137,22 @@ def test_empty_rounds_is_a_user_error(rounds_all, func):
 def test_all_nan_accuracy_is_a_user_error(rounds_one):
     with pytest.raises(plots.NoDataError, match="no finite values"):
         plots.global_accuracy(rounds_one.assign(global_accuracy=np.nan))
+
+
+def test_single_round_axes_and_percent(rounds_one, tmp_path):
+    """After one round: the round axis shows that round alone, accuracy 0-100 %, a title."""
+    one = rounds_one.iloc[:1]
+    fig = plots.global_accuracy(one, title="quickstart: global test accuracy")
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.5, 1.5) and list(ax.get_xticks()) == [1.0]
+    assert ax.get_ylim() == (0.0, 1.02)
+    assert ax.get_ylabel() == "global test accuracy (%)" and ax.get_title().startswith("quickstart")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all(t.endswith("%") for t in labels), labels
+    tta = plots.time_to_accuracy(one).axes[0]
+    lo, hi = tta.get_xlim()
+    assert lo <= 0.0 < float(one["elapsed_s"].iloc[0]) < hi  # not a +-0.045 sliver
+    # Several rounds: the usual autoscaled axes, still in percent.
+    many = plots.global_accuracy(rounds_one).axes[0]
+    assert many.get_xlim()[1] - many.get_xlim()[0] > 1.5

@@ -18,7 +18,19 @@ def test_four_panels(rounds_one, tasks_one, tmp_path):
     assert legend_labels(timeline) == ["ok", "late", "failed", "rejected", "offline"]
     assert len(timeline.get_lines()) == len(rounds_one)       # round boundaries
     assert tta.get_xlabel() == "elapsed wall time (s)"
-    assert fig.get_suptitle().startswith("round 5 · accuracy 0.")
+    assert fig.get_suptitle().startswith("round 5 · accuracy ")
+    assert fig.get_suptitle().split(" · ")[1].endswith(" %")  # accuracy in percent
+
+
+def test_title_names_the_run_and_counts_rounds_from_1(rounds_one, tasks_one):
+    """The status line says 'round 1/6' after the first round: so does the dashboard."""
+    first_r, first_t = rounds_one.iloc[:1], tasks_one[tasks_one["round"] == 1]
+    acc = 100 * float(first_r["global_accuracy"].iloc[0])
+    fig = plots.dashboard(first_r, first_t, name="quickstart", total=6)
+    assert fig.get_suptitle().startswith(f"quickstart · round 1/6 · accuracy {acc:.1f} % · ")
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert (lo, hi) == (0.5, 1.5) and list(ax.get_xticks()) == [1.0]  # not -0.045..0.045
 
 
 def test_several_runs_timeline_shows_last(rounds_all, tasks_all):

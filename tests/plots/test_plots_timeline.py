@@ -117,3 +117,16 @@ def test_offline_rows_as_the_engine_records_them(tasks_one):
     assert tuple(mark.get_edgecolor()[0]) == pytest.approx(
         to_rgba(plots.STATUS_STYLE["offline"]["color"]))
     assert "offline" in legend_labels(ax)
+
+
+def test_rows_labelled_by_worker_name_when_recorded(tasks_one):
+    """With a worker_name column (dask worker --name), rows show names, not ip:port."""
+    from fedjax_grid import plots
+    tasks = tasks_one.copy()
+    addrs = sorted(tasks["worker"].unique())
+    tasks["worker_name"] = tasks["worker"].map({a: f"desk-{i}" for i, a in enumerate(addrs)})
+    tasks.loc[tasks["worker"] == addrs[-1], "worker_name"] = None  # this one has no name
+    ax = plots.worker_timeline(tasks).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[:-1] == [f"desk-{i}" for i in range(len(addrs) - 1)]
+    assert labels[-1] == addrs[-1].replace("tcp://", "")

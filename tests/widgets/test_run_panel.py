@@ -1,4 +1,6 @@
 """RunPanel and ClusterPanel on a real LocalCluster: real rounds, real checkpoints."""
+import pathlib
+import re
 import time
 
 import pandas as pd
@@ -10,6 +12,10 @@ from tests.widgets.conftest import tiny_config
 
 def test_run_records_rounds_without_blocking(grid, tmp_path):
     panel = RunPanel(ConfigPanel(tiny_config(rounds=2)), grid=grid, out_dir=tmp_path / "run")
+    cluster = ClusterPanel(grid, records=panel)  # before the run: it refreshes itself
+    assert cluster.table["tasks_done"].sum() == 0
+    seen = []
+    panel.status.observe(lambda change: seen.append(change["new"]), "value")
     t0 = time.time()
     panel.run_button.click()
     assert time.time() - t0 < 2.0  # the click returns at once; the run is in the thread
@@ -18,9 +24,9 @@ def test_run_records_rounds_without_blocking(grid, tmp_path):
     assert panel.wait(timeout=300), "the run did not finish"
     assert panel.error is None, panel.status.value
     rounds = panel.run.records.rounds()
-    assert list(rounds["round"]) == [0, 1] and (rounds["clients_ok"] == 4).all()
+    assert list(rounds["round"]) == [1, 2] and (rounds["clients_ok"] == 4).all()
     assert panel.progress.value == 2 == panel.progress.max
-    assert [r["round"] for r in panel.rows] == [0, 1]
+    assert [r["round"] for r in panel.rows] == [1, 2]
     assert panel.redraws == 2  # the live dashboard was redrawn every round
     (out,) = panel.output.outputs
     assert out["data"]["image/png"].startswith("iVBORw0KGgo")  # base64 of a PNG header
@@ -28,9 +34,17 @@ def test_run_records_rounds_without_blocking(grid, tmp_path):
     assert "finished 2 rounds" in panel.status.value
     assert not panel.run_button.disabled and panel.stop_button.disabled
     assert (tmp_path / "run" / "rounds.csv").is_file()
+    # Start-up stages before the first round, then rounds counted from 1, in percent.
+    for text in ("loading and partitioning digits", "building vgg11",
+                 "round 1/2: compiling the model on the workers"):
+        assert any(text in v for v in seen), seen
+        assert re.search(re.escape(text) + r".*: \d+\.\d s", panel.stage_log.value), \
+            panel.stage_log.value
+    assert any(re.search(r"round 1/2: global accuracy \d+\.\d %", v) for v in seen), seen
+    assert any(re.search(r"round 2/2: global accuracy", v) for v in seen), seen
+    assert "round 2/2 · accuracy" in panel.figure.get_suptitle()
 
-    cluster = ClusterPanel(grid, records=panel)
-    table = cluster.table
+    table = cluster.table  # refreshed after every round, no refresh() call
     assert set(table["address"]) == set(grid.workers())
     assert table["threads"].tolist() == [1, 1]
     assert table["tasks_done"].sum() == 8 and table["failures"].sum() == 0
@@ -38,6 +52,11 @@ def test_run_records_rounds_without_blocking(grid, tmp_path):
     assert grid.dashboard_link in cluster.html.value
     for addr in table["address"]:
         assert addr in cluster.html.value
+    page = cluster.html.value
+    assert re.search(r'<a href="http://127\.0\.0\.1:\d+/status" target="_blank"[^>]* '
+                     r'style="[^"]*underline', page), page  # a link that looks like one
+    assert "<th" in page and ">tasks ok</th>" in page and ">memory (GiB)</th>" in page
+    assert "padding" in page  # headers do not run together
 
 
 def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
@@ -49,7 +68,7 @@ def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
     assert panel.wait(timeout=300)
     assert panel.error is None, panel.status.value
     assert panel.stopped and panel.run.round == 1 and not panel.run.done
-    assert list(panel.run.records.rounds()["round"]) == [0]
+    assert list(panel.run.records.rounds()["round"]) == [1]
     assert "stopped after round 1 of 3" in panel.status.value
     assert len(list((out / "checkpoints").glob("ckpt-*"))) == 1
 
@@ -59,7 +78,7 @@ def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
     rc = cli.main(["run", "--config", str(saved), "--out", str(out), "--resume", "--rounds", "1",
                    "--scheduler", addr, "--quiet", "--no-plots"])
     assert rc == 0
-    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [0, 1]
+    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [1, 2]
 
     # ... and the panel finishes what the CLI left, from the run's config.json.
     again = ConfigPanel()
@@ -68,7 +87,7 @@ def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
     panel2.start()
     assert panel2.wait(timeout=300)
     assert panel2.error is None, panel2.status.value
-    assert panel2.run.done and list(panel2.run.records.rounds()["round"]) == [0, 1, 2]
+    assert panel2.run.done and list(panel2.run.records.rounds()["round"]) == [1, 2, 3]
     assert panel2.progress.value == 3
 
 
@@ -101,3 +120,35 @@ def test_worker_table_counts_and_departed_workers():
     assert t.loc["tcp://127.0.0.1:2", "tasks_done"] == 0
     assert t.loc["tcp://127.0.0.1:9", "name"] == "(gone)"  # ran a task, then left
     assert len(t) == 3  # offline tasks have no worker and add no row
+
+
+def test_run_after_the_grid_was_closed_opens_its_own(tmp_path):
+    """Notebook 01 after Run All: its last cell closed the grid, then Run is clicked."""
+    from fedjax_grid.grid.cluster import open_cluster
+    cfg = tiny_config(rounds=1, **{"grid.workers": 1})
+    grid = open_cluster(cfg.grid, local_directory=str(tmp_path / "dask"))
+    panel = RunPanel(ConfigPanel(cfg), grid=grid, out_dir=tmp_path / "run")
+    cluster = ClusterPanel(grid)
+    grid.close()
+    assert grid.closed
+    cluster.refresh()
+    assert "the grid is closed" in cluster.html.value and "Traceback" not in cluster.html.value
+    panel.run_button.click()
+    assert panel.wait(timeout=300)
+    assert panel.error is None, panel.status.value
+    assert "finished 1 rounds" in panel.status.value
+    assert "the grid given to this panel is closed: this run starts its own cluster" in \
+        panel.stage_log.value
+    assert panel.output.outputs and "stderr" not in str(panel.output.outputs)  # no traceback
+
+
+def test_default_output_folder_is_new_per_run(grid, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = RunPanel(ConfigPanel(tiny_config(rounds=1)), grid=grid, live_plot=False)
+    dirs = []
+    for _ in range(2):  # Run twice: no 'already holds checkpoints'
+        panel.start()
+        assert panel.wait(timeout=300) and panel.error is None, panel.status.value
+        dirs.append(panel.run.out_dir)
+    assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == pathlib.Path("runs/quickstart")
+    assert (tmp_path / "runs" / "quickstart" / "latest").resolve() == (tmp_path / dirs[1]).resolve()

@@ -1,0 +1,77 @@
+"""Default output folders: one new folder per run, and a stable ``latest`` link.
+
+Without an explicit output folder (``--out`` or ``config.out_dir``) every run gets
+its own folder ``<root>/<name>/<YYYYmmdd-HHMMSS>`` (local time; ``-2``, ``-3`` ...
+appended when two runs start in the same second), so running the same command
+twice just works. ``<root>/<name>/latest`` is a relative symbolic link to the
+newest such folder that holds a checkpoint (where symbolic links are not
+allowed, a text file ``latest`` holding the folder's name plays its part);
+``fedjax-grid run --resume`` without ``--out`` continues that run.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from typing import Optional
+
+from fedjax_grid.errors import UserError
+
+DEFAULT_ROOT = pathlib.Path("runs")
+LATEST = "latest"
+
+
+def new_run_dir(name: str, root=DEFAULT_ROOT, now: Optional[float] = None) -> pathlib.Path:
+    """A folder path ``root/name/YYYYmmdd-HHMMSS[-k]`` that does not exist yet (not created).
+
+    now: seconds since the epoch (default: the current time).
+    """
+    base = pathlib.Path(root) / name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    path, k = base / stamp, 1
+    while path.exists() or path.is_symlink():
+        k += 1
+        path = base / f"{stamp}-{k}"
+    return path
+
+
+def claim(path: pathlib.Path) -> pathlib.Path:
+    """Create the run folder ``path`` (its parents too); UserError if it already exists."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise UserError(f"output folder {str(path)!r} appeared while starting; run again") from None
+    return path
+
+
+def point_latest(run_dir: pathlib.Path) -> pathlib.Path:
+    """Make ``run_dir.parent / 'latest'`` refer to ``run_dir``; returns the link's path."""
+    run_dir = pathlib.Path(run_dir)
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.tmp-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        try:
+            tmp.symlink_to(run_dir.name, target_is_directory=True)
+        except OSError:  # no symbolic links here (some Windows set-ups): a pointer file
+            tmp.write_text(run_dir.name + "\n")
+        os.replace(tmp, link)  # atomic: readers see the old or the new target
+    finally:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+    return link
+
+
+def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
+    """The folder ``root/name/latest`` refers to (a link or a pointer file), or None."""
+    link = pathlib.Path(root) / name / LATEST
+    if link.is_symlink():
+        target = link.parent / os.readlink(link)
+    elif link.is_file():
+        target = link.parent / link.read_text().strip()
+    else:
+        return None
+    return target if target.is_dir() else None
