@@ -421,7 +421,8 @@ def assemble(previous: str = "") -> str:
                      f"Ran {meta['started']} to {meta['finished']} ({meta['wall_s']:.0f} s wall, "
                      f"exit code {meta['returncode']}"
                      + (f", commit {meta['commit']}" if meta.get("commit") else "")
-                     + f") on: {machine_line(meta['machine'])}.\n")
+                     + f") on: {machine_line(meta['machine'])}.\n"
+                     + (f"\n{meta['note']}\n" if meta.get("note") else ""))
         text = out.read_text()
         if name.startswith("accuracy-"):
             parts.append(_accuracy_section(text) + "\n")
