@@ -340,7 +340,9 @@ def _interrupt_when(tmp_path, ready):
         [sys.executable, "-m", "fedjax_grid.cli", "run", "--workers", "1", "--out", str(out),
          "--quiet", "--no-plots", S, "training.rounds=50", S, "data.max_test_examples=256",
          S, "model.kwargs={width: 0.125, norm: batch, head: cifar}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as in a terminal, even when this suite runs as a background job (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         end = time.time() + 240
         while time.time() < end and proc.poll() is None and not ready(out):
