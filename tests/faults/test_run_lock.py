@@ -65,7 +65,7 @@ def test_second_run_refused_and_kill9_lock_does_not_block(tmp_path):
         if first is not None and first.poll() is None:
             first.kill()
         stop(g.workers + [g.scheduler], timeout=5)
-    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [0, 1, 2]
+    assert list(pd.read_csv(out / "rounds.csv")["round"]) == [1, 2, 3]  # rounds count from 1
     assert json.loads((out / "config.json").read_text())["training"]["lr"] == 0.05
 
 
