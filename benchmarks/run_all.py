@@ -334,7 +334,7 @@ def findings(rows: dict, curves: dict) -> str:
     for suite in dict.fromkeys(s for s, _ in rows):
         iid = rows.get((suite, "iid static"))
         skew = [(n, r) for (s, n), r in rows.items()
-                if s == suite and (n.startswith("balanced") or n.startswith("dirichlet"))]
+                if s == suite and n.startswith(("balanced", "stratified", "dirichlet"))]
         if iid and skew:
             out.append(f"- **{suite}: label skew** (static forming, {iid['rounds']} rounds): "
                        + ", ".join(f"{n} {_pct(r['tail_acc'])}" for n, r in skew)
@@ -407,7 +407,8 @@ def assemble(previous: str = "") -> str:
     for name in PIECES:
         out, meta_path = OUT / f"{name}.out", OUT / f"{name}.json"
         parts.append(f"## {TITLES[name]}\n")
-        if not (out.is_file() and meta_path.is_file()) and TITLES[name] in kept:
+        if (not (out.is_file() and meta_path.is_file()) and TITLES[name] in kept
+                and not kept[TITLES[name]].startswith("Not run in this assembly")):
             note = KEPT_NOTE + (KEPT_ACCURACY_NOTE if name in ACCURACY else "")
             parts.append(note + "\n\n" + kept[TITLES[name]] + "\n")
             continue
