@@ -221,7 +221,10 @@ def cmd_run(args) -> int:
                 console.warn(w)
             console.round_done(row, run.round)
 
-        records = run.run(rounds=more, callback=on_round)
+        with _ctrl_c_stops_after_the_round() as interrupted:
+            records = run.run(rounds=more, callback=on_round, should_stop=interrupted.is_set)
+            if interrupted.is_set():  # a Ctrl-C that a library callback swallowed
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         if run.round:
             console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}; "
@@ -273,6 +276,43 @@ def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
     if isinstance(e, grid_errors) or isinstance(e, (ConnectionError, TimeoutError)):
         return True
     return type(e).__module__.split(".")[0] in ("distributed", "tornado")
+
+
+class _ctrl_c_stops_after_the_round:
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets an event that stops the run
+    at the next round boundary: a KeyboardInterrupt raised inside a callback that Python
+    runs for a library (a garbage-collection hook, say) is swallowed ("Exception ignored
+    in ..."), and the run must still end with the one-line message. An ignored SIGINT
+    (``nohup``, a background job) stays ignored."""
+
+    def __enter__(self):
+        import threading
+        self.event = threading.Event()
+        self._old = None
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            pass
+        self._old_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return self.event
+
+    def _unraisable(self, info):
+        """A swallowed KeyboardInterrupt: no 'Exception ignored' traceback, stop the run."""
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            self.event.set()
+            return
+        self._old_hook(info)
+
+    def _handler(self, signum, frame):
+        self.event.set()
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        sys.unraisablehook = self._old_hook
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 class _sigint_ignored_in_children:

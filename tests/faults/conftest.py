@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import sys
 
 import pytest
@@ -100,10 +101,18 @@ class ExternalGrid:
         return Client(self.address, timeout=timeout, security=sec)
 
     def wait_for(self, n: int, timeout=90) -> dict:
-        """Block until n workers are connected; return address -> pid."""
-        with self.client() as c:
-            c.wait_for_workers(n, timeout=timeout)
-            return c.run(os.getpid)
+        """Block until n workers are connected; return address -> pid. A worker whose
+        connection drops right after registering (a loaded machine) is waited for again."""
+        from distributed.comm.core import CommClosedError
+        for attempt in range(3):
+            try:
+                with self.client() as c:
+                    c.wait_for_workers(n, timeout=timeout)
+                    return c.run(os.getpid)
+            except (CommClosedError, OSError):
+                if attempt == 2:
+                    raise
+                time.sleep(2.0)
 
     def ensure(self, n: int) -> dict:
         """Top the cluster up to n live workers (tests may kill some)."""

@@ -336,13 +336,16 @@ def _interrupt_when(tmp_path, ready):
     """Start a LocalCluster CLI run in its own process group; send SIGINT to the whole
     group (as Ctrl-C in a terminal does) once ``ready(out)``; return (code, stderr)."""
     out = tmp_path / "o"
+    # As in a terminal, the CLI must start with SIGINT's default disposition, even when
+    # this suite runs as a background job (SIGINT ignored, inherited across exec): a
+    # caught signal is reset to its default by exec, an ignored one is not.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedjax_grid.cli", "run", "--workers", "1", "--out", str(out),
          "--quiet", "--no-plots", S, "training.rounds=50", S, "data.max_test_examples=256",
          S, "model.kwargs={width: 0.125, norm: batch, head: cifar}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        # as in a terminal, even when this suite runs as a background job (SIGINT ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    signal.signal(signal.SIGINT, old)
     try:
         end = time.time() + 240
         while time.time() < end and proc.poll() is None and not ready(out):
