@@ -161,6 +161,11 @@ def mobilenet_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str
         specs.append(Spec("mobilenet", "stratified(0.9) static", base.with_overrides(
             ["name=mnv3s-stratified", "partition.distribution=stratified", "partition.share=0.9"]),
             groups=("distribution",)))
+        # FedAvgM (Hsu et al. 2019, server momentum 0.9): the server step of 10 clients' mean
+        # update is ~1/10 of a centralized epoch's progress; momentum recovers part of it.
+        specs.append(Spec("mobilenet", "iid static fedavgm(0.9)", iid.with_overrides(
+            ["name=mnv3s-iid-fedavgm", "server.optimizer=fedavgm", "server.momentum=0.9"]),
+            groups=("distribution",)))
     specs.append(Spec("mobilenet", "centralized", iid, centralized=True, groups=("distribution",)))
     return specs
 
@@ -275,12 +280,17 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     by = {(r["suite"], r["run"]): r for r in rows}
     for suite in dict.fromkeys(r["suite"] for r in rows):
         iid, cen = by.get((suite, "iid static")), by.get((suite, "centralized"))
-        if iid and cen:
-            ratio = iid["tail_acc"] / cen["tail_acc"] if cen["tail_acc"] > 0 else math.nan
-            out.append((f"{suite}: federated iid >= 0.9 x centralized (mean of last {TAIL} "
+        variants = [name for s, name in by if s == suite and name.startswith("iid static ")]
+        for name in (["iid static"] if iid else []) + variants:
+            fed = by[(suite, name)]
+            if not cen:
+                break
+            ratio = fed["tail_acc"] / cen["tail_acc"] if cen["tail_acc"] > 0 else math.nan
+            label = "iid" if name == "iid static" else name
+            out.append((f"{suite}: federated {label} >= 0.9 x centralized (mean of last {TAIL} "
                         f"rounds, equal epochs)", bool(ratio >= 0.9),
-                        f"{100 * iid['tail_acc']:.2f} % vs {100 * cen['tail_acc']:.2f} % "
-                        f"(ratio {ratio:.3f}; last round {100 * iid['final_acc']:.2f} % vs "
+                        f"{100 * fed['tail_acc']:.2f} % vs {100 * cen['tail_acc']:.2f} % "
+                        f"(ratio {ratio:.3f}; last round {100 * fed['final_acc']:.2f} % vs "
                         f"{100 * cen['final_acc']:.2f} %)"))
         if iid:
             for (s, name), r in by.items():
@@ -314,11 +324,57 @@ def write_figures(suite: str, specs: list[Spec], tables: dict, fig_dir: pathlib.
     return written
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+#: config keys a kept run may differ in (where it ran, how the grid was laid out)
+_REUSE_IGNORED = ("grid.", "data.data_dir", "data.path", "name")
+
+
+def previous_result(spec: Spec, out: pathlib.Path) -> tuple[dict, pd.DataFrame]:
+    """The row and curve of ``spec`` from the suite's last ``results.json`` (``--reuse``).
+
+    A federated run's recorded ``config.json`` must agree with ``spec.cfg`` on every key
+    both know (grid layout and paths aside), else UserError naming the first difference.
+    """
+    results = out / spec.suite / "results.json"
+    if not results.is_file():
+        raise UserError(f"--reuse {spec.name!r}: no earlier results in {results}")
+    saved = json.loads(results.read_text())
+    rows = {r["run"]: r for r in saved["rows"]}
+    if spec.name not in rows:
+        raise UserError(f"--reuse {spec.name!r}: not among the earlier runs {sorted(rows)}")
+    if not spec.centralized:
+        recorded = out / spec.suite / spec.cfg.name / "federated" / "config.json"
+        if recorded.is_file():
+            old, new = _flat(json.loads(recorded.read_text())), _flat(spec.cfg.to_dict())
+            for k in sorted(old.keys() & new.keys()):
+                if not k.startswith(_REUSE_IGNORED) and old[k] != new[k]:
+                    raise UserError(f"--reuse {spec.name!r}: earlier run had {k}={old[k]!r}, "
+                                    f"this one {new[k]!r}")
+    stamp = datetime.datetime.fromtimestamp(results.stat().st_mtime).isoformat(timespec="seconds")
+    return dict(rows[spec.name], kept=stamp), pd.DataFrame(saved["curves"][spec.name])
+
+
 def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib.Path,
-              grid_holder: dict, log=print) -> list[dict]:
+              grid_holder: dict, log=print, reuse: tuple = ()) -> list[dict]:
     from fedjax_grid.grid.cluster import open_cluster
     rows, tables = [], {}
+    kept = {s.name: previous_result(s, out) for s in specs if s.name in reuse}
     for spec in specs:
+        if spec.name in kept:
+            row, tables[spec.name] = kept[spec.name]
+            rows.append(row)
+            log(f"[{suite}] {spec.name}: kept from the run recorded {row['kept']} (--reuse): "
+                f"final {100 * row['final_acc']:.2f} %, {row['wall_s']:.0f} s")
+            continue
         run_dir = out / suite / spec.cfg.name / ("centralized" if spec.centralized else "federated")
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -366,6 +422,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override of every run of the suite (repeatable), "
                     "e.g. --set server.optimizer=fedavgm")
+    ap.add_argument("--reuse", default="",
+                    help="comma-separated runs not re-run: their rows and curves are taken from "
+                    "the suite's last results.json (a federated run's recorded config must match)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "accuracy"))
     ap.add_argument("--figures", default=str(REPO / "docs" / "results"))
     args = ap.parse_args(argv)
@@ -416,13 +475,26 @@ def main(argv: Optional[list[str]] = None) -> int:
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-            rows += run_suite(suite + args.tag, specs, out, fig_dir, holder,
-                              log=lambda m: print(m, flush=True))
+            reuse = [n.strip() for n in args.reuse.split(",") if n.strip()]
+            unknown = [n for n in reuse if n not in {s.name for s in specs}]
+            if unknown:
+                print(f"error: --reuse {unknown[0]!r} is not a run of suite {suite}: allowed are "
+                      + ", ".join(s.name for s in specs), file=sys.stderr)
+                return 2
+            try:
+                rows += run_suite(suite + args.tag, specs, out, fig_dir, holder,
+                                  log=lambda m: print(m, flush=True), reuse=tuple(reuse))
+            except UserError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
     finally:
         if holder.get("grid") is not None:
             holder["grid"].close()
     print()
     print(markdown_table(rows))
+    for r in rows:
+        if r.get("kept"):
+            print(f"\n{r['suite']} {r['run']}: kept from the run recorded {r['kept']} (--reuse)")
     print()
     print("Targets:")
     for target, ok, detail in check_targets(rows):
