@@ -7,10 +7,15 @@ allowed. The CLI prints it as ``error: <message>`` and exits with code 2.
 
 
 class UserError(ValueError):
-    """Bad input: the message is one line naming the value and what is allowed."""
+    """Bad input: the message is one line naming the value and what is allowed.
 
-    def __init__(self, message: str):
+    ``path``: the dotted config key of the bad value (e.g. ``partition.distribution.share``)
+    when the error is about a config value; widgets show the message beside that field.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None):
         super().__init__(" ".join(str(message).split()))
+        self.path = path
 
 
 class DataError(UserError):
