@@ -26,7 +26,9 @@ SCHEDULER = None         # "tcp://HOST:8786": use a running grid instead of a Lo
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib, time
+import pathlib
+import time
+
 OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
 OUT.mkdir(parents=True, exist_ok=True)
 print("outputs in", OUT)
@@ -37,6 +39,7 @@ print("outputs in", OUT)
 
 # %%
 from fedjax_grid.experiments import get_preset
+
 cfg = get_preset("quickstart").with_overrides([
     f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
     f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
@@ -51,8 +54,10 @@ print(cfg.to_yaml())
 # A `LocalCluster` (or the scheduler given above) with fedjax_grid's worker plugin.
 
 # %%
-from IPython.display import HTML
+from IPython.display import HTML, display
+
 from fedjax_grid.grid.cluster import open_cluster
+
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
 display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
@@ -63,7 +68,10 @@ display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
 # The workers, one live table (it counts tasks once a run is attached below):
 
 # %%
+from IPython.display import display
+
 from fedjax_grid.widgets import ClusterPanel
+
 cluster_panel = ClusterPanel(grid)
 display(cluster_panel)
 
@@ -75,6 +83,7 @@ display(cluster_panel)
 
 # %%
 from fedjax_grid.grid.engine import FederatedRun
+
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 cluster_panel.records = run   # the table above now counts this run's tasks
 row = run.step()
@@ -96,6 +105,7 @@ tasks.head(8)
 
 # %%
 from fedjax_grid import plots
+
 plots.global_accuracy(rounds, title=f"{cfg.name}: global test accuracy",
                       save=OUT / "global_accuracy.png")
 
@@ -106,9 +116,10 @@ plots.local_loss(tasks, title=f"{cfg.name}: local loss across clients", save=OUT
 plots.worker_timeline(tasks, rounds=rounds, title=f"{cfg.name}: worker timeline", save=OUT / "timeline.png")
 
 # %%
-import numpy as np
+from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.partition.report import label_table
-assignments, _ = run.strategy.apply(run.strategy.init(cfg.seed), np.random.default_rng([cfg.seed, 11, 0]), 0)
+
+assignments, _ = run.strategy.apply(run.strategy.init(cfg.seed), forming_rng(cfg.seed, 0), 0)
 plots.label_distribution(label_table(run.train.labels, assignments),
                          title=f"{cfg.name}: local sets of round 1", save=OUT / "labels.png")
 
@@ -122,7 +133,10 @@ plots.label_distribution(label_table(run.train.labels, assignments),
 # grid is closed, Run starts its own cluster from the config.
 
 # %%
+from IPython.display import display
+
 from fedjax_grid.widgets import ConfigPanel, RunPanel
+
 config_panel = ConfigPanel(cfg)
 run_panel = RunPanel(config_panel, grid=grid, runs_root=OUT / "from_widgets")
 display(config_panel, run_panel)
@@ -138,4 +152,5 @@ print(f"fedjax-grid run --resume --out {run.out_dir} --set training.rounds={ROUN
 
 # %%
 run_panel.wait(timeout=600)   # a run started from the panel finishes first
-run.close(); grid.close()
+run.close()
+grid.close()

@@ -27,16 +27,19 @@ LOAD_SHARED = True        # also show CIFAR-10 / Tiny-ImageNet / DTD when ../sha
 
 # %%
 import numpy as np
+
 from fedjax_grid import plots
-from fedjax_grid.plots import PlotFigure as Figure  # a Figure that shows itself as PNG
 from fedjax_grid.data import list_sources, load_source
 from fedjax_grid.experiments.config import DISTRIBUTIONS, FORMING
 from fedjax_grid.partition import Distribution, distribute, make_strategy
 from fedjax_grid.partition.report import label_table
+from fedjax_grid.plots import PlotFigure as Figure  # a Figure that shows itself as PNG
+
 print("sources:", ", ".join(list_sources()))
 
 # %%
 from fedjax_grid.data import shared_data_dir
+
 SHARED = shared_data_dir()
 print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absent)")
 
@@ -119,6 +122,7 @@ fig
 
 # %%
 import pandas as pd
+
 pd.DataFrame({kind: t.groupby("client")["count"].sum() for kind, t in tables.items()})
 
 # %% [markdown]
@@ -130,6 +134,7 @@ pd.DataFrame({kind: t.groupby("client")["count"].sum() for kind, t in tables.ite
 
 # %%
 from fedjax_grid.experiments.build import forming_rng
+
 
 def rounds_of(name, spec):
     """{round (from 1): assignments} of one strategy, as a run draws them."""
@@ -169,6 +174,7 @@ heatmaps({name: label_table(labels, a[1]) for name, a in sets.items()}, "round 1
 
 # %%
 import seaborn as sns
+
 last = ROUNDS_SHOWN
 kept = pd.DataFrame({name: [len(np.intersect1d(a[last][k], a[1][k])) / max(1, len(a[1][k]))
                             for k in range(NUM_CLIENTS)] for name, a in sets.items()})

@@ -29,18 +29,22 @@ SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib, time
+import pathlib
+import time
+
 OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
 OUT.mkdir(parents=True, exist_ok=True)
 print("outputs in", OUT)
 
 # %%
 from fedjax_grid.data import shared_data_dir
+
 SHARED = shared_data_dir()
 print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absent)")
 
 # %%
 from fedjax_grid.experiments import get_preset
+
 DATA_FILE = SHARED / "tiny-imagenet-200-sample.zip"
 USE_SLICE = DATA_FILE.exists()
 print("data:", DATA_FILE if USE_SLICE else "digits (the Tiny-ImageNet slice is absent)")
@@ -71,7 +75,17 @@ print(configs["balanced"].to_yaml())
 
 # %%
 import pandas as pd
-study = pd.DataFrame({'variant': ['independent', 'balanced'], 'study model': ['MobileNetV3', 'MobileNetV3'], 'study clients': [10, 5], 'study beta': [None, 0.9], 'study lr': [0.001, 0.001], 'study batch': [32, 32], 'study rounds': [80, 60], 'study accuracy %': [50.08, 40.31]}).set_index("variant")
+
+study = pd.DataFrame({
+    "variant": ["independent", "balanced"],
+    "study model": ["MobileNetV3", "MobileNetV3"],
+    "study clients": [10, 5],
+    "study beta": [None, 0.9],
+    "study lr": [0.001, 0.001],
+    "study batch": [32, 32],
+    "study rounds": [80, 60],
+    "study accuracy %": [50.08, 40.31],
+}).set_index("variant")
 here = pd.DataFrame([{"variant": v, "model": c.model.name, "kwargs": c.model.kwargs,
                       "source": c.data.source, "clients": c.partition.num_clients,
                       "distribution": c.partition.distribution, "share": c.partition.share,
@@ -80,8 +94,10 @@ here = pd.DataFrame([{"variant": v, "model": c.model.name, "kwargs": c.model.kwa
 study.join(here, rsuffix=" (here)")
 
 # %%
-from IPython.display import HTML
+from IPython.display import HTML, display
+
 from fedjax_grid.grid.cluster import open_cluster
+
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(configs["independent"].grid, local_directory=str(OUT / "dask"))
 display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
@@ -94,6 +110,8 @@ display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
 
 # %%
 from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.grid.records import concat_runs
+
 results = {}
 for variant, cfg in configs.items():
     run = FederatedRun(cfg, out_dir=OUT / variant, grid=grid)
@@ -101,13 +119,14 @@ for variant, cfg in configs.items():
         f"{variant} round {row['round']}: accuracy {row['global_accuracy']:.4f} "
         f"({row['clients_ok']}/{row['clients_sampled']} clients, {row['round_time_s']:.1f} s)"))
     results[variant] = records
-rounds = pd.concat([r.rounds().assign(run=v) for v, r in results.items()], ignore_index=True)
-tasks = pd.concat([r.tasks().assign(run=v) for v, r in results.items()], ignore_index=True)
+rounds = concat_runs({v: r.rounds() for v, r in results.items()})   # a leading run column
+tasks = concat_runs({v: r.tasks() for v, r in results.items()})
 assert len(rounds) == 2 * ROUNDS
 rounds
 
 # %%
 from fedjax_grid import plots
+
 plots.compare_runs(rounds, metric=["global_accuracy", "global_loss"], save=OUT / "compare.png")
 
 # %%
@@ -117,11 +136,15 @@ plots.local_loss(tasks, save=OUT / "local_loss.png")
 plots.time_to_accuracy(rounds, save=OUT / "time_to_accuracy.png")
 
 # %%
+# The local sets of the balanced run's first round, from the config alone (no run).
+from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
 from fedjax_grid.partition.report import label_table
-run_b = FederatedRun(configs["balanced"], out_dir=OUT / "partition-only", grid=grid)
-import numpy as np
-a, _ = run_b.strategy.apply(run_b.strategy.init(run_b.config.seed), np.random.default_rng(0), 0)
-plots.label_distribution(label_table(run_b.train.labels, a), annot=False, title="balanced: local sets")
+
+cfg = configs["balanced"]
+labels = load_split(cfg, "train").labels
+strategy = partition_strategy(cfg, labels)
+a, _ = strategy.apply(strategy.init(cfg.seed), forming_rng(cfg.seed, 0), 0)
+plots.label_distribution(label_table(labels, a), annot=False, title="balanced: local sets of round 1")
 
 # %%
 grid.close()

@@ -28,13 +28,21 @@ MAX_TEST_EXAMPLES = 256
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib, time
+import pathlib
+import time
+
 OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
 OUT.mkdir(parents=True, exist_ok=True)
 print("outputs in", OUT)
 
 # %%
-import os, shutil, signal, socket, subprocess, sys
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
 
 def free_port():
     with socket.socket() as s:
@@ -46,7 +54,8 @@ if SCHEDULER_ADDRESS is None:
     dask = shutil.which("dask") or os.path.join(os.path.dirname(sys.executable), "dask")
     port = free_port()
     SCHEDULER_ADDRESS = f"tcp://127.0.0.1:{port}"
-    logs = OUT / "logs"; logs.mkdir(exist_ok=True)
+    logs = OUT / "logs"
+    logs.mkdir(exist_ok=True)
     started.append(subprocess.Popen(
         [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
          "--dashboard-address", "127.0.0.1:0", "--no-show"],
@@ -61,6 +70,7 @@ if SCHEDULER_ADDRESS is None:
 
 # %%
 from fedjax_grid.experiments import get_preset
+
 cfg = get_preset("quickstart").with_overrides([
     f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
     f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
@@ -68,6 +78,7 @@ cfg = get_preset("quickstart").with_overrides([
     f"grid.scheduler={SCHEDULER_ADDRESS}", "grid.connect_timeout_s=60",
 ]).validate()
 from fedjax_grid.grid.cluster import open_cluster
+
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
 grid.client.wait_for_workers(DESKTOPS if started else 1, timeout=120)
 print("plugin errors:", grid.plugin_errors or "none")
@@ -76,7 +87,10 @@ print("plugin errors:", grid.plugin_errors or "none")
 # ## The attached desktops
 
 # %%
+from IPython.display import display
+
 from fedjax_grid.widgets import ClusterPanel
+
 panel = ClusterPanel(grid)   # one live table; panel.table is the same as a DataFrame
 display(panel)
 
@@ -86,6 +100,7 @@ display(panel)
 
 # %%
 from fedjax_grid.grid.engine import FederatedRun
+
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 panel.records = run   # the table above counts this run's tasks, refreshed every round
 records = run.run(callback=lambda row: (panel.refresh(), print(
@@ -95,6 +110,7 @@ assert set(tasks["worker"]) <= set(grid.workers())
 
 # %%
 from fedjax_grid import plots
+
 plots.worker_timeline(tasks, rounds=records.rounds(), save=OUT / "timeline.png")
 
 # %%

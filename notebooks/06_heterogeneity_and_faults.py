@@ -30,13 +30,16 @@ SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib, time
+import pathlib
+import time
+
 OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
 OUT.mkdir(parents=True, exist_ok=True)
 print("outputs in", OUT)
 
 # %%
 from fedjax_grid.experiments import get_preset
+
 base = get_preset("quickstart").with_overrides([
     f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
     f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
@@ -47,8 +50,10 @@ base = get_preset("quickstart").with_overrides([
 cfg = base
 
 # %%
-from IPython.display import HTML
+from IPython.display import HTML, display
+
 from fedjax_grid.grid.cluster import open_cluster
+
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
 display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
@@ -57,8 +62,11 @@ display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
 
 # %%
 import pandas as pd
+
 from fedjax_grid.grid import faults
 from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.grid.records import concat_runs
+
 results = {}
 
 def run_scenario(name, sets):
@@ -92,14 +100,15 @@ run_scenario("offline + drop-outs, quorum 0.5", [
     "grid.retries=1", "grid.quorum=0.5"])
 run_scenario("faulty (NaN) updates", ["faults.enabled=true", "faults.error_prob=0.3",
                                       "grid.retries=0", "grid.quorum=0.25"])
-rounds = pd.concat([r.rounds().assign(run=n) for n, r in results.items()], ignore_index=True)
-tasks = pd.concat([r.tasks().assign(run=n) for n, r in results.items()], ignore_index=True)
+rounds = concat_runs({n: r.rounds() for n, r in results.items()})   # a leading run column
+tasks = concat_runs({n: r.tasks() for n, r in results.items()})
 
 # %% [markdown]
 # ## Compared on one figure
 
 # %%
 from fedjax_grid import plots
+
 plots.compare_runs(rounds, metric=["global_accuracy", "round_time_s"], save=OUT / "scenarios.png")
 
 # %%
