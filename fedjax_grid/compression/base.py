@@ -23,8 +23,8 @@ than a quantised or NaN-poisoned version of it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -71,6 +71,9 @@ class Codec:
     * ``decode(payload) -> tree``: the module-level :func:`decode` (the payload
       says which codec made it).
     * ``init_state(tree) -> state``: ``None`` when the codec is stateless.
+
+    A codec pickles (module-level functions and its pydantic parameters), but a
+    task can as well ship its ``spec`` and call :func:`make_codec` on the worker.
     """
     name: str
     params: Params
@@ -85,6 +88,10 @@ class Codec:
     def spec(self) -> dict:
         """``{'name': ..., **params}`` (what the records store)."""
         return {"name": self.name, **self.params.model_dump()}
+
+
+def no_state(tree: PyTree) -> None:
+    """``init_state`` of a stateless codec: ``None``."""
 
 
 def make_codec(spec: Any = "none", path: str = "compression") -> Codec:
@@ -110,7 +117,10 @@ def flatten(tree: PyTree) -> tuple[Any, list[np.ndarray]]:
             return None
         if isinstance(node, Mapping):
             return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)) and not hasattr(node, "_fields"):
+        if isinstance(node, (list, tuple)):
+            if type(node) not in (list, tuple):      # a NamedTuple would come back as a tuple
+                raise TypeError(f"codecs take trees of mappings, lists and tuples, "
+                                f"not {type(node).__name__}")
             return type(node)(walk(v) for v in node)
         leaves.append(np.asarray(node))
         return len(leaves) - 1
@@ -161,8 +171,8 @@ def make_payload(codec: str, skeleton: Any, leaves: list[dict]) -> Payload:
 def decode(payload: Payload) -> PyTree:
     """The tree a payload carries (fresh numpy arrays, the original dtypes and shapes)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"not a codec payload of format {FORMAT}: "
-                         f"{type(payload).__name__} {payload.get('format') if isinstance(payload, dict) else ''}")
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"not a codec payload of format {FORMAT}: {got!r}")
     leaves = [LEAF_DECODERS[leaf["kind"]](leaf) for leaf in payload["leaves"]]
     return unflatten(payload["tree"], leaves)
 

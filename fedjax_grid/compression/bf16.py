@@ -11,11 +11,13 @@ the 16 bits as plain ``uint16`` so unpickling it needs numpy only. Deterministic
 """
 from __future__ import annotations
 
+import functools
+
 import ml_dtypes
 import numpy as np
 
 from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, CodecParams, flatten,
-                                          make_payload, raw_leaf, send_raw)
+                                          make_payload, no_state, raw_leaf, send_raw)
 
 
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -39,15 +41,14 @@ def decode_leaf(leaf: dict) -> np.ndarray:
 LEAF_DECODERS["bf16"] = decode_leaf
 
 
-def make_encode(params: CodecParams):
-    def encode(tree, rng=None, state=None):
-        skeleton, leaves = flatten(tree)
-        out = [raw_leaf(x) if send_raw(x, params.raw_below) else encode_leaf(x) for x in leaves]
-        return make_payload("bf16", skeleton, out), None
-    return encode
+def encode(tree, rng=None, state=None, *, params: CodecParams):
+    """``(payload, None)``; ``rng`` and ``state`` are unused."""
+    skeleton, leaves = flatten(tree)
+    out = [raw_leaf(x) if send_raw(x, params.raw_below) else encode_leaf(x) for x in leaves]
+    return make_payload("bf16", skeleton, out), None
 
 
 @CODECS.register("bf16", CodecParams)
 def bf16(params: CodecParams) -> Codec:
     """bfloat16, round to nearest even (2 bytes per parameter, relative error <= 2**-8)."""
-    return Codec("bf16", params, make_encode(params), init_state=lambda tree: None)
+    return Codec("bf16", params, functools.partial(encode, params=params), init_state=no_state)

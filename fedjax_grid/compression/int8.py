@@ -15,11 +15,13 @@ same payload bytes.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from pydantic import Field
 
 from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, flatten, make_payload,
-                                          raw_below_field, raw_leaf, send_raw)
+                                          no_state, raw_below_field, raw_leaf, send_raw)
 from fedjax_grid.registry import Params
 
 LEVELS = 127
@@ -69,18 +71,17 @@ def decode_leaf(leaf: dict) -> np.ndarray:
 LEAF_DECODERS["int8"] = decode_leaf
 
 
-def make_encode(params: Int8Params):
-    def encode(tree, rng, state=None):
-        if rng is None:
-            raise ValueError("the int8 codec rounds stochastically: pass rng=np.random.default_rng(seed)")
-        skeleton, leaves = flatten(tree)
-        out = [raw_leaf(x) if send_raw(x, params.raw_below) else encode_leaf(x, rng, params.block)
-               for x in leaves]
-        return make_payload("int8", skeleton, out), None
-    return encode
+def encode(tree, rng, state=None, *, params: Int8Params):
+    """``(payload, None)``; ``rng`` (required) draws the rounding, ``state`` is unused."""
+    if rng is None:
+        raise ValueError("the int8 codec rounds stochastically: pass rng=np.random.default_rng(seed)")
+    skeleton, leaves = flatten(tree)
+    out = [raw_leaf(x) if send_raw(x, params.raw_below) else encode_leaf(x, rng, params.block)
+           for x in leaves]
+    return make_payload("int8", skeleton, out), None
 
 
 @CODECS.register("int8", Int8Params)
 def int8(params: Int8Params) -> Codec:
     """8-bit stochastic rounding, unbiased, a float32 scale per block (3.94x at block=256)."""
-    return Codec("int8", params, make_encode(params), init_state=lambda tree: None)
+    return Codec("int8", params, functools.partial(encode, params=params), init_state=no_state)

@@ -1,7 +1,7 @@
 """``none``: every leaf sent as it is (float32 stays float32): the reference."""
 from __future__ import annotations
 
-from fedjax_grid.compression.base import CODECS, Codec, flatten, make_payload, raw_leaf
+from fedjax_grid.compression.base import CODECS, Codec, flatten, make_payload, no_state, raw_leaf
 from fedjax_grid.registry import NoParams
 
 
@@ -14,4 +14,4 @@ def encode(tree, rng=None, state=None):
 @CODECS.register("none", NoParams)
 def none(params: NoParams) -> Codec:
     """Leaves as they are (float32: 4 bytes per parameter)."""
-    return Codec("none", params, encode, init_state=lambda tree: None)
+    return Codec("none", params, encode, init_state=no_state)

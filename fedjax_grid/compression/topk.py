@@ -27,6 +27,7 @@ where the residual of a client lives.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -94,30 +95,30 @@ def init_state(tree) -> dict:
     return {"residual": unflatten(skeleton, zeros)}
 
 
-def make_encode(params: TopkParams):
-    def encode(tree, rng=None, state=None):
-        skeleton, leaves = flatten(tree)
-        residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
-        if len(residuals) != len(leaves):
-            raise ValueError(f"topk state has {len(residuals)} leaves, the update {len(leaves)}")
-        out, new_res = [], []
-        for x, r in zip(leaves, residuals):
-            acc = x if r is None or not np.issubdtype(x.dtype, np.floating) else \
-                np.add(x, r, dtype=np.float32)
-            if send_raw(acc, params.raw_below):
-                out.append(raw_leaf(acc))
-                new_res.append(np.zeros(x.shape, np.float32 if np.issubdtype(x.dtype, np.floating)
-                                        else x.dtype))
-            else:
-                leaf, res = encode_leaf(np.asarray(acc, np.float32), params.fraction, params.values,
-                                        x.dtype.str)
-                out.append(leaf)
-                new_res.append(res)
-        return make_payload("topk", skeleton, out), {"residual": unflatten(skeleton, new_res)}
-    return encode
+def encode(tree, rng=None, state=None, *, params: TopkParams):
+    """``(payload, {'residual': tree})``; ``rng`` is unused, ``state`` ``None`` means zeros."""
+    skeleton, leaves = flatten(tree)
+    residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
+    if len(residuals) != len(leaves):
+        raise ValueError(f"topk state has {len(residuals)} leaves, the update {len(leaves)}")
+    out, new_res = [], []
+    for x, r in zip(leaves, residuals):
+        acc = x if r is None or not np.issubdtype(x.dtype, np.floating) else \
+            np.add(x, r, dtype=np.float32)
+        if send_raw(acc, params.raw_below):
+            out.append(raw_leaf(acc))
+            new_res.append(np.zeros(x.shape, np.float32 if np.issubdtype(x.dtype, np.floating)
+                                    else x.dtype))
+        else:
+            leaf, res = encode_leaf(np.asarray(acc, np.float32), params.fraction, params.values,
+                                    x.dtype.str)
+            out.append(leaf)
+            new_res.append(res)
+    return make_payload("topk", skeleton, out), {"residual": unflatten(skeleton, new_res)}
 
 
 @CODECS.register("topk", TopkParams)
 def topk(params: TopkParams) -> Codec:
     """Per-leaf top-k with error feedback (int32 index + float32 value: 50x at fraction 0.01)."""
-    return Codec("topk", params, make_encode(params), init_state=init_state, stateful=True)
+    return Codec("topk", params, functools.partial(encode, params=params), init_state=init_state,
+                 stateful=True)

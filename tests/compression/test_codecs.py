@@ -168,6 +168,29 @@ def test_topk_error_feedback_loses_nothing(values):
     np.testing.assert_array_equal(restored["residual"]["head"], state["residual"]["head"])
 
 
+def test_residual_per_logical_client_across_sampling_and_rejections():
+    """The protocol the package doc states: one state per client id, kept between rounds;
+    a client not sampled keeps it, a rejected update leaves the old one in place. Per
+    client: sum of accepted payloads + residual == sum of accepted updates."""
+    codec = make_codec("topk(0.02)")
+    rng = np.random.default_rng(6)
+    states = {c: None for c in range(5)}                 # None until first sampled
+    sent = {c: np.zeros(4000) for c in states}
+    true = {c: np.zeros(4000) for c in states}
+    for r in range(12):
+        for c in rng.choice(5, size=2, replace=False):   # two clients sampled per round
+            update = {"w": rng.standard_normal(4000).astype(np.float32)}
+            payload, new_state = codec.encode(update, None, states[c])
+            if r == 5:                                   # e.g. rejected by validation
+                continue
+            states[c] = new_state
+            sent[c] += decode(payload)["w"]
+            true[c] += update["w"]
+    for c, state in states.items():
+        residual = 0.0 if state is None else state["residual"]["w"]
+        np.testing.assert_allclose(sent[c] + residual, true[c], rtol=0, atol=1e-4)
+
+
 def test_topk_sends_the_largest_of_update_plus_residual():
     codec = make_codec("topk(0.1)")
     x = np.arange(1, 101, dtype=np.float32)                 # top 10: 91..100
@@ -200,6 +223,18 @@ def test_same_seed_same_payload_bytes(spec):
     if spec.startswith("int8"):
         c = pickle.dumps(codec.encode(tree, np.random.default_rng(12), None)[0], protocol=5)
         assert a != c
+
+
+def test_codecs_pickle_and_refuse_named_tuples():
+    import collections
+    codec = pickle.loads(pickle.dumps(make_codec("topk(0.02)")))
+    tree = million_tree()
+    a = codec.encode(tree, None, None)[0]
+    b = make_codec("topk(0.02)").encode(tree, None, None)[0]
+    assert pickle.dumps(a) == pickle.dumps(b)
+    pair = collections.namedtuple("Pair", "a b")
+    with pytest.raises(TypeError, match="Pair"):
+        encode("none", {"x": pair(np.zeros(3), np.ones(3))})
 
 
 def test_int8_needs_an_rng():
