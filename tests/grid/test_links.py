@@ -81,7 +81,8 @@ def test_parameters_and_shorthand():
     ("wifi(spread=0.5)", "grid.link.spread", "greater than or equal to 1"),
     ({"name": "lan", "up_mbit": 0}, "grid.link.up_mbit", "greater than 0"),
     ({"name": "home", "bandwidth": 3}, "grid.link.bandwidth", "unknown config key"),
-    ({"name": "wifi", "latency_ms_min": 40}, "grid.link", "latency_ms_max=30.0 must be >= latency_ms_min=40.0"),
+    ({"name": "wifi", "latency_ms_min": 40}, "grid.link",
+     "latency_ms_max=30.0 must be >= latency_ms_min=40.0"),
 ])
 def test_bad_presets_give_one_line_user_errors_with_the_path(spec, path, words):
     with pytest.raises(UserError) as info:
