@@ -140,11 +140,6 @@ def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(columns))
 
 
-def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
-    """A table with the given columns and dtypes and no rows."""
-    return _frame([], columns)
-
-
 def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """``df`` with exactly ``columns`` (in order) and their dtypes (e.g. after read_csv)."""
     missing = [c for c in columns if c not in df.columns and c not in LATER_COLUMNS]
@@ -273,7 +268,7 @@ class Records:
         if fmt not in ('parquet', 'csv'):
             raise UserError(f"records format {fmt!r} is not supported; allowed: parquet, csv")
         out = Path(out_dir)
-        frames = {'workers': empty_frame(WORKER_COLUMNS)}
+        frames = {'workers': _frame([], WORKER_COLUMNS)}
         for name, cols in (('tasks', TASK_COLUMNS), ('rounds', ROUND_COLUMNS),
                            ('workers', WORKER_COLUMNS)):
             p = out / f'{name}.{fmt}'

@@ -45,18 +45,6 @@ _TRAIN_CACHE: dict = {}
 _EVAL_CACHE: dict = {}
 
 
-def clear_caches() -> None:
-    """Forget every compiled function built by this module."""
-    for cache in (_INIT_CACHE, _OPT_INIT_CACHE, _TRAIN_CACHE, _EVAL_CACHE):
-        cache.clear()
-
-
-def cache_sizes() -> dict:
-    """Number of cached compiled functions per kind (for tests/benchmarks)."""
-    return {"init": len(_INIT_CACHE), "opt_init": len(_OPT_INIT_CACHE),
-            "train": len(_TRAIN_CACHE), "eval": len(_EVAL_CACHE)}
-
-
 # ----------------------------------------------------------------- helpers
 
 def _hash_key(obj) -> Any:
