@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
 
 TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline')
@@ -150,18 +150,6 @@ def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
                          for c, d in columns.items()}, columns=list(columns))
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 class Records:
     """Append-only task and round tables of one run."""
 
@@ -255,10 +243,11 @@ class Records:
                          ('workers', self.workers())):
             for ext in ('csv', 'parquet'):
                 p = out / f'{name}.{ext}'
-                if ext == 'csv':
-                    _atomic_write(p, lambda t, df=df: df.to_csv(t, index=False))
-                else:
-                    _atomic_write(p, lambda t, df=df: df.to_parquet(t, index=False))
+                with atomic_path(p) as tmp:
+                    if ext == 'csv':
+                        df.to_csv(tmp, index=False)
+                    else:
+                        df.to_parquet(tmp, index=False)
                 paths[f'{name}.{ext}'] = p
         return paths
 
