@@ -184,13 +184,16 @@ class Records:
         self._rounds.append(out)
         return out
 
-    def task_counts(self, round: int) -> dict:
-        """``clients_ok/late/failed/rejected/offline`` of a round from the task rows (distinct clients)."""
-        out = {}
-        for status in ('ok', 'late', 'failed', 'rejected', 'offline'):
-            out[f'clients_{status}'] = len({r['client'] for r in self._tasks
-                                            if r['round'] == round and r['status'] == status})
-        return out
+    def task_counts(self, round_: int) -> dict:
+        """``clients_<status>`` for each of ``TASK_STATUSES``: how many distinct clients
+        have a task row of that status in round ``round_`` (from 1). A client counts once
+        per status however many of its attempts had it (two failed attempts: one
+        client failed; a failed attempt, then an ok one: one failed and one ok)."""
+        seen: dict[str, set] = {s: set() for s in TASK_STATUSES}
+        for r in self._tasks:
+            if r['round'] == round_:
+                seen[r['status']].add(r['client'])
+        return {f'clients_{s}': len(clients) for s, clients in seen.items()}
 
     @property
     def num_tasks(self) -> int:

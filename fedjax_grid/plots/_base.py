@@ -21,11 +21,12 @@ from matplotlib.figure import Figure
 
 from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
+from fedjax_grid.grid.records import TASK_STATUSES
 
 DPI = 120
 
 #: The task statuses of the records, in legend order.
-STATUSES = ("ok", "late", "failed", "rejected", "offline")
+STATUSES = TASK_STATUSES
 
 #: Face colour, hatch and edge colour of each task status in the timeline.
 STATUS_STYLE: dict[str, dict] = {
