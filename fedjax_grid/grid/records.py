@@ -43,7 +43,9 @@ import pandas as pd
 from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
 
-TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline')
+#: 'dropped': an asynchronous delta staler than ``server.max_staleness``, or a task in
+#: flight when the coordinator stopped (not folded).
+TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline', 'dropped')
 
 TASK_COLUMNS: dict[str, str] = {
     'round': 'int64', 'client': 'int64', 'worker': 'string', 'attempt': 'int64',
@@ -51,14 +53,18 @@ TASK_COLUMNS: dict[str, str] = {
     'start_s': 'float64', 'end_s': 'float64', 'duration_s': 'float64',
     'status': 'string', 'reason': 'string', 'bytes_in': 'Int64', 'bytes_out': 'Int64',
     'speed_factor': 'float64', 'worker_name': 'string',
+    # the global version the task trained from and its staleness when it arrived
+    # (synchronous rounds: version = round - 1, staleness 0)
+    'version': 'Int64', 'staleness': 'Int64',
 }
 #: Columns added after the first release: tables written without them read back with <NA>.
-LATER_COLUMNS = ('worker_name',)
+LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped')
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
     'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
-    'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'bytes_sent': 'Int64',
+    'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'clients_dropped': 'Int64',
+    'bytes_sent': 'Int64',
     'bytes_received': 'Int64', 'quorum': 'boolean',
     'logit_spread': 'float64', 'logit_spread_train': 'float64', 'bn_collapse': 'boolean',
 }

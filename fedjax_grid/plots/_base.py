@@ -35,6 +35,7 @@ STATUS_STYLE: dict[str, dict] = {
     "failed": {"color": "#d62728", "hatch": "xx", "edgecolor": "#7a0f10"},
     "rejected": {"color": "#8e44ad", "hatch": "\\\\", "edgecolor": "#4a1f5c"},
     "offline": {"color": "#9e9e9e", "hatch": "..", "edgecolor": "#555555"},
+    "dropped": {"color": "#5dade2", "hatch": "--", "edgecolor": "#1f618d"},
 }
 UNKNOWN_STATUS_STYLE = {"color": "#333333", "hatch": "++", "edgecolor": "#000000"}
 
@@ -53,6 +54,7 @@ COLUMN_LABELS = {
     "clients_failed": "clients failed",
     "clients_rejected": "clients rejected",
     "clients_offline": "clients offline",
+    "clients_dropped": "clients dropped (too stale)",
     "clients_sampled": "clients sampled",
     "bytes_sent": "bytes sent",
     "bytes_received": "bytes received",
