@@ -196,6 +196,7 @@ class RoundDispatch:
         self.pending[fut] = (k, attempt)
         self.submitted_at[fut] = time.time()
         self.task_bytes[fut] = self.model_bytes + data_bytes
+        self.last_future = fut
         return True
 
     def completed(self, deadline: Optional[float],
@@ -245,7 +246,7 @@ class RoundDispatch:
             fut.release()
             return None
         fut.release()
-        self.bytes_received += tree_nbytes(res["variables"])
+        self.bytes_received += tree_nbytes((res["delta"], res.get("batch_stats")))
         return res
 
     def cancel_pending(self) -> list[tuple]:
@@ -261,3 +262,68 @@ class RoundDispatch:
         for f in self._old_gfuts + ([self._gfut] if self._gfut is not None else []):
             f.release()
         self._old_gfuts, self._gfut = [], None
+
+
+class VersionedDispatch(RoundDispatch):
+    """Client tasks trained from different global versions in flight at once (FedBuff).
+
+    ``set_version(v, gvars)`` makes ``gvars`` the weights of the next submissions
+    (broadcast on the next ``submit``); each task remembers the version it started from
+    (``version_of[future]``). A version's broadcast is released once it is not the
+    newest and none of its tasks is pending. Task keys carry the run's task number
+    (``task``, set before each ``submit``) in place of a round. No deadline applies to
+    the whole; ``overdue(limit_s)`` lists the tasks running longer than ``limit_s``
+    and ``cancel(futures)`` drops them.
+    """
+
+    def __init__(self, dask_client, *, run_id: str, workers: Callable[[], list]):
+        super().__init__(dask_client, {}, run_id=run_id, round_=0, workers=workers)
+        self.version = -1
+        self.version_of: dict = {}       # future -> global version it trained from
+        self._gfut_of: dict = {}         # version -> its broadcast future
+
+    def set_version(self, version: int, gvars: dict) -> None:
+        if self._gfut is not None:
+            self._gfut_of[self.version] = self._gfut
+        self.version, self.gvars = int(version), gvars
+        self.model_bytes = tree_nbytes(gvars)
+        self._gfut, self.ready = None, []
+        self._release_unused()
+
+    def submit_task(self, task: int, k: int, attempt: int, spec: dict,
+                    shipped: Optional[dict], avoid: str = ""):
+        """Submit client ``k``'s task number ``task`` on the newest version; its future,
+        or None when no worker took the weights in time."""
+        self.round = int(task)
+        if not self.submit(k, attempt, spec, shipped, avoid=avoid):
+            return None
+        self.version_of[self.last_future] = self.version
+        return self.last_future
+
+    def overdue(self, limit_s: float) -> list:
+        now = time.time()
+        return [f for f in self.pending if now - self.submitted_at[f] > limit_s]
+
+    def cancel(self, futures) -> list[tuple]:
+        """Cancel ``futures``; ``[(future, client, attempt, submitted_at)]``."""
+        out = [(f, *self.pending.pop(f), self.submitted_at[f]) for f in futures
+               if f in self.pending]
+        if out:
+            self.dask_client.cancel([f for f, *_ in out], force=True)
+        self._release_unused()
+        return out
+
+    def _release_unused(self) -> None:
+        busy = {self.version_of.get(f) for f in self.pending}
+        for v in [v for v in self._gfut_of if v not in busy and v != self.version]:
+            self._gfut_of.pop(v).release()
+
+    def completed(self, deadline, stop=lambda: False):
+        for item in super().completed(deadline, stop=stop):
+            yield item
+            self._release_unused()
+
+    def release(self) -> None:
+        self._old_gfuts += list(self._gfut_of.values())
+        self._gfut_of.clear()
+        super().release()

@@ -343,19 +343,23 @@ class FederatedRun:
             row["bytes_in"] = dispatch.task_bytes[fut]
             self.ledger.record(where, "late")
             return row
-        upd = res["variables"]
         if quota_met():
             status, reason = "late", "quota of clients already met (overcommit)"
         else:
-            reason = fold.add(upd, max(1, res["num_examples"]), k, res.get("bn_moments"))
+            reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
+                                    batch_stats=res["batch_stats"], bn_moments=res["bn_moments"])
             status = "ok" if reason is None else "rejected"
-            if status == "ok" and self.config.server.bn_mode == "local" and "batch_stats" in upd:
-                self.client_bn[k] = upd["batch_stats"]
+            self._keep_client_bn(status, k, res)
         row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
-        row["bytes_out"] = tree_nbytes(upd)
+        row["bytes_out"] = tree_nbytes((res["delta"], res["batch_stats"]))
         self.ledger.record(row["worker"], status)
         row["bytes_in"] = dispatch.task_bytes[fut]
         return row
+
+    def _keep_client_bn(self, status: str, k: int, res: dict) -> None:
+        """bn_mode 'local': an accepted client keeps its own final statistics."""
+        if status == "ok" and self.config.server.bn_mode == "local" and res["batch_stats"] is not None:
+            self.client_bn[k] = res["batch_stats"]
 
     def _failed_row(self, dispatch: RoundDispatch, fut, k: int, attempt: int) -> dict:
         """The ``failed`` row of a task that raised or lost its worker; that worker is

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import fedjax_grid
+from fedjax_grid.federated.tree_math import np_tree_sub
 
 
 class SimulatedDropout(RuntimeError):
@@ -95,8 +96,11 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
-    Returns {'variables', 'num_examples', 'metrics', 'worker' (address), 'worker_name'
-    (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'} with
+    Returns {'delta', 'batch_stats', 'num_examples', 'metrics', 'worker' (address),
+    'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'}:
+    'delta' is the client's params minus the params it received (float32 numpy tree,
+    the update clients return), 'batch_stats' its final BatchNorm statistics (None
+    without BatchNorm); times are
     wall-clock times in seconds since the epoch (worker clock); 'bn_moments' is
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
@@ -110,9 +114,11 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
     variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
-    variables, moments = _simulate_faults(plan, spec, variables, moments, train_s,
-                                          global_variables["params"])
-    return {"variables": variables, "num_examples": int(metrics["num_examples"]),
+    delta = np_tree_sub(variables["params"], global_variables["params"])
+    delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
+                                                   variables.get("batch_stats"), moments, train_s)
+    return {"delta": delta, "batch_stats": batch_stats,
+            "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
             "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan, "bn_moments": moments}
@@ -162,10 +168,10 @@ def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
     return variables, metrics, moments, time.perf_counter() - t0
 
 
-def _simulate_faults(plan: dict, spec: dict, variables, moments, train_s: float, global_params):
+def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_s: float):
     """Apply the task's fault plan after training: slow-down and hang (sleeps), drop-out
-    (raises ``SimulatedDropout``), corrupt (NaN) or hostile updates. Returns
-    ``(variables, moments)``."""
+    (raises ``SimulatedDropout``), corrupt (NaN) or hostile updates (the delta
+    manipulated, ``attack_delta``). Returns ``(delta, batch_stats, moments)``."""
     import jax
     if plan.get("speed_factor", 1.0) > 1.0:
         interruptible_sleep(train_s * (plan["speed_factor"] - 1.0))
@@ -174,24 +180,23 @@ def _simulate_faults(plan: dict, spec: dict, variables, moments, train_s: float,
     if plan.get("dropout"):
         raise SimulatedDropout(f"client {spec['client']} dropped out (simulated)")
     if plan.get("corrupt"):
-        variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
-        moments = None
+        nan = lambda t: jax.tree.map(lambda a: np.full_like(a, np.nan), t)  # noqa: E731
+        delta, moments = nan(delta), None
+        batch_stats = None if batch_stats is None else nan(batch_stats)
     if plan.get("attack"):
-        variables = dict(variables, params=attack_params(
-            plan["attack"], plan["attack_scale"], variables["params"], global_params,
-            seed=(spec["seed"], spec["round"], spec["client"])))
-    return variables, moments
+        delta = attack_delta(plan["attack"], plan["attack_scale"], delta,
+                             seed=(spec["seed"], spec["round"], spec["client"]))
+    return delta, batch_stats, moments
 
 
-def attack_params(kind: str, scale: float, params, global_params, seed=()):
-    """A hostile client's params (fault simulation): the honest update manipulated.
+def attack_delta(kind: str, scale: float, delta, seed=()):
+    """A hostile client's update (fault simulation): the honest delta manipulated.
 
-    'scale': g + scale * (w - g); 'signflip': g - scale * (w - g);
-    'random': g + Gaussian noise with global L2 norm scale * ||w - g||.
+    'scale': scale * d; 'signflip': -scale * d; 'random': Gaussian noise with global
+    L2 norm scale * ||d||. Leaves keep their dtype.
     """
     import jax
     from fedjax_grid.federated.tree_math import np_tree_l2_norm
-    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
     if kind == "scale":
         new = jax.tree.map(lambda d: scale * d, delta)
     elif kind == "signflip":
@@ -203,4 +208,12 @@ def attack_params(kind: str, scale: float, params, global_params, seed=()):
         new = jax.tree.map(lambda z: factor * z, noise)
     else:
         raise ValueError(f"unknown attack {kind!r}")
+    return jax.tree.map(lambda d, n: np.asarray(n, np.asarray(d).dtype), delta, new)
+
+
+def attack_params(kind: str, scale: float, params, global_params, seed=()):
+    """A hostile client's params: ``global_params + attack_delta(params - global_params)``."""
+    import jax
+    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
+    new = attack_delta(kind, scale, delta, seed)
     return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)
