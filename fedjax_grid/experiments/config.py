@@ -138,6 +138,17 @@ class ServerConfig:
     bn_calibration_examples: int = 2048
     #: Reject updates whose norm exceeds this multiple of the median accepted norm (None: off).
     max_norm_ratio: Optional[float] = None
+    #: 'sync': rounds with a barrier (FedAvg/FedOpt/FedProx); 'async': buffered
+    #: asynchronous aggregation (FedBuff): no barrier, one server update per buffer.
+    mode: str = "sync"
+    #: async: client tasks kept in flight (None: training.clients_per_round, i.e. C).
+    concurrency: Optional[int] = None
+    #: async: deltas per server update (None: max(1, concurrency // 2)).
+    buffer_size: Optional[int] = None
+    #: async: staleness weighting {name: constant | polynomial | hinge, ...its params}.
+    staleness: dict = dataclasses.field(default_factory=lambda: {"name": "polynomial", "a": 0.5})
+    #: async: deltas staler than this many server updates are dropped (recorded).
+    max_staleness: int = 10
 
 
 @dataclasses.dataclass
@@ -336,6 +347,14 @@ class ExperimentConfig:
         _positive("server.lr", s.lr)
         _float_range("server.momentum", s.momentum, 0.0, 1.0)
         _choice("server.bn_mode", s.bn_mode, BN_MODES)
+        _choice("server.mode", s.mode, ("sync", "async"))
+        if s.concurrency is not None:
+            _int_range("server.concurrency", s.concurrency, 1, MAX_CLIENTS)
+        if s.buffer_size is not None:
+            _int_range("server.buffer_size", s.buffer_size, 1, MAX_CLIENTS)
+        from fedjax_grid.federated.staleness import STALENESS
+        STALENESS.validate(s.staleness, "server.staleness")
+        _int_range("server.max_staleness", s.max_staleness, 0, MAX_ROUNDS)
         _int_range("server.bn_calibration_examples", s.bn_calibration_examples, 1, 10_000_000)
         if s.max_norm_ratio is not None:
             _float_range("server.max_norm_ratio", s.max_norm_ratio, 1.0, None)

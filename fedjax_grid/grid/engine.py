@@ -105,6 +105,9 @@ class FederatedRun:
         #: bn_mode='local': each client's own BatchNorm statistics (client -> tree).
         self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
+        self._async_rounds = None
+        #: server.mode='async': what the last checkpoint says about tasks then in flight.
+        self.restored_async: dict = {}
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
         self.notify = notify or warn_stderr
         self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
@@ -163,6 +166,8 @@ class FederatedRun:
 
     def close(self) -> None:
         try:
+            if self._async_rounds is not None:
+                self._async_rounds.close()  # tasks still in flight are not needed any more
             if self.grid is not None and self._own_grid:
                 self.grid.close()
                 self.grid = None
@@ -210,15 +215,23 @@ class FederatedRun:
         """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
         if self.grid is None or not self.lock.held:
             self.start()
+        step = self._step if self.config.server.mode == "sync" else self._async().step
         if not self._first_step:
-            return self._step()
+            return step()
         self._first_step = False
         c = self.config
         with self.stages.stage("first_round", f"round {self.round + 1}/{c.training.rounds}: "
                                "compiling the model on the workers and training") as info:
-            row = self._step()
+            row = step()
             info["detail"] = f"{row['clients_ok']}/{row['clients_sampled']} clients ok"
         return row
+
+    def _async(self):
+        """The asynchronous (FedBuff) round policy of this run, made on first use."""
+        if self._async_rounds is None:
+            from fedjax_grid.grid.async_rounds import AsyncRounds
+            self._async_rounds = AsyncRounds(self)
+        return self._async_rounds
 
     def _step(self) -> dict:
         c = self.config
@@ -422,7 +435,8 @@ class FederatedRun:
                 "start_s": start - t0, "end_s": end - t0, "duration_s": end - start,
                 "status": status, "reason": str(reason)[:300],
                 "bytes_in": 0, "bytes_out": 0,
-                "speed_factor": fault_sim.speed_factor(c.faults, c.seed, int(k))}
+                "speed_factor": fault_sim.speed_factor(c.faults, c.seed, int(k)),
+                "version": int(r), "staleness": 0}
 
     # -- evaluation, loop, checkpoints -------------------------------------------
     def evaluate(self) -> dict:
@@ -444,17 +458,21 @@ class FederatedRun:
         return out
 
     def _recalibrate_bn(self) -> None:
-        """bn_mode 'recalibrate' / 'local': re-estimate the global model's BatchNorm
-        statistics exactly on ``server.bn_calibration_examples`` training examples (a
-        seeded subset, the same every round)."""
+        self.state = self.recalibrated(self.state)
+
+    def recalibrated(self, state):
+        """bn_mode 'recalibrate' / 'local': ``state`` with its BatchNorm statistics
+        re-estimated exactly on ``server.bn_calibration_examples`` training examples (a
+        seeded subset, the same every time); else ``state`` unchanged."""
         s = self.config.server
-        if s.bn_mode not in ("recalibrate", "local") or self.state.batch_stats is None:
-            return
+        if s.bn_mode not in ("recalibrate", "local") or state.batch_stats is None:
+            return state
+        from fedjax_grid.federated.server import server_variables
         from fedjax_grid.training import Standardize
         from fedjax_grid.training.bn_stats import calibration_indices, recalibrated_stats
         idx = calibration_indices(len(self.train), s.bn_calibration_examples, self.config.seed)
-        self.state = self.state._replace(batch_stats=recalibrated_stats(
-            self.model, self.global_variables, self.train, self.config.training.batch_size,
+        return state._replace(batch_stats=recalibrated_stats(
+            self.model, server_variables(state), self.train, self.config.training.batch_size,
             indices=idx, preprocess=Standardize(mean=self.mean, std=self.std)))
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
@@ -483,12 +501,15 @@ class FederatedRun:
         self.config.save(self.out_dir / "config.json")
         self.records.save(self.out_dir)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, extra: Optional[dict] = None) -> None:
+        """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta,
+        e.g. the asynchronous policy's task counter and tasks in flight)."""
         from fedjax_grid.grid.checkpoint import save_checkpoint
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.records.set_workers(self.ledger.table_rows())
         meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
-                "records": self.records.to_json_state(), "config": self.config.to_dict()}
+                "records": self.records.to_json_state(), "config": self.config.to_dict(),
+                **(extra or {})}
         arrays = {"strategy": _flatten_state(self.strategy_state)}
         if self.client_bn:
             arrays["client_bn"] = {str(k): v for k, v in sorted(self.client_bn.items())}
@@ -514,6 +535,7 @@ class FederatedRun:
                                    rows=self.records.worker_rows())
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
         self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
+        self.restored_async = meta.get("async") or {}
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
         self.t0 = time.time() - elapsed
