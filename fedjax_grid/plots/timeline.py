@@ -91,8 +91,7 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     if label_clients is None:
         label_clients = len(tasks) <= LABEL_MAX_TASKS
     if label_clients and "client" in tasks.columns:
-        _label_bars(ax, tasks["client"].to_numpy()[has_bar], start[has_bar], end[has_bar],
-                    y[has_bar])
+        _label_bars(ax, _bar_labels(tasks)[has_bar], start[has_bar], end[has_bar], y[has_bar])
     if rounds is not None:
         _base.check_table(rounds, ["round", "elapsed_s"], "rounds", func)
         rounds = _base.select_run(rounds, run, func)
@@ -140,10 +139,23 @@ def _draw_status(ax: Axes, st: str, of_status: np.ndarray, has_bar: np.ndarray,
                    color=style["color"], zorder=3)
 
 
-def _label_bars(ax: Axes, clients, start, end, y) -> None:
-    """Write ``c<client>`` in the middle of each bar."""
-    for xa, xb, yy, client in zip(start, end, y, clients):
-        ax.text((xa + xb) / 2, yy, f"c{client}", ha="center", va="center",
+def _bar_labels(tasks: pd.DataFrame) -> np.ndarray:
+    """``c<client>``, or ``c<client> v<version>`` when tasks trained from versions other
+    than their round's (asynchronous aggregation: the global version each started from)."""
+    clients = tasks["client"].astype(str).to_numpy()
+    if "version" not in tasks.columns or "round" not in tasks.columns:
+        return np.array([f"c{c}" for c in clients])
+    version = pd.to_numeric(tasks["version"], errors="coerce")
+    if not (version.notna() & (version != tasks["round"] - 1)).any():
+        return np.array([f"c{c}" for c in clients])
+    return np.array([f"c{c}" if pd.isna(v) else f"c{c} v{int(v)}"
+                     for c, v in zip(clients, version)])
+
+
+def _label_bars(ax: Axes, labels, start, end, y) -> None:
+    """Write each bar's label (``c<client>[ v<version>]``) in its middle."""
+    for xa, xb, yy, label in zip(start, end, y, labels):
+        ax.text((xa + xb) / 2, yy, label, ha="center", va="center",
                 fontsize=6.5, color="black", zorder=4, clip_on=True)
 
 
