@@ -207,24 +207,24 @@ def run_centralized(spec: Spec, out_dir: pathlib.Path, log=print) -> pd.DataFram
     """One ``local_train`` epoch over all training data per round, evaluated each round.
 
     Same model, initial variables, optimiser, lr, batch size and normalisation as
-    the federated run (borrowed from an unstarted ``FederatedRun``); runs in this
-    process. The optimiser state restarts each epoch, as a client's does each round.
+    the federated run (from the same builders); runs in this process. The optimiser
+    state restarts each epoch, as a client's does each round.
     """
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.experiments.build import build_experiment, initial_variables
     from fedjax_grid.training import Standardize, evaluate, local_train
-    fr = FederatedRun(spec.cfg, out_dir=out_dir)  # data, model, hparams only; never started
-    pre = Standardize(mean=fr.mean, std=fr.std)
-    train = fr.train.__getitems__(np.arange(len(fr.train)))
+    exp = build_experiment(spec.cfg)
+    pre = Standardize(mean=exp.data.mean, std=exp.data.std)
+    train = exp.data.train.__getitems__(np.arange(len(exp.data.train)))
     data = (train["image"], train["label"])
-    variables = fr.global_variables
+    variables = initial_variables(spec.cfg, exp.model, exp.data.info.image_shape)
     rows = []
     t0 = time.time()
     for r in range(spec.cfg.training.rounds):
         t_round = time.time()
-        variables, _ = local_train(fr.model, variables, data, fr.hparams,
+        variables, _ = local_train(exp.model, variables, data, exp.hparams,
                                    1000 * spec.cfg.seed + 13 + r,
                                    preprocess=pre)
-        m = evaluate(fr.model, variables, fr.test_arrays, spec.cfg.training.test_batch_size,
+        m = evaluate(exp.model, variables, exp.data.test_arrays, spec.cfg.training.test_batch_size,
                      preprocess=pre)
         now = time.time()
         rows.append({"round": r + 1, "global_loss": float(m["loss"]),  # 1-based, as the engine's

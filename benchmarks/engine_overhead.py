@@ -51,28 +51,30 @@ def engine_time(cfg, out) -> tuple[float, object]:
 def sequential_time(cfg) -> float:
     """The same rounds as a plain loop in this process: local_train per client, FedAvg."""
     import jax
-    from fedjax_grid.grid.engine import FederatedRun
-    from fedjax_grid.training import Standardize, evaluate, local_train
+
+    from fedjax_grid.experiments.build import (build_experiment, forming_rng, initial_variables,
+                                               sample_clients)
     from fedjax_grid.federated import mean as mean_aggregator
-    from fedjax_grid.experiments.build import forming_rng
-    run = FederatedRun(cfg, out_dir=tempfile.mkdtemp())  # only its data, model, strategy
-    pre = Standardize(mean=run.mean, std=run.std)
-    params = run.global_variables
-    state = run.strategy_state
+    from fedjax_grid.training import Standardize, evaluate, local_train
+    exp = build_experiment(cfg)
+    pre = Standardize(mean=exp.data.mean, std=exp.data.std)
+    params = initial_variables(cfg, exp.model, exp.data.info.image_shape)
+    state = exp.strategy.init(cfg.seed)
 
     def one_round(r, params, state):
-        assignments, state = run.strategy.apply(state, forming_rng(cfg.seed, r), r)
+        assignments, state = exp.strategy.apply(state, forming_rng(cfg.seed, r), r)
         agg = mean_aggregator()
         s = agg.init(params)
-        for k in run._sample_clients(r):
-            batch = run.train.__getitems__(assignments[k])
+        for k in sample_clients(cfg, r):
+            batch = exp.data.train.__getitems__(assignments[k])
             key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
                 jax.random.PRNGKey(cfg.seed), r), int(k)), 0)
-            v, m = local_train(run.model, params, (batch["image"], batch["label"]), run.hparams,
+            v, m = local_train(exp.model, params, (batch["image"], batch["label"]), exp.hparams,
                                key, preprocess=pre)
             s = agg.update(s, jax.tree.map(np.asarray, v), m["num_examples"])
         params = agg.result(s)
-        evaluate(run.model, params, run.test_arrays, cfg.training.test_batch_size, preprocess=pre)
+        evaluate(exp.model, params, exp.data.test_arrays, cfg.training.test_batch_size,
+                 preprocess=pre)
         return params, state
 
     params, state = one_round(0, params, state)  # warm-up, as for the engine

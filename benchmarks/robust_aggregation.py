@@ -62,7 +62,8 @@ def robust_table(rounds=5, attacks=("scale", "random"), defences=tuple(DEFENCES)
         # Clip at the size of an honest client's update: the global step of the clean
         # first round (the mean of honest updates) x 1.5.
         from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
-        init = type(clean_run)(base, out_dir=f"{out_dir}/init", grid=grid).state.params
+        from fedjax_grid.experiments.build import build_experiment
+        init = build_experiment(base).initial_state()[0].params
         probe = type(clean_run)(base.with_overrides(["training.rounds=1"]),
                                 out_dir=f"{out_dir}/probe", grid=grid)
         probe.run()

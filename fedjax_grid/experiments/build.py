@@ -1,9 +1,24 @@
-"""Build an experiment's data and partition strategy from its config.
+"""Builders: an experiment's parts from its config, outside the engine.
 
-Shared by the engine (``grid.engine.FederatedRun``) and the CLI's
-``partition-report``, so both see the same local sets for the same config.
+One place turns an ``ExperimentConfig`` into what a federated run (or a
+centralized baseline, a benchmark, a notebook) needs:
+
+- ``build_data(cfg)``       -> :class:`ExperimentData` (splits, test arrays, normalisation)
+- ``partition_strategy``    -> the forming strategy over the training labels
+- ``build_model(cfg, n)``   -> (hashable model key, Flax module), cached per process
+- ``build_hparams(cfg)``    -> the clients' ``HParams``
+- ``build_algorithm(cfg)``  -> the pure federated algorithm (aggregator, server optimiser, BN mode)
+- ``build_experiment(cfg)`` -> all of the above plus the initial server and forming states
+
+``FederatedRun`` only orchestrates rounds over what ``build_experiment`` returns;
+the CLI's ``partition-report``, the benchmarks and the notebooks use the same
+builders, so all of them see the same data, local sets, model and state.
 """
 from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +26,8 @@ from fedjax_grid.errors import UserError
 
 #: Sources whose images are resized to ``data.image_size``.
 RESIZABLE = ("digits", "textures", "texture_fragments")
+#: Training examples the per-channel normalisation is measured on (the first ones).
+NORMALISATION_EXAMPLES = 2048
 
 
 def source_options(cfg) -> dict:
@@ -28,6 +45,46 @@ def load_split(cfg, split: str):
                        **source_options(cfg))
 
 
+@dataclasses.dataclass
+class ExperimentData:
+    """The data of an experiment as the coordinator holds it.
+
+    train/test: ImageDatasets (random access by index). test_arrays: (uint8 images
+    (N, H, W, C), int labels (N,)), at most ``data.max_test_examples``. mean/std:
+    per-channel statistics of pixels scaled to [0, 1] (std floored at 1e-3).
+    """
+    train: Any
+    test: Any
+    test_arrays: tuple
+    mean: tuple
+    std: tuple
+    source_options: dict
+
+    @property
+    def info(self):
+        return self.train.info
+
+
+def normalisation(train, n: int = NORMALISATION_EXAMPLES) -> tuple[tuple, tuple]:
+    """Per-channel (mean, std) of the first ``n`` training images, pixels in [0, 1]."""
+    sample = train.__getitems__(np.arange(min(len(train), n)))["image"]
+    x = sample.astype(np.float64) / 255.0
+    return (tuple(float(v) for v in x.mean(axis=(0, 1, 2))),
+            tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2))))
+
+
+def build_data(cfg) -> ExperimentData:
+    """Both splits, the (capped) test arrays and the normalisation of ``cfg``'s source."""
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    n_test = len(test)
+    if cfg.data.max_test_examples is not None:
+        n_test = min(n_test, cfg.data.max_test_examples)
+    arrays = test.__getitems__(np.arange(n_test))
+    mean, std = normalisation(train)
+    return ExperimentData(train, test, (arrays["image"], arrays["label"]), mean, std,
+                          source_options(cfg))
+
+
 def partition_strategy(cfg, labels: np.ndarray):
     """The forming strategy over ``labels`` (int (D,)); UserError when C > D."""
     from fedjax_grid.partition import Distribution, make_strategy
@@ -43,3 +100,84 @@ def partition_strategy(cfg, labels: np.ndarray):
 def forming_rng(seed: int, round_: int) -> np.random.Generator:
     """The generator a forming strategy draws round ``round_``'s local sets from."""
     return np.random.default_rng([seed, 11, round_])
+
+
+def sample_clients(cfg, round_: int) -> np.ndarray:
+    """Sorted ids of the clients sampled for 0-based round ``round_``: ``clients_per_round``
+    plus ``grid.overcommit`` spares out of ``num_clients``, seeded by (seed, round)."""
+    c = cfg.partition.num_clients
+    n = min(c, cfg.clients_per_round + cfg.grid.overcommit)
+    rng = np.random.default_rng([cfg.seed, 7, round_])
+    return np.sort(rng.choice(c, size=n, replace=False))
+
+
+def model_key(model_cfg, num_classes: int) -> tuple:
+    """Hashable description of a model: (name, classes, sorted kwargs)."""
+    return (model_cfg.name, int(num_classes), tuple(sorted(model_cfg.kwargs.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def cached_model(name: str, num_classes: int, kwargs: tuple):
+    """The Flax module of a ``model_key``, built once per process (workers too)."""
+    from fedjax_grid.models import get_model
+    return get_model(name, num_classes, **dict(kwargs))
+
+
+def build_model(cfg, num_classes: int) -> tuple[tuple, Any]:
+    """(model key shipped to workers, Flax module) of ``cfg.model`` for ``num_classes``."""
+    key = model_key(cfg.model, num_classes)
+    return key, cached_model(*key)
+
+
+def build_hparams(cfg):
+    """The clients' local-training hyper-parameters (``training.HParams``)."""
+    from fedjax_grid.training import HParams
+    t = cfg.training
+    return HParams(optimizer=t.optimizer, learning_rate=t.lr, momentum=t.momentum,
+                   weight_decay=t.weight_decay, batch_size=t.batch_size,
+                   epochs=t.local_epochs, prox_mu=t.prox_mu, augment=t.augment)
+
+
+def build_algorithm(cfg):
+    """The pure federated algorithm: aggregator, server optimiser, BN mode, norm guard."""
+    from fedjax_grid.federated import NormGuard, make_algorithm, make_server_optimizer
+    s = cfg.server
+    guard = None if s.max_norm_ratio is None else NormGuard(max_norm_ratio=s.max_norm_ratio)
+    return make_algorithm(
+        s.aggregator, make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum),
+        bn_mode=s.bn_mode, norm_guard=guard,
+        aggregator_kw={"trimmed_mean": {"trim_fraction": s.trim_fraction},
+                       "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {}))
+
+
+def initial_variables(cfg, model, image_shape: tuple) -> dict:
+    """The model's initial variables (numpy) for ``cfg.seed``; image_shape (H, W, C)."""
+    import jax
+    from fedjax_grid.training import init_variables
+    variables = init_variables(model, (1, *image_shape), jax.random.PRNGKey(cfg.seed))
+    return jax.tree.map(np.asarray, variables)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything a run needs, built from one config (see ``build_experiment``)."""
+    config: Any
+    data: ExperimentData
+    strategy: Any            # forming strategy (init/apply)
+    model_key: tuple
+    model: Any               # Flax module
+    hparams: Any
+    algorithm: Any           # pure FedAlgorithm (init/begin)
+
+    def initial_state(self) -> tuple[Any, dict]:
+        """(server state of the initial global model, forming state before round 1)."""
+        variables = initial_variables(self.config, self.model, self.data.info.image_shape)
+        return self.algorithm.init(variables), self.strategy.init(self.config.seed)
+
+
+def build_experiment(cfg, data: ExperimentData | None = None) -> Experiment:
+    """Data (unless given), forming strategy, model, hyper-parameters and algorithm of ``cfg``."""
+    data = data if data is not None else build_data(cfg)
+    strategy = partition_strategy(cfg, np.asarray(data.train.labels))
+    key, model = build_model(cfg, data.info.num_classes)
+    return Experiment(cfg, data, strategy, key, model, build_hparams(cfg), build_algorithm(cfg))

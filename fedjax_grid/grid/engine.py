@@ -1,7 +1,8 @@
 """The federated engine: rounds over real Dask workers.
 
-``FederatedRun(config)`` sets up everything on the coordinator (data, partition
-strategy, model, server state), connects to the grid, and then runs rounds,
+``FederatedRun(config)`` gets its data, partition strategy, model, algorithm and
+initial server state from the builders (``experiments.build``), connects to the
+grid, and then runs rounds,
 one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
 
 1. draw this round's local sets with the forming strategy and sample clients
@@ -50,21 +51,16 @@ import sys
 import time
 from typing import Callable, Optional
 
-import jax
 import numpy as np
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
-from fedjax_grid.experiments.build import forming_rng
+from fedjax_grid.experiments.build import build_data, build_experiment, forming_rng, sample_clients
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy  # noqa: F401
-from fedjax_grid.grid.tasks import model_key
-
-
-def to_numpy(tree):
-    return jax.tree.map(np.asarray, tree)
+from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
 
 
 def warn_stderr(message: str) -> None:
@@ -114,66 +110,33 @@ class FederatedRun:
         self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
                                    notify=lambda m: self.notify(m))
         c = self.config
-        with self.stages.stage("data", f"loading and partitioning {c.data.source} "
-                               f"({c.partition.num_clients} clients, "
-                               f"{c.partition.distribution})") as info:
-            self._setup_data()
+        with self.stages.stage("data", f"loading {c.data.source}") as info:
+            self.data = build_data(c)
             info["detail"] = f"{len(self.train)} training / {len(self.test_arrays[1])} test images"
-        with self.stages.stage("model", f"building {c.model.name} and the server state"):
-            self._setup_model()
+        with self.stages.stage("model", f"partitioning ({c.partition.num_clients} clients, "
+                               f"{c.partition.distribution}), building {c.model.name} and the "
+                               "server state"):
+            enable_persistent_cache(c.grid.compile_cache_dir or default_cache_dir())
+            self.exp = build_experiment(c, data=self.data)
+            self.state, self.strategy_state = self.exp.initial_state()
         if resume:
             self._restore()
         elif self.ckpt_dir.exists() and any(self.ckpt_dir.glob("ckpt-*")):
             raise UserError(f"{str(self.out_dir)!r} already holds checkpoints of a run: pass "
                             "--resume to continue it or choose another --out")
 
-    # -- set-up ---------------------------------------------------------------
-    def _setup_data(self) -> None:
-        from fedjax_grid.experiments.build import load_split, partition_strategy, source_options
-        c = self.config
-        self._source_opts = source_options(c)
-        self.train = load_split(c, "train")
-        self.test = load_split(c, "test")
-        self.info = self.train.info
-        self.strategy = partition_strategy(c, np.asarray(self.train.labels))
-        self.strategy_state = self.strategy.init(c.seed)
-        sample = self.train.__getitems__(np.arange(min(len(self.train), 2048)))["image"]
-        x = sample.astype(np.float64) / 255.0
-        self.mean = tuple(float(v) for v in x.mean(axis=(0, 1, 2)))
-        self.std = tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2)))
-        n_test = len(self.test)
-        if c.data.max_test_examples is not None:
-            n_test = min(n_test, c.data.max_test_examples)
-        test = self.test.__getitems__(np.arange(n_test))
-        self.test_arrays = (test["image"], test["label"])
-
-    def _setup_model(self) -> None:
-        from fedjax_grid.federated import make_algorithm, make_server_optimizer
-        from fedjax_grid.grid.tasks import cached_model
-        from fedjax_grid.training import HParams, init_variables
-        c = self.config
-        from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
-        enable_persistent_cache(c.grid.compile_cache_dir or default_cache_dir())
-        self.model_key = model_key(c.model, self.info.num_classes)
-        self.model = cached_model(*self.model_key)
-        t = c.training
-        self.hparams = HParams(optimizer=t.optimizer, learning_rate=t.lr, momentum=t.momentum,
-                               weight_decay=t.weight_decay, batch_size=t.batch_size,
-                               epochs=t.local_epochs, prox_mu=t.prox_mu, augment=t.augment)
-        variables = init_variables(self.model, (1, *self.info.image_shape),
-                                   jax.random.PRNGKey(c.seed))
-        s = c.server
-        self.algorithm = make_algorithm(
-            s.aggregator, make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum),
-            bn_mode=s.bn_mode, norm_guard=self._guard(),
-            aggregator_kw={"trimmed_mean": {"trim_fraction": s.trim_fraction},
-                           "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {}))
-        self.state = self.algorithm.init(to_numpy(variables))
-
-    def _guard(self):
-        from fedjax_grid.federated import NormGuard
-        ratio = self.config.server.max_norm_ratio
-        return None if ratio is None else NormGuard(max_norm_ratio=ratio)
+    # -- what the builders made (fedjax_grid.experiments.build) -------------------
+    train = property(lambda self: self.data.train, doc="training ImageDataset (D examples)")
+    test = property(lambda self: self.data.test, doc="test ImageDataset")
+    info = property(lambda self: self.data.info, doc="the source's DatasetInfo")
+    test_arrays = property(lambda self: self.data.test_arrays, doc="(images, labels) evaluated")
+    mean = property(lambda self: self.data.mean, doc="per-channel mean, pixels in [0, 1]")
+    std = property(lambda self: self.data.std, doc="per-channel std, pixels in [0, 1]")
+    strategy = property(lambda self: self.exp.strategy, doc="the forming strategy")
+    model = property(lambda self: self.exp.model, doc="the Flax module")
+    model_key = property(lambda self: self.exp.model_key, doc="hashable model description")
+    hparams = property(lambda self: self.exp.hparams, doc="the clients' HParams")
+    algorithm = property(lambda self: self.exp.algorithm, doc="the pure federated algorithm")
 
     # -- grid -----------------------------------------------------------------
     def start(self):
@@ -234,7 +197,7 @@ class FederatedRun:
         else:
             data = {"mode": "resident", "source": c.data.source, "path": c.data.path,
                     "data_dir": c.data.data_dir,
-                    "options": tuple(sorted(self._source_opts.items())),
+                    "options": tuple(sorted(self.data.source_options.items())),
                     "indices": np.asarray(indices, np.int64)}
         own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
         return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
@@ -242,12 +205,6 @@ class FederatedRun:
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
                 "plan": plan.to_dict(), "data": data}
-
-    def _sample_clients(self, round_: int) -> np.ndarray:
-        c = self.config
-        n = min(c.partition.num_clients, c.clients_per_round + c.grid.overcommit)
-        rng = np.random.default_rng([c.seed, 7, round_])
-        return np.sort(rng.choice(c.partition.num_clients, size=n, replace=False))
 
     def step(self) -> dict:
         """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
@@ -273,7 +230,7 @@ class FederatedRun:
         deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, forming_rng(c.seed, r), r)
-        sampled = self._sample_clients(r)
+        sampled = sample_clients(c, r)
         target = min(c.clients_per_round, len(sampled))
         gvars = self.global_variables
         dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,

@@ -29,17 +29,6 @@ class TaskCancelled(RuntimeError):
     """The coordinator cancelled this task (e.g. the round's deadline passed)."""
 
 
-@functools.lru_cache(maxsize=16)
-def cached_model(name: str, num_classes: int, kwargs: tuple):
-    from fedjax_grid.models import get_model
-    return get_model(name, num_classes, **dict(kwargs))
-
-
-def model_key(model_cfg, num_classes: int) -> tuple:
-    """Hashable description of a model: (name, classes, sorted kwargs)."""
-    return (model_cfg.name, int(num_classes), tuple(sorted(model_cfg.kwargs.items())))
-
-
 @functools.lru_cache(maxsize=4)
 def resident_dataset(source: str, path, data_dir, options: tuple):
     """The worker's own copy of the training split, opened once per process."""
@@ -127,6 +116,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
         interruptible_sleep(plan["delay_s"])
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
+    from fedjax_grid.experiments.build import cached_model
     model = cached_model(*spec["model"])
     data = spec["data"]
     if data["mode"] == "shipped":
