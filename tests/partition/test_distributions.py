@@ -156,7 +156,7 @@ def test_deterministic_under_seed(kind):
     (lambda: Distribution("dirichlet", alpha=-1), "alpha=-1"),
     (lambda: Distribution("shards", shards_per_client=0), "shards"),
     (lambda: Distribution("quantity", sigma=-1), "sigma"),
-    (lambda: Distribution("pathological"), "'pathological'"),
+    (lambda: Distribution("zipf"), "'zipf'"),
     (lambda: parse_distribution("balanced(x)"), "'x'"),
     (lambda: distribute(np.arange(5) % 2, 6, "iid", 0), "num_clients=6 exceeds"),
     (lambda: distribute(np.arange(5) % 2, 0, "iid", 0), "num_clients=0"),
