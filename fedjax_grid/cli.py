@@ -38,8 +38,34 @@ def _shorten_tokens(message: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    """One-line errors; ``choices_help=True`` appends the registries' choices to the help
+    (built when help is shown, so other commands do not import the components)."""
+
+    def __init__(self, *args, choices_help: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._choices_help = choices_help
+
     def error(self, message):  # one line, exit 2 (argparse prints usage too by default)
         raise UserError(_shorten_tokens(f"{self.prog}: {message}"))
+
+    def format_help(self):
+        if self._choices_help:
+            self._choices_help = False
+            self.epilog = "\n".join(t for t in (self.epilog, choices_text()) if t)
+            self.formatter_class = argparse.RawDescriptionHelpFormatter
+        return super().format_help()
+
+
+def choices_text() -> str:
+    """The choices of every registry with their parameters and defaults (help, ``presets``)."""
+    from fedjax_grid.experiments.config import PARAMS_AT, REGISTRIES
+    lines = ["choices (--set KEY=NAME, KEY=NAME(VALUE) or KEY={name: NAME, PARAM: VALUE};",
+             "         one parameter: --set KEY.PARAM=VALUE):"]
+    for key, registry in REGISTRIES.items():
+        where = f"{key}, parameters in {PARAMS_AT[key]}" if key in PARAMS_AT else key
+        lines.append(f"  {where}:")
+        lines.extend(f"    {line}" for line in registry.describe().splitlines())
+    return "\n".join(lines)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -47,7 +73,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--preset", help="a preset name (see `fedjax-grid presets`; default: quickstart)")
     src.add_argument("--config", help="a JSON/YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set training.lr=0.01 (repeatable)")
+                   help="override a config value (repeatable), e.g. --set training.lr=0.01, "
+                        "--set partition.distribution=stratified(0.9), "
+                        "--set server.optimizer.lr=0.02; a bare key (rounds=3) must name one "
+                        "field or parameter")
 
 
 RUN_EPILOG = """\
@@ -99,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the versions (they must match on every desktop) and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run a federated experiment", epilog=RUN_EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, choices_help=True,
                          description="Run (or --resume) a federated experiment: the quickstart "
                                      "preset unless --preset/--config is given.")
     _config_args(run)
@@ -117,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", dest="rounds_alias", type=int, help=argparse.SUPPRESS)
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no start-up stages, no progress bar")
-    sub.add_parser("presets", help="list the presets")
-    show = sub.add_parser("show-config", help="print the resolved config as YAML")
+    sub.add_parser("presets", help="list the presets and the choices of every plug-in point")
+    show = sub.add_parser("show-config", help="print the resolved config as YAML", choices_help=True)
     _config_args(show)
-    rep = sub.add_parser("partition-report", help="per-client label table and heatmap")
+    rep = sub.add_parser("partition-report", help="per-client label table and heatmap",
+                         choices_help=True)
     _config_args(rep)
     rep.add_argument("--round", type=int, default=1,
                      help="round whose local sets to report (1 = the first; default 1)")
@@ -368,11 +398,13 @@ def cmd_presets(args) -> int:
     from fedjax_grid.experiments import list_presets
     for name, desc in list_presets().items():
         print(f"{name:46s} {desc}")
+    print()
+    print(choices_text())
     return 0
 
 
 def cmd_show_config(args) -> int:
-    print(resolve_config(args).to_yaml(), end="")
+    print(resolve_config(args).to_yaml(comments=True), end="")
     return 0
 
 

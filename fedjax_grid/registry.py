@@ -109,32 +109,48 @@ class Registry(Sequence):
     """Named components of one plug-in point (e.g. ``DISTRIBUTIONS``).
 
     kind: what a component is, in messages ('distribution', 'server optimizer').
+    package: a package whose modules are imported (:func:`import_submodules`) the
+    first time the registry is read, for registries whose package does not import
+    its modules itself (data sources: importing ``fedjax_grid.data`` stays cheap).
     A registry is also the sequence of its names in registration order
     (``'iid' in DISTRIBUTIONS``, ``', '.join(DISTRIBUTIONS)``, ``DISTRIBUTIONS[0]``).
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: Optional[str] = None):
         self.kind = kind
-        self._entries: dict[str, Entry] = {}
+        self._entries_: dict[str, Entry] = {}
+        self._package = package
+
+    @property
+    def _entries(self) -> dict[str, Entry]:
+        if self._package is not None:
+            package, self._package = self._package, None
+            import_submodules(package)
+        return self._entries_
 
     def register(self, name: str, params: type[Params] = NoParams, *, doc: Optional[str] = None,
                  replace: bool = False, **meta) -> Callable[[Any], Any]:
         """Decorator: register ``obj`` under ``name`` with its ``params`` model.
 
         doc: one line describing it (default: the first line of ``obj``'s docstring);
-        meta: registry-specific facts (e.g. ``label_skewed=True`` for distributions).
+        meta: registry-specific facts (e.g. ``label_skewed=True`` for distributions);
+        replace: allow registering a name again (tests, notebooks).
         """
         if not isinstance(params, type) or not issubclass(params, Params):
             raise TypeError(f"{self.kind} {name!r}: params must be a Params subclass")
 
         def deco(obj):
-            if name in self._entries and not replace:
+            if name in self._entries_ and not replace:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             text = doc if doc is not None else (getattr(obj, "__doc__", None) or "")
             first = (text.strip().splitlines() or [""])[0]
-            self._entries[name] = Entry(name, obj, params, first, types.MappingProxyType(meta))
+            self._entries_[name] = Entry(name, obj, params, first, types.MappingProxyType(meta))
             return obj
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests that register a component temporarily)."""
+        self._entries.pop(name, None)
 
     # -- lookup -------------------------------------------------------------------
     def names(self) -> tuple[str, ...]:
@@ -215,7 +231,8 @@ class Registry(Sequence):
             return entry.params(**values)
         except pydantic.ValidationError as e:
             if path:
-                raise located_error(e, path, entry.params, noun="parameter") from None
+                raise located_error(e, path, entry.params, noun="parameter",
+                                    owner=f"{self.kind} {entry.name}") from None
             raise located_error(e, "", entry.params, noun="parameter",
                                 context=f"{self.kind} {entry.name}: ") from None
 
@@ -324,7 +341,7 @@ def allowed_text(field) -> str:
     if typing.get_origin(base) is typing.Literal:
         text = "one of " + ", ".join(map(str, typing.get_args(base)))
     elif base is bool:
-        text = "true or false"
+        return "true, false or null" if optional else "true or false"
     elif base in (int, float):
         text = "an integer" if base is int else "a finite number"
         if lo is not None and hi is not None:
@@ -345,15 +362,16 @@ def allowed_text(field) -> str:
 
 
 def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *,
-                  noun: str = "config key", context: str = "") -> UserError:
+                  noun: str = "config key", context: str = "", owner: str = "") -> UserError:
     """The first error of a pydantic ValidationError as a one-line UserError with its path.
 
     prefix: dotted path of the validated object in the config ('' at the top);
     model: the validated model class, to state what a field allows (its type and
     bounds) and which keys a mapping has; noun: what an unknown key is called
-    ('config key', 'parameter'); context: text put before the message (direct API
-    calls without a config path). A UserError raised by a validator inside (it
-    already knows its path) is returned as it is.
+    ('config key', 'parameter'); owner: what the unknown key was given to ('distribution
+    iid'); context: text put before the message (direct API calls without a config
+    path). A UserError raised by a validator inside (it already knows its path) is
+    returned as it is.
     """
     first = err.errors()[0]
     inner = (first.get("ctx") or {}).get("error")
@@ -362,19 +380,21 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
     loc = [str(p) for p in first["loc"]]
     path = ".".join(p for p in (prefix, *loc) if p)
     where = path if prefix or not context else ".".join(loc)
+    located = path if not context else None
     value = first.get("input")
     if first["type"] == "extra_forbidden":
         owner_fields = _fields_of(model, loc[:-1])
         allowed = ", ".join(owner_fields) if owner_fields else "none"
-        return UserError(f"{context}unknown {noun} {show(where)}; allowed: {allowed}",
-                         path=path if prefix else None)
+        of = f" of {owner}" if owner else ""
+        return UserError(f"{context}unknown {noun} {show(where)}{of}; allowed: {allowed}",
+                         path=located)
     if first["type"] in ("model_type", "model_attributes_type", "dict_type") and loc:
         return UserError(f"{context}config section {show(where)} must be a mapping, got {show(value)}",
-                         path=path if prefix else None)
+                         path=located)
     if first["type"] == "missing":
         field, _ = field_at(model, first["loc"]) if model is not None else (None, None)
         what = allowed_text(field) if field is not None else "a value"
-        return UserError(f"{context}{where} is required: {what}", path=path if prefix else None)
+        return UserError(f"{context}{where} is required: {what}", path=located)
     field, _ = field_at(model, first["loc"]) if model is not None else (None, None)
     if field is not None:
         allowed = allowed_text(field)
@@ -385,7 +405,7 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
     else:
         msg = first["msg"].replace("Input should be", "it should be").replace("Value error, ", "")
     return UserError(f"{context}{where}={show(value)} is invalid: {msg}",
-                     path=path if prefix else None)
+                     path=located)
 
 
 def _fields_of(model, loc) -> list[str]:

@@ -312,7 +312,8 @@ class TrimmedMeanParams(Params):
                                                                   "dropped at each end, per coordinate")
 
 
-@AGGREGATORS.register('trimmed_mean', TrimmedMeanParams)
+@AGGREGATORS.register('trimmed_mean', TrimmedMeanParams,
+                      doc='Coordinate-wise trimmed mean (unweighted; buffers every update).')
 def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
     """Coordinate-wise trimmed mean: per coordinate drop the ``floor(trim_fraction * k)``
     largest and smallest of the k values and average the rest (unweighted; O(k * model)).
@@ -335,7 +336,8 @@ def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
                       'trimmed_mean', {'trim_fraction': beta})
 
 
-AGGREGATORS.register('clipped_mean', ClippedMeanParams)(clipped_mean)
+AGGREGATORS.register('clipped_mean', ClippedMeanParams,
+                      doc='Each update clipped to L2 norm max_norm, then the weighted mean.')(clipped_mean)
 
 
 # ---------------------------------------------------------------- factory

@@ -151,34 +151,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
         variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
         moments = None
     if plan.get("attack"):
-        variables = dict(variables, params=attack_params(
-            plan["attack"], plan["attack_scale"], variables["params"], global_variables["params"],
+        from fedjax_grid.grid.faults import apply_attack
+        params = plan.get("attack_params") or {"scale": plan["attack_scale"]}
+        variables = dict(variables, params=apply_attack(
+            plan["attack"], params, variables["params"], global_variables["params"],
             seed=(spec["seed"], spec["round"], spec["client"])))
     return {"variables": variables, "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
             "start": start, "end": time.time(),
             "train_s": train_s, "plan": plan, "bn_moments": moments}
-
-
-
-def attack_params(kind: str, scale: float, params, global_params, seed=()):
-    """A hostile client's params (fault simulation): the honest update manipulated.
-
-    'scale': g + scale * (w - g); 'signflip': g - scale * (w - g);
-    'random': g + Gaussian noise with global L2 norm scale * ||w - g||.
-    """
-    import jax
-    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
-    if kind == "scale":
-        new = jax.tree.map(lambda d: scale * d, delta)
-    elif kind == "signflip":
-        new = jax.tree.map(lambda d: -scale * d, delta)
-    elif kind == "random":
-        rng = np.random.default_rng([int(s) for s in seed])
-        noise = jax.tree.map(lambda d: rng.standard_normal(d.shape).astype(np.float32), delta)
-        norm = lambda t: float(np.sqrt(sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(t))))
-        factor = scale * norm(delta) / max(norm(noise), 1e-12)
-        new = jax.tree.map(lambda z: factor * z, noise)
-    else:
-        raise ValueError(f"unknown attack {kind!r}")
-    return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)
