@@ -110,22 +110,49 @@ class RoundFold:
         """Fold one client's variables in; None if accepted, else why it was rejected."""
         self.num_reported += 1
         reason = _weight_reason(num_examples) or validate_update(variables, self._template)
-        if reason is None and self._has_bn and self._pool and bn_moments is not None:
+        if reason is not None:
+            self.rejected.append((client_id, reason))
+            return reason
+        return self._fold(np_tree_sub(variables['params'], self.state.params), num_examples,
+                          client_id, variables.get('batch_stats'), bn_moments, 1.0)
+
+    def add_delta(self, delta: PyTree, num_examples, client_id, *,
+                  batch_stats: Optional[PyTree] = None, bn_moments: Optional[tuple] = None,
+                  scale: float = 1.0) -> Optional[str]:
+        """Fold one client's params delta (``client_params - params it started from``)
+        in; None if accepted, else why it was rejected.
+
+        batch_stats: the client's final BatchNorm statistics (required when the model
+        has them). scale: multiplies the delta in the aggregate (asynchronous
+        aggregation's staleness weight, in (0, 1]); the norm guard sees the unscaled norm.
+        """
+        self.num_reported += 1
+        item = {'params': delta} if batch_stats is None else \
+            {'params': delta, 'batch_stats': batch_stats}
+        reason = _weight_reason(num_examples) or validate_update(item, self._template)
+        if reason is not None:
+            self.rejected.append((client_id, reason))
+            return reason
+        return self._fold(delta, num_examples, client_id, batch_stats, bn_moments, scale)
+
+    def _fold(self, delta, num_examples, client_id, batch_stats, bn_moments,
+              scale: float) -> Optional[str]:
+        """Moments and norm-guard checks, then the delta (x scale) into the aggregate."""
+        reason = None
+        if self._has_bn and self._pool and bn_moments is not None:
             reason = _moments_reason(bn_moments, self._moments_template)
-        delta = norm = None
-        if reason is None:
-            delta = np_tree_sub(variables['params'], self.state.params)
-            norm = np_tree_l2_norm(delta)
-            if self._guard is not None:
-                reason = self._guard.check(self._history, norm)
+        norm = np_tree_l2_norm(delta)
+        if reason is None and self._guard is not None:
+            reason = self._guard.check(self._history, norm)
         if reason is not None:
             self.rejected.append((client_id, reason))
             return reason
         w = float(num_examples)
-        self._agg_state = self._agg.update(self._agg_state, delta, w)
+        self._agg_state = self._agg.update(self._agg_state,
+                                           delta if scale == 1.0 else _scaled(delta, scale), w)
         if self._has_bn:
             self._bs_state = self._bs_agg.update(
-                self._bs_state, *self._bn_item(variables['batch_stats'], w, bn_moments))
+                self._bs_state, *self._bn_item(batch_stats, w, bn_moments))
         self.accepted.append(client_id)
         self.norms[client_id] = norm
         self.total_weight += w
@@ -167,6 +194,12 @@ class RoundFold:
                                  self._bn_result() if self._has_bn else None,
                                  norm_history=new_history)
         return new_state, diagnostics
+
+
+def _scaled(tree: PyTree, scale: float) -> PyTree:
+    """``scale * tree`` leaf by leaf, keeping each leaf's dtype."""
+    import jax
+    return jax.tree.map(lambda d: (np.asarray(d) * scale).astype(np.asarray(d).dtype), tree)
 
 
 def _moments_reason(bn_moments, template) -> Optional[str]:

@@ -2,13 +2,20 @@
 
 A cell of test parameters is injected below each notebook's ``parameters`` cell;
 any error in any cell fails the test. Outputs go to a temporary folder.
+The committed notebooks must equal what ``notebooks/sync.py`` writes from their
+jupytext ``.py`` sources, and those sources must pass ``ruff check``.
 """
+import importlib.util
 import json
 import re
+import subprocess
+import sys
 
+import jupytext
 import nbformat
+import pytest
 
-from tests.notebooks.nbrun import NOTEBOOKS, execute, outputs_of
+from tests.notebooks.nbrun import NOTEBOOKS, REPO, execute, outputs_of
 
 NAMES = ["01_quickstart", "02_data_and_partitions", "03_vgg16_cifar10",
          "04_mobilenetv3_tiny_imagenet", "05_desktop_grid", "06_heterogeneity_and_faults"]
@@ -23,21 +30,40 @@ def _run(name, tmp_path, **params):
     return nb
 
 
-def test_notebooks_are_stripped_and_built_from_the_generator():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("nb_build", NOTEBOOKS / "_build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    assert sorted(build.NOTEBOOKS) == NAMES
-    assert build.main(["--check"]) == 0, "run python notebooks/_build.py"
+def _sync():
+    """notebooks/sync.py as a module (it writes each .ipynb from its jupytext .py)."""
+    spec = importlib.util.spec_from_file_location("nb_sync", NOTEBOOKS / "sync.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    return sync
+
+
+def test_notebooks_are_stripped_and_written_from_their_py_sources():
+    sync = _sync()
+    assert sync.NOTEBOOKS == NAMES
+    stale = [name for name in NAMES
+             if (NOTEBOOKS / f"{name}.ipynb").read_text() != sync.text_of(sync.build(name))]
+    assert not stale, f"{stale} differ from their .py sources: run python notebooks/sync.py"
     for name in NAMES:
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
         nbformat.validate(nb)
+        # The same cells as jupytext reads from the percent-format source.
+        src = jupytext.read(NOTEBOOKS / f"{name}.py", fmt="py:percent")
+        assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells] == \
+            [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in src.cells]
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(c.outputs == [] and c.execution_count is None for c in code)
         tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1
         assert "127.0.0.1" in json.dumps(nb) or name == "02_data_and_partitions"
+
+
+def test_notebook_sources_pass_ruff():
+    pytest.importorskip("ruff")
+    sources = sorted(str(p.relative_to(REPO)) for p in NOTEBOOKS.glob("*.py"))
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", *sources],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_01_quickstart(tmp_path):

@@ -1,0 +1,172 @@
+"""Link speed in the heterogeneity model: each simulated desktop's up/down bandwidth and latency.
+
+Pure and seeded like :mod:`fedjax_grid.grid.faults`: ``link_of(preset, seed, client)``
+depends on (preset, seed, client) only, so a run and its resume give every client
+(the simulated desktop a logical client stands for) the same link for the whole
+run. A preset is registered in :data:`LINKS` with its parameters; the config stores
+it as ``'wifi'`` or ``{name: wifi, up_mbit: 20}``.
+
+==========  =============  ===============  ===============  ============
+preset      up (Mbit/s)    down (Mbit/s)    latency (ms)     spread
+==========  =============  ===============  ===============  ============
+``none``    infinite       infinite         0                --
+``lan``     1000           1000             0.5              1 (none)
+``wifi``    50             200              10 -- 30         2
+``home``    10             50               20 -- 60         4
+==========  =============  ===============  ===============  ============
+
+Per client: one link-quality factor ``f``, log-uniform in ``[1/spread, spread]``
+(``spread=2``: half to twice the nominal rate), scales *both* directions (a
+desktop on a poor link is poor both ways); the latency is log-uniform in
+``[latency_ms_min, latency_ms_max]`` (uniform when the range starts at 0), drawn
+independently. ``spread=1`` and
+``latency_ms_min == latency_ms_max`` give every client the nominal link.
+
+A transfer of ``n`` bytes takes ``latency + 8 n / bandwidth`` seconds
+(:func:`transfer_seconds`; zero bytes take no time, an infinite bandwidth only
+the latency). The engine's tasks add ``download_seconds(bytes_in)`` and
+``upload_seconds(bytes_out)`` to a task's wall time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from fedjax_grid.registry import NoParams, Params, Registry
+
+#: Link presets: ``LINKS.build(spec, seed=..., client=...)`` -> :class:`LinkModel`.
+LINKS = Registry("link preset")
+
+# Stream identifier of the link draws: distinct from faults' (1..4), so a client's
+# link is independent of its speed factor, availability and fault draws.
+_LINK = 7
+
+MBIT = 1e6
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkModel:
+    """One desktop's link: bandwidths in bit/s (``math.inf``: no transfer time), latency in s.
+
+    Unpacks as ``up_bps, down_bps, latency_s = link``.
+    """
+    up_bps: float = math.inf
+    down_bps: float = math.inf
+    latency_s: float = 0.0
+
+    def __iter__(self):
+        return iter((self.up_bps, self.down_bps, self.latency_s))
+
+    def upload_seconds(self, nbytes: int) -> float:
+        """Time to send ``nbytes`` from the desktop to the coordinator."""
+        return transfer_seconds(nbytes, self.up_bps, self.latency_s)
+
+    def download_seconds(self, nbytes: int) -> float:
+        """Time to send ``nbytes`` from the coordinator to the desktop."""
+        return transfer_seconds(nbytes, self.down_bps, self.latency_s)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+NO_LINK = LinkModel()
+
+
+def transfer_seconds(nbytes: int, bandwidth_bps: float, latency_s: float = 0.0) -> float:
+    """``latency_s + 8 * nbytes / bandwidth_bps`` seconds; 0.0 for ``nbytes <= 0``."""
+    if nbytes <= 0:
+        return 0.0
+    if bandwidth_bps <= 0:
+        raise ValueError(f"bandwidth_bps={bandwidth_bps!r} must be > 0")
+    return float(latency_s) + (0.0 if math.isinf(bandwidth_bps) else 8.0 * nbytes / bandwidth_bps)
+
+
+class LinkParams(Params):
+    """A preset's nominal link and the per-client spread around it."""
+    up_mbit: float = Field(gt=0, description="nominal upload bandwidth, Mbit/s")
+    down_mbit: float = Field(gt=0, description="nominal download bandwidth, Mbit/s")
+    latency_ms_min: float = Field(ge=0, description="smallest one-way latency, ms")
+    latency_ms_max: float = Field(ge=0, description="largest one-way latency, ms")
+    spread: float = Field(ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+
+    @model_validator(mode="after")
+    def _latency_order(self):
+        if self.latency_ms_max < self.latency_ms_min:
+            raise ValueError(f"latency_ms_max={self.latency_ms_max} must be >= "
+                             f"latency_ms_min={self.latency_ms_min}")
+        return self
+
+
+class LanParams(LinkParams):
+    up_mbit: float = Field(1000.0, gt=0, description="nominal upload bandwidth, Mbit/s")
+    down_mbit: float = Field(1000.0, gt=0, description="nominal download bandwidth, Mbit/s")
+    latency_ms_min: float = Field(0.5, ge=0, description="smallest one-way latency, ms")
+    latency_ms_max: float = Field(0.5, ge=0, description="largest one-way latency, ms")
+    spread: float = Field(1.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+
+
+class WifiParams(LinkParams):
+    up_mbit: float = Field(50.0, gt=0, description="nominal upload bandwidth, Mbit/s")
+    down_mbit: float = Field(200.0, gt=0, description="nominal download bandwidth, Mbit/s")
+    latency_ms_min: float = Field(10.0, ge=0, description="smallest one-way latency, ms")
+    latency_ms_max: float = Field(30.0, ge=0, description="largest one-way latency, ms")
+    spread: float = Field(2.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+
+
+class HomeParams(LinkParams):
+    up_mbit: float = Field(10.0, gt=0, description="nominal upload bandwidth, Mbit/s")
+    down_mbit: float = Field(50.0, gt=0, description="nominal download bandwidth, Mbit/s")
+    latency_ms_min: float = Field(20.0, ge=0, description="smallest one-way latency, ms")
+    latency_ms_max: float = Field(60.0, ge=0, description="largest one-way latency, ms")
+    spread: float = Field(4.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+
+
+def draw_link(params: LinkParams, seed: int, client: int) -> LinkModel:
+    """The link of ``client``: nominal rates times its factor, and its latency (see module doc)."""
+    u_rate, u_lat = np.random.default_rng([int(seed), _LINK, int(client)]).random(2)
+    factor = math.exp((2.0 * u_rate - 1.0) * math.log(params.spread))
+    lo, hi = params.latency_ms_min, params.latency_ms_max
+    if lo == hi or lo <= 0:
+        latency_ms = lo + u_lat * (hi - lo)        # uniform when the range starts at 0
+    else:
+        latency_ms = math.exp(math.log(lo) + u_lat * (math.log(hi) - math.log(lo)))
+    return LinkModel(up_bps=params.up_mbit * MBIT * factor,
+                     down_bps=params.down_mbit * MBIT * factor,
+                     latency_s=float(latency_ms) / 1e3)
+
+
+@LINKS.register("none", NoParams)
+def no_link(params: NoParams, seed: int = 0, client: int = 0) -> LinkModel:
+    """Infinite bandwidth, no latency: transfers take no time (today's behaviour)."""
+    return NO_LINK
+
+
+@LINKS.register("lan", LanParams)
+def lan(params: LanParams, seed: int = 0, client: int = 0) -> LinkModel:
+    """Wired office LAN: 1 Gbit/s both ways, 0.5 ms, the same for every desktop."""
+    return draw_link(params, seed, client)
+
+
+@LINKS.register("wifi", WifiParams)
+def wifi(params: WifiParams, seed: int = 0, client: int = 0) -> LinkModel:
+    """Office Wi-Fi: 50 Mbit/s up, 200 down, 10-30 ms; rates x [1/2, 2] per desktop."""
+    return draw_link(params, seed, client)
+
+
+@LINKS.register("home", HomeParams)
+def home(params: HomeParams, seed: int = 0, client: int = 0) -> LinkModel:
+    """Home broadband: 10 Mbit/s up, 50 down, 20-60 ms; rates x [1/4, 4] per desktop."""
+    return draw_link(params, seed, client)
+
+
+def link_of(preset: Any, seed: int, client: int, path: str = "links") -> LinkModel:
+    """The link of simulated desktop ``client``: ``preset`` is a name, ``'wifi(up_mbit=20)'``
+    or ``{'name': 'wifi', ...}``. Unpacks as ``(up_bps, down_bps, latency_s)``.
+
+    Bad presets or parameters raise a one-line UserError with ``path``.
+    """
+    return LINKS.build(LINKS.validate(preset, path), seed=seed, client=client)

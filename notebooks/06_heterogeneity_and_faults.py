@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Heterogeneity and faults: slow, offline and failing desktops
+#
+# Faults are simulated inside real tasks on real workers (`fedjax_grid.grid.faults`):
+# per-client slow-down factors, offline clients, random delays, drop-outs (the task
+# raises), corrupted (NaN) updates, hangs. A round deadline cuts stragglers (`late`),
+# the quorum decides whether a round counts, retries re-submit failed tasks, and
+# invalid updates are `rejected`. The scenarios below run on one cluster and are
+# compared on one figure.
+
+# %% tags=["parameters"]
+# Parameters: small by default; scale up here.
+NAME = "06_heterogeneity_and_faults"
+ROUNDS = 2
+NUM_CLIENTS = 4
+WIDTH = 0.125
+WORKERS = 2
+MAX_TEST_EXAMPLES = 256
+SLOWDOWN = 4.0            # slowest client trains this many times slower
+DEADLINE_FACTOR = 1.5     # deadline = this x the baseline round time
+SCHEDULER = None
+OUT_ROOT = "../runs/notebooks"
+
+# %%
+import pathlib
+import time
+
+OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
+OUT.mkdir(parents=True, exist_ok=True)
+print("outputs in", OUT)
+
+# %%
+from fedjax_grid.experiments import get_preset
+
+base = get_preset("quickstart").with_overrides([
+    f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
+    f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
+    f"data.max_test_examples={MAX_TEST_EXAMPLES}",
+    f"grid.workers={WORKERS}", "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0",
+    f"grid.scheduler={'null' if SCHEDULER is None else SCHEDULER}",
+]).validate()
+cfg = base
+
+# %%
+from IPython.display import HTML, display
+
+from fedjax_grid.grid.cluster import open_cluster
+
+# 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
+grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
+display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
+             f'style="text-decoration:underline">{grid.dashboard_link}</a> '
+             f'&middot; {len(grid.workers())} workers'))
+
+# %%
+import pandas as pd
+
+from fedjax_grid.grid import faults
+from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.grid.records import concat_runs
+
+results = {}
+
+def run_scenario(name, sets):
+    cfg = base.with_overrides(sets) if sets else base
+    run = FederatedRun(cfg, out_dir=OUT / name, grid=grid)
+    results[name] = run.run()
+    r = results[name].rounds()
+    print(f"{name:28s} accuracy {r['global_accuracy'].iloc[-1]:.4f}  "
+          f"time {r['elapsed_s'].iloc[-1]:.1f} s  ok {r['clients_ok'].sum()}")
+    return cfg
+
+run_scenario("baseline", [])
+base_round = float(results["baseline"].rounds()["round_time_s"].max())
+deadline = round(max(1.0, DEADLINE_FACTOR * base_round), 2)
+print("deadline for the next scenarios:", deadline, "s")
+
+# %% [markdown]
+# The slow-down factors each client gets (fixed for the run):
+
+# %%
+slow = base.with_overrides(["faults.enabled=true", f"faults.max_slowdown={SLOWDOWN}"])
+pd.Series({k: faults.speed_factor(slow.faults, slow.seed, k) for k in range(NUM_CLIENTS)},
+          name="speed factor").to_frame().T
+
+# %%
+run_scenario("slow, no deadline", ["faults.enabled=true", f"faults.max_slowdown={SLOWDOWN}"])
+run_scenario("slow, deadline", ["faults.enabled=true", f"faults.max_slowdown={SLOWDOWN}",
+                                f"grid.deadline_s={deadline}", "grid.quorum=0.25"])
+run_scenario("offline + drop-outs, quorum 0.5", [
+    "faults.enabled=true", "faults.offline_prob=0.25", "faults.dropout_prob=0.3",
+    "grid.retries=1", "grid.quorum=0.5"])
+run_scenario("faulty (NaN) updates", ["faults.enabled=true", "faults.error_prob=0.3",
+                                      "grid.retries=0", "grid.quorum=0.25"])
+rounds = concat_runs({n: r.rounds() for n, r in results.items()})   # a leading run column
+tasks = concat_runs({n: r.tasks() for n, r in results.items()})
+
+# %% [markdown]
+# ## Compared on one figure
+
+# %%
+from fedjax_grid import plots
+
+plots.compare_runs(rounds, metric=["global_accuracy", "round_time_s"], save=OUT / "scenarios.png")
+
+# %%
+status = tasks.pivot_table(index="run", columns="status", values="client", aggfunc="count", fill_value=0)
+status.loc[list(results)]
+
+# %%
+quorum = rounds.pivot_table(index="run", values=["quorum", "clients_ok", "round_time_s"], aggfunc="mean")
+quorum.loc[list(results)]
+
+# %%
+plots.worker_timeline(tasks, run="slow, deadline", save=OUT / "timeline_deadline.png")
+
+# %%
+plots.worker_timeline(tasks, run="offline + drop-outs, quorum 0.5")
+
+# %%
+grid.close()
