@@ -25,10 +25,10 @@ module in it with :func:`import_submodules`, so a new file registers itself)::
         k: int = Field(2, ge=1, description="classes per client")
 
     @DISTRIBUTIONS.register("pathological", PathologicalParams, label_skewed=True)
-    def pathological(labels, num_clients, rng, info, *, k): ...
+    def pathological(labels, num_clients, rng, info, params): ...   # params.k
 
-The registered object is called with the component's parameters as keyword
-arguments (``Registry.build``). The config stores a choice as a :class:`Choice`:
+The registered object is called as ``obj(*args, params=<its typed Params>, **context)``
+(``Registry.build``). The config stores a choice as a :class:`Choice`:
 a mapping ``{name: ..., <param>: ...}`` holding the name and that component's own
 parameters, completed with its defaults. ``Registry.validate`` checks a choice
 against the registered ``Params`` model and raises a one-line
@@ -201,7 +201,7 @@ class Registry(Sequence):
         spec: a :class:`Choice`, a mapping with a ``name`` key, a bare name, or the
         shorthand ``'name(v)'`` (first parameter) / ``'name(k=v, ...)'``.
         path: the dotted config key of the choice (e.g. ``partition.distribution``);
-        errors then carry ``path`` (the choice for a bad name, ``path.<param>`` for a
+        errors then carry ``path`` (``path.name`` for a bad name, ``path.<param>`` for a
         bad parameter). Without it messages name the component (direct API calls).
         fill=False keeps only the parameters given (``model.kwargs``, ``data.options``).
         """
@@ -214,7 +214,7 @@ class Registry(Sequence):
             raise UserError(f"{where}={show(spec)} is invalid: a name (allowed: "
                             + ", ".join(self._entries) + ") or a mapping {name: ..., ...} "
                             "is required", path=path or None)
-        entry = self.get(spec["name"], path)
+        entry = self.get(spec["name"], f"{path}.name" if path else "")
         values = {k: v for k, v in spec.items() if k != "name"}
         params = self.params(entry.name, values, path)
         dumped = params.model_dump() if fill else {k: getattr(params, k) for k in values}
@@ -231,8 +231,7 @@ class Registry(Sequence):
             return entry.params(**values)
         except pydantic.ValidationError as e:
             if path:
-                raise located_error(e, path, entry.params, noun="parameter",
-                                    owner=f"{self.kind} {entry.name}") from None
+                raise located_error(e, path, entry.params, owner=f"{self.kind} {entry.name}") from None
             raise located_error(e, "", entry.params, noun="parameter",
                                 context=f"{self.kind} {entry.name}: ") from None
 
@@ -241,11 +240,11 @@ class Registry(Sequence):
         return Choice(**self.validate(spec, path))
 
     def build(self, spec: Any, *args, **context):
-        """Call the registered object with ``args``, ``context`` and the spec's parameters
-        (keyword arguments); ``spec`` as for :meth:`validate`."""
+        """``obj(*args, params=<typed Params>, **context)`` of the registered object;
+        ``spec`` as for :meth:`validate`."""
         d = self.validate(spec)
         entry = self.get(d.pop("name"))
-        return entry.obj(*args, **context, **d)
+        return entry.obj(*args, params=entry.params(**d), **context)
 
     # -- text ---------------------------------------------------------------------------
     def signature(self, name: str) -> str:
@@ -273,7 +272,7 @@ def parse_call(text: str, registry: Registry, path: str = "") -> dict:
                         f"{registry.names()[0] if registry.names() else 'name'} or name(value) "
                         "is required", path=path or None)
     name, args = m.group(1), (m.group(2) or "").strip()
-    entry = registry.get(name, path)
+    entry = registry.get(name, f"{path}.name" if path else "")
     out: dict = {"name": name}
     if not args:
         return out
@@ -368,10 +367,10 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
     prefix: dotted path of the validated object in the config ('' at the top);
     model: the validated model class, to state what a field allows (its type and
     bounds) and which keys a mapping has; noun: what an unknown key is called
-    ('config key', 'parameter'); owner: what the unknown key was given to ('distribution
-    iid'); context: text put before the message (direct API calls without a config
-    path). A UserError raised by a validator inside (it already knows its path) is
-    returned as it is.
+    ('config key', 'parameter'); owner: the component whose parameters the mapping
+    holds ('distribution iid': an unknown key then lists its parameters); context: text
+    put before the message (direct API calls without a config path). A UserError
+    raised by a validator inside (it already knows its path) is returned as it is.
     """
     first = err.errors()[0]
     inner = (first.get("ctx") or {}).get("error")
@@ -384,9 +383,12 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
     value = first.get("input")
     if first["type"] == "extra_forbidden":
         owner_fields = _fields_of(model, loc[:-1])
+        if owner:
+            takes = f"parameters {', '.join(owner_fields)}" if owner_fields else "no parameters"
+            return UserError(f"{context}unknown {noun} {show(where)}: {owner} takes {takes}",
+                             path=located)
         allowed = ", ".join(owner_fields) if owner_fields else "none"
-        of = f" of {owner}" if owner else ""
-        return UserError(f"{context}unknown {noun} {show(where)}{of}; allowed: {allowed}",
+        return UserError(f"{context}unknown {noun} {show(where)}; allowed: {allowed}",
                          path=located)
     if first["type"] in ("model_type", "model_attributes_type", "dict_type") and loc:
         return UserError(f"{context}config section {show(where)} must be a mapping, got {show(value)}",

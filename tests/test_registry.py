@@ -17,14 +17,14 @@ def _registry():
     reg = Registry("toy")
 
     @reg.register("plain")
-    def plain():
+    def plain(params):
         """Nothing to set."""
         return "plain"
 
     @reg.register("scaled", ScaleParams, tag=1)
-    def scaled(x=1.0, *, factor=1.0, offset=0):
+    def scaled(x=1.0, *, params):
         """Scale then shift."""
-        return x * factor + offset
+        return x * params.factor + params.offset
 
     return reg
 
@@ -74,7 +74,8 @@ def test_validate_fills_defaults_and_build_calls_with_keywords():
 
 
 @pytest.mark.parametrize("spec,path,message,err_path", [
-    ("zipf", "sec.choice", "sec.choice='zipf' is invalid: allowed are plain, scaled", "sec.choice"),
+    ("zipf", "sec.choice", "sec.choice.name='zipf' is invalid: allowed are plain, scaled",
+     "sec.choice.name"),
     ("zipf", "", "unknown toy 'zipf'; allowed: plain, scaled", None),
     ("scaled(11)", "sec.choice",
      "sec.choice.factor=11 is invalid: a finite number in (0, 10] is required", "sec.choice.factor"),
@@ -83,7 +84,9 @@ def test_validate_fills_defaults_and_build_calls_with_keywords():
     ({"name": "scaled", "factor": float("nan")}, "s.c", "s.c.factor=nan is invalid: a finite", "s.c.factor"),
     ({"name": "scaled", "offset": True}, "s.c", "s.c.offset=True is invalid: an integer >= 0", "s.c.offset"),
     ({"name": "scaled", "scale": 2}, "s.c",
-     "unknown parameter 's.c.scale' of toy scaled; allowed: factor, offset", "s.c.scale"),
+     "unknown config key 's.c.scale': toy scaled takes parameters factor, offset", "s.c.scale"),
+    ({"name": "plain", "k": 2}, "s.c", "unknown config key 's.c.k': toy plain takes no parameters",
+     "s.c.k"),
     ({"name": "plain", "k": 2}, "", "toy plain: unknown parameter 'k'; allowed: none", None),
     ("plain(3)", "s.c", "s.c='plain(3)' is invalid: plain takes no parameters", "s.c"),
     ("scaled(1, 2, 3)", "s.c", "scaled takes parameters factor, offset", "s.c"),
@@ -109,9 +112,9 @@ def test_a_new_distribution_reaches_the_config_partition_and_help():
         offset: int = Field(0, ge=0, le=1, description="start at 0 or 1")
 
     @DISTRIBUTIONS.register("every_other", EveryOther)
-    def every_other(labels, num_clients, rng, info, *, offset=0):
+    def every_other(labels, num_clients, rng, info, params):
         """Client c gets indices c, c+C, ... of every other example."""
-        idx = np.arange(offset, labels.size, 2)
+        idx = np.arange(params.offset, labels.size, 2)
         return [np.sort(idx[c::num_clients]) for c in range(num_clients)]
 
     try:
@@ -130,18 +133,19 @@ def test_a_new_distribution_reaches_the_config_partition_and_help():
 
 def test_a_new_aggregator_server_optimizer_and_model_are_built_from_the_config():
     import optax
+
     from fedjax_grid.experiments import ExperimentConfig
-    from fedjax_grid.experiments.build import build_algorithm, cached_model, build_model
+    from fedjax_grid.experiments.build import build_algorithm, build_model, cached_model
     from fedjax_grid.federated import AGGREGATORS, SERVER_OPTIMIZERS, median
     from fedjax_grid.models import MODELS, VGG
 
     class LrParams(Params):
         lr: float = Field(0.5, gt=0.0)
 
-    AGGREGATORS.register("median_too", NoParams)(median)
-    SERVER_OPTIMIZERS.register("plain_sgd", LrParams)(lambda lr: optax.sgd(lr))
+    AGGREGATORS.register("median_too", NoParams)(lambda params: median())
+    SERVER_OPTIMIZERS.register("plain_sgd", LrParams)(lambda params: optax.sgd(params.lr))
     MODELS.register("tiny_vgg", NoParams)(
-        lambda num_classes: VGG(config="vgg11", num_classes=num_classes, width=0.0625))
+        lambda num_classes, params: VGG(config="vgg11", num_classes=num_classes, width=0.0625))
     try:
         cfg = ExperimentConfig().with_overrides([
             "server.aggregator=median_too", "server.optimizer=plain_sgd", "model.name=tiny_vgg"])

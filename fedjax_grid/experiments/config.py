@@ -64,7 +64,7 @@ import pathlib
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, Literal, Optional
 
 import pydantic
 import yaml

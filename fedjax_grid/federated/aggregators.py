@@ -38,7 +38,7 @@ Every aggregator is registered in ``AGGREGATORS`` with its typed parameters
 (``AGGREGATORS.schema(name)``); the config chooses one as
 ``server.aggregator: {name: trimmed_mean, trim_fraction: 0.1}`` and
 ``make_aggregator`` builds it. A new aggregator is one file in
-``fedjax_grid/federated/`` registering a factory ``fn(**params) -> Aggregator``.
+``fedjax_grid/federated/`` registering a factory ``fn(params) -> Aggregator``.
 
 Norm settings (they bound different quantities, hence different names):
 ``clipped_mean.max_norm`` is an absolute L2 bound on each client's *update*
@@ -219,7 +219,6 @@ class MeanParams(Params):
                              "jittable float32 (Kahan)")
 
 
-@AGGREGATORS.register('mean', MeanParams)
 def mean(accumulate: str = 'exact') -> Aggregator:
     """Streaming weighted mean (FedAvg with weights = client sample counts).
 
@@ -300,7 +299,6 @@ def _stacked_reduce(state: BufferState, reduce: Callable[[np.ndarray], np.ndarra
     return treedef.unflatten(out)
 
 
-@AGGREGATORS.register('median')
 def median() -> Aggregator:
     """Coordinate-wise median of the buffered trees (unweighted; O(k * model) memory)."""
     return Aggregator(_buffer_init, _buffer_update,
@@ -312,8 +310,6 @@ class TrimmedMeanParams(Params):
                                                                   "dropped at each end, per coordinate")
 
 
-@AGGREGATORS.register('trimmed_mean', TrimmedMeanParams,
-                      doc='Coordinate-wise trimmed mean (unweighted; buffers every update).')
 def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
     """Coordinate-wise trimmed mean: per coordinate drop the ``floor(trim_fraction * k)``
     largest and smallest of the k values and average the rest (unweighted; O(k * model)).
@@ -336,8 +332,30 @@ def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
                       'trimmed_mean', {'trim_fraction': beta})
 
 
-AGGREGATORS.register('clipped_mean', ClippedMeanParams,
-                      doc='Each update clipped to L2 norm max_norm, then the weighted mean.')(clipped_mean)
+# ---------------------------------------------------------------- registry
+
+@AGGREGATORS.register('mean', MeanParams)
+def _mean(params: MeanParams) -> Aggregator:
+    """Streaming weighted mean (FedAvg with weights = client sample counts)."""
+    return mean(params.accumulate)
+
+
+@AGGREGATORS.register('median')
+def _median(params) -> Aggregator:
+    """Coordinate-wise median (unweighted; buffers every update)."""
+    return median()
+
+
+@AGGREGATORS.register('trimmed_mean', TrimmedMeanParams)
+def _trimmed_mean(params: TrimmedMeanParams) -> Aggregator:
+    """Coordinate-wise trimmed mean (unweighted; buffers every update)."""
+    return trimmed_mean(params.trim_fraction)
+
+
+@AGGREGATORS.register('clipped_mean', ClippedMeanParams)
+def _clipped_mean(params: ClippedMeanParams) -> Aggregator:
+    """Each update clipped to L2 norm max_norm, then the weighted mean."""
+    return clipped_mean(params.max_norm)
 
 
 # ---------------------------------------------------------------- factory

@@ -69,7 +69,7 @@ from fedjax_grid.registry import Choice, Params, Registry
 
 PyTree = Any
 
-#: Server optimizers by name: ``fn(**params) -> optax.GradientTransformation``.
+#: Server optimizers by name: ``fn(params) -> optax.GradientTransformation``.
 SERVER_OPTIMIZERS = Registry('server optimizer')
 BN_MODES = ('recalibrate', 'pooled', 'local', 'aggregate')
 
@@ -105,33 +105,34 @@ class FedAdagradParams(Params):
 
 
 @SERVER_OPTIMIZERS.register('fedavg', FedAvgParams)
-def fedavg(lr: float = 1.0) -> optax.GradientTransformation:
+def fedavg(params: FedAvgParams) -> optax.GradientTransformation:
     """SGD on the pseudo-gradient; lr 1.0 is plain FedAvg."""
-    return optax.sgd(lr)
+    return optax.sgd(params.lr)
 
 
 @SERVER_OPTIMIZERS.register('fedavgm', FedAvgMParams)
-def fedavgm(lr: float = 1.0, momentum: float = 0.9) -> optax.GradientTransformation:
+def fedavgm(params: FedAvgMParams) -> optax.GradientTransformation:
     """FedAvg with server momentum (Hsu et al. 2019)."""
-    return optax.sgd(lr, momentum=momentum)
+    return optax.sgd(params.lr, momentum=params.momentum)
 
 
 @SERVER_OPTIMIZERS.register('fedadam', FedAdamParams)
-def fedadam(lr: float = 1e-2, b1: float = 0.9, b2: float = 0.99, eps: float = 1e-3):
+def fedadam(params: FedAdamParams) -> optax.GradientTransformation:
     """Adam on the pseudo-gradient (Reddi et al. 2021; optax adds bias correction)."""
-    return optax.adam(lr, b1=b1, b2=b2, eps=eps)
+    return optax.adam(params.lr, b1=params.b1, b2=params.b2, eps=params.eps)
 
 
 @SERVER_OPTIMIZERS.register('fedyogi', FedAdamParams)
-def fedyogi(lr: float = 1e-2, b1: float = 0.9, b2: float = 0.99, eps: float = 1e-3):
+def fedyogi(params: FedAdamParams) -> optax.GradientTransformation:
     """Yogi on the pseudo-gradient (Reddi et al. 2021)."""
-    return optax.yogi(lr, b1=b1, b2=b2, eps=eps)
+    return optax.yogi(params.lr, b1=params.b1, b2=params.b2, eps=params.eps)
 
 
 @SERVER_OPTIMIZERS.register('fedadagrad', FedAdagradParams)
-def fedadagrad(lr: float = 1e-1, eps: float = 1e-3):
+def fedadagrad(params: FedAdagradParams) -> optax.GradientTransformation:
     """Adagrad on the pseudo-gradient; eps**2 is optax's initial accumulator (v_-1 >= tau^2)."""
-    return optax.adagrad(lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
+    eps = params.eps
+    return optax.adagrad(params.lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
 
 
 #: Each server optimizer's default learning rate (from its registered parameters).

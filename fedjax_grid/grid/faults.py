@@ -17,7 +17,7 @@ returns a corrupted (NaN) update to emulate a faulty node, or hangs.
 
 Attacks are registered in ``ATTACKS`` with their typed parameters; the config
 chooses one as ``faults.attack: {name: scale, scale: 10}``. An attack is a
-function ``fn(delta, rng, **params) -> manipulated delta`` over the honest
+function ``fn(delta, rng, params) -> manipulated delta`` over the honest
 update's params delta (a pytree of float32 numpy arrays; ``rng`` a numpy
 Generator seeded by (seed, round, client)); the task applies it on the worker
 (:func:`apply_attack`).
@@ -33,7 +33,7 @@ from pydantic import Field
 
 from fedjax_grid.registry import Params, Registry
 
-#: Attacks of hostile clients: ``fn(delta, rng, **params) -> delta``.
+#: Attacks of hostile clients: ``fn(delta, rng, params) -> delta``.
 ATTACKS = Registry("attack")
 
 
@@ -52,22 +52,22 @@ def _tree_norm(tree) -> float:
 
 
 @ATTACKS.register("scale", ScaleParams)
-def scale_attack(delta, rng, *, scale=10.0):
+def scale_attack(delta, rng, params):
     """The honest update multiplied by scale."""
-    return _tree_map(lambda d: scale * d, delta)
+    return _tree_map(lambda d: params.scale * d, delta)
 
 
 @ATTACKS.register("signflip", ScaleParams)
-def signflip_attack(delta, rng, *, scale=10.0):
+def signflip_attack(delta, rng, params):
     """The honest update multiplied by -scale."""
-    return _tree_map(lambda d: -scale * d, delta)
+    return _tree_map(lambda d: -params.scale * d, delta)
 
 
 @ATTACKS.register("random", ScaleParams)
-def random_attack(delta, rng, *, scale=10.0):
+def random_attack(delta, rng, params):
     """Gaussian noise with scale x the honest update's global L2 norm."""
     noise = _tree_map(lambda d: rng.standard_normal(d.shape).astype(np.float32), delta)
-    factor = scale * _tree_norm(delta) / max(_tree_norm(noise), 1e-12)
+    factor = params.scale * _tree_norm(delta) / max(_tree_norm(noise), 1e-12)
     return _tree_map(lambda z: factor * z, noise)
 
 

@@ -15,7 +15,7 @@ with their typed constructor parameters (``MODELS.schema(name)``):
   ``dropout_rate=0.2``, ``fast_path=None``, ``bn_axis_name=None``, ``bn_momentum=0.99``.
 
 A new model is one file in this package that registers a builder
-``fn(num_classes, **params) -> nn.Module`` with ``@MODELS.register(name, Params)``;
+``fn(num_classes, params) -> nn.Module`` with ``@MODELS.register(name, Params)``;
 every module here is imported below, so it registers itself.
 
 BatchNorm models also take ``bn_mask`` (bool (N, 1, 1, 1)) in ``__call__``: the rows
@@ -30,7 +30,7 @@ import flax.linen as nn
 from fedjax_grid.errors import UserError
 from fedjax_grid.registry import Registry, import_submodules
 
-#: Models by name: ``builder(num_classes, **params) -> flax.linen.Module``.
+#: Models by name: ``builder(num_classes, params) -> flax.linen.Module``.
 MODELS = Registry("model")
 
 from fedjax_grid.models import fast_paths  # noqa: E402  (modules register into MODELS)

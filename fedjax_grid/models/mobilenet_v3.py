@@ -168,13 +168,13 @@ class MobileNetV3Params(Params):
     width_multiplier: float = Field(1.0, gt=0.0, description="scales every channel count")
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier")
     fast_path: Optional[bool] = Field(None, description="shifted depthwise convs (null: on the CPU backend)")
-    bn_axis_name: Optional[str] = Field(None, description="pmap axis BatchNorm averages batch statistics over")
+    bn_axis_name: Optional[str] = Field(None, description="pmap axis of the BatchNorm statistics")
     bn_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
 
 
 def _register(variant: str) -> None:
-    def build(num_classes: int, **params) -> MobileNetV3:
-        return MobileNetV3(variant=variant, num_classes=num_classes, **params)
+    def build(num_classes: int, params: MobileNetV3Params) -> MobileNetV3:
+        return MobileNetV3(variant=variant, num_classes=num_classes, **params.model_dump())
     MODELS.register(f"mobilenet_v3_{variant}", MobileNetV3Params,
                     doc=f"MobileNetV3-{variant.capitalize()} (Howard et al. 2019)")(build)
 

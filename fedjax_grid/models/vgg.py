@@ -138,16 +138,16 @@ class VGGParams(Params):
     head: Literal["cifar", "imagenet"] = Field(
         "cifar", description="cifar: global pool + Dense; imagenet: 7x7 pool + 2 x Dense 4096")
     width: float = Field(1.0, gt=0.0, description="channel multiplier")
-    dropout_rate: Optional[float] = Field(
-        None, ge=0.0, lt=1.0, description="dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)")
-    fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on the CPU backend)")
-    bn_axis_name: Optional[str] = Field(None, description="pmap axis BatchNorm averages batch statistics over")
+    dropout_rate: Optional[float] = Field(None, ge=0.0, lt=1.0, description=(
+        "dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)"))
+    fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on CPU)")
+    bn_axis_name: Optional[str] = Field(None, description="pmap axis of the BatchNorm statistics")
     bn_momentum: float = Field(0.9, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
 
 
 def _register(config: str) -> None:
-    def build(num_classes: int, **params) -> VGG:
-        return VGG(config=config, num_classes=num_classes, **params)
+    def build(num_classes: int, params: VGGParams) -> VGG:
+        return VGG(config=config, num_classes=num_classes, **params.model_dump())
     MODELS.register(config, VGGParams, doc=f"VGG-{config[3:]} (Simonyan & Zisserman), "
                                            "CIFAR or ImageNet head")(build)
 

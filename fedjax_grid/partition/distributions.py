@@ -81,9 +81,10 @@ from fedjax_grid.errors import UserError
 from fedjax_grid.registry import Choice, Params, Registry
 
 #: Distribution kinds: ``DISTRIBUTIONS.register(name, Params, label_skewed=...)`` on a
-#: function ``fn(labels, num_clients, rng, info, **params) -> list of C index arrays``.
+#: function ``fn(labels, num_clients, rng, info, params) -> list of C index arrays``
+#: (labels int64 (D,), rng a Generator, info a dict it may fill, params its typed Params).
 #: Meta: ``label_skewed`` (clients' label histograms differ by design: forming
-#: strategies then redraw by per-class counts), ``check(labels, num_clients, **params)``
+#: strategies then redraw by per-class counts), ``check(labels, num_clients, params)``
 #: (refuses an impossible request before anything is drawn).
 DISTRIBUTIONS = Registry("distribution")
 #: The names (a registry iterates its names); kept for earlier callers.
@@ -176,7 +177,7 @@ def check_request(labels: np.ndarray, num_clients: int, spec: Distribution) -> n
         raise UserError(f"num_clients={num_clients} exceeds the data set size D={d_total}")
     check = DISTRIBUTIONS.meta(spec.kind, "check")
     if check is not None:
-        check(labels, int(num_clients), **spec.params)
+        check(labels, int(num_clients), DISTRIBUTIONS.get(spec.kind).params(**spec.params))
     return labels.astype(np.int64, copy=False)
 
 
@@ -238,7 +239,7 @@ def _even_split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
 # ---------------------------------------------------------------- kinds
 
 @DISTRIBUTIONS.register("iid")
-def iid(labels, num_clients, rng, info):
+def iid(labels, num_clients, rng, info, params):
     """Disjoint random local sets of floor(D / C) examples each (the study's "independent")."""
     d = labels.size // num_clients
     perm = rng.permutation(labels.size)
@@ -273,15 +274,15 @@ class StratifiedParams(Params):
 
 
 @DISTRIBUTIONS.register("balanced", BalancedParams, label_skewed=True)
-def balanced(labels, num_clients, rng, info, *, beta=0.8, classes_per_client=None):
+def balanced(labels, num_clients, rng, info, params):
     """A share beta of each local set from the client's home classes, the rest stratified."""
     pools = class_pools(labels)
     k_classes = len(pools)
     supply = np.array([len(p) for p in pools], dtype=np.int64)
-    home = home_classes(k_classes, num_clients, classes_per_client, rng)
+    home = home_classes(k_classes, num_clients, params.classes_per_client, rng)
     m = home.shape[1]
     d = labels.size // num_clients
-    n_home = int(round(beta * d))
+    n_home = int(round(params.beta * d))
     h = np.zeros((num_clients, k_classes), np.int64)
     r = np.zeros((num_clients, k_classes), np.int64)
     for c in range(num_clients):
@@ -294,10 +295,11 @@ def balanced(labels, num_clients, rng, info, *, beta=0.8, classes_per_client=Non
 
 
 @DISTRIBUTIONS.register("stratified", StratifiedParams, label_skewed=True)
-def stratified(labels, num_clients, rng, info, *, share=0.8, classes_per_client=None):
+def stratified(labels, num_clients, rng, info, params):
     """A share of each local set class-stratified, the rest from home classes (= balanced(1 - share))."""
-    return balanced(labels, num_clients, rng, info, beta=1.0 - share,
-                    classes_per_client=classes_per_client)
+    as_balanced = BalancedParams.model_construct(beta=1.0 - params.share,
+                                                 classes_per_client=params.classes_per_client)
+    return balanced(labels, num_clients, rng, info, as_balanced)
 
 
 def fit_supply(home_part: np.ndarray, rest_part: np.ndarray, supply: np.ndarray,
@@ -334,14 +336,14 @@ class DirichletParams(Params):
 
 
 @DISTRIBUTIONS.register("dirichlet", DirichletParams, label_skewed=True)
-def dirichlet(labels, num_clients, rng, info, *, alpha=0.5):
+def dirichlet(labels, num_clients, rng, info, params):
     """Each class split over the clients by Dir(alpha) proportions (Hsu et al. 2019)."""
     pools = class_pools(labels)
     owners = [[] for _ in range(num_clients)]
     for pool in pools:
         if len(pool) == 0:
             continue
-        p = rng.dirichlet(np.full(num_clients, alpha))
+        p = rng.dirichlet(np.full(num_clients, params.alpha))
         pool = rng.permutation(pool)
         cuts = (np.cumsum(p)[:-1] * len(pool)).astype(np.int64)
         for c, piece in enumerate(np.split(pool, cuts)):
@@ -360,16 +362,17 @@ class ShardsParams(Params):
     shards_per_client: int = Field(2, ge=1, le=100_000, description="label-sorted shards per client")
 
 
-def _check_shards(labels, num_clients, *, shards_per_client):
+def _check_shards(labels, num_clients, params):
+    shards_per_client = params.shards_per_client
     if shards_per_client * num_clients > labels.size:
         raise UserError(f"shards: {shards_per_client} shards x {num_clients} clients = "
                         f"{shards_per_client * num_clients} exceeds the data set size D={labels.size}")
 
 
 @DISTRIBUTIONS.register("shards", ShardsParams, label_skewed=True, check=_check_shards)
-def shards(labels, num_clients, rng, info, *, shards_per_client=2):
+def shards(labels, num_clients, rng, info, params):
     """Label-sorted shards, shards_per_client random ones per client (McMahan et al. 2017)."""
-    k = shards_per_client
+    k = params.shards_per_client
     n_shards = num_clients * k
     size = labels.size // n_shards
     perm = rng.permutation(labels.size)
@@ -394,9 +397,9 @@ class QuantityParams(Params):
 
 
 @DISTRIBUTIONS.register("quantity", QuantityParams)
-def quantity(labels, num_clients, rng, info, *, sigma=0.5):
+def quantity(labels, num_clients, rng, info, params):
     """Quantity skew: log-normal(0, sigma) client sizes, labels IID."""
-    sizes = quantity_sizes(labels.size, num_clients, sigma, rng)
+    sizes = quantity_sizes(labels.size, num_clients, params.sigma, rng)
     return split_by_sizes(rng.permutation(labels.size), sizes)
 
 
@@ -414,6 +417,6 @@ def distribute(labels, num_clients: int, spec="iid", rng=None, *, return_info: b
     spec = parse_distribution(spec)
     labels = check_request(labels, num_clients, spec)
     info: dict = {}
-    fn = DISTRIBUTIONS.get(spec.kind).obj
-    out = fn(labels, int(num_clients), as_rng(rng), info, **spec.params)
+    out = DISTRIBUTIONS.build({"name": spec.kind, **spec.params}, labels, int(num_clients),
+                              as_rng(rng), info)
     return (out, info) if return_info else out

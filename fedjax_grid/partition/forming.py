@@ -43,7 +43,7 @@ shard classes stay the same across rounds and only which samples fill them
 changes; class pools are used without replacement, so this is always feasible.
 
 Every strategy is registered in ``FORMING`` (``FORMING.register(name, Params)`` on a
-function ``fn(strategy, state, previous, rng, **params) -> list of C index arrays``
+function ``fn(strategy, state, previous, rng, params) -> list of C index arrays``
 giving the next round's sets; meta ``redraw_first=True`` when the first ``apply``
 redraws instead of returning ``init``'s split). A new strategy is one file in this
 package; the :class:`Strategy` helpers ``fresh``, ``stochastic`` and
@@ -57,11 +57,18 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.errors import UserError
 from fedjax_grid.partition.distributions import (
-    Distribution, as_rng, check_request, class_pools, count_matrix, deal_counts,
-    distribute, parse_distribution, split_by_sizes)
-from fedjax_grid.registry import Choice, Params, Registry
+    Distribution,
+    as_rng,
+    check_request,
+    class_pools,
+    count_matrix,
+    deal_counts,
+    distribute,
+    parse_distribution,
+    split_by_sizes,
+)
+from fedjax_grid.registry import Choice, NoParams, Params, Registry
 
 #: Forming strategies (see the module docstring for the contract).
 FORMING = Registry("forming strategy")
@@ -89,18 +96,19 @@ class Strategy:
     """A forming strategy over rounds; see the module docstring.
 
     name: a name in ``FORMING``; labels: int (D,); num_clients: C;
-    dist: the distribution type; params: the strategy's parameters (e.g. ``keep``).
+    dist: the distribution type; params: the strategy's typed parameters (``params.keep``,
+    also readable as ``strategy.keep``).
     """
     name: str
     labels: np.ndarray
     num_clients: int
     dist: Distribution
-    params: dict = dataclasses.field(default_factory=dict)
+    params: Params = dataclasses.field(default_factory=NoParams)
 
     def __getattr__(self, name):  # strategy parameters as attributes (``strategy.keep``)
-        params = self.__dict__.get("params", {})
-        if name in params:
-            return params[name]
+        params = self.__dict__.get("params")
+        if params is not None and name in type(params).model_fields:
+            return getattr(params, name)
         raise AttributeError(name)
 
     @property
@@ -136,7 +144,7 @@ class Strategy:
         if first and not entry.meta.get("redraw_first", False):
             assignments = previous
         else:
-            assignments = entry.obj(self, state, previous, rng, **self.params)
+            assignments = entry.obj(self, state, previous, rng, params=self.params)
         new = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
         new["seed"], new["round"] = seed, round
         new["indices"], new["offsets"] = pack(assignments)
@@ -179,19 +187,19 @@ def class_pools_of(labels: np.ndarray, candidates: np.ndarray, num_classes: int)
 # ---------------------------------------------------------------- strategies
 
 @FORMING.register("static")
-def static(strategy, state, previous, rng):
+def static(strategy, state, previous, rng, params):
     """One split at round 0, kept to the end."""
     return previous
 
 
 @FORMING.register("dynamic")
-def dynamic(strategy, state, previous, rng):
+def dynamic(strategy, state, previous, rng, params):
     """A fresh disjoint split of the whole data set every round."""
     return strategy.fresh(state, rng)
 
 
 @FORMING.register("stochastic", redraw_first=True)
-def stochastic(strategy, state, previous, rng):
+def stochastic(strategy, state, previous, rng, params):
     """Every client draws its set on its own each round (sets may overlap between clients)."""
     return strategy.stochastic(state, rng)
 
@@ -202,9 +210,9 @@ class HybridParams(Params):
 
 
 @FORMING.register("hybrid", HybridParams)
-def hybrid(strategy, state, previous, rng, *, keep=0.5):
+def hybrid(strategy, state, previous, rng, params):
     """Each client keeps a fraction keep of its set and redraws the rest from unkept indices."""
-    labels, num_classes = strategy.labels, strategy.num_classes
+    labels, num_classes, keep = strategy.labels, strategy.num_classes, params.keep
     kept = []
     for a in previous:
         n_keep = int(round(keep * len(a)))
@@ -245,4 +253,4 @@ def make_strategy(spec, labels, num_clients: int, dist_spec="iid", *, keep=None,
     dist = parse_distribution(dist_spec)
     labels = check_request(labels, num_clients, dist).copy()
     labels.setflags(write=False)
-    return Strategy(name, labels, int(num_clients), dist, d)
+    return Strategy(name, labels, int(num_clients), dist, FORMING.get(name).params(**d))

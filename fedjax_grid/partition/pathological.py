@@ -41,8 +41,8 @@ def _present(labels: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.bincount(labels)) if labels.size else np.zeros(0, np.int64)
 
 
-def _check(labels, num_clients, *, k):
-    n = len(_present(labels))
+def _check(labels, num_clients, params):
+    n, k = len(_present(labels)), params.k
     if k > n:
         raise UserError(f"pathological: k={k} classes per client exceeds the {n} classes "
                         "of the data set")
@@ -57,8 +57,9 @@ def client_classes(classes: np.ndarray, num_clients: int, k: int,
 
 
 @DISTRIBUTIONS.register("pathological", PathologicalParams, label_skewed=True, check=_check)
-def pathological(labels, num_clients, rng, info, *, k=2):
+def pathological(labels, num_clients, rng, info, params):
     """Each client holds examples of exactly k classes (McMahan et al. 2017's pathological split)."""
+    k = params.k
     home = client_classes(_present(labels), num_clients, k, rng)
     pools = class_pools(labels)
     parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]

@@ -2,7 +2,8 @@
 even splits of a class among its holders; registered, so the config and forming take it."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.partition import DISTRIBUTIONS, distribute, make_strategy

@@ -2,8 +2,8 @@
 import pytest
 
 from fedjax_grid.errors import UserError
-from fedjax_grid.experiments import ExperimentConfig, get_preset
 from fedjax_grid.experiments import config as C
+from fedjax_grid.experiments import get_preset
 from fedjax_grid.widgets import ConfigPanel, field_specs
 from fedjax_grid.widgets.fields import field_for
 
