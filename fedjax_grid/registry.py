@@ -1,18 +1,15 @@
 """One registry per plug-in point: a component registers its name and typed parameters.
 
-Plug-in points (the module owning one holds a module-level ``Registry``):
+Plug-in points (the module owning one holds a module-level ``Registry``; the
+package named after it imports all its modules, so a new file registers itself):
 
-==========================  ==============================================  ======================
-plug-in point               registry                                        package scanned
-==========================  ==============================================  ======================
-models                      ``fedjax_grid.models.MODELS``                   ``fedjax_grid.models``
-data sources                ``fedjax_grid.data.registry.SOURCES``           ``fedjax_grid.data``
-distributions               ``fedjax_grid.partition.distributions.DISTRIBUTIONS``  ``fedjax_grid.partition``
-forming strategies          ``fedjax_grid.partition.forming.FORMING``       ``fedjax_grid.partition``
-aggregators                 ``fedjax_grid.federated.aggregators.AGGREGATORS``  ``fedjax_grid.federated``
-server optimisers           ``fedjax_grid.federated.server.SERVER_OPTIMIZERS``  ``fedjax_grid.federated``
-attacks (fault simulation)  ``fedjax_grid.grid.faults.ATTACKS``             (``grid/faults.py``)
-==========================  ==============================================  ======================
+- models: ``fedjax_grid.models.MODELS`` (package ``fedjax_grid.models``)
+- data sources: ``fedjax_grid.data.registry.SOURCES`` (``fedjax_grid.data``, on first read)
+- distributions: ``fedjax_grid.partition.distributions.DISTRIBUTIONS`` (``fedjax_grid.partition``)
+- forming strategies: ``fedjax_grid.partition.forming.FORMING`` (``fedjax_grid.partition``)
+- aggregators: ``fedjax_grid.federated.aggregators.AGGREGATORS`` (``fedjax_grid.federated``)
+- server optimisers: ``fedjax_grid.federated.server.SERVER_OPTIMIZERS`` (``fedjax_grid.federated``)
+- attacks (fault simulation): ``fedjax_grid.grid.faults.ATTACKS``
 
 A component is one file in its package (the package's ``__init__`` imports every
 module in it with :func:`import_submodules`, so a new file registers itself)::

@@ -120,6 +120,9 @@ class Distribution:
     def __setattr__(self, name, value):
         raise AttributeError("Distribution is immutable")
 
+    def __reduce__(self):  # pickle / deepcopy by its constructor
+        return (_distribution, (self.kind, self.params))
+
     @property
     def label_skewed(self) -> bool:
         """True when clients' label histograms differ by design."""
@@ -140,6 +143,10 @@ class Distribution:
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"Distribution({self.kind!r}{args})"
+
+
+def _distribution(kind: str, params: dict) -> Distribution:
+    return Distribution(kind, **params)
 
 
 def parse_distribution(text) -> Distribution:
