@@ -44,7 +44,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import pathlib
 import shutil
 import sys
@@ -54,6 +53,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from fedjax_grid.data.paths import shared_data_dir
 from fedjax_grid.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -77,10 +77,6 @@ def parse_names(text: str, allowed, flag: str) -> list[str]:
         raise UserError(f"{flag} {bad[0] if bad else text!r} is unknown; allowed: "
                         + ", ".join(allowed))
     return names
-
-
-def shared_data_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("FEDJAX_GRID_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @dataclasses.dataclass

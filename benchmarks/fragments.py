@@ -35,10 +35,9 @@ import tracemalloc
 import numpy as np
 
 from fedjax_grid.data.fragments import FragmentIndex, FragmentSpec, load
+from fedjax_grid.data.paths import shared_data_dir
 
-DEFAULT_DTD = pathlib.Path(os.environ.get(
-    "FEDJAX_GRID_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
-) / "dtd-texture-sample.zip"
+DEFAULT_DTD = shared_data_dir() / "dtd-texture-sample.zip"
 
 
 def _rss_mb() -> float:

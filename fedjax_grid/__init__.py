@@ -2,7 +2,7 @@
 
 Layout (read it as the architecture):
   models/       Flax VGG and MobileNetV3, with XLA:CPU fast paths
-  data/         indexable sources (tfds array_record), fragments, preprocessing
+  data/         indexable sources (tfds array_record), fragments (uint8 images)
   partition/    distribution types and forming strategies (pure functions)
   training/     jit-compiled local trainer (pure functions, cached compilation)
   federated/    aggregation and server optimizers (pure init/apply pairs)

@@ -75,6 +75,22 @@ class Choice(pydantic.BaseModel):
     def params(self) -> dict:
         return dict(self.__pydantic_extra__ or {})
 
+    # read as the mapping {name, **params} too (``spec['name']``, ``spec.items()``, ``dict(spec)``)
+    def __getitem__(self, key: str):
+        return self.model_dump()[key]
+
+    def keys(self):
+        return self.model_dump().keys()
+
+    def items(self):
+        return self.model_dump().items()
+
+    def get(self, key: str, default=None):
+        return self.model_dump().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self.model_dump()
+
     def __str__(self) -> str:
         shown = {k: v for k, v in self.params.items() if v is not None}
         if not shown:

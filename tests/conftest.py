@@ -1,12 +1,13 @@
 """Shared test fixtures: where the real data slices are, small JAX settings."""
-import os
 import pathlib
 
 import pytest
 
+from fedjax_grid.data.paths import shared_data_dir
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(
-    os.environ.get("FEDJAX_GRID_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: $FEDJAX_GRID_SHARED_DATA, else ../shared/data (the package's one definition).
+SHARED_DATA = shared_data_dir()
 
 
 def shared_file(name: str) -> pathlib.Path:

@@ -79,8 +79,3 @@ class ArrayDataset:
     @property
     def labels(self) -> np.ndarray:
         return self._labels
-
-    def subset(self, indices: Sequence[int]) -> "ArrayDataset":
-        """A new in-memory data set holding the examples at ``indices``."""
-        batch = self.__getitems__(indices)
-        return ArrayDataset(batch["image"], batch["label"], self.info)

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from fedjax_grid.atomic_write import write_atomic
 from fedjax_grid.data.base import DatasetInfo
 from fedjax_grid.errors import DataError, UserError
 
@@ -260,9 +261,7 @@ def write_prepared(name: str, *, data_dir: os.PathLike, make: Callable[[], Sourc
             "split_sizes": {s: int(len(d.labels)) for s, d in splits.items()},
             "fingerprint": fingerprint, "image_format": image_format,
         }
-        tmp = vdir / (MARKER + ".tmp")
-        tmp.write_text(json.dumps(marker, indent=1))
-        tmp.replace(vdir / MARKER)
+        write_atomic(vdir / MARKER, json.dumps(marker, indent=1))
     return vdir
 
 

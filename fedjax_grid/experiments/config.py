@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 import re
 import typing
@@ -76,6 +75,7 @@ from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
 from fedjax_grid.federated.aggregators import AGGREGATORS
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
+from fedjax_grid.federated.staleness import STALENESS
 from fedjax_grid.grid.faults import ATTACKS
 from fedjax_grid.models import MODELS
 from fedjax_grid.partition import DISTRIBUTIONS, FORMING
@@ -102,6 +102,7 @@ REGISTRIES: dict[str, Registry] = {
     "partition.forming": FORMING,
     "server.aggregator": AGGREGATORS,
     "server.optimizer": SERVER_OPTIMIZERS,
+    "server.staleness": STALENESS,
     "faults.attack": ATTACKS,
 }
 #: Where the parameters of a registry choice live (the choice itself, or a mapping beside it).
@@ -266,6 +267,17 @@ class ServerConfig(Section):
         "training examples the coordinator re-estimates BatchNorm statistics on"))
     max_norm_ratio: Optional[float] = Field(None, ge=1.0, description=(
         "reject updates whose norm exceeds this multiple of the median accepted norm (null: off)"))
+    mode: Literal["sync", "async"] = Field("sync", description=(
+        "sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: buffered asynchronous "
+        "aggregation (FedBuff), no barrier, one server update per buffer"))
+    concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
+        "async: client tasks kept in flight (null: training.clients_per_round)"))
+    buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
+        "async: deltas per server update (null: max(1, concurrency // 2))"))
+    staleness: typing.Annotated[Choice, RegistryChoice(STALENESS)] = _choice(
+        STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
+    max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
+        "async: deltas staler than this many server updates are dropped (recorded)"))
 
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
@@ -406,15 +418,10 @@ class ExperimentConfig(Section):
 
     def save(self, path) -> pathlib.Path:
         """Write JSON (or YAML by suffix) atomically: a temporary file, fsync, replace."""
+        from fedjax_grid.atomic_write import write_atomic
         path = pathlib.Path(path)
         text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, text)
 
     @classmethod
     def load(cls, path) -> "ExperimentConfig":

@@ -14,11 +14,6 @@ import numpy as np
 PyTree = Any
 
 
-def tree_sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leaf-wise ``a - b`` (same structure), e.g. client params minus global params."""
-    return jax.tree_util.tree_map(lambda x, y: x - y, a, b)
-
-
 def np_tree_sub(a: PyTree, b: PyTree) -> PyTree:
     """Leaf-wise ``a - b`` on host numpy arrays, keeping ``a``'s dtype."""
     return jax.tree_util.tree_map(

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import pathlib
 import re
 
+from fedjax_grid.atomic_write import write_atomic
 from fedjax_grid.errors import UserError, show, show_path
 
 #: One label of a DNS host name (RFC 1123): letters, digits, inner hyphens, <= 63 chars.
@@ -50,11 +50,7 @@ def _key():
 
 
 def _write(path: pathlib.Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600 if private else 0o644)
 
 
 def _pem_key(key) -> bytes:

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -42,6 +41,7 @@ import jax
 import numpy as np
 
 import fedjax_grid
+from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import CheckpointError, UserError
 
 PyTree = Any
@@ -56,9 +56,9 @@ _STD_KINDS = set('biufcSUMm')   # dtype kinds np.save stores without pickle
 
 # ---------------------------------------------------------------- helpers
 
-def checkpoint_path(directory: os.PathLike | str, round: int) -> Path:
-    """``<directory>/ckpt-<round:06d>.npz``."""
-    return Path(directory) / f"ckpt-{int(round):06d}.npz"
+def checkpoint_path(directory: os.PathLike | str, round_: int) -> Path:
+    """``<directory>/ckpt-<round_:06d>.npz``."""
+    return Path(directory) / f"ckpt-{int(round_):06d}.npz"
 
 
 def config_hash(obj: Any) -> str:
@@ -163,19 +163,6 @@ def _digest(header_bytes: bytes, entries: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- listing
 
 def list_checkpoints(directory: os.PathLike | str) -> list[tuple[int, Path]]:
@@ -200,10 +187,10 @@ def latest_checkpoint(directory: os.PathLike | str) -> Optional[Path]:
 
 # ---------------------------------------------------------------- save
 
-def save_checkpoint(directory: os.PathLike | str, round: int, tree: PyTree,
+def save_checkpoint(directory: os.PathLike | str, round_: int, tree: PyTree,
                     meta: Optional[dict] = None, arrays: Optional[dict] = None,
                     *, keep: Optional[int] = 3) -> Path:
-    """Atomically write ``ckpt-<round:06d>.npz`` and return its path.
+    """Atomically write ``ckpt-<round_:06d>.npz`` and return its path.
 
     tree: the pytree to store (e.g. a ServerState); leaves numpy/JAX arrays,
       Python scalars or typed PRNG keys.
@@ -212,19 +199,36 @@ def save_checkpoint(directory: os.PathLike | str, round: int, tree: PyTree,
     arrays: named numpy arrays / scalars / PRNG keys, nested dicts allowed
       (e.g. ``{'rng': key_data, 'strategy': strategy_state}``).
     keep: after writing, keep only the ``keep`` highest-round checkpoints (None:
-      keep all); checkpoints of rounds *after* ``round`` (an abandoned timeline)
+      keep all); checkpoints of rounds *after* ``round_`` (an abandoned timeline)
       are removed as well, so the latest checkpoint is always this one.
     """
     if keep is not None and (not isinstance(keep, int) or keep < 1):
         raise UserError(f"checkpoint keep={keep!r} is invalid; allowed: an integer >= 1 or None")
-    if not isinstance(round, (int, np.integer)) or round < 0:
-        raise UserError(f"checkpoint round={round!r} is invalid; allowed: an integer >= 0")
+    if not isinstance(round_, (int, np.integer)) or round_ < 0:
+        raise UserError(f"checkpoint round={round_!r} is invalid; allowed: an integer >= 0")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
+    entries, leaves_desc, treedef = _tree_entries(tree)
+    arrays_desc = _array_entries(arrays or {}, entries)
+    header = {'format': FORMAT, 'format_version': FORMAT_VERSION,
+              'fedjax_grid_version': fedjax_grid.__version__, 'round': int(round_),
+              'created_unix': time.time(), 'config_hash': meta.get('config_hash'),
+              'treedef': str(treedef), 'leaves': leaves_desc, 'arrays': arrays_desc, 'meta': meta}
+    _seal(header, entries)
+    final = checkpoint_path(directory, round_)
+    with atomic_path(final) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, allow_pickle=False, **entries)
+    _prune(directory, int(round_), keep)
+    return final
 
+
+def _tree_entries(tree: PyTree) -> tuple[dict[str, np.ndarray], list[dict], Any]:
+    """The stored arrays of ``tree``'s leaves (keyed ``tree<path>``), their header
+    descriptions and the treedef."""
     entries: dict[str, np.ndarray] = {}
-    leaves_desc, arrays_desc = [], []
+    leaves_desc = []
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     for path, leaf in flat:
         key = 'tree' + jax.tree_util.keystr(path)
@@ -234,37 +238,28 @@ def save_checkpoint(directory: os.PathLike | str, round: int, tree: PyTree,
         entries[key] = a
         leaves_desc.append({'key': key, 'path': [_path_entry(k) for k in path],
                             'shape': list(a.shape), **desc})
-    for name, value in _flatten_arrays(arrays or {}):
+    return entries, leaves_desc, treedef
+
+
+def _array_entries(arrays: dict, entries: dict[str, np.ndarray]) -> list[dict]:
+    """Add the named ``arrays`` to ``entries`` (keyed ``arrays/<name>``); their descriptions."""
+    arrays_desc = []
+    for name, value in _flatten_arrays(arrays):
         key = 'arrays/' + name
         a, desc = _encode(value)
         entries[key] = a
         arrays_desc.append({'key': key, 'name': name, 'shape': list(a.shape), **desc})
+    return arrays_desc
 
-    header = {'format': FORMAT, 'format_version': FORMAT_VERSION,
-              'fedjax_grid_version': fedjax_grid.__version__, 'round': int(round),
-              'created_unix': time.time(), 'config_hash': meta.get('config_hash'),
-              'treedef': str(treedef), 'leaves': leaves_desc, 'arrays': arrays_desc, 'meta': meta}
+
+def _seal(header: dict, entries: dict[str, np.ndarray]) -> None:
+    """Add the JSON ``header`` and the digest over it and every entry to ``entries``."""
     try:
         header_bytes = json.dumps(header, default=_json_default).encode()
     except (TypeError, ValueError) as e:
         raise UserError(f"checkpoint meta is not JSON serialisable ({e}); allowed: JSON values") from None
     entries[HEADER_KEY] = np.frombuffer(header_bytes, np.uint8)
     entries[DIGEST_KEY] = np.frombuffer(_digest(header_bytes, entries).encode(), np.uint8)
-
-    final = checkpoint_path(directory, round)
-    tmp = directory / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, 'wb') as f:
-            np.savez(f, allow_pickle=False, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(directory)
-    _prune(directory, int(round), keep)
-    return final
 
 
 def _prune(directory: Path, current: int, keep: Optional[int]) -> None:

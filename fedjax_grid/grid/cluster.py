@@ -27,6 +27,9 @@ from fedjax_grid.grid.plugin import JaxWorkerPlugin
 
 @dataclasses.dataclass
 class GridHandle:
+    """A connected grid: ``client`` is the Dask ``distributed.Client`` (not a federated
+    client); ``cluster`` the embedded LocalCluster or None; ``plugin_errors`` worker
+    address -> why the worker plugin failed there."""
     client: distributed.Client
     cluster: Optional[distributed.LocalCluster]
     plugin_errors: dict
@@ -101,22 +104,22 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
         except Exception as e:  # noqa: BLE001 - reported as one line
             raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        client = distributed.Client(cluster, security=kwargs.get("security"))
+        dask_client = distributed.Client(cluster, security=kwargs.get("security"))
     else:
         try:
-            client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
-                                        security=security)
+            dask_client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
+                                             security=security)
         except (OSError, TimeoutError, ValueError):
             raise UserError(f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
                             f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
                             "scheduler (is it started, and is the host/port right?)") from None
     cpu_map = local_cpu_map(grid.workers) if cluster is not None else None
     plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map)
-    errors = register_plugin(client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
-    return GridHandle(client=client, cluster=cluster, plugin_errors=errors)
+    errors = register_plugin(dask_client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
+    return GridHandle(client=dask_client, cluster=cluster, plugin_errors=errors)
 
 
-def register_plugin(client, plugin, timeout_s: float) -> dict:
+def register_plugin(dask_client, plugin, timeout_s: float) -> dict:
     """Register ``plugin`` for current and future workers; worker address -> error line.
 
     Never raises for a worker's failure (another version, fedjax_grid not importable
@@ -126,9 +129,9 @@ def register_plugin(client, plugin, timeout_s: float) -> dict:
     """
     from distributed.protocol.pickle import dumps
     try:
-        responses = client.sync(client.scheduler.register_worker_plugin, plugin=dumps(plugin),
-                                name=plugin.name, idempotent=False,
-                                callback_timeout=timeout_s) or {}
+        responses = dask_client.sync(dask_client.scheduler.register_worker_plugin,
+                                     plugin=dumps(plugin), name=plugin.name, idempotent=False,
+                                     callback_timeout=timeout_s) or {}
     except (TimeoutError, asyncio.TimeoutError):
         return {}
     except Exception as e:  # noqa: BLE001 - a worker failed it (e.g. cannot unpickle it)

@@ -3,7 +3,7 @@
 ``RoundDispatch`` holds the futures of one round and the bytes that crossed the
 network for it; the engine decides what each finished task means::
 
-    d = RoundDispatch(client, gvars, run_id=..., round_=r, workers=healthy, deadline=t)
+    d = RoundDispatch(dask_client, gvars, run_id=..., round_=r, workers=healthy, deadline=t)
     d.submit(k, attempt, spec, shipped)          # False: no worker took the weights
     for fut, k, attempt in d.completed(deadline, stop=lambda: quota_met()):
         ...  # fut.status == 'finished' -> d.result(fut) (None: unreachable); else failed
@@ -61,15 +61,16 @@ class GridLostError(ConnectionError):
     """
 
 
-def check_connected(client, round_: int) -> None:
-    """Raise ``GridLostError`` unless ``client`` is still connected to its scheduler."""
-    status = getattr(client, "status", "running")
+def check_connected(dask_client, round_: int) -> None:
+    """Raise ``GridLostError`` unless ``dask_client`` is still connected to its scheduler."""
+    status = getattr(dask_client, "status", "running")
     if status != "running":
-        raise GridLostError(f"lost the scheduler {client.scheduler.address if client.scheduler else ''}"
+        scheduler = dask_client.scheduler
+        raise GridLostError(f"lost the scheduler {scheduler.address if scheduler else ''}"
                             f" during round {round_ + 1} (client status {status!r})")  # from 1
 
 
-def bounded_broadcast(client, value, workers, limit_s: float):
+def bounded_broadcast(dask_client, value, workers, limit_s: float):
     """Scatter ``value`` under one key to each of ``workers`` concurrently, bounded in time.
 
     Each worker is sent the value directly by the coordinator; a worker that has not
@@ -87,7 +88,7 @@ def bounded_broadcast(client, value, workers, limit_s: float):
         end = start + limit_s
         # timeout: how long _scatter looks for the worker on the scheduler (a worker
         # that just left is refused at once instead of after the client's timeout).
-        jobs = {asyncio.ensure_future(client._scatter({key: value}, workers=[w], direct=True,
+        jobs = {asyncio.ensure_future(dask_client._scatter({key: value}, workers=[w], direct=True,
                                                       hash=False, timeout=min(1.0, limit_s))): w
                 for w in workers}
         pending, ok, futs, spread_set = set(jobs), [], [], False
@@ -111,7 +112,7 @@ def bounded_broadcast(client, value, workers, limit_s: float):
             await asyncio.wait(pending, timeout=2.0)
         return ok, futs
 
-    ok, futs = client.sync(go)
+    ok, futs = dask_client.sync(go)
     return (futs[0] if futs else None), sorted(ok)
 
 
@@ -123,7 +124,7 @@ def tree_nbytes(tree) -> int:
 class RoundDispatch:
     """The client tasks of one round.
 
-    client: a connected ``distributed.Client``. gvars: the global variables sent to
+    dask_client: a connected ``distributed.Client``. gvars: the global variables sent to
     every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
     again when none of them holds it any more). run_id and round_ name the task keys
     (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
@@ -132,9 +133,10 @@ class RoundDispatch:
     the workers that hold the weights and may run this round's tasks.
     """
 
-    def __init__(self, client, gvars: dict, *, run_id: str, round_: int,
+    def __init__(self, dask_client, gvars: dict, *, run_id: str, round_: int,
                  workers: Callable[[], list], deadline: Optional[float] = None):
-        self.client, self.gvars, self.run_id, self.round = client, gvars, run_id, round_
+        self.dask_client, self.gvars = dask_client, gvars
+        self.run_id, self.round = run_id, round_
         self.model_bytes = tree_nbytes(gvars)
         self.workers = workers
         self.deadline = deadline
@@ -158,7 +160,7 @@ class RoundDispatch:
             end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S
             if not candidates or end - time.time() <= 0:
                 return
-            self._gfut, self.ready = bounded_broadcast(self.client, self.gvars, candidates,
+            self._gfut, self.ready = bounded_broadcast(self.dask_client, self.gvars, candidates,
                                                        end - time.time())
             self.bytes_sent += self.model_bytes * len(self.ready)
             if self.ready or (self.deadline is not None and time.time() >= self.deadline):
@@ -187,13 +189,14 @@ class RoundDispatch:
         # Shipped examples are embedded in the task (not scattered): the scheduler keeps
         # them and can re-run the task elsewhere when the worker holding it is lost.
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
-            fut = self.client.submit(client_update, self._gfut, spec, shipped, pure=False,
+            fut = self.dask_client.submit(client_update, self._gfut, spec, shipped, pure=False,
                                      key=f"client_update-r{self.round}-c{k}-a{attempt}-{self.run_id}",
                                      workers=[w for w in self.ready if w != avoid] or list(self.ready),
                                      allow_other_workers=False)
         self.pending[fut] = (k, attempt)
         self.submitted_at[fut] = time.time()
         self.task_bytes[fut] = self.model_bytes + data_bytes
+        self.last_future = fut
         return True
 
     def completed(self, deadline: Optional[float],
@@ -213,14 +216,14 @@ class RoundDispatch:
                 done, _ = dask_wait(list(self.pending), timeout=slice_s,
                                     return_when="FIRST_COMPLETED")
             except (TimeoutError, DaskTimeoutError):
-                check_connected(self.client, self.round)
+                check_connected(self.dask_client, self.round)
                 if deadline is not None and time.time() >= deadline:
                     return
                 continue
             except FuturesCancelledError:
-                # The client cancels every future when it loses the scheduler: stop with
+                # The Dask client cancels every future when it loses the scheduler: stop with
                 # GridLostError (the last checkpoint stays resumable) rather than retry.
-                check_connected(self.client, self.round)
+                check_connected(self.dask_client, self.round)
                 # Inputs lost with a worker (e.g. the broadcast weights on a killed
                 # desktop): those tasks count as failed and may be re-submitted.
                 done = {f for f in self.pending if f.status != "pending"}
@@ -229,7 +232,7 @@ class RoundDispatch:
             for fut in sorted(done, key=lambda f: self.pending[f]):
                 k, attempt = self.pending.pop(fut)
                 if fut.status != "finished":
-                    check_connected(self.client, self.round)  # may mean a lost scheduler
+                    check_connected(self.dask_client, self.round)  # may mean a lost scheduler
                 yield fut, k, attempt
 
     def result(self, fut) -> Optional[dict]:
@@ -243,14 +246,14 @@ class RoundDispatch:
             fut.release()
             return None
         fut.release()
-        self.bytes_received += tree_nbytes(res["variables"])
+        self.bytes_received += tree_nbytes((res["delta"], res.get("batch_stats")))
         return res
 
     def cancel_pending(self) -> list[tuple]:
         """Cancel every pending task; ``[(future, client, attempt, submitted_at)]``."""
         out = [(f, k, a, self.submitted_at[f]) for f, (k, a) in self.pending.items()]
         if out:
-            self.client.cancel([f for f, *_ in out], force=True)
+            self.dask_client.cancel([f for f, *_ in out], force=True)
         self.pending.clear()
         return out
 
@@ -259,3 +262,68 @@ class RoundDispatch:
         for f in self._old_gfuts + ([self._gfut] if self._gfut is not None else []):
             f.release()
         self._old_gfuts, self._gfut = [], None
+
+
+class VersionedDispatch(RoundDispatch):
+    """Client tasks trained from different global versions in flight at once (FedBuff).
+
+    ``set_version(v, gvars)`` makes ``gvars`` the weights of the next submissions
+    (broadcast on the next ``submit``); each task remembers the version it started from
+    (``version_of[future]``). A version's broadcast is released once it is not the
+    newest and none of its tasks is pending. Task keys carry the run's task number
+    (``task``, set before each ``submit``) in place of a round. No deadline applies to
+    the whole; ``overdue(limit_s)`` lists the tasks running longer than ``limit_s``
+    and ``cancel(futures)`` drops them.
+    """
+
+    def __init__(self, dask_client, *, run_id: str, workers: Callable[[], list]):
+        super().__init__(dask_client, {}, run_id=run_id, round_=0, workers=workers)
+        self.version = -1
+        self.version_of: dict = {}       # future -> global version it trained from
+        self._gfut_of: dict = {}         # version -> its broadcast future
+
+    def set_version(self, version: int, gvars: dict) -> None:
+        if self._gfut is not None:
+            self._gfut_of[self.version] = self._gfut
+        self.version, self.gvars = int(version), gvars
+        self.model_bytes = tree_nbytes(gvars)
+        self._gfut, self.ready = None, []
+        self._release_unused()
+
+    def submit_task(self, task: int, k: int, attempt: int, spec: dict,
+                    shipped: Optional[dict], avoid: str = ""):
+        """Submit client ``k``'s task number ``task`` on the newest version; its future,
+        or None when no worker took the weights in time."""
+        self.round = int(task)
+        if not self.submit(k, attempt, spec, shipped, avoid=avoid):
+            return None
+        self.version_of[self.last_future] = self.version
+        return self.last_future
+
+    def overdue(self, limit_s: float) -> list:
+        now = time.time()
+        return [f for f in self.pending if now - self.submitted_at[f] > limit_s]
+
+    def cancel(self, futures) -> list[tuple]:
+        """Cancel ``futures``; ``[(future, client, attempt, submitted_at)]``."""
+        out = [(f, *self.pending.pop(f), self.submitted_at[f]) for f in futures
+               if f in self.pending]
+        if out:
+            self.dask_client.cancel([f for f, *_ in out], force=True)
+        self._release_unused()
+        return out
+
+    def _release_unused(self) -> None:
+        busy = {self.version_of.get(f) for f in self.pending}
+        for v in [v for v in self._gfut_of if v not in busy and v != self.version]:
+            self._gfut_of.pop(v).release()
+
+    def completed(self, deadline, stop=lambda: False):
+        for item in super().completed(deadline, stop=stop):
+            yield item
+            self._release_unused()
+
+    def release(self) -> None:
+        self._old_gfuts += list(self._gfut_of.values())
+        self._gfut_of.clear()
+        super().release()

@@ -105,6 +105,9 @@ class FederatedRun:
         #: bn_mode='local': each client's own BatchNorm statistics (client -> tree).
         self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
+        self._async_rounds = None
+        #: server.mode='async': what the last checkpoint says about tasks then in flight.
+        self.restored_async: dict = {}
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
         self.notify = notify or warn_stderr
         self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
@@ -163,6 +166,8 @@ class FederatedRun:
 
     def close(self) -> None:
         try:
+            if self._async_rounds is not None:
+                self._async_rounds.close()  # tasks still in flight are not needed any more
             if self.grid is not None and self._own_grid:
                 self.grid.close()
                 self.grid = None
@@ -210,15 +215,23 @@ class FederatedRun:
         """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
         if self.grid is None or not self.lock.held:
             self.start()
+        step = self._step if self.config.server.mode == "sync" else self._async().step
         if not self._first_step:
-            return self._step()
+            return step()
         self._first_step = False
         c = self.config
         with self.stages.stage("first_round", f"round {self.round + 1}/{c.training.rounds}: "
                                "compiling the model on the workers and training") as info:
-            row = self._step()
+            row = step()
             info["detail"] = f"{row['clients_ok']}/{row['clients_sampled']} clients ok"
         return row
+
+    def _async(self):
+        """The asynchronous (FedBuff) round policy of this run, made on first use."""
+        if self._async_rounds is None:
+            from fedjax_grid.grid.async_rounds import AsyncRounds
+            self._async_rounds = AsyncRounds(self)
+        return self._async_rounds
 
     def _step(self) -> dict:
         c = self.config
@@ -258,21 +271,17 @@ class FederatedRun:
         self.round = r + 1
         evaluated = (self.round % c.training.eval_every == 0) or self.done
         metrics = self.evaluate() if evaluated else {}
-        counts = {s: sum(1 for t in task_rows if t["status"] == s)
-                  for s in ("ok", "late", "failed", "rejected", "offline")}
+        for t in task_rows:
+            self.records.add_task(t)
         row = {"round": self.round, "global_loss": float(metrics.get("loss", np.nan)),
                "global_accuracy": float(metrics.get("accuracy", np.nan)),
                "logit_spread": metrics.get("logit_spread", np.nan),
                "logit_spread_train": metrics.get("logit_spread_train", np.nan),
                "bn_collapse": metrics.get("bn_collapse"),
                "round_time_s": time.time() - t_round, "elapsed_s": time.time() - self.t0,
-               "clients_sampled": int(len(sampled)), "clients_ok": counts["ok"],
-               "clients_late": counts["late"], "clients_failed": counts["failed"],
-               "clients_rejected": counts["rejected"], "clients_offline": counts["offline"],
+               "clients_sampled": int(len(sampled)), **self.records.task_counts(self.round),
                "quorum": bool(quorum), "bytes_sent": int(dispatch.bytes_sent),
                "bytes_received": int(dispatch.bytes_received)}
-        for t in task_rows:
-            self.records.add_task(t)
         self.records.add_round(row)
         self._checkpoint()
         return row
@@ -319,69 +328,94 @@ class FederatedRun:
         met or the deadline passes; re-submit failed tasks while retries and time remain;
         cancel stragglers. Returns the task rows; each outcome is counted for its worker
         (``self.ledger``), which may quarantine it."""
-        c, g, r = self.config, self.config.grid, dispatch.round
+        g = self.config.grid
         quota_met = (lambda: len(fold.accepted) >= target) if g.overcommit > 0 else (lambda: False)
         rows = []
         for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
             if fut.status == "finished":
-                res = dispatch.result(fut)
-                if res is None:  # its worker froze after finishing: the result is late
-                    where = task_workers(dispatch.client, [fut.key]).get(fut.key, "")
-                    row = self._row(r, k, attempt, "late", None,
-                                    (dispatch.submitted_at[fut], time.time()), self.t0,
-                                    reason="result not fetched in time (worker unresponsive)")
-                    row["worker"] = where
-                    row["bytes_in"] = dispatch.task_bytes[fut]
-                    self.ledger.record(where, "late")
-                    rows.append(row)
-                    continue
-                upd = res["variables"]
-                if quota_met():
-                    status, reason = "late", "quota of clients already met (overcommit)"
-                else:
-                    reason = fold.add(upd, max(1, res["num_examples"]), k, res.get("bn_moments"))
-                    status = "ok" if reason is None else "rejected"
-                    if status == "ok" and c.server.bn_mode == "local" and "batch_stats" in upd:
-                        self.client_bn[k] = upd["batch_stats"]
-                row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
-                row["bytes_out"] = tree_nbytes(upd)
-                self.ledger.record(row["worker"], status)
-                row["bytes_in"] = dispatch.task_bytes[fut]
-                rows.append(row)
-            else:
-                err, lost_worker = _error_text(fut)
-                where = lost_worker or task_workers(dispatch.client, [fut.key]).get(fut.key, "")
-                fut.release()
-                row = self._row(r, k, attempt, "failed", None,
-                                (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
-                row["worker"] = where  # KilledWorker: the desktop that was lost
-                row["worker_name"] = self.worker_names.get(where, "")
-                row["bytes_in"] = dispatch.task_bytes[fut]
-                rows.append(row)
-                self.ledger.record(where, "failed")
-                if lost_worker or self.ledger.is_quarantined(where):
-                    dispatch.exclude(where)
-                if attempt < g.retries and (deadline is None or time.time() < deadline):
-                    rows += self._submit(dispatch, k, attempt + 1, assignments[k], avoid=where)
-        # Stragglers: cancel, record late; their results never reach a later round.
-        if dispatch.pending:
-            running_on = task_workers(dispatch.client, [f.key for f in dispatch.pending])
-            now = time.time()
-            for fut, k, attempt, submitted in dispatch.cancel_pending():
-                row = self._row(r, k, attempt, "late", None, (submitted, now), self.t0,
-                                reason="past the round deadline" if deadline
-                                else "not needed (overcommit)")
-                row["worker"] = running_on.get(fut.key, "")  # '' : still queued
-                row["worker_name"] = self.worker_names.get(row["worker"], "")
-                row["bytes_in"] = dispatch.task_bytes[fut]
-                self.ledger.record(row["worker"], "late")
-                rows.append(row)
+                rows.append(self._finished_row(dispatch, fold, fut, k, attempt, quota_met))
+                continue
+            row = self._failed_row(dispatch, fut, k, attempt)
+            rows.append(row)
+            if attempt < g.retries and (deadline is None or time.time() < deadline):
+                rows += self._submit(dispatch, k, attempt + 1, assignments[k], avoid=row["worker"])
+        return rows + self._cancel_stragglers(dispatch, deadline)
+
+    def _finished_row(self, dispatch: RoundDispatch, fold, fut, k: int, attempt: int,
+                      quota_met) -> dict:
+        """The row of a finished task: its update folded in (``ok``), ``rejected`` by the
+        server's checks, or ``late`` (quota already met, or its result unreachable)."""
+        r = dispatch.round
+        res = dispatch.result(fut)
+        if res is None:  # its worker froze after finishing: the result is late
+            where = task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
+            row = self._row(r, k, attempt, "late", None,
+                            (dispatch.submitted_at[fut], time.time()), self.t0,
+                            reason="result not fetched in time (worker unresponsive)")
+            row["worker"] = where
+            row["bytes_in"] = dispatch.task_bytes[fut]
+            self.ledger.record(where, "late")
+            return row
+        if quota_met():
+            status, reason = "late", "quota of clients already met (overcommit)"
+        else:
+            reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
+                                    batch_stats=res["batch_stats"], bn_moments=res["bn_moments"])
+            status = "ok" if reason is None else "rejected"
+            self._keep_client_bn(status, k, res)
+        row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
+        row["bytes_out"] = tree_nbytes((res["delta"], res["batch_stats"]))
+        self.ledger.record(row["worker"], status)
+        row["bytes_in"] = dispatch.task_bytes[fut]
+        return row
+
+    def _keep_client_bn(self, status: str, k: int, res: dict) -> None:
+        """bn_mode 'local': an accepted client keeps its own final statistics."""
+        if status == "ok" and self.config.server.bn_mode == "local" and res["batch_stats"] is not None:
+            self.client_bn[k] = res["batch_stats"]
+
+    def _failed_row(self, dispatch: RoundDispatch, fut, k: int, attempt: int) -> dict:
+        """The ``failed`` row of a task that raised or lost its worker; that worker is
+        given no more of this round's tasks when it was lost or is now quarantined."""
+        err, lost_worker = _error_text(fut)
+        where = lost_worker or task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
+        fut.release()
+        row = self._row(dispatch.round, k, attempt, "failed", None,
+                        (dispatch.submitted_at[fut], time.time()), self.t0, reason=err)
+        row["worker"] = where  # KilledWorker: the desktop that was lost
+        row["worker_name"] = self.worker_names.get(where, "")
+        row["bytes_in"] = dispatch.task_bytes[fut]
+        self.ledger.record(where, "failed")
+        if lost_worker or self.ledger.is_quarantined(where):
+            dispatch.exclude(where)
+        return row
+
+    def _cancel_stragglers(self, dispatch: RoundDispatch, deadline: Optional[float]) -> list[dict]:
+        """Cancel the tasks still pending and return their ``late`` rows; their results
+        never reach a later round."""
+        if not dispatch.pending:
+            return []
+        running_on = task_workers(dispatch.dask_client, [f.key for f in dispatch.pending])
+        now = time.time()
+        rows = []
+        for fut, k, attempt, submitted in dispatch.cancel_pending():
+            row = self._row(dispatch.round, k, attempt, "late", None, (submitted, now), self.t0,
+                            reason="past the round deadline" if deadline
+                            else "not needed (overcommit)")
+            row["worker"] = running_on.get(fut.key, "")  # '' : still queued
+            row["worker_name"] = self.worker_names.get(row["worker"], "")
+            row["bytes_in"] = dispatch.task_bytes[fut]
+            self.ledger.record(row["worker"], "late")
+            rows.append(row)
         return rows
 
     def _row(self, r, k, attempt, status, res, span, t0, reason="") -> dict:
-        """A task row; ``r`` is the 0-based round index, recorded as round ``r + 1``."""
-        plan = fault_sim.fault_plan(self.config.faults, self.config.seed, r, int(k), attempt,
-                                    num_clients=self.config.partition.num_clients)
+        """A task row; ``r`` is the 0-based round index, recorded as round ``r + 1``.
+
+        The fault plan is not drawn again: the speed factor is the client's own, and a
+        hostile update is named from the plan the task ran (``res['plan']``)."""
+        c = self.config
+        plan = (res or {}).get("plan") or {}
         if res is not None:
             start, end = res["start"], res["end"]
         elif span is not None:
@@ -389,9 +423,9 @@ class FederatedRun:
         else:
             start = end = time.time()
         m = (res or {}).get("metrics", {})
-        if plan.attack and status in ("ok", "rejected"):
+        if plan.get("attack") and status in ("ok", "rejected"):
             reason = f"{reason}; " if reason else ""
-            reason += f"hostile client (simulated {plan.attack} x{plan.attack_scale:g})"
+            reason += f"hostile client (simulated {plan['attack']} x{plan['attack_scale']:g})"
         return {"round": int(r) + 1, "client": int(k), "worker": (res or {}).get("worker", ""),
                 "worker_name": (res or {}).get("worker_name", ""),
                 "attempt": int(attempt),
@@ -400,7 +434,9 @@ class FederatedRun:
                 "local_accuracy": float(m.get("accuracy", np.nan)),
                 "start_s": start - t0, "end_s": end - t0, "duration_s": end - start,
                 "status": status, "reason": str(reason)[:300],
-                "bytes_in": 0, "bytes_out": 0, "speed_factor": plan.speed_factor}
+                "bytes_in": 0, "bytes_out": 0,
+                "speed_factor": fault_sim.speed_factor(c.faults, c.seed, int(k)),
+                "version": int(r), "staleness": 0}
 
     # -- evaluation, loop, checkpoints -------------------------------------------
     def evaluate(self) -> dict:
@@ -422,17 +458,21 @@ class FederatedRun:
         return out
 
     def _recalibrate_bn(self) -> None:
-        """bn_mode 'recalibrate' / 'local': re-estimate the global model's BatchNorm
-        statistics exactly on ``server.bn_calibration_examples`` training examples (a
-        seeded subset, the same every round)."""
+        self.state = self.recalibrated(self.state)
+
+    def recalibrated(self, state):
+        """bn_mode 'recalibrate' / 'local': ``state`` with its BatchNorm statistics
+        re-estimated exactly on ``server.bn_calibration_examples`` training examples (a
+        seeded subset, the same every time); else ``state`` unchanged."""
         s = self.config.server
-        if s.bn_mode not in ("recalibrate", "local") or self.state.batch_stats is None:
-            return
+        if s.bn_mode not in ("recalibrate", "local") or state.batch_stats is None:
+            return state
+        from fedjax_grid.federated.server import server_variables
         from fedjax_grid.training import Standardize
         from fedjax_grid.training.bn_stats import calibration_indices, recalibrated_stats
         idx = calibration_indices(len(self.train), s.bn_calibration_examples, self.config.seed)
-        self.state = self.state._replace(batch_stats=recalibrated_stats(
-            self.model, self.global_variables, self.train, self.config.training.batch_size,
+        return state._replace(batch_stats=recalibrated_stats(
+            self.model, server_variables(state), self.train, self.config.training.batch_size,
             indices=idx, preprocess=Standardize(mean=self.mean, std=self.std)))
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
@@ -461,12 +501,15 @@ class FederatedRun:
         self.config.save(self.out_dir / "config.json")
         self.records.save(self.out_dir)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, extra: Optional[dict] = None) -> None:
+        """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta,
+        e.g. the asynchronous policy's task counter and tasks in flight)."""
         from fedjax_grid.grid.checkpoint import save_checkpoint
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.records.set_workers(self.ledger.table_rows())
         meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
-                "records": self.records.to_json_state(), "config": self.config.to_dict()}
+                "records": self.records.to_json_state(), "config": self.config.to_dict(),
+                **(extra or {})}
         arrays = {"strategy": _flatten_state(self.strategy_state)}
         if self.client_bn:
             arrays["client_bn"] = {str(k): v for k, v in sorted(self.client_bn.items())}
@@ -492,6 +535,7 @@ class FederatedRun:
                                    rows=self.records.worker_rows())
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
         self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
+        self.restored_async = meta.get("async") or {}
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
         self.t0 = time.time() - elapsed
@@ -514,10 +558,10 @@ def _scheduler_task_workers(dask_scheduler=None, keys=()):
     return out
 
 
-def task_workers(client, keys) -> dict:
+def task_workers(dask_client, keys) -> dict:
     """Which worker runs (or ran, for an erred task) each key; {} if the scheduler can't say."""
     try:
-        return client.run_on_scheduler(_scheduler_task_workers, keys=list(keys))
+        return dask_client.run_on_scheduler(_scheduler_task_workers, keys=list(keys))
     except Exception:  # noqa: BLE001 - attribution is best effort, never fatal
         return {}
 

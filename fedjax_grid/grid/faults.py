@@ -20,7 +20,7 @@ chooses one as ``faults.attack: {name: scale, scale: 10}``. An attack is a
 function ``fn(delta, rng, params) -> manipulated delta`` over the honest
 update's params delta (a pytree of float32 numpy arrays; ``rng`` a numpy
 Generator seeded by (seed, round, client)); the task applies it on the worker
-(:func:`apply_attack`).
+(:func:`attack_delta`).
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def _tree_map(fn, tree):
 
 
 def _tree_norm(tree) -> float:
-    import jax
-    return float(np.sqrt(sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(tree))))
+    from fedjax_grid.federated.tree_math import np_tree_l2_norm
+    return np_tree_l2_norm(tree)
 
 
 @ATTACKS.register("scale", ScaleParams)
@@ -71,14 +71,15 @@ def random_attack(delta, rng, params):
     return _tree_map(lambda z: factor * z, noise)
 
 
-def apply_attack(kind: str, params: Mapping, client_params, global_params, seed=()):
-    """A hostile client's params: ``global + attack(client - global)`` (float32 delta),
-    cast back to the global params' dtypes. ``params``: the attack's parameters."""
+def attack_delta(kind: str, params: Mapping, delta, seed=()):
+    """A hostile client's update: the honest params ``delta`` manipulated by the attack
+    ``kind`` with its ``params`` (leaves keep their dtype); ``seed`` seeds the attack's
+    Generator (the task passes (seed, round, client))."""
     import jax
-    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, client_params, global_params)
     rng = np.random.default_rng([int(s) for s in seed])
     new = ATTACKS.build({"name": kind, **params}, delta, rng)
-    return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)
+    return jax.tree.map(lambda d, n: np.asarray(n, np.asarray(d).dtype), delta, new)
+
 
 # Stream identifiers keep the draws of different purposes independent.
 _SPEED, _AVAIL, _TASK, _HOSTILE = 1, 2, 3, 4

@@ -49,16 +49,16 @@ def _scheduler_worker_view(dask_scheduler=None) -> dict:
             for a, ws in dask_scheduler.workers.items()}
 
 
-def worker_view(client) -> dict:
+def worker_view(dask_client) -> dict:
     """Worker address -> {'name', 'age_s'} as the scheduler sees them now."""
     try:
-        return client.run_on_scheduler(_scheduler_worker_view)
-    except Exception:  # noqa: BLE001 - fall back to the client's (less precise) view
-        info = client.scheduler_info(n_workers=-1).get("workers", {})
+        return dask_client.run_on_scheduler(_scheduler_worker_view)
+    except Exception:  # noqa: BLE001 - fall back to the Dask client's (less precise) view
+        info = dask_client.scheduler_info(n_workers=-1).get("workers", {})
         return {a: {"name": str(w.get("name", a)), "age_s": 0.0} for a, w in info.items()}
 
 
-def each_worker(client, function, workers: Iterable[str], timeout_s: float) -> dict:
+def each_worker(dask_client, function, workers: Iterable[str], timeout_s: float) -> dict:
     """Run ``function()`` on each worker concurrently, each bounded by ``timeout_s`` seconds.
 
     Returns address -> result, or the exception it raised (``asyncio.TimeoutError``
@@ -70,14 +70,14 @@ def each_worker(client, function, workers: Iterable[str], timeout_s: float) -> d
 
     async def one(w):
         res = await asyncio.wait_for(
-            client._run(function, workers=[w], on_error="return"), timeout_s)
+            dask_client._run(function, workers=[w], on_error="return"), timeout_s)
         return res.get(w, ConnectionError(f"worker {w} left"))
 
     async def all_of():
         out = await asyncio.gather(*(one(w) for w in workers), return_exceptions=True)
         return dict(zip(workers, out))
 
-    return client.sync(all_of, callback_timeout=timeout_s + 5.0)
+    return dask_client.sync(all_of, callback_timeout=timeout_s + 5.0)
 
 
 def setup_problem(result, expected_version: str) -> Optional[str]:
@@ -137,7 +137,7 @@ class WorkerLedger:
     def is_quarantined(self, address: str) -> bool:
         return bool(self.rows.get(address, {}).get("quarantined"))
 
-    def check_new(self, client, view: dict, t0: Optional[float]) -> None:
+    def check_new(self, dask_client, view: dict, t0: Optional[float]) -> None:
         """Add workers not seen before and run the set-up check on them (bounded)."""
         new = [a for a in view if a not in self._checked]
         for a in view:
@@ -145,7 +145,7 @@ class WorkerLedger:
         fresh = [a for a in new if view[a]["age_s"] <= STALE_S]
         if not fresh:
             return
-        results = each_worker(client, setup_report, fresh, PROBE_TIMEOUT_S)
+        results = each_worker(dask_client, setup_report, fresh, PROBE_TIMEOUT_S)
         for a, res in results.items():
             why = setup_problem(res, self.expected_version)
             if isinstance(res, asyncio.TimeoutError):
@@ -181,7 +181,7 @@ class WorkerLedger:
         return [dict(r) for _, r in sorted(self.rows.items())]
 
 
-def wait_for_healthy(ledger: WorkerLedger, client, *, grace_s: float, t0: Optional[float],
+def wait_for_healthy(ledger: WorkerLedger, dask_client, *, grace_s: float, t0: Optional[float],
                      notify: Callable[[str], None], check: Callable[[], None] = lambda: None,
                      poll_s: float = 1.0) -> list[str]:
     """Healthy worker addresses, waiting up to ``grace_s`` seconds for one to appear.
@@ -194,8 +194,8 @@ def wait_for_healthy(ledger: WorkerLedger, client, *, grace_s: float, t0: Option
     said = False
     while True:
         check()
-        view = worker_view(client)
-        ledger.check_new(client, view, t0)
+        view = worker_view(dask_client)
+        ledger.check_new(dask_client, view, t0)
         healthy = ledger.healthy(view)
         if healthy:
             if said:

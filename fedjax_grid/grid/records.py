@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
 
-TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline')
+#: 'dropped': an asynchronous delta staler than ``server.max_staleness``, or a task in
+#: flight when the coordinator stopped (not folded).
+TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline', 'dropped')
 
 TASK_COLUMNS: dict[str, str] = {
     'round': 'int64', 'client': 'int64', 'worker': 'string', 'attempt': 'int64',
@@ -51,14 +53,18 @@ TASK_COLUMNS: dict[str, str] = {
     'start_s': 'float64', 'end_s': 'float64', 'duration_s': 'float64',
     'status': 'string', 'reason': 'string', 'bytes_in': 'Int64', 'bytes_out': 'Int64',
     'speed_factor': 'float64', 'worker_name': 'string',
+    # the global version the task trained from and its staleness when it arrived
+    # (synchronous rounds: version = round - 1, staleness 0)
+    'version': 'Int64', 'staleness': 'Int64',
 }
 #: Columns added after the first release: tables written without them read back with <NA>.
-LATER_COLUMNS = ('worker_name',)
+LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped')
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
     'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
-    'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'bytes_sent': 'Int64',
+    'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'clients_dropped': 'Int64',
+    'bytes_sent': 'Int64',
     'bytes_received': 'Int64', 'quorum': 'boolean',
     'logit_spread': 'float64', 'logit_spread_train': 'float64', 'bn_collapse': 'boolean',
 }
@@ -140,11 +146,6 @@ def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(columns))
 
 
-def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
-    """A table with the given columns and dtypes and no rows."""
-    return _frame([], columns)
-
-
 def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """``df`` with exactly ``columns`` (in order) and their dtypes (e.g. after read_csv)."""
     missing = [c for c in columns if c not in df.columns and c not in LATER_COLUMNS]
@@ -153,18 +154,6 @@ def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({c: (df[c] if c in df.columns else pd.Series([None] * len(df), index=df.index,
                                                                          dtype=object)).astype(d)
                          for c, d in columns.items()}, columns=list(columns))
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class Records:
@@ -201,13 +190,16 @@ class Records:
         self._rounds.append(out)
         return out
 
-    def task_counts(self, round: int) -> dict:
-        """``clients_ok/late/failed/rejected/offline`` of a round from the task rows (distinct clients)."""
-        out = {}
-        for status in ('ok', 'late', 'failed', 'rejected', 'offline'):
-            out[f'clients_{status}'] = len({r['client'] for r in self._tasks
-                                            if r['round'] == round and r['status'] == status})
-        return out
+    def task_counts(self, round_: int) -> dict:
+        """``clients_<status>`` for each of ``TASK_STATUSES``: how many distinct clients
+        have a task row of that status in round ``round_`` (from 1). A client counts once
+        per status however many of its attempts had it (two failed attempts: one
+        client failed; a failed attempt, then an ok one: one failed and one ok)."""
+        seen: dict[str, set] = {s: set() for s in TASK_STATUSES}
+        for r in self._tasks:
+            if r['round'] == round_:
+                seen[r['status']].add(r['client'])
+        return {f'clients_{s}': len(clients) for s, clients in seen.items()}
 
     @property
     def num_tasks(self) -> int:
@@ -260,10 +252,11 @@ class Records:
                          ('workers', self.workers())):
             for ext in ('csv', 'parquet'):
                 p = out / f'{name}.{ext}'
-                if ext == 'csv':
-                    _atomic_write(p, lambda t, df=df: df.to_csv(t, index=False))
-                else:
-                    _atomic_write(p, lambda t, df=df: df.to_parquet(t, index=False))
+                with atomic_path(p) as tmp:
+                    if ext == 'csv':
+                        df.to_csv(tmp, index=False)
+                    else:
+                        df.to_parquet(tmp, index=False)
                 paths[f'{name}.{ext}'] = p
         return paths
 
@@ -273,7 +266,7 @@ class Records:
         if fmt not in ('parquet', 'csv'):
             raise UserError(f"records format {fmt!r} is not supported; allowed: parquet, csv")
         out = Path(out_dir)
-        frames = {'workers': empty_frame(WORKER_COLUMNS)}
+        frames = {'workers': _frame([], WORKER_COLUMNS)}
         for name, cols in (('tasks', TASK_COLUMNS), ('rounds', ROUND_COLUMNS),
                            ('workers', WORKER_COLUMNS)):
             p = out / f'{name}.{fmt}'

@@ -2,8 +2,9 @@
 
 ``client_update(global_variables, spec)`` is a module-level function (so Dask
 pickles it by reference and the JAX steps it calls stay compiled in the worker
-process between rounds). ``spec`` is a plain dict (see ``make_task_spec``); the
-result is a plain dict with the client's variables as numpy arrays.
+process between rounds). ``spec`` is a plain dict (built by the engine,
+``FederatedRun._task_spec``); the result is a plain dict with the client's
+variables as numpy arrays.
 
 Module-level caches on each worker: the Flax model per (name, classes, kwargs)
 and, in ``resident`` data mode, the prepared data set per source, opened once
@@ -19,6 +20,7 @@ import time
 import numpy as np
 
 import fedjax_grid
+from fedjax_grid.federated.tree_math import np_tree_sub
 
 
 class SimulatedDropout(RuntimeError):
@@ -94,53 +96,83 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
-    Returns {'variables', 'num_examples', 'metrics', 'worker' (address), 'worker_name'
-    (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'} with
+    Returns {'delta', 'batch_stats', 'num_examples', 'metrics', 'worker' (address),
+    'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'}:
+    'delta' is the client's params minus the params it received (float32 numpy tree,
+    the update clients return), 'batch_stats' its final BatchNorm statistics (None
+    without BatchNorm); times are
     wall-clock times in seconds since the epoch (worker clock); 'bn_moments' is
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
     and the model has BatchNorm, else None.
     """
-    from fedjax_grid.grid.plugin import check_version
     start = time.time()
-    if spec["version"] != fedjax_grid.__version__:
-        from fedjax_grid.grid.plugin import VersionMismatch
-        raise VersionMismatch(f"worker runs fedjax_grid {fedjax_grid.__version__}, "
-                              f"task needs {spec['version']}")
-    check_version()
-    import jax
-    from fedjax_grid.training import HParams, Standardize, local_train
-
+    _check_versions(spec)
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
         interruptible_sleep(plan["delay_s"])
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
-    from fedjax_grid.experiments.build import cached_model
-    model = cached_model(*spec["model"])
+    variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
+    delta = np_tree_sub(variables["params"], global_variables["params"])
+    delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
+                                                   variables.get("batch_stats"), moments, train_s)
+    return {"delta": delta, "batch_stats": batch_stats,
+            "num_examples": int(metrics["num_examples"]),
+            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
+            "start": start, "end": time.time(),
+            "train_s": train_s, "plan": plan, "bn_moments": moments}
+
+
+def _check_versions(spec: dict) -> None:
+    """``VersionMismatch`` unless the task and this worker run the same versions."""
+    from fedjax_grid.grid.plugin import VersionMismatch, check_version
+    if spec["version"] != fedjax_grid.__version__:
+        raise VersionMismatch(f"worker runs fedjax_grid {fedjax_grid.__version__}, "
+                              f"task needs {spec['version']}")
+    check_version()
+
+
+def _task_data(spec: dict, shipped: dict | None) -> tuple:
+    """``(train_data, indices)``: the shipped arrays, or the worker's resident copy and
+    the client's indices into it."""
     data = spec["data"]
     if data["mode"] == "shipped":
-        train_data = (shipped["images"], shipped["labels"])
-        indices = None
-    else:
-        ds = resident_dataset(data["source"], data["path"], data["data_dir"], data["options"])
-        train_data, indices = ds, data["indices"]
+        return (shipped["images"], shipped["labels"]), None
+    ds = resident_dataset(data["source"], data["path"], data["data_dir"], data["options"])
+    return ds, data["indices"]
+
+
+def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
+    """Local training as the spec says: ``(variables as numpy, metrics, bn_moments or None,
+    train_s)``; train_s: seconds of training and moments, without model and data set-up."""
+    import jax
+    from fedjax_grid.experiments.build import cached_model
+    from fedjax_grid.training import HParams, Standardize, local_train
+    model = cached_model(*spec["model"])
+    train_data, indices = _task_data(spec, shipped)
     hp = HParams(**spec["hparams"])
     key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
         jax.random.PRNGKey(spec["seed"]), spec["round"]), spec["client"]), spec["attempt"])
+    preprocess = Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
     t0 = time.perf_counter()
     variables, metrics = local_train(
-        model, global_variables, train_data, hp, key, indices=indices,
-        preprocess=Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"])),
+        model, global_variables, train_data, hp, key, indices=indices, preprocess=preprocess,
         anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
     variables = jax.tree.map(np.asarray, variables)
     moments = None
     if spec.get("bn_moments") and "batch_stats" in variables:
         from fedjax_grid.training.bn_stats import bn_moments
         moments = bn_moments(model, variables, train_data, hp.batch_size, indices=indices,
-                             preprocess=Standardize(mean=tuple(spec["mean"]),
-                                                    std=tuple(spec["std"])))
-    train_s = time.perf_counter() - t0
+                             preprocess=preprocess)
+    return variables, metrics, moments, time.perf_counter() - t0
+
+
+def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_s: float):
+    """Apply the task's fault plan after training: slow-down and hang (sleeps), drop-out
+    (raises ``SimulatedDropout``), corrupt (NaN) or hostile updates (the delta
+    manipulated, ``attack_delta``). Returns ``(delta, batch_stats, moments)``."""
+    import jax
     if plan.get("speed_factor", 1.0) > 1.0:
         interruptible_sleep(train_s * (plan["speed_factor"] - 1.0))
     if plan.get("hang_s"):
@@ -148,15 +180,21 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     if plan.get("dropout"):
         raise SimulatedDropout(f"client {spec['client']} dropped out (simulated)")
     if plan.get("corrupt"):
-        variables = jax.tree.map(lambda a: np.full_like(a, np.nan), variables)
-        moments = None
+        nan = lambda t: jax.tree.map(lambda a: np.full_like(a, np.nan), t)  # noqa: E731
+        delta, moments = nan(delta), None
+        batch_stats = None if batch_stats is None else nan(batch_stats)
     if plan.get("attack"):
-        from fedjax_grid.grid.faults import apply_attack
-        params = plan.get("attack_params") or {"scale": plan["attack_scale"]}
-        variables = dict(variables, params=apply_attack(
-            plan["attack"], params, variables["params"], global_variables["params"],
-            seed=(spec["seed"], spec["round"], spec["client"])))
-    return {"variables": variables, "num_examples": int(metrics["num_examples"]),
-            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
-            "start": start, "end": time.time(),
-            "train_s": train_s, "plan": plan, "bn_moments": moments}
+        from fedjax_grid.grid.faults import attack_delta
+        delta = attack_delta(plan["attack"], plan.get("attack_params") or {"scale": plan["attack_scale"]},
+                             delta, seed=(spec["seed"], spec["round"], spec["client"]))
+    return delta, batch_stats, moments
+
+
+def attack_params(kind: str, scale: float, params, global_params, seed=()):
+    """A hostile client's params: ``global_params + attack(params - global_params)`` for an
+    attack with a ``scale`` parameter (see :mod:`fedjax_grid.grid.faults`)."""
+    import jax
+    from fedjax_grid.grid.faults import attack_delta
+    delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
+    new = attack_delta(kind, {"scale": scale}, delta, seed)
+    return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)

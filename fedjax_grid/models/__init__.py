@@ -10,9 +10,9 @@ with their typed constructor parameters (``MODELS.schema(name)``):
 
 * ``vgg11 vgg13 vgg16 vgg19``: ``norm='none'|'batch'|'group'``,
   ``head='cifar'|'imagenet'``, ``width=1.0``, ``dropout_rate=None`` (0.5 imagenet
-  head, 0.0 cifar head), ``fast_path=None``, ``bn_axis_name=None``, ``bn_momentum=0.9``.
+  head, 0.0 cifar head), ``fast_path=None``, ``bn_momentum=0.9``.
 * ``mobilenet_v3_small mobilenet_v3_large``: ``width_multiplier=1.0``,
-  ``dropout_rate=0.2``, ``fast_path=None``, ``bn_axis_name=None``, ``bn_momentum=0.99``.
+  ``dropout_rate=0.2``, ``fast_path=None``, ``bn_momentum=0.99``.
 
 A new model is one file in this package that registers a builder
 ``fn(num_classes, params) -> nn.Module`` with ``@MODELS.register(name, Params)``;

@@ -13,16 +13,13 @@ Params at 224x224 with 1000 classes: small 2,542,856; large 5,483,032.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from fedjax_grid.models import fast_paths
-
-VARIANTS = ("small", "large")
-
 
 class Block(NamedTuple):
     """One inverted-residual block: channels before width scaling."""
@@ -90,22 +87,21 @@ class MobileNetV3(nn.Module):
     variant: 'small'|'large'; width_multiplier scales every channel count through
     ``make_divisible(c * width, 8)`` (including the 1024/1280 Dense, as torchvision);
     dropout_rate before the classifier; fast_path: None = auto (CPU backend) uses
-    ``fast_paths.DepthwiseConvShifted`` for depthwise convs; bn_axis_name: optional pmap
-    axis for BatchNorm statistics; bn_momentum: decay of the running statistics (flax
-    convention, default 0.99 as torchvision's 0.01). ``bn_mask``: optional bool
-    (N, 1, 1, 1) marking the rows whose batch statistics count in training mode.
+    ``fast_paths.DepthwiseConvShifted`` for depthwise convs; bn_momentum: decay of the
+    running statistics (flax convention, default 0.99 as torchvision's 0.01).
+    ``bn_mask``: optional bool (N, 1, 1, 1) marking the rows whose batch statistics
+    count in training mode.
     """
     variant: str
     num_classes: int
     width_multiplier: float = 1.0
     dropout_rate: float = 0.2
     fast_path: bool | None = None
-    bn_axis_name: Any = None
     bn_momentum: float = 0.99
 
     def _bn(self, train: bool, name: str, mask=None):
         bn = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                          epsilon=1e-3, axis_name=self.bn_axis_name, name=name)
+                          epsilon=1e-3, name=name)
         return lambda y: bn(y, mask=mask)
 
     def _conv(self, x, features, kernel, stride, groups, fast, name):
@@ -168,7 +164,6 @@ class MobileNetV3Params(Params):
     width_multiplier: float = Field(1.0, gt=0.0, description="scales every channel count")
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier")
     fast_path: Optional[bool] = Field(None, description="shifted depthwise convs (null: on the CPU backend)")
-    bn_axis_name: Optional[str] = Field(None, description="pmap axis of the BatchNorm statistics")
     bn_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
 
 

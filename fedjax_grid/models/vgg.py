@@ -16,7 +16,6 @@ Every conv keeps its bias (as torchvision does, also with BatchNorm).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -70,8 +69,7 @@ class VGG(nn.Module):
     config: one of ``CONFIGS``; norm: 'none'|'batch'|'group'; head: 'cifar'|'imagenet';
     width: channel multiplier (also for the 4096 Dense layers of the imagenet head);
     dropout_rate: None -> 0.5 for the imagenet head, 0.0 for the cifar head;
-    fast_path: None = auto (CPU backend), see ``fast_paths``; bn_axis_name: optional pmap
-    axis over which BatchNorm averages batch statistics; bn_momentum: decay of the
+    fast_path: None = auto (CPU backend), see ``fast_paths``; bn_momentum: decay of the
     BatchNorm running statistics (flax convention: new = m * old + (1 - m) * batch).
     ``bn_mask``: optional bool (N, 1, 1, 1) marking the rows whose batch statistics
     count in training mode (padded rows excluded; see ``training.bn_stats``).
@@ -83,7 +81,6 @@ class VGG(nn.Module):
     width: float = 1.0
     dropout_rate: float | None = None
     fast_path: bool | None = None
-    bn_axis_name: Any = None
     bn_momentum: float = 0.9
 
     @nn.compact
@@ -100,8 +97,7 @@ class VGG(nn.Module):
                                   kernel_init=_conv_init)(x)
             if self.norm == "batch":
                 x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                                 epsilon=1e-5, axis_name=self.bn_axis_name,
-                                 name=f"bn{i}")(x, mask=bn_mask)
+                                 epsilon=1e-5, name=f"bn{i}")(x, mask=bn_mask)
             elif self.norm == "group":
                 x = nn.GroupNorm(num_groups=_group_count(c), epsilon=1e-5, name=f"gn{i}")(x)
             x = nn.relu(x)
@@ -141,7 +137,6 @@ class VGGParams(Params):
     dropout_rate: Optional[float] = Field(None, ge=0.0, lt=1.0, description=(
         "dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)"))
     fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on CPU)")
-    bn_axis_name: Optional[str] = Field(None, description="pmap axis of the BatchNorm statistics")
     bn_momentum: float = Field(0.9, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
 
 

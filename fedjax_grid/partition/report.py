@@ -2,9 +2,8 @@
 
 ``label_table(labels, assignments)`` -> DataFrame with one row per (client, class)
 pair, zeros included; ``label_heatmap(table)`` -> a matplotlib Figure (clients x
-classes). The figure is built on ``matplotlib.figure.Figure`` directly, without
-pyplot, so it works under any backend (Agg on headless workers) and is not kept
-alive by pyplot's global figure list.
+classes) drawn by ``plots.label_distribution`` (the one heatmap implementation;
+``plots.label_matrix`` gives the matrix), without pyplot.
 """
 from __future__ import annotations
 
@@ -43,38 +42,14 @@ def label_table(labels, assignments: Sequence[np.ndarray], class_names: Sequence
     return table
 
 
-def label_matrix(table: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
-    """clients x classes matrix of counts (or per-client fractions)."""
-    mat = table.pivot_table(index="client", columns="class", values="count",
-                            aggfunc="sum", fill_value=0, observed=False, sort=True)
-    if normalize:
-        totals = mat.sum(axis=1).replace(0, 1)
-        mat = mat.div(totals, axis=0)
-    return mat
-
-
 def label_heatmap(table: pd.DataFrame, ax=None, normalize: bool = True, *, title: str | None = None):
-    """Seaborn heatmap of a :func:`label_table` (rows clients, columns classes).
+    """Heatmap of a :func:`label_table` (rows clients, columns classes): the CLI's
+    ``partition-report`` figure, drawn by ``fedjax_grid.plots.label_distribution``.
 
     normalize: show each client's class fractions (rows sum to 1) instead of counts.
     ax: draw into this Axes; otherwise a new Figure is made. Returns the Figure.
     """
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    mat = label_matrix(table, normalize=normalize)
-    if ax is None:
-        n_clients, n_classes = mat.shape
-        fig = Figure(figsize=(min(2 + 0.35 * n_classes, 16), min(1.5 + 0.25 * n_clients, 12)),
-                     layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    annotate = mat.size <= 200
-    sns.heatmap(mat, ax=ax, cmap="viridis", vmin=0, vmax=1 if normalize else None,
-                annot=annotate, fmt=".2f" if normalize else "d",
-                cbar_kws={"label": "fraction of local set" if normalize else "samples"})
-    ax.set_xlabel("class")
-    ax.set_ylabel("client")
-    ax.set_title(title or ("label distribution per client" + (" (fractions)" if normalize else "")))
-    return fig
+    from fedjax_grid.plots import label_distribution
+    if title is None:
+        title = "label distribution per client" + (" (fractions)" if normalize else "")
+    return label_distribution(table, ax, normalize=normalize, title=title)

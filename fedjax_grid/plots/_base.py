@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import secrets
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,12 +19,14 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
+from fedjax_grid.grid.records import TASK_STATUSES
 
 DPI = 120
 
 #: The task statuses of the records, in legend order.
-STATUSES = ("ok", "late", "failed", "rejected", "offline")
+STATUSES = TASK_STATUSES
 
 #: Face colour, hatch and edge colour of each task status in the timeline.
 STATUS_STYLE: dict[str, dict] = {
@@ -34,6 +35,7 @@ STATUS_STYLE: dict[str, dict] = {
     "failed": {"color": "#d62728", "hatch": "xx", "edgecolor": "#7a0f10"},
     "rejected": {"color": "#8e44ad", "hatch": "\\\\", "edgecolor": "#4a1f5c"},
     "offline": {"color": "#9e9e9e", "hatch": "..", "edgecolor": "#555555"},
+    "dropped": {"color": "#5dade2", "hatch": "--", "edgecolor": "#1f618d"},
 }
 UNKNOWN_STATUS_STYLE = {"color": "#333333", "hatch": "++", "edgecolor": "#000000"}
 
@@ -52,6 +54,7 @@ COLUMN_LABELS = {
     "clients_failed": "clients failed",
     "clients_rejected": "clients rejected",
     "clients_offline": "clients offline",
+    "clients_dropped": "clients dropped (too stale)",
     "clients_sampled": "clients sampled",
     "bytes_sent": "bytes sent",
     "bytes_received": "bytes received",
@@ -101,19 +104,11 @@ def save_png(fig: Figure, save: str | os.PathLike | None, dpi: int = DPI) -> Non
     if path.suffix.lower() != ".png":
         raise UserError(f"save={str(save)!r} must be a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain exclusive open (not mkstemp, which creates 0600): the PNG gets the same
-    # permissions as the CSV records, 0666 minus the umask (0644 with the usual 022).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
+    # The PNG gets the same permissions as the CSV records, 0666 minus the umask.
+    # No fsync: a figure is redrawn every round and can always be redrawn.
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "wb") as fh:
             fig.savefig(fh, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def check_table(table, required: Iterable[str], what: str, func: str) -> pd.DataFrame:

@@ -72,11 +72,7 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     func = "worker_timeline"
     _base.check_table(tasks, ["worker", "start_s", "end_s", "status"], "tasks", func)
     tasks = _base.select_run(tasks, run, func)
-    workers = tasks["worker"].astype(object).where(tasks["worker"].notna(), "")
-    workers = workers.astype(str).str.strip().replace("", NO_WORKER).to_numpy()
-    names = sorted(pd.unique(workers))
-    row_of = {w: i for i, w in enumerate(names)}
-    y = np.array([row_of[w] for w in workers], dtype=np.float64)
+    names, y = _worker_rows(tasks)
     start = _base.numeric(tasks["start_s"])
     end = _base.numeric(tasks["end_s"])
     status = tasks["status"].astype(str).to_numpy()
@@ -91,59 +87,89 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     statuses = status_order(status)
     edge_width = 0.6 if has_bar.sum() <= 200 else 0.0   # edges would blacken dense charts
     for st in statuses:
-        style = _base.status_style(st)
-        sel = (status == st) & has_bar
-        if sel.any():
-            x0, x1, yc = start[sel], end[sel], y[sel]
-            lo, hi = yc - BAR_HEIGHT / 2, yc + BAR_HEIGHT / 2
-            verts = np.stack([np.stack([x0, lo], -1), np.stack([x0, hi], -1),
-                              np.stack([x1, hi], -1), np.stack([x1, lo], -1)], axis=1)
-            ax.add_collection(PolyCollection(
-                verts, facecolors=style["color"], edgecolors=style["edgecolor"],
-                linewidths=edge_width, hatch=style["hatch"] or None, label=st, zorder=2))
-        instant = (status == st) & ~has_bar
-        t = np.where(np.isfinite(start), start, end)[instant]
-        if np.isfinite(t).any():
-            ok_t = np.isfinite(t)
-            ax.scatter(t[ok_t], y[instant][ok_t], marker="|", s=160, linewidths=2.5,
-                       color=style["color"], zorder=3)
-
+        _draw_status(ax, st, status == st, has_bar, start, end, y, edge_width)
     if label_clients is None:
         label_clients = len(tasks) <= LABEL_MAX_TASKS
     if label_clients and "client" in tasks.columns:
-        for xa, xb, yy, client in zip(start[has_bar], end[has_bar], y[has_bar],
-                                      tasks["client"].to_numpy()[has_bar]):
-            ax.text((xa + xb) / 2, yy, f"c{client}", ha="center", va="center",
-                    fontsize=6.5, color="black", zorder=4, clip_on=True)
-
-    times = np.concatenate([start[np.isfinite(start)], end[np.isfinite(end)]])
+        _label_bars(ax, tasks["client"].to_numpy()[has_bar], start[has_bar], end[has_bar],
+                    y[has_bar])
     if rounds is not None:
         _base.check_table(rounds, ["round", "elapsed_s"], "rounds", func)
         rounds = _base.select_run(rounds, run, func)
         _round_boundaries(ax, rounds)
-        times = np.concatenate([times, _base.numeric(rounds["elapsed_s"])])
-    times = times[np.isfinite(times)]
-    if times.size:
-        lo, hi = float(times.min()), float(times.max())
-        pad = 0.02 * (hi - lo) if hi > lo else 1.0
-        ax.set_xlim(min(lo, 0.0) - pad, hi + pad)
+    _time_axis(ax, start, end, rounds)
     numbered = rounds is not None and len(rounds) <= LABEL_MAX_ROUNDS
     top = -0.95 if numbered else -0.6   # room for the round numbers
     ax.set_ylim(top, len(names) - 0.4)
     shown = _display_names(tasks, names)
     ax.set_yticks(range(len(names)), [shown[n] for n in names], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("time since run start (s)")
     ax.set_ylabel("worker")
-    ax.grid(True, axis="x", alpha=0.3)
     if legend:
-        handles = [Patch(facecolor=_base.status_style(s)["color"],
-                         edgecolor=_base.status_style(s)["edgecolor"],
-                         hatch=_base.status_style(s)["hatch"] or None, label=s)
-                   for s in statuses]
-        ax.legend(handles=handles, title="status", fontsize="small", title_fontsize="small",
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        _status_legend(ax, statuses)
     return _base.finish(ax, title, save, dpi)
+
+
+def _worker_rows(tasks: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The sorted worker keys (``NO_WORKER`` for tasks without one) and each task's row."""
+    workers = tasks["worker"].astype(object).where(tasks["worker"].notna(), "")
+    workers = workers.astype(str).str.strip().replace("", NO_WORKER).to_numpy()
+    names = sorted(pd.unique(workers))
+    row_of = {w: i for i, w in enumerate(names)}
+    return names, np.array([row_of[w] for w in workers], dtype=np.float64)
+
+
+def _draw_status(ax: Axes, st: str, of_status: np.ndarray, has_bar: np.ndarray,
+                 start: np.ndarray, end: np.ndarray, y: np.ndarray, edge_width: float) -> None:
+    """The tasks of one status: bars from start to end, ticks for instants."""
+    style = _base.status_style(st)
+    sel = of_status & has_bar
+    if sel.any():
+        x0, x1, yc = start[sel], end[sel], y[sel]
+        lo, hi = yc - BAR_HEIGHT / 2, yc + BAR_HEIGHT / 2
+        verts = np.stack([np.stack([x0, lo], -1), np.stack([x0, hi], -1),
+                          np.stack([x1, hi], -1), np.stack([x1, lo], -1)], axis=1)
+        ax.add_collection(PolyCollection(
+            verts, facecolors=style["color"], edgecolors=style["edgecolor"],
+            linewidths=edge_width, hatch=style["hatch"] or None, label=st, zorder=2))
+    instant = of_status & ~has_bar
+    t = np.where(np.isfinite(start), start, end)[instant]
+    if np.isfinite(t).any():
+        ok_t = np.isfinite(t)
+        ax.scatter(t[ok_t], y[instant][ok_t], marker="|", s=160, linewidths=2.5,
+                   color=style["color"], zorder=3)
+
+
+def _label_bars(ax: Axes, clients, start, end, y) -> None:
+    """Write ``c<client>`` in the middle of each bar."""
+    for xa, xb, yy, client in zip(start, end, y, clients):
+        ax.text((xa + xb) / 2, yy, f"c{client}", ha="center", va="center",
+                fontsize=6.5, color="black", zorder=4, clip_on=True)
+
+
+def _time_axis(ax: Axes, start: np.ndarray, end: np.ndarray,
+               rounds: pd.DataFrame | None) -> None:
+    """x limits around every task time and round end (and 0), label and grid."""
+    times = np.concatenate([start[np.isfinite(start)], end[np.isfinite(end)]])
+    if rounds is not None:
+        times = np.concatenate([times, _base.numeric(rounds["elapsed_s"])])
+    times = times[np.isfinite(times)]
+    if times.size:
+        lo, hi = float(times.min()), float(times.max())
+        pad = 0.02 * (hi - lo) if hi > lo else 1.0
+        ax.set_xlim(min(lo, 0.0) - pad, hi + pad)
+    ax.set_xlabel("time since run start (s)")
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def _status_legend(ax: Axes, statuses: list[str]) -> None:
+    """One legend entry per status, outside the axes on the right."""
+    handles = [Patch(facecolor=_base.status_style(s)["color"],
+                     edgecolor=_base.status_style(s)["edgecolor"],
+                     hatch=_base.status_style(s)["hatch"] or None, label=s)
+               for s in statuses]
+    ax.legend(handles=handles, title="status", fontsize="small", title_fontsize="small",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _round_boundaries(ax: Axes, rounds: pd.DataFrame) -> None:

@@ -17,15 +17,13 @@ BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 _lock = threading.Lock()
 _count = 0
-_seconds = 0.0
 
 
 def _listener(event: str, duration_secs: float, **kwargs) -> None:
-    global _count, _seconds
+    global _count
     if event == BACKEND_COMPILE_EVENT:
         with _lock:
             _count += 1
-            _seconds += float(duration_secs)
 
 
 monitoring.register_event_duration_secs_listener(_listener)
@@ -34,11 +32,6 @@ monitoring.register_event_duration_secs_listener(_listener)
 def compile_count() -> int:
     """Number of XLA backend compilations in this process since import."""
     return _count
-
-
-def compile_seconds() -> float:
-    """Total wall seconds spent in those compilations."""
-    return _seconds
 
 
 def enable_persistent_cache(directory: str | os.PathLike) -> str:

@@ -45,18 +45,6 @@ _TRAIN_CACHE: dict = {}
 _EVAL_CACHE: dict = {}
 
 
-def clear_caches() -> None:
-    """Forget every compiled function built by this module."""
-    for cache in (_INIT_CACHE, _OPT_INIT_CACHE, _TRAIN_CACHE, _EVAL_CACHE):
-        cache.clear()
-
-
-def cache_sizes() -> dict:
-    """Number of cached compiled functions per kind (for tests/benchmarks)."""
-    return {"init": len(_INIT_CACHE), "opt_init": len(_OPT_INIT_CACHE),
-            "train": len(_TRAIN_CACHE), "eval": len(_EVAL_CACHE)}
-
-
 # ----------------------------------------------------------------- helpers
 
 def _hash_key(obj) -> Any:
@@ -255,33 +243,48 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     params, extra = _split_collections(variables)
     params = jax.device_put(params, rep)
     extra = jax.device_put(extra, rep)
-    if anchor_params is None:
-        anchor = params
-    else:
-        if jax.tree.structure(anchor_params) != jax.tree.structure(params):
-            raise UserError("anchor_params must have the same tree structure as variables['params']")
-        anchor = jax.device_put(anchor_params, rep)
+    anchor = _placed_anchor(anchor_params, params, rep)
     clip = hparams.grad_clip is not None
     opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
     step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs)
-    key = _as_key(rng)
+    params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
+                                             images, labels, _as_key(rng))
+    loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
+    metrics = {"loss": loss_sum / count, "accuracy": correct / count,
+               "num_examples": int(n), "num_steps": int(steps)}
+    return {"params": params, **extra}, metrics
+
+
+def _placed_anchor(anchor_params, params, rep):
+    """The FedProx anchor on the devices: ``anchor_params``, or the incoming ``params``."""
+    if anchor_params is None:
+        return params
+    if jax.tree.structure(anchor_params) != jax.tree.structure(params):
+        raise UserError("anchor_params must have the same tree structure as variables['params']")
+    return jax.device_put(anchor_params, rep)
+
+
+def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key):
+    """``hparams.epochs`` passes of ``step`` over the examples, each in the order of a
+    permutation keyed by (``key``, epoch); ``state`` is ``(params, extra, opt_state)``.
+
+    Returns ``(params, extra, sums of the last epoch, number of steps)``.
+    """
+    params, extra, opt_state = state
     words = _key_words(key)
     mu = np.float32(hparams.prox_mu)
-    B = hparams.batch_size
+    n = len(labels)
     steps = 0
     sums = None
     for epoch in range(hparams.epochs):
         order = np.random.default_rng(words + [epoch]).permutation(n)
         sums = np.zeros(3, np.float32)
-        for rows, mask in batching.padded_batches(order, B):
+        for rows, mask in batching.padded_batches(order, hparams.batch_size):
             params, extra, opt_state, sums = step(
                 params, extra, opt_state, sums, anchor, mu,
                 images[rows], labels[rows], mask, key, np.int32(steps))
             steps += 1
-    loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
-    metrics = {"loss": loss_sum / count, "accuracy": correct / count,
-               "num_examples": int(n), "num_steps": int(steps)}
-    return {"params": params, **extra}, metrics
+    return params, extra, sums, steps
 
 
 # ------------------------------------------------------------- evaluation

@@ -145,3 +145,14 @@ def test_tables_written_before_worker_name_existed_read_back(tmp_path):
     old.to_csv(tmp_path / 'tasks.csv', index=False)
     back = Records.load(tmp_path, fmt='csv').tasks()
     assert back['worker_name'].isna().all() and back['worker'].tolist() == ['tcp://h:1']
+
+
+def test_task_counts_count_clients_not_attempts():
+    rec = Records()
+    for attempt, status in enumerate(('failed', 'failed', 'ok')):
+        rec.add_task({'round': 1, 'client': 7, 'attempt': attempt, 'status': status})
+    rec.add_task({'round': 1, 'client': 2, 'status': 'late'})
+    rec.add_task({'round': 2, 'client': 7, 'status': 'failed'})
+    assert rec.task_counts(1) == {'clients_ok': 1, 'clients_late': 1, 'clients_failed': 1,
+                                  'clients_rejected': 0, 'clients_offline': 0,
+                                  'clients_dropped': 0}

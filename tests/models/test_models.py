@@ -162,24 +162,3 @@ def test_fast_and_stock_models_agree(name, kw):
     np.testing.assert_allclose(t_f, t_s, rtol=1e-4, atol=1e-5)
     for a, b in zip(jax.tree.leaves(s_f), jax.tree.leaves(s_s)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-
-
-def test_bn_axis_name_averages_batch_stats_across_devices():
-    """Under a named axis (vmap here, pmap in use) BN statistics are cross-replica means."""
-    synced = get_model("vgg11", 10, width=0.125, norm="batch", bn_axis_name="dev")
-    plain = get_model("vgg11", 10, width=0.125, norm="batch")
-    variables, _ = _init(plain, 32)
-    x = jax.random.normal(jax.random.key(7), (4, 32, 32, 3))
-
-    @jax.jit
-    def stats(variables, x):
-        per_dev = jax.vmap(lambda xs: synced.apply(variables, xs, train=True,
-                                                   mutable=["batch_stats"])[1],
-                           axis_name="dev")(x.reshape(2, 2, 32, 32, 3))
-        whole = plain.apply(variables, x, train=True, mutable=["batch_stats"])[1]
-        return per_dev, whole
-
-    per_dev, whole = stats(variables, x)
-    for a, b in zip(jax.tree.leaves(per_dev), jax.tree.leaves(whole)):
-        np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)

@@ -4,7 +4,8 @@ import numpy as np
 from matplotlib.collections import QuadMesh
 
 from fedjax_grid.partition.distributions import distribute
-from fedjax_grid.partition.report import label_heatmap, label_matrix, label_table
+from fedjax_grid.partition.report import label_heatmap, label_table
+from fedjax_grid.plots import label_matrix
 
 
 def test_label_table_is_tidy_and_sums():

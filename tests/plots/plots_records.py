@@ -91,7 +91,7 @@ def assert_png(path, min_bytes=5_000, size=None):
         # not a blank canvas: more than a handful of distinct colours
         colours = im.convert("RGB").getcolors(maxcolors=1_000_000)
         assert colours is not None and len(colours) > 8, len(colours or [])
-    assert not list(path.parent.glob(f".{path.name}.*.tmp")), "temp file left behind"
+    assert not list(path.parent.glob(f".{path.name}.tmp-*")), "temp file left behind"
 
 
 def legend_labels(ax):
