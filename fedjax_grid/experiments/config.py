@@ -184,6 +184,17 @@ def _params_of(registry: Registry, name: str, given: Any, path: str) -> dict:
             if k != "name"}
 
 
+def _check_named(section: Section, registry: Registry, name_key: str, params_key: str) -> Section:
+    """A section naming a registered component (``model.name``) with its parameters in a
+    mapping beside it (``model.kwargs``): the name must be registered, the mapping's keys
+    must be its parameters (values checked and kept as given)."""
+    prefix, name = section._prefix(), getattr(section, name_key)
+    registry.get(name, f"{prefix}.{name_key}")
+    checked = _params_of(registry, name, getattr(section, params_key), f"{prefix}.{params_key}")
+    object.__setattr__(section, params_key, checked)
+    return section
+
+
 class ModelConfig(Section):
     model_config = pydantic.ConfigDict(title="model")
     name: str = Field("vgg11", description="the network (a registered model)",
@@ -193,10 +204,7 @@ class ModelConfig(Section):
 
     @pydantic.model_validator(mode="after")
     def _check(self):
-        MODELS.get(self.name, "model.name")
-        checked = _params_of(MODELS, self.name, self.kwargs, "model.kwargs")
-        object.__setattr__(self, "kwargs", checked)
-        return self
+        return _check_named(self, MODELS, "name", "kwargs")
 
 
 class DataConfig(Section):
@@ -219,10 +227,7 @@ class DataConfig(Section):
 
     @pydantic.model_validator(mode="after")
     def _check(self):
-        SOURCES.get(self.source, "data.source")
-        checked = _params_of(SOURCES, self.source, self.options, "data.options")
-        object.__setattr__(self, "options", checked)
-        return self
+        return _check_named(self, SOURCES, "source", "options")
 
 
 class PartitionConfig(Section):
