@@ -214,47 +214,19 @@ def _run_target(args):
 
 def cmd_run(args) -> int:
     more = _more_rounds(args)
-    cfg, out, new_dir = _run_target(args)
-    if args.scheduler:
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
-    if args.workers is not None:
-        cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
-    cfg.validate()
+    cfg, out, new_dir = _run_config(args)
     from fedjax_grid.grid import run_dirs
-    from fedjax_grid.grid.dispatch import GridLostError
-    from fedjax_grid.grid.engine import FederatedRun
-    from fedjax_grid.grid.health import NoWorkersError
     from fedjax_grid.progress import Console
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:
         print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
               flush=True)
-    try:
-        run = FederatedRun(cfg, out_dir=out, resume=args.resume, on_stage=console.stage)
-    except BaseException:
-        console.end_line()  # the error line starts on a line of its own
-        raise
+    run = _new_run(cfg, out, args.resume, console)
     if new_dir:
         run_dirs.claim(out)
-    records = None
     try:
-        # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
-        # terminal reaches the whole process group, and only the coordinator reacts
-        # (one line, exit 130) instead of every worker printing a traceback.
-        with _sigint_ignored_in_children():
-            run.start()
-
-        def on_round(row):
-            from fedjax_grid.grid.records import round_warnings
-            for w in round_warnings(row):
-                console.warn(w)
-            console.round_done(row, run.round)
-
-        with _ctrl_c_stops_after_the_round() as interrupted:
-            records = run.run(rounds=more, callback=on_round, should_stop=interrupted.is_set)
-            if interrupted.is_set():  # a Ctrl-C that a library callback swallowed
-                raise KeyboardInterrupt
+        records = _run_rounds(run, console, more)
     except KeyboardInterrupt:
         if run.round:
             console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}; "
@@ -268,37 +240,97 @@ def cmd_run(args) -> int:
     except OSError as e:
         console.close()
         console.end_line()
-        if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
-            raise UserError(f"cannot write the run's files in --out {show_path(out)} "
-                            f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
-                            f"{': ' + show_path(e.filename) if getattr(e, 'filename', None) else ''}); "
-                            "allowed: a writable folder with free space") from None
-        # The scheduler or every worker went away: the last checkpoint is resumable.
-        raise UserError(f"lost the Dask cluster ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        f"{run.round} rounds are checkpointed in {show_path(out)}: "
-                        "continue with --resume") from None
+        raise _os_error(e, run.round, out) from None
     finally:
-        console.close()
-        try:
-            run.close()
-        except KeyboardInterrupt:
-            pass
-        if new_dir:  # our own new folder: 'latest' once it holds a round, else it goes
-            if (out / "checkpoints").is_dir():
-                run_dirs.point_latest(out)
-            else:
-                shutil.rmtree(out, ignore_errors=True)
+        _close_run(run, console, out, new_dir)
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
-        from fedjax_grid import plots
-        plots.global_accuracy(rounds, save=out / "global_accuracy.png",
-                              title=f"{cfg.name}: global test accuracy")
-        tasks = records.tasks()
-        if (tasks["status"] == "ok").any():
-            plots.local_loss(tasks, save=out / "local_loss.png",
-                             title=f"{cfg.name}: local training loss across clients")
+        _write_plots(cfg, records, out)
     print_summary(cfg, rounds, out, run.round)
     return 0
+
+
+def _run_config(args):
+    """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
+    cfg, out, new_dir = _run_target(args)
+    if args.scheduler:
+        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
+    if args.workers is not None:
+        cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
+    return cfg.validate(), out, new_dir
+
+
+def _new_run(cfg, out, resume: bool, console):
+    """The FederatedRun (data, model, checkpoint restored); an error line starts on its own line."""
+    from fedjax_grid.grid.engine import FederatedRun
+    try:
+        return FederatedRun(cfg, out_dir=out, resume=resume, on_stage=console.stage)
+    except BaseException:
+        console.end_line()
+        raise
+
+
+def _run_rounds(run, console, more):
+    """Start the grid and run the rounds (KeyboardInterrupt on Ctrl-C); returns the records."""
+    # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
+    # terminal reaches the whole process group, and only the coordinator reacts
+    # (one line, exit 130) instead of every worker printing a traceback.
+    with _sigint_ignored_in_children():
+        run.start()
+
+    def on_round(row):
+        from fedjax_grid.grid.records import round_warnings
+        for w in round_warnings(row):
+            console.warn(w)
+        console.round_done(row, run.round)
+
+    with _ctrl_c_stops_after_the_round() as interrupted:
+        records = run.run(rounds=more, callback=on_round, should_stop=interrupted.is_set)
+        if interrupted.is_set():  # a Ctrl-C that a library callback swallowed
+            raise KeyboardInterrupt
+    return records
+
+
+def _os_error(e: OSError, rounds_done: int, out) -> UserError:
+    """The one-line error of an OSError during the rounds: the grid lost, or the files."""
+    from fedjax_grid.grid.dispatch import GridLostError
+    from fedjax_grid.grid.health import NoWorkersError
+    if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
+        return UserError(f"cannot write the run's files in --out {show_path(out)} "
+                         f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
+                         f"{': ' + show_path(e.filename) if getattr(e, 'filename', None) else ''}); "
+                         "allowed: a writable folder with free space")
+    # The scheduler or every worker went away: the last checkpoint is resumable.
+    return UserError(f"lost the Dask cluster ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}); "
+                     f"{rounds_done} rounds are checkpointed in {show_path(out)}: "
+                     "continue with --resume")
+
+
+def _close_run(run, console, out, new_dir: bool) -> None:
+    """Close the console and the run; our own new folder becomes 'latest' once it holds a
+    round, else it goes."""
+    from fedjax_grid.grid import run_dirs
+    console.close()
+    try:
+        run.close()
+    except KeyboardInterrupt:
+        pass
+    if new_dir:
+        if (out / "checkpoints").is_dir():
+            run_dirs.point_latest(out)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _write_plots(cfg, records, out) -> None:
+    from fedjax_grid import plots
+    plots.global_accuracy(records.rounds(), save=out / "global_accuracy.png",
+                          title=f"{cfg.name}: global test accuracy")
+    tasks = records.tasks()
+    if (tasks["status"] == "ok").any():
+        plots.local_loss(tasks, save=out / "local_loss.png",
+                         title=f"{cfg.name}: local training loss across clients")
 
 
 def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
