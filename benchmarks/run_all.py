@@ -355,11 +355,20 @@ def findings(rows: dict, curves: dict) -> str:
                    "per class, 200 classes; chance is 0.5 %; means of the last 3 rounds): "
                    + ", ".join(f"{n} {_pct(r['tail_acc'])} (best {_pct(r['best_acc'])})"
                                for n, r in mob) + ".")
-        cen = rows.get(("mobilenet", "centralized"))
+        cen_curve = curves.get(("mobilenet", "centralized"))
+        iid_curve = curves.get(("mobilenet", "iid static"))
         for (s, n), r in rows.items():
-            if s.startswith("mobilenet-") and cen and cen["tail_acc"] > 0:
-                out.append(f"  Federated over {r['clients']} clients ({s}): "
-                           f"{r['tail_acc'] / cen['tail_acc']:.2f}x centralized at equal epochs.")
+            if not (s.startswith("mobilenet-") and cen_curve is not None):
+                continue
+            e = r["rounds"]  # compare at the same epoch: means of the epochs up to e
+            cen_e = sum(cen_curve[max(0, e - 3):e]) / len(cen_curve[max(0, e - 3):e])
+            line = (f"  Federated over {r['clients']} clients ({s}, {e} epochs): "
+                    f"{_pct(r['tail_acc'])} = {r['tail_acc'] / cen_e:.2f}x centralized at "
+                    f"epochs {max(1, e - 2)}-{e} ({_pct(cen_e)})")
+            if iid_curve is not None and len(iid_curve) >= e:
+                iid_e = sum(iid_curve[max(0, e - 3):e]) / len(iid_curve[max(0, e - 3):e])
+                line += f"; 10 clients at the same epochs: {_pct(iid_e)}"
+            out.append(line + ".")
     out += ["", WHY_FEDAVG_LAGS, ""]
     return "\n".join(out)
 

@@ -1,0 +1,142 @@
+"""The fault suite's faults with server.mode='async' (FedBuff), on real processes on
+127.0.0.1 (a `dask scheduler` and `dask worker`s, see conftest): kill -9 of a busy
+worker, a worker joining mid-run, a hung task past the per-task deadline, and the CLI
+coordinator SIGKILLed then resumed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from fedjax_grid.grid.checkpoint import latest_checkpoint
+from fedjax_grid.grid.engine import FederatedRun
+from tests.faults.conftest import run_cli, stop
+from tests.grid.conftest import tiny_config
+
+ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 3,
+         "server.buffer_size": 2, "grid.connect_timeout_s": 20}
+
+
+def cfg_for(grid, **kw):
+    return tiny_config(**{"grid.scheduler": grid.address, **ASYNC, **kw})
+
+
+def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_path):
+    pids = external_grid.ensure(3)
+    cfg = cfg_for(external_grid, **{"training.rounds": 3, "faults.enabled": True,
+                                    "faults.max_delay_s": 3.0, "grid.retries": 2})
+    victim_addr, victim_pid = sorted(pids.items())[0]
+    run = FederatedRun(cfg, out_dir=tmp_path / "kill")
+    run.start()
+    killed = threading.Event()
+
+    def kill_when_busy():
+        end = time.time() + 120
+        while time.time() < end:
+            if run.grid.client.processing().get(victim_addr):
+                time.sleep(0.5)
+                os.kill(victim_pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    try:
+        run.run()
+    finally:
+        run.close()
+    killer.join(timeout=5)
+    assert killed.is_set()
+    rounds, tasks = run.records.rounds(), run.records.tasks()
+    assert list(rounds["round"]) == [1, 2, 3]
+    lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
+    assert len(lost) >= 1 and (lost["status"] == "failed").all()
+    assert (lost["worker"] == victim_addr).all()
+    ok = tasks[tasks["status"] == "ok"]
+    assert victim_addr not in set(ok.loc[ok["round"] == 3, "worker"])
+    assert ok.groupby("round").size().tolist() == [2, 2, 2]
+
+
+def test_async_coordinator_sigkill_then_resume(external_grid, tmp_path):
+    external_grid.ensure(3)
+    sets = [a for k, v in {**ASYNC, "training.rounds": 4}.items() if k != "grid.connect_timeout_s"
+            for a in ("--set", f"{k}={v}")]
+    sets += [a for s in ["model.kwargs={width: 0.125, norm: batch, head: cifar}",
+                         "data.max_test_examples=256"] for a in ("--set", s)]
+    common = ["run", "--scheduler", external_grid.address, "--quiet", "--no-plots", *sets]
+    out = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", *common, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 240
+        while time.time() < end and proc.poll() is None:
+            if latest_checkpoint(out / "checkpoints") is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "coordinator finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # after a server update, with tasks in flight
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    r = run_cli(*common, "--out", out, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rounds = pd.read_csv(out / "rounds.csv")
+    tasks = pd.read_csv(out / "tasks.csv")
+    assert list(rounds["round"]) == [1, 2, 3, 4]
+    lost = tasks[tasks["reason"].fillna("").str.contains("in flight when the coordinator stopped")]
+    assert len(lost) >= 1 and (lost["status"] == "dropped").all()
+    assert (tasks.loc[tasks["status"] == "ok"].groupby("round").size() == 2).all()
+
+
+@pytest.mark.slow
+def test_async_hung_task_is_cut_at_its_deadline_without_holding_the_others(external_grid,
+                                                                             tmp_path):
+    external_grid.ensure(3)
+    # Most tasks hang for 30 s: with 3 in flight, versions stall until the hung ones are
+    # cut at their 2 s deadline and replaced.
+    cfg = cfg_for(external_grid, **{"training.rounds": 6, "faults.enabled": True,
+                                    "faults.hang_prob": 0.7, "faults.hang_s": 30.0,
+                                    "grid.deadline_s": 2.0, "grid.retries": 0})
+    run = FederatedRun(cfg, out_dir=tmp_path / "hang")
+    t = time.time()
+    try:
+        run.run()
+    finally:
+        run.close()
+    tasks = run.records.tasks()
+    late = tasks[tasks["status"] == "late"]
+    assert len(late) >= 1 and late["reason"].str.contains("deadline_s").all()
+    assert time.time() - t < 30.0 + 20.0  # no version waited for a 30 s hang
+    assert list(run.records.rounds()["round"]) == [1, 2, 3, 4, 5, 6]
+    assert (late["duration_s"] < 2.0 + 6.0).all()
+
+
+@pytest.mark.slow
+def test_async_worker_joining_mid_run_gets_tasks(external_grid, tmp_path):
+    external_grid.ensure(3)
+    # Tasks of 0-1.5 s (simulated delays): the run outlasts the newcomer's admission check.
+    cfg = cfg_for(external_grid, **{"training.rounds": 8, "faults.enabled": True,
+                                    "faults.max_delay_s": 1.5})
+    run = FederatedRun(cfg, out_dir=tmp_path / "join")
+    run.start()
+    try:
+        before = set(run.grid.workers())
+        run.step()
+        newcomer = external_grid.start_worker(name="late-joiner")
+        addrs = external_grid.wait_for(len(before) + 1)
+        new_addr = next(a for a, pid in addrs.items() if pid == newcomer.pid)
+        run.run()
+    finally:
+        run.close()
+        external_grid.workers.remove(newcomer)
+        stop([newcomer])
+    tasks = run.records.tasks()
+    assert new_addr in set(tasks.loc[tasks["round"] >= 2, "worker"])
