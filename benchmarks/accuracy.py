@@ -117,13 +117,12 @@ def vgg_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str, *, q
     return [
         Spec("vgg", "iid static", iid, groups=("distribution",)),
         Spec("vgg", "balanced(0.8) static", base.with_overrides(
-            ["name=vgg16-balanced", "partition.distribution=balanced", "partition.beta=0.8"]),
+            ["name=vgg16-balanced", "partition.distribution=balanced(0.8)"]),
             groups=("distribution",)),
         Spec("vgg", "stratified(0.8) static", base.with_overrides(
-            ["name=vgg16-stratified", "partition.distribution=stratified",
-             "partition.share=0.8"]), groups=("distribution",)),
+            ["name=vgg16-stratified", "partition.distribution=stratified(0.8)"]), groups=("distribution",)),
         Spec("vgg", "dirichlet(0.5) static", base.with_overrides(
-            ["name=vgg16-dirichlet", "partition.distribution=dirichlet", "partition.alpha=0.5"]),
+            ["name=vgg16-dirichlet", "partition.distribution=dirichlet(0.5)"]),
             groups=("distribution",)),
         Spec("vgg", "centralized", iid, centralized=True, groups=("distribution",)),
     ]
@@ -135,7 +134,7 @@ def vgg_forming_specs(rounds: int, width: float, data: pathlib.Path, data_dir: s
     base = _vgg_base(rounds, width, data, data_dir, quick)
     specs = []
     for forming, extra in (("static", []), ("dynamic", []), ("stochastic", []),
-                           ("hybrid", ["partition.keep=0.5"])):
+                           ("hybrid", ["partition.forming.keep=0.5"])):
         label = "iid hybrid(0.5)" if forming == "hybrid" else f"iid {forming}"
         specs.append(Spec("vgg-forming", label, base.with_overrides(
             [f"name=vgg16-iid-{forming}", f"partition.forming={forming}"] + extra),
@@ -155,12 +154,12 @@ def mobilenet_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str
     specs = [Spec("mobilenet", "iid static", iid, groups=("distribution",))]
     if not quick:
         specs.append(Spec("mobilenet", "stratified(0.9) static", base.with_overrides(
-            ["name=mnv3s-stratified", "partition.distribution=stratified", "partition.share=0.9"]),
+            ["name=mnv3s-stratified", "partition.distribution=stratified(0.9)"]),
             groups=("distribution",)))
         # FedAvgM (Hsu et al. 2019, server momentum 0.9): the server step of 10 clients' mean
         # update is ~1/10 of a centralized epoch's progress; momentum recovers part of it.
         specs.append(Spec("mobilenet", "iid static fedavgm(0.9)", iid.with_overrides(
-            ["name=mnv3s-iid-fedavgm", "server.optimizer=fedavgm", "server.momentum=0.9"]),
+            ["name=mnv3s-iid-fedavgm", "server.optimizer=fedavgm(momentum=0.9)"]),
             groups=("distribution",)))
     specs.append(Spec("mobilenet", "centralized", iid, centralized=True, groups=("distribution",)))
     return specs
@@ -340,6 +339,7 @@ def previous_result(spec: Spec, out: pathlib.Path) -> tuple[dict, pd.DataFrame]:
     A federated run's recorded ``config.json`` must agree with ``spec.cfg`` on every key
     both know (grid layout and paths aside), else UserError naming the first difference.
     """
+    from fedjax_grid.experiments import ExperimentConfig
     results = out / spec.suite / "results.json"
     if not results.is_file():
         raise UserError(f"--reuse {spec.name!r}: no earlier results in {results}")
@@ -350,7 +350,8 @@ def previous_result(spec: Spec, out: pathlib.Path) -> tuple[dict, pd.DataFrame]:
     if not spec.centralized:
         recorded = out / spec.suite / spec.cfg.name / "federated" / "config.json"
         if recorded.is_file():
-            old, new = _flat(json.loads(recorded.read_text())), _flat(spec.cfg.to_dict())
+            old = _flat(ExperimentConfig.from_dict(json.loads(recorded.read_text())).to_dict())  # migrated
+            new = _flat(spec.cfg.to_dict())
             for k in sorted(old.keys() & new.keys()):
                 if not k.startswith(_REUSE_IGNORED) and old[k] != new[k]:
                     raise UserError(f"--reuse {spec.name!r}: earlier run had {k}={old[k]!r}, "

@@ -38,9 +38,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (the suite's settings and runners)
 
 STUDY_RATIO = 85.18 / 86.21
-READINGS = {"balanced": ("partition.beta", (0.8, 0.9)),
-            "stratified": ("partition.share", (0.8, 0.9)),
-            "dirichlet": ("partition.alpha", (0.3, 3.0))}
+READINGS = {"balanced": ("partition.distribution.beta", (0.8, 0.9)),
+            "stratified": ("partition.distribution.share", (0.8, 0.9)),
+            "dirichlet": ("partition.distribution.alpha", (0.3, 3.0))}
 
 
 def specs(rounds: int, width: float, readings: dict, data_dir: str) -> list:

@@ -133,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             results.append({"row": row, "study": ROWS[row][2], "model": cfg.model.name,
                             "width": kw.get("width", kw.get("width_multiplier", 1.0)),
                             "data": pathlib.Path(cfg.data.path).name,
-                            "distribution": cfg.partition.distribution,
+                            "distribution": str(cfg.partition.distribution),
                             "clients": cfg.partition.num_clients, "rounds": int(len(table)),
                             "lr": cfg.training.lr, "batch": cfg.training.batch_size,
                             "final": 100 * s["final_acc"], "tail": 100 * s["tail_acc"],

@@ -38,8 +38,34 @@ def _shorten_tokens(message: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    """One-line errors; ``choices_help=True`` appends the registries' choices to the help
+    (built when help is shown, so other commands do not import the components)."""
+
+    def __init__(self, *args, choices_help: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._choices_help = choices_help
+
     def error(self, message):  # one line, exit 2 (argparse prints usage too by default)
         raise UserError(_shorten_tokens(f"{self.prog}: {message}"))
+
+    def format_help(self):
+        if self._choices_help:
+            self._choices_help = False
+            self.epilog = "\n".join(t for t in (self.epilog, choices_text()) if t)
+            self.formatter_class = argparse.RawDescriptionHelpFormatter
+        return super().format_help()
+
+
+def choices_text() -> str:
+    """The choices of every registry with their parameters and defaults (help, ``presets``)."""
+    from fedjax_grid.experiments.config import PARAMS_AT, REGISTRIES
+    lines = ["choices (--set KEY=NAME, KEY=NAME(VALUE) or KEY={name: NAME, PARAM: VALUE};",
+             "         one parameter: --set KEY.PARAM=VALUE):"]
+    for key, registry in REGISTRIES.items():
+        where = f"{key}, parameters in {PARAMS_AT[key]}" if key in PARAMS_AT else key
+        lines.append(f"  {where}:")
+        lines.extend(f"    {line}" for line in registry.describe().splitlines())
+    return "\n".join(lines)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -47,7 +73,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--preset", help="a preset name (see `fedjax-grid presets`; default: quickstart)")
     src.add_argument("--config", help="a JSON/YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set training.lr=0.01 (repeatable)")
+                   help="override a config value (repeatable), e.g. --set training.lr=0.01, "
+                        "--set partition.distribution=stratified(0.9), "
+                        "--set server.optimizer.lr=0.02; a bare key (rounds=3) must name one "
+                        "field or parameter")
 
 
 RUN_EPILOG = """\
@@ -99,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the versions (they must match on every desktop) and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run a federated experiment", epilog=RUN_EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, choices_help=True,
                          description="Run (or --resume) a federated experiment: the quickstart "
                                      "preset unless --preset/--config is given.")
     _config_args(run)
@@ -117,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", dest="rounds_alias", type=int, help=argparse.SUPPRESS)
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no start-up stages, no progress bar")
-    sub.add_parser("presets", help="list the presets")
-    show = sub.add_parser("show-config", help="print the resolved config as YAML")
+    sub.add_parser("presets", help="list the presets and the choices of every plug-in point")
+    show = sub.add_parser("show-config", help="print the resolved config as YAML", choices_help=True)
     _config_args(show)
-    rep = sub.add_parser("partition-report", help="per-client label table and heatmap")
+    rep = sub.add_parser("partition-report", help="per-client label table and heatmap",
+                         choices_help=True)
     _config_args(rep)
     rep.add_argument("--round", type=int, default=1,
                      help="round whose local sets to report (1 = the first; default 1)")
@@ -184,47 +214,19 @@ def _run_target(args):
 
 def cmd_run(args) -> int:
     more = _more_rounds(args)
-    cfg, out, new_dir = _run_target(args)
-    if args.scheduler:
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
-    if args.workers is not None:
-        cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
-    cfg.validate()
+    cfg, out, new_dir = _run_config(args)
     from fedjax_grid.grid import run_dirs
-    from fedjax_grid.grid.dispatch import GridLostError
-    from fedjax_grid.grid.engine import FederatedRun
-    from fedjax_grid.grid.health import NoWorkersError
     from fedjax_grid.progress import Console
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:
         print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
               flush=True)
-    try:
-        run = FederatedRun(cfg, out_dir=out, resume=args.resume, on_stage=console.stage)
-    except BaseException:
-        console.end_line()  # the error line starts on a line of its own
-        raise
+    run = _new_run(cfg, out, args.resume, console)
     if new_dir:
         run_dirs.claim(out)
-    records = None
     try:
-        # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
-        # terminal reaches the whole process group, and only the coordinator reacts
-        # (one line, exit 130) instead of every worker printing a traceback.
-        with _sigint_ignored_in_children():
-            run.start()
-
-        def on_round(row):
-            from fedjax_grid.grid.records import round_warnings
-            for w in round_warnings(row):
-                console.warn(w)
-            console.round_done(row, run.round)
-
-        with _ctrl_c_stops_after_the_round() as interrupted:
-            records = run.run(rounds=more, callback=on_round, should_stop=interrupted.is_set)
-            if interrupted.is_set():  # a Ctrl-C that a library callback swallowed
-                raise KeyboardInterrupt
+        records = _run_rounds(run, console, more)
     except KeyboardInterrupt:
         if run.round:
             console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}; "
@@ -238,37 +240,97 @@ def cmd_run(args) -> int:
     except OSError as e:
         console.close()
         console.end_line()
-        if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
-            raise UserError(f"cannot write the run's files in --out {show_path(out)} "
-                            f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
-                            f"{': ' + show_path(e.filename) if getattr(e, 'filename', None) else ''}); "
-                            "allowed: a writable folder with free space") from None
-        # The scheduler or every worker went away: the last checkpoint is resumable.
-        raise UserError(f"lost the Dask cluster ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        f"{run.round} rounds are checkpointed in {show_path(out)}: "
-                        "continue with --resume") from None
+        raise _os_error(e, run.round, out) from None
     finally:
-        console.close()
-        try:
-            run.close()
-        except KeyboardInterrupt:
-            pass
-        if new_dir:  # our own new folder: 'latest' once it holds a round, else it goes
-            if (out / "checkpoints").is_dir():
-                run_dirs.point_latest(out)
-            else:
-                shutil.rmtree(out, ignore_errors=True)
+        _close_run(run, console, out, new_dir)
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
-        from fedjax_grid import plots
-        plots.global_accuracy(rounds, save=out / "global_accuracy.png",
-                              title=f"{cfg.name}: global test accuracy")
-        tasks = records.tasks()
-        if (tasks["status"] == "ok").any():
-            plots.local_loss(tasks, save=out / "local_loss.png",
-                             title=f"{cfg.name}: local training loss across clients")
+        _write_plots(cfg, records, out)
     print_summary(cfg, rounds, out, run.round)
     return 0
+
+
+def _run_config(args):
+    """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
+    cfg, out, new_dir = _run_target(args)
+    if args.scheduler:
+        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
+    if args.workers is not None:
+        cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
+    return cfg.validate(), out, new_dir
+
+
+def _new_run(cfg, out, resume: bool, console):
+    """The FederatedRun (data, model, checkpoint restored); an error line starts on its own line."""
+    from fedjax_grid.grid.engine import FederatedRun
+    try:
+        return FederatedRun(cfg, out_dir=out, resume=resume, on_stage=console.stage)
+    except BaseException:
+        console.end_line()
+        raise
+
+
+def _run_rounds(run, console, more):
+    """Start the grid and run the rounds (KeyboardInterrupt on Ctrl-C); returns the records."""
+    # The LocalCluster's worker processes start with SIGINT ignored: Ctrl-C in the
+    # terminal reaches the whole process group, and only the coordinator reacts
+    # (one line, exit 130) instead of every worker printing a traceback.
+    with _sigint_ignored_in_children():
+        run.start()
+
+    def on_round(row):
+        from fedjax_grid.grid.records import round_warnings
+        for w in round_warnings(row):
+            console.warn(w)
+        console.round_done(row, run.round)
+
+    with _ctrl_c_stops_after_the_round() as interrupted:
+        records = run.run(rounds=more, callback=on_round, should_stop=interrupted.is_set)
+        if interrupted.is_set():  # a Ctrl-C that a library callback swallowed
+            raise KeyboardInterrupt
+    return records
+
+
+def _os_error(e: OSError, rounds_done: int, out) -> UserError:
+    """The one-line error of an OSError during the rounds: the grid lost, or the files."""
+    from fedjax_grid.grid.dispatch import GridLostError
+    from fedjax_grid.grid.health import NoWorkersError
+    if not _is_grid_loss(e, (GridLostError, NoWorkersError)):
+        return UserError(f"cannot write the run's files in --out {show_path(out)} "
+                         f"({type(e).__name__}: {e.strerror or str(e).splitlines()[0]}"
+                         f"{': ' + show_path(e.filename) if getattr(e, 'filename', None) else ''}); "
+                         "allowed: a writable folder with free space")
+    # The scheduler or every worker went away: the last checkpoint is resumable.
+    return UserError(f"lost the Dask cluster ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}); "
+                     f"{rounds_done} rounds are checkpointed in {show_path(out)}: "
+                     "continue with --resume")
+
+
+def _close_run(run, console, out, new_dir: bool) -> None:
+    """Close the console and the run; our own new folder becomes 'latest' once it holds a
+    round, else it goes."""
+    from fedjax_grid.grid import run_dirs
+    console.close()
+    try:
+        run.close()
+    except KeyboardInterrupt:
+        pass
+    if new_dir:
+        if (out / "checkpoints").is_dir():
+            run_dirs.point_latest(out)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _write_plots(cfg, records, out) -> None:
+    from fedjax_grid import plots
+    plots.global_accuracy(records.rounds(), save=out / "global_accuracy.png",
+                          title=f"{cfg.name}: global test accuracy")
+    tasks = records.tasks()
+    if (tasks["status"] == "ok").any():
+        plots.local_loss(tasks, save=out / "local_loss.png",
+                         title=f"{cfg.name}: local training loss across clients")
 
 
 def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
@@ -368,11 +430,13 @@ def cmd_presets(args) -> int:
     from fedjax_grid.experiments import list_presets
     for name, desc in list_presets().items():
         print(f"{name:46s} {desc}")
+    print()
+    print(choices_text())
     return 0
 
 
 def cmd_show_config(args) -> int:
-    print(resolve_config(args).to_yaml(), end="")
+    print(resolve_config(args).to_yaml(comments=True), end="")
     return 0
 
 

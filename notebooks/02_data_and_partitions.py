@@ -30,8 +30,7 @@ import numpy as np
 
 from fedjax_grid import plots
 from fedjax_grid.data import list_sources, load_source
-from fedjax_grid.experiments.config import DISTRIBUTIONS, FORMING
-from fedjax_grid.partition import Distribution, distribute, make_strategy
+from fedjax_grid.partition import DISTRIBUTIONS, FORMING, Distribution, distribute, make_strategy
 from fedjax_grid.partition.report import label_table
 from fedjax_grid.plots import PlotFigure as Figure  # a Figure that shows itself as PNG
 
@@ -98,16 +97,15 @@ fig
 # How the training set is dealt to clients: `iid`, `balanced(beta)` (a fraction beta
 # from each client's home classes), `stratified(share)` (a fraction share drawn
 # class-stratified, the rest from the home classes: the presets' reading of the
-# study's "balanced"), `dirichlet(alpha)`, `shards`, `quantity` skew.
+# study's "balanced"), `dirichlet(alpha)`, `shards`, `quantity` skew, and every other
+# kind registered in `DISTRIBUTIONS` (with its defaults unless set here).
 
 # %%
 labels = np.asarray(digits.labels)
-specs = {"iid": Distribution("iid"), "balanced": Distribution("balanced", beta=0.8),
-         "stratified": Distribution("stratified", share=0.8),
-         "dirichlet": Distribution("dirichlet", alpha=0.3),
-         "shards": Distribution("shards", shards_per_client=2),
-         "quantity": Distribution("quantity", sigma=0.8)}
-assert set(specs) == set(DISTRIBUTIONS)
+shown_params = {"balanced": {"beta": 0.8}, "stratified": {"share": 0.8},
+                "dirichlet": {"alpha": 0.3}, "shards": {"shards_per_client": 2},
+                "quantity": {"sigma": 0.8}}
+specs = {kind: Distribution(kind, **shown_params.get(kind, {})) for kind in DISTRIBUTIONS}
 rows = -(-len(specs) // 3)   # 3 per row: readable fonts in a notebook
 fig = Figure(figsize=(11.5, 3.4 * rows), layout="constrained")
 axes = fig.subplots(rows, 3).ravel()

@@ -88,7 +88,7 @@ study = pd.DataFrame({
 }).set_index("variant")
 here = pd.DataFrame([{"variant": v, "model": c.model.name, "kwargs": c.model.kwargs,
                       "source": c.data.source, "clients": c.partition.num_clients,
-                      "distribution": c.partition.distribution, "share": c.partition.share,
+                      "distribution": str(c.partition.distribution),
                       "lr": c.training.lr, "batch": c.training.batch_size,
                       "rounds": c.training.rounds} for v, c in configs.items()]).set_index("variant")
 study.join(here, rsuffix=" (here)")

@@ -12,16 +12,41 @@ def test_presets_and_show_config(capsys):
                  "paper-mobilenetv3-tinyimagenet-independent",
                  "paper-mobilenetv3-tinyimagenet-balanced"):
         assert name in out
+    for name in ("partition.distribution:", "stratified(share=0.8, classes_per_client=None)",
+                 "server.optimizer:", "fedadam(lr=0.01, b1=0.9, b2=0.99, eps=0.001)"):
+        assert name in out, name   # the registries' choices with their own defaults
     assert main(["show-config", "--preset", "paper-vgg16-cifar10-balanced",
-                 "--set", "lr=0.02"]) == 0
+                 "--set", "training.lr=0.02", "--set", "server.optimizer=fedadam"]) == 0
     shown = capsys.readouterr().out
-    assert "num_clients: 50" in shown and "lr: 0.02" in shown and "distribution: stratified" in shown
-    assert "share: 0.8" in shown
+    assert "num_clients: 50" in shown and "lr: 0.02" in shown
+    assert "distribution:  # one of: iid, balanced, stratified" in shown
+    assert "name: stratified" in shown and "share: 0.8" in shown
+    assert "name: fedadam" in shown and "lr: 0.01" in shown and "b2: 0.99" in shown
+    # a bare key held by several sections is refused, naming them
+    assert main(["show-config", "--set", "lr=0.02"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "training.lr, server.optimizer.lr" in err
+    assert main(["show-config", "--set", "rounds=3", "--set", "share=0.9",
+                 "--set", "partition.distribution=stratified"]) == 2  # share before stratified
+    assert main(["show-config", "--set", "partition.distribution=stratified",
+                 "--set", "share=0.9", "--set", "rounds=3"]) == 0
+    shown = capsys.readouterr().out
+    assert "share: 0.9" in shown and "rounds: 3" in shown
+
+
+def test_help_lists_the_registries_choices(capsys):
+    import pytest
+    for command in ("run", "show-config", "partition-report"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        for text in ("partition.forming:", "hybrid(keep=0.5)", "server.aggregator:",
+                     "trimmed_mean(trim_fraction=0.1)", "faults.attack:", "model.name, parameters in model.kwargs:"):
+            assert text in out, (command, text)
 
 
 def test_partition_report_writes_table_and_heatmap(tmp_path, capsys):
-    assert main(["partition-report", "--set", "partition.distribution=balanced",
-                 "--set", "partition.beta=0.9", "--out", str(tmp_path)]) == 0
+    assert main(["partition-report", "--set", "partition.distribution=balanced(0.9)", "--out", str(tmp_path)]) == 0
     import pandas as pd
     table = pd.read_csv(tmp_path / "partition.csv")
     assert set(table.columns) >= {"client", "class", "count"}

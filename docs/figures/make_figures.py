@@ -23,7 +23,7 @@ from fedjax_grid.partition.report import label_table
 
 HERE = pathlib.Path(__file__).resolve().parent
 COMMON = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "training.rounds=6",
-          "data.max_test_examples=360", "partition.distribution=balanced", "partition.beta=0.5"]
+          "data.max_test_examples=360", "partition.distribution=balanced(0.5)"]
 
 
 def main() -> None:

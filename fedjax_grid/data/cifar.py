@@ -263,3 +263,29 @@ def prepare_cifar10(*, path=None, data_dir=None, **opts):
 
 def prepare_cifar100(*, path=None, data_dir=None, **opts):
     return prepare("cifar100", path=path, data_dir=data_dir, **opts)
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.data.registry import SOURCES, Source  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class Cifar10Options(Params):
+    download: bool = Field(False, description="download the official archive when data.path is not given")
+    image_format: Literal["raw", "png"] = Field("raw", description="prepared copy: raw pixels or PNG")
+    archive_format: Literal["binary", "python"] = Field("binary", description="official archive flavour")
+
+
+class Cifar100Options(Cifar10Options):
+    label_mode: Literal["fine", "coarse"] = Field("fine", description="100 fine or 20 coarse classes")
+
+
+SOURCES.register("cifar10", Cifar10Options, doc="CIFAR-10 (official archive): 32x32, 10 classes"
+                 )(Source(load_cifar10, prepare_cifar10))
+SOURCES.register("cifar100", Cifar100Options, doc="CIFAR-100 (official archive): 32x32, 100/20 classes"
+                 )(Source(load_cifar100, prepare_cifar100))

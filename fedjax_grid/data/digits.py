@@ -119,3 +119,27 @@ def load(split: str, *, path=None, data_dir=None, image_size: int = 32, channels
     images, labels = _arrays(image_size, channels, interpolation)
     idx = split_indices()[split]
     return ArrayDataset(images[idx], labels[idx], _info(image_size, channels))
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.data.registry import SOURCES, Source  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class DigitsOptions(Params):
+    """Options of ``digits`` (the side length is ``data.image_size``)."""
+    channels: Literal[1, 3] = Field(3, description="grey (1) or repeated to RGB (3)")
+    interpolation: Literal["bilinear", "nearest"] = Field("bilinear", description="upsampling filter")
+    storage: Literal["memory", "array_record"] = Field(
+        "memory", description="arrays in memory, or the prepared tfds array_record copy")
+    image_format: Literal["raw", "png"] = Field("raw", description="array_record copy: raw pixels or PNG")
+
+
+SOURCES.register("digits", DigitsOptions,
+                 doc="scikit-learn's 8x8 handwritten digits (bundled), upsampled; 10 classes"
+                 )(Source(load, prepare))

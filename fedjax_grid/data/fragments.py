@@ -322,3 +322,30 @@ def prepare(*, path=None, data_dir=None, **opts):
     """Fragments are cut lazily from the photos: there is nothing to prepare."""
     raise UserError("source 'texture_fragments' is cut lazily from the photos and needs no "
                     "preparing; give load_source path= (folder or .zip of class folders)")
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal, Optional  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.data.registry import SOURCES, Source  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class FragmentOptions(Params):
+    """Options of ``texture_fragments`` (the yielded side is ``data.image_size``)."""
+    size: int = Field(256, ge=1, description="fragment side in source pixels")
+    stride: Optional[int] = Field(None, ge=1, description="step between fragments (null: size)")
+    angles: list[float] = Field(default_factory=lambda: [0.0], description="rotations in degrees")
+    flips: bool = Field(False, description="also yield each fragment mirrored")
+    normalize: Literal["none", "standardize", "equalize"] = Field("none", description="per-fragment normalisation")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="photos per class held out for test")
+    seed: int = Field(0, ge=0, description="seed of the train/test split by photo")
+    cache_images: int = Field(8, ge=0, description="decoded photos kept per process")
+
+
+SOURCES.register("texture_fragments", FragmentOptions,
+                 doc="fragments cut lazily from texture photos (rotations, flips)"
+                 )(Source(load, prepare))

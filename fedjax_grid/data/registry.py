@@ -1,60 +1,52 @@
 """Source registry: ``load_source(name, split, ...)``, ``prepare_source``, ``list_sources``.
 
-Sources are registered by import path (``'module:function'``) and imported on
-first use, so a source module can land later and importing this registry
-stays cheap. Loader contract: ``load(split, *, path=None, data_dir=None,
-**opts) -> ImageDataset``; preparer: ``prepare(*, path=None, data_dir=None,
-**opts) -> Path`` of the prepared version folder.
+Every source module of ``fedjax_grid.data`` registers itself in ``SOURCES``
+(a :class:`~fedjax_grid.registry.Registry`) with a :class:`Source` (its loader and
+preparer) and the typed options it takes (``SOURCES.schema(name)``, what the
+config's ``data.options`` are checked against; ``image_size`` is set through
+``data.image_size``). The modules are imported the first time the registry is
+read, so importing this module stays cheap and a new source is one file.
+
+Loader contract: ``load(split, *, path=None, data_dir=None, **opts) -> ImageDataset``;
+preparer: ``prepare(*, path=None, data_dir=None, **opts) -> Path`` of the prepared
+version folder (None when a source needs no preparing).
 
 Names ``'tfds:<catalogue name>'`` (e.g. ``'tfds:cifar10'``) open tfds
 catalogue data sets through ``tfds.data_source``; that needs TensorFlow.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
+from typing import Callable, NamedTuple, Optional
 
 from fedjax_grid.data.base import ImageDataset
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show
+from fedjax_grid.registry import Registry
 
-# name -> (loader, preparer) import paths
-_SOURCES: dict[str, tuple[str, str | None]] = {
-    "digits": ("fedjax_grid.data.digits:load", "fedjax_grid.data.digits:prepare"),
-    "cifar10": ("fedjax_grid.data.cifar:load_cifar10", "fedjax_grid.data.cifar:prepare_cifar10"),
-    "cifar100": ("fedjax_grid.data.cifar:load_cifar100", "fedjax_grid.data.cifar:prepare_cifar100"),
-    "tiny_imagenet": ("fedjax_grid.data.tiny_imagenet:load", "fedjax_grid.data.tiny_imagenet:prepare"),
-    "textures": ("fedjax_grid.data.textures:load", "fedjax_grid.data.textures:prepare"),
-    "texture_fragments": ("fedjax_grid.data.fragments:load", "fedjax_grid.data.fragments:prepare"),
-}
+
+class Source(NamedTuple):
+    """A registered data source: its loader and (optional) preparer."""
+    load: Callable[..., ImageDataset]
+    prepare: Optional[Callable[..., pathlib.Path]] = None
+
+
+#: Data sources by name (modules of ``fedjax_grid.data`` register on first read).
+SOURCES = Registry("data source", package="fedjax_grid.data")
 SPLITS = ("train", "test")
 CATALOG_PREFIX = "tfds:"
 
 
 def list_sources() -> list[str]:
     """Names accepted by ``load_source`` (besides ``'tfds:<name>'``)."""
-    return list(_SOURCES)
+    return list(SOURCES)
 
 
-def _resolve(spec: str, name: str):
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name == module_name:
-            raise UserError(f"source {name!r} is registered but its module {module_name} "
-                            f"is not installed in this version") from None
-        raise
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise UserError(f"source {name!r}: {module_name} has no {attr}") from None
-
-
-def _check_name(name: str):
-    if not isinstance(name, str) or name not in _SOURCES:
-        raise UserError(f"unknown data source {name!r}; allowed: {', '.join(_SOURCES)} "
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise UserError(f"unknown data source {show(name)}; allowed: {', '.join(SOURCES)} "
                         f"or 'tfds:<catalogue name>'")
+    return SOURCES.get(name).obj
 
 
 def load_source(name: str, split: str, *, path: str | os.PathLike | None = None,
@@ -71,9 +63,7 @@ def load_source(name: str, split: str, *, path: str | os.PathLike | None = None,
     if isinstance(name, str) and name.startswith(CATALOG_PREFIX):
         from fedjax_grid.data import store
         return store.open_catalog(name[len(CATALOG_PREFIX):], split, data_dir=data_dir, **opts)
-    _check_name(name)
-    loader = _resolve(_SOURCES[name][0], name)
-    return loader(split, path=path, data_dir=data_dir, **opts)
+    return _source(name).load(split, path=path, data_dir=data_dir, **opts)
 
 
 def prepare_source(name: str, *, path: str | os.PathLike | None = None,
@@ -82,8 +72,7 @@ def prepare_source(name: str, *, path: str | os.PathLike | None = None,
 
     Idempotent: an existing complete copy from the same source files is reused.
     """
-    _check_name(name)
-    spec = _SOURCES[name][1]
-    if spec is None:
+    source = _source(name)
+    if source.prepare is None:
         raise UserError(f"source {name!r} cannot be prepared")
-    return _resolve(spec, name)(path=path, data_dir=data_dir, **opts)
+    return source.prepare(path=path, data_dir=data_dir, **opts)

@@ -305,3 +305,26 @@ def load(split: str = "train", *, path=None, data_dir=None, image_size: int = 12
                        class_names=folder.class_names, image_shape=(int(image_size), int(image_size), 3),
                        split_sizes=_split_sizes(folder, test_fraction, seed))
     return TexturesDataset(folder, ids, image_size, info)
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.data.registry import SOURCES, Source  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class TexturesOptions(Params):
+    """Options of ``textures`` (the side length is ``data.image_size``)."""
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="photos per class held out for test")
+    seed: int = Field(0, ge=0, description="seed of the train/test split by photo")
+    storage: Literal["folder", "array_record"] = Field(
+        "folder", description="decode the photos on every read, or a prepared array_record copy")
+
+
+SOURCES.register("textures", TexturesOptions,
+                 doc="texture photos (folder or zip of class folders), resized"
+                 )(Source(load, prepare))

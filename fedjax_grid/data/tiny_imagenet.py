@@ -145,3 +145,23 @@ def load(split: str, *, path=None, data_dir=None, **opts):
 def wnids_of(ds_dir: os.PathLike) -> list[str]:
     """wnid of each label of a prepared copy (tfds ClassLabel names)."""
     return _lines((pathlib.Path(ds_dir) / "label.labels.txt").read_bytes())
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.data.registry import SOURCES, Source  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class TinyImageNetOptions(Params):
+    image_format: Literal["raw", "png"] = Field("raw", description="prepared copy: raw pixels or PNG")
+    progress: bool = Field(False, description="show progress while decoding the archive")
+
+
+SOURCES.register("tiny_imagenet", TinyImageNetOptions,
+                 doc="Tiny-ImageNet-200 (official zip): 64x64, 200 classes, val as test"
+                 )(Source(load, prepare))

@@ -87,14 +87,12 @@ def build_data(cfg) -> ExperimentData:
 
 def partition_strategy(cfg, labels: np.ndarray):
     """The forming strategy over ``labels`` (int (D,)); UserError when C > D."""
-    from fedjax_grid.partition import Distribution, make_strategy
+    from fedjax_grid.partition import make_strategy
     p = cfg.partition
     if p.num_clients > len(labels):
         raise UserError(f"partition.num_clients={p.num_clients} exceeds the {len(labels)} "
-                        f"training examples of {cfg.data.source!r}")
-    dist = Distribution(kind=p.distribution, beta=p.beta, share=p.share, alpha=p.alpha,
-                        shards_per_client=p.shards_per_client, sigma=p.sigma)
-    return make_strategy(p.forming, labels, p.num_clients, dist, keep=p.keep)
+                        f"training examples of {cfg.data.source!r}", path="partition.num_clients")
+    return make_strategy(p.forming, labels, p.num_clients, p.distribution)
 
 
 def forming_rng(seed: int, round_: int) -> np.random.Generator:
@@ -143,11 +141,8 @@ def build_algorithm(cfg):
     from fedjax_grid.federated import NormGuard, make_algorithm, make_server_optimizer
     s = cfg.server
     guard = None if s.max_norm_ratio is None else NormGuard(max_norm_ratio=s.max_norm_ratio)
-    return make_algorithm(
-        s.aggregator, make_server_optimizer(s.optimizer, lr=s.lr, momentum=s.momentum),
-        bn_mode=s.bn_mode, norm_guard=guard,
-        aggregator_kw={"trimmed_mean": {"trim_fraction": s.trim_fraction},
-                       "clipped_mean": {"max_norm": s.clip_norm}}.get(s.aggregator, {}))
+    return make_algorithm(s.aggregator, make_server_optimizer(s.optimizer),
+                          bn_mode=s.bn_mode, norm_guard=guard)
 
 
 def initial_variables(cfg, model, image_shape: tuple) -> dict:

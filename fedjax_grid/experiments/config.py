@@ -1,39 +1,86 @@
 """The experiment configuration: one typed, validated, serialisable object.
 
 ``ExperimentConfig`` is what the CLI (``--preset``/``--config``/``--set``), the
-notebooks and the widgets all build. It round-trips through JSON and YAML
-(``to_dict``/``from_dict``, ``save``/``load``), and ``validate()`` turns every
-bad value into a one-line :class:`~fedjax_grid.errors.UserError` naming the
-value and what is allowed.
+notebooks and the widgets all build. It is a pydantic model: sections are models
+with ``extra='forbid'``, bounds are field constraints and every field has a
+description (the widgets and the CLI help read them from the JSON schema,
+``ExperimentConfig.model_json_schema()``). It round-trips through JSON and YAML
+(``to_dict``/``from_dict``, ``save``/``load``); every bad value becomes a one-line
+:class:`~fedjax_grid.errors.UserError` naming the value and what is allowed, with
+``path`` = the dotted key of the value (``partition.distribution.share``).
 
-Sections (dotted keys for ``--set``, e.g. ``training.lr=0.01``; a bare field
-name such as ``lr=0.01`` resolves to the first section holding it in the
-order training, partition, data, model, grid, faults, server):
+Sections:
 
-- ``model``     which network and its constructor arguments
-- ``data``      source, its archive/path, data directory, shipped/resident mode
-- ``partition`` distribution type, forming strategy, their parameters, C
+- ``model``     which network (``fedjax_grid.models.MODELS``) and its ``kwargs``
+- ``data``      source (``SOURCES``) and its ``options``, archive/path, data dir, mode
+- ``partition`` C, the distribution type and the forming strategy
 - ``training``  rounds, local epochs, optimiser, lr, batch sizes
-- ``server``    aggregator, server optimiser, BatchNorm handling
+- ``server``    aggregator, server optimiser, BatchNorm handling, norm guard
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
 - ``faults``    heterogeneity and fault simulation (off by default)
+
+A choice of a registered component is a mapping holding its name and its own
+parameters, completed with that component's defaults::
+
+    partition:
+      distribution: {name: stratified, share: 0.9, classes_per_client: null}
+      forming: {name: hybrid, keep: 0.5}
+    server:
+      aggregator: {name: trimmed_mean, trim_fraction: 0.1}
+      optimizer: {name: fedadam, lr: 0.01, b1: 0.9, b2: 0.99, eps: 0.001}
+    faults:
+      attack: {name: scale, scale: 10.0}
+
+Its value may also be written as a name or the shorthand ``'stratified(0.9)'`` /
+``'fedadam(lr=0.03)'``; a choice given by name gets that component's defaults.
+``model.kwargs`` and ``data.options`` keep only the keys given (checked against
+the model's / source's registered parameters).
+
+``--set`` keys (``with_overrides``): ``section.key``, ``section.choice.param``
+(``partition.distribution.share=0.9``), ``section.choice=name(v)``,
+``model.kwargs.width=0.5``; a bare key (``rounds=3``, ``share=0.9``) names the
+unique field or component parameter holding it and is refused, naming the
+candidates, when several do (``lr``: ``training.lr`` and ``server.optimizer.lr``).
+
+Norm settings: ``server.aggregator.max_norm`` (clipped_mean) bounds each client's
+update (clipping); ``server.max_norm_ratio`` rejects an update whose norm exceeds
+that multiple of the median accepted norm (a ratio, not a norm). The clients'
+gradient clipping (``training.HParams.grad_clip``) is not a config setting.
+
+Files written by earlier versions (flat keys such as ``partition.beta``,
+``server.trim_fraction``, ``server.lr``, ``faults.attack_scale``) still load:
+:func:`migrate` moves each flat key into the mapping of the component it belongs
+to (dropped when the chosen component has no such parameter, which the earlier
+version ignored as well). Their ``fingerprint()`` is computed over the new shape
+and so differs from the one stored in those runs' checkpoints: such a run cannot
+be resumed by this version (``--resume`` says so in one line and how to proceed).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
 import pathlib
 import re
-from typing import Any, Optional, get_type_hints
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, Optional
 
+import pydantic
 import yaml
+from pydantic import Field
 
+from fedjax_grid.data.registry import SOURCES
 from fedjax_grid.errors import UserError, show, show_path
+from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
-
-from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES  # noqa: E402
+from fedjax_grid.federated.aggregators import AGGREGATORS
+from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
+from fedjax_grid.federated.staleness import STALENESS
+from fedjax_grid.grid.faults import ATTACKS
+from fedjax_grid.models import MODELS
+from fedjax_grid.partition import DISTRIBUTIONS, FORMING
+from fedjax_grid.registry import Choice, Registry, located_error
+from fedjax_grid.training.hparams import OPTIMIZERS
 
 #: Upper bounds of counts that have no sane meaning beyond them (stated in the errors).
 MAX_ROUNDS = 100_000
@@ -44,206 +91,342 @@ MAX_SEED = 2 ** 32 - 1
 #: Longest time setting (seconds): one week.
 MAX_SECONDS = 7 * 24 * 3600.0
 
-MODELS = ("vgg11", "vgg13", "vgg16", "vgg19", "mobilenet_v3_small", "mobilenet_v3_large")
-SOURCES = ("digits", "cifar10", "cifar100", "tiny_imagenet", "textures", "texture_fragments")
-DISTRIBUTIONS = ("iid", "balanced", "stratified", "dirichlet", "shards", "quantity")
-FORMING = ("static", "dynamic", "stochastic", "hybrid")
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean")
-SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 DATA_MODES = ("shipped", "resident")
-BN_MODES = ("recalibrate", "pooled", "local", "aggregate")
-ATTACKS = ("scale", "signflip", "random")
+
+#: Config choices backed by a registry: dotted key -> registry. ``model.name`` and
+#: ``data.source`` keep their parameters in ``model.kwargs`` / ``data.options``.
+REGISTRIES: dict[str, Registry] = {
+    "model.name": MODELS,
+    "data.source": SOURCES,
+    "partition.distribution": DISTRIBUTIONS,
+    "partition.forming": FORMING,
+    "server.aggregator": AGGREGATORS,
+    "server.optimizer": SERVER_OPTIMIZERS,
+    "server.staleness": STALENESS,
+    "faults.attack": ATTACKS,
+}
+#: Where the parameters of a registry choice live (the choice itself, or a mapping beside it).
+PARAMS_AT = {"model.name": "model.kwargs", "data.source": "data.options"}
 
 
-@dataclasses.dataclass
-class ModelConfig:
-    name: str = "vgg11"
-    #: Constructor arguments of ``fedjax_grid.models.get_model`` (e.g. width, norm, head).
-    kwargs: dict = dataclasses.field(default_factory=dict)
+# ------------------------------------------------------------------------- choices
+
+class RegistryChoice:
+    """Annotation marker of a config field holding a :class:`Choice` of ``registry``:
+    input (name, ``'name(v)'``, mapping or Choice) is validated by the registry with
+    the field's dotted path; the JSON schema lists the components and their parameters."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        from pydantic_core import core_schema
+        registry = self.registry
+
+        def validate(value, info):
+            return registry.choice(value, f"{info.config['title']}.{info.field_name}")
+
+        return core_schema.with_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda c: c.model_dump()))
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        variants = []
+        for entry in self.registry.entries():
+            params = entry.params.model_json_schema()
+            props = {"name": {"const": entry.name, "description": entry.doc}}
+            props.update(params.get("properties", {}))
+            variants.append({"title": entry.name, "type": "object", "properties": props,
+                             "required": ["name"], "additionalProperties": False})
+        return {"oneOf": variants, "x-registry": self.registry.kind}
 
 
-@dataclasses.dataclass
-class DataConfig:
-    source: str = "digits"
-    #: Archive or folder of the source (None: the default place / bundled data).
-    path: Optional[str] = None
-    #: Where prepared (array_record) copies live; None: the default data dir.
-    data_dir: Optional[str] = None
-    #: Side length in pixels the images are resized to (digits, textures), None: native.
-    image_size: Optional[int] = 32
-    #: 'shipped': the coordinator sends each client's examples with its task;
-    #: 'resident': each worker opens the prepared data set and receives indices.
-    mode: str = "shipped"
-    #: Evaluate the global model on at most this many test examples (None: all).
-    max_test_examples: Optional[int] = None
-    #: Extra keyword arguments of the source loader (e.g. fragment size, stride).
-    options: dict = dataclasses.field(default_factory=dict)
+def _choice(registry: Registry, default: str, description: str):
+    return Field(default_factory=lambda: registry.choice(default), description=description)
 
 
-@dataclasses.dataclass
-class PartitionConfig:
-    num_clients: int = 4
-    distribution: str = "iid"
-    #: balanced(beta): fraction of a client's samples drawn from its home classes, in [0, 1].
-    beta: float = 0.8
-    #: stratified(share): fraction of a client's samples drawn class-stratified, in [0, 1].
-    share: float = 0.8
-    #: dirichlet(alpha) concentration, > 0.
-    alpha: float = 0.5
-    shards_per_client: int = 2
-    #: quantity skew: sigma of the log-normal client sizes.
-    sigma: float = 0.5
-    forming: str = "static"
-    #: hybrid(keep): fraction of the previous local set a client keeps, in [0, 1].
-    keep: float = 0.5
+def _names_schema(registry: Registry):
+    return lambda schema: schema.update(enum=list(registry))
 
 
-@dataclasses.dataclass
-class TrainingConfig:
-    rounds: int = 10
-    #: Clients sampled per round (None: all C clients).
-    clients_per_round: Optional[int] = None
-    local_epochs: int = 1
-    optimizer: str = "momentum"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    test_batch_size: int = 256
-    #: FedProx proximal coefficient mu (0: FedAvg).
-    prox_mu: float = 0.0
-    augment: bool = False
-    #: Evaluate the global model every this many rounds (and always after the last).
-    eval_every: int = 1
+# ------------------------------------------------------------------------- sections
+
+class Section(pydantic.BaseModel):
+    """Base of the config sections: unknown keys refused, no silent conversions,
+    finite numbers, assignments validated; errors are located UserErrors."""
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True, validate_assignment=True,
+                                       allow_inf_nan=False, title="experiment")
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as e:
+            raise located_error(e, self._prefix(), type(self)) from None
+
+    def __setattr__(self, name, value):
+        try:
+            super().__setattr__(name, value)
+        except pydantic.ValidationError as e:
+            raise located_error(e, self._prefix(), type(self)) from None
+
+    @classmethod
+    def _prefix(cls) -> str:
+        title = cls.model_config.get("title")
+        return "" if title == "experiment" else title
 
 
-@dataclasses.dataclass
-class ServerConfig:
-    aggregator: str = "mean"
-    #: trimmed_mean: fraction trimmed at each end; clipped_mean: max update norm.
-    trim_fraction: float = 0.1
-    clip_norm: float = 10.0
-    optimizer: str = "fedavg"
-    lr: float = 1.0
-    momentum: float = 0.9
-    #: BatchNorm statistics of the global model: 'recalibrate' (re-estimated exactly on
-    #: bn_calibration_examples training examples by the coordinator after each server
-    #: step), 'pooled' (the clients' exact moments of their final local models, pooled),
-    #: 'local' (kept by each client, FedBN; the server's own are recalibrated) or
-    #: 'aggregate' (mean of the clients' running averages: biased, for earlier runs).
-    bn_mode: str = "recalibrate"
-    #: Training examples (a fixed seeded subset) the coordinator re-estimates BatchNorm
-    #: statistics on in bn_mode 'recalibrate' and 'local'.
-    bn_calibration_examples: int = 2048
-    #: Reject updates whose norm exceeds this multiple of the median accepted norm (None: off).
-    max_norm_ratio: Optional[float] = None
-    #: 'sync': rounds with a barrier (FedAvg/FedOpt/FedProx); 'async': buffered
-    #: asynchronous aggregation (FedBuff): no barrier, one server update per buffer.
-    mode: str = "sync"
-    #: async: client tasks kept in flight (None: training.clients_per_round, i.e. C).
-    concurrency: Optional[int] = None
-    #: async: deltas per server update (None: max(1, concurrency // 2)).
-    buffer_size: Optional[int] = None
-    #: async: staleness weighting {name: constant | polynomial | hinge, ...its params}.
-    staleness: dict = dataclasses.field(default_factory=lambda: {"name": "polynomial", "a": 0.5})
-    #: async: deltas staler than this many server updates are dropped (recorded).
-    max_staleness: int = 10
+def _params_of(registry: Registry, name: str, given: Any, path: str) -> dict:
+    """``given`` (a mapping) checked against ``name``'s parameters; only given keys kept."""
+    if not isinstance(given, Mapping):
+        raise UserError(f"{path}={show(given)} is invalid: a mapping like {{width: 0.25}} is "
+                        "required", path=path)
+    return {k: v for k, v in registry.validate({**given, "name": name}, path, fill=False).items()
+            if k != "name"}
 
 
-@dataclasses.dataclass
-class GridConfig:
-    #: Address of a running Dask scheduler (tcp://HOST:8786); None: an embedded LocalCluster.
-    scheduler: Optional[str] = None
-    workers: int = 2
-    threads_per_worker: int = 1
-    host: str = "127.0.0.1"
-    dashboard_address: Optional[str] = "127.0.0.1:0"
-    local_directory: Optional[str] = None
-    #: Seconds a round waits for client updates (None: no deadline).
-    deadline_s: Optional[float] = None
-    #: Minimum fraction of the sampled clients that must report for the round to count.
-    quorum: float = 0.5
-    #: Extra clients sampled per round beyond clients_per_round; the first to finish are kept.
-    overcommit: int = 0
-    #: Re-submissions of a client task that failed or was lost with its worker.
-    retries: int = 2
-    #: JAX persistent compilation cache on the coordinator and workers
-    #: (None: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax on each machine).
-    compile_cache_dir: Optional[str] = None
-    #: Dask TLS security: paths produced by ``fedjax-grid certs`` (None: plain TCP).
-    tls_dir: Optional[str] = None
-    #: Seconds to wait for the scheduler / workers to appear.
-    connect_timeout_s: float = 30.0
-    #: Consecutive failed tasks after which a worker is quarantined for the run (0: never).
-    quarantine_after: int = 3
-    #: Seconds the coordinator waits for a healthy worker when none is connected (all
-    #: desktops gone) before it stops with a resumable checkpoint (exit 2).
-    wait_for_workers_s: float = 60.0
+def _check_named(section: Section, registry: Registry, name_key: str, params_key: str) -> Section:
+    """A section naming a registered component (``model.name``) with its parameters in a
+    mapping beside it (``model.kwargs``): the name must be registered, the mapping's keys
+    must be its parameters (values checked and kept as given)."""
+    prefix, name = section._prefix(), getattr(section, name_key)
+    registry.get(name, f"{prefix}.{name_key}")
+    checked = _params_of(registry, name, getattr(section, params_key), f"{prefix}.{params_key}")
+    object.__setattr__(section, params_key, checked)
+    return section
 
 
-@dataclasses.dataclass
-class FaultConfig:
+class ModelConfig(Section):
+    model_config = pydantic.ConfigDict(title="model")
+    name: str = Field("vgg11", description="the network (a registered model)",
+                      json_schema_extra=_names_schema(MODELS))
+    kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "constructor parameters of the model (e.g. width, norm, head); only those given are kept"))
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        return _check_named(self, MODELS, "name", "kwargs")
+
+
+class DataConfig(Section):
+    model_config = pydantic.ConfigDict(title="data")
+    source: str = Field("digits", description="the data set (a registered source)",
+                        json_schema_extra=_names_schema(SOURCES))
+    path: Optional[str] = Field(None, description="archive or folder of the source (null: the "
+                                                  "default place / bundled data)")
+    data_dir: Optional[str] = Field(None, description="where prepared (array_record) copies live "
+                                                      "(null: the default data dir)")
+    image_size: Optional[int] = Field(32, ge=8, le=1024, description=(
+        "side in pixels images are resized to (digits, textures, fragments; null: native)"))
+    mode: Literal[DATA_MODES] = Field("shipped", description=(
+        "shipped: the coordinator sends each client's examples with its task; "
+        "resident: each worker opens the prepared data set and receives indices"))
+    max_test_examples: Optional[int] = Field(None, ge=1, le=10 ** 9, description=(
+        "evaluate the global model on at most this many test examples (null: all)"))
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "options of the source loader (e.g. fragment size, storage); only those given are kept"))
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        return _check_named(self, SOURCES, "source", "options")
+
+
+class PartitionConfig(Section):
+    model_config = pydantic.ConfigDict(title="partition")
+    num_clients: int = Field(4, ge=1, le=MAX_CLIENTS, description="C: clients (local sets)")
+    distribution: typing.Annotated[Choice, RegistryChoice(DISTRIBUTIONS)] = _choice(
+        DISTRIBUTIONS, "iid", "how the training set is cut into local sets, with its parameters")
+    forming: typing.Annotated[Choice, RegistryChoice(FORMING)] = _choice(
+        FORMING, "static", "how the local sets change over the rounds, with its parameters")
+
+
+class TrainingConfig(Section):
+    model_config = pydantic.ConfigDict(title="training")
+    rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="federated rounds of the run")
+    clients_per_round: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
+        "clients sampled per round (null: all C clients)"))
+    local_epochs: int = Field(1, ge=1, le=MAX_LOCAL_EPOCHS, description="local epochs per round")
+    optimizer: Literal[tuple(OPTIMIZERS)] = Field("momentum", description="the clients' optimiser")
+    lr: float = Field(0.05, gt=0.0, description="the clients' learning rate")
+    momentum: float = Field(0.9, ge=0.0, le=1.0, description="momentum of the 'momentum' optimiser")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 weight decay of the clients' optimiser")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="local mini-batch size")
+    test_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="evaluation batch size")
+    prox_mu: float = Field(0.0, ge=0.0, description="FedProx proximal coefficient mu (0: FedAvg)")
+    augment: bool = Field(False, description="random crops and flips in local training")
+    eval_every: int = Field(1, ge=1, le=MAX_ROUNDS, description=(
+        "evaluate the global model every this many rounds (and after the last)"))
+
+
+class ServerConfig(Section):
+    model_config = pydantic.ConfigDict(title="server")
+    aggregator: typing.Annotated[Choice, RegistryChoice(AGGREGATORS)] = _choice(
+        AGGREGATORS, "mean", "how the accepted client updates are combined, with its parameters")
+    optimizer: typing.Annotated[Choice, RegistryChoice(SERVER_OPTIMIZERS)] = _choice(
+        SERVER_OPTIMIZERS, "fedavg", "the server optimiser applied to the combined update, "
+                                     "with its own lr and parameters")
+    bn_mode: Literal[BN_MODES] = Field("recalibrate", description=(
+        "global BatchNorm statistics: recalibrate (re-estimated exactly by the coordinator after "
+        "each server step), pooled (the clients' exact moments, pooled), local (kept by each "
+        "client, FedBN) or aggregate (mean of the clients' running averages: biased)"))
+    bn_calibration_examples: int = Field(2048, ge=1, le=10_000_000, description=(
+        "training examples the coordinator re-estimates BatchNorm statistics on"))
+    max_norm_ratio: Optional[float] = Field(None, ge=1.0, description=(
+        "reject updates whose norm exceeds this multiple of the median accepted norm (null: off)"))
+    mode: Literal["sync", "async"] = Field("sync", description=(
+        "sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: buffered asynchronous "
+        "aggregation (FedBuff), no barrier, one server update per buffer"))
+    concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
+        "async: client tasks kept in flight (null: training.clients_per_round)"))
+    buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
+        "async: deltas per server update (null: max(1, concurrency // 2))"))
+    staleness: typing.Annotated[Choice, RegistryChoice(STALENESS)] = _choice(
+        STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
+    max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
+        "async: deltas staler than this many server updates are dropped (recorded)"))
+
+
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+
+
+class GridConfig(Section):
+    model_config = pydantic.ConfigDict(title="grid")
+    scheduler: Optional[str] = Field(None, description=(
+        "address of a running Dask scheduler (tcp://HOST:8786; null: an embedded LocalCluster)"))
+    workers: int = Field(2, ge=1, le=256, description="LocalCluster worker processes")
+    threads_per_worker: int = Field(1, ge=1, le=256, description="threads per LocalCluster worker")
+    host: str = Field("127.0.0.1", description="interface the LocalCluster listens on")
+    dashboard_address: Optional[str] = Field("127.0.0.1:0", description="Dask dashboard (null: off)")
+    local_directory: Optional[str] = Field(None, description="Dask workers' scratch folder")
+    deadline_s: Optional[float] = Field(None, gt=0.0, le=MAX_SECONDS, description=(
+        "seconds a round waits for client updates (null: no deadline)"))
+    quorum: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "minimum fraction of the sampled clients that must report for the round to count"))
+    overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
+        "extra clients sampled per round; the first to finish are kept"))
+    retries: int = Field(2, ge=0, le=100, description=(
+        "re-submissions of a client task that failed or was lost with its worker"))
+    compile_cache_dir: Optional[str] = Field(None, description=(
+        "JAX persistent compilation cache (null: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax)"))
+    tls_dir: Optional[str] = Field(None, description=(
+        "Dask TLS certificates made by `fedjax-grid certs` (null: plain TCP)"))
+    connect_timeout_s: float = Field(30.0, gt=0.0, le=MAX_SECONDS, description=(
+        "seconds to wait for the scheduler / workers to appear"))
+    quarantine_after: int = Field(3, ge=0, le=1000, description=(
+        "consecutive failed tasks after which a worker is quarantined for the run (0: never)"))
+    wait_for_workers_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description=(
+        "seconds to wait for a healthy worker when none is connected before stopping "
+        "with a resumable checkpoint"))
+
+    @pydantic.model_validator(mode="after")
+    def _check_scheduler(self):
+        address = self.scheduler
+        if address is None:
+            return self
+        m = _ADDRESS.match(address)
+        if m is None or not 0 < int(m.group(3)) < 65536:
+            raise UserError(f"grid.scheduler={show(address)} is invalid: an address like "
+                            "tcp://HOST:8786 or tls://HOST:8786 is required", path="grid.scheduler")
+        if m.group(1) == "tls" and self.tls_dir is None:
+            raise UserError(f"grid.scheduler={show(address)} uses TLS but no certificates are set; "
+                            "allowed: set grid.tls_dir to a `fedjax-grid certs` folder, or a "
+                            "tcp:// address", path="grid.tls_dir")
+        return self
+
+
+class FaultConfig(Section):
     """Heterogeneity and fault simulation, applied inside real tasks on real workers."""
-    enabled: bool = False
-    #: Per-client slow-down factors are drawn log-uniformly from [1, max_slowdown].
-    max_slowdown: float = 1.0
-    #: Probability that a client is offline in a round (availability windows).
-    offline_prob: float = 0.0
-    #: Random extra delay per task, uniform in [0, max_delay_s] seconds.
-    max_delay_s: float = 0.0
-    #: Probability that a task drops out (raises) after training.
-    dropout_prob: float = 0.0
-    #: Probability that a task returns a corrupted (NaN) update.
-    error_prob: float = 0.0
-    #: Probability that a task hangs (sleeps hang_s seconds) before returning.
-    hang_prob: float = 0.0
-    hang_s: float = 60.0
-    #: Fraction of the C clients that are hostile for the whole run (chosen by seed).
-    attack_fraction: float = 0.0
-    #: What a hostile client sends: 'scale' (its update x attack_scale), 'signflip'
-    #: (-attack_scale x its update) or 'random' (noise of attack_scale x its update's norm).
-    attack: str = "scale"
-    attack_scale: float = 10.0
+    model_config = pydantic.ConfigDict(title="faults")
+    enabled: bool = Field(False, description="simulate the faults below")
+    max_slowdown: float = Field(1.0, ge=1.0, le=1000.0, description=(
+        "per-client slow-down factors are drawn log-uniformly from [1, max_slowdown]"))
+    offline_prob: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "probability that a client is offline in a round"))
+    max_delay_s: float = Field(0.0, ge=0.0, le=MAX_SECONDS, description=(
+        "random extra delay per task, uniform in [0, max_delay_s] seconds"))
+    dropout_prob: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "probability that a task drops out (raises) after training"))
+    error_prob: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "probability that a task returns a corrupted (NaN) update"))
+    hang_prob: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "probability that a task hangs hang_s seconds before returning"))
+    hang_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description="length of a simulated hang")
+    attack_fraction: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "fraction of the C clients that are hostile for the whole run (chosen by seed)"))
+    attack: typing.Annotated[Choice, RegistryChoice(ATTACKS)] = _choice(
+        ATTACKS, "scale", "what a hostile client sends, with its parameters")
 
 
-@dataclasses.dataclass
-class ExperimentConfig:
-    name: str = "experiment"
-    seed: int = 0
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    partition: PartitionConfig = dataclasses.field(default_factory=PartitionConfig)
-    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
-    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
-    faults: FaultConfig = dataclasses.field(default_factory=FaultConfig)
-    #: Where records, checkpoints and plots go (None: runs/<name>).
-    out_dir: Optional[str] = None
+#: Section name -> model.
+SECTIONS: dict[str, type[Section]] = {
+    "model": ModelConfig, "data": DataConfig, "partition": PartitionConfig,
+    "training": TrainingConfig, "server": ServerConfig, "grid": GridConfig, "faults": FaultConfig,
+}
+
+
+class ExperimentConfig(Section):
+    """The whole experiment (see the module docstring)."""
+    model_config = pydantic.ConfigDict(title="experiment")
+    name: str = Field("experiment", description="name of the experiment (runs/<name>/...)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of everything random in the run")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
+    data: DataConfig = Field(default_factory=DataConfig, description="the data set")
+    partition: PartitionConfig = Field(default_factory=PartitionConfig, description="the clients' local sets")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="local training")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="aggregation and server step")
+    grid: GridConfig = Field(default_factory=GridConfig, description="the Dask grid")
+    faults: FaultConfig = Field(default_factory=FaultConfig, description="fault simulation")
+    out_dir: Optional[str] = Field(None, description="where records, checkpoints and plots go "
+                                                     "(null: runs/<name>/<time>)")
+
+    #: Flat keys of earlier versions that :func:`migrate` moved (empty for current files).
+    _legacy_keys: tuple = pydantic.PrivateAttr(default=())
+
+    @pydantic.model_validator(mode="after")
+    def _check_across_sections(self):
+        cpr, c = self.training.clients_per_round, self.partition.num_clients
+        if cpr is not None and cpr > c:
+            raise UserError(f"training.clients_per_round={show(cpr)} is invalid: an integer in "
+                            f"[1, {c}] (partition.num_clients) is required",
+                            path="training.clients_per_round")
+        return self
+
+    def __eq__(self, other) -> bool:  # the values, not how they were read (legacy_keys)
+        return isinstance(other, ExperimentConfig) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
 
     # -- serialisation -------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ExperimentConfig":
-        if not isinstance(d, dict):
+    def from_dict(cls, d: Any) -> "ExperimentConfig":
+        """The config of a mapping (JSON/YAML); old flat keys are migrated (:func:`migrate`)."""
+        if not isinstance(d, Mapping):
             raise UserError(f"config must be a mapping of sections, got {type(d).__name__}")
-        return _build(cls, d, "")
+        d, moved = migrate(d)
+        try:
+            cfg = cls.model_validate(d)
+        except pydantic.ValidationError as e:
+            raise located_error(e, "", cls) from None
+        cfg._legacy_keys = tuple(moved)
+        return cfg
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, *, comments: bool = False) -> str:
+        """YAML of the config; ``comments=True`` marks every registry choice with the
+        names it allows (``show-config``)."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return _comment_choices(text) if comments else text
 
     def save(self, path) -> pathlib.Path:
+        """Write JSON (or YAML by suffix) atomically: a temporary file, fsync, replace."""
+        from fedjax_grid.atomic_write import write_atomic
         path = pathlib.Path(path)
         text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        return path
+        return write_atomic(path, text)
 
     @classmethod
     def load(cls, path) -> "ExperimentConfig":
@@ -266,6 +449,11 @@ class ExperimentConfig:
             raise UserError(f"config file {name} is not valid JSON/YAML: {show(first, 200)[1:-1]}") from None
         return cls.from_dict(d or {})
 
+    @property
+    def legacy_keys(self) -> tuple:
+        """Flat keys of an earlier version this config was migrated from (empty if none)."""
+        return self._legacy_keys
+
     def fingerprint(self) -> str:
         """Hash of everything that determines the trajectory of a run.
 
@@ -281,7 +469,7 @@ class ExperimentConfig:
 
     # -- overrides -------------------------------------------------------
     def with_overrides(self, assignments: list[str]) -> "ExperimentConfig":
-        """Apply ``key=value`` strings (values parsed as YAML scalars)."""
+        """Apply ``key=value`` strings (values parsed as YAML), see the module docstring."""
         d = self.to_dict()
         for item in assignments:
             if "=" not in item:
@@ -292,96 +480,21 @@ class ExperimentConfig:
                 value = load_bounded(raw, f"--set {show(key)}") if raw.strip() != "" else None
             except yaml.YAMLError:
                 value = raw
-            path = _resolve_key(key)
-            target = d
-            for part in path[:-1]:
-                target = target[part]
-            if path[-1] == "kwargs" or path[-1] == "options":
-                if not isinstance(value, dict):
-                    raise UserError(f"--set {key}={show(raw)}: a mapping like {{width: 0.25}} is required")
-            target[path[-1]] = value
+            _assign(d, resolve_key(key, d), value, raw)
         return ExperimentConfig.from_dict(d)
 
     def replace(self, **sections) -> "ExperimentConfig":
-        return dataclasses.replace(self, **sections)
+        """A copy with whole sections or top-level fields replaced (validated)."""
+        d = self.to_dict()
+        for k, v in sections.items():
+            d[k] = v.model_dump() if isinstance(v, pydantic.BaseModel) else v
+        return ExperimentConfig.from_dict(d)
 
     # -- validation ------------------------------------------------------
     def validate(self) -> "ExperimentConfig":
-        """Check every value; raise a one-line UserError on the first bad one."""
-        m, da, p, t, s, g, f = (self.model, self.data, self.partition, self.training,
-                                self.server, self.grid, self.faults)
-        _choice("model.name", m.name, MODELS)
-        _choice("data.source", da.source, SOURCES)
-        _choice("data.mode", da.mode, DATA_MODES)
-        if da.image_size is not None:
-            _int_range("data.image_size", da.image_size, 8, 1024)
-        if da.max_test_examples is not None:
-            _int_range("data.max_test_examples", da.max_test_examples, 1, 10 ** 9)
-        _int_range("partition.num_clients", p.num_clients, 1, MAX_CLIENTS)
-        _choice("partition.distribution", p.distribution, DISTRIBUTIONS)
-        _float_range("partition.beta", p.beta, 0.0, 1.0)
-        _float_range("partition.share", p.share, 0.0, 1.0)
-        if not (_is_number(p.alpha) and p.alpha > 0):
-            raise UserError(f"partition.alpha={show(p.alpha)} is invalid: a number > 0 is required")
-        _int_range("partition.shards_per_client", p.shards_per_client, 1, 100_000)
-        _float_range("partition.sigma", p.sigma, 0.0, 10.0)
-        _choice("partition.forming", p.forming, FORMING)
-        _float_range("partition.keep", p.keep, 0.0, 1.0)
-        _int_range("training.rounds", t.rounds, 1, MAX_ROUNDS)
-        if t.clients_per_round is not None:
-            _int_range("training.clients_per_round", t.clients_per_round, 1, p.num_clients)
-        _int_range("training.local_epochs", t.local_epochs, 1, MAX_LOCAL_EPOCHS)
-        _choice("training.optimizer", t.optimizer, OPTIMIZERS)
-        _positive("training.lr", t.lr)
-        _float_range("training.momentum", t.momentum, 0.0, 1.0)
-        _float_range("training.weight_decay", t.weight_decay, 0.0, None)
-        _int_range("training.batch_size", t.batch_size, 1, MAX_BATCH)
-        _int_range("training.test_batch_size", t.test_batch_size, 1, MAX_BATCH)
-        _float_range("training.prox_mu", t.prox_mu, 0.0, None)
-        _bool("training.augment", t.augment)
-        _int_range("training.eval_every", t.eval_every, 1, MAX_ROUNDS)
-        _choice("server.aggregator", s.aggregator, AGGREGATORS)
-        _float_range("server.trim_fraction", s.trim_fraction, 0.0, 0.49)
-        _positive("server.clip_norm", s.clip_norm)
-        _choice("server.optimizer", s.optimizer, SERVER_OPTIMIZERS)
-        _positive("server.lr", s.lr)
-        _float_range("server.momentum", s.momentum, 0.0, 1.0)
-        _choice("server.bn_mode", s.bn_mode, BN_MODES)
-        _choice("server.mode", s.mode, ("sync", "async"))
-        if s.concurrency is not None:
-            _int_range("server.concurrency", s.concurrency, 1, MAX_CLIENTS)
-        if s.buffer_size is not None:
-            _int_range("server.buffer_size", s.buffer_size, 1, MAX_CLIENTS)
-        from fedjax_grid.federated.staleness import STALENESS
-        STALENESS.validate(s.staleness, "server.staleness")
-        _int_range("server.max_staleness", s.max_staleness, 0, MAX_ROUNDS)
-        _int_range("server.bn_calibration_examples", s.bn_calibration_examples, 1, 10_000_000)
-        if s.max_norm_ratio is not None:
-            _float_range("server.max_norm_ratio", s.max_norm_ratio, 1.0, None)
-        if g.scheduler is not None:
-            _scheduler_address(g.scheduler, g.tls_dir)
-        _int_range("grid.workers", g.workers, 1, 256)
-        _int_range("grid.threads_per_worker", g.threads_per_worker, 1, 256)
-        if g.deadline_s is not None:
-            _positive("grid.deadline_s", g.deadline_s)
-            _float_range("grid.deadline_s", g.deadline_s, 0.0, MAX_SECONDS)
-        _float_range("grid.quorum", g.quorum, 0.0, 1.0)
-        _int_range("grid.overcommit", g.overcommit, 0, MAX_CLIENTS)
-        _int_range("grid.retries", g.retries, 0, 100)
-        _positive("grid.connect_timeout_s", g.connect_timeout_s)
-        _float_range("grid.connect_timeout_s", g.connect_timeout_s, 0.0, MAX_SECONDS)
-        _int_range("grid.quarantine_after", g.quarantine_after, 0, 1000)
-        _float_range("grid.wait_for_workers_s", g.wait_for_workers_s, 0.0, MAX_SECONDS)
-        _bool("faults.enabled", f.enabled)
-        _float_range("faults.max_slowdown", f.max_slowdown, 1.0, 1000.0)
-        for name in ("offline_prob", "dropout_prob", "error_prob", "hang_prob"):
-            _float_range(f"faults.{name}", getattr(f, name), 0.0, 1.0)
-        _float_range("faults.max_delay_s", f.max_delay_s, 0.0, MAX_SECONDS)
-        _float_range("faults.hang_s", f.hang_s, 0.0, MAX_SECONDS)
-        _float_range("faults.attack_fraction", f.attack_fraction, 0.0, 1.0)
-        _choice("faults.attack", f.attack, ATTACKS)
-        _float_range("faults.attack_scale", f.attack_scale, 0.0, 1e6)
-        _int_range("seed", self.seed, 0, MAX_SEED)
+        """Check every value again (after in-place edits of mappings); one-line UserError
+        on the first bad one. Returns ``self``."""
+        ExperimentConfig.from_dict(self.to_dict())
         return self
 
     @property
@@ -389,135 +502,140 @@ class ExperimentConfig:
         return self.training.clients_per_round or self.partition.num_clients
 
 
-#: A bare key (``lr``) resolves to the first section holding it, in this order.
-BARE_KEY_ORDER = ("training", "partition", "data", "model", "grid", "faults", "server")
+# ------------------------------------------------------------------------- keys
+
+def _leaf_keys() -> dict[str, list[str]]:
+    """Bare name -> dotted keys holding it: section fields and the parameters of every
+    registered component of every choice (``model.kwargs`` / ``data.options`` excluded)."""
+    out: dict[str, list[str]] = {}
+    for section, model in SECTIONS.items():
+        for field in model.model_fields:
+            out.setdefault(field, []).append(f"{section}.{field}")
+    for key, registry in REGISTRIES.items():
+        if key in PARAMS_AT:
+            continue
+        params = {p for e in registry.entries() for p in e.params.model_fields}
+        for p in sorted(params):
+            out.setdefault(p, []).append(f"{key}.{p}")
+    return out
 
 
-def _section_classes() -> dict[str, type]:
-    hints = get_type_hints(ExperimentConfig)
-    return {k: v for k, v in hints.items() if dataclasses.is_dataclass(v)}
-
-
-def _resolve_key(key: str) -> list[str]:
-    """'training.lr' -> ['training', 'lr']; 'lr' -> the unique section holding it."""
-    sections = _section_classes()
+def resolve_key(key: str, d: Optional[dict] = None) -> list[str]:
+    """'training.lr' -> ['training', 'lr']; 'share' -> the unique key holding it
+    (['partition', 'distribution', 'share']); UserError for unknown or ambiguous keys."""
     parts = key.split(".")
-    top = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    top = set(ExperimentConfig.model_fields) - set(SECTIONS)
     if len(parts) == 1:
-        if parts[0] in top and parts[0] not in sections:
+        if parts[0] in top:
             return parts
-        owners = [s for s in BARE_KEY_ORDER
-                  if parts[0] in {f.name for f in dataclasses.fields(sections[s])}]
-        if owners:
-            return [owners[0], parts[0]]
+        owners = _leaf_keys().get(parts[0], [])
+        if len(owners) == 1:
+            return owners[0].split(".")
+        if len(owners) > 1:
+            raise UserError(f"config key {show(key)} is ambiguous: use one of " + ", ".join(owners),
+                            path=None)
         raise UserError(f"unknown config key {show(key)}: use section.field, sections are "
-                        + ", ".join(sections))
-    if len(parts) == 2 and parts[0] in sections:
-        fields = {f.name for f in dataclasses.fields(sections[parts[0]])}
-        if parts[1] in fields:
-            return parts
-        raise UserError(f"unknown config key {show(key)}: {parts[0]} has " + ", ".join(sorted(fields)))
-    if len(parts) == 3 and parts[0] in ("model", "data") and parts[1] in ("kwargs", "options"):
+                        + ", ".join(SECTIONS))
+    section, field = parts[0], parts[1]
+    if section not in SECTIONS:
+        raise UserError(f"unknown config key {show(key)}: use section.field, sections are "
+                        + ", ".join(SECTIONS))
+    fields = SECTIONS[section].model_fields
+    if field not in fields:
+        raise UserError(f"unknown config key {show(key)}: {section} has " + ", ".join(fields),
+                        path=f"{section}.{field}")
+    where = f"{section}.{field}"
+    if len(parts) == 2:
         return parts
-    raise UserError(f"unknown config key {show(key)}: use section.field, sections are "
-                    + ", ".join(sections))
+    if len(parts) == 3 and (where in REGISTRIES and where not in PARAMS_AT
+                            or where in PARAMS_AT.values()):
+        return parts
+    raise UserError(f"unknown config key {show(key)}: {where} has no keys inside"
+                    if where not in REGISTRIES else
+                    f"unknown config key {show(key)}: use {where}.<parameter>", path=where)
 
 
-def _build(cls, d: dict, prefix: str):
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(fields)
-    if unknown:
-        bad = sorted(unknown)[0]
-        raise UserError(f"unknown config key {show(prefix + bad)}: allowed are " + ", ".join(fields))
-    kwargs = {}
-    for name, value in d.items():
-        typ = hints[name]
-        if dataclasses.is_dataclass(typ):
-            if not isinstance(value, dict):
-                raise UserError(f"config section {show(prefix + name)} must be a mapping, got {show(value)}")
-            kwargs[name] = _build(typ, value, prefix + name + ".")
-        else:
-            kwargs[name] = _coerce(prefix + name, value, typ)
-    return cls(**kwargs)
+def _assign(d: dict, path: list[str], value: Any, raw: str) -> None:
+    """Set ``value`` at ``path`` in the config dict ``d`` (a choice's parameter, a
+    whole choice, a model/data mapping or a field)."""
+    target = d
+    for i, part in enumerate(path[:-1]):
+        where = ".".join(path[:i + 1])
+        if isinstance(target.get(part), (str, Choice)) and where in REGISTRIES:
+            target[part] = REGISTRIES[where].validate(target[part], where)  # 'fedadam' -> mapping
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
+    key = ".".join(path)
+    if key in PARAMS_AT.values() and not isinstance(value, dict):
+        raise UserError(f"--set {key}={show(raw)}: a mapping like {{width: 0.25}} is required",
+                        path=key)
+    choice = ".".join(path[:2])
+    if len(path) == 3 and choice in REGISTRIES and choice not in PARAMS_AT:
+        if path[-1] == "name":
+            target.clear()   # a new component: its own defaults, not the old one's parameters
+        else:                # a parameter must belong to the component chosen so far
+            REGISTRIES[choice].validate({**target, path[-1]: value}, choice, fill=False)
+    target[path[-1]] = value
 
 
-def _coerce(key: str, value: Any, typ) -> Any:
-    """Check/convert a scalar against its annotated type (one-line error when impossible)."""
-    optional = getattr(typ, "__args__", None) and type(None) in typ.__args__
-    base = typ
-    if optional:
-        if value is None:
-            return None
-        base = [a for a in typ.__args__ if a is not type(None)][0]
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"{key}={show(value)} is invalid: true or false is required")
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not value.is_integer()):
-            raise UserError(f"{key}={show(value)} is invalid: an integer is required")
-        return int(value)
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{key}={show(value)} is invalid: a number is required")
-        try:
-            return float(value)
-        except OverflowError:
-            raise UserError(f"{key}={show(value)} is invalid: a finite number is required") from None
-    if base is str:
-        if not isinstance(value, str):
-            raise UserError(f"{key}={show(value)} is invalid: a string is required")
-        return value
-    if base is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{key}={show(value)} is invalid: a mapping is required")
-        return dict(value)
-    return value
+# ------------------------------------------------------------------------- migration
+
+#: Flat keys of earlier versions: (section, key) -> (choice field, parameter).
+LEGACY_KEYS = {
+    ("partition", "beta"): ("distribution", "beta"),
+    ("partition", "share"): ("distribution", "share"),
+    ("partition", "alpha"): ("distribution", "alpha"),
+    ("partition", "shards_per_client"): ("distribution", "shards_per_client"),
+    ("partition", "sigma"): ("distribution", "sigma"),
+    ("partition", "keep"): ("forming", "keep"),
+    ("server", "trim_fraction"): ("aggregator", "trim_fraction"),
+    ("server", "clip_norm"): ("aggregator", "max_norm"),
+    ("server", "lr"): ("optimizer", "lr"),
+    ("server", "momentum"): ("optimizer", "momentum"),
+    ("faults", "attack_scale"): ("attack", "scale"),
+}
 
 
-_ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+def migrate(d: Mapping) -> tuple[dict, list[str]]:
+    """A config mapping of an earlier version in the current shape, and the flat keys moved.
+
+    Each flat key (``partition.beta``, ``server.lr``, ...; ``LEGACY_KEYS``) goes into
+    the mapping of the choice it parametrises (``partition.distribution``,
+    ``server.optimizer``) when the chosen component has that parameter, and is
+    dropped otherwise (the earlier version ignored it then too). A choice given by
+    name keeps that name. Values are not checked here (validation follows).
+    """
+    out = dict(d)
+    moved: list[str] = []
+    for (section, key), (field, param) in LEGACY_KEYS.items():
+        sec = out.get(section)
+        if not isinstance(sec, Mapping) or key not in sec:
+            continue
+        sec = out[section] = dict(sec)
+        value = sec.pop(key)
+        moved.append(f"{section}.{key}")
+        registry = REGISTRIES[f"{section}.{field}"]
+        choice = sec.get(field, ExperimentConfig.model_fields[section].default_factory()
+                         .model_dump()[field]["name"])
+        if isinstance(choice, str) and choice in registry:
+            choice = {"name": choice}
+        if isinstance(choice, Mapping) and choice.get("name") in registry \
+                and param in registry.get(choice["name"]).params.model_fields:
+            sec[field] = {**choice, param: choice.get(param, value)}
+    return out, moved
 
 
-def _scheduler_address(address, tls_dir) -> None:
-    """A scheduler address like tcp://HOST:8786; tls:// needs ``grid.tls_dir``."""
-    m = _ADDRESS.match(address) if isinstance(address, str) else None
-    if m is None or not 0 < int(m.group(3)) < 65536:
-        raise UserError(f"grid.scheduler={show(address)} is invalid: an address like "
-                        "tcp://HOST:8786 or tls://HOST:8786 is required")
-    if m.group(1) == "tls" and tls_dir is None:
-        raise UserError(f"grid.scheduler={show(address)} uses TLS but no certificates are set; "
-                        "allowed: set grid.tls_dir to a `fedjax-grid certs` folder, or a tcp:// address")
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _choice(key, value, allowed):
-    if value not in allowed:
-        raise UserError(f"{key}={show(value)} is invalid: allowed are " + ", ".join(allowed))
-
-
-def _int_range(key, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (
-            hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise UserError(f"{key}={show(value)} is invalid: an integer {rng} is required")
-
-
-def _float_range(key, value, lo, hi):
-    if not _is_number(value) or value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise UserError(f"{key}={show(value)} is invalid: a number {rng} is required")
-
-
-def _positive(key, value):
-    if not _is_number(value) or value <= 0:
-        raise UserError(f"{key}={show(value)} is invalid: a number > 0 is required")
-
-
-def _bool(key, value):
-    if not isinstance(value, bool):
-        raise UserError(f"{key}={show(value)} is invalid: true or false is required")
+def _comment_choices(text: str) -> str:
+    """``show-config`` YAML: each registry choice line gets ``# one of: a, b, c``."""
+    lines, section = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(\s*)([A-Za-z_]+):(.*)$", line)
+        if m and not m.group(1):
+            section = m.group(2)
+        if m and len(m.group(1)) == 2 and section:
+            key = f"{section}.{m.group(2)}"
+            if key in REGISTRIES:
+                line += f"  # one of: {', '.join(REGISTRIES[key])}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -48,11 +48,16 @@ def _quickstart() -> dict:
         "name": "quickstart",
         "model": {"name": "vgg11", "kwargs": {"width": 0.25, "norm": "batch", "head": "cifar"}},
         "data": {"source": "digits", "image_size": 32},
-        "partition": {"num_clients": 4, "distribution": "iid", "forming": "static"},
+        "partition": {"num_clients": 4, "distribution": {"name": "iid"}, "forming": {"name": "static"}},
         "training": {"rounds": 8, "local_epochs": 1, "optimizer": "momentum", "lr": 0.05,
                      "batch_size": 32},
         "grid": {"workers": 2, "threads_per_worker": 1},
     }
+
+
+def _distribution(kind: str, share: float) -> dict:
+    """The study's 'independent' type is iid; its 'balanced' type with parameter s is stratified(s)."""
+    return {"name": "iid"} if kind == "independent" else {"name": "stratified", "share": share}
 
 
 def _vgg16(distribution: str, rounds: int) -> dict:
@@ -60,9 +65,8 @@ def _vgg16(distribution: str, rounds: int) -> dict:
         "name": f"paper-vgg16-cifar10-{distribution}",
         "model": {"name": "vgg16", "kwargs": {"norm": "batch", "head": "cifar"}},
         "data": {"source": "cifar10", "image_size": None},
-        "partition": {"num_clients": 50,
-                      "distribution": "iid" if distribution == "independent" else "stratified",
-                      "share": 0.8, "forming": "static"},
+        "partition": {"num_clients": 50, "distribution": _distribution(distribution, 0.8),
+                      "forming": {"name": "static"}},
         "training": {"rounds": rounds, "local_epochs": 1, "optimizer": "momentum", "lr": 0.01,
                      "batch_size": 10, "augment": True},
     }
@@ -73,9 +77,8 @@ def _mobilenet(distribution: str, clients: int, rounds: int) -> dict:
         "name": f"paper-mobilenetv3-tinyimagenet-{distribution}",
         "model": {"name": "mobilenet_v3_large", "kwargs": {}},
         "data": {"source": "tiny_imagenet", "image_size": None},
-        "partition": {"num_clients": clients,
-                      "distribution": "iid" if distribution == "independent" else "stratified",
-                      "share": 0.9, "forming": "static"},
+        "partition": {"num_clients": clients, "distribution": _distribution(distribution, 0.9),
+                      "forming": {"name": "static"}},
         "training": {"rounds": rounds, "local_epochs": 1, "optimizer": "adam", "lr": 0.001,
                      "batch_size": 32, "augment": True},
     }

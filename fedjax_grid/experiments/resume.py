@@ -20,11 +20,16 @@ MAY_CHANGE = ("name", "out_dir", "training.rounds", "grid.*")
 
 
 def stored_config(run_dir) -> ExperimentConfig:
-    """The config of the run stored in ``run_dir``: its config.json, else its last checkpoint's."""
+    """The config of the run stored in ``run_dir``: its config.json, else its last checkpoint's.
+
+    A run written by an earlier version with the flat config keys (``partition.beta``,
+    ``server.lr``, ...) is refused in one line: its checkpoints carry the fingerprint
+    of the old shape, so this version cannot continue them.
+    """
     run_dir = pathlib.Path(run_dir)
     path = run_dir / "config.json"
     if path.is_file():
-        return ExperimentConfig.load(path)
+        return _current(ExperimentConfig.load(path), run_dir)
     from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
@@ -34,7 +39,17 @@ def stored_config(run_dir) -> ExperimentConfig:
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"checkpoint {str(ckpt)!r} holds no config; allowed: a checkpoint "
                               "written by FederatedRun")
-    return ExperimentConfig.from_dict(meta["config"])
+    return _current(ExperimentConfig.from_dict(meta["config"]), run_dir)
+
+
+def _current(cfg: ExperimentConfig, run_dir: pathlib.Path) -> ExperimentConfig:
+    if cfg.legacy_keys:
+        raise CheckpointError(
+            f"--resume: the run in {str(run_dir)!r} was written by an earlier fedjax-grid with "
+            f"flat config keys ({', '.join(cfg.legacy_keys[:2])}, ...) and cannot be continued "
+            f"by this version; start it again from its config: fedjax-grid run --config "
+            f"{str(run_dir / 'config.json')!r} --out NEW_FOLDER")
+    return cfg
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -31,22 +31,42 @@ Memory and precision
   seen, O(k * model) memory (plus one stacked O(k * model) copy in ``result``).
   They are *unweighted* on purpose: a hostile client could claim a huge sample
   count; the weights passed to ``update`` are only checked to be positive.
+
+Registry
+--------
+Every aggregator is registered in ``AGGREGATORS`` with its typed parameters
+(``AGGREGATORS.schema(name)``); the config chooses one as
+``server.aggregator: {name: trimmed_mean, trim_fraction: 0.1}`` and
+``make_aggregator`` builds it. A new aggregator is one file in
+``fedjax_grid/federated/`` registering a factory ``fn(params) -> Aggregator``.
+
+Norm settings (they bound different quantities, hence different names):
+``clipped_mean.max_norm`` is an absolute L2 bound on each client's *update*
+(clipped, then averaged; the config's former ``server.clip_norm``);
+``server.max_norm_ratio`` (:class:`~fedjax_grid.federated.validation.NormGuard`) is a
+dimensionless multiple of the median accepted update norm beyond which an update is
+*rejected*; ``HParams.grad_clip`` (training) bounds the global L2 norm of each local
+*gradient* step on the client.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.federated.tree_math import cast_like, leaf_dtype, np_tree_l2_norm
+from fedjax_grid.registry import Choice, Params, Registry
 
 PyTree = Any
 
-AGGREGATORS = ('mean', 'median', 'trimmed_mean', 'clipped_mean')
+#: Aggregators by name (a registry iterates its names: 'mean', 'median', ...).
+AGGREGATORS = Registry('aggregator')
 
 
 class Aggregator(NamedTuple):
@@ -193,6 +213,12 @@ _HOST_PLAIN = _make_host_mean(compensated=False)
 ACCUMULATE = ('exact', 'float64', 'float32')
 
 
+class MeanParams(Params):
+    accumulate: Literal['exact', 'float64', 'float32'] = Field(
+        'exact', description="sum in float64 with compensation (exact), plain float64, or "
+                             "jittable float32 (Kahan)")
+
+
 def mean(accumulate: str = 'exact') -> Aggregator:
     """Streaming weighted mean (FedAvg with weights = client sample counts).
 
@@ -217,7 +243,12 @@ def mean(accumulate: str = 'exact') -> Aggregator:
 
 # ---------------------------------------------------------------- clipped mean
 
-def clipped_mean(max_norm: float) -> Aggregator:
+class ClippedMeanParams(Params):
+    max_norm: float = Field(10.0, gt=0.0, description="L2 bound each client's update is "
+                                                       "clipped to before the weighted mean")
+
+
+def clipped_mean(max_norm: float = 10.0) -> Aggregator:
     """Clip each tree to global L2 norm <= ``max_norm`` (scale by min(1, max_norm/norm)),
     then take the compensated float64 streaming weighted mean; O(model) memory."""
     try:
@@ -274,6 +305,11 @@ def median() -> Aggregator:
                       lambda s: _stacked_reduce(s, lambda a: np.median(a, axis=0)), 'median', {})
 
 
+class TrimmedMeanParams(Params):
+    trim_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="fraction of the values "
+                                                                  "dropped at each end, per coordinate")
+
+
 def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
     """Coordinate-wise trimmed mean: per coordinate drop the ``floor(trim_fraction * k)``
     largest and smallest of the k values and average the rest (unweighted; O(k * model)).
@@ -296,26 +332,39 @@ def trimmed_mean(trim_fraction: float = 0.1) -> Aggregator:
                       'trimmed_mean', {'trim_fraction': beta})
 
 
+# ---------------------------------------------------------------- registry
+
+@AGGREGATORS.register('mean', MeanParams)
+def _mean(params: MeanParams) -> Aggregator:
+    """Streaming weighted mean (FedAvg with weights = client sample counts)."""
+    return mean(params.accumulate)
+
+
+@AGGREGATORS.register('median')
+def _median(params) -> Aggregator:
+    """Coordinate-wise median (unweighted; buffers every update)."""
+    return median()
+
+
+@AGGREGATORS.register('trimmed_mean', TrimmedMeanParams)
+def _trimmed_mean(params: TrimmedMeanParams) -> Aggregator:
+    """Coordinate-wise trimmed mean (unweighted; buffers every update)."""
+    return trimmed_mean(params.trim_fraction)
+
+
+@AGGREGATORS.register('clipped_mean', ClippedMeanParams)
+def _clipped_mean(params: ClippedMeanParams) -> Aggregator:
+    """Each update clipped to L2 norm max_norm, then the weighted mean."""
+    return clipped_mean(params.max_norm)
+
+
 # ---------------------------------------------------------------- factory
 
-_FACTORIES = {
-    'mean': (mean, ('accumulate',)),
-    'median': (median, ()),
-    'trimmed_mean': (trimmed_mean, ('trim_fraction',)),
-    'clipped_mean': (clipped_mean, ('max_norm',)),
-}
-
-
-def make_aggregator(name: str, **kw) -> Aggregator:
-    """Aggregator by name: 'mean' (accumulate), 'median', 'trimmed_mean' (trim_fraction),
-    'clipped_mean' (max_norm). Bad names or parameters raise ``UserError``."""
-    if name not in _FACTORIES:
-        raise UserError(f"unknown aggregator {name!r}; allowed: {', '.join(AGGREGATORS)}")
-    factory, allowed = _FACTORIES[name]
-    unknown = sorted(set(kw) - set(allowed))
-    if unknown:
-        raise UserError(f"aggregator {name!r} got unknown parameter(s) {', '.join(unknown)}; "
-                        f"allowed: {', '.join(allowed) or 'none'}")
-    if name == 'clipped_mean' and 'max_norm' not in kw:
-        raise UserError("aggregator 'clipped_mean' needs max_norm; allowed: a finite number > 0")
-    return factory(**kw)
+def make_aggregator(name='mean', **kw) -> Aggregator:
+    """Aggregator by name (``'trimmed_mean'``, ``'trimmed_mean(0.2)'``), mapping
+    (``{name: trimmed_mean, trim_fraction: 0.2}``) or Choice, with parameters ``kw``:
+    'mean' (accumulate), 'median', 'trimmed_mean' (trim_fraction), 'clipped_mean'
+    (max_norm). Bad names or parameters raise ``UserError``."""
+    spec = name.model_dump() if isinstance(name, Choice) else name
+    d = dict(spec) if isinstance(spec, Mapping) else AGGREGATORS.validate(spec, fill=False)
+    return AGGREGATORS.build({**kw, **d})

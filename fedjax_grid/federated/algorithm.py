@@ -40,6 +40,7 @@ rounds only, so the decision does not depend on the order clients report in
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Union
 
 import numpy as np
@@ -52,6 +53,7 @@ from fedjax_grid.federated.server import (BN_MODES, ServerState, make_server_opt
                                           server_apply, server_init, server_variables)
 from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
 from fedjax_grid.federated.validation import NormGuard, validate_update
+from fedjax_grid.registry import Choice
 
 PyTree = Any
 
@@ -219,24 +221,24 @@ def _weight_reason(n) -> Optional[str]:
     return None
 
 
-def make_algorithm(aggregator: Union[str, Aggregator] = 'mean',
-                   server_optimizer: Union[str, optax.GradientTransformation] = 'fedavg',
+def make_algorithm(aggregator: Union[str, Mapping, Aggregator] = 'mean',
+                   server_optimizer: Union[str, Mapping, optax.GradientTransformation] = 'fedavg',
                    *, bn_mode: str = 'pooled', norm_guard: Optional[NormGuard] = None,
                    aggregator_kw: Optional[dict] = None,
                    server_kw: Optional[dict] = None) -> FederatedAlgorithm:
     """Build a :class:`FederatedAlgorithm`.
 
-    aggregator: an :class:`Aggregator` or a name for :func:`make_aggregator`
-      (with ``aggregator_kw``).
-    server_optimizer: an optax transformation or a name for
-      :func:`make_server_optimizer` (with ``server_kw``: lr, momentum, b1, b2, eps).
+    aggregator: an :class:`Aggregator`, or a name / ``'name(v)'`` shorthand / mapping
+      ``{name: ..., **params}`` / Choice for :func:`make_aggregator` (with ``aggregator_kw``).
+    server_optimizer: an optax transformation, or a name / shorthand / mapping / Choice
+      for :func:`make_server_optimizer` (with ``server_kw``: lr, momentum, b1, b2, eps).
     bn_mode: 'pooled' | 'local' | 'aggregate' | 'recalibrate' (see the module docstring).
     norm_guard: optional :class:`NormGuard` rejecting outsized deltas.
     """
     agg = aggregator if isinstance(aggregator, Aggregator) else \
         make_aggregator(aggregator, **(aggregator_kw or {}))
     opt = make_server_optimizer(server_optimizer, **(server_kw or {})) \
-        if isinstance(server_optimizer, str) else server_optimizer
+        if isinstance(server_optimizer, (str, Mapping, Choice)) else server_optimizer
     if bn_mode not in BN_MODES:
         raise UserError(f"bn_mode {bn_mode!r} is not supported; allowed: {', '.join(BN_MODES)}")
     guard = norm_guard.validate() if norm_guard is not None else None

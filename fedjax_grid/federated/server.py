@@ -4,14 +4,17 @@ Each round the server receives ``mean_delta = weighted_mean_i(client_params_i) -
 global_params`` (the aggregated client *deltas*) and treats ``-mean_delta`` as a
 pseudo-gradient for an optax optimizer::
 
-    opt = make_server_optimizer('fedadam', lr=1e-2)
+    opt = make_server_optimizer('fedadam')               # or {name: fedadam, lr: 1e-2, ...}
     state = server_init(variables, opt)
     state = server_apply(state, mean_delta, opt, mean_batch_stats)
 
 ``fedavg`` is SGD with lr 1.0: ``params + mean_delta`` = the weighted mean of the
 client params (plain FedAvg). ``fedavgm`` adds server momentum; ``fedadam``,
 ``fedyogi``, ``fedadagrad`` are optax ``adam`` / ``yogi`` / ``adagrad`` with the
-paper's adaptivity ``eps`` (tau) = 1e-3 by default. Differences from the paper:
+paper's adaptivity ``eps`` (tau) = 1e-3 by default. Each is registered in
+``SERVER_OPTIMIZERS`` with its own parameters and defaults (fedavg/fedavgm lr 1.0,
+fedadam/fedyogi lr 1e-2, b1 0.9, b2 0.99, fedadagrad lr 1e-1; ``SERVER_OPTIMIZERS.schema``),
+chosen in the config as ``server.optimizer: {name: fedadam, lr: 0.01, ...}``. Differences from the paper:
 optax's adam applies bias correction; optax's adagrad has no first-moment
 momentum and puts ``eps`` inside the square root, so fedadagrad uses
 ``initial_accumulator_value = eps = tau**2`` (the paper's v_{-1} >= tau^2).
@@ -53,20 +56,87 @@ compiled once per (optimizer, model shapes).
 from __future__ import annotations
 
 import functools
-import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
 import optax
+from pydantic import Field
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.registry import Choice, Params, Registry
 
 PyTree = Any
 
-SERVER_OPTIMIZERS = ('fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
-DEFAULT_LR = {'fedavg': 1.0, 'fedavgm': 1.0, 'fedadam': 1e-2, 'fedyogi': 1e-2, 'fedadagrad': 1e-1}
+#: Server optimizers by name: ``fn(params) -> optax.GradientTransformation``.
+SERVER_OPTIMIZERS = Registry('server optimizer')
 BN_MODES = ('recalibrate', 'pooled', 'local', 'aggregate')
+
+
+def _lr(default: float):
+    return Field(default, gt=0.0, description="server learning rate (step on the mean client delta)")
+
+
+_B1 = Field(0.9, ge=0.0, lt=1.0, description="decay of the first moment")
+_B2 = Field(0.99, ge=0.0, lt=1.0, description="decay of the second moment")
+_EPS = Field(1e-3, gt=0.0, description="adaptivity tau (Reddi et al.: 1e-3)")
+
+
+class FedAvgParams(Params):
+    lr: float = _lr(1.0)
+
+
+class FedAvgMParams(Params):
+    lr: float = _lr(1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="heavy-ball server momentum")
+
+
+class FedAdamParams(Params):
+    lr: float = _lr(1e-2)
+    b1: float = _B1
+    b2: float = _B2
+    eps: float = _EPS
+
+
+class FedAdagradParams(Params):
+    lr: float = _lr(1e-1)
+    eps: float = _EPS
+
+
+@SERVER_OPTIMIZERS.register('fedavg', FedAvgParams)
+def fedavg(params: FedAvgParams) -> optax.GradientTransformation:
+    """SGD on the pseudo-gradient; lr 1.0 is plain FedAvg."""
+    return optax.sgd(params.lr)
+
+
+@SERVER_OPTIMIZERS.register('fedavgm', FedAvgMParams)
+def fedavgm(params: FedAvgMParams) -> optax.GradientTransformation:
+    """FedAvg with server momentum (Hsu et al. 2019)."""
+    return optax.sgd(params.lr, momentum=params.momentum)
+
+
+@SERVER_OPTIMIZERS.register('fedadam', FedAdamParams)
+def fedadam(params: FedAdamParams) -> optax.GradientTransformation:
+    """Adam on the pseudo-gradient (Reddi et al. 2021; optax adds bias correction)."""
+    return optax.adam(params.lr, b1=params.b1, b2=params.b2, eps=params.eps)
+
+
+@SERVER_OPTIMIZERS.register('fedyogi', FedAdamParams)
+def fedyogi(params: FedAdamParams) -> optax.GradientTransformation:
+    """Yogi on the pseudo-gradient (Reddi et al. 2021)."""
+    return optax.yogi(params.lr, b1=params.b1, b2=params.b2, eps=params.eps)
+
+
+@SERVER_OPTIMIZERS.register('fedadagrad', FedAdagradParams)
+def fedadagrad(params: FedAdagradParams) -> optax.GradientTransformation:
+    """Adagrad on the pseudo-gradient; eps**2 is optax's initial accumulator (v_-1 >= tau^2)."""
+    eps = params.eps
+    return optax.adagrad(params.lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
+
+
+#: Each server optimizer's default learning rate (from its registered parameters).
+DEFAULT_LR = {name: SERVER_OPTIMIZERS.defaults(name)['lr'] for name in SERVER_OPTIMIZERS}
 
 
 class ServerState(NamedTuple):
@@ -88,46 +158,30 @@ class ServerState(NamedTuple):
     norm_history: Optional[np.ndarray] = None
 
 
-def _unit(name: str, value, low: float, high: float, *, low_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float('nan')
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and v < high
-    if not ok:
-        lo = f"{'>' if low_open else '>='} {low:g}"
-        raise UserError(f"server optimizer {name}={value!r} is invalid; allowed: {lo} and < {high:g}")
-    return v
+def make_server_optimizer(name='fedavg', lr: Optional[float] = None,
+                          **kw) -> optax.GradientTransformation:
+    """Server optimizer by name (``'fedadam'``, ``'fedadam(lr=0.03)'``), mapping
+    (``{name: fedadam, lr: 0.03}``) or Choice.
 
-
-def make_server_optimizer(name: str = 'fedavg', lr: Optional[float] = None, momentum: float = 0.9,
-                          b1: float = 0.9, b2: float = 0.99,
-                          eps: float = 1e-3) -> optax.GradientTransformation:
-    """Server optimizer by name.
-
-    name: 'fedavg' | 'fedavgm' | 'fedadam' | 'fedyogi' | 'fedadagrad'.
-    lr: server learning rate; None -> ``DEFAULT_LR[name]`` (1.0 for fedavg/fedavgm,
-      1e-2 for fedadam/fedyogi, 1e-1 for fedadagrad: starting points, tune them).
-    momentum: fedavgm's heavy-ball momentum in [0, 1).
-    b1, b2: first/second moment decay of fedadam/fedyogi in [0, 1).
-    eps: adaptivity tau > 0 (paper: 1e-3) of fedadam/fedyogi/fedadagrad.
+    lr: server learning rate; None -> the optimizer's own default (1.0 for
+      fedavg/fedavgm, 1e-2 for fedadam/fedyogi, 1e-1 for fedadagrad: starting
+      points, tune them).
+    kw: its other parameters -- fedavgm ``momentum`` in [0, 1); fedadam/fedyogi
+      ``b1``, ``b2`` in [0, 1); fedadam/fedyogi/fedadagrad ``eps`` (tau) > 0. Keywords
+      the chosen optimizer does not have among momentum, b1, b2, eps are ignored (as
+      before the registry); values in ``spec`` win over ``lr``/``kw``.
     """
-    if name not in SERVER_OPTIMIZERS:
-        raise UserError(f"unknown server optimizer {name!r}; allowed: {', '.join(SERVER_OPTIMIZERS)}")
-    lr = _unit('lr', DEFAULT_LR[name] if lr is None else lr, 0.0, math.inf, low_open=True)
-    momentum = _unit('momentum', momentum, 0.0, 1.0)
-    b1 = _unit('b1', b1, 0.0, 1.0)
-    b2 = _unit('b2', b2, 0.0, 1.0)
-    eps = _unit('eps', eps, 0.0, math.inf, low_open=True)
-    if name == 'fedavg':
-        return optax.sgd(lr)
-    if name == 'fedavgm':
-        return optax.sgd(lr, momentum=momentum)
-    if name == 'fedadam':
-        return optax.adam(lr, b1=b1, b2=b2, eps=eps)
-    if name == 'fedyogi':
-        return optax.yogi(lr, b1=b1, b2=b2, eps=eps)
-    return optax.adagrad(lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
+    spec = name.model_dump() if isinstance(name, Choice) else name
+    d = dict(spec) if isinstance(spec, Mapping) else SERVER_OPTIMIZERS.validate(spec, fill=False)
+    fields = SERVER_OPTIMIZERS.get(d.get('name')).params.model_fields
+    given = {k: v for k, v in kw.items() if k in fields or k not in _SHARED_KW}
+    if lr is not None:
+        given['lr'] = lr
+    return SERVER_OPTIMIZERS.build({**given, **d})
+
+
+#: Keywords of the earlier ``make_server_optimizer`` accepted for any optimizer.
+_SHARED_KW = ('momentum', 'b1', 'b2', 'eps')
 
 
 def _to_host(tree: PyTree) -> PyTree:

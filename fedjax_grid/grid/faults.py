@@ -14,13 +14,72 @@ returns a corrupted (NaN) update to emulate a faulty node, or hangs.
 - dropout / error / hang: per task, with their probabilities.
 - attack: a fixed set of round(attack_fraction x C) hostile clients (chosen by
   seed) send a manipulated update: scaled, sign-flipped or random noise.
+
+Attacks are registered in ``ATTACKS`` with their typed parameters; the config
+chooses one as ``faults.attack: {name: scale, scale: 10}``. An attack is a
+function ``fn(delta, rng, params) -> manipulated delta`` over the honest
+update's params delta (a pytree of float32 numpy arrays; ``rng`` a numpy
+Generator seeded by (seed, round, client)); the task applies it on the worker
+(:func:`attack_delta`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
+from pydantic import Field
+
+from fedjax_grid.registry import Params, Registry
+
+#: Attacks of hostile clients: ``fn(delta, rng, params) -> delta``.
+ATTACKS = Registry("attack")
+
+
+class ScaleParams(Params):
+    scale: float = Field(10.0, ge=0.0, le=1e6, description="multiple of the honest update (or of its norm)")
+
+
+def _tree_map(fn, tree):
+    import jax
+    return jax.tree.map(fn, tree)
+
+
+def _tree_norm(tree) -> float:
+    from fedjax_grid.federated.tree_math import np_tree_l2_norm
+    return np_tree_l2_norm(tree)
+
+
+@ATTACKS.register("scale", ScaleParams)
+def scale_attack(delta, rng, params):
+    """The honest update multiplied by scale."""
+    return _tree_map(lambda d: params.scale * d, delta)
+
+
+@ATTACKS.register("signflip", ScaleParams)
+def signflip_attack(delta, rng, params):
+    """The honest update multiplied by -scale."""
+    return _tree_map(lambda d: -params.scale * d, delta)
+
+
+@ATTACKS.register("random", ScaleParams)
+def random_attack(delta, rng, params):
+    """Gaussian noise with scale x the honest update's global L2 norm."""
+    noise = _tree_map(lambda d: rng.standard_normal(d.shape).astype(np.float32), delta)
+    factor = params.scale * _tree_norm(delta) / max(_tree_norm(noise), 1e-12)
+    return _tree_map(lambda z: factor * z, noise)
+
+
+def attack_delta(kind: str, params: Mapping, delta, seed=()):
+    """A hostile client's update: the honest params ``delta`` manipulated by the attack
+    ``kind`` with its ``params`` (leaves keep their dtype); ``seed`` seeds the attack's
+    Generator (the task passes (seed, round, client))."""
+    import jax
+    rng = np.random.default_rng([int(s) for s in seed])
+    new = ATTACKS.build({"name": kind, **params}, delta, rng)
+    return jax.tree.map(lambda d, n: np.asarray(n, np.asarray(d).dtype), delta, new)
+
 
 # Stream identifiers keep the draws of different purposes independent.
 _SPEED, _AVAIL, _TASK, _HOSTILE = 1, 2, 3, 4
@@ -34,9 +93,12 @@ class FaultPlan:
     dropout: bool = False
     corrupt: bool = False
     hang_s: float = 0.0
-    #: '' for an honest client, else 'scale' | 'signflip' | 'random'.
+    #: '' for an honest client, else the attack's name ('scale' | 'signflip' | 'random' | ...).
     attack: str = ""
+    #: The attack's ``scale`` parameter (0.0 when honest or when it has none).
     attack_scale: float = 0.0
+    #: All the attack's parameters ({} for an honest client).
+    attack_params: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,6 +148,7 @@ def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0,
         dropout=bool(u_drop < faults.dropout_prob),
         corrupt=bool(u_err < faults.error_prob),
         hang_s=float(faults.hang_s) if u_hang < faults.hang_prob else 0.0,
-        attack=faults.attack if hostile else "",
-        attack_scale=float(faults.attack_scale) if hostile else 0.0,
+        attack=faults.attack.name if hostile else "",
+        attack_scale=float(faults.attack.params.get("scale", 0.0)) if hostile else 0.0,
+        attack_params=dict(faults.attack.params) if hostile else {},
     )

@@ -184,36 +184,17 @@ def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_
         delta, moments = nan(delta), None
         batch_stats = None if batch_stats is None else nan(batch_stats)
     if plan.get("attack"):
-        delta = attack_delta(plan["attack"], plan["attack_scale"], delta,
-                             seed=(spec["seed"], spec["round"], spec["client"]))
+        from fedjax_grid.grid.faults import attack_delta
+        delta = attack_delta(plan["attack"], plan.get("attack_params") or {"scale": plan["attack_scale"]},
+                             delta, seed=(spec["seed"], spec["round"], spec["client"]))
     return delta, batch_stats, moments
 
 
-def attack_delta(kind: str, scale: float, delta, seed=()):
-    """A hostile client's update (fault simulation): the honest delta manipulated.
-
-    'scale': scale * d; 'signflip': -scale * d; 'random': Gaussian noise with global
-    L2 norm scale * ||d||. Leaves keep their dtype.
-    """
-    import jax
-    from fedjax_grid.federated.tree_math import np_tree_l2_norm
-    if kind == "scale":
-        new = jax.tree.map(lambda d: scale * d, delta)
-    elif kind == "signflip":
-        new = jax.tree.map(lambda d: -scale * d, delta)
-    elif kind == "random":
-        rng = np.random.default_rng([int(s) for s in seed])
-        noise = jax.tree.map(lambda d: rng.standard_normal(d.shape).astype(np.float32), delta)
-        factor = scale * np_tree_l2_norm(delta) / max(np_tree_l2_norm(noise), 1e-12)
-        new = jax.tree.map(lambda z: factor * z, noise)
-    else:
-        raise ValueError(f"unknown attack {kind!r}")
-    return jax.tree.map(lambda d, n: np.asarray(n, np.asarray(d).dtype), delta, new)
-
-
 def attack_params(kind: str, scale: float, params, global_params, seed=()):
-    """A hostile client's params: ``global_params + attack_delta(params - global_params)``."""
+    """A hostile client's params: ``global_params + attack(params - global_params)`` for an
+    attack with a ``scale`` parameter (see :mod:`fedjax_grid.grid.faults`)."""
     import jax
+    from fedjax_grid.grid.faults import attack_delta
     delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
-    new = attack_delta(kind, scale, delta, seed)
+    new = attack_delta(kind, {"scale": scale}, delta, seed)
     return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)

@@ -148,3 +148,31 @@ class MobileNetV3(nn.Module):
         x = nn.hard_swish(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, kernel_init=_dense_init, name="classifier")(x)
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Optional  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.models import MODELS  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class MobileNetV3Params(Params):
+    width_multiplier: float = Field(1.0, gt=0.0, description="scales every channel count")
+    dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier")
+    fast_path: Optional[bool] = Field(None, description="shifted depthwise convs (null: on the CPU backend)")
+    bn_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
+
+
+def _register(variant: str) -> None:
+    def build(num_classes: int, params: MobileNetV3Params) -> MobileNetV3:
+        return MobileNetV3(variant=variant, num_classes=num_classes, **params.model_dump())
+    MODELS.register(f"mobilenet_v3_{variant}", MobileNetV3Params,
+                    doc=f"MobileNetV3-{variant.capitalize()} (Howard et al. 2019)")(build)
+
+
+for _variant in ("large", "small"):
+    _register(_variant)

@@ -117,3 +117,35 @@ class VGG(nn.Module):
             x = nn.relu(x)
             x = nn.Dropout(rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, kernel_init=_dense_init, name="classifier")(x)
+
+
+# ---------------------------------------------------------------- registration
+
+from typing import Literal, Optional  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from fedjax_grid.models import MODELS  # noqa: E402
+from fedjax_grid.registry import Params  # noqa: E402
+
+
+class VGGParams(Params):
+    norm: Literal["none", "batch", "group"] = Field("none", description="normalisation after each conv")
+    head: Literal["cifar", "imagenet"] = Field(
+        "cifar", description="cifar: global pool + Dense; imagenet: 7x7 pool + 2 x Dense 4096")
+    width: float = Field(1.0, gt=0.0, description="channel multiplier")
+    dropout_rate: Optional[float] = Field(None, ge=0.0, lt=1.0, description=(
+        "dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)"))
+    fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on CPU)")
+    bn_momentum: float = Field(0.9, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")
+
+
+def _register(config: str) -> None:
+    def build(num_classes: int, params: VGGParams) -> VGG:
+        return VGG(config=config, num_classes=num_classes, **params.model_dump())
+    MODELS.register(config, VGGParams, doc=f"VGG-{config[3:]} (Simonyan & Zisserman), "
+                                           "CIFAR or ImageNet head")(build)
+
+
+for _config in CONFIGS:
+    _register(_config)

@@ -1,7 +1,20 @@
-"""Partitions of a data set into clients' local sets (pure numpy, explicit seeds)."""
-from fedjax_grid.partition.distributions import (KINDS, Distribution, distribute,
-                                                 parse_distribution)
-from fedjax_grid.partition.forming import STRATEGIES, Strategy, make_strategy
+"""Partitions of a data set into clients' local sets (pure numpy, explicit seeds).
 
-__all__ = ["KINDS", "STRATEGIES", "Distribution", "Strategy", "distribute", "make_strategy",
-           "parse_distribution"]
+Distribution kinds (``DISTRIBUTIONS``) and forming strategies (``FORMING``) are
+registries: every module of this package is imported here, so a new kind or
+strategy is one file that registers itself.
+"""
+from fedjax_grid.partition.distributions import (
+                                                 DISTRIBUTIONS,
+                                                 KINDS,
+                                                 Distribution,
+                                                 distribute,
+                                                 parse_distribution,
+)
+from fedjax_grid.partition.forming import FORMING, STRATEGIES, Strategy, make_strategy
+from fedjax_grid.registry import import_submodules
+
+import_submodules(__name__)
+
+__all__ = ["DISTRIBUTIONS", "FORMING", "KINDS", "STRATEGIES", "Distribution", "Strategy",
+           "distribute", "make_strategy", "parse_distribution"]

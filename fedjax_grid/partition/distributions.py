@@ -60,113 +60,103 @@ Distribution kinds
 ``quantity(sigma)``
     Quantity skew: client sizes ``~ lognormal(0, sigma)``, normalised to add up to
     D (each at least 1); labels IID (a random permutation cut by those sizes).
+    ``sigma`` defaults to 0.5 (the config's default, which every run through the
+    config used; ``Distribution('quantity')`` used 1.0 before the registry).
+
+Every kind is registered in ``DISTRIBUTIONS`` with its typed parameters (bounds,
+defaults, descriptions: ``DISTRIBUTIONS.schema(name)``); further kinds are one
+file each in this package (e.g. ``pathological.py``), imported by
+``fedjax_grid.partition`` so that they register themselves.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-from typing import Sequence
+from collections.abc import Mapping
+from typing import Optional, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.registry import Choice, Params, Registry
 
-KINDS = ("iid", "balanced", "stratified", "dirichlet", "shards", "quantity")
+#: Distribution kinds: ``DISTRIBUTIONS.register(name, Params, label_skewed=...)`` on a
+#: function ``fn(labels, num_clients, rng, info, params) -> list of C index arrays``
+#: (labels int64 (D,), rng a Generator, info a dict it may fill, params its typed Params).
+#: Meta: ``label_skewed`` (clients' label histograms differ by design: forming
+#: strategies then redraw by per-class counts), ``check(labels, num_clients, params)``
+#: (refuses an impossible request before anything is drawn).
+DISTRIBUTIONS = Registry("distribution")
+#: The names (a registry iterates its names); kept for earlier callers.
+KINDS = DISTRIBUTIONS
 
-RngLike = "np.random.Generator | int | None"
 
-
-@dataclasses.dataclass(frozen=True)
 class Distribution:
-    """A distribution type and its parameter.
+    """A distribution kind and its parameters, checked against ``DISTRIBUTIONS``.
 
-    kind: one of ``KINDS``.
-    beta: fraction of home-class samples for ``balanced``, in [0, 1].
-    share: fraction of class-stratified samples for ``stratified``, in [0, 1].
-    alpha: Dirichlet concentration for ``dirichlet``, > 0.
-    shards_per_client: shards per client for ``shards``, >= 1 (``shards`` is an
-        alias: give either).
-    sigma: log-normal spread of client sizes for ``quantity``, >= 0.
-    classes_per_client: size of a client's home set for ``balanced``
-        (None = ``max(1, ceil(K / C))``).
+    ``Distribution('balanced', beta=0.8)``; parameters read as attributes
+    (``spec.beta``) and as ``spec.params``; unknown or out-of-range parameters raise a
+    one-line UserError. ``shards=`` is an alias of ``shards_per_client=``.
     """
-    kind: str = "iid"
-    beta: float = 0.8
-    alpha: float = 0.5
-    shards_per_client: int = 2
-    sigma: float = 1.0
-    classes_per_client: int | None = None
-    shards: int | None = None
-    share: float = 0.8
+    __slots__ = ("kind", "params")
 
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise UserError(f"distribution kind {self.kind!r} is unknown; allowed: {', '.join(KINDS)}")
-        if self.shards is not None:
-            object.__setattr__(self, "shards_per_client", self.shards)
-        object.__setattr__(self, "shards", self.shards_per_client)
-        beta = float(self.beta)
-        if not 0.0 <= beta <= 1.0:
-            raise UserError(f"balanced beta={self.beta!r} is outside [0, 1]")
-        alpha = float(self.alpha)
-        if not alpha > 0.0 or not math.isfinite(alpha):
-            raise UserError(f"dirichlet alpha={self.alpha!r} must be a finite number > 0")
-        if int(self.shards_per_client) != self.shards_per_client or self.shards_per_client < 1:
-            raise UserError(f"shards per client={self.shards_per_client!r} must be an integer >= 1")
-        sigma = float(self.sigma)
-        if not sigma >= 0.0 or not math.isfinite(sigma):
-            raise UserError(f"quantity sigma={self.sigma!r} must be a finite number >= 0")
-        cpc = self.classes_per_client
-        if cpc is not None and (int(cpc) != cpc or cpc < 1):
-            raise UserError(f"classes_per_client={cpc!r} must be an integer >= 1 or None")
-        share = float(self.share)
-        if not 0.0 <= share <= 1.0:
-            raise UserError(f"stratified share={self.share!r} is outside [0, 1]")
-        object.__setattr__(self, "share", share)
-        object.__setattr__(self, "beta", beta)
-        object.__setattr__(self, "alpha", alpha)
-        object.__setattr__(self, "sigma", sigma)
-        object.__setattr__(self, "shards_per_client", int(self.shards_per_client))
-        object.__setattr__(self, "shards", int(self.shards_per_client))
+    def __init__(self, kind: str = "iid", **params):
+        if "shards" in params:
+            alias = params.pop("shards")
+            if alias is not None:
+                params.setdefault("shards_per_client", alias)
+        d = DISTRIBUTIONS.validate({"name": kind, **params})
+        object.__setattr__(self, "kind", d.pop("name"))
+        object.__setattr__(self, "params", d)
+
+    def __getattr__(self, name):
+        params = object.__getattribute__(self, "params")
+        if name in params:
+            return params[name]
+        if name == "shards" and "shards_per_client" in params:
+            return params["shards_per_client"]
+        raise AttributeError(f"distribution {self.kind!r} has no parameter {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Distribution is immutable")
+
+    def __reduce__(self):  # pickle / deepcopy by its constructor
+        return (_distribution, (self.kind, self.params))
 
     @property
     def label_skewed(self) -> bool:
         """True when clients' label histograms differ by design."""
-        return self.kind in ("balanced", "stratified", "dirichlet", "shards")
+        return bool(DISTRIBUTIONS.meta(self.kind, "label_skewed", False))
+
+    def choice(self) -> Choice:
+        return Choice(name=self.kind, **self.params)
+
+    def __eq__(self, other):
+        return isinstance(other, Distribution) and (self.kind, self.params) == (other.kind, other.params)
+
+    def __hash__(self):
+        return hash((self.kind, tuple(sorted(self.params.items()))))
 
     def __str__(self) -> str:
-        param = {"iid": None, "balanced": self.beta, "stratified": self.share,
-                 "dirichlet": self.alpha,
-                 "shards": self.shards_per_client, "quantity": self.sigma}[self.kind]
-        return self.kind if param is None else f"{self.kind}({param:g})"
+        return str(self.choice())
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"Distribution({self.kind!r}{args})"
 
 
-def parse_distribution(text: "str | Distribution") -> Distribution:
+def _distribution(kind: str, params: dict) -> Distribution:
+    return Distribution(kind, **params)
+
+
+def parse_distribution(text) -> Distribution:
     """``'iid'``, ``'balanced(0.8)'``, ``'stratified(0.8)'``, ``'dirichlet(0.5)'``, ``'shards(2)'``,
-    ``'quantity(1.0)'`` -> :class:`Distribution` (a Distribution passes through)."""
+    ``'quantity(0.5)'``, ``'dirichlet(alpha=0.3)'``, a mapping ``{name: ..., ...}`` or a
+    :class:`~fedjax_grid.registry.Choice` -> :class:`Distribution` (one passes through)."""
     if isinstance(text, Distribution):
         return text
-    m = re.fullmatch(r"\s*([a-z]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*", str(text))
-    if not m or m.group(1) not in KINDS:
-        raise UserError(f"distribution {text!r} is not understood; allowed: iid, balanced(beta), "
-                        "stratified(share), dirichlet(alpha), shards(k), quantity(sigma)")
-    kind, arg = m.group(1), m.group(2)
-    if not arg:
-        return Distribution(kind)
-    try:
-        value = float(arg)
-    except ValueError:
-        raise UserError(f"distribution parameter {arg!r} in {text!r} is not a number") from None
-    field = {"iid": None, "balanced": "beta", "stratified": "share", "dirichlet": "alpha",
-             "shards": "shards_per_client", "quantity": "sigma"}[kind]
-    if field is None:
-        raise UserError(f"distribution 'iid' takes no parameter, got {text!r}")
-    if field == "shards_per_client":
-        if value != int(value):
-            raise UserError(f"shards per client={arg!r} must be an integer >= 1")
-        value = int(value)
-    return Distribution(kind, **{field: value})
+    d = DISTRIBUTIONS.validate(text if isinstance(text, (Mapping, Choice)) else str(text))
+    return Distribution(d.pop("name"), **d)
 
 
 # ---------------------------------------------------------------- helpers
@@ -192,9 +182,9 @@ def check_request(labels: np.ndarray, num_clients: int, spec: Distribution) -> n
         raise UserError(f"num_clients={num_clients} must be >= 1")
     if num_clients > d_total:
         raise UserError(f"num_clients={num_clients} exceeds the data set size D={d_total}")
-    if spec.kind == "shards" and spec.shards_per_client * num_clients > d_total:
-        raise UserError(f"shards: {spec.shards_per_client} shards x {num_clients} clients = "
-                        f"{spec.shards_per_client * num_clients} exceeds the data set size D={d_total}")
+    check = DISTRIBUTIONS.meta(spec.kind, "check")
+    if check is not None:
+        check(labels, int(num_clients), DISTRIBUTIONS.get(spec.kind).params(**spec.params))
     return labels.astype(np.int64, copy=False)
 
 
@@ -255,7 +245,9 @@ def _even_split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
 
 # ---------------------------------------------------------------- kinds
 
-def _iid(labels, num_clients, spec, rng, info):
+@DISTRIBUTIONS.register("iid")
+def iid(labels, num_clients, rng, info, params):
+    """Disjoint random local sets of floor(D / C) examples each (the study's "independent")."""
     d = labels.size // num_clients
     perm = rng.permutation(labels.size)
     return split_by_sizes(perm, [d] * num_clients)
@@ -273,14 +265,31 @@ def home_classes(num_classes: int, num_clients: int, classes_per_client: int | N
     return perm[slots].astype(np.int64)
 
 
-def _balanced(labels, num_clients, spec, rng, info):
+_HOME_SET = Field(None, ge=1, description="home classes per client (null: max(1, ceil(K / C)))")
+
+
+class BalancedParams(Params):
+    beta: float = Field(0.8, ge=0.0, le=1.0,
+                        description="fraction of a client's examples drawn from its home classes")
+    classes_per_client: Optional[int] = _HOME_SET
+
+
+class StratifiedParams(Params):
+    share: float = Field(0.8, ge=0.0, le=1.0,
+                         description="fraction of a client's examples drawn class-stratified")
+    classes_per_client: Optional[int] = _HOME_SET
+
+
+@DISTRIBUTIONS.register("balanced", BalancedParams, label_skewed=True)
+def balanced(labels, num_clients, rng, info, params):
+    """A share beta of each local set from the client's home classes, the rest stratified."""
     pools = class_pools(labels)
     k_classes = len(pools)
     supply = np.array([len(p) for p in pools], dtype=np.int64)
-    home = home_classes(k_classes, num_clients, spec.classes_per_client, rng)
+    home = home_classes(k_classes, num_clients, params.classes_per_client, rng)
     m = home.shape[1]
     d = labels.size // num_clients
-    n_home = int(round(spec.beta * d))
+    n_home = int(round(params.beta * d))
     h = np.zeros((num_clients, k_classes), np.int64)
     r = np.zeros((num_clients, k_classes), np.int64)
     for c in range(num_clients):
@@ -292,9 +301,12 @@ def _balanced(labels, num_clients, spec, rng, info):
     return deal_counts(pools, counts, rng)
 
 
-def _stratified(labels, num_clients, spec, rng, info):
-    return _balanced(labels, num_clients, dataclasses.replace(spec, beta=1.0 - spec.share),
-                     rng, info)
+@DISTRIBUTIONS.register("stratified", StratifiedParams, label_skewed=True)
+def stratified(labels, num_clients, rng, info, params):
+    """A share of each local set class-stratified, the rest from home classes (= balanced(1 - share))."""
+    as_balanced = BalancedParams.model_construct(beta=1.0 - params.share,
+                                                 classes_per_client=params.classes_per_client)
+    return balanced(labels, num_clients, rng, info, as_balanced)
 
 
 def fit_supply(home_part: np.ndarray, rest_part: np.ndarray, supply: np.ndarray,
@@ -326,13 +338,19 @@ def fit_supply(home_part: np.ndarray, rest_part: np.ndarray, supply: np.ndarray,
     return h + r, int(deficit.sum())
 
 
-def _dirichlet(labels, num_clients, spec, rng, info):
+class DirichletParams(Params):
+    alpha: float = Field(0.5, gt=0.0, description="concentration of the per-class Dir(alpha) proportions")
+
+
+@DISTRIBUTIONS.register("dirichlet", DirichletParams, label_skewed=True)
+def dirichlet(labels, num_clients, rng, info, params):
+    """Each class split over the clients by Dir(alpha) proportions (Hsu et al. 2019)."""
     pools = class_pools(labels)
     owners = [[] for _ in range(num_clients)]
     for pool in pools:
         if len(pool) == 0:
             continue
-        p = rng.dirichlet(np.full(num_clients, spec.alpha))
+        p = rng.dirichlet(np.full(num_clients, params.alpha))
         pool = rng.permutation(pool)
         cuts = (np.cumsum(p)[:-1] * len(pool)).astype(np.int64)
         for c, piece in enumerate(np.split(pool, cuts)):
@@ -347,15 +365,28 @@ def _dirichlet(labels, num_clients, spec, rng, info):
     return [np.sort(s).astype(np.int64) for s in sets]
 
 
-def _shards(labels, num_clients, spec, rng, info):
-    k = spec.shards_per_client
+class ShardsParams(Params):
+    shards_per_client: int = Field(2, ge=1, le=100_000, description="label-sorted shards per client")
+
+
+def _check_shards(labels, num_clients, params):
+    shards_per_client = params.shards_per_client
+    if shards_per_client * num_clients > labels.size:
+        raise UserError(f"shards: {shards_per_client} shards x {num_clients} clients = "
+                        f"{shards_per_client * num_clients} exceeds the data set size D={labels.size}")
+
+
+@DISTRIBUTIONS.register("shards", ShardsParams, label_skewed=True, check=_check_shards)
+def shards(labels, num_clients, rng, info, params):
+    """Label-sorted shards, shards_per_client random ones per client (McMahan et al. 2017)."""
+    k = params.shards_per_client
     n_shards = num_clients * k
     size = labels.size // n_shards
     perm = rng.permutation(labels.size)
     order = perm[np.argsort(labels[perm], kind="stable")]
-    shards = order[:n_shards * size].reshape(n_shards, size)
+    pieces = order[:n_shards * size].reshape(n_shards, size)
     pick = rng.permutation(n_shards).reshape(num_clients, k)
-    return [np.sort(shards[row].ravel()).astype(np.int64) for row in pick]
+    return [np.sort(pieces[row].ravel()).astype(np.int64) for row in pick]
 
 
 def quantity_sizes(total: int, num_clients: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -368,29 +399,31 @@ def quantity_sizes(total: int, num_clients: int, sigma: float, rng: np.random.Ge
     return sizes + 1
 
 
-def _quantity(labels, num_clients, spec, rng, info):
-    sizes = quantity_sizes(labels.size, num_clients, spec.sigma, rng)
+class QuantityParams(Params):
+    sigma: float = Field(0.5, ge=0.0, le=10.0, description="log-normal spread of the client sizes")
+
+
+@DISTRIBUTIONS.register("quantity", QuantityParams)
+def quantity(labels, num_clients, rng, info, params):
+    """Quantity skew: log-normal(0, sigma) client sizes, labels IID."""
+    sizes = quantity_sizes(labels.size, num_clients, params.sigma, rng)
     return split_by_sizes(rng.permutation(labels.size), sizes)
 
 
-_KIND_FNS = {"iid": _iid, "balanced": _balanced, "stratified": _stratified,
-             "dirichlet": _dirichlet,
-             "shards": _shards, "quantity": _quantity}
-
-
-def distribute(labels, num_clients: int, spec: "Distribution | str", rng=None, *,
-               return_info: bool = False):
+def distribute(labels, num_clients: int, spec="iid", rng=None, *, return_info: bool = False):
     """Cut a labelled data set into ``num_clients`` local sets.
 
-    labels: int (D,) class ids. spec: a :class:`Distribution` or its string form
-    (``'balanced(0.8)'``). rng: ``np.random.Generator`` or int seed.
-    Returns a list of C sorted int64 index arrays; with ``return_info=True`` a
-    pair ``(assignments, info)`` where info may hold ``'home'`` (int64 (C, m),
-    balanced) and ``'fallback'`` (samples moved off exhausted class pools).
-    Raises :class:`UserError` for impossible requests (C < 1, C > D, shards*C > D).
+    labels: int (D,) class ids. spec: a :class:`Distribution`, its string form
+    (``'balanced(0.8)'``) or a mapping ``{name: ..., ...}``. rng: ``np.random.Generator``
+    or int seed. Returns a list of C sorted int64 index arrays; with
+    ``return_info=True`` a pair ``(assignments, info)`` where info may hold
+    ``'home'`` (int64 (C, m), balanced/stratified) and ``'fallback'`` (samples moved
+    off exhausted class pools). Raises :class:`UserError` for impossible requests
+    (C < 1, C > D, shards*C > D).
     """
     spec = parse_distribution(spec)
     labels = check_request(labels, num_clients, spec)
     info: dict = {}
-    out = _KIND_FNS[spec.kind](labels, int(num_clients), spec, as_rng(rng), info)
+    out = DISTRIBUTIONS.build({"name": spec.kind, **spec.params}, labels, int(num_clients),
+                              as_rng(rng), info)
     return (out, info) if return_info else out

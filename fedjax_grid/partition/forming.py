@@ -1,6 +1,7 @@
 """The study's four ways of forming the clients' local sets over the rounds.
 
-``make_strategy(name, labels, num_clients, dist_spec, keep=0.5) -> Strategy``;
+``make_strategy(spec, labels, num_clients, dist_spec) -> Strategy`` (spec: ``'hybrid(0.3)'``,
+``{name: hybrid, keep: 0.3}``, or a name with ``keep=`` for hybrid);
 ``state = strategy.init(seed)``; every round
 ``assignments, state = strategy.apply(state, rng, round)``, where ``assignments``
 is a list of C sorted int64 index arrays. ``apply`` is pure: it never mutates the
@@ -40,20 +41,39 @@ client sizes are fixed (labels redrawn IID). For the label-skewed kinds
 round-0 split (``counts``) is fixed, so its home classes / Dirichlet proportions /
 shard classes stay the same across rounds and only which samples fill them
 changes; class pools are used without replacement, so this is always feasible.
+
+Every strategy is registered in ``FORMING`` (``FORMING.register(name, Params)`` on a
+function ``fn(strategy, state, previous, rng, params) -> list of C index arrays``
+giving the next round's sets; meta ``redraw_first=True`` when the first ``apply``
+redraws instead of returning ``init``'s split). A new strategy is one file in this
+package; the :class:`Strategy` helpers ``fresh``, ``stochastic`` and
+``class_pools_of`` are there to reuse.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
+from collections.abc import Mapping
 
 import numpy as np
+from pydantic import Field
 
-from fedjax_grid.errors import UserError
 from fedjax_grid.partition.distributions import (
-    Distribution, as_rng, check_request, class_pools, count_matrix, deal_counts,
-    distribute, parse_distribution, split_by_sizes)
+    Distribution,
+    as_rng,
+    check_request,
+    class_pools,
+    count_matrix,
+    deal_counts,
+    distribute,
+    parse_distribution,
+    split_by_sizes,
+)
+from fedjax_grid.registry import Choice, NoParams, Params, Registry
 
-STRATEGIES = ("static", "dynamic", "stochastic", "hybrid")
+#: Forming strategies (see the module docstring for the contract).
+FORMING = Registry("forming strategy")
+#: The names (a registry iterates its names); kept for earlier callers.
+STRATEGIES = FORMING
 
 
 def pack(assignments) -> tuple[np.ndarray, np.ndarray]:
@@ -75,14 +95,21 @@ def unpack(indices: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 class Strategy:
     """A forming strategy over rounds; see the module docstring.
 
-    name: one of ``STRATEGIES``; labels: int (D,); num_clients: C;
-    dist: the distribution type; keep: kept fraction for ``hybrid``, in [0, 1].
+    name: a name in ``FORMING``; labels: int (D,); num_clients: C;
+    dist: the distribution type; params: the strategy's typed parameters (``params.keep``,
+    also readable as ``strategy.keep``).
     """
     name: str
     labels: np.ndarray
     num_clients: int
     dist: Distribution
-    keep: float = 0.5
+    params: Params = dataclasses.field(default_factory=NoParams)
+
+    def __getattr__(self, name):  # strategy parameters as attributes (``strategy.keep``)
+        params = self.__dict__.get("params")
+        if params is not None and name in type(params).model_fields:
+            return getattr(params, name)
+        raise AttributeError(name)
 
     @property
     def num_classes(self) -> int:
@@ -113,32 +140,33 @@ class Strategy:
         rng = as_rng(np.random.default_rng([seed, round + 1]) if rng is None else rng)
         first = int(state["round"]) < 0
         previous = unpack(state["indices"], state["offsets"])
-        if self.name == "static" or (first and self.name in ("dynamic", "hybrid")):
+        entry = FORMING.get(self.name)
+        if first and not entry.meta.get("redraw_first", False):
             assignments = previous
-        elif self.name == "dynamic":
-            assignments = self._fresh(state, rng)
-        elif self.name == "stochastic":
-            assignments = self._stochastic(state, rng)
         else:
-            assignments = self._hybrid(state, previous, rng)
+            assignments = entry.obj(self, state, previous, rng, params=self.params)
         new = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
         new["seed"], new["round"] = seed, round
         new["indices"], new["offsets"] = pack(assignments)
         return [a.copy() for a in assignments], new
 
-    # -- redraws -----------------------------------------------------------
-    def _by_counts(self) -> bool:
+    # -- redraws (helpers for the registered strategies) -----------------------------
+    @property
+    def by_counts(self) -> bool:
+        """Redraw by each client's per-class counts (label-skewed distributions)."""
         return self.dist.label_skewed
 
-    def _fresh(self, state, rng):
+    def fresh(self, state, rng):
+        """A fresh disjoint split with the round-0 per-client counts (or sizes)."""
         counts = np.asarray(state["counts"], dtype=np.int64)
-        if self._by_counts():
+        if self.by_counts:
             return deal_counts(class_pools(self.labels, self.num_classes), counts, rng)
         return split_by_sizes(rng.permutation(self.labels.size), np.asarray(state["sizes"]))
 
-    def _stochastic(self, state, rng):
+    def stochastic(self, state, rng):
+        """Each client draws its own set (same counts or size) independently of the others."""
         sizes = np.asarray(state["sizes"], dtype=np.int64)
-        if not self._by_counts():
+        if not self.by_counts:
             return [np.sort(rng.choice(self.labels.size, int(s), replace=False)).astype(np.int64)
                     for s in sizes]
         counts = np.asarray(state["counts"], dtype=np.int64)
@@ -149,26 +177,6 @@ class Strategy:
             out.append(np.sort(np.concatenate(parts) if parts else np.zeros(0)).astype(np.int64))
         return out
 
-    def _hybrid(self, state, previous, rng):
-        kept = []
-        for a in previous:
-            n_keep = int(round(self.keep * len(a)))
-            kept.append(rng.choice(a, n_keep, replace=False) if n_keep else np.zeros(0, np.int64))
-        held = np.zeros(self.labels.size, dtype=bool)
-        for k in kept:
-            held[k] = True
-        free = np.flatnonzero(~held)
-        if self._by_counts():
-            counts = np.asarray(state["counts"], dtype=np.int64)
-            kept_counts = count_matrix(self.labels, kept, self.num_classes)
-            need = counts - kept_counts
-            new = deal_counts(class_pools_of(self.labels, free, self.num_classes), need, rng)
-        else:
-            sizes = np.asarray(state["sizes"], dtype=np.int64)
-            need = sizes - np.array([len(k) for k in kept], dtype=np.int64)
-            new = split_by_sizes(rng.permutation(free), need)
-        return [np.sort(np.concatenate([k, n])).astype(np.int64) for k, n in zip(kept, new)]
-
 
 def class_pools_of(labels: np.ndarray, candidates: np.ndarray, num_classes: int) -> list[np.ndarray]:
     """Per-class pools restricted to ``candidates`` (int64 indices)."""
@@ -176,30 +184,73 @@ def class_pools_of(labels: np.ndarray, candidates: np.ndarray, num_classes: int)
     return [candidates[p] for p in sub]
 
 
-def make_strategy(name: str, labels, num_clients: int, dist_spec="iid", *, keep: float = 0.5
+# ---------------------------------------------------------------- strategies
+
+@FORMING.register("static")
+def static(strategy, state, previous, rng, params):
+    """One split at round 0, kept to the end."""
+    return previous
+
+
+@FORMING.register("dynamic")
+def dynamic(strategy, state, previous, rng, params):
+    """A fresh disjoint split of the whole data set every round."""
+    return strategy.fresh(state, rng)
+
+
+@FORMING.register("stochastic", redraw_first=True)
+def stochastic(strategy, state, previous, rng, params):
+    """Every client draws its set on its own each round (sets may overlap between clients)."""
+    return strategy.stochastic(state, rng)
+
+
+class HybridParams(Params):
+    keep: float = Field(0.5, ge=0.0, le=1.0,
+                        description="fraction of its previous local set a client keeps each round")
+
+
+@FORMING.register("hybrid", HybridParams)
+def hybrid(strategy, state, previous, rng, params):
+    """Each client keeps a fraction keep of its set and redraws the rest from unkept indices."""
+    labels, num_classes, keep = strategy.labels, strategy.num_classes, params.keep
+    kept = []
+    for a in previous:
+        n_keep = int(round(keep * len(a)))
+        kept.append(rng.choice(a, n_keep, replace=False) if n_keep else np.zeros(0, np.int64))
+    held = np.zeros(labels.size, dtype=bool)
+    for k in kept:
+        held[k] = True
+    free = np.flatnonzero(~held)
+    if strategy.by_counts:
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        need = counts - count_matrix(labels, kept, num_classes)
+        new = deal_counts(class_pools_of(labels, free, num_classes), need, rng)
+    else:
+        sizes = np.asarray(state["sizes"], dtype=np.int64)
+        need = sizes - np.array([len(k) for k in kept], dtype=np.int64)
+        new = split_by_sizes(rng.permutation(free), need)
+    return [np.sort(np.concatenate([k, n])).astype(np.int64) for k, n in zip(kept, new)]
+
+
+def make_strategy(spec, labels, num_clients: int, dist_spec="iid", *, keep=None, **params
                   ) -> Strategy:
     """Build a forming strategy.
 
-    name: ``static``, ``dynamic``, ``stochastic``, ``hybrid`` or ``hybrid(0.7)``
-    (the parenthesised value overrides ``keep``). dist_spec: :class:`Distribution`
-    or its string form. Raises :class:`UserError` for bad names or impossible
-    requests.
+    spec: a name in ``FORMING`` (``'static'``, ``'hybrid'``), the shorthand
+    ``'hybrid(0.7)'``, a mapping ``{name: hybrid, keep: 0.7}`` or a Choice.
+    keep / params: parameters of the strategy given separately (``keep`` is ignored
+    by strategies that have none; values in ``spec`` win). dist_spec:
+    :class:`Distribution`, its string form or a mapping. Raises :class:`UserError`
+    for bad names or parameters and impossible requests.
     """
-    m = re.fullmatch(r"\s*([a-z]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*", str(name))
-    if not m or m.group(1) not in STRATEGIES:
-        raise UserError(f"forming strategy {name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
-    name = m.group(1)
-    if m.group(2):
-        if name != "hybrid":
-            raise UserError(f"forming strategy {name!r} takes no parameter, got {m.string!r}")
-        try:
-            keep = float(m.group(2))
-        except ValueError:
-            raise UserError(f"hybrid keep {m.group(2)!r} is not a number") from None
-    keep = float(keep)
-    if not 0.0 <= keep <= 1.0:
-        raise UserError(f"hybrid keep={keep!r} is outside [0, 1]")
-    spec = parse_distribution(dist_spec)
-    labels = check_request(labels, num_clients, spec).copy()
+    if isinstance(spec, Choice):
+        spec = spec.model_dump()
+    d = dict(spec) if isinstance(spec, Mapping) else FORMING.validate(str(spec), fill=False)
+    fields = FORMING.get(d.get("name")).params.model_fields
+    given = dict(params, **({"keep": keep} if keep is not None and "keep" in fields else {}))
+    d = FORMING.validate({**given, **d})
+    name = d.pop("name")
+    dist = parse_distribution(dist_spec)
+    labels = check_request(labels, num_clients, dist).copy()
     labels.setflags(write=False)
-    return Strategy(name, labels, int(num_clients), spec, keep)
+    return Strategy(name, labels, int(num_clients), dist, FORMING.get(name).params(**d))

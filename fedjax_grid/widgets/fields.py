@@ -1,204 +1,213 @@
-"""Which widget edits which ``ExperimentConfig`` field: pure, no ipywidgets import.
+"""Which widget edits which ``ExperimentConfig`` value: pure, no ipywidgets import.
 
-``field_specs()`` walks the dataclass fields of :class:`ExperimentConfig` and
-its sections and returns one :class:`FieldSpec` per leaf field (dotted key such
-as ``'partition.beta'``), with the widget kind chosen from the annotated type:
+Everything here is read from JSON schemas: the sections' ``model_json_schema()``
+for their fields and ``Registry.schema(name)`` for the parameters of the chosen
+component. ``field_specs()`` returns one :class:`FieldSpec` per section field
+(dotted key such as ``'training.lr'``); a field backed by a registry
+(``config.REGISTRIES``: ``model.name``, ``data.source``, ``partition.distribution``,
+``partition.forming``, ``server.aggregator``, ``server.optimizer``,
+``faults.attack``) is a ``'component'`` dropdown listing ``Registry.names()``, and
+``param_specs(key, name)`` gives the fields of that component's parameters
+(``partition.distribution.share``, ``model.kwargs.width``), rebuilt when the
+dropdown changes. Widget kinds, from the schema's type and bounds:
 
-- ``'choice'``   a str with a fixed set of values (the tuples in ``config.py``)
+- ``'component'`` a registry dropdown
+- ``'choice'``   a dropdown of an enum (``Literal``; null offered when optional)
 - ``'bool'``     a checkbox
 - ``'int'``      an integer box
 - ``'float'``    a number box
-- ``'slider'``   a float in [0, 1] (fractions and probabilities)
-- ``'text'``     a str; Optional values: an empty box means None
-- ``'optional'`` an Optional int/float typed as text (empty = None, else a number)
-- ``'mapping'``  a dict typed as a YAML/JSON flow mapping, e.g. ``{width: 0.25}``
+- ``'slider'``   a number with both bounds inside [0, 1] (fractions and probabilities)
+- ``'text'``     a string; optional: an empty box means null
+- ``'optional'`` an optional int/number typed as text (empty = null, else a number)
+- ``'mapping'`` / ``'list'`` YAML/JSON flow text, e.g. ``{width: 0.25}`` / ``[0, 90]``
 
-``VISIBLE_WHEN`` says which fields only matter for some value of another field
-(beta only for the balanced distribution, keep only for hybrid forming, ...).
+Descriptions become the widgets' tooltips. ``VISIBLE_WHEN`` hides fields that only
+matter for some value of another field.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
-from typing import Any, Optional, get_type_hints
+from typing import Any, Optional
 
 import yaml
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show
 from fedjax_grid.experiments import config as C
-
-#: key -> allowed values of the choice fields.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.name": C.MODELS,
-    "data.source": C.SOURCES,
-    "data.mode": C.DATA_MODES,
-    "partition.distribution": C.DISTRIBUTIONS,
-    "partition.forming": C.FORMING,
-    "training.optimizer": C.OPTIMIZERS,
-    "server.aggregator": C.AGGREGATORS,
-    "server.optimizer": C.SERVER_OPTIMIZERS,
-    "server.bn_mode": C.BN_MODES,
-}
-
-#: Float fields bounded to [0, 1]: shown as sliders.
-UNIT_INTERVAL = frozenset({
-    "partition.beta", "partition.share", "partition.keep", "training.momentum",
-    "server.momentum", "grid.quorum",
-    "faults.offline_prob", "faults.dropout_prob", "faults.error_prob", "faults.hang_prob",
-})
+from fedjax_grid.registry import Registry
 
 #: key -> (controlling key, predicate on its value): the field is shown only when true.
 VISIBLE_WHEN: dict[str, tuple[str, Any]] = {
-    "partition.beta": ("partition.distribution", lambda v: v == "balanced"),
-    "partition.share": ("partition.distribution", lambda v: v == "stratified"),
-    "partition.alpha": ("partition.distribution", lambda v: v == "dirichlet"),
-    "partition.shards_per_client": ("partition.distribution", lambda v: v == "shards"),
-    "partition.sigma": ("partition.distribution", lambda v: v == "quantity"),
-    "partition.keep": ("partition.forming", lambda v: v == "hybrid"),
     "training.momentum": ("training.optimizer", lambda v: v == "momentum"),
-    "server.trim_fraction": ("server.aggregator", lambda v: v == "trimmed_mean"),
-    "server.clip_norm": ("server.aggregator", lambda v: v == "clipped_mean"),
-    "server.momentum": ("server.optimizer", lambda v: v == "fedavgm"),
     **{f"faults.{name}": ("faults.enabled", bool) for name in (
         "max_slowdown", "offline_prob", "max_delay_s", "dropout_prob", "error_prob",
-        "hang_prob", "hang_s")},
+        "hang_prob", "hang_s", "attack_fraction", "attack")},
 }
 
 #: Section order of the panel (top-level scalars first, under 'experiment').
 SECTIONS = ("experiment", "model", "data", "partition", "training", "server", "grid", "faults")
 
+#: Registry-backed keys and where their parameters live (``model.name`` -> ``model.kwargs``).
+REGISTRIES = C.REGISTRIES
+
+
+def params_key(key: str) -> str:
+    """Dotted prefix of the parameters of the component chosen at ``key``."""
+    return C.PARAMS_AT.get(key, key)
+
+
+#: Parameters of these choices are kept only when given (model.kwargs, data.options).
+PARTIAL = frozenset(C.PARAMS_AT)
+
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
-    key: str                    # dotted key, e.g. 'partition.beta' ('seed' at top level)
+    key: str                    # dotted key, e.g. 'training.lr' ('seed' at top level)
     section: str                # 'experiment' for top-level fields
-    name: str                   # field name
+    name: str                   # field or parameter name
     kind: str                   # see the module docstring
-    optional: bool              # None allowed
+    optional: bool              # null allowed
     default: Any
-    choices: tuple = ()
-    help: str = ""              # the field's ``#:`` comment in config.py
+    choices: tuple = ()         # 'choice' / 'component' options
+    help: str = ""              # the schema's description
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    registry: Optional[Registry] = None   # 'component' only
+    param: bool = False                   # a component's parameter
 
 
-def _field_docs(cls) -> dict[str, str]:
-    """``#:`` comments written just above each field of a dataclass."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    docs, pending = {}, []
-    for line in lines:
-        s = line.strip()
-        if s.startswith("#:"):
-            pending.append(s[2:].strip())
-            continue
-        m = re.match(r"(\w+)\s*:", s)
-        if m and pending:
-            docs[m.group(1)] = " ".join(pending)
-        pending = []
-    return docs
+def _bounds(schema: dict) -> tuple[Optional[float], Optional[float]]:
+    lo = schema.get("minimum", schema.get("exclusiveMinimum"))
+    hi = schema.get("maximum", schema.get("exclusiveMaximum"))
+    return lo, hi
 
 
-def _kind(key: str, typ) -> tuple[str, bool]:
-    args = getattr(typ, "__args__", None)
-    optional = bool(args) and type(None) in args
-    base = [a for a in args if a is not type(None)][0] if optional else typ
-    if key in CHOICES:
-        return "choice", optional
-    if base is bool:
-        return "bool", optional
-    if base is dict:
-        return "mapping", optional
-    if base is str:
-        return "text", optional
+def spec_from_schema(key: str, section: str, name: str, schema: dict, *,
+                     param: bool = False) -> FieldSpec:
+    """The FieldSpec of one property of a JSON schema."""
+    optional = False
+    inner = schema
+    if "anyOf" in schema:
+        types = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        optional = len(types) < len(schema["anyOf"])
+        inner = types[0] if len(types) == 1 else {}
+    kind, choices = _kind(inner, optional)
+    if kind == "choice":
+        choices = tuple(inner.get("enum", (False, True))) + ((None,) if optional else ())
+    lo, hi = _bounds(inner)
+    return FieldSpec(key, section, name, kind, optional, schema.get("default"), choices,
+                     schema.get("description", ""), lo, hi, None, param)
+
+
+def _kind(schema: dict, optional: bool) -> tuple[str, tuple]:
+    typ = schema.get("type")
+    if "enum" in schema or (typ == "boolean" and optional):
+        return "choice", ()
+    if typ == "boolean":
+        return "bool", ()
+    if typ == "object":
+        return "mapping", ()
+    if typ == "array":
+        return "list", ()
+    if typ == "string" or typ is None:
+        return "text", ()
     if optional:
-        return "optional", True
-    if base is int:
-        return "int", False
-    if base is float:
-        return "slider" if key in UNIT_INTERVAL else "float", False
-    raise TypeError(f"no widget for {key} of type {typ!r}")
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
+        return "optional", ()
+    if typ == "integer":
+        return "int", ()
+    lo, hi = _bounds(schema)
+    if lo is not None and hi is not None and 0.0 <= lo and hi <= 1.0:
+        return "slider", ()
+    return "float", ()
 
 
 def field_specs() -> list[FieldSpec]:
-    """One spec per leaf field of ExperimentConfig, in declaration order."""
+    """One spec per field of ExperimentConfig and its sections, in declaration order
+    (``model.kwargs`` / ``data.options`` are edited through their parameters)."""
     out = []
-    top_hints = get_type_hints(C.ExperimentConfig)
-    top_docs = _field_docs(C.ExperimentConfig)
-    for f in dataclasses.fields(C.ExperimentConfig):
-        typ = top_hints[f.name]
-        if dataclasses.is_dataclass(typ):
-            hints, docs = get_type_hints(typ), _field_docs(typ)
-            for g in dataclasses.fields(typ):
-                key = f"{f.name}.{g.name}"
-                kind, opt = _kind(key, hints[g.name])
-                out.append(FieldSpec(key, f.name, g.name, kind, opt, _default(g),
-                                     CHOICES.get(key, ()), docs.get(g.name, "")))
-        else:
-            kind, opt = _kind(f.name, typ)
-            out.append(FieldSpec(f.name, "experiment", f.name, kind, opt, _default(f),
-                                 CHOICES.get(f.name, ()), top_docs.get(f.name, "")))
-    return out
+    top = C.ExperimentConfig.model_json_schema()["properties"]
+    for name, section in [(n, None) for n in top if n not in C.SECTIONS] + \
+            [(n, n) for n in C.SECTIONS]:
+        if section is None:
+            out.append(spec_from_schema(name, "experiment", name, top[name]))
+            continue
+        props = C.SECTIONS[section].model_json_schema()["properties"]
+        for field, schema in props.items():
+            key = f"{section}.{field}"
+            if key in C.PARAMS_AT.values():
+                continue
+            if key in REGISTRIES:
+                reg = REGISTRIES[key]
+                out.append(FieldSpec(key, section, field, "component", False, None, tuple(reg),
+                                     schema.get("description", ""), registry=reg))
+            else:
+                out.append(spec_from_schema(key, section, field, schema))
+    order = {s: i for i, s in enumerate(SECTIONS)}
+    return sorted(out, key=lambda s: order[s.section])
+
+
+def param_specs(key: str, name: str) -> list[FieldSpec]:
+    """Specs of the parameters of component ``name`` of the choice at ``key``, from
+    ``Registry.schema(name)`` (keys ``<params_key(key)>.<param>``)."""
+    schema = REGISTRIES[key].schema(name)
+    section, prefix = key.split(".")[0], params_key(key)
+    return [spec_from_schema(f"{prefix}.{p}", section, p, s, param=True)
+            for p, s in schema.get("properties", {}).items()]
+
+
+def field_for(path: Optional[str], keys) -> Optional[str]:
+    """The widget key an error ``path`` (``UserError.path``) is shown beside: the path
+    itself, else the nearest enclosing key (``partition.distribution.name`` ->
+    ``partition.distribution``; ``model.kwargs.foo`` -> ``model.name``)."""
+    if not path:
+        return None
+    parts = path.split(".")
+    for n in range(len(parts), 0, -1):
+        key = ".".join(parts[:n])
+        if key in keys:
+            return key
+        for choice, at in C.PARAMS_AT.items():
+            if key == at and choice in keys:
+                return choice
+    return None
 
 
 # -- text <-> value for the text-typed kinds ------------------------------------
+TEXT_KINDS = ("text", "optional", "mapping", "list")
+
+
 def format_value(spec: FieldSpec, value) -> str:
-    """How a value is shown in a text box ('' for None, flow YAML for mappings)."""
+    """How a value is shown in a text box ('' for null, flow YAML for mappings/lists)."""
     if value is None:
         return ""
-    if spec.kind == "mapping":
-        return yaml.safe_dump(dict(value), default_flow_style=True, sort_keys=False).strip() \
-            if value else "{}"
+    if spec.kind in ("mapping", "list"):
+        if not value:
+            return "{}" if spec.kind == "mapping" else "[]"
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
     return str(value)
 
 
 def parse_text(spec: FieldSpec, text: str):
-    """Value of a text box: '' -> None (or {} for a mapping), numbers/mappings via YAML.
-
-    Raises UserError naming the key for text that cannot be read.
-    """
+    """Value of a text box: '' -> null (or {} / [] for a mapping / list), numbers,
+    mappings and lists via YAML. UserError with ``path=spec.key`` for unreadable text."""
     text = (text or "").strip()
-    if spec.kind == "mapping":
+    if spec.kind in ("mapping", "list"):
         if text == "":
-            return {}
+            return {} if spec.kind == "mapping" else []
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = None
-        if not isinstance(value, dict):
-            raise UserError(f"{spec.key}={text!r} is invalid: a mapping like "
-                            "{width: 0.25, norm: batch} is required")
+        wanted = dict if spec.kind == "mapping" else list
+        if not isinstance(value, wanted):
+            example = "{width: 0.25, norm: batch}" if spec.kind == "mapping" else "[0, 90]"
+            raise UserError(f"{spec.key}={show(text)} is invalid: a {spec.kind} like {example} "
+                            "is required", path=spec.key)
         return value
     if text == "" or text.lower() in ("none", "null"):
-        if spec.optional:
-            return None
-        return ""
+        return None if spec.optional else ""
     if spec.kind == "optional":
         try:
-            value = yaml.safe_load(text)
+            return yaml.safe_load(text)   # type-checked by the config
         except yaml.YAMLError:
-            value = text
-        return value  # type-checked by ExperimentConfig.from_dict
+            return text
     return text
-
-
-#: ``section.field=...`` at the start of a UserError message.
-_KEY_RE = re.compile(r"^(?:unknown config key )?'?([a-z_]+(?:\.[a-z_]+)?)'?[=: ]")
-
-
-def error_key(message: str, keys) -> Optional[str]:
-    """The field a one-line UserError message is about (None when it names none)."""
-    m = _KEY_RE.match(message)
-    if m and m.group(1) in keys:
-        return m.group(1)
-    for k in sorted(keys, key=len, reverse=True):  # e.g. 'partition.num_clients=9 exceeds ...'
-        if re.search(rf"(?<![\w.]){re.escape(k)}=", message):
-            return k
-    return None

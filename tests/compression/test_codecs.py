@@ -275,10 +275,10 @@ def test_byte_counts_match_the_formats():
 
 
 @pytest.mark.parametrize("spec, path, words", [
-    ("topk(0)", "compression.fraction", "greater than 0"),
-    ("topk(1.5)", "compression.fraction", "less than or equal to 1"),
+    ("topk(0)", "compression.fraction", "a finite number in (0, 1] is required"),
+    ("topk(1.5)", "compression.fraction", "a finite number in (0, 1] is required"),
     ({"name": "topk", "values": "fp8"}, "compression.values", "float32"),
-    ({"name": "int8", "block": -1}, "compression.block", "greater than or equal to 0"),
+    ({"name": "int8", "block": -1}, "compression.block", "an integer >= 0 is required"),
     ({"name": "int8", "blocks": 4}, "compression.blocks", "unknown config key"),
     ("zip", "compression.name", "allowed are none, bf16, int8, topk"),
     ({"name": "bf16", "raw_below": "x"}, "compression.raw_below", "integer"),

@@ -228,19 +228,42 @@ def test_registry_names_and_errors():
     names = list_sources()
     for n in ("digits", "cifar10", "cifar100", "tiny_imagenet", "textures", "texture_fragments"):
         assert n in names
-    with pytest.raises(UserError, match="unknown data source 'mnist'; allowed: digits, cifar10"):
+    with pytest.raises(UserError, match="unknown data source 'mnist'; allowed: .*digits.*"
+                                        "or 'tfds:<catalogue name>'"):
         load_source("mnist", "train")
     with pytest.raises(UserError, match="split='val' is not one of train, test"):
         load_source("digits", "val")
 
 
-def test_sources_are_registered_lazily_by_import_path(monkeypatch):
-    from fedjax_grid.data import registry
-    assert registry._SOURCES["textures"][0] == "fedjax_grid.data.textures:load"
-    assert registry._SOURCES["texture_fragments"][0] == "fedjax_grid.data.fragments:load"
-    monkeypatch.setitem(registry._SOURCES, "later", ("fedjax_grid.data.not_landed_yet:load", None))
-    assert "later" in list_sources()  # listed without importing anything
-    with pytest.raises(UserError, match="source 'later' is registered but its module .*not_landed_yet"):
-        load_source("later", "train")
-    with pytest.raises(UserError, match="source 'later' cannot be prepared"):
-        prepare_source("later")
+def test_sources_register_themselves_with_their_options():
+    """Each source module registers its loader, preparer and typed options; a source
+    registered later (one new module) is listed and loaded like the others."""
+    import subprocess
+    import sys
+    from fedjax_grid.data import base
+    from fedjax_grid.data.registry import SOURCES, Source
+    from fedjax_grid.registry import Params
+    assert SOURCES.get("textures").obj.load.__module__ == "fedjax_grid.data.textures"
+    assert SOURCES.get("texture_fragments").obj.load.__module__ == "fedjax_grid.data.fragments"
+    assert set(SOURCES.schema("cifar100")["properties"]) >= {"label_mode", "download"}
+    # importing fedjax_grid.data does not import the source modules (they load on first read)
+    code = ("import sys, fedjax_grid.data as d; assert 'fedjax_grid.data.cifar' not in sys.modules; "
+            "d.list_sources(); assert 'fedjax_grid.data.cifar' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    class LaterOptions(Params):
+        n: int = 3
+
+    def load(split, *, path=None, data_dir=None, n=3):
+        return base.ArrayDataset(np.zeros((n, 8, 8, 3), np.uint8), np.zeros(n, np.int64),
+                                 base.DatasetInfo("later", 1, ("zero",), (8, 8, 3), {}))
+
+    SOURCES.register("later", LaterOptions)(Source(load))
+    try:
+        assert "later" in list_sources()
+        assert len(load_source("later", "train", n=5)) == 5
+        with pytest.raises(UserError, match="source 'later' cannot be prepared"):
+            prepare_source("later")
+    finally:
+        SOURCES.unregister("later")
+    assert "later" not in list_sources()

@@ -92,7 +92,13 @@ def _unknown_key_yaml(tmp):
 
 
 def _bad_value_json(tmp):
-    (tmp / "bad.json").write_text(json.dumps({"partition": {"beta": 7}}))
+    (tmp / "bad.json").write_text(json.dumps({"partition": {"distribution": {"name": "balanced",
+                                                                             "beta": 7}}}))
+
+
+def _legacy_bad_value_json(tmp):
+    """A file of the earlier flat shape: its value is checked where it moved to."""
+    (tmp / "old.json").write_text(json.dumps({"partition": {"distribution": "balanced", "beta": 7}}))
 
 
 def _binary_config(tmp):
@@ -189,11 +195,20 @@ CASES = [
     # -- config values --
     ("unknown-model", ["run", S, "model.name=resnet50"], "'resnet50'", None),
     ("unknown-source", ["run", S, "data.source=mnist"], "'mnist'", None),
-    ("beta-above-1", ["run", S, "partition.beta=1.5"], "partition.beta=1.5", None),
-    ("beta-below-0", ["run", S, "partition.beta=-0.1"], "partition.beta=-0.1", None),
+    ("beta-above-1", ["run", S, "partition.distribution=balanced(1.5)"],
+     "partition.distribution.beta=1.5", None),
+    ("beta-below-0", ["run", S, "partition.distribution=balanced", S, "partition.distribution.beta=-0.1"],
+     "partition.distribution.beta=-0.1", None),
+    ("param-of-another-component", ["run", S, "partition.distribution.beta=0.5"],
+     "'partition.distribution.beta': distribution iid takes no parameters", None),
+    ("ambiguous-bare-key", ["run", S, "lr=0.1"], "training.lr, server.optimizer.lr", None),
+    ("unknown-server-param", ["run", S, "server.optimizer.momentum=0.5"],
+     "'server.optimizer.momentum': server optimizer fedavg takes parameters lr", None),
     ("negative-rounds", ["run", S, "training.rounds=-3"], "training.rounds=-3", None),
     ("zero-rounds", ["run", S, "training.rounds=0"], "training.rounds=0", None),
-    ("alpha-0", ["run", S, "partition.alpha=0"], "partition.alpha=0", None),
+    ("alpha-0", ["run", S, "partition.distribution=dirichlet(0)"], "partition.distribution.alpha=0", None),
+    ("bad-shorthand", ["run", S, "partition.forming=static(3)"], "static takes no parameters", None),
+    ("unknown-model-kwarg", ["run", S, "model.kwargs.depth=3"], "'model.kwargs.depth': model vgg11 takes", None),
     ("lr-not-number", ["run", S, "training.lr=fast"], "'fast'", None),
     ("batch-0", ["run", S, "training.batch_size=0"], "training.batch_size=0", None),
     ("unknown-forming", ["run", S, "partition.forming=sometimes"], "'sometimes'", None),
@@ -212,7 +227,10 @@ CASES = [
     ("invalid-yaml", ["run", "--config", "{tmp}/bad.yaml"], "bad.yaml", _bad_yaml),
     ("config-not-a-mapping", ["run", "--config", "{tmp}/list.yaml"], "list", _list_yaml),
     ("config-unknown-key", ["run", "--config", "{tmp}/unk.yaml"], "epochz", _unknown_key_yaml),
-    ("config-bad-value", ["run", "--config", "{tmp}/bad.json"], "partition.beta=7", _bad_value_json),
+    ("config-bad-value", ["run", "--config", "{tmp}/bad.json"], "partition.distribution.beta=7",
+     _bad_value_json),
+    ("config-legacy-bad-value", ["run", "--config", "{tmp}/old.json"],
+     "partition.distribution.beta=7", _legacy_bad_value_json),
     ("config-binary-garbage", ["run", "--config", "{tmp}/bin.yaml"], "bin.yaml", _binary_config),
     # -- data --
     ("missing-archive", ["run", S, "data.source=cifar10", S, "data.path={tmp}/missing.tar.gz",

@@ -78,8 +78,8 @@ def test_parameters_and_shorthand():
 
 @pytest.mark.parametrize("spec, path, words", [
     ("dialup", "grid.link.name", "allowed are none, lan, wifi, home"),
-    ("wifi(spread=0.5)", "grid.link.spread", "greater than or equal to 1"),
-    ({"name": "lan", "up_mbit": 0}, "grid.link.up_mbit", "greater than 0"),
+    ("wifi(spread=0.5)", "grid.link.spread", "a finite number >= 1 is required"),
+    ({"name": "lan", "up_mbit": 0}, "grid.link.up_mbit", "a finite number > 0 is required"),
     ({"name": "home", "bandwidth": 3}, "grid.link.bandwidth", "unknown config key"),
     ({"name": "wifi", "latency_ms_min": 40}, "grid.link",
      "latency_ms_max=30.0 must be >= latency_ms_min=40.0"),

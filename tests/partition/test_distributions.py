@@ -156,7 +156,7 @@ def test_deterministic_under_seed(kind):
     (lambda: Distribution("dirichlet", alpha=-1), "alpha=-1"),
     (lambda: Distribution("shards", shards_per_client=0), "shards"),
     (lambda: Distribution("quantity", sigma=-1), "sigma"),
-    (lambda: Distribution("pathological"), "'pathological'"),
+    (lambda: Distribution("zipf"), "'zipf'"),
     (lambda: parse_distribution("balanced(x)"), "'x'"),
     (lambda: distribute(np.arange(5) % 2, 6, "iid", 0), "num_clients=6 exceeds"),
     (lambda: distribute(np.arange(5) % 2, 0, "iid", 0), "num_clients=0"),
@@ -188,3 +188,13 @@ def test_stratified_share_is_balanced_with_the_complementary_beta():
     assert str(Distribution("stratified", share=0.9)) == "stratified(0.9)"
     with pytest.raises(UserError, match="share"):
         Distribution("stratified", share=1.5)
+
+
+def test_distribution_pickles_and_copies():
+    import copy
+    import pickle
+    spec = Distribution("stratified", share=0.9)
+    assert pickle.loads(pickle.dumps(spec)) == spec == copy.deepcopy(spec)
+    assert spec.params == {"share": 0.9, "classes_per_client": None} and spec.label_skewed
+    with pytest.raises(AttributeError):
+        spec.share = 0.5

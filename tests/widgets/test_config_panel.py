@@ -1,30 +1,48 @@
 """ConfigPanel: widgets <-> ExperimentConfig, validation messages in place, JSON files."""
-import dataclasses
-
 import pytest
 
 from fedjax_grid.errors import UserError
-from fedjax_grid.experiments import ExperimentConfig, get_preset
 from fedjax_grid.experiments import config as C
+from fedjax_grid.experiments import get_preset
 from fedjax_grid.widgets import ConfigPanel, field_specs
-from fedjax_grid.widgets.fields import error_key
+from fedjax_grid.widgets.fields import field_for
 
 
-def test_every_config_field_has_a_widget_and_choices_come_from_config():
+def test_every_config_field_has_a_widget_and_choices_come_from_the_registries():
     panel = ConfigPanel()
-    cfg = ExperimentConfig()
-    leaves = ["name", "seed", "out_dir"] + [
-        f"{s}.{f.name}" for s in ("model", "data", "partition", "training", "server", "grid",
-                                   "faults") for f in dataclasses.fields(getattr(cfg, s))]
-    assert sorted(panel.widgets) == sorted(leaves)
-    assert panel.widgets["model.name"].options == C.MODELS
-    assert panel.widgets["data.source"].options == C.SOURCES
-    assert panel.widgets["partition.distribution"].options == C.DISTRIBUTIONS
-    assert panel.widgets["partition.forming"].options == C.FORMING
+    fields = ["name", "seed", "out_dir"] + [
+        f"{s}.{f}" for s, model in C.SECTIONS.items() for f in model.model_fields
+        if f"{s}.{f}" not in ("model.kwargs", "data.options")]
+    assert sorted(k for k, s in panel.specs.items() if not s.param) == sorted(fields)
+    for key, registry in C.REGISTRIES.items():
+        assert _options(panel.widgets[key]) == list(registry)
     kinds = {s.key: s.kind for s in field_specs()}
     assert kinds["training.augment"] == "bool" and kinds["partition.num_clients"] == "int"
-    assert kinds["partition.beta"] == "slider" and kinds["model.kwargs"] == "mapping"
-    assert kinds["grid.deadline_s"] == "optional"
+    assert kinds["grid.quorum"] == "slider" and kinds["grid.deadline_s"] == "optional"
+    assert kinds["partition.distribution"] == "component" and kinds["training.optimizer"] == "choice"
+    assert panel.widgets["training.lr"].tooltip == "the clients' learning rate"   # the description
+
+
+def _options(dropdown):
+    return [value for _, value in dropdown.options]
+
+
+def test_every_registered_name_is_offered_and_its_parameters_come_from_its_schema():
+    """Headless: each registry's dropdown lists all its names; choosing one builds the
+    fields of that component's parameters (its JSON schema) and the config accepts it."""
+    from fedjax_grid.widgets.fields import params_key
+    panel = ConfigPanel()
+    for key, registry in C.REGISTRIES.items():
+        for name in registry:
+            panel.widgets[key].value = name
+            prefix = params_key(key) + "."
+            shown = sorted(k[len(prefix):] for k, s in panel.specs.items()
+                           if s.param and k.startswith(prefix))
+            assert shown == sorted(registry.schema(name).get("properties", {})), (key, name)
+            assert panel.valid or panel.error_field in (None, "data.path"), panel.error
+            if panel.valid:
+                value = getattr(getattr(panel.config, key.split(".")[0]), key.split(".")[1])
+                assert (value if isinstance(value, str) else value.name) == name
 
 
 def test_widget_values_make_the_cli_config():
@@ -32,29 +50,37 @@ def test_widget_values_make_the_cli_config():
     assert panel.config == get_preset("quickstart")
     w = panel.widgets
     w["model.name"].value = "vgg16"
-    w["model.kwargs"].value = "{width: 0.125, norm: batch, head: cifar}"
+    w["model.kwargs.width"].value = 0.125
     w["partition.distribution"].value = "balanced"
-    w["partition.beta"].value = 0.7
+    assert w["partition.distribution.beta"].value == 0.8      # balanced's own default
+    w["partition.distribution.beta"].value = 0.7
     w["partition.forming"].value = "hybrid"
-    w["partition.keep"].value = 0.25
+    w["partition.forming.keep"].value = 0.25
     w["partition.num_clients"].value = 6
     w["training.clients_per_round"].value = "3"
     w["training.lr"].value = 0.02
     w["training.augment"].value = True
+    w["server.optimizer"].value = "fedadam"
+    assert w["server.optimizer.lr"].value == 0.01               # fedadam's own default
+    w["server.optimizer.b2"].value = 0.999
     w["grid.deadline_s"].value = "12.5"
     w["faults.enabled"].value = True
     w["faults.dropout_prob"].value = 0.1
+    w["faults.attack"].value = "random"
     cfg = panel.config
     expected = get_preset("quickstart").with_overrides([
-        "model.name=vgg16", "model.kwargs={width: 0.125, norm: batch, head: cifar}",
-        "partition.distribution=balanced", "partition.beta=0.7", "partition.forming=hybrid",
-        "partition.keep=0.25", "partition.num_clients=6", "training.clients_per_round=3",
-        "training.lr=0.02", "training.augment=true", "grid.deadline_s=12.5",
-        "faults.enabled=true", "faults.dropout_prob=0.1"]).validate()
+        "model.name=vgg16", "model.kwargs.width=0.125",
+        "partition.distribution=balanced(0.7)", "partition.forming=hybrid(0.25)",
+        "partition.num_clients=6", "training.clients_per_round=3",
+        "training.lr=0.02", "training.augment=true", "server.optimizer=fedadam(b2=0.999)",
+        "grid.deadline_s=12.5", "faults.enabled=true", "faults.dropout_prob=0.1",
+        "faults.attack=random"]).validate()
     assert cfg == expected
     assert cfg.fingerprint() == expected.fingerprint()
     w["grid.deadline_s"].value = ""  # empty box: None
     assert panel.config.grid.deadline_s is None
+    # a model's kwargs keep only what was set (quickstart's norm/head and the width)
+    assert panel.config.model.kwargs == {"width": 0.125, "norm": "batch", "head": "cifar"}
 
 
 @pytest.mark.parametrize("key,value,needle", [
@@ -62,14 +88,20 @@ def test_widget_values_make_the_cli_config():
     ("training.lr", -1.0, "training.lr=-1.0"),
     ("training.clients_per_round", "9", "training.clients_per_round=9"),
     ("training.clients_per_round", "many", "training.clients_per_round='many'"),
-    ("model.kwargs", "[1, 2", "model.kwargs="),
     ("grid.retries", 1000, "grid.retries=1000"),
-    ("partition.alpha", 0.0, "partition.alpha=0.0"),
+    ("partition.distribution.alpha", 0.0, "partition.distribution.alpha=0.0"),
+    ("server.aggregator.trim_fraction", 0.5, "server.aggregator.trim_fraction=0.5"),
+    ("model.kwargs.width", 0.0, "model.kwargs.width=0.0"),
+    ("model.kwargs.dropout_rate", "lots", "model.kwargs.dropout_rate='lots'"),
+    ("data.options.angles", "[1, 2", "data.options.angles="),
 ])
 def test_invalid_value_shows_message_next_to_field(key, value, needle):
     panel = ConfigPanel()
-    if key == "partition.alpha":
-        panel.widgets["partition.distribution"].value = "dirichlet"
+    for component, name in (("partition.distribution", "dirichlet"),
+                            ("server.aggregator", "trimmed_mean"),
+                            ("data.source", "texture_fragments")):
+        if key.startswith(component.replace("data.source", "data.options") + "."):
+            panel.widgets[component].value = name
     panel.widgets[key].value = value
     assert not panel.valid and panel.error_field == key
     assert needle in panel.error and "invalid" in panel.error
@@ -82,28 +114,30 @@ def test_invalid_value_shows_message_next_to_field(key, value, needle):
         panel.config
     # fixing it clears the message
     panel.set_config(get_preset("quickstart"))
-    assert panel.valid and panel.messages[key].value == ""
+    assert panel.valid and not any(m.value for m in panel.messages.values())
 
 
-def test_fields_shown_only_when_relevant():
+def test_parameter_fields_change_with_the_dropdown_and_irrelevant_fields_hide():
     panel = ConfigPanel()
     shown = lambda k: panel.rows[k].layout.display != "none"  # noqa: E731
+    params = lambda p: sorted(k for k, s in panel.specs.items() if s.param and k.startswith(p))  # noqa: E731
     dist = panel.widgets["partition.distribution"]
-    for kind, field in (("balanced", "beta"), ("dirichlet", "alpha"),
-                        ("shards", "shards_per_client"), ("quantity", "sigma")):
+    for kind, fields in (("balanced", ["beta", "classes_per_client"]), ("dirichlet", ["alpha"]),
+                         ("shards", ["shards_per_client"]), ("quantity", ["sigma"]), ("iid", [])):
         dist.value = kind
-        assert shown(f"partition.{field}")
-        assert [f for f in ("beta", "alpha", "shards_per_client", "sigma")
-                if shown(f"partition.{f}")] == [field]
-    dist.value = "iid"
-    assert not any(shown(f"partition.{f}") for f in ("beta", "alpha", "shards_per_client", "sigma"))
+        assert params("partition.distribution.") == [f"partition.distribution.{f}" for f in fields]
+        assert len(panel.param_boxes["partition.distribution"].children) == len(fields)
     panel.widgets["partition.forming"].value = "static"
-    assert not shown("partition.keep")
+    assert params("partition.forming.") == []
     panel.widgets["partition.forming"].value = "hybrid"
-    assert shown("partition.keep")
-    assert not shown("faults.dropout_prob")
+    assert params("partition.forming.") == ["partition.forming.keep"]
+    assert not shown("faults.dropout_prob") and not shown("faults.attack")
+    assert panel.param_boxes["faults.attack"].layout.display == "none"
     panel.widgets["faults.enabled"].value = True
-    assert shown("faults.dropout_prob")
+    assert shown("faults.dropout_prob") and shown("faults.attack")
+    assert not shown("training.momentum") or panel.widgets["training.optimizer"].value == "momentum"
+    panel.widgets["training.optimizer"].value = "adam"
+    assert not shown("training.momentum")
 
 
 def test_save_load_round_trip_and_cli_reads_it(tmp_path):
@@ -124,16 +158,26 @@ def test_save_load_round_trip_and_cli_reads_it(tmp_path):
     assert "does not exist" in other.status.value
 
 
-def test_set_config_with_a_bad_choice_is_reported():
+def test_a_bad_file_is_reported_beside_the_field_it_names(tmp_path):
+    import json
     panel = ConfigPanel()
-    bad = dataclasses.replace(get_preset("quickstart"))
-    bad.model.name = "resnet50"
-    panel.set_config(bad)
+    (tmp_path / "bad.json").write_text(json.dumps({"model": {"name": "resnet50"}}))
+    panel.path.value = str(tmp_path / "bad.json")
+    panel.load_button.click()
     assert panel.error_field == "model.name" and "resnet50" in panel.error
+    assert "resnet50" in panel.messages["model.name"].value
+    (tmp_path / "bad2.json").write_text(json.dumps(
+        {"server": {"optimizer": {"name": "fedadam", "eps": 0}}}))
+    panel.path.value = str(tmp_path / "bad2.json")
+    panel.load_button.click()
+    assert panel.error_field is None or panel.error_field.startswith("server.optimizer")
+    assert "server.optimizer.eps=0" in panel.error
 
 
-def test_error_key_parsing():
-    keys = {s.key for s in field_specs()}
-    assert error_key("training.lr=0 is invalid: a number > 0 is required", keys) == "training.lr"
-    assert error_key("seed=-1 is invalid: an integer >= 0 is required", keys) == "seed"
-    assert error_key("something else entirely", keys) is None
+def test_error_paths_map_to_the_nearest_field():
+    keys = {"training.lr", "model.name", "partition.distribution", "partition.distribution.share"}
+    assert field_for("training.lr", keys) == "training.lr"
+    assert field_for("partition.distribution.share", keys) == "partition.distribution.share"
+    assert field_for("partition.distribution.beta", keys) == "partition.distribution"
+    assert field_for("model.kwargs.depth", keys) == "model.name"
+    assert field_for(None, keys) is None and field_for("grid.x", keys) is None
