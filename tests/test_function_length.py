@@ -6,7 +6,6 @@ comments included (decorators not). Split a longer one into well-named helpers.
 import ast
 import pathlib
 
-import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "fedjax_grid"
 MAX_LINES = 60
@@ -26,15 +25,6 @@ def long_functions(root: pathlib.Path = PACKAGE, limit: int = MAX_LINES) -> list
     return out
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "files being rewritten by other branches may still hold longer functions: "
-    "fedjax_grid/cli.py (cmd_run), fedjax_grid/experiments/config.py (validate), "
-    "fedjax_grid/experiments/build.py, fedjax_grid/partition/distributions.py, "
-    "fedjax_grid/partition/forming.py, fedjax_grid/models/__init__.py, "
-    "fedjax_grid/federated/aggregators.py, fedjax_grid/federated/server.py, "
-    "fedjax_grid/data/registry.py, fedjax_grid/widgets/fields.py, "
-    "fedjax_grid/widgets/config_panel.py, fedjax_grid/registry.py and "
-    "FederatedRun.__init__/_setup_data/_setup_model/_guard in fedjax_grid/grid/engine.py"))
 def test_no_function_longer_than_60_lines():
     too_long = long_functions()
     assert not too_long, "split these into helpers:\n" + "\n".join(too_long)

@@ -170,9 +170,10 @@ class Experiment:
         return self.algorithm.init(variables), self.strategy.init(self.config.seed)
 
 
-def build_experiment(cfg, data: ExperimentData | None = None) -> Experiment:
-    """Data (unless given), forming strategy, model, hyper-parameters and algorithm of ``cfg``."""
+def build_experiment(cfg, data: ExperimentData | None = None, strategy=None) -> Experiment:
+    """Data and forming strategy (unless given), model, hyper-parameters and algorithm of ``cfg``."""
     data = data if data is not None else build_data(cfg)
-    strategy = partition_strategy(cfg, np.asarray(data.train.labels))
+    if strategy is None:
+        strategy = partition_strategy(cfg, np.asarray(data.train.labels))
     key, model = build_model(cfg, data.info.num_classes)
     return Experiment(cfg, data, strategy, key, model, build_hparams(cfg), build_algorithm(cfg))

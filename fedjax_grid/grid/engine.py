@@ -55,7 +55,8 @@ import numpy as np
 
 import fedjax_grid
 from fedjax_grid.errors import UserError
-from fedjax_grid.experiments.build import build_data, build_experiment, forming_rng, sample_clients
+from fedjax_grid.experiments.build import (build_data, build_experiment, forming_rng,
+                                           partition_strategy, sample_clients)
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
@@ -113,14 +114,15 @@ class FederatedRun:
         self.ledger = WorkerLedger(fedjax_grid.__version__, config.grid.quarantine_after,
                                    notify=lambda m: self.notify(m))
         c = self.config
-        with self.stages.stage("data", f"loading {c.data.source}") as info:
+        with self.stages.stage("data", f"loading and partitioning {c.data.source} "
+                               f"({c.partition.num_clients} clients, "
+                               f"{c.partition.distribution})") as info:
             self.data = build_data(c)
+            strategy = partition_strategy(c, np.asarray(self.data.train.labels))
             info["detail"] = f"{len(self.train)} training / {len(self.test_arrays[1])} test images"
-        with self.stages.stage("model", f"partitioning ({c.partition.num_clients} clients, "
-                               f"{c.partition.distribution}), building {c.model.name} and the "
-                               "server state"):
+        with self.stages.stage("model", f"building {c.model.name} and the server state"):
             enable_persistent_cache(c.grid.compile_cache_dir or default_cache_dir())
-            self.exp = build_experiment(c, data=self.data)
+            self.exp = build_experiment(c, data=self.data, strategy=strategy)
             self.state, self.strategy_state = self.exp.initial_state()
         if resume:
             self._restore()
