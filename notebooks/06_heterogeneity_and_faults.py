@@ -100,6 +100,23 @@ run_scenario("offline + drop-outs, quorum 0.5", [
     "grid.retries=1", "grid.quorum=0.5"])
 run_scenario("faulty (NaN) updates", ["faults.enabled=true", "faults.error_prob=0.3",
                                       "grid.retries=0", "grid.quorum=0.25"])
+
+# %% [markdown]
+# ## Without a barrier: asynchronous buffered aggregation (FedBuff)
+#
+# `server.mode=async` keeps `server.concurrency` tasks in flight; every
+# `server.buffer_size` deltas that arrive make one server update (a new global
+# version), each weighted by its staleness (`server.staleness`, here
+# (1 + s)^-0.5). A slow desktop no longer holds the others: its delta arrives
+# later, on an older version. `training.rounds` counts server updates, so the
+# async run below folds as many client updates as the synchronous one.
+
+# %%
+half = max(1, NUM_CLIENTS // 2)
+run_scenario("slow, async (FedBuff)", [
+    "faults.enabled=true", f"faults.max_slowdown={SLOWDOWN}", "server.mode=async",
+    f"server.concurrency={NUM_CLIENTS}", f"server.buffer_size={half}",
+    "server.staleness=polynomial(0.5)", f"training.rounds={ROUNDS * NUM_CLIENTS // half}"])
 rounds = concat_runs({n: r.rounds() for n, r in results.items()})   # a leading run column
 tasks = concat_runs({n: r.tasks() for n, r in results.items()})
 
@@ -124,6 +141,20 @@ plots.worker_timeline(tasks, run="slow, deadline", save=OUT / "timeline_deadline
 
 # %%
 plots.worker_timeline(tasks, run="offline + drop-outs, quorum 0.5")
+
+# %% [markdown]
+# The asynchronous run: each bar names the global version its task started from, and
+# the tasks table says how stale each delta was when it arrived.
+
+# %%
+plots.worker_timeline(tasks, run="slow, async (FedBuff)", save=OUT / "timeline_async.png")
+
+# %%
+tasks[tasks["run"] == "slow, async (FedBuff)"][["round", "client", "version", "staleness", "status"]]
+
+# %%
+plots.time_to_accuracy(rounds[rounds["run"].isin(["slow, no deadline", "slow, deadline",
+                                                  "slow, async (FedBuff)"])])
 
 # %%
 grid.close()

@@ -114,3 +114,11 @@ def test_05_desktop_grid(tmp_path):
 def test_06_heterogeneity_and_faults(tmp_path):
     nb = _run("06_heterogeneity_and_faults", tmp_path, **TINY, WORKERS=2)
     assert len(outputs_of(nb)) >= 3
+    (out,) = (tmp_path / "runs").iterdir()
+    assert (out / "timeline_async.png").stat().st_size > 1000
+    import pandas as pd
+    tasks = pd.read_csv(out / "slow, async (FedBuff)" / "tasks.csv")
+    rounds = pd.read_csv(out / "slow, async (FedBuff)" / "rounds.csv")
+    assert len(rounds) == TINY["ROUNDS"] * TINY["NUM_CLIENTS"] // 2  # server updates
+    ok = tasks[tasks["status"] == "ok"]
+    assert (ok.groupby("round").size() == 2).all() and ok["version"].notna().all()
