@@ -37,6 +37,9 @@ PERF = {
     "data_reads": ["benchmarks/data_reads.py", "--batches", "50"],
     "fragments": ["benchmarks/fragments.py"],
     "engine_overhead": ["benchmarks/engine_overhead.py"],
+    "async-vs-sync-digits": ["benchmarks/async_vs_sync.py", "--data", "digits", "--budget", "100"],
+    "async-vs-sync-cifar10": ["benchmarks/async_vs_sync.py", "--data", "cifar10", "--budget", "240",
+                              "--target", "0.25"],
 }
 ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
             for s in ("vgg", "vgg-forming", "mobilenet", "texture")}
@@ -58,6 +61,8 @@ TITLES = {
     "data_reads": "Random-access reads of every prepared source",
     "fragments": "Texture fragments: read speed and index memory",
     "engine_overhead": "Engine overhead vs a sequential loop",
+    "async-vs-sync-digits": "Asynchronous (FedBuff) vs synchronous rounds: digits",
+    "async-vs-sync-cifar10": "Asynchronous (FedBuff) vs synchronous rounds: CIFAR-10 slice",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
@@ -68,7 +73,9 @@ TITLES = {
 }
 
 #: Figures a non-accuracy piece draws (shown under its output).
-FIGURES = {"calibration": ["results/balanced_calibration.png"]}
+FIGURES = {"calibration": ["results/balanced_calibration.png"],
+           "async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
+           "async-vs-sync-cifar10": ["results/async_vs_sync_cifar10.png"]}
 
 #: Where a performance piece's earlier measurements are written down (shown when it was not run).
 EARLIER = {
