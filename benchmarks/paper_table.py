@@ -36,12 +36,18 @@ from typing import Optional
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (run_federated, summarize, shared_data_dir)
 
-ROWS = {
-    "vgg-independent": ("paper-vgg16-cifar10-independent", "cifar10", 86.21),
-    "vgg-balanced": ("paper-vgg16-cifar10-balanced", "cifar10", 85.18),
-    "mobilenet-independent": ("paper-mobilenetv3-tinyimagenet-independent", "tiny_imagenet", 50.08),
-    "mobilenet-balanced": ("paper-mobilenetv3-tinyimagenet-balanced", "tiny_imagenet", 40.31),
-}
+def _rows() -> dict:
+    """row -> (preset, data source, the study's accuracy %), from experiments.study.STUDY."""
+    from fedjax_grid.experiments.study import STUDY
+    names = {"vgg-independent": "paper-vgg16-cifar10-independent",
+             "vgg-balanced": "paper-vgg16-cifar10-balanced",
+             "mobilenet-independent": "paper-mobilenetv3-tinyimagenet-independent",
+             "mobilenet-balanced": "paper-mobilenetv3-tinyimagenet-balanced"}
+    return {row: (preset, STUDY[preset].source, STUDY[preset].accuracy)
+            for row, preset in names.items()}
+
+
+ROWS = _rows()
 
 
 def row_config(row: str, data: dict, args, data_dir: str):

@@ -75,24 +75,9 @@ print(configs["balanced"].to_yaml())
 # The study's settings (full scale) and what this notebook runs:
 
 # %%
-import pandas as pd
+from fedjax_grid.experiments.study import study_table
 
-study = pd.DataFrame({
-    "variant": ["independent", "balanced"],
-    "study model": ["VGG-16", "VGG-16"],
-    "study clients": [50, 50],
-    "study beta": [None, 0.8],
-    "study lr": [0.01, 0.01],
-    "study batch": [10, 10],
-    "study rounds": [90, 150],
-    "study accuracy %": [86.21, 85.18],
-}).set_index("variant")
-here = pd.DataFrame([{"variant": v, "model": c.model.name, "kwargs": c.model.kwargs,
-                      "source": c.data.source, "clients": c.partition.num_clients,
-                      "distribution": str(c.partition.distribution),
-                      "lr": c.training.lr, "batch": c.training.batch_size,
-                      "rounds": c.training.rounds} for v, c in configs.items()]).set_index("variant")
-study.join(here, rsuffix=" (here)")
+study_table(configs, {v: "paper-vgg16-cifar10-" + v for v in configs})
 
 # %%
 from IPython.display import HTML, display
@@ -110,18 +95,9 @@ display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
 # Both variants on the same grid, one after the other.
 
 # %%
-from fedjax_grid.grid.engine import FederatedRun
-from fedjax_grid.grid.records import concat_runs
+from fedjax_grid.experiments.study import run_variants
 
-results = {}
-for variant, cfg in configs.items():
-    run = FederatedRun(cfg, out_dir=OUT / variant, grid=grid)
-    records = run.run(callback=lambda row: print(
-        f"{variant} round {row['round']}: accuracy {row['global_accuracy']:.4f} "
-        f"({row['clients_ok']}/{row['clients_sampled']} clients, {row['round_time_s']:.1f} s)"))
-    results[variant] = records
-rounds = concat_runs({v: r.rounds() for v, r in results.items()})   # a leading run column
-tasks = concat_runs({v: r.tasks() for v, r in results.items()})
+rounds, tasks = run_variants(configs, grid, OUT)   # a leading run column
 assert len(rounds) == 2 * ROUNDS
 rounds
 
