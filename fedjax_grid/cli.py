@@ -441,8 +441,7 @@ def cmd_show_config(args) -> int:
 
 
 def cmd_partition_report(args) -> int:
-    import numpy as np
-    from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
+    from fedjax_grid.experiments.build import load_split, local_sets
     from fedjax_grid.partition.report import label_heatmap, label_table
     cfg = resolve_config(args)
     if not 1 <= args.round <= MAX_ROUNDS_FLAG:
@@ -453,11 +452,7 @@ def cmd_partition_report(args) -> int:
         from fedjax_grid.grid.runlock import check_folder
         out = check_folder(args.out)  # a file (or a path under one) is refused up front
     train = load_split(cfg, "train")
-    labels = np.asarray(train.labels)
-    strategy = partition_strategy(cfg, labels)
-    state = strategy.init(cfg.seed)
-    for r in range(args.round):  # the 0-based index r = round - 1 keys the randomness
-        assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)
+    labels, assignments = local_sets(cfg, args.round, train)
     table = label_table(labels, assignments, class_names=list(train.info.class_names))
     wide = table.pivot(index="client", columns="class", values="count")
     print(wide.to_string())

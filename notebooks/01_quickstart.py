@@ -38,15 +38,11 @@ print("outputs in", OUT)
 # The typed `ExperimentConfig` the CLI uses: a preset plus overrides.
 
 # %%
-from fedjax_grid.experiments import get_preset
+from fedjax_grid.experiments import get_preset, scaled_down
 
-cfg = get_preset("quickstart").with_overrides([
-    f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
-    f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
-    f"data.max_test_examples={'null' if MAX_TEST_EXAMPLES is None else MAX_TEST_EXAMPLES}",
-    f"grid.workers={WORKERS}", "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0",
-    f"grid.scheduler={'null' if SCHEDULER is None else SCHEDULER}",
-]).validate()
+cfg = scaled_down(get_preset("quickstart"), model_kwargs={"width": WIDTH, "norm": "batch", "head": "cifar"},
+                  clients=NUM_CLIENTS, rounds=ROUNDS, max_test_examples=MAX_TEST_EXAMPLES,
+                  workers=WORKERS, scheduler=SCHEDULER)
 print(cfg.to_yaml())
 
 # %% [markdown]
@@ -57,12 +53,11 @@ print(cfg.to_yaml())
 from IPython.display import HTML, display
 
 from fedjax_grid.grid.cluster import open_cluster
+from fedjax_grid.widgets import dashboard_html
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
-display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
-             f'style="text-decoration:underline">{grid.dashboard_link}</a> '
-             f'&middot; {len(grid.workers())} workers'))
+display(HTML(dashboard_html(grid)))
 
 # %% [markdown]
 # The workers, one live table (it counts tasks once a run is attached below):

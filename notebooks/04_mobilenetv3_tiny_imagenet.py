@@ -43,7 +43,7 @@ SHARED = shared_data_dir()
 print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absent)")
 
 # %%
-from fedjax_grid.experiments import get_preset
+from fedjax_grid.experiments import get_preset, scaled_down
 
 DATA_FILE = SHARED / "tiny-imagenet-200-sample.zip"
 USE_SLICE = DATA_FILE.exists()
@@ -52,20 +52,11 @@ print("data:", DATA_FILE if USE_SLICE else "digits (the Tiny-ImageNet slice is a
 def reduced(variant):
     """The study's preset, scaled down by the parameters above."""
     cfg = get_preset(f"paper-mobilenetv3-tinyimagenet-{variant}")
-    sets = [f"model.name={MODEL}", f"model.kwargs={{width_multiplier: {WIDTH}}}",
-            f"partition.num_clients={NUM_CLIENTS}", f"training.rounds={ROUNDS}",
-            f"data.max_test_examples={'null' if MAX_TEST_EXAMPLES is None else MAX_TEST_EXAMPLES}",
-            f"grid.workers={WORKERS}", "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0",
-            f"grid.scheduler={'null' if SCHEDULER is None else SCHEDULER}"]
-    if BATCH_SIZE is not None:
-        sets.append(f"training.batch_size={BATCH_SIZE}")
-    if AUGMENT is not None:
-        sets.append(f"training.augment={str(AUGMENT).lower()}")
-    if USE_SLICE:
-        sets.append(f"data.path={DATA_FILE}")
-    else:
-        sets += ["data.source=digits", "data.image_size=32"]
-    return cfg.with_overrides(sets).validate()
+    extra = [f"data.path={DATA_FILE}"] if USE_SLICE else ["data.source=digits", "data.image_size=32"]
+    extra.append(f"model.name={MODEL}")
+    return scaled_down(cfg, model_kwargs={"width_multiplier": WIDTH}, clients=NUM_CLIENTS, rounds=ROUNDS,
+                       max_test_examples=MAX_TEST_EXAMPLES, workers=WORKERS, scheduler=SCHEDULER,
+                       batch_size=BATCH_SIZE, augment=AUGMENT, extra=tuple(extra))
 
 configs = {v: reduced(v) for v in ("independent", "balanced")}
 print(configs["balanced"].to_yaml())
@@ -82,12 +73,11 @@ study_table(configs, {v: "paper-mobilenetv3-tinyimagenet-" + v for v in configs}
 from IPython.display import HTML, display
 
 from fedjax_grid.grid.cluster import open_cluster
+from fedjax_grid.widgets import dashboard_html
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(configs["independent"].grid, local_directory=str(OUT / "dask"))
-display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
-             f'style="text-decoration:underline">{grid.dashboard_link}</a> '
-             f'&middot; {len(grid.workers())} workers'))
+display(HTML(dashboard_html(grid)))
 
 # %% [markdown]
 # ## Independent vs balanced
@@ -113,14 +103,11 @@ plots.time_to_accuracy(rounds, save=OUT / "time_to_accuracy.png")
 
 # %%
 # The local sets of the balanced run's first round, from the config alone (no run).
-from fedjax_grid.experiments.build import forming_rng, load_split, partition_strategy
+from fedjax_grid.experiments.build import local_sets
 from fedjax_grid.partition.report import label_table
 
-cfg = configs["balanced"]
-labels = load_split(cfg, "train").labels
-strategy = partition_strategy(cfg, labels)
-a, _ = strategy.apply(strategy.init(cfg.seed), forming_rng(cfg.seed, 0), 0)
-plots.label_distribution(label_table(labels, a), annot=False, title="balanced: local sets of round 1")
+labels, sets = local_sets(configs["balanced"], rounds=1)
+plots.label_distribution(label_table(labels, sets), annot=False, title="balanced: local sets of round 1")
 
 # %%
 grid.close()

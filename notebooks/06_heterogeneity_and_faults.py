@@ -38,27 +38,22 @@ OUT.mkdir(parents=True, exist_ok=True)
 print("outputs in", OUT)
 
 # %%
-from fedjax_grid.experiments import get_preset
+from fedjax_grid.experiments import get_preset, scaled_down
 
-base = get_preset("quickstart").with_overrides([
-    f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
-    f"training.rounds={ROUNDS}", f"partition.num_clients={NUM_CLIENTS}",
-    f"data.max_test_examples={MAX_TEST_EXAMPLES}",
-    f"grid.workers={WORKERS}", "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0",
-    f"grid.scheduler={'null' if SCHEDULER is None else SCHEDULER}",
-]).validate()
+base = scaled_down(get_preset("quickstart"), model_kwargs={"width": WIDTH, "norm": "batch", "head": "cifar"},
+                   clients=NUM_CLIENTS, rounds=ROUNDS, max_test_examples=MAX_TEST_EXAMPLES,
+                   workers=WORKERS, scheduler=SCHEDULER)
 cfg = base
 
 # %%
 from IPython.display import HTML, display
 
 from fedjax_grid.grid.cluster import open_cluster
+from fedjax_grid.widgets import dashboard_html
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
-display(HTML(f'Dask dashboard: <a href="{grid.dashboard_link}" target="_blank" '
-             f'style="text-decoration:underline">{grid.dashboard_link}</a> '
-             f'&middot; {len(grid.workers())} workers'))
+display(HTML(dashboard_html(grid)))
 
 # %%
 import pandas as pd

@@ -95,6 +95,19 @@ def partition_strategy(cfg, labels: np.ndarray):
     return make_strategy(p.forming, labels, p.num_clients, p.distribution)
 
 
+def local_sets(cfg, rounds: int = 1, train=None) -> tuple[np.ndarray, list]:
+    """``(labels (D,), assignments)`` -- each client's local set (indices into the
+    training split) of round ``rounds`` (from 1), drawn from the config alone exactly as
+    a run draws them; ``train``: the training split when already loaded."""
+    train = load_split(cfg, "train") if train is None else train
+    labels = np.asarray(train.labels)
+    strategy = partition_strategy(cfg, labels)
+    state = strategy.init(cfg.seed)
+    for r in range(rounds):  # the 0-based index r = round - 1 keys the randomness
+        assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)
+    return labels, assignments
+
+
 def forming_rng(seed: int, round_: int) -> np.random.Generator:
     """The generator a forming strategy draws round ``round_``'s local sets from."""
     return np.random.default_rng([seed, 11, round_])

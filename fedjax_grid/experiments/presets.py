@@ -109,3 +109,25 @@ def get_preset(name: str) -> ExperimentConfig:
     if name not in PRESETS:
         raise UserError(f"unknown preset {show(name)}: allowed are " + ", ".join(PRESETS))
     return ExperimentConfig.from_dict(PRESETS[name][0]()).validate()
+
+
+def scaled_down(cfg: ExperimentConfig, *, model_kwargs: dict, clients: int, rounds: int,
+                max_test_examples: int | None, workers: int, scheduler: str | None = None,
+                batch_size: int | None = None, augment: bool | None = None,
+                extra: tuple = ()) -> ExperimentConfig:
+    """``cfg`` (e.g. a study preset) sized for a laptop or a test, as the notebooks do:
+    the model's kwargs, C clients, rounds, a capped test split, a loopback LocalCluster
+    of ``workers`` (or the running grid at ``scheduler``); batch size and augmentation
+    only when given; ``extra``: more ``key=value`` overrides, applied first (a
+    ``model.name`` there is chosen before ``model_kwargs`` are checked against it)."""
+    kwargs = ", ".join(f"{k}: {v}" for k, v in model_kwargs.items())
+    sets = [f"model.kwargs={{{kwargs}}}", f"partition.num_clients={clients}",
+            f"training.rounds={rounds}",
+            f"data.max_test_examples={'null' if max_test_examples is None else max_test_examples}",
+            f"grid.workers={workers}", "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0",
+            f"grid.scheduler={'null' if scheduler is None else scheduler}"]
+    if batch_size is not None:
+        sets.append(f"training.batch_size={batch_size}")
+    if augment is not None:
+        sets.append(f"training.augment={str(augment).lower()}")
+    return cfg.with_overrides(list(extra) + sets).validate()  # extra first: e.g. model.name

@@ -11,10 +11,10 @@
                                       refreshed every round when records is a RunPanel)
                                       and a clickable dashboard link, .refresh()
 """
-from fedjax_grid.widgets.cluster_panel import ClusterPanel, table_html, worker_table
+from fedjax_grid.widgets.cluster_panel import ClusterPanel, dashboard_html, table_html, worker_table
 from fedjax_grid.widgets.config_panel import ConfigPanel
 from fedjax_grid.widgets.fields import FieldSpec, field_specs
 from fedjax_grid.widgets.run_panel import RunPanel
 
-__all__ = ["ClusterPanel", "ConfigPanel", "FieldSpec", "RunPanel", "field_specs",
+__all__ = ["ClusterPanel", "ConfigPanel", "dashboard_html", "FieldSpec", "RunPanel", "field_specs",
            "table_html", "worker_table"]

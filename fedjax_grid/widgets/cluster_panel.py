@@ -145,3 +145,10 @@ class ClusterPanel:
         self.table = worker_table(self.grid.workers(), self._tasks())
         self.html.value = table_html(self.table, self.grid.dashboard_link)
         return self.table
+
+
+def dashboard_html(grid) -> str:
+    """A clickable link to ``grid``'s Dask dashboard and its worker count, as HTML."""
+    link = html.escape(grid.dashboard_link or "", quote=True)
+    return (f'Dask dashboard: <a href="{link}" target="_blank" rel="noopener" '
+            f'style="{_LINK}">{link}</a> &middot; {len(grid.workers())} workers')

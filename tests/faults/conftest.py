@@ -192,3 +192,27 @@ def write_pickled_npz(path, marker, keys=("header",)) -> None:
     import numpy as np
     with open(path, "wb") as f:
         np.savez(f, **{k: np.array([_PickleBomb(marker)], dtype=object) for k in keys})
+
+
+def signal_when_busy(run, address: str, pid: int, sig=signal.SIGKILL, *, settle_s: float = 0.5,
+                     within_s: float = 120.0, poll_s: float = 0.1):
+    """Start a thread that sends ``sig`` to worker ``pid`` once the scheduler says the
+    worker at ``address`` is running a task of ``run`` (after ``settle_s``); returns the
+    thread (``.done``: an Event set when the signal was sent)."""
+    import threading
+    done = threading.Event()
+
+    def strike():
+        end = time.time() + within_s
+        while time.time() < end:
+            if run.grid.client.processing().get(address):
+                time.sleep(settle_s)
+                os.kill(pid, sig)
+                done.set()
+                return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=strike, daemon=True)
+    thread.done = done
+    thread.start()
+    return thread

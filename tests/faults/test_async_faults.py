@@ -1,14 +1,13 @@
 """The fault suite's faults with server.mode='async' (FedBuff), on real processes on
 127.0.0.1 (a `dask scheduler` and `dask worker`s, see conftest): kill -9 of a busy
-worker, a worker joining mid-run, a hung task past the per-task deadline, and the CLI
-coordinator SIGKILLed then resumed."""
+worker, a hung task past the per-task deadline, and the CLI coordinator SIGKILLed then
+resumed (a worker joining mid-run: test_grid_faults, parametrized over the mode)."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pandas as pd
@@ -16,7 +15,7 @@ import pytest
 
 from fedjax_grid.grid.checkpoint import latest_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import run_cli, stop
+from tests.faults.conftest import run_cli, signal_when_busy
 from tests.grid.conftest import tiny_config
 
 ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 3,
@@ -34,26 +33,13 @@ def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_p
     victim_addr, victim_pid = sorted(pids.items())[0]
     run = FederatedRun(cfg, out_dir=tmp_path / "kill")
     run.start()
-    killed = threading.Event()
-
-    def kill_when_busy():
-        end = time.time() + 120
-        while time.time() < end:
-            if run.grid.client.processing().get(victim_addr):
-                time.sleep(0.5)
-                os.kill(victim_pid, signal.SIGKILL)
-                killed.set()
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    killer = signal_when_busy(run, victim_addr, victim_pid)
     try:
         run.run()
     finally:
         run.close()
     killer.join(timeout=5)
-    assert killed.is_set()
+    assert killer.done.is_set()
     rounds, tasks = run.records.rounds(), run.records.tasks()
     assert list(rounds["round"]) == [1, 2, 3]
     lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
@@ -117,26 +103,3 @@ def test_async_hung_task_is_cut_at_its_deadline_without_holding_the_others(exter
     assert time.time() - t < 30.0 + 20.0  # no version waited for a 30 s hang
     assert list(run.records.rounds()["round"]) == [1, 2, 3, 4, 5, 6]
     assert (late["duration_s"] < 2.0 + 6.0).all()
-
-
-@pytest.mark.slow
-def test_async_worker_joining_mid_run_gets_tasks(external_grid, tmp_path):
-    external_grid.ensure(3)
-    # Tasks of 0-1.5 s (simulated delays): the run outlasts the newcomer's admission check.
-    cfg = cfg_for(external_grid, **{"training.rounds": 8, "faults.enabled": True,
-                                    "faults.max_delay_s": 1.5})
-    run = FederatedRun(cfg, out_dir=tmp_path / "join")
-    run.start()
-    try:
-        before = set(run.grid.workers())
-        run.step()
-        newcomer = external_grid.start_worker(name="late-joiner")
-        addrs = external_grid.wait_for(len(before) + 1)
-        new_addr = next(a for a, pid in addrs.items() if pid == newcomer.pid)
-        run.run()
-    finally:
-        run.close()
-        external_grid.workers.remove(newcomer)
-        stop([newcomer])
-    tasks = run.records.tasks()
-    assert new_addr in set(tasks.loc[tasks["round"] >= 2, "worker"])

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -22,7 +21,7 @@ import pytest
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import ExternalGrid, run_cli
+from tests.faults.conftest import ExternalGrid, run_cli, signal_when_busy
 from tests.grid.conftest import tiny_config
 
 TINY = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "data.max_test_examples=256",
@@ -43,28 +42,14 @@ def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path)
     victim_addr, victim_pid = sorted(pids.items())[0]
     run = FederatedRun(cfg, out_dir=tmp_path / "kill")
     run.start()
-    killed = threading.Event()
-
-    def kill_when_busy():
-        # Strike once the victim is running a client task of round 0.
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            proc = run.grid.client.processing()
-            if proc.get(victim_addr):
-                time.sleep(0.5)
-                os.kill(victim_pid, signal.SIGKILL)
-                killed.set()
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    # Strike once the victim is running a client task of round 0.
+    killer = signal_when_busy(run, victim_addr, victim_pid)
     try:
         run.run()
     finally:
         run.close()
     killer.join(timeout=5)
-    assert killed.is_set()
+    assert killer.done.is_set()
     rounds, tasks = run.records.rounds(), run.records.tasks()
     assert len(rounds) == 2 and rounds["quorum"].all()
     lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
@@ -81,11 +66,20 @@ def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path)
     assert victim_addr not in set(tasks.loc[tasks["round"] == 2, "worker"])
 
 
+#: server.mode='async' (FedBuff): tasks of 0-1.5 s (simulated delays), so that the run
+#: outlasts the newcomer's admission check (async versions take well under a second here).
+JOIN_ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 3,
+              "server.buffer_size": 2, "training.rounds": 8, "faults.enabled": True,
+              "faults.max_delay_s": 1.5}
+
+
 @pytest.mark.slow
-def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path, mode):
     """A 4th worker started after round 0 receives tasks in the following rounds."""
     external_grid.ensure(3)
-    cfg = cfg_for(external_grid, **{"training.rounds": 3, "partition.num_clients": 8})
+    over = {"training.rounds": 3, "partition.num_clients": 8} if mode == "sync" else JOIN_ASYNC
+    cfg = cfg_for(external_grid, **over)
     run = FederatedRun(cfg, out_dir=tmp_path / "join")
     run.start()
     try:

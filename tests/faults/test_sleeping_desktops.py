@@ -21,7 +21,7 @@ import pytest
 
 from fedjax_grid.grid.checkpoint import latest_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import ExternalGrid, stop
+from tests.faults.conftest import ExternalGrid, signal_when_busy, stop
 from tests.faults.test_grid_faults import TINY, cfg_for
 
 #: Seconds a round may exceed its deadline: evaluation of the global model (256 test
@@ -44,17 +44,9 @@ def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
     try:
         run.step()  # round 1: every worker compiles
 
-        def freeze_when_busy():
-            end = time.time() + 30
-            while time.time() < end:
-                if run.grid.client.processing().get(victim_addr):
-                    os.kill(victim_pid, signal.SIGSTOP)
-                    stopped.set()
-                    return
-                time.sleep(0.02)
-
-        freezer = threading.Thread(target=freeze_when_busy, daemon=True)
-        freezer.start()
+        freezer = signal_when_busy(run, victim_addr, victim_pid, signal.SIGSTOP, settle_s=0.0,
+                                   within_s=30.0, poll_s=0.02)
+        stopped = freezer.done
         for _ in range(2):
             t = time.time()
             run.step()
