@@ -144,6 +144,7 @@ class RoundDispatch:
         self._old_gfuts: list = []
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.broadcast_s = 0.0        # seconds spent broadcasting the weights
         self.pending: dict = {}       # future -> (client, attempt)
         self.submitted_at: dict = {}  # future -> time.time() of submission
         self.task_bytes: dict = {}    # future -> bytes sent for it (weights + its data)
@@ -155,6 +156,13 @@ class RoundDispatch:
         if self._gfut is not None:
             self._old_gfuts.append(self._gfut)
         self._gfut, self.ready = None, []
+        t0 = time.perf_counter()
+        try:
+            self._broadcast_until_taken()
+        finally:
+            self.broadcast_s += time.perf_counter() - t0
+
+    def _broadcast_until_taken(self) -> None:
         while True:
             candidates = self.workers()  # may wait for workers to (re)join
             end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S

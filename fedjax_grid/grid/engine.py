@@ -60,6 +60,7 @@ from fedjax_grid.experiments.build import (build_data, build_experiment, forming
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
+from fedjax_grid.grid.phases import PhaseClock
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy  # noqa: F401
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
 
@@ -107,6 +108,9 @@ class FederatedRun:
         self.client_bn: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self._async_rounds = None
+        #: synchronous rounds: seconds per phase on the coordinator (grid.phases), per round
+        self.profile: list[dict] = []
+        self._fold_s, self._train_s = 0.0, []
         #: server.mode='async': what the last checkpoint says about tasks then in flight.
         self.restored_async: dict = {}
         self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
@@ -236,22 +240,22 @@ class FederatedRun:
         return self._async_rounds
 
     def _step(self) -> dict:
-        c = self.config
-        r = self.round
+        """One synchronous round: dispatch and collect, then the server side."""
+        c, r = self.config, self.round
         if self.t0 is None:
             self.t0 = time.time()
         self.healthy_workers()  # waits up to grid.wait_for_workers_s for a healthy worker
-        t_round = time.time()
+        t_round, clock = time.time(), PhaseClock()
         deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, forming_rng(c.seed, r), r)
         sampled = sample_clients(c, r)
         target = min(c.clients_per_round, len(sampled))
-        gvars = self.global_variables
-        dispatch = RoundDispatch(self.grid.client, gvars, run_id=self.run_id, round_=r,
-                                 workers=lambda: self.healthy_workers(deadline),
+        dispatch = RoundDispatch(self.grid.client, self.global_variables, run_id=self.run_id,
+                                 round_=r, workers=lambda: self.healthy_workers(deadline),
                                  deadline=deadline)
         self.note_workers()
+        clock.lap("forming")
         task_rows = []
         for k in sampled:
             if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
@@ -259,20 +263,33 @@ class FederatedRun:
                                            reason="client offline (simulated availability)"))
             else:
                 task_rows += self._submit(dispatch, int(k), 0, assignments[k])
+        clock.lap("submit")
         fold = self.algorithm.begin(self.state)
+        self._fold_s, self._train_s = 0.0, []
         task_rows += self._collect(dispatch, fold, assignments, target, deadline)
         dispatch.release()
+        clock.lap("wait")
+        clock.move(dispatch.broadcast_s, "submit", "broadcast")
+        clock.move(self._fold_s, "wait", "fold")
+        self.strategy_state = new_strategy_state
+        return self._close_round(fold, target, task_rows, dispatch, t_round, len(sampled), clock)
 
+    def _close_round(self, fold, target: int, task_rows: list, dispatch, t_round: float,
+                     n_sampled: int, clock: PhaseClock) -> dict:
+        """Server step (with a quorum), BatchNorm, evaluation, records, checkpoint."""
+        c = self.config
         quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
         if quorum:
             # 'aggregate': clients start from the mean statistics; 'local': clients keep
             # their own, and the mean serves the global model's evaluation only.
             self.state, _ = fold.finish()
+            clock.lap("server")
             self._recalibrate_bn()
-        self.strategy_state = new_strategy_state
-        self.round = r + 1
+            clock.lap("bn")
+        self.round += 1
         evaluated = (self.round % c.training.eval_every == 0) or self.done
         metrics = self.evaluate() if evaluated else {}
+        clock.lap("eval")
         for t in task_rows:
             self.records.add_task(t)
         row = {"round": self.round, "global_loss": float(metrics.get("loss", np.nan)),
@@ -281,11 +298,15 @@ class FederatedRun:
                "logit_spread_train": metrics.get("logit_spread_train", np.nan),
                "bn_collapse": metrics.get("bn_collapse"),
                "round_time_s": time.time() - t_round, "elapsed_s": time.time() - self.t0,
-               "clients_sampled": int(len(sampled)), **self.records.task_counts(self.round),
+               "clients_sampled": n_sampled, **self.records.task_counts(self.round),
                "quorum": bool(quorum), "bytes_sent": int(dispatch.bytes_sent),
                "bytes_received": int(dispatch.bytes_received)}
         self.records.add_round(row)
         self._checkpoint()
+        clock.lap("records")
+        self.profile.append({"round": self.round, **clock.seconds,
+                             "train_s": float(np.mean(self._train_s)) if self._train_s else np.nan,
+                             "tasks": len(self._train_s)})
         return row
 
     def healthy_workers(self, deadline: Optional[float] = None) -> list[str]:
@@ -361,8 +382,11 @@ class FederatedRun:
         if quota_met():
             status, reason = "late", "quota of clients already met (overcommit)"
         else:
+            t_fold = time.perf_counter()
             reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
                                     batch_stats=res["batch_stats"], bn_moments=res["bn_moments"])
+            self._fold_s += time.perf_counter() - t_fold
+            self._train_s.append(float(res.get("train_s", np.nan)))
             status = "ok" if reason is None else "rejected"
             self._keep_client_bn(status, k, res)
         row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
@@ -502,6 +526,11 @@ class FederatedRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.out_dir / "config.json")
         self.records.save(self.out_dir)
+        if self.profile:
+            import pandas as pd
+            from fedjax_grid.atomic_write import atomic_path
+            with atomic_path(self.out_dir / "profile.csv") as tmp:
+                pd.DataFrame(self.profile).to_csv(tmp, index=False)
 
     def _checkpoint(self, extra: Optional[dict] = None) -> None:
         """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta,
