@@ -1,0 +1,31 @@
+"""The coordinator's per-phase timing of synchronous rounds (profile.csv)."""
+import pandas as pd
+
+from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.grid.phases import PHASES, PhaseClock
+from tests.grid.conftest import tiny_config
+
+
+def test_phase_clock_charges_laps_and_moves():
+    clock = PhaseClock()
+    clock.lap("wait")
+    clock.seconds["wait"] = 2.0
+    clock.move(0.5, "wait", "fold")
+    assert clock.seconds["wait"] == 1.5 and clock.seconds["fold"] == 0.5
+    assert list(clock.seconds) == list(PHASES)
+
+
+def test_rounds_are_profiled_by_phase(grid, tmp_path):
+    run = FederatedRun(tiny_config(**{"training.rounds": 2}), out_dir=tmp_path / "p", grid=grid)
+    try:
+        run.run()
+    finally:
+        run.close()
+    prof = pd.read_csv(tmp_path / "p" / "profile.csv")
+    assert list(prof["round"]) == [1, 2] and set(PHASES) <= set(prof.columns)
+    assert (prof[list(PHASES)] >= 0).all().all()
+    assert (prof["wait"] > 0).all() and (prof["eval"] > 0).all() and (prof["tasks"] == 4).all()
+    rounds = run.records.rounds()
+    # every phase but the records (timed after the row) lies within the round's wall time
+    inside = prof[[p for p in PHASES if p != "records"]].sum(axis=1).to_numpy()
+    assert (inside <= rounds["round_time_s"].to_numpy() + 0.05).all()
