@@ -422,6 +422,8 @@ _DASK_CONNECTION_LOGGERS = ("distributed.client", "distributed.utils", "distribu
 
 def _quiet_dask_connection_logs() -> None:
     import logging
+
+    import distributed  # noqa: F401  (its import configures these loggers: quiet them after)
     for name in _DASK_CONNECTION_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
