@@ -88,6 +88,9 @@ def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path, mode):
         newcomer = external_grid.start_worker(name="late-joiner")
         addrs = external_grid.wait_for(len(before) + 1)
         new_addr = next(a for a, pid in addrs.items() if pid == newcomer.pid)
+        end = time.time() + 60  # admitted (set-up check) before the remaining rounds
+        while new_addr not in run.healthy_workers() and time.time() < end:
+            time.sleep(0.2)
         run.run()
     finally:
         run.close()
