@@ -149,7 +149,11 @@ def test_assemble_lists_curves_of_dashed_suites_and_client_variants(tmp_path, mo
 def test_findings_compare_a_client_count_variant_with_centralized():
     rows = {("mobilenet", "centralized"): _row("mobilenet", "centralized", 0.03, clients=1),
             ("mobilenet-2clients", "iid static"): _row("mobilenet-2clients", "iid static", 0.033,
-                                                       clients=2)}
-    text = run_all.findings(rows, {})
+                                                       clients=2, rounds=3)}
+    curves = {("mobilenet", "centralized"): [0.01, 0.02, 0.03, 0.04, 0.05],
+              ("mobilenet", "iid static"): [0.005, 0.01, 0.015, 0.02, 0.025]}
+    text = run_all.findings(rows, curves)
     assert "centralized 3.0 % (best 5.0 %), iid static (2 clients) 3.3 %" in text
-    assert "Federated over 2 clients (mobilenet-2clients): 1.10x centralized" in text
+    # compared at the same epochs (1-3), not with centralized's later epochs
+    assert ("Federated over 2 clients (mobilenet-2clients, 3 epochs): 3.3 % = 1.65x centralized "
+            "at epochs 1-3 (2.0 %); 10 clients at the same epochs: 1.0 %.") in text
