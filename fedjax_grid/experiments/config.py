@@ -15,9 +15,11 @@ Sections:
 - ``data``      source (``SOURCES``) and its ``options``, archive/path, data dir, mode
 - ``partition`` C, the distribution type and the forming strategy
 - ``training``  rounds, local epochs, optimiser, lr, batch sizes
-- ``server``    aggregator, server optimiser, BatchNorm handling, norm guard
+- ``server``    aggregator, server optimiser, BatchNorm handling, norm guard,
+                upload and broadcast codecs (``codec``, ``broadcast_codec``: ``CODECS``)
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
-- ``faults``    heterogeneity and fault simulation (off by default)
+- ``faults``    heterogeneity and fault simulation (off by default); ``link``: the
+                desktops' simulated network (``LINKS``), applied whenever not ``none``
 
 A choice of a registered component is a mapping holding its name and its own
 parameters, completed with that component's defaults::
