@@ -8,7 +8,8 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
 1. draw this round's local sets with the forming strategy and sample clients
    (plus ``grid.overcommit`` spares);
 2. wait (up to ``grid.wait_for_workers_s``) until a healthy worker is connected,
-   then send the global variables once to each healthy worker, bounded in time
+   then send the global variables (encoded with ``server.broadcast_codec`` unless
+   ``none``) once to each healthy worker, bounded in time
    (``dispatch.bounded_broadcast``; frozen and quarantined desktops are left out,
    see ``grid.health``);
 3. submit one ``client_update`` task per available client, with its examples
@@ -18,8 +19,10 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
    ``clients_per_round`` are in (overcommit), or the deadline passes; failed
    tasks and tasks lost with a worker are re-submitted while retries and time
    remain; stragglers are cancelled and recorded ``late``;
-5. validate each update and fold it into a streaming weighted mean (O(model)
-   memory); bad ones are recorded ``rejected``;
+5. decode each update (``server.codec``; a top-k client's new error-feedback
+   residual is kept in ``codec_state`` only when its update is accepted), validate
+   it and fold it into a streaming weighted mean (O(model) memory); bad ones are
+   recorded ``rejected``;
 6. with a quorum, apply the server optimiser; evaluate the global model;
 7. record tasks and round, write an atomic checkpoint.
 
