@@ -154,16 +154,24 @@ def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.P
     return out
 
 
-def simulated_curve(tasks, up_bytes: int, down_bytes: int, preset: str, seed: int) -> list[float]:
-    """Cumulative simulated seconds after each round on ``preset`` (see the module doc)."""
+def compute_times(tasks) -> list[dict]:
+    """Per round: client -> measured task seconds (its ``ok`` tasks)."""
+    ok = tasks[tasks["status"] == "ok"]
+    return [{int(r["client"]): float(r["duration_s"]) for _, r in g.iterrows()}
+            for _, g in ok.groupby("round")]
+
+
+def simulated_curve(compute: list[dict], up_bytes: int, down_bytes: int, preset: str,
+                    seed: int) -> list[float]:
+    """Cumulative simulated seconds after each round on ``preset`` (see the module doc);
+    ``compute``: per round, client -> compute seconds."""
     from fedjax_grid.grid.links import link_of
     ends, t = [], 0.0
-    for _, g in tasks[tasks["status"] == "ok"].groupby("round"):
+    for clients in compute:
         worst = 0.0
-        for _, row in g.iterrows():
-            link = link_of(preset, seed, int(row["client"]))
-            worst = max(worst, float(row["duration_s"]) + link.download_seconds(down_bytes)
-                        + link.upload_seconds(up_bytes))
+        for k, c in clients.items():
+            link = link_of(preset, seed, int(k))
+            worst = max(worst, c + link.download_seconds(down_bytes) + link.upload_seconds(up_bytes))
         t += worst
         ends.append(t)
     return ends
@@ -176,24 +184,40 @@ def time_to(acc: list[float], ends: list[float], target: float):
     return None
 
 
-def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: int = 0):
-    """Parts 2 and 3: accuracy vs none and time to target on the slow links."""
+def measured(runs: dict) -> dict:
+    """label -> {'curve', 'compute', 'sent_per_round_mb', 'received_per_round_mb'}."""
+    out = {}
+    for label, (rounds, tasks) in runs.items():
+        out[label] = {"curve": [float(a) for a in rounds["global_accuracy"]],
+                      "compute": compute_times(tasks),
+                      "sent_per_round_mb": float(rounds["bytes_sent"].mean() / 1e6),
+                      "received_per_round_mb": float(rounds["bytes_received"].mean() / 1e6)}
+    return out
+
+
+def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: int = 0,
+                  compute_s: float | None = None, clients: int = 10):
+    """Parts 2 and 3: accuracy vs none and time to target on the slow links; ``runs`` as
+    :func:`measured` gives; ``compute_s``: the same compute seconds for every client task
+    (None: the measured task durations)."""
     by_label = {r["setting"]: r for r in bytes_rows}
-    none_acc = list(runs["none"][0]["global_accuracy"])
+    none_acc = runs["none"]["curve"]
     target = target_frac * max(none_acc)
     rows, curves = [], {}
     for label, _, _ in SETTINGS:
-        rounds, tasks = runs[label]
-        acc = [float(a) for a in rounds["global_accuracy"]]
+        m = runs[label]
+        acc = m["curve"]
+        compute = m.get("compute") if compute_s is None else \
+            [{k: compute_s for k in range(clients)} for _ in acc]
         b = by_label[label]
         row = {"setting": label, "acc_last3": float(np.mean(acc[-3:])),
                "acc_none_last3": float(np.mean(none_acc[-3:])),
-               "final": acc[-1], "target": target, "curve": acc,
-               "sent_per_round_mb": float(rounds["bytes_sent"].mean() / 1e6),
-               "received_per_round_mb": float(rounds["bytes_received"].mean() / 1e6)}
+               "final": acc[-1], "target": target, "curve": acc, "compute": m.get("compute"),
+               "compute_s": compute_s, "sent_per_round_mb": m["sent_per_round_mb"],
+               "received_per_round_mb": m["received_per_round_mb"]}
         row["delta_points"] = 100 * (row["acc_last3"] - row["acc_none_last3"])
         for preset in PRESETS:
-            ends = simulated_curve(tasks, b["up_bytes"], b["down_bytes"], preset, seed)
+            ends = simulated_curve(compute, b["up_bytes"], b["down_bytes"], preset, seed)
             curves[(label, preset)] = (ends, acc)
             row[f"tta_{preset}_s"] = time_to(acc, ends, target)
             row[f"round_{preset}_s"] = ends[-1] / len(ends)
@@ -236,7 +260,7 @@ def tables(brows: list[dict], arows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def figure(brows, curves, path: pathlib.Path) -> None:
+def figure(brows, curves, path: pathlib.Path, compute: str = "measured") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,7 +276,7 @@ def figure(brows, curves, path: pathlib.Path) -> None:
         if (label, "home") in curves:
             ends, acc = curves[(label, "home")]
             b.plot(np.asarray(ends) / 60, 100 * np.asarray(acc), marker="o", label=label)
-    b.set_xlabel("simulated minutes on the home link (compute measured + transfer modelled)")
+    b.set_xlabel(f"simulated minutes on the home link (compute {compute} + transfer modelled)")
     b.set_ylabel("global test accuracy (%)")
     b.legend(fontsize=8)
     fig.tight_layout()
@@ -268,31 +292,46 @@ def main(argv=None) -> int:
     ap.add_argument("--target", type=float, default=0.9,
                     help="target accuracy as a fraction of none's best round accuracy")
     ap.add_argument("--bytes-only", action="store_true", help="part 1 only")
+    ap.add_argument("--compute-s", type=float, default=None,
+                    help="part 3: the same compute seconds for every client task (default: "
+                         "the measured task durations)")
+    ap.add_argument("--recompute", default=None, metavar="JSON",
+                    help="redo parts 1 and 3 from a previous --out's accuracy curves (no runs)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "compression.json"))
     ap.add_argument("--figure", default=str(REPO / "docs" / "results" / "compression.png"))
     args = ap.parse_args(argv)
     from fedjax_grid.data.paths import shared_data_dir
     data = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
-    if not args.bytes_only and not data.is_file():
+    if not args.bytes_only and not args.recompute and not data.is_file():
         print(f"error: data slice {data} not found", file=sys.stderr)
         return 2
     t0 = time.time()
     brows = byte_rows(args.repeats)
     arows, curves = [], {}
-    if not args.bytes_only:
+    if args.recompute:
+        old = json.loads(pathlib.Path(args.recompute).read_text())
+        args.rounds, args.width = old["rounds"], old["width"]
+        runs = {r["setting"]: r for r in old["accuracy"]}
+        arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
+    elif not args.bytes_only:
         with tempfile.TemporaryDirectory(prefix="fedjax-compression-") as work:
-            runs = accuracy_runs(args.rounds, args.width, data, pathlib.Path(work))
-        arows, curves = accuracy_rows(runs, brows, args.target)
+            runs = measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work)))
+        arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     text = tables(brows, arows)
+    compute = "measured task durations" if args.compute_s is None else \
+        f"{args.compute_s:g} s per client task"
     print(f"\nVGG-16 CIFAR head; bytes at width 1.0; accuracy at width {args.width}, "
-          f"{args.rounds} rounds, 10 clients; {time.time() - t0:.0f} s in all\n")
+          f"{args.rounds} rounds, 10 clients; link times modelled with compute = {compute}; "
+          f"{time.time() - t0:.0f} s in all\n")
     print(text)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rounds": args.rounds, "width": args.width, "target": args.target,
+                               "compute_s": args.compute_s,
                                "bytes": brows, "accuracy": arows, "markdown": text,
                                "wall_s": time.time() - t0}, indent=1, default=float))
-    figure(brows, curves, pathlib.Path(args.figure))
+    figure(brows, curves, pathlib.Path(args.figure),
+           "measured" if args.compute_s is None else f"{args.compute_s:g} s per task")
     return 0
 
 
