@@ -15,9 +15,11 @@ Sections:
 - ``data``      source (``SOURCES``) and its ``options``, archive/path, data dir, mode
 - ``partition`` C, the distribution type and the forming strategy
 - ``training``  rounds, local epochs, optimiser, lr, batch sizes
-- ``server``    aggregator, server optimiser, BatchNorm handling, norm guard
+- ``server``    aggregator, server optimiser, BatchNorm handling, norm guard,
+                upload and broadcast codecs (``codec``, ``broadcast_codec``: ``CODECS``)
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
-- ``faults``    heterogeneity and fault simulation (off by default)
+- ``faults``    heterogeneity and fault simulation (off by default); ``link``: the
+                desktops' simulated network (``LINKS``), applied whenever not ``none``
 
 A choice of a registered component is a mapping holding its name and its own
 parameters, completed with that component's defaults::
@@ -73,10 +75,12 @@ from fedjax_grid.data.registry import SOURCES
 from fedjax_grid.errors import UserError, show, show_path
 from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
+from fedjax_grid.compression import CODECS
 from fedjax_grid.federated.aggregators import AGGREGATORS
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
 from fedjax_grid.federated.staleness import STALENESS
 from fedjax_grid.grid.faults import ATTACKS
+from fedjax_grid.grid.links import LINKS
 from fedjax_grid.models import MODELS
 from fedjax_grid.partition import DISTRIBUTIONS, FORMING
 from fedjax_grid.registry import Choice, Registry, located_error
@@ -103,7 +107,10 @@ REGISTRIES: dict[str, Registry] = {
     "server.aggregator": AGGREGATORS,
     "server.optimizer": SERVER_OPTIMIZERS,
     "server.staleness": STALENESS,
+    "server.codec": CODECS,
+    "server.broadcast_codec": CODECS,
     "faults.attack": ATTACKS,
+    "faults.link": LINKS,
 }
 #: Where the parameters of a registry choice live (the choice itself, or a mapping beside it).
 PARAMS_AT = {"model.name": "model.kwargs", "data.source": "data.options"}
@@ -283,6 +290,20 @@ class ServerConfig(Section):
         STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
     max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
         "async: deltas staler than this many server updates are dropped (recorded)"))
+    codec: typing.Annotated[Choice, RegistryChoice(CODECS)] = _choice(
+        CODECS, "none", "how clients encode their update for the upload (topk keeps an "
+                        "error-feedback residual per client on the coordinator)")
+    broadcast_codec: typing.Annotated[Choice, RegistryChoice(CODECS)] = _choice(
+        CODECS, "none", "how the global model is encoded for the broadcast (the full model: "
+                        "none, bf16 or int8; clients train from the decoded weights)")
+
+    @pydantic.model_validator(mode="after")
+    def _check_broadcast_codec(self):
+        if self.broadcast_codec.name == "topk":
+            raise UserError("server.broadcast_codec='topk' is invalid: the broadcast sends the "
+                            "full model, which top-k would zero out; allowed: none, bf16, int8",
+                            path="server.broadcast_codec")
+        return self
 
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
@@ -354,6 +375,9 @@ class FaultConfig(Section):
         "fraction of the C clients that are hostile for the whole run (chosen by seed)"))
     attack: typing.Annotated[Choice, RegistryChoice(ATTACKS)] = _choice(
         ATTACKS, "scale", "what a hostile client sends, with its parameters")
+    link: typing.Annotated[Choice, RegistryChoice(LINKS)] = _choice(
+        LINKS, "none", "simulated network link of each desktop (seeded per client): its "
+                       "transfer time is slept in each task; applies even when enabled is false")
 
 
 #: Section name -> model.
@@ -465,6 +489,10 @@ class ExperimentConfig(Section):
         d.pop("out_dir")
         d.pop("grid")
         d.pop("name")
+        # keys added later: at their defaults they leave older runs' fingerprints unchanged
+        for section, key in (("server", "codec"), ("server", "broadcast_codec"), ("faults", "link")):
+            if d[section].get(key) == {"name": "none"}:
+                d[section].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- overrides -------------------------------------------------------

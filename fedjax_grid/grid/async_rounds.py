@@ -37,7 +37,7 @@ import numpy as np
 from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.dispatch import VersionedDispatch, tree_nbytes
+from fedjax_grid.grid.dispatch import VersionedDispatch
 
 #: Seed stream of the asynchronous client draws (apart from sampling's 7, forming's 11).
 _DRAW = 17
@@ -105,7 +105,7 @@ class AsyncRounds:
                 self._fill(rows)
             rows += self._cancel_overdue()
         run.state, run.strategy_state, run.round = self.fold.state, strategy_state, self.fold.version
-        self.dispatch.set_version(run.round, run.global_variables)
+        self.dispatch.set_version(run.round, run.broadcast_value(run.global_variables, run.round))
         if not run.done:
             self._fill(rows)  # the next version's tasks train while this one is evaluated
         return self._finish_version(rows, t_start, sent0, received0)
@@ -117,7 +117,8 @@ class AsyncRounds:
                               max_staleness=s.max_staleness, on_flush=run.recalibrated)
         self.dispatch = VersionedDispatch(run.grid.client, run_id=run.run_id,
                                           workers=lambda: run.healthy_workers())
-        self.dispatch.set_version(self.fold.version, run.global_variables)
+        self.dispatch.set_version(self.fold.version,
+                                  run.broadcast_value(run.global_variables, self.fold.version))
         now = time.time()
         rows = []
         for task, k, attempt, version in run.restored_async.get("in_flight", []):
@@ -207,7 +208,7 @@ class AsyncRounds:
         run.ledger.record(row["worker"], "rejected" if verdict.status == "rejected" else "ok")
         return [dict(row, version=version, staleness=verdict.staleness,
                      bytes_in=d.task_bytes[fut],
-                     bytes_out=tree_nbytes((res["delta"], res["batch_stats"])))]
+                     bytes_out=res["bytes_out"])]
 
     def _deadline(self) -> Optional[float]:
         limit = self.run.config.grid.deadline_s

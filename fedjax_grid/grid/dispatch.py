@@ -39,6 +39,7 @@ from distributed import TimeoutError as DaskTimeoutError
 from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
+from fedjax_grid.compression import decode, payload_nbytes
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
@@ -121,11 +122,29 @@ def tree_nbytes(tree) -> int:
     return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
 
 
+def sent_nbytes(value) -> int:
+    """Bytes of what is broadcast: a codec payload's ``payload_nbytes`` (``server.broadcast_codec``),
+    else the arrays of the global variables."""
+    if isinstance(value, dict) and "broadcast" in value:
+        return payload_nbytes(value)
+    return tree_nbytes(value)
+
+
+def decode_result(res: dict) -> dict:
+    """A task's result with its update decoded: ``res['delta']`` (the tree the coordinator
+    folds) and ``res['bytes_out']`` (payload bytes of the update plus the BatchNorm
+    statistics: what came back over the link)."""
+    res["bytes_out"] = payload_nbytes(res["update"]) + tree_nbytes(res.get("batch_stats"))
+    res["delta"] = decode(res.pop("update"))
+    return res
+
+
 class RoundDispatch:
     """The client tasks of one round.
 
-    dask_client: a connected ``distributed.Client``. gvars: the global variables sent to
-    every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
+    dask_client: a connected ``distributed.Client``. gvars: the global variables (or
+    their broadcast payload, ``server.broadcast_codec``; ``model_bytes`` counts its
+    encoded bytes) sent to every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
     again when none of them holds it any more). run_id and round_ name the task keys
     (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
     end (``time.time()`` seconds) or None. ``bytes_sent`` / ``bytes_received`` count
@@ -137,7 +156,7 @@ class RoundDispatch:
                  workers: Callable[[], list], deadline: Optional[float] = None):
         self.dask_client, self.gvars = dask_client, gvars
         self.run_id, self.round = run_id, round_
-        self.model_bytes = tree_nbytes(gvars)
+        self.model_bytes = sent_nbytes(gvars)
         self.workers = workers
         self.deadline = deadline
         self.ready: list[str] = []
@@ -254,7 +273,8 @@ class RoundDispatch:
             fut.release()
             return None
         fut.release()
-        self.bytes_received += tree_nbytes((res["delta"], res.get("batch_stats")))
+        res = decode_result(res)
+        self.bytes_received += res["bytes_out"]
         return res
 
     def cancel_pending(self) -> list[tuple]:
@@ -294,7 +314,7 @@ class VersionedDispatch(RoundDispatch):
         if self._gfut is not None:
             self._gfut_of[self.version] = self._gfut
         self.version, self.gvars = int(version), gvars
-        self.model_bytes = tree_nbytes(gvars)
+        self.model_bytes = sent_nbytes(gvars)
         self._gfut, self.ready = None, []
         self._release_unused()
 

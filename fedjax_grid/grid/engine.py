@@ -8,7 +8,8 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
 1. draw this round's local sets with the forming strategy and sample clients
    (plus ``grid.overcommit`` spares);
 2. wait (up to ``grid.wait_for_workers_s``) until a healthy worker is connected,
-   then send the global variables once to each healthy worker, bounded in time
+   then send the global variables (encoded with ``server.broadcast_codec`` unless
+   ``none``) once to each healthy worker, bounded in time
    (``dispatch.bounded_broadcast``; frozen and quarantined desktops are left out,
    see ``grid.health``);
 3. submit one ``client_update`` task per available client, with its examples
@@ -18,8 +19,10 @@ one ``step()`` at a time (notebooks) or all of them with ``run()`` (CLI):
    ``clients_per_round`` are in (overcommit), or the deadline passes; failed
    tasks and tasks lost with a worker are re-submitted while retries and time
    remain; stragglers are cancelled and recorded ``late``;
-5. validate each update and fold it into a streaming weighted mean (O(model)
-   memory); bad ones are recorded ``rejected``;
+5. decode each update (``server.codec``; a top-k client's new error-feedback
+   residual is kept in ``codec_state`` only when its update is accepted), validate
+   it and fold it into a streaming weighted mean (O(model) memory); bad ones are
+   recorded ``rejected``;
 6. with a quorum, apply the server optimiser; evaluate the global model;
 7. record tasks and round, write an atomic checkpoint.
 
@@ -59,10 +62,15 @@ from fedjax_grid.experiments.build import (build_data, build_experiment, forming
                                            partition_strategy, sample_clients)
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.grid.links import link_of
 from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
 from fedjax_grid.grid.phases import PhaseClock
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy  # noqa: F401
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
+
+
+#: Seed stream of the broadcast codec's randomness (int8 rounding of the global model).
+_BROADCAST_STREAM = 29
 
 
 def warn_stderr(message: str) -> None:
@@ -106,6 +114,9 @@ class FederatedRun:
         self.round = 0
         #: bn_mode='local': each client's own BatchNorm statistics (client -> tree).
         self.client_bn: dict[int, dict] = {}
+        #: server.codec with error feedback (topk): each logical client's codec state
+        #: ({'residual': tree}), kept here between its tasks and checkpointed.
+        self.codec_state: dict[int, dict] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self._async_rounds = None
         #: synchronous rounds: seconds per phase on the coordinator (grid.phases), per round
@@ -211,7 +222,10 @@ class FederatedRun:
                     "options": tuple(sorted(self.data.source_options.items())),
                     "indices": np.asarray(indices, np.int64)}
         own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
-        return {"version": fedjax_grid.__version__, "round": round_, "client": int(client),
+        link = None if c.faults.link.name == "none" else \
+            link_of(c.faults.link, c.seed, int(client)).to_dict()
+        return {"codec": c.server.codec.model_dump(), "codec_state": self.codec_state.get(int(client)),
+                "link": link, "version": fedjax_grid.__version__, "round": round_, "client": int(client),
                 "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
@@ -251,8 +265,9 @@ class FederatedRun:
             self.strategy_state, forming_rng(c.seed, r), r)
         sampled = sample_clients(c, r)
         target = min(c.clients_per_round, len(sampled))
-        dispatch = RoundDispatch(self.grid.client, self.global_variables, run_id=self.run_id,
-                                 round_=r, workers=lambda: self.healthy_workers(deadline),
+        dispatch = RoundDispatch(self.grid.client, self.broadcast_value(self.global_variables, r),
+                                 run_id=self.run_id, round_=r,
+                                 workers=lambda: self.healthy_workers(deadline),
                                  deadline=deadline)
         self.note_workers()
         clock.lap("forming")
@@ -390,15 +405,34 @@ class FederatedRun:
             status = "ok" if reason is None else "rejected"
             self._keep_client_bn(status, k, res)
         row = self._row(r, k, attempt, status, res, None, self.t0, reason=reason or "")
-        row["bytes_out"] = tree_nbytes((res["delta"], res["batch_stats"]))
+        row["bytes_out"] = res["bytes_out"]
         self.ledger.record(row["worker"], status)
         row["bytes_in"] = dispatch.task_bytes[fut]
         return row
 
     def _keep_client_bn(self, status: str, k: int, res: dict) -> None:
-        """bn_mode 'local': an accepted client keeps its own final statistics."""
+        """bn_mode 'local': an accepted client keeps its own final statistics; a codec with
+        error feedback: an accepted client's new state (residual) replaces its old one
+        (a rejected, late or lost update leaves the old residual in place)."""
         if status == "ok" and self.config.server.bn_mode == "local" and res["batch_stats"] is not None:
             self.client_bn[k] = res["batch_stats"]
+        if status == "ok" and res.get("codec_state") is not None:
+            self.codec_state[k] = res["codec_state"]
+
+    def broadcast_value(self, gvars: dict, index: int):
+        """What is scattered to the workers: ``gvars``, or with ``server.broadcast_codec``
+        its full-model payload (rng seeded from (seed, index)). Clients train from and take
+        their delta against the decoded weights they received; the server folds each delta
+        into its exact parameters (so a lossy broadcast costs the clients' start point, it
+        does not accumulate in the global model)."""
+        codec = self.config.server.broadcast_codec
+        if codec.name == "none":
+            return gvars
+        from fedjax_grid.compression import broadcast_payload
+        rng = np.random.default_rng([self.config.seed, _BROADCAST_STREAM, int(index)])
+        payload, _ = broadcast_payload(gvars, None, codec, rng, full=codec.model_dump(),
+                                       version=int(index))
+        return payload
 
     def _failed_row(self, dispatch: RoundDispatch, fut, k: int, attempt: int) -> dict:
         """The ``failed`` row of a task that raised or lost its worker; that worker is
@@ -462,7 +496,8 @@ class FederatedRun:
                 "status": status, "reason": str(reason)[:300],
                 "bytes_in": 0, "bytes_out": 0,
                 "speed_factor": fault_sim.speed_factor(c.faults, c.seed, int(k)),
-                "version": int(r), "staleness": 0}
+                "version": int(r), "staleness": 0, "codec": str(c.server.codec),
+                "transfer_s": float((res or {}).get("transfer_s", 0.0))}
 
     # -- evaluation, loop, checkpoints -------------------------------------------
     def evaluate(self) -> dict:
@@ -544,6 +579,8 @@ class FederatedRun:
         arrays = {"strategy": _flatten_state(self.strategy_state)}
         if self.client_bn:
             arrays["client_bn"] = {str(k): v for k, v in sorted(self.client_bn.items())}
+        if self.codec_state:
+            arrays["codec_state"] = {str(k): v for k, v in sorted(self.codec_state.items())}
         save_checkpoint(self.ckpt_dir, self.round, self.state, meta, arrays)
         self.save_records()
 
@@ -566,6 +603,7 @@ class FederatedRun:
                                    rows=self.records.worker_rows())
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
         self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
+        self.codec_state = {int(k): v for k, v in arrays.get("codec_state", {}).items()}
         self.restored_async = meta.get("async") or {}
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0

@@ -24,8 +24,12 @@ independently. ``spread=1`` and
 
 A transfer of ``n`` bytes takes ``latency + 8 n / bandwidth`` seconds
 (:func:`transfer_seconds`; zero bytes take no time, an infinite bandwidth only
-the latency). The engine's tasks add ``download_seconds(bytes_in)`` and
-``upload_seconds(bytes_out)`` to a task's wall time.
+the latency). With ``faults.link`` set, each task sleeps (interruptibly, on the
+worker) ``download_seconds`` of the model it received (the broadcast payload's bytes;
+shipped examples are not counted: a desktop would hold its own data) before training
+and ``upload_seconds`` of its encoded update plus BatchNorm statistics (its
+``bytes_out``) after, so its wall time includes both; the seconds are recorded in the
+task's ``transfer_s`` column.
 """
 from __future__ import annotations
 

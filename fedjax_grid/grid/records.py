@@ -56,9 +56,11 @@ TASK_COLUMNS: dict[str, str] = {
     # the global version the task trained from and its staleness when it arrived
     # (synchronous rounds: version = round - 1, staleness 0)
     'version': 'Int64', 'staleness': 'Int64',
+    # the upload codec (server.codec, shorthand) and the simulated link time slept (faults.link)
+    'codec': 'string', 'transfer_s': 'float64',
 }
 #: Columns added after the first release: tables written without them read back with <NA>.
-LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped')
+LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped', 'codec', 'transfer_s')
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',

@@ -16,11 +16,16 @@ import functools
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
 import fedjax_grid
 from fedjax_grid.federated.tree_math import np_tree_sub
+
+
+#: Seed stream of the upload codec's randomness (int8 rounding), apart from the faults' streams.
+CODEC_STREAM = 23
 
 
 class SimulatedDropout(RuntimeError):
@@ -96,11 +101,18 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
-    Returns {'delta', 'batch_stats', 'num_examples', 'metrics', 'worker' (address),
-    'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'plan', 'bn_moments'}:
-    'delta' is the client's params minus the params it received (float32 numpy tree,
-    the update clients return), 'batch_stats' its final BatchNorm statistics (None
-    without BatchNorm); times are
+    global_variables may also be a broadcast payload (``server.broadcast_codec``,
+    :func:`fedjax_grid.compression.broadcast_payload`): it is decoded here and the
+    client trains from -- and takes its delta against -- the decoded weights it actually
+    received; the coordinator folds the delta into its exact parameters.
+    Returns {'update', 'codec_state', 'batch_stats', 'num_examples', 'metrics', 'worker'
+    (address), 'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'transfer_s',
+    'plan', 'bn_moments'}: 'update' is the codec payload (``spec['codec']``) of the
+    client's params minus the params it received (the coordinator decodes it with
+    ``fedjax_grid.compression.decode``), 'codec_state' the codec's new state for this
+    client (the top-k residual; None for stateless codecs), 'batch_stats' its final
+    BatchNorm statistics (None without BatchNorm); 'transfer_s' the simulated link time
+    slept (``spec['link']``, download + upload, 0 without a link); times are
     wall-clock times in seconds since the epoch (worker clock); 'bn_moments' is
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
@@ -111,17 +123,76 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
         interruptible_sleep(plan["delay_s"])
+    global_variables, down_s = _receive(global_variables, spec)
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
     variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
+    # the delta against the (possibly lossy) weights this desktop received and trained from
     delta = np_tree_sub(variables["params"], global_variables["params"])
     delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
                                                    variables.get("batch_stats"), moments, train_s)
-    return {"delta": delta, "batch_stats": batch_stats,
+    update, codec_state, up_s = _send(delta, batch_stats, spec)
+    return {"update": update, "codec_state": codec_state, "batch_stats": batch_stats,
             "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
-            "start": start, "end": time.time(),
+            "start": start, "end": time.time(), "transfer_s": down_s + up_s,
             "train_s": train_s, "plan": plan, "bn_moments": moments}
+
+
+def _link(spec: dict):
+    """The task's simulated link (``spec['link']``: a LinkModel dict) or None."""
+    from fedjax_grid.grid.links import LinkModel
+    return LinkModel(**spec["link"]) if spec.get("link") else None
+
+
+def _receive(global_variables, spec: dict) -> tuple:
+    """``(variables, download seconds)``: a broadcast payload (``server.broadcast_codec``)
+    decoded into the variables this client trains from, after sleeping the simulated
+    download time of what was received (``faults.link``)."""
+    from fedjax_grid.compression import apply_broadcast, payload_nbytes
+    encoded = isinstance(global_variables, dict) and "broadcast" in global_variables
+    link, seconds = _link(spec), 0.0
+    if link is not None:
+        nbytes = payload_nbytes(global_variables) if encoded else tree_nbytes(global_variables)
+        seconds = link.download_seconds(nbytes)
+        interruptible_sleep(seconds)
+    if encoded:
+        global_variables = apply_broadcast(global_variables, None)
+    return global_variables, seconds
+
+
+def _send(delta, batch_stats, spec: dict) -> tuple:
+    """``(payload, codec state, upload seconds)``: the delta encoded with the task's codec
+    (``spec['codec']``, rng seeded from (seed, round, client, attempt), the client's
+    error-feedback state from ``spec['codec_state']``), after sleeping the simulated upload
+    time of the payload and the BatchNorm statistics."""
+    from fedjax_grid.compression import make_codec, payload_nbytes
+    codec = make_codec(spec.get("codec") or "none")
+    rng = np.random.default_rng([int(spec["seed"]), CODEC_STREAM, int(spec["round"]),
+                                 int(spec["client"]), int(spec["attempt"])])
+    state = spec.get("codec_state")
+    if state is not None:  # read back from a checkpoint: key order may differ from the delta's
+        state = {"residual": ordered_like(delta, state["residual"])}
+    payload, state = codec.encode(delta, rng, state)
+    link, seconds = _link(spec), 0.0
+    if link is not None:
+        seconds = link.upload_seconds(payload_nbytes(payload) + tree_nbytes(batch_stats))
+        interruptible_sleep(seconds)
+    return payload, state, seconds
+
+
+def ordered_like(template, tree):
+    """``tree`` with ``template``'s mapping key order (codecs pair a state's leaves with the
+    update's in container order)."""
+    if isinstance(template, Mapping):
+        return {k: ordered_like(v, tree[k]) for k, v in template.items()}
+    return tree
+
+
+def tree_nbytes(tree) -> int:
+    """Bytes of the array leaves of ``tree`` (0 for None)."""
+    import jax
+    return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
 
 
 def _check_versions(spec: dict) -> None:

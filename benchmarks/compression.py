@@ -1,0 +1,339 @@
+"""Compression benchmark: bytes per round both ways, accuracy vs ``none``, codec time, and
+time to a target accuracy on slow links (issue 16).
+
+Three parts, printed as markdown tables and written to ``benchmarks/out/compression.json``
+with one figure ``docs/results/compression.png``:
+
+1. **Bytes** at FULL width VGG-16 (CIFAR head, batch norm; 14.7 M parameters): the
+   real initial variables (``model.init``) are encoded with each setting's broadcast
+   codec (download, one desktop) and an update-like delta (per leaf normal, 1 % of the
+   leaf's spread) with its upload codec (upload, plus the float32 BatchNorm
+   statistics), exactly as the engine does (``payload_nbytes``); no rounds needed, the
+   payload sizes depend on the tree's structure only. Encode/decode times (median of
+   ``--repeats``, numpy on the coordinator's CPU) are measured on the same trees.
+2. **Accuracy**: the VGG suite's settings of ``benchmarks/accuracy.py`` (VGG-16 width
+   ``--width`` (0.25), momentum lr 0.05, batch 32, 10 clients, independent partition,
+   CIFAR-10 slice), ``--rounds`` (6) rounds with every setting on a real 2-worker
+   LocalCluster; accuracy = mean of the last 3 rounds' global accuracy, compared with
+   ``none`` at equal rounds.
+3. **Time to accuracy on the ``home`` and ``wifi`` link presets** (model, not slept):
+   the round of each setting takes ``max over its clients of (measured task compute time
+   + link download of the FULL-width broadcast payload + link upload of the FULL-width
+   update payload)`` with each client's seeded link (``links.link_of(preset, seed,
+   client)``), i.e. the desktops train in parallel and the slowest one ends the round;
+   compute times are the measured task durations of the width-``--width`` runs (2 shared
+   cores, so they overstate a desktop's). The target accuracy is ``--target`` x the best
+   round accuracy of ``none``. Speed-up = float32's time to target / the setting's.
+
+    python benchmarks/compression.py                  # 6 rounds, width 0.25
+    python benchmarks/compression.py --rounds 3 --width 0.125
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+#: (label, upload codec, broadcast codec)
+SETTINGS = [
+    ("none", "none", "none"),
+    ("bf16", "bf16", "bf16"),
+    ("int8", "int8", "int8"),
+    ("topk(0.01) up, bf16 down", "topk(0.01)", "bf16"),
+    ("topk(0.01, bf16) up, int8 down", "topk(0.01, values=bf16)", "int8"),
+]
+PRESETS = ("home", "wifi")
+
+
+def vgg16_variables(width: float) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from fedjax_grid.models import get_model
+    model = get_model("vgg16", 10, width=width, norm="batch", head="cifar")
+    v = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                   jnp.zeros((1, 32, 32, 3)), train=False)
+    return jax.tree.map(np.asarray, {k: v[k] for k in v})
+
+
+def median_ms(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times)), out
+
+
+def byte_rows(repeats: int) -> list[dict]:
+    """Part 1: full-width VGG-16 payload bytes and codec times of every setting."""
+    import jax
+    from fedjax_grid.compression import broadcast_payload, decode, make_codec, payload_nbytes
+    from fedjax_grid.grid.dispatch import tree_nbytes
+    gvars = vgg16_variables(1.0)
+    rng = np.random.default_rng(0)
+    delta = jax.tree.map(lambda x: (rng.standard_normal(x.shape).astype(np.float32)
+                                    * np.float32(0.01 * (np.std(x) + 1e-3))), gvars["params"])
+    n_params = sum(int(np.size(x)) for x in jax.tree.leaves(gvars["params"]))
+    bn = tree_nbytes(gvars.get("batch_stats"))
+    f32_up, f32_down = tree_nbytes(delta) + bn, tree_nbytes(gvars)
+    rows = []
+    for label, up, down in SETTINGS:
+        codec = make_codec(up)
+        enc_ms, (payload, _) = median_ms(lambda: codec.encode(delta, np.random.default_rng(1), None),
+                                         repeats)
+        dec_ms, _ = median_ms(lambda: decode(payload), repeats)
+        b_ms, (bpayload, _) = median_ms(lambda: broadcast_payload(
+            gvars, None, down, np.random.default_rng(2), full=down), repeats)
+        bd_ms, _ = median_ms(lambda: decode(bpayload["body"]), repeats)
+        up_b, down_b = payload_nbytes(payload) + bn, payload_nbytes(bpayload)
+        rows.append({"setting": label, "upload": up, "broadcast": down, "params": n_params,
+                     "up_bytes": up_b, "down_bytes": down_b,
+                     "up_x": f32_up / up_b, "down_x": f32_down / down_b,
+                     "round_mb_10": 10 * (up_b + down_b) / 1e6,
+                     "round_mb_50": 50 * (up_b + down_b) / 1e6,
+                     "encode_up_ms": enc_ms, "decode_up_ms": dec_ms,
+                     "encode_down_ms": b_ms, "decode_down_ms": bd_ms})
+        print(f"  bytes {label}: up {up_b / 1e6:.2f} MB ({f32_up / up_b:.1f}x), "
+              f"down {down_b / 1e6:.2f} MB ({f32_down / down_b:.1f}x)", flush=True)
+    # Not wired into the engine (bytes only): the broadcast as a top-k delta from the copy a
+    # desktop already holds (compression.broadcast), for a global step of the delta's size.
+    held = gvars
+    new = jax.tree.map(lambda x, d: x + d, gvars, {"params": delta, **{
+        k: v for k, v in gvars.items() if k != "params"}})
+    bpayload, _ = broadcast_payload(new, held, "topk(0.01)", None)
+    down_b = payload_nbytes(bpayload)
+    up_b = rows[3]["up_bytes"]
+    rows.append({"setting": "topk(0.01) up, topk(0.01) delta-from-held down [bytes only, not wired]",
+                 "upload": "topk(0.01)", "broadcast": "delta topk(0.01)", "params": n_params,
+                 "up_bytes": up_b, "down_bytes": down_b, "up_x": f32_up / up_b,
+                 "down_x": f32_down / down_b, "round_mb_10": 10 * (up_b + down_b) / 1e6,
+                 "round_mb_50": 50 * (up_b + down_b) / 1e6,
+                 "encode_up_ms": rows[3]["encode_up_ms"], "decode_up_ms": rows[3]["decode_up_ms"],
+                 "encode_down_ms": float("nan"), "decode_down_ms": float("nan")})
+    return rows
+
+
+def base_config(rounds: int, width: float, data: pathlib.Path):
+    from fedjax_grid.experiments import ExperimentConfig
+    return ExperimentConfig().with_overrides([
+        "model.name=vgg16", f"model.kwargs={{width: {width}, norm: batch, head: cifar}}",
+        "data.source=cifar10", f"data.path={data}", "data.image_size=null",
+        "partition.num_clients=10", f"training.rounds={rounds}", "training.optimizer=momentum",
+        "training.lr=0.05", "training.batch_size=32", "training.augment=false",
+        "grid.workers=2", "grid.threads_per_worker=1", "grid.dashboard_address=null"]).validate()
+
+
+def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.Path) -> dict:
+    """Part 2: one engine run per setting on a shared LocalCluster; label -> (rounds, tasks)."""
+    from fedjax_grid.grid.cluster import open_cluster
+    from fedjax_grid.grid.engine import FederatedRun
+    base = base_config(rounds, width, data)
+    out = {}
+    grid = open_cluster(base.grid, local_directory=str(work / "dask"))
+    try:
+        for i, (label, up, down) in enumerate(SETTINGS):
+            cfg = base.with_overrides([f"name=compression-{i}", f"server.codec={up}",
+                                       f"server.broadcast_codec={down}"]).validate()
+            t = time.time()
+            with FederatedRun(cfg, out_dir=work / f"run-{i}", grid=grid) as run:
+                run.run(callback=lambda row, label=label: print(
+                    f"  [{label}] round {row['round']}: acc {100 * row['global_accuracy']:.2f} %, "
+                    f"{row['round_time_s']:.1f} s, sent {row['bytes_sent'] / 1e6:.2f} MB, "
+                    f"received {row['bytes_received'] / 1e6:.2f} MB", flush=True))
+                out[label] = (run.records.rounds(), run.records.tasks())
+            print(f"  [{label}] {time.time() - t:.0f} s", flush=True)
+    finally:
+        grid.close()
+    return out
+
+
+def compute_times(tasks) -> list[dict]:
+    """Per round: client -> measured task seconds (its ``ok`` tasks)."""
+    ok = tasks[tasks["status"] == "ok"]
+    return [{int(r["client"]): float(r["duration_s"]) for _, r in g.iterrows()}
+            for _, g in ok.groupby("round")]
+
+
+def simulated_curve(compute: list[dict], up_bytes: int, down_bytes: int, preset: str,
+                    seed: int) -> list[float]:
+    """Cumulative simulated seconds after each round on ``preset`` (see the module doc);
+    ``compute``: per round, client -> compute seconds."""
+    from fedjax_grid.grid.links import link_of
+    ends, t = [], 0.0
+    for clients in compute:
+        worst = 0.0
+        for k, c in clients.items():
+            link = link_of(preset, seed, int(k))
+            worst = max(worst, c + link.download_seconds(down_bytes) + link.upload_seconds(up_bytes))
+        t += worst
+        ends.append(t)
+    return ends
+
+
+def time_to(acc: list[float], ends: list[float], target: float):
+    for a, e in zip(acc, ends):
+        if a >= target:
+            return e
+    return None
+
+
+def measured(runs: dict) -> dict:
+    """label -> {'curve', 'compute', 'sent_per_round_mb', 'received_per_round_mb'}."""
+    out = {}
+    for label, (rounds, tasks) in runs.items():
+        out[label] = {"curve": [float(a) for a in rounds["global_accuracy"]],
+                      "compute": compute_times(tasks),
+                      "sent_per_round_mb": float(rounds["bytes_sent"].mean() / 1e6),
+                      "received_per_round_mb": float(rounds["bytes_received"].mean() / 1e6)}
+    return out
+
+
+def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: int = 0,
+                  compute_s: float | None = None, clients: int = 10):
+    """Parts 2 and 3: accuracy vs none and time to target on the slow links; ``runs`` as
+    :func:`measured` gives; ``compute_s``: the same compute seconds for every client task
+    (None: the measured task durations)."""
+    by_label = {r["setting"]: r for r in bytes_rows}
+    none_acc = runs["none"]["curve"]
+    target = target_frac * max(none_acc)
+    rows, curves = [], {}
+    for label, _, _ in SETTINGS:
+        m = runs[label]
+        acc = m["curve"]
+        compute = m.get("compute") if compute_s is None else \
+            [{k: compute_s for k in range(clients)} for _ in acc]
+        b = by_label[label]
+        row = {"setting": label, "acc_last3": float(np.mean(acc[-3:])),
+               "acc_none_last3": float(np.mean(none_acc[-3:])),
+               "final": acc[-1], "target": target, "curve": acc, "compute": m.get("compute"),
+               "compute_s": compute_s, "sent_per_round_mb": m["sent_per_round_mb"],
+               "received_per_round_mb": m["received_per_round_mb"]}
+        row["delta_points"] = 100 * (row["acc_last3"] - row["acc_none_last3"])
+        for preset in PRESETS:
+            ends = simulated_curve(compute, b["up_bytes"], b["down_bytes"], preset, seed)
+            curves[(label, preset)] = (ends, acc)
+            row[f"tta_{preset}_s"] = time_to(acc, ends, target)
+            row[f"round_{preset}_s"] = ends[-1] / len(ends)
+        rows.append(row)
+    for preset in PRESETS:
+        ref = rows[0][f"tta_{preset}_s"]
+        for row in rows:
+            t = row[f"tta_{preset}_s"]
+            row[f"speedup_{preset}"] = (ref / t) if (ref and t) else None
+    return rows, curves
+
+
+def _f(v, fmt):
+    return "not reached" if v is None else format(v, fmt)
+
+
+def tables(brows: list[dict], arows: list[dict]) -> str:
+    out = ["| setting (upload / broadcast) | up MB / desktop | down MB / desktop | up x fewer | "
+           "down x fewer | MB / round, 10 desktops | MB / round, 50 desktops | encode up ms | "
+           "decode up ms | encode down ms | decode down ms |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in brows:
+        out.append(f"| {r['setting']} | {r['up_bytes'] / 1e6:.2f} | {r['down_bytes'] / 1e6:.2f} | "
+                   f"{r['up_x']:.1f} | {r['down_x']:.1f} | {r['round_mb_10']:.1f} | "
+                   f"{r['round_mb_50']:.0f} | {r['encode_up_ms']:.0f} | {r['decode_up_ms']:.0f} | "
+                   f"{r['encode_down_ms']:.0f} | {r['decode_down_ms']:.0f} |")
+    if arows:
+        out += ["", "| setting | acc. mean last 3 (%) | vs none (points) | final (%) | "
+                "round on home (s) | to target on home (s) | speed-up home | round on wifi (s) | "
+                "to target on wifi (s) | speed-up wifi |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in arows:
+            out.append(f"| {r['setting']} | {100 * r['acc_last3']:.2f} | {r['delta_points']:+.2f} | "
+                       f"{100 * r['final']:.2f} | {r['round_home_s']:.1f} | "
+                       f"{_f(r['tta_home_s'], '.0f')} | {_f(r['speedup_home'], '.2f')} | "
+                       f"{r['round_wifi_s']:.1f} | {_f(r['tta_wifi_s'], '.0f')} | "
+                       f"{_f(r['speedup_wifi'], '.2f')} |")
+        out.append(f"\ntarget accuracy: {100 * arows[0]['target']:.2f} % "
+                   f"(the fraction given of none's best round)")
+    return "\n".join(out)
+
+
+def figure(brows, curves, path: pathlib.Path, compute: str = "measured") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    x = np.arange(len(brows))
+    a.bar(x - 0.2, [r["up_bytes"] / 1e6 for r in brows], 0.4, label="upload")
+    a.bar(x + 0.2, [r["down_bytes"] / 1e6 for r in brows], 0.4, label="broadcast")
+    a.set_xticks(x, [r["setting"].replace(" [bytes only, not wired]", "*") for r in brows], rotation=20, ha="right", fontsize=8)
+    a.set_ylabel("MB per desktop per round (VGG-16, full width)")
+    a.set_yscale("log")
+    a.legend()
+    for label, _, _ in SETTINGS:
+        if (label, "home") in curves:
+            ends, acc = curves[(label, "home")]
+            b.plot(np.asarray(ends) / 60, 100 * np.asarray(acc), marker="o", label=label)
+    b.set_xlabel(f"simulated minutes on the home link (compute {compute} + transfer modelled)")
+    b.set_ylabel("global test accuracy (%)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--target", type=float, default=0.9,
+                    help="target accuracy as a fraction of none's best round accuracy")
+    ap.add_argument("--bytes-only", action="store_true", help="part 1 only")
+    ap.add_argument("--compute-s", type=float, default=None,
+                    help="part 3: the same compute seconds for every client task (default: "
+                         "the measured task durations)")
+    ap.add_argument("--recompute", default=None, metavar="JSON",
+                    help="redo parts 1 and 3 from a previous --out's accuracy curves (no runs)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "compression.json"))
+    ap.add_argument("--figure", default=str(REPO / "docs" / "results" / "compression.png"))
+    args = ap.parse_args(argv)
+    from fedjax_grid.data.paths import shared_data_dir
+    data = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
+    if not args.bytes_only and not args.recompute and not data.is_file():
+        print(f"error: data slice {data} not found", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    brows = byte_rows(args.repeats)
+    arows, curves = [], {}
+    if args.recompute:
+        old = json.loads(pathlib.Path(args.recompute).read_text())
+        args.rounds, args.width = old["rounds"], old["width"]
+        runs = {r["setting"]: r for r in old["accuracy"]}
+        arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
+    elif not args.bytes_only:
+        with tempfile.TemporaryDirectory(prefix="fedjax-compression-") as work:
+            runs = measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work)))
+        arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
+    text = tables(brows, arows)
+    compute = "measured task durations" if args.compute_s is None else \
+        f"{args.compute_s:g} s per client task"
+    print(f"\nVGG-16 CIFAR head; bytes at width 1.0; accuracy at width {args.width}, "
+          f"{args.rounds} rounds, 10 clients; link times modelled with compute = {compute}; "
+          f"{time.time() - t0:.0f} s in all\n")
+    print(text)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rounds": args.rounds, "width": args.width, "target": args.target,
+                               "compute_s": args.compute_s,
+                               "bytes": brows, "accuracy": arows, "markdown": text,
+                               "wall_s": time.time() - t0}, indent=1, default=float))
+    figure(brows, curves, pathlib.Path(args.figure),
+           "measured" if args.compute_s is None else f"{args.compute_s:g} s per task")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
