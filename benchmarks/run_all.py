@@ -40,6 +40,9 @@ PERF = {
     "async-vs-sync-digits": ["benchmarks/async_vs_sync.py", "--data", "digits", "--budget", "100"],
     "async-vs-sync-cifar10": ["benchmarks/async_vs_sync.py", "--data", "cifar10", "--budget", "240",
                               "--target", "0.25"],
+    # the runs: benchmarks/compression.py --rounds 6 --width 0.25 --out <...>-run1.json (921 s)
+    "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run1.json",
+               "--compute-s", "2.0"],
 }
 ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
             for s in ("vgg", "vgg-forming", "mobilenet", "texture")}
@@ -63,6 +66,7 @@ TITLES = {
     "engine_overhead": "Engine overhead vs a sequential loop",
     "async-vs-sync-digits": "Asynchronous (FedBuff) vs synchronous rounds: digits",
     "async-vs-sync-cifar10": "Asynchronous (FedBuff) vs synchronous rounds: CIFAR-10 slice",
+    "codecs": "Compression: fewer bytes on the desktops' links (benchmarks/compression.py)",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
@@ -75,7 +79,8 @@ TITLES = {
 #: Figures a non-accuracy piece draws (shown under its output).
 FIGURES = {"calibration": ["results/balanced_calibration.png"],
            "async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
-           "async-vs-sync-cifar10": ["results/async_vs_sync_cifar10.png"]}
+           "async-vs-sync-cifar10": ["results/async_vs_sync_cifar10.png"],
+           "codecs": ["results/compression.png"]}
 
 #: Where a performance piece's earlier measurements are written down (shown when it was not run).
 EARLIER = {
