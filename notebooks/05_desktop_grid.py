@@ -28,12 +28,9 @@ MAX_TEST_EXAMPLES = 256
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib
-import time
+from fedjax_grid.grid.run_dirs import notebook_dir
 
-OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("outputs in", OUT)
+OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
 # %%
 import os

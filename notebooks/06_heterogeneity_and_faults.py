@@ -30,12 +30,9 @@ SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import pathlib
-import time
+from fedjax_grid.grid.run_dirs import notebook_dir
 
-OUT = pathlib.Path(OUT_ROOT).expanduser().resolve() / (NAME + time.strftime("-%Y%m%d-%H%M%S"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("outputs in", OUT)
+OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
 # %%
 from fedjax_grid.experiments import get_preset, scaled_down

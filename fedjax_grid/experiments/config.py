@@ -202,20 +202,28 @@ def _check_named(section: Section, registry: Registry, name_key: str, params_key
     return section
 
 
-class ModelConfig(Section):
+class NamedSection(Section):
+    """A section naming a registered component (``_named``: registry, name field, params
+    field), checked by ``_check_named`` after validation."""
+    _named: typing.ClassVar[tuple] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        return _check_named(self, *self._named)
+
+
+class ModelConfig(NamedSection):
     model_config = pydantic.ConfigDict(title="model")
+    _named: typing.ClassVar[tuple] = (MODELS, "name", "kwargs")
     name: str = Field("vgg11", description="the network (a registered model)",
                       json_schema_extra=_names_schema(MODELS))
     kwargs: dict[str, Any] = Field(default_factory=dict, description=(
         "constructor parameters of the model (e.g. width, norm, head); only those given are kept"))
 
-    @pydantic.model_validator(mode="after")
-    def _check(self):
-        return _check_named(self, MODELS, "name", "kwargs")
 
-
-class DataConfig(Section):
+class DataConfig(NamedSection):
     model_config = pydantic.ConfigDict(title="data")
+    _named: typing.ClassVar[tuple] = (SOURCES, "source", "options")
     source: str = Field("digits", description="the data set (a registered source)",
                         json_schema_extra=_names_schema(SOURCES))
     path: Optional[str] = Field(None, description="archive or folder of the source (null: the "
@@ -231,10 +239,6 @@ class DataConfig(Section):
         "evaluate the global model on at most this many test examples (null: all)"))
     options: dict[str, Any] = Field(default_factory=dict, description=(
         "options of the source loader (e.g. fragment size, storage); only those given are kept"))
-
-    @pydantic.model_validator(mode="after")
-    def _check(self):
-        return _check_named(self, SOURCES, "source", "options")
 
 
 class PartitionConfig(Section):

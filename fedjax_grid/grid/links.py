@@ -38,6 +38,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pydantic
 from pydantic import Field, model_validator
 
 from fedjax_grid.registry import NoParams, Params, Registry
@@ -89,6 +90,11 @@ def transfer_seconds(nbytes: int, bandwidth_bps: float, latency_s: float = 0.0) 
     return float(latency_s) + (0.0 if math.isinf(bandwidth_bps) else 8.0 * nbytes / bandwidth_bps)
 
 
+#: bounds of a link preset's parameters
+_BOUNDS = {"up_mbit": {"gt": 0}, "down_mbit": {"gt": 0}, "latency_ms_min": {"ge": 0},
+           "latency_ms_max": {"ge": 0}, "spread": {"ge": 1}}
+
+
 class LinkParams(Params):
     """A preset's nominal link and the per-client spread around it."""
     up_mbit: float = Field(gt=0, description="nominal upload bandwidth, Mbit/s")
@@ -105,28 +111,19 @@ class LinkParams(Params):
         return self
 
 
-class LanParams(LinkParams):
-    up_mbit: float = Field(1000.0, gt=0, description="nominal upload bandwidth, Mbit/s")
-    down_mbit: float = Field(1000.0, gt=0, description="nominal download bandwidth, Mbit/s")
-    latency_ms_min: float = Field(0.5, ge=0, description="smallest one-way latency, ms")
-    latency_ms_max: float = Field(0.5, ge=0, description="largest one-way latency, ms")
-    spread: float = Field(1.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+def _preset_params(name: str, **defaults: float) -> type[LinkParams]:
+    """A preset's Params: LinkParams with ``defaults`` (same bounds and descriptions)."""
+    fields = {k: (float, Field(v, description=LinkParams.model_fields[k].description,
+                               **_BOUNDS[k])) for k, v in defaults.items()}
+    return pydantic.create_model(f"{name.capitalize()}Params", __base__=LinkParams, **fields)
 
 
-class WifiParams(LinkParams):
-    up_mbit: float = Field(50.0, gt=0, description="nominal upload bandwidth, Mbit/s")
-    down_mbit: float = Field(200.0, gt=0, description="nominal download bandwidth, Mbit/s")
-    latency_ms_min: float = Field(10.0, ge=0, description="smallest one-way latency, ms")
-    latency_ms_max: float = Field(30.0, ge=0, description="largest one-way latency, ms")
-    spread: float = Field(2.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
-
-
-class HomeParams(LinkParams):
-    up_mbit: float = Field(10.0, gt=0, description="nominal upload bandwidth, Mbit/s")
-    down_mbit: float = Field(50.0, gt=0, description="nominal download bandwidth, Mbit/s")
-    latency_ms_min: float = Field(20.0, ge=0, description="smallest one-way latency, ms")
-    latency_ms_max: float = Field(60.0, ge=0, description="largest one-way latency, ms")
-    spread: float = Field(4.0, ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+LanParams = _preset_params("lan", up_mbit=1000.0, down_mbit=1000.0, latency_ms_min=0.5,
+                           latency_ms_max=0.5, spread=1.0)
+WifiParams = _preset_params("wifi", up_mbit=50.0, down_mbit=200.0, latency_ms_min=10.0,
+                            latency_ms_max=30.0, spread=2.0)
+HomeParams = _preset_params("home", up_mbit=10.0, down_mbit=50.0, latency_ms_min=20.0,
+                            latency_ms_max=60.0, spread=4.0)
 
 
 def draw_link(params: LinkParams, seed: int, client: int) -> LinkModel:

@@ -75,3 +75,11 @@ def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
     else:
         return None
     return target if target.is_dir() else None
+
+
+def notebook_dir(root, name: str) -> pathlib.Path:
+    """A notebook's output folder ``root/name-YYYYmmdd-HHMMSS`` (absolute; created), printed."""
+    out = pathlib.Path(root).expanduser().resolve() / (name + time.strftime("-%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    print("outputs in", out)
+    return out

@@ -216,3 +216,16 @@ def signal_when_busy(run, address: str, pid: int, sig=signal.SIGKILL, *, settle_
     thread.done = done
     thread.start()
     return thread
+
+
+def run_while_killing(run, address: str, pid: int) -> None:
+    """``run.run()`` (then ``close``) while the worker ``pid`` at ``address`` is SIGKILLed
+    once busy with one of the run's tasks; asserts that it was killed."""
+    run.start()
+    killer = signal_when_busy(run, address, pid)
+    try:
+        run.run()
+    finally:
+        run.close()
+    killer.join(timeout=5)
+    assert killer.done.is_set()

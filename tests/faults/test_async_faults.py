@@ -15,7 +15,7 @@ import pytest
 
 from fedjax_grid.grid.checkpoint import latest_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import run_cli, signal_when_busy
+from tests.faults.conftest import run_cli, run_while_killing
 from tests.grid.conftest import tiny_config
 
 ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 3,
@@ -32,14 +32,7 @@ def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_p
                                     "faults.max_delay_s": 3.0, "grid.retries": 2})
     victim_addr, victim_pid = sorted(pids.items())[0]
     run = FederatedRun(cfg, out_dir=tmp_path / "kill")
-    run.start()
-    killer = signal_when_busy(run, victim_addr, victim_pid)
-    try:
-        run.run()
-    finally:
-        run.close()
-    killer.join(timeout=5)
-    assert killer.done.is_set()
+    run_while_killing(run, victim_addr, victim_pid)
     rounds, tasks = run.records.rounds(), run.records.tasks()
     assert list(rounds["round"]) == [1, 2, 3]
     lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]

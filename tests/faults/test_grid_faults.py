@@ -21,7 +21,7 @@ import pytest
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import ExternalGrid, run_cli, signal_when_busy
+from tests.faults.conftest import ExternalGrid, run_cli, run_while_killing
 from tests.grid.conftest import tiny_config
 
 TINY = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "data.max_test_examples=256",
@@ -41,15 +41,7 @@ def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path)
                                     "grid.retries": 2, "grid.quorum": 0.5})
     victim_addr, victim_pid = sorted(pids.items())[0]
     run = FederatedRun(cfg, out_dir=tmp_path / "kill")
-    run.start()
-    # Strike once the victim is running a client task of round 0.
-    killer = signal_when_busy(run, victim_addr, victim_pid)
-    try:
-        run.run()
-    finally:
-        run.close()
-    killer.join(timeout=5)
-    assert killer.done.is_set()
+    run_while_killing(run, victim_addr, victim_pid)
     rounds, tasks = run.records.rounds(), run.records.tasks()
     assert len(rounds) == 2 and rounds["quorum"].all()
     lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
