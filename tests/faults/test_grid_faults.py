@@ -48,10 +48,15 @@ def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path)
     assert len(lost) >= 1, tasks[["round", "client", "attempt", "status", "reason"]]
     assert (lost["status"] == "failed").all()
     assert (lost["worker"] == victim_addr).all() and lost["reason"].str.contains(victim_addr).all()
-    for _, row in lost.iterrows():  # each lost task was re-submitted as attempt + 1 and succeeded
-        again = tasks[(tasks["round"] == row["round"]) & (tasks["client"] == row["client"])
-                      & (tasks["attempt"] == row["attempt"] + 1)]
-        assert list(again["status"]) == ["ok"] and victim_addr not in set(again["worker"])
+    for _, row in lost.iterrows():
+        # each lost task was re-submitted (attempt + 1, ...) until one attempt succeeded on
+        # another worker; a retry sent while the scheduler still listed the dead worker
+        # fails fast there and is retried again (seen under heavy load)
+        later = tasks[(tasks["round"] == row["round"]) & (tasks["client"] == row["client"])
+                      & (tasks["attempt"] > row["attempt"])]
+        assert "ok" in set(later["status"]), \
+            tasks[["round", "client", "attempt", "status", "worker", "reason"]].to_string()
+        assert victim_addr not in set(later.loc[later["status"] == "ok", "worker"])
     # Nothing lost: every sampled client of every round ended ok.
     ok = tasks[tasks["status"] == "ok"].groupby("round")["client"].nunique()
     assert (ok == 6).all()
