@@ -63,7 +63,7 @@ class AsyncFold:
         self.algorithm, self.state = algorithm, state
         self.buffer_size, self.staleness, self.max_staleness = buffer_size, staleness, max_staleness
         self.on_flush = on_flush
-        self.flushes: list[dict] = []  # diagnostics of every flush, in order
+        self.last_flush: dict = {}     # diagnostics of the latest flush
         self._buffer = algorithm.begin(state)
 
     @property
@@ -100,7 +100,7 @@ class AsyncFold:
         if self.on_flush is not None and diag["applied"]:
             state = self.on_flush(state)
         self.state = state
-        self.flushes.append(diag)
+        self.last_flush = diag
         self._buffer = self.algorithm.begin(state)
         return diag
 

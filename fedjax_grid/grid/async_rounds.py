@@ -72,7 +72,6 @@ class AsyncRounds:
         self.fold: Optional[AsyncFold] = None
         self.dispatch: Optional[VersionedDispatch] = None
         self.task = int(run.restored_async.get("task", 0))
-        self.in_flight: dict = {}      # future -> task number
         self.assignments = None
         #: every arrival in order, with its delta (``fedbuff.replay`` input); tests only
         self.keep_arrivals = keep_arrivals
@@ -177,13 +176,12 @@ class AsyncRounds:
             rows.append(run._row(self.fold.version, k, attempt, "late", None, (now, now), run.t0,
                                  reason="no responsive worker took the global weights in time"))
             return False
-        self.in_flight[fut] = task
         return True
 
     def _arrived(self, fut, k: int, attempt: int) -> list[dict]:
         """The row(s) of a task that finished or failed (a retry may be submitted)."""
         run, d = self.run, self.dispatch
-        task, version = self.in_flight.pop(fut), d.version_of.pop(fut)
+        task, version = d.forget(fut)
         if fut.status != "finished":
             row = dict(run._failed_row(d, fut, k, attempt), version=version, staleness=None)
             out = [row]
@@ -223,8 +221,7 @@ class AsyncRounds:
             return []
         rows, now = [], time.time()
         for fut, k, attempt, submitted in self.dispatch.cancel(self.dispatch.overdue(limit)):
-            self.in_flight.pop(fut, None)
-            version = self.dispatch.version_of.pop(fut, None)
+            _, version = self.dispatch.forget(fut)
             row = run._row(self.fold.version, k, attempt, "late", None, (submitted, now), run.t0,
                            reason=f"running longer than grid.deadline_s={limit:g} s")
             run.ledger.record(row["worker"], "late")
@@ -234,8 +231,7 @@ class AsyncRounds:
 
     def _in_flight_list(self) -> list[list[int]]:
         d = self.dispatch
-        return [[int(self.in_flight[f]), int(k), int(a), int(d.version_of[f])]
-                for f, (k, a) in d.pending.items() if f in self.in_flight]
+        return [[d.origin[f][0], int(k), int(a), d.origin[f][1]] for f, (k, a) in d.pending.items()]
 
     def close(self) -> None:
         if self.dispatch is not None:

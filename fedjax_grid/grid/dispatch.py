@@ -296,8 +296,8 @@ class VersionedDispatch(RoundDispatch):
     """Client tasks trained from different global versions in flight at once (FedBuff).
 
     ``set_version(v, gvars)`` makes ``gvars`` the weights of the next submissions
-    (broadcast on the next ``submit``); each task remembers the version it started from
-    (``version_of[future]``). A version's broadcast is released once it is not the
+    (broadcast on the next ``submit``); each task remembers its task number and the
+    version it started from (``origin[future] = (task, version)``, ``forget(future)``). A version's broadcast is released once it is not the
     newest and none of its tasks is pending. Task keys carry the run's task number
     (``task``, set before each ``submit``) in place of a round. No deadline applies to
     the whole; ``overdue(limit_s)`` lists the tasks running longer than ``limit_s``
@@ -307,7 +307,7 @@ class VersionedDispatch(RoundDispatch):
     def __init__(self, dask_client, *, run_id: str, workers: Callable[[], list]):
         super().__init__(dask_client, {}, run_id=run_id, round_=0, workers=workers)
         self.version = -1
-        self.version_of: dict = {}       # future -> global version it trained from
+        self.origin: dict = {}           # future -> (task number, global version trained from)
         self._gfut_of: dict = {}         # version -> its broadcast future
 
     def set_version(self, version: int, gvars: dict) -> None:
@@ -325,8 +325,12 @@ class VersionedDispatch(RoundDispatch):
         self.round = int(task)
         if not self.submit(k, attempt, spec, shipped, avoid=avoid):
             return None
-        self.version_of[self.last_future] = self.version
+        self.origin[self.last_future] = (int(task), self.version)
         return self.last_future
+
+    def forget(self, fut) -> tuple:
+        """``(task, version)`` of a finished, failed or cancelled task, dropped from the books."""
+        return self.origin.pop(fut)
 
     def overdue(self, limit_s: float) -> list:
         now = time.time()
@@ -342,7 +346,7 @@ class VersionedDispatch(RoundDispatch):
         return out
 
     def _release_unused(self) -> None:
-        busy = {self.version_of.get(f) for f in self.pending}
+        busy = {self.origin[f][1] for f in self.pending if f in self.origin}
         for v in [v for v in self._gfut_of if v not in busy and v != self.version]:
             self._gfut_of.pop(v).release()
 
