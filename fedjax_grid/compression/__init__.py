@@ -15,6 +15,7 @@ codec      what is sent per floating leaf                           bytes / para
 none       float32 as is                                            4
 bf16       bfloat16 (round to nearest even) as uint16               2
 int8       stochastic rounding, float32 scale per ``block`` values  1 + 4/block
+quant      the same at ``bits`` (2-8) bits, bit-packed              bits/8 + 4/block
 topk       ``fraction`` of entries: int32 index + float32 value,    8 x fraction
            error feedback (``values='bf16'``: 6 x fraction)
 =========  ======================================================  ==================
@@ -58,7 +59,7 @@ same payload bytes); derive it from (seed, round, client) like the fault plans.
 """
 from fedjax_grid.compression.base import (CODECS, Codec, CodecParams, decode, flatten, make_codec,
                                           payload_nbytes, tree_nbytes_float32, unflatten)
-from fedjax_grid.compression import none, bf16, int8, topk  # noqa: F401  (registration)
+from fedjax_grid.compression import none, bf16, int8, quant, topk  # noqa: F401  (registration)
 from fedjax_grid.compression.broadcast import (apply_broadcast, apply_delta, broadcast_payload,
                                                delta_tree)
 

@@ -298,15 +298,18 @@ class ServerConfig(Section):
         CODECS, "none", "how clients encode their update for the upload (topk keeps an "
                         "error-feedback residual per client on the coordinator)")
     broadcast_codec: typing.Annotated[Choice, RegistryChoice(CODECS)] = _choice(
-        CODECS, "none", "how the global model is encoded for the broadcast (the full model: "
-                        "none, bf16 or int8; clients train from the decoded weights)")
+        CODECS, "none", "how the broadcast is encoded (server.broadcast=full: the model; delta: "
+                        "each step of the chain); clients train from the decoded weights")
+    broadcast: Literal["full", "delta"] = Field("full", description=(
+        "full: the global model each round; delta: only the change since the version a "
+        "desktop holds (a chain of encoded steps from one shared reference, closed loop)"))
 
     @pydantic.model_validator(mode="after")
     def _check_broadcast_codec(self):
-        if self.broadcast_codec.name == "topk":
-            raise UserError("server.broadcast_codec='topk' is invalid: the broadcast sends the "
-                            "full model, which top-k would zero out; allowed: none, bf16, int8",
-                            path="server.broadcast_codec")
+        if self.broadcast_codec.name == "topk" and self.broadcast == "full":
+            raise UserError("server.broadcast_codec='topk' is invalid with server.broadcast=full: "
+                            "top-k would zero out most of the model; allowed: none, bf16, int8, "
+                            "quant, or server.broadcast=delta", path="server.broadcast_codec")
         return self
 
 

@@ -189,6 +189,8 @@ class AsyncRounds:
                 self._submit(task, k, attempt + 1, out, avoid=row["worker"])
             return out
         res = d.result(fut)
+        if res is not None:
+            run.note_held(k, res)
         if res is None:
             row = run._row(self.fold.version, k, attempt, "late", None,
                            (d.submitted_at[fut], time.time()), run.t0,

@@ -144,7 +144,8 @@ class RoundDispatch:
 
     dask_client: a connected ``distributed.Client``. gvars: the global variables (or
     their broadcast payload, ``server.broadcast_codec``; ``model_bytes`` counts its
-    encoded bytes) sent to every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
+    encoded bytes; or a function of the receiving workers' addresses that returns the
+    value, ``server.broadcast='delta'``) sent to every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
     again when none of them holds it any more). run_id and round_ name the task keys
     (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
     end (``time.time()`` seconds) or None. ``bytes_sent`` / ``bytes_received`` count
@@ -156,7 +157,7 @@ class RoundDispatch:
                  workers: Callable[[], list], deadline: Optional[float] = None):
         self.dask_client, self.gvars = dask_client, gvars
         self.run_id, self.round = run_id, round_
-        self.model_bytes = sent_nbytes(gvars)
+        self.model_bytes = 0 if callable(gvars) else sent_nbytes(gvars)
         self.workers = workers
         self.deadline = deadline
         self.ready: list[str] = []
@@ -187,7 +188,9 @@ class RoundDispatch:
             end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S
             if not candidates or end - time.time() <= 0:
                 return
-            self._gfut, self.ready = bounded_broadcast(self.dask_client, self.gvars, candidates,
+            value = self.gvars(candidates) if callable(self.gvars) else self.gvars
+            self.model_bytes = sent_nbytes(value)
+            self._gfut, self.ready = bounded_broadcast(self.dask_client, value, candidates,
                                                        end - time.time())
             self.bytes_sent += self.model_bytes * len(self.ready)
             if self.ready or (self.deadline is not None and time.time() >= self.deadline):
@@ -222,7 +225,10 @@ class RoundDispatch:
                                      allow_other_workers=False)
         self.pending[fut] = (k, attempt)
         self.submitted_at[fut] = time.time()
-        self.task_bytes[fut] = self.model_bytes + data_bytes
+        # server.broadcast='delta': what this client downloads (the steps from the version
+        # it holds), not what was scattered to the worker
+        down = spec.get("download_nbytes")
+        self.task_bytes[fut] = (self.model_bytes if down is None else down) + data_bytes
         self.last_future = fut
         return True
 
@@ -314,7 +320,7 @@ class VersionedDispatch(RoundDispatch):
         if self._gfut is not None:
             self._gfut_of[self.version] = self._gfut
         self.version, self.gvars = int(version), gvars
-        self.model_bytes = sent_nbytes(gvars)
+        self.model_bytes = 0 if callable(gvars) else sent_nbytes(gvars)
         self._gfut, self.ready = None, []
         self._release_unused()
 

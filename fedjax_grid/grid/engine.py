@@ -117,6 +117,11 @@ class FederatedRun:
         #: server.codec with error feedback (topk): each logical client's codec state
         #: ({'residual': tree}), kept here between its tasks and checkpointed.
         self.codec_state: dict[int, dict] = {}
+        #: server.broadcast='delta': the chain of broadcast steps (compression.chain), the
+        #: version each worker's cache and each logical client holds (from task results).
+        self.chain = None
+        self.worker_versions: dict[str, int] = {}
+        self.client_versions: dict[int, int] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self._async_rounds = None
         #: synchronous rounds: seconds per phase on the coordinator (grid.phases), per round
@@ -224,7 +229,10 @@ class FederatedRun:
         own_bn = self.client_bn.get(int(client)) if c.server.bn_mode == "local" else None
         link = None if c.faults.link.name == "none" else \
             link_of(c.faults.link, c.seed, int(client)).to_dict()
+        download = None if self.chain is None else \
+            self.chain.download_nbytes(self.client_versions.get(int(client)))
         return {"codec": c.server.codec.model_dump(), "codec_state": self.codec_state.get(int(client)),
+                "download_nbytes": download,
                 "link": link, "version": fedjax_grid.__version__, "round": round_, "client": int(client),
                 "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
                 "attempt": attempt, "seed": c.seed, "model": self.model_key,
@@ -385,6 +393,8 @@ class FederatedRun:
         server's checks, or ``late`` (quota already met, or its result unreachable)."""
         r = dispatch.round
         res = dispatch.result(fut)
+        if res is not None:
+            self.note_held(k, res)
         if res is None:  # its worker froze after finishing: the result is late
             where = task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
             row = self._row(r, k, attempt, "late", None,
@@ -424,15 +434,38 @@ class FederatedRun:
         its full-model payload (rng seeded from (seed, index)). Clients train from and take
         their delta against the decoded weights they received; the server folds each delta
         into its exact parameters (so a lossy broadcast costs the clients' start point, it
-        does not accumulate in the global model)."""
+        does not accumulate in the global model).
+
+        ``server.broadcast='delta'``: the chain advances to version ``index`` and the value
+        is a function of the receiving workers (``compression.chain``): the steps from the
+        oldest version they hold, plus the full reference when one of them holds nothing
+        known."""
         codec = self.config.server.broadcast_codec
+        rng = np.random.default_rng([self.config.seed, _BROADCAST_STREAM, int(index)])
+        if self.config.server.broadcast == "delta":
+            from fedjax_grid.compression.chain import BroadcastChain
+            if self.chain is None:
+                self.chain = BroadcastChain(codec.model_dump())
+            self.chain.advance(gvars, int(index), rng)
+            return self._chain_payload
         if codec.name == "none":
             return gvars
         from fedjax_grid.compression import broadcast_payload
-        rng = np.random.default_rng([self.config.seed, _BROADCAST_STREAM, int(index)])
         payload, _ = broadcast_payload(gvars, None, codec, rng, full=codec.model_dump(),
                                        version=int(index))
         return payload
+
+    def _chain_payload(self, workers: list) -> dict:
+        """The chain payload for ``workers`` (addresses), from the versions they hold."""
+        return self.chain.payload([self.worker_versions.get(w) for w in workers], run=self.run_id)
+
+    def note_held(self, k: int, res: dict) -> None:
+        """server.broadcast='delta': the worker that ran client ``k``'s task and the client
+        now hold the version it trained from."""
+        v = res.get("held_version")
+        if v is not None:
+            self.worker_versions[res["worker"]] = int(v)
+            self.client_versions[int(k)] = int(v)
 
     def _failed_row(self, dispatch: RoundDispatch, fut, k: int, attempt: int) -> dict:
         """The ``failed`` row of a task that raised or lost its worker; that worker is
@@ -446,6 +479,9 @@ class FederatedRun:
         row["worker_name"] = self.worker_names.get(where, "")
         row["bytes_in"] = dispatch.task_bytes[fut]
         self.ledger.record(where, "failed")
+        self.worker_versions.pop(where, None)  # its cached copy is unknown now (full next time)
+        if err.startswith("StaleCopy"):
+            dispatch.ready = []  # a desktop lost its copy: re-broadcast, now with the full model
         if lost_worker or self.ledger.is_quarantined(where):
             dispatch.exclude(where)
         return row
@@ -581,6 +617,11 @@ class FederatedRun:
             arrays["client_bn"] = {str(k): v for k, v in sorted(self.client_bn.items())}
         if self.codec_state:
             arrays["codec_state"] = {str(k): v for k, v in sorted(self.codec_state.items())}
+        if self.chain is not None and self.chain.reference is not None:
+            arrays["broadcast_reference"] = self.chain.reference
+            meta["broadcast_chain"] = {
+                "version": self.chain.version,
+                "clients": {str(k): v for k, v in sorted(self.client_versions.items())}}
         save_checkpoint(self.ckpt_dir, self.round, self.state, meta, arrays)
         self.save_records()
 
@@ -604,6 +645,14 @@ class FederatedRun:
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
         self.client_bn = {int(k): v for k, v in arrays.get("client_bn", {}).items()}
         self.codec_state = {int(k): v for k, v in arrays.get("codec_state", {}).items()}
+        chain = meta.get("broadcast_chain")
+        if chain is not None and "broadcast_reference" in arrays:
+            from fedjax_grid.compression.chain import BroadcastChain
+            self.chain = BroadcastChain(self.config.server.broadcast_codec.model_dump())
+            from fedjax_grid.grid.tasks import ordered_like
+            self.chain.restore({"version": chain["version"], "reference": ordered_like(
+                self.global_variables, arrays["broadcast_reference"])})
+            self.client_versions = {int(k): int(v) for k, v in chain["clients"].items()}
         self.restored_async = meta.get("async") or {}
         rounds = self.records.rounds()
         elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 
@@ -107,7 +108,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     received; the coordinator folds the delta into its exact parameters.
     Returns {'update', 'codec_state', 'batch_stats', 'num_examples', 'metrics', 'worker'
     (address), 'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'transfer_s',
-    'plan', 'bn_moments'}: 'update' is the codec payload (``spec['codec']``) of the
+    'plan', 'bn_moments', 'held_version'}: 'update' is the codec payload (``spec['codec']``) of the
     client's params minus the params it received (the coordinator decodes it with
     ``fedjax_grid.compression.decode``), 'codec_state' the codec's new state for this
     client (the top-k residual; None for stateless codecs), 'batch_stats' its final
@@ -116,14 +117,15 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     wall-clock times in seconds since the epoch (worker clock); 'bn_moments' is
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
-    and the model has BatchNorm, else None.
+    and the model has BatchNorm, else None; 'held_version' the broadcast version this
+    worker now holds (``server.broadcast='delta'``, else None).
     """
     start = time.time()
     _check_versions(spec)
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
         interruptible_sleep(plan["delay_s"])
-    global_variables, down_s = _receive(global_variables, spec)
+    global_variables, down_s, held_version = _receive(global_variables, spec)
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
     variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
@@ -136,7 +138,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             "num_examples": int(metrics["num_examples"]),
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
             "start": start, "end": time.time(), "transfer_s": down_s + up_s,
-            "train_s": train_s, "plan": plan, "bn_moments": moments}
+            "train_s": train_s, "plan": plan, "bn_moments": moments,
+            "held_version": held_version}
 
 
 def _link(spec: dict):
@@ -145,20 +148,52 @@ def _link(spec: dict):
     return LinkModel(**spec["link"]) if spec.get("link") else None
 
 
+#: server.broadcast='delta': this worker's copies of each run's broadcast reference,
+#: run id -> {version: variables}: the newest _HELD_VERSIONS versions (asynchronous
+#: rounds run tasks of a few versions at once) of the newest _HELD_RUNS runs.
+_HELD: dict[str, dict] = {}
+_HELD_LOCK = threading.Lock()
+_HELD_RUNS = 2
+_HELD_VERSIONS = 3
+
+
+def _from_chain(payload: dict) -> tuple:
+    """``(version, variables)``: this worker's copy brought to the payload's version."""
+    from fedjax_grid.compression.chain import apply_chain
+    run = payload.get("run", "")
+    with _HELD_LOCK:
+        copies = _HELD.pop(run, {})
+        version, variables = apply_chain(payload, copies)
+        copies[version] = variables
+        for old in sorted(copies)[:-_HELD_VERSIONS]:
+            del copies[old]
+        _HELD[run] = copies
+        while len(_HELD) > _HELD_RUNS:
+            _HELD.pop(next(iter(_HELD)))
+    return version, variables
+
+
 def _receive(global_variables, spec: dict) -> tuple:
-    """``(variables, download seconds)``: a broadcast payload (``server.broadcast_codec``)
-    decoded into the variables this client trains from, after sleeping the simulated
-    download time of what was received (``faults.link``)."""
+    """``(variables, download seconds, version held)``: a broadcast payload
+    (``server.broadcast_codec``) decoded into the variables this client trains from,
+    after sleeping the simulated download time of what was received (``faults.link``;
+    with ``server.broadcast='delta'`` the bytes this client downloads,
+    ``spec['download_nbytes']``). The version is None unless the broadcast is a chain."""
     from fedjax_grid.compression import apply_broadcast, payload_nbytes
     encoded = isinstance(global_variables, dict) and "broadcast" in global_variables
     link, seconds = _link(spec), 0.0
     if link is not None:
-        nbytes = payload_nbytes(global_variables) if encoded else tree_nbytes(global_variables)
+        nbytes = spec.get("download_nbytes")
+        if nbytes is None:
+            nbytes = payload_nbytes(global_variables) if encoded else tree_nbytes(global_variables)
         seconds = link.download_seconds(nbytes)
         interruptible_sleep(seconds)
-    if encoded:
+    version = None
+    if encoded and global_variables["broadcast"] == "chain":
+        version, global_variables = _from_chain(global_variables)
+    elif encoded:
         global_variables = apply_broadcast(global_variables, None)
-    return global_variables, seconds
+    return global_variables, seconds, version
 
 
 def _send(delta, batch_stats, spec: dict) -> tuple:

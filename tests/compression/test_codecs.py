@@ -11,7 +11,8 @@ from fedjax_grid.compression import (CODECS, decode, encode, init_state, make_co
 from fedjax_grid.compression.base import flatten
 from fedjax_grid.errors import UserError
 
-SPECS = ["none", "bf16", "int8", "int8(block=0)", "topk(0.05)", "topk(0.05, values=bf16)"]
+SPECS = ["none", "bf16", "int8", "int8(block=0)", "quant(3)", "quant(bits=2, block=0)",
+         "topk(0.05)", "topk(0.05, values=bf16)"]
 
 
 def small_tree(seed=0):
@@ -41,7 +42,7 @@ def assert_same_structure(a, b):
 
 
 def test_registry_names():
-    assert set(CODECS.names()) >= {"none", "bf16", "int8", "topk"}
+    assert set(CODECS.names()) >= {"none", "bf16", "int8", "quant", "topk"}
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -93,8 +94,11 @@ def test_bf16_exact_for_representable_values_and_rounds_to_nearest_even():
                                   y.astype(ml_dtypes.bfloat16).view(np.uint16))
 
 
-@pytest.mark.parametrize("block", [64, 0])
-def test_int8_is_unbiased(block):
+@pytest.mark.parametrize("spec, levels", [({"name": "int8", "block": 64}, 127),
+                                          ({"name": "int8", "block": 0}, 127),
+                                          ({"name": "quant", "bits": 3, "block": 64}, 3),
+                                          ({"name": "quant", "bits": 2, "block": 0}, 1)])
+def test_stochastic_rounding_is_unbiased(spec, levels):
     """Mean of N=2000 decodes vs x, with the exact standard error of the mean
     SE = s sqrt(p (1 - p) / N) (s: the block's scale, p: fractional part of x/s):
     every |mean - x| <= 5 SE (+ 1e-5 s for float32 rounding; values on a level,
@@ -102,12 +106,13 @@ def test_int8_is_unbiased(block):
     (p (1 - p) >= 0.05) the mean of z**2 = ((mean - x) / SE)**2 is 1 +- 0.3
     (about 250 values: chi-square sd ~0.09)."""
     rng = np.random.default_rng(2)
+    block = spec["block"]
     if block:       # blocks of 64 values of one magnitude each (1e-6 .. 50)
         x = rng.standard_normal(320) * np.repeat([1e-3, 1.0, 50.0, 1e-6, 3.0], 64)
     else:
         x = rng.standard_normal(300)
     x = x.astype(np.float32)
-    codec = make_codec({"name": "int8", "block": block})
+    codec = make_codec(spec)
     n = 2000
     draws = np.empty((n, x.size), np.float64)
     enc_rng = np.random.default_rng(3)
@@ -116,7 +121,14 @@ def test_int8_is_unbiased(block):
     leaf = codec.encode({"w": x}, enc_rng, None)[0]["leaves"][0]
     assert leaf["scale"].size == (x.size // 64 if block else 1)
     scale = np.repeat(leaf["scale"].astype(np.float64), leaf["block"])[:x.size]
-    assert np.all(np.abs(leaf["q"].astype(int)) <= 127)
+    if "q" in leaf:
+        assert np.all(np.abs(leaf["q"].astype(int)) <= levels)
+    else:   # bit-packed codes q + L in [0, 2L]
+        from fedjax_grid.compression.quant import unpack
+        assert leaf["planes"].shape == (spec["bits"], math.ceil(x.size / 8))
+        assert unpack(leaf["planes"], x.size).max() <= 2 * levels
+    block_max = np.abs(x.reshape(-1, leaf["block"])).max(1)
+    np.testing.assert_allclose(leaf["scale"] * levels, block_max, rtol=1e-6)
     assert np.all(np.abs(draws - x) <= scale * (1 + 1e-5))     # one level at most
     frac = np.mod(x / scale, 1.0)
     se = scale * np.sqrt(frac * (1 - frac) / n)
@@ -255,6 +267,9 @@ def test_byte_counts_match_the_formats():
         "none": 4 * n,
         "bf16": 2 * sum(big) + 4 * small,
         "int8": sum(s + 4 * math.ceil(s / 256) for s in big) + 4 * small,
+        "quant(3)": sum(3 * math.ceil(s / 8) + 4 * math.ceil(s / 512) for s in big) + 4 * small,
+        "quant(bits=4, block=256)": sum(4 * math.ceil(s / 8) + 4 * math.ceil(s / 256)
+                                        for s in big) + 4 * small,
         "topk(0.01)": sum(8 * math.ceil(0.01 * s) for s in big) + 4 * small,
         "topk(0.01, values=bf16)": sum(6 * math.ceil(0.01 * s) for s in big) + 4 * small,
     }
@@ -270,6 +285,8 @@ def test_byte_counts_match_the_formats():
     assert measured["none"] == pytest.approx(1.0, abs=1e-3)
     assert measured["bf16"] == pytest.approx(2.0, rel=5e-3)
     assert measured["int8"] == pytest.approx(4 / (1 + 4 / 256), rel=5e-3)      # 3.94x
+    assert measured["quant(3)"] == pytest.approx(32 / (3 + 32 / 512), rel=5e-3)     # 10.4x
+    assert measured["quant(bits=4, block=256)"] == pytest.approx(32 / (4 + 32 / 256), rel=5e-3)
     assert measured["topk(0.01)"] == pytest.approx(50.0, rel=0.02)
     assert measured["topk(0.01, values=bf16)"] == pytest.approx(200 / 3, rel=0.02)
 
@@ -280,7 +297,9 @@ def test_byte_counts_match_the_formats():
     ({"name": "topk", "values": "fp8"}, "compression.values", "float32"),
     ({"name": "int8", "block": -1}, "compression.block", "an integer >= 0 is required"),
     ({"name": "int8", "blocks": 4}, "compression.blocks", "unknown config key"),
-    ("zip", "compression.name", "allowed are none, bf16, int8, topk"),
+    ("zip", "compression.name", "allowed are none, bf16, int8, quant, topk"),
+    ("quant(9)", "compression.bits", "=9 is invalid: an integer in [2, 8] is required"),
+    ("quant(1)", "compression.bits", "=1 is invalid: an integer in [2, 8] is required"),
     ({"name": "bf16", "raw_below": "x"}, "compression.raw_below", "integer"),
 ])
 def test_bad_parameters_give_one_line_user_errors_with_the_path(spec, path, words):
@@ -296,3 +315,13 @@ def test_validate_completes_defaults_and_shorthand():
     assert make_codec("int8").spec == {"name": "int8", "block": 256, "raw_below": 64}
     assert init_state("bf16", small_tree()) is None
     assert make_codec("topk").stateful and not make_codec("int8").stateful
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
+@pytest.mark.parametrize("n", [1, 7, 8, 1001])
+def test_quant_bit_planes_round_trip(bits, n):
+    from fedjax_grid.compression.quant import pack, unpack
+    codes = np.random.default_rng(n).integers(0, 2 ** bits, n).astype(np.uint8)
+    planes = pack(codes, bits)
+    assert planes.shape == (bits, math.ceil(n / 8)) and planes.dtype == np.uint8
+    np.testing.assert_array_equal(unpack(planes, n), codes)
