@@ -9,7 +9,10 @@ with one figure ``docs/results/compression.png``:
    codec (download, one desktop) and an update-like delta (per leaf normal, 1 % of the
    leaf's spread) with its upload codec (upload, plus the float32 BatchNorm
    statistics), exactly as the engine does (``payload_nbytes``); no rounds needed, the
-   payload sizes depend on the tree's structure only. Encode/decode times (median of
+   payload sizes depend on the tree's structure only. With ``server.broadcast=delta``
+   the download is one step of the chain (the codec applied to a global step of the
+   delta's size: ``compression.chain``), after a first round that sends the float32
+   model (column "first down MB"; part 3 charges it to round 1). Encode/decode times (median of
    ``--repeats``, numpy on the coordinator's CPU) are measured on the same trees.
 2. **Accuracy**: the VGG suite's settings of ``benchmarks/accuracy.py`` (VGG-16 width
    ``--width`` (0.25), momentum lr 0.05, batch 32, 10 clients, independent partition,
@@ -41,13 +44,15 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-#: (label, upload codec, broadcast codec)
+#: (label, upload codec, broadcast codec, server.broadcast)
 SETTINGS = [
-    ("none", "none", "none"),
-    ("bf16", "bf16", "bf16"),
-    ("int8", "int8", "int8"),
-    ("topk(0.01) up, bf16 down", "topk(0.01)", "bf16"),
-    ("topk(0.01, bf16) up, int8 down", "topk(0.01, values=bf16)", "int8"),
+    ("none", "none", "none", "full"),
+    ("bf16", "bf16", "bf16", "full"),
+    ("int8", "int8", "int8", "full"),
+    ("topk(0.01) up, bf16 down", "topk(0.01)", "bf16", "full"),
+    ("topk(0.01, bf16) up, int8 down", "topk(0.01, values=bf16)", "int8", "full"),
+    ("quant(4) up, quant(4) delta down", "quant(4)", "quant(4)", "delta"),
+    ("quant(3) up, quant(3) delta down", "quant(3)", "quant(3)", "delta"),
 ]
 PRESETS = ("home", "wifi")
 
@@ -83,17 +88,25 @@ def byte_rows(repeats: int) -> list[dict]:
     n_params = sum(int(np.size(x)) for x in jax.tree.leaves(gvars["params"]))
     bn = tree_nbytes(gvars.get("batch_stats"))
     f32_up, f32_down = tree_nbytes(delta) + bn, tree_nbytes(gvars)
+    # a global step of the delta's size, for the delta broadcast (server.broadcast=delta)
+    new = jax.tree.map(lambda x, d: x + d, gvars, {"params": delta, **{
+        k: v for k, v in gvars.items() if k != "params"}})
     rows = []
-    for label, up, down in SETTINGS:
+    for label, up, down, mode in SETTINGS:
         codec = make_codec(up)
         enc_ms, (payload, _) = median_ms(lambda: codec.encode(delta, np.random.default_rng(1), None),
                                          repeats)
         dec_ms, _ = median_ms(lambda: decode(payload), repeats)
-        b_ms, (bpayload, _) = median_ms(lambda: broadcast_payload(
-            gvars, None, down, np.random.default_rng(2), full=down), repeats)
+        if mode == "delta":   # the steady-state step of the chain (the first round: float32)
+            b_ms, (bpayload, _) = median_ms(lambda: broadcast_payload(
+                new, gvars, down, np.random.default_rng(2)), repeats)
+        else:
+            b_ms, (bpayload, _) = median_ms(lambda: broadcast_payload(
+                gvars, None, down, np.random.default_rng(2), full=down), repeats)
         bd_ms, _ = median_ms(lambda: decode(bpayload["body"]), repeats)
         up_b, down_b = payload_nbytes(payload) + bn, payload_nbytes(bpayload)
-        rows.append({"setting": label, "upload": up, "broadcast": down, "params": n_params,
+        rows.append({"setting": label, "upload": up, "broadcast": down, "mode": mode,
+                     "params": n_params, "first_down_bytes": f32_down if mode == "delta" else down_b,
                      "up_bytes": up_b, "down_bytes": down_b,
                      "up_x": f32_up / up_b, "down_x": f32_down / down_b,
                      "round_mb_10": 10 * (up_b + down_b) / 1e6,
@@ -102,21 +115,6 @@ def byte_rows(repeats: int) -> list[dict]:
                      "encode_down_ms": b_ms, "decode_down_ms": bd_ms})
         print(f"  bytes {label}: up {up_b / 1e6:.2f} MB ({f32_up / up_b:.1f}x), "
               f"down {down_b / 1e6:.2f} MB ({f32_down / down_b:.1f}x)", flush=True)
-    # Not wired into the engine (bytes only): the broadcast as a top-k delta from the copy a
-    # desktop already holds (compression.broadcast), for a global step of the delta's size.
-    held = gvars
-    new = jax.tree.map(lambda x, d: x + d, gvars, {"params": delta, **{
-        k: v for k, v in gvars.items() if k != "params"}})
-    bpayload, _ = broadcast_payload(new, held, "topk(0.01)", None)
-    down_b = payload_nbytes(bpayload)
-    up_b = rows[3]["up_bytes"]
-    rows.append({"setting": "topk(0.01) up, topk(0.01) delta-from-held down [bytes only, not wired]",
-                 "upload": "topk(0.01)", "broadcast": "delta topk(0.01)", "params": n_params,
-                 "up_bytes": up_b, "down_bytes": down_b, "up_x": f32_up / up_b,
-                 "down_x": f32_down / down_b, "round_mb_10": 10 * (up_b + down_b) / 1e6,
-                 "round_mb_50": 50 * (up_b + down_b) / 1e6,
-                 "encode_up_ms": rows[3]["encode_up_ms"], "decode_up_ms": rows[3]["decode_up_ms"],
-                 "encode_down_ms": float("nan"), "decode_down_ms": float("nan")})
     return rows
 
 
@@ -130,17 +128,22 @@ def base_config(rounds: int, width: float, data: pathlib.Path):
         "grid.workers=2", "grid.threads_per_worker=1", "grid.dashboard_address=null"]).validate()
 
 
-def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.Path) -> dict:
-    """Part 2: one engine run per setting on a shared LocalCluster; label -> (rounds, tasks)."""
+def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.Path,
+                  only=None) -> dict:
+    """Part 2: one engine run per setting on a shared LocalCluster; label -> (rounds, tasks).
+    ``only``: the labels to run (None: all)."""
     from fedjax_grid.grid.cluster import open_cluster
     from fedjax_grid.grid.engine import FederatedRun
     base = base_config(rounds, width, data)
     out = {}
     grid = open_cluster(base.grid, local_directory=str(work / "dask"))
     try:
-        for i, (label, up, down) in enumerate(SETTINGS):
+        for i, (label, up, down, mode) in enumerate(SETTINGS):
+            if only is not None and label not in only:
+                continue
             cfg = base.with_overrides([f"name=compression-{i}", f"server.codec={up}",
-                                       f"server.broadcast_codec={down}"]).validate()
+                                       f"server.broadcast_codec={down}",
+                                       f"server.broadcast={mode}"]).validate()
             t = time.time()
             with FederatedRun(cfg, out_dir=work / f"run-{i}", grid=grid) as run:
                 run.run(callback=lambda row, label=label: print(
@@ -162,16 +165,18 @@ def compute_times(tasks) -> list[dict]:
 
 
 def simulated_curve(compute: list[dict], up_bytes: int, down_bytes: int, preset: str,
-                    seed: int) -> list[float]:
+                    seed: int, first_down_bytes: int | None = None) -> list[float]:
     """Cumulative simulated seconds after each round on ``preset`` (see the module doc);
-    ``compute``: per round, client -> compute seconds."""
+    ``compute``: per round, client -> compute seconds; ``first_down_bytes``: the first
+    round's download when it differs (the delta broadcast's full float32 model)."""
     from fedjax_grid.grid.links import link_of
     ends, t = [], 0.0
-    for clients in compute:
+    for r, clients in enumerate(compute):
         worst = 0.0
+        down = first_down_bytes if (r == 0 and first_down_bytes is not None) else down_bytes
         for k, c in clients.items():
             link = link_of(preset, seed, int(k))
-            worst = max(worst, c + link.download_seconds(down_bytes) + link.upload_seconds(up_bytes))
+            worst = max(worst, c + link.download_seconds(down) + link.upload_seconds(up_bytes))
         t += worst
         ends.append(t)
     return ends
@@ -204,7 +209,9 @@ def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: 
     none_acc = runs["none"]["curve"]
     target = target_frac * max(none_acc)
     rows, curves = [], {}
-    for label, _, _ in SETTINGS:
+    for label, *_ in SETTINGS:
+        if label not in runs:
+            continue
         m = runs[label]
         acc = m["curve"]
         compute = m.get("compute") if compute_s is None else \
@@ -217,7 +224,8 @@ def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: 
                "received_per_round_mb": m["received_per_round_mb"]}
         row["delta_points"] = 100 * (row["acc_last3"] - row["acc_none_last3"])
         for preset in PRESETS:
-            ends = simulated_curve(compute, b["up_bytes"], b["down_bytes"], preset, seed)
+            ends = simulated_curve(compute, b["up_bytes"], b["down_bytes"], preset, seed,
+                                   b.get("first_down_bytes"))
             curves[(label, preset)] = (ends, acc)
             row[f"tta_{preset}_s"] = time_to(acc, ends, target)
             row[f"round_{preset}_s"] = ends[-1] / len(ends)
@@ -235,12 +243,13 @@ def _f(v, fmt):
 
 
 def tables(brows: list[dict], arows: list[dict]) -> str:
-    out = ["| setting (upload / broadcast) | up MB / desktop | down MB / desktop | up x fewer | "
-           "down x fewer | MB / round, 10 desktops | MB / round, 50 desktops | encode up ms | "
-           "decode up ms | encode down ms | decode down ms |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| setting (upload / broadcast) | up MB / desktop | down MB / desktop | first down MB | "
+           "up x fewer | down x fewer | MB / round, 10 desktops | MB / round, 50 desktops | "
+           "encode up ms | decode up ms | encode down ms | decode down ms |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in brows:
         out.append(f"| {r['setting']} | {r['up_bytes'] / 1e6:.2f} | {r['down_bytes'] / 1e6:.2f} | "
+                   f"{r.get('first_down_bytes', r['down_bytes']) / 1e6:.2f} | "
                    f"{r['up_x']:.1f} | {r['down_x']:.1f} | {r['round_mb_10']:.1f} | "
                    f"{r['round_mb_50']:.0f} | {r['encode_up_ms']:.0f} | {r['decode_up_ms']:.0f} | "
                    f"{r['encode_down_ms']:.0f} | {r['decode_down_ms']:.0f} |")
@@ -268,11 +277,11 @@ def figure(brows, curves, path: pathlib.Path, compute: str = "measured") -> None
     x = np.arange(len(brows))
     a.bar(x - 0.2, [r["up_bytes"] / 1e6 for r in brows], 0.4, label="upload")
     a.bar(x + 0.2, [r["down_bytes"] / 1e6 for r in brows], 0.4, label="broadcast")
-    a.set_xticks(x, [r["setting"].replace(" [bytes only, not wired]", "*") for r in brows], rotation=20, ha="right", fontsize=8)
+    a.set_xticks(x, [r["setting"] for r in brows], rotation=20, ha="right", fontsize=8)
     a.set_ylabel("MB per desktop per round (VGG-16, full width)")
     a.set_yscale("log")
     a.legend()
-    for label, _, _ in SETTINGS:
+    for label, *_ in SETTINGS:
         if (label, "home") in curves:
             ends, acc = curves[(label, "home")]
             b.plot(np.asarray(ends) / 60, 100 * np.asarray(acc), marker="o", label=label)
@@ -297,6 +306,9 @@ def main(argv=None) -> int:
                          "the measured task durations)")
     ap.add_argument("--recompute", default=None, metavar="JSON",
                     help="redo parts 1 and 3 from a previous --out's accuracy curves (no runs)")
+    ap.add_argument("--reuse", default=None, metavar="JSON",
+                    help="take the accuracy runs of the settings a previous --out has (same "
+                         "--rounds and --width required) and run only the others")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "compression.json"))
     ap.add_argument("--figure", default=str(REPO / "docs" / "results" / "compression.png"))
     args = ap.parse_args(argv)
@@ -314,8 +326,19 @@ def main(argv=None) -> int:
         runs = {r["setting"]: r for r in old["accuracy"]}
         arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     elif not args.bytes_only:
+        runs = {}
+        if args.reuse:
+            old = json.loads(pathlib.Path(args.reuse).read_text())
+            if (old["rounds"], old["width"]) != (args.rounds, args.width):
+                print(f"error: --reuse {args.reuse} ran {old['rounds']} rounds at width "
+                      f"{old['width']}, not {args.rounds} at {args.width}", file=sys.stderr)
+                return 2
+            runs = {r["setting"]: r for r in old["accuracy"]}
+            print(f"  reused from {args.reuse}: {', '.join(runs)}", flush=True)
+        todo = [label for label, *_ in SETTINGS if label not in runs]
         with tempfile.TemporaryDirectory(prefix="fedjax-compression-") as work:
-            runs = measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work)))
+            runs.update(measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work),
+                                               only=todo)))
         arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     text = tables(brows, arows)
     compute = "measured task durations" if args.compute_s is None else \

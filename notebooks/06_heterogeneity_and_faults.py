@@ -148,5 +148,33 @@ tasks[tasks["run"] == "slow, async (FedBuff)"][["round", "client", "version", "s
 plots.time_to_accuracy(rounds[rounds["run"].isin(["slow, no deadline", "slow, deadline",
                                                   "slow, async (FedBuff)"])])
 
+# %% [markdown]
+# ## Slow links: compressed updates and broadcasts
+#
+# `faults.link` gives each desktop a seeded up/down bandwidth and latency (here the
+# `home` preset: 10/50 Mbit/s, each desktop x[1/4, 4]); every task sleeps its transfer
+# time (`transfer_s` in the tasks table). `server.codec` encodes the clients' deltas
+# (`quant(3)`: 3-bit unbiased stochastic rounding, ~10x fewer bytes) and
+# `server.broadcast=delta` sends each desktop only the change since the version it
+# holds, encoded with `server.broadcast_codec` (the first round sends the model once).
+# `bytes_in` / `bytes_out` are what each task downloaded and uploaded.
+
+# %%
+links = {}
+for name, sets in {
+    "home link, float32": [],
+    "home link, quant(3) both ways": ["server.codec=quant(3)", "server.broadcast=delta",
+                                      "server.broadcast_codec=quant(3)"],
+}.items():
+    run = FederatedRun(base.with_overrides(["faults.link=home"] + sets), out_dir=OUT / name, grid=grid)
+    links[name] = run.run()
+link_rounds = concat_runs({n: r.rounds() for n, r in links.items()})
+link_tasks = concat_runs({n: r.tasks() for n, r in links.items()})
+link_tasks.pivot_table(index=["run", "round"], values=["bytes_in", "bytes_out", "transfer_s", "duration_s"],
+                       aggfunc="mean").round(2)
+
+# %%
+plots.time_to_accuracy(link_rounds, save=OUT / "links_time_to_accuracy.png")
+
 # %%
 grid.close()

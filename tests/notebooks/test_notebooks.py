@@ -122,3 +122,11 @@ def test_06_heterogeneity_and_faults(tmp_path):
     assert len(rounds) == TINY["ROUNDS"] * TINY["NUM_CLIENTS"] // 2  # server updates
     ok = tasks[tasks["status"] == "ok"]
     assert (ok.groupby("round").size() == 2).all() and ok["version"].notna().all()
+    # the slow-link section: the compressed run downloads and uploads ~10x less from round 2
+    assert (out / "links_time_to_accuracy.png").stat().st_size > 1000
+    plain = pd.read_csv(out / "home link, float32" / "tasks.csv")
+    small = pd.read_csv(out / "home link, quant(3) both ways" / "tasks.csv")
+    assert (plain["transfer_s"] > 0).all() and set(small["codec"]) == {"quant(bits=3, block=512, raw_below=64)"}
+    later = small["round"] > 1
+    assert (small.loc[later, "bytes_out"].mean() < 0.2 * plain["bytes_out"].mean())
+    assert (small.loc[later, "transfer_s"].mean() < plain["transfer_s"].mean())
