@@ -53,6 +53,8 @@ SETTINGS = [
     ("topk(0.01, bf16) up, int8 down", "topk(0.01, values=bf16)", "int8", "full"),
     ("quant(4) up, quant(4) delta down", "quant(4)", "quant(4)", "delta"),
     ("quant(3) up, quant(3) delta down", "quant(3)", "quant(3)", "delta"),
+    ("quant(3, feedback) up, quant(3) delta down", "quant(bits=3, feedback=true)", "quant(3)",
+     "delta"),
 ]
 PRESETS = ("home", "wifi")
 
@@ -129,9 +131,9 @@ def base_config(rounds: int, width: float, data: pathlib.Path):
 
 
 def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.Path,
-                  only=None) -> dict:
-    """Part 2: one engine run per setting on a shared LocalCluster; label -> (rounds, tasks).
-    ``only``: the labels to run (None: all)."""
+                  todo: list) -> dict:
+    """Part 2: one engine run per (label, seed) in ``todo`` on a shared LocalCluster;
+    (label, seed) -> (rounds, tasks)."""
     from fedjax_grid.grid.cluster import open_cluster
     from fedjax_grid.grid.engine import FederatedRun
     base = base_config(rounds, width, data)
@@ -139,19 +141,19 @@ def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.P
     grid = open_cluster(base.grid, local_directory=str(work / "dask"))
     try:
         for i, (label, up, down, mode) in enumerate(SETTINGS):
-            if only is not None and label not in only:
-                continue
-            cfg = base.with_overrides([f"name=compression-{i}", f"server.codec={up}",
-                                       f"server.broadcast_codec={down}",
-                                       f"server.broadcast={mode}"]).validate()
-            t = time.time()
-            with FederatedRun(cfg, out_dir=work / f"run-{i}", grid=grid) as run:
-                run.run(callback=lambda row, label=label: print(
-                    f"  [{label}] round {row['round']}: acc {100 * row['global_accuracy']:.2f} %, "
-                    f"{row['round_time_s']:.1f} s, sent {row['bytes_sent'] / 1e6:.2f} MB, "
-                    f"received {row['bytes_received'] / 1e6:.2f} MB", flush=True))
-                out[label] = (run.records.rounds(), run.records.tasks())
-            print(f"  [{label}] {time.time() - t:.0f} s", flush=True)
+            for seed in sorted(s for lab, s in todo if lab == label):
+                cfg = base.with_overrides([f"name=compression-{i}-seed{seed}", f"server.codec={up}",
+                                           f"server.broadcast_codec={down}",
+                                           f"server.broadcast={mode}", f"seed={seed}"]).validate()
+                t = time.time()
+                tag = f"{label}, seed {seed}"
+                with FederatedRun(cfg, out_dir=work / f"run-{i}-{seed}", grid=grid) as run:
+                    run.run(callback=lambda row, tag=tag: print(
+                        f"  [{tag}] round {row['round']}: acc {100 * row['global_accuracy']:.2f} %, "
+                        f"{row['round_time_s']:.1f} s, sent {row['bytes_sent'] / 1e6:.2f} MB, "
+                        f"received {row['bytes_received'] / 1e6:.2f} MB", flush=True))
+                    out[(label, seed)] = (run.records.rounds(), run.records.tasks())
+                print(f"  [{tag}] {time.time() - t:.0f} s", flush=True)
     finally:
         grid.close()
     return out
@@ -189,14 +191,30 @@ def time_to(acc: list[float], ends: list[float], target: float):
     return None
 
 
-def measured(runs: dict) -> dict:
-    """label -> {'curve', 'compute', 'sent_per_round_mb', 'received_per_round_mb'}."""
+def measured(runs: dict, into: dict | None = None) -> dict:
+    """label -> {'curves': {seed: accuracy per round}, 'compute', 'sent_per_round_mb',
+    'received_per_round_mb'} from ``accuracy_runs``' (label, seed) -> (rounds, tasks),
+    merged into ``into`` (earlier runs) when given; compute and bytes: the lowest seed's."""
+    out = into if into is not None else {}
+    for (label, seed), (rounds, tasks) in sorted(runs.items(), key=lambda kv: kv[0][1]):
+        m = out.setdefault(label, {"curves": {}})
+        m["curves"][str(seed)] = [float(a) for a in rounds["global_accuracy"]]
+        if "compute" not in m:
+            m.update(compute=compute_times(tasks),
+                     sent_per_round_mb=float(rounds["bytes_sent"].mean() / 1e6),
+                     received_per_round_mb=float(rounds["bytes_received"].mean() / 1e6))
+    return out
+
+
+def as_runs(old: dict) -> dict:
+    """label -> measured entry from a previous JSON's accuracy rows (a row without
+    ``curves`` ran seed 0 only)."""
     out = {}
-    for label, (rounds, tasks) in runs.items():
-        out[label] = {"curve": [float(a) for a in rounds["global_accuracy"]],
-                      "compute": compute_times(tasks),
-                      "sent_per_round_mb": float(rounds["bytes_sent"].mean() / 1e6),
-                      "received_per_round_mb": float(rounds["bytes_received"].mean() / 1e6)}
+    for r in old["accuracy"]:
+        curves = r.get("curves") or {"0": r["curve"]}
+        out[r["setting"]] = {"curves": dict(curves), "compute": r.get("compute"),
+                             "sent_per_round_mb": r["sent_per_round_mb"],
+                             "received_per_round_mb": r["received_per_round_mb"]}
     return out
 
 
@@ -206,20 +224,26 @@ def accuracy_rows(runs: dict, bytes_rows: list[dict], target_frac: float, seed: 
     :func:`measured` gives; ``compute_s``: the same compute seconds for every client task
     (None: the measured task durations)."""
     by_label = {r["setting"]: r for r in bytes_rows}
-    none_acc = runs["none"]["curve"]
-    target = target_frac * max(none_acc)
+    none_curves = runs["none"]["curves"]
+    target = target_frac * max(np.mean([none_curves[s] for s in sorted(none_curves)], axis=0))
     rows, curves = [], {}
     for label, *_ in SETTINGS:
         if label not in runs:
             continue
         m = runs[label]
-        acc = m["curve"]
+        seeds = sorted(set(m["curves"]) & set(none_curves), key=int)
+        acc = [float(a) for a in np.mean([m["curves"][s] for s in seeds], axis=0)]
+        none_acc = np.mean([none_curves[s] for s in seeds], axis=0)
+        # per seed: this setting's mean of the last 3 minus none's (the spread of the gap)
+        gaps = [100 * (np.mean(m["curves"][s][-3:]) - np.mean(none_curves[s][-3:])) for s in seeds]
         compute = m.get("compute") if compute_s is None else \
             [{k: compute_s for k in range(clients)} for _ in acc]
         b = by_label[label]
-        row = {"setting": label, "acc_last3": float(np.mean(acc[-3:])),
-               "acc_none_last3": float(np.mean(none_acc[-3:])),
-               "final": acc[-1], "target": target, "curve": acc, "compute": m.get("compute"),
+        row = {"setting": label, "seeds": [int(s) for s in seeds],
+               "acc_last3": float(np.mean(acc[-3:])),
+               "acc_none_last3": float(np.mean(none_acc[-3:])), "gaps": gaps,
+               "final": acc[-1], "target": target, "curve": acc, "curves": m["curves"],
+               "compute": m.get("compute"),
                "compute_s": compute_s, "sent_per_round_mb": m["sent_per_round_mb"],
                "received_per_round_mb": m["received_per_round_mb"]}
         row["delta_points"] = 100 * (row["acc_last3"] - row["acc_none_last3"])
@@ -254,18 +278,23 @@ def tables(brows: list[dict], arows: list[dict]) -> str:
                    f"{r['round_mb_50']:.0f} | {r['encode_up_ms']:.0f} | {r['decode_up_ms']:.0f} | "
                    f"{r['encode_down_ms']:.0f} | {r['decode_down_ms']:.0f} |")
     if arows:
-        out += ["", "| setting | acc. mean last 3 (%) | vs none (points) | final (%) | "
+        out += ["", "| setting | seeds | acc. mean last 3 (%) | vs none (points) | "
+                "vs none per seed | final (%) | "
                 "round on home (s) | to target on home (s) | speed-up home | round on wifi (s) | "
                 "to target on wifi (s) | speed-up wifi |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in arows:
-            out.append(f"| {r['setting']} | {100 * r['acc_last3']:.2f} | {r['delta_points']:+.2f} | "
+            seeds = r.get("seeds", [0])
+            gaps = " / ".join(f"{g:+.1f}" for g in r.get("gaps", [r["delta_points"]]))
+            out.append(f"| {r['setting']} | {','.join(map(str, seeds))} | {100 * r['acc_last3']:.2f} | "
+                       f"{r['delta_points']:+.2f} | {gaps} | "
                        f"{100 * r['final']:.2f} | {r['round_home_s']:.1f} | "
                        f"{_f(r['tta_home_s'], '.0f')} | {_f(r['speedup_home'], '.2f')} | "
                        f"{r['round_wifi_s']:.1f} | {_f(r['tta_wifi_s'], '.0f')} | "
                        f"{_f(r['speedup_wifi'], '.2f')} |")
-        out.append(f"\ntarget accuracy: {100 * arows[0]['target']:.2f} % "
-                   f"(the fraction given of none's best round)")
+        out.append(f"\ntarget accuracy: {100 * arows[0]['target']:.2f} % (the fraction given "
+                   f"of the best round of none's accuracy curve averaged over its seeds); each "
+                   f"row compares with none on the same seeds")
     return "\n".join(out)
 
 
@@ -306,6 +335,9 @@ def main(argv=None) -> int:
                          "the measured task durations)")
     ap.add_argument("--recompute", default=None, metavar="JSON",
                     help="redo parts 1 and 3 from a previous --out's accuracy curves (no runs)")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the accuracy runs")
+    ap.add_argument("--only", default=None, metavar="LABELS",
+                    help="';'-separated setting labels to run (default: all)")
     ap.add_argument("--reuse", default=None, metavar="JSON",
                     help="take the accuracy runs of the settings a previous --out has (same "
                          "--rounds and --width required) and run only the others")
@@ -323,7 +355,7 @@ def main(argv=None) -> int:
     if args.recompute:
         old = json.loads(pathlib.Path(args.recompute).read_text())
         args.rounds, args.width = old["rounds"], old["width"]
-        runs = {r["setting"]: r for r in old["accuracy"]}
+        runs = as_runs(old)
         arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     elif not args.bytes_only:
         runs = {}
@@ -333,12 +365,22 @@ def main(argv=None) -> int:
                 print(f"error: --reuse {args.reuse} ran {old['rounds']} rounds at width "
                       f"{old['width']}, not {args.rounds} at {args.width}", file=sys.stderr)
                 return 2
-            runs = {r["setting"]: r for r in old["accuracy"]}
-            print(f"  reused from {args.reuse}: {', '.join(runs)}", flush=True)
-        todo = [label for label, *_ in SETTINGS if label not in runs]
+            runs = as_runs(old)
+            print(f"  reused from {args.reuse}: " + "; ".join(
+                f"{k} (seeds {','.join(v['curves'])})" for k, v in runs.items()), flush=True)
+        labels = [label for label, *_ in SETTINGS]
+        only = labels if args.only is None else [x.strip() for x in args.only.split(";")]
+        bad = [x for x in only if x not in labels]
+        if bad:
+            print(f"error: --only {bad[0]!r} is not a setting; allowed: {'; '.join(labels)}",
+                  file=sys.stderr)
+            return 2
+        seeds = [int(s) for s in args.seeds.split(",")]
+        todo = [(label, s) for label in only for s in seeds
+                if str(s) not in runs.get(label, {}).get("curves", {})]
         with tempfile.TemporaryDirectory(prefix="fedjax-compression-") as work:
-            runs.update(measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work),
-                                               only=todo)))
+            runs = measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work), todo),
+                            into=runs)
         arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     text = tables(brows, arows)
     compute = "measured task durations" if args.compute_s is None else \

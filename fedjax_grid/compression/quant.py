@@ -20,6 +20,13 @@ bits   levels  bytes / parameter (block B)  vs float32 at B = 512
 Fewer bits cost variance, not bias: the step is ``max|x| / L`` of the block, so
 the noise of 3 bits is ~42x (std) that of 8 bits. Encoding draws one float32
 uniform per value from ``rng``, leaf after leaf: the same seed gives the same bytes.
+
+``feedback=True`` adds error feedback (as ``topk`` has): the client's rounding error
+``acc - decode(payload)`` with ``acc = update + residual`` is kept as its residual
+and added to its next update, so ``sum of decoded payloads + residual == sum of
+updates`` (up to float32 rounding) and the rounding noise does not pile up over
+rounds; the payload is then no longer unbiased for one round. State:
+``{'residual': tree}`` per logical client, kept like top-k's (see the package doc).
 """
 from __future__ import annotations
 
@@ -29,7 +36,8 @@ import numpy as np
 from pydantic import Field
 
 from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, flatten, make_payload,
-                                          no_state, raw_below_field, raw_leaf, send_raw)
+                                          no_state, raw_below_field, raw_leaf, send_raw,
+                                          unflatten)
 from fedjax_grid.compression.int8 import _blocks
 from fedjax_grid.registry import Params
 
@@ -37,6 +45,8 @@ from fedjax_grid.registry import Params
 class QuantParams(Params):
     bits: int = Field(4, ge=2, le=8, description="bits per value (levels 2**(bits-1) - 1 a side)")
     block: int = Field(512, ge=0, description="values per float32 scale (0: one scale per tensor)")
+    feedback: bool = Field(False, description="error feedback: keep each client's rounding "
+                                              "error and add it to its next update")
     raw_below: int = raw_below_field()
 
 
@@ -91,17 +101,38 @@ LEAF_DECODERS["quant"] = decode_leaf
 
 
 def encode(tree, rng, state=None, *, params: QuantParams):
-    """``(payload, None)``; ``rng`` (required) draws the rounding, ``state`` is unused."""
+    """``(payload, state)``; ``rng`` (required) draws the rounding; ``state``: None, or with
+    ``feedback`` the client's ``{'residual': tree}`` (None: zeros)."""
     if rng is None:
         raise ValueError("the quant codec rounds stochastically: pass rng=np.random.default_rng(seed)")
     skeleton, leaves = flatten(tree)
-    out = [raw_leaf(x) if send_raw(x, params.raw_below)
-           else encode_leaf(x, rng, params.bits, params.block) for x in leaves]
-    return make_payload("quant", skeleton, out), None
+    if not params.feedback:
+        out = [raw_leaf(x) if send_raw(x, params.raw_below)
+               else encode_leaf(x, rng, params.bits, params.block) for x in leaves]
+        return make_payload("quant", skeleton, out), None
+    residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
+    if len(residuals) != len(leaves):
+        raise ValueError(f"quant state has {len(residuals)} leaves, the update {len(leaves)}")
+    out, new_res = [], []
+    for x, r in zip(leaves, residuals):
+        floating = np.issubdtype(x.dtype, np.floating)
+        acc = x if r is None or not floating else np.add(x, r, dtype=np.float32)
+        if send_raw(acc, params.raw_below):
+            out.append(raw_leaf(acc))
+            new_res.append(np.zeros(x.shape, np.float32 if floating else x.dtype))
+        else:
+            leaf = encode_leaf(acc, rng, params.bits, params.block)
+            out.append(leaf)
+            new_res.append(np.subtract(acc, decode_leaf(leaf), dtype=np.float32))
+    return make_payload("quant", skeleton, out), {"residual": unflatten(skeleton, new_res)}
 
 
 @CODECS.register("quant", QuantParams)
 def quant(params: QuantParams) -> Codec:
     """2-8 bit stochastic rounding, unbiased, bit-packed, a float32 scale per block
     (quant(3): 10.4x, quant(4): 7.9x at block=512)."""
+    if params.feedback:
+        from fedjax_grid.compression.topk import init_state
+        return Codec("quant", params, functools.partial(encode, params=params),
+                     init_state=init_state, stateful=True)
     return Codec("quant", params, functools.partial(encode, params=params), init_state=no_state)

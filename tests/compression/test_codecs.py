@@ -325,3 +325,31 @@ def test_quant_bit_planes_round_trip(bits, n):
     planes = pack(codes, bits)
     assert planes.shape == (bits, math.ceil(n / 8)) and planes.dtype == np.uint8
     np.testing.assert_array_equal(unpack(planes, n), codes)
+
+
+def test_quant_error_feedback_loses_nothing_and_keeps_the_residual_within_one_level():
+    """quant(3, feedback): sum of decoded payloads + residual == sum of updates, and the
+    residual is the last rounding error only (|residual| <= one level of its block)."""
+    codec = make_codec("quant(bits=3, feedback=true)")
+    assert codec.stateful and not make_codec("quant(3)").stateful
+    rng, enc_rng = np.random.default_rng(5), np.random.default_rng(6)
+    shapes = {"conv": (3, 3, 8, 16), "head": (100, 10), "bn": (48,)}
+    state = None
+    total_true = {k: np.zeros(s, np.float64) for k, s in shapes.items()}
+    total_sent = {k: np.zeros(s, np.float64) for k, s in shapes.items()}
+    for _ in range(20):
+        upd = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+        payload, state = codec.encode(upd, enc_rng, state)
+        sent = decode(payload)
+        for k in shapes:
+            total_true[k] += upd[k]
+            total_sent[k] += sent[k]
+    for k in shapes:
+        got = total_sent[k] + state["residual"][k]
+        np.testing.assert_allclose(got, total_true[k], rtol=0,
+                                   atol=1e-5 * np.abs(total_true[k]).max(), err_msg=k)
+    leaf = payload["leaves"][0]                          # conv: 1152 values, blocks of 512
+    level = np.repeat(leaf["scale"], leaf["block"])[:1152].reshape(shapes["conv"])
+    assert np.all(np.abs(state["residual"]["conv"]) <= level * (1 + 1e-5))
+    assert np.abs(state["residual"]["conv"]).max() > 0
+    assert not np.any(state["residual"]["bn"])          # 48 < raw_below: sent whole

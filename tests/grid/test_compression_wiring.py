@@ -33,7 +33,8 @@ def _expected_bytes_out(run, codec: str) -> int:
 
 
 #: codec -> largest bytes_out / float32 bytes (raw tiny leaves and BatchNorm stay float32)
-RATIO = {"none": 1.01, "bf16": 0.52, "int8": 0.27, "topk(0.01)": 0.05}
+RATIO = {"none": 1.01, "bf16": 0.52, "int8": 0.27, "topk(0.01)": 0.05,
+         "quant(bits=3, feedback=true)": 0.11}
 
 
 @pytest.mark.parametrize("codec", list(RATIO))
@@ -52,7 +53,7 @@ def test_each_codec_learns_and_counts_its_bytes(grid, tmp_path, codec):
     assert expected <= RATIO[codec] * float32, (codec, expected / float32)
     assert rounds["bytes_received"].sum() == tasks["bytes_out"].sum()
     assert (tasks["transfer_s"] == 0).all()
-    assert bool(run.codec_state) == codec.startswith("topk")
+    assert bool(run.codec_state) == make_codec(codec).stateful
 
 
 def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
