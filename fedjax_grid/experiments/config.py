@@ -331,6 +331,9 @@ class GridConfig(Section):
         "minimum fraction of the sampled clients that must report for the round to count"))
     overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
         "extra clients sampled per round; the first to finish are kept"))
+    overlap_rounds: bool = Field(True, description=(
+        "sync: launch the next round's tasks right after the server step, while the "
+        "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))
     retries: int = Field(2, ge=0, le=100, description=(
         "re-submissions of a client task that failed or was lost with its worker"))
     compile_cache_dir: Optional[str] = Field(None, description=(

@@ -47,12 +47,13 @@ workers) is timed by :class:`~fedjax_grid.grid.stages.Stages`; pass
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import re
 import secrets
 import sys
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -76,6 +77,20 @@ _BROADCAST_STREAM = 29
 def warn_stderr(message: str) -> None:
     """Default ``notify``: one line ``warning: ...`` on stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class _Launch:
+    """A synchronous round whose tasks are submitted: what collecting it needs."""
+    round: int
+    t_round: float
+    clock: PhaseClock
+    deadline: Optional[float]
+    assignments: Any
+    new_strategy_state: Any
+    sampled: Any
+    dispatch: RoundDispatch
+    task_rows: list
 
 
 class FederatedRun:
@@ -124,6 +139,7 @@ class FederatedRun:
         self.client_versions: dict[int, int] = {}
         self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
         self._async_rounds = None
+        self._next_launch: Optional[_Launch] = None  # a round launched ahead (sync, run())
         #: synchronous rounds: seconds per phase on the coordinator (grid.phases), per round
         self.profile: list[dict] = []
         self._fold_s, self._train_s = 0.0, []
@@ -188,6 +204,7 @@ class FederatedRun:
 
     def close(self) -> None:
         try:
+            self.drop_next_round()
             if self._async_rounds is not None:
                 self._async_rounds.close()  # tasks still in flight are not needed any more
             if self.grid is not None and self._own_grid:
@@ -239,11 +256,18 @@ class FederatedRun:
                 "hparams": dataclasses.asdict(self.hparams), "mean": self.mean, "std": self.std,
                 "plan": plan.to_dict(), "data": data}
 
-    def step(self) -> dict:
-        """Run one round; return its row of the rounds table (``row['round']`` = rounds done)."""
+    def step(self, prelaunch: bool = False) -> dict:
+        """Run one round; return its row of the rounds table (``row['round']`` = rounds done).
+
+        ``prelaunch`` (synchronous rounds): submit the next round's tasks right after this
+        round's server step, so the workers train while the coordinator re-estimates
+        BatchNorm, evaluates and checkpoints; they stay in flight after ``step`` returns
+        and the next ``step`` collects them (``close`` or ``drop_next_round`` cancel them).
+        ``run`` does this when ``grid.overlap_rounds`` is on and another round follows."""
         if self.grid is None or not self.lock.held:
             self.start()
-        step = self._step if self.config.server.mode == "sync" else self._async().step
+        step = functools.partial(self._step, prelaunch=prelaunch) \
+            if self.config.server.mode == "sync" else self._async().step
         if not self._first_step:
             return step()
         self._first_step = False
@@ -261,18 +285,15 @@ class FederatedRun:
             self._async_rounds = AsyncRounds(self)
         return self._async_rounds
 
-    def _step(self) -> dict:
-        """One synchronous round: dispatch and collect, then the server side."""
-        c, r = self.config, self.round
-        if self.t0 is None:
-            self.t0 = time.time()
+    def _launch(self, r: int) -> _Launch:
+        """Start round ``r``: local sets, sampling, broadcast, client tasks submitted."""
+        c = self.config
         self.healthy_workers()  # waits up to grid.wait_for_workers_s for a healthy worker
         t_round, clock = time.time(), PhaseClock()
         deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
         assignments, new_strategy_state = self.strategy.apply(
             self.strategy_state, forming_rng(c.seed, r), r)
         sampled = sample_clients(c, r)
-        target = min(c.clients_per_round, len(sampled))
         dispatch = RoundDispatch(self.grid.client, self.broadcast_value(self.global_variables, r),
                                  run_id=self.run_id, round_=r,
                                  workers=lambda: self.healthy_workers(deadline),
@@ -287,19 +308,65 @@ class FederatedRun:
             else:
                 task_rows += self._submit(dispatch, int(k), 0, assignments[k])
         clock.lap("submit")
+        clock.move(dispatch.broadcast_s, "submit", "broadcast")
+        return _Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
+                       dispatch, task_rows)
+
+    def _prelaunch(self) -> None:
+        """Launch the next round now, while this one's BatchNorm re-estimation, evaluation,
+        records and checkpoint run on the coordinator (the workers would idle otherwise).
+
+        The next round's clients get the global parameters of this server step; their
+        BatchNorm running statistics are this step's, not yet re-estimated -- clients train
+        with batch statistics, so their updates are bitwise the same, and the statistics
+        they return are not used by ``bn_mode`` recalibrate (re-estimated from the
+        parameters alone). Skipped when no healthy worker is connected right now."""
+        try:
+            if not wait_for_healthy(self.ledger, self.grid.client, grace_s=0.0, t0=self.t0,
+                                    notify=lambda m: None):
+                return
+            self._next_launch = self._launch(self.round)
+        except (NoWorkersError, UserError):
+            self._next_launch = None
+
+    def drop_next_round(self) -> None:
+        """Cancel the tasks of a round launched ahead (``_prelaunch``) that will not run."""
+        launch, self._next_launch = self._next_launch, None
+        if launch is not None:
+            launch.dispatch.cancel_pending()
+            launch.dispatch.release()
+
+    def _step(self, prelaunch: bool = False) -> dict:
+        """One synchronous round: dispatch and collect, then the server side.
+        ``prelaunch``: launch the next round after this one's server step (``run`` does,
+        when another round follows in the same call)."""
+        c = self.config
+        if self.t0 is None:
+            self.t0 = time.time()
+        launch = self._next_launch
+        self._next_launch = None
+        if launch is None or launch.round != self.round:
+            if launch is not None:
+                launch.dispatch.cancel_pending()
+                launch.dispatch.release()
+            launch = self._launch(self.round)
+        dispatch, clock = launch.dispatch, launch.clock
+        target = min(c.clients_per_round, len(launch.sampled))
         fold = self.algorithm.begin(self.state)
         self._fold_s, self._train_s = 0.0, []
-        task_rows += self._collect(dispatch, fold, assignments, target, deadline)
+        task_rows = launch.task_rows + self._collect(dispatch, fold, launch.assignments, target,
+                                                     launch.deadline)
         dispatch.release()
         clock.lap("wait")
-        clock.move(dispatch.broadcast_s, "submit", "broadcast")
         clock.move(self._fold_s, "wait", "fold")
-        self.strategy_state = new_strategy_state
-        return self._close_round(fold, target, task_rows, dispatch, t_round, len(sampled), clock)
+        self.strategy_state = launch.new_strategy_state
+        return self._close_round(fold, target, task_rows, dispatch, launch.t_round,
+                                 len(launch.sampled), clock, prelaunch=prelaunch)
 
     def _close_round(self, fold, target: int, task_rows: list, dispatch, t_round: float,
-                     n_sampled: int, clock: PhaseClock) -> dict:
-        """Server step (with a quorum), BatchNorm, evaluation, records, checkpoint."""
+                     n_sampled: int, clock: PhaseClock, prelaunch: bool = False) -> dict:
+        """Server step (with a quorum), the next round's launch (``prelaunch``), BatchNorm,
+        evaluation, records, checkpoint."""
         c = self.config
         quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
         if quorum:
@@ -307,6 +374,14 @@ class FederatedRun:
             # their own, and the mean serves the global model's evaluation only.
             self.state, _ = fold.finish()
             clock.lap("server")
+        if prelaunch:
+            self.round += 1          # the next round's index, while launching it
+            try:
+                self._prelaunch()
+            finally:
+                self.round -= 1
+            clock.lap("launch")
+        if quorum:
             self._recalibrate_bn()
             clock.lap("bn")
         self.round += 1
@@ -583,11 +658,12 @@ class FederatedRun:
             while self.round < end:
                 if should_stop is not None and should_stop():
                     break
-                row = self.step()
+                row = self.step(prelaunch=self.config.grid.overlap_rounds and self.round + 1 < end)
                 if callback is not None:
                     callback(row)
             self.save_records()
         finally:
+            self.drop_next_round()  # stopped early: the round launched ahead is not run
             if locked_here:
                 self.lock.release()
         return self.records

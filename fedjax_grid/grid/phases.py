@@ -10,6 +10,10 @@ laps it at each phase boundary of a synchronous round:
                 queueing on busy workers (the critical path outside the coordinator);
 - ``fold``      validating and folding arrived deltas (inside the wait, subtracted from it);
 - ``server``    the server optimiser step;
+- ``launch``    the next round launched ahead (``grid.overlap_rounds``: its forming,
+                broadcast and submission, done here so that its tasks run during this
+                round's ``bn``, ``eval`` and ``records``; that round's own ``wait``
+                starts at its launch, so the phases of consecutive rounds overlap);
 - ``bn``        BatchNorm re-estimation (``bn_mode`` recalibrate / local);
 - ``eval``      the global model's evaluation on the test split;
 - ``records``   task/round records and the atomic checkpoint.
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import time
 
-PHASES = ("forming", "broadcast", "submit", "wait", "fold", "server", "bn", "eval", "records")
+PHASES = ("forming", "broadcast", "submit", "wait", "fold", "server", "launch", "bn", "eval",
+          "records")
 
 
 class PhaseClock:

@@ -75,14 +75,16 @@ class ExternalGrid:
         return self.scheduler
 
     def start_worker(self, *, tls_args: list[str] | None = None, name: str | None = None,
-                     env: dict | None = None):
-        """Start one ``dask worker``; ``env``: its environment (default: ours)."""
+                     env: dict | None = None, nanny: bool = False):
+        """Start one ``dask worker``; ``env``: its environment (default: ours); ``nanny``:
+        under a nanny (as `dask worker` runs by default) instead of ``--no-nanny``."""
         i = self._n
         self._n += 1
         args = self._tls_args() if tls_args is None else tls_args
         p = subprocess.Popen(
             [dask_exe(), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
-             "--no-dashboard", "--no-nanny", "--local-directory", str(self.tmp / f"w{i}"),
+             "--no-dashboard", "--nanny" if nanny else "--no-nanny",
+             "--local-directory", str(self.tmp / f"w{i}"),
              "--name", name or f"desktop-{i}", "--death-timeout", "60", *args],
             stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"worker{i}.log", "w"), env=env)
         self.workers.append(p)

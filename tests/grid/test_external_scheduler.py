@@ -39,3 +39,41 @@ def test_run_through_external_scheduler(external_grid, tmp_path):
     assert (out / "global_accuracy.png").exists() and (out / "local_loss.png").exists()
     assert len(external_grid.alive_workers()) == 2  # the grid outlives the experiment
     assert external_grid.scheduler.poll() is None
+
+
+
+def test_nanny_malloc_setting_is_undone_on_dask_workers(tmp_path):
+    """`dask worker` (with its nanny) starts the worker with MALLOC_TRIM_THRESHOLD_=65536,
+    which makes XLA's buffers an mmap/munmap each; the plugin re-tunes malloc there. An
+    embedded LocalCluster does not set the variable."""
+    from fedjax_grid.experiments import get_preset
+    from fedjax_grid.grid.cluster import open_cluster
+    from fedjax_grid.grid.plugin import malloc_state
+    cfg = get_preset("quickstart")
+    grid = ExternalGrid(tmp_path)
+    try:
+        grid.start_scheduler()
+        grid.start_worker(nanny=True)
+        grid.wait_for(1)
+        ext = open_cluster(cfg.grid.model_copy(update={"scheduler": grid.address}),
+                           local_directory=str(tmp_path / "d1"))
+        try:
+            states = ext.client.run(malloc_state)
+        finally:
+            ext.close()
+    finally:
+        grid.stop()
+    assert [tuple(s) for s in states.values()] == [("65536", True)], states
+    local = open_cluster(cfg.grid, local_directory=str(tmp_path / "d2"))
+    try:
+        states = local.client.run(malloc_state)
+    finally:
+        local.close()
+    assert len(states) == 2 and all(tuple(s) == (None, False) for s in states.values()), states
+
+
+def test_tune_malloc_only_where_the_variable_is_set():
+    from fedjax_grid.grid.plugin import tune_malloc
+    assert tune_malloc({}) is False
+    if sys.platform.startswith("linux"):
+        assert tune_malloc({"MALLOC_TRIM_THRESHOLD_": "65536"}) is True
