@@ -32,13 +32,17 @@ Both sides use fedjax_grid's persistent JAX compilation cache
 client and server processes enable it as the Dask workers do, and one unmeasured
 warm-up run of each toolkit per client count (``--warmup-rounds``, 0: none) fills it.
 
+Each toolkit runs as it ships: fedjax_grid's worker plugin pins its two Dask workers to
+disjoint cores; Ray's two actors are not pinned (Ray only sets their OMP_NUM_THREADS to 1).
+
 Runs alternate (fedjax_grid, Flower, fedjax_grid, ...). Measured per run: wall time
 from process start to exit (taken by this parent), steady-state s/round = the median
 over rounds 2..R of the round-to-round time (fedjax_grid: differences of
 ``rounds.csv:elapsed_s``; Flower: differences of the times at which the central
 evaluation of each round ended), and the peak over time of the summed RSS of the
 child and all its descendants (sampled every 0.2 s with psutil: Dask's nanny and
-worker processes, Ray's gcs_server, raylet, actors and helpers). Printed: one
+worker processes, Ray's gcs_server, raylet, actors and helpers; pages shared between
+processes, such as the JAX libraries, count once per process on both sides). Printed: one
 markdown table of the medians over the reps, then the ratios fedjax_grid / Flower with
 the goals (steady-state <= 0.8, wall <= 1.0, peak RSS <= 0.6). ``--json PATH`` writes
 every run's raw measurements.
