@@ -115,6 +115,7 @@ class TreeSampler(threading.Thread):
         self.peak = 0
         self.max_procs = 0
         self.seen: dict[int, object] = {}
+        self.names: dict[int, str] = {}
         self._done = threading.Event()
 
     def sample(self) -> None:
@@ -127,7 +128,9 @@ class TreeSampler(threading.Thread):
         for p in procs:
             try:
                 total += p.memory_info().rss
-                self.seen.setdefault(p.pid, p)
+                if p.pid not in self.seen:
+                    self.seen[p.pid] = p
+                    self.names[p.pid] = process_name(p)
             except psutil.Error:
                 pass
         self.peak = max(self.peak, total)
@@ -144,7 +147,15 @@ class TreeSampler(threading.Thread):
 
     def leftovers(self) -> list:
         """Descendants seen during the run that are still alive after the child exited."""
-        return [p for pid, p in self.seen.items() if pid != self.root.pid and p.is_running()]
+        import psutil
+        out = []
+        for pid, p in self.seen.items():
+            try:
+                if pid != self.root.pid and p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.Error:
+                pass
+        return out
 
 
 def stop_processes(procs: list, grace: float = 0.0) -> None:
@@ -183,7 +194,7 @@ def measure(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
         wall = time.perf_counter() - t0
         sampler.stop()
     left = sampler.leftovers()
-    names = sorted(process_name(p) for p in left)
+    names = sorted(sampler.names.get(p.pid, "?") for p in left)
     stop_processes(left, grace=LEFTOVER_GRACE_S)
     return {"rc": rc, "wall_s": wall, "peak_rss_mb": sampler.peak / 2**20,
             "processes": sampler.max_procs, "leftover_processes": len(left), "leftover": names,
@@ -191,9 +202,11 @@ def measure(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
 
 
 def process_name(p) -> str:
+    """The program and its first arguments (for the report of leftover processes)."""
     import psutil
     try:
-        return " ".join(p.cmdline()[:3])[:120] or p.name()
+        return " ".join(os.path.basename(a) if i == 0 else a
+                        for i, a in enumerate(p.cmdline()[:3]))[:100] or p.name()
     except psutil.Error:
         return "?"
 
@@ -218,7 +231,9 @@ def run_fedjax(clients: int, rounds: int, work: pathlib.Path, timeout: float) ->
         table = pd.read_csv(out / "rounds.csv")
         elapsed = table["elapsed_s"].to_numpy(float)
         round_s, m["steady_s"] = steady([0.0, *elapsed])
+        train_s = pd.read_csv(out / "profile.csv")["train_s"] if (out / "profile.csv").exists() else []
         m.update(round_s=round_s, round_time_s=table["round_time_s"].tolist(),
+                 train_s=[float(x) for x in train_s],
                  final_accuracy=float(table["global_accuracy"].iloc[-1]))
     return m
 
@@ -235,7 +250,7 @@ def run_flower(clients: int, rounds: int, work: pathlib.Path, timeout: float,
     if m["rc"] == 0:
         child = json.loads(result.read_text())
         round_s, m["steady_s"] = steady(child["round_ends"])
-        m.update(round_s=round_s, final_accuracy=child["accuracy"][-1])
+        m.update(round_s=round_s, final_accuracy=child["accuracy"][-1], train_s=child["train_s"])
     return m
 
 
@@ -317,11 +332,14 @@ def flower_train(msg, context):
     from flwr.app import Message, MetricRecord, RecordDict
     conf = msg.content["config"]
     client = int(context.node_config["partition-id"])
+    t0 = time.perf_counter()
     variables, metrics = client_train(from_record(msg.content["arrays"]), str(conf["cfg"]),
                                       int(conf["server-round"]) - 1, client)
+    train_s = time.perf_counter() - t0
     reply = RecordDict({"arrays": to_record(variables), "metrics": MetricRecord(
         {"num-examples": int(metrics["num_examples"]), "client": client,
-         "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])})})
+         "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"]),
+         "train-s": train_s})})
     return Message(content=reply, reply_to=msg)
 
 
@@ -348,6 +366,8 @@ class ServerSide:
         self.round_ends: list[float] = []
         self.accuracy: list[float] = []
         self.loss: list[float] = []
+        #: per round, the clients' mean seconds of local training (as the engine's train_s)
+        self.train_s: list[float] = []
 
     def recalibrate(self, variables: dict) -> dict:
         from fedjax_grid.training.bn_stats import calibration_indices, recalibrated_stats
@@ -389,6 +409,8 @@ def make_strategy(server: ServerSide, clients: int, dump: str | None):
             replies = list(replies)
             if dump and server_round == 1:
                 save_updates(dump, server.initial, replies)
+            server.train_s.append(float(np.mean(
+                [float(msg.content["metrics"]["train-s"]) for msg in replies if msg.has_content()])))
             arrays, metrics = super().aggregate_train(server_round, replies)
             if arrays is not None:
                 arrays = to_record(server.recalibrate(from_record(arrays)))
@@ -437,7 +459,8 @@ def flower_child(args) -> None:
     if len(server.accuracy) != cfg.training.rounds:
         raise SystemExit(f"error: Flower ran {len(server.accuracy)} of {cfg.training.rounds} rounds")
     pathlib.Path(args.child_out).write_text(json.dumps(
-        {"round_ends": server.round_ends, "accuracy": server.accuracy, "loss": server.loss}))
+        {"round_ends": server.round_ends, "accuracy": server.accuracy, "loss": server.loss,
+         "train_s": server.train_s}))
 
 
 # --------------------------------------------------------------- --check
@@ -512,6 +535,8 @@ def one_run(toolkit: str, clients: int, rounds: int, root: pathlib.Path, tag: st
     if m["rc"] != 0:
         raise SystemExit(f"error: {toolkit} with {clients} clients failed (exit {m['rc']}); "
                          f"see {m['log']}")
+    # the clients' mean local training time per task, median over rounds 2..R (diagnostic)
+    m["steady_train_s"] = float(np.median(m["train_s"][1:])) if len(m["train_s"]) > 1 else float("nan")
     return {"toolkit": toolkit, "clients": clients, "rounds": rounds, "run": tag, **m}
 
 
@@ -527,7 +552,8 @@ def benchmark(args, toolkits: list[str]) -> list[dict]:
             for t in toolkits:
                 r = one_run(t, clients, args.rounds, root, f"rep{rep}", args.timeout)
                 print(f"{t}, {clients} clients, rep {rep}: wall {r['wall_s']:.1f} s, "
-                      f"{r['steady_s']:.2f} s/round, peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"{r['steady_s']:.2f} s/round ({r['steady_train_s']:.2f} s of local training "
+                      f"per client task), peak RSS {r['peak_rss_mb']:.0f} MB "
                       f"({r['processes']} processes at most"
                       + (f"; still running after exit: {', '.join(r['leftover'])}"
                          if r["leftover"] else "") + ")", flush=True)
