@@ -1,0 +1,652 @@
+"""Peer benchmark: fedjax_grid vs Flower on the same client work.
+
+    pip install -e ".[compare]"                      # Flower (flwr[simulation], Ray): optional
+    python benchmarks/vs_flower.py                   # 4 and 20 clients, 3 alternating reps each
+    python benchmarks/vs_flower.py --clients 4 --reps 1 --rounds 8 --json out.json
+    python benchmarks/vs_flower.py --check           # client updates equal to client_update?
+    python benchmarks/vs_flower.py --only flower --clients 4 --reps 1   # one toolkit (debugging)
+
+The quickstart preset (digits 32x32, VGG-11 width 0.25 with BatchNorm, 1 local epoch,
+momentum SGD lr 0.05, batch 32, IID static local sets, ``--rounds`` rounds) for each
+``--clients`` count, every measured run a fresh subprocess:
+
+- fedjax_grid: ``python -m fedjax_grid.cli run --preset quickstart --set
+  partition.num_clients=C --set training.rounds=R --quiet --no-plots`` (its 2-worker
+  LocalCluster on 127.0.0.1, records and a checkpoint each round; no PNG plots);
+- Flower: this script as a child (``--flower-child``) running a ``ServerApp`` and a
+  ``ClientApp`` through ``flwr.simulation.run_simulation`` (Ray backend, ``ray.init``
+  with 2 CPUs on 127.0.0.1 and no dashboard, 1 CPU per client: 2 actors), FedAvg over
+  all C clients each round, no federated evaluation, and the same server work as the
+  engine: the weighted mean of the clients' variables, the BatchNorm statistics
+  re-estimated on the same 2048 training examples (``server.bn_mode=recalibrate``) and
+  the central evaluation of the global model on the same test set each round.
+
+Both sides do the same client work: the same preset, local sets (``experiments.build``),
+model, hyper-parameters and per-client keys ``fold_in(seed, round, client, attempt 0)``
+into ``fedjax_grid.training.local_train``; ``--check`` runs one Flower round and
+compares every client's update (new params minus global, and its BatchNorm statistics)
+with ``fedjax_grid.grid.tasks.client_update`` run in this process on the spec the engine
+builds (``FederatedRun._task_spec``): the maximum absolute difference must be 0.0.
+Both sides use fedjax_grid's persistent JAX compilation cache
+(``FEDJAX_GRID_COMPILE_CACHE``, default ``~/.cache/fedjax_grid/jax``): the Flower
+client and server processes enable it as the Dask workers do, and one unmeasured
+warm-up run of each toolkit per client count (``--warmup-rounds``, 0: none) fills it.
+
+Each toolkit runs as it ships: fedjax_grid's worker plugin pins its two Dask workers to
+disjoint cores; Ray's two actors are not pinned (Ray only sets their OMP_NUM_THREADS to 1).
+
+Runs alternate (fedjax_grid, Flower, fedjax_grid, ...). Measured per run: wall time
+from process start to exit (taken by this parent), steady-state s/round = the median
+over rounds 2..R of the round-to-round time (fedjax_grid: differences of
+``rounds.csv:elapsed_s``; Flower: differences of the times at which the central
+evaluation of each round ended), and the peak over time of the summed RSS of the
+child and all its descendants (sampled every 0.2 s with psutil: Dask's nanny and
+worker processes, Ray's gcs_server, raylet, actors and helpers; pages shared between
+processes, such as the JAX libraries, count once per process on both sides). Printed: one
+markdown table of the medians over the reps, then the ratios fedjax_grid / Flower with
+the goals (steady-state <= 0.8, wall <= 1.0, peak RSS <= 0.6). ``--json PATH`` writes
+every run's raw measurements.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = pathlib.Path(__file__).resolve()
+FLOWER_MISSING = "Flower is not installed: pip install -e '.[compare]'"
+TOOLKITS = ("fedjax_grid", "flower")
+#: Goals of fedjax_grid / Flower (issue 17): steady-state s/round, wall time, peak RSS.
+GOALS = {"steady_s": 0.8, "wall_s": 1.0, "peak_rss_mb": 0.6}
+SAMPLE_S = 0.2
+#: Seconds a child's descendants still running after it exited get to end by themselves
+#: (not measured) before they are stopped, so that the next run starts on a quiet machine.
+LEFTOVER_GRACE_S = 10.0
+#: Ray on loopback, 2 CPUs, no dashboard; each client (ClientApp) takes 1 CPU: 2 actors.
+RAY_INIT = {"num_cpus": 2, "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+CLIENT_RESOURCES = {"num_cpus": 1, "num_gpus": 0.0}
+
+
+def config(clients: int, rounds: int):
+    """The quickstart preset for ``clients`` clients and ``rounds`` rounds (validated)."""
+    from fedjax_grid.experiments import get_preset
+    cfg = get_preset("quickstart").with_overrides(
+        [f"partition.num_clients={clients}", f"training.rounds={rounds}",
+         "grid.host=127.0.0.1", "grid.dashboard_address=127.0.0.1:0"]).validate()
+    if cfg.training.clients_per_round is not None or cfg.grid.overcommit:
+        raise SystemExit("error: the comparison needs every client in every round")
+    return cfg
+
+
+def child_env() -> dict:
+    """The children's environment: this worktree first on PYTHONPATH, no telemetry."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3",
+                FLWR_TELEMETRY_ENABLED="0", RAY_USAGE_STATS_ENABLED="0",
+                RAY_DEDUP_LOGS="0")
+
+
+def flower_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("flwr", "ray"))
+
+
+# --------------------------------------------------------------- measuring a child
+
+class TreeSampler(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants every ``interval`` s."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_S):
+        super().__init__(daemon=True)
+        import psutil
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.max_procs = 0
+        self.seen: dict[int, object] = {}
+        self.names: dict[int, str] = {}
+        self._done = threading.Event()
+
+    def sample(self) -> None:
+        import psutil
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+                if p.pid not in self.seen:
+                    self.seen[p.pid] = p
+                    self.names[p.pid] = process_name(p)
+            except psutil.Error:
+                pass
+        self.peak = max(self.peak, total)
+        self.max_procs = max(self.max_procs, len(procs))
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def leftovers(self) -> list:
+        """Descendants seen during the run that are still alive after the child exited."""
+        import psutil
+        out = []
+        for pid, p in self.seen.items():
+            try:
+                if pid != self.root.pid and p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.Error:
+                pass
+        return out
+
+
+def stop_processes(procs: list, grace: float = 0.0) -> None:
+    """Terminate (then kill) the given psutil processes -- only ones this run started --
+    after letting them exit by themselves for ``grace`` seconds."""
+    import psutil
+    if grace > 0:
+        _, procs = psutil.wait_procs(procs, timeout=grace)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def measure(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
+    """Run ``cmd`` as a fresh process: wall time (start to exit), peak RSS of its tree."""
+    with open(log, "w") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                env=child_env(), start_new_session=True)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            sampler.sample()
+            stop_processes([sampler.root])
+            rc = proc.wait()
+        wall = time.perf_counter() - t0
+        sampler.stop()
+    left = sampler.leftovers()
+    names = sorted(sampler.names.get(p.pid, "?") for p in left)
+    stop_processes(left, grace=LEFTOVER_GRACE_S)
+    return {"rc": rc, "wall_s": wall, "peak_rss_mb": sampler.peak / 2**20,
+            "processes": sampler.max_procs, "leftover_processes": len(left), "leftover": names,
+            "log": str(log)}
+
+
+def process_name(p) -> str:
+    """The program and its first arguments (for the report of leftover processes)."""
+    import psutil
+    try:
+        return " ".join(os.path.basename(a) if i == 0 else a
+                        for i, a in enumerate(p.cmdline()[:3]))[:100] or p.name()
+    except psutil.Error:
+        return "?"
+
+
+def steady(ends: list[float]) -> tuple[list[float], float]:
+    """(round times, median over rounds 2..R) from the end times of rounds 0..R
+    (index 0: the start of round 1)."""
+    rounds = [b - a for a, b in zip(ends[:-1], ends[1:])]
+    return rounds, float(np.median(rounds[1:])) if len(rounds) > 1 else float("nan")
+
+
+def run_fedjax(clients: int, rounds: int, work: pathlib.Path, timeout: float) -> dict:
+    """One fedjax-grid CLI run; the steady state from its rounds.csv."""
+    import pandas as pd
+    out = work / "run"
+    cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--preset", "quickstart",
+           "--set", f"partition.num_clients={clients}", "--set", f"training.rounds={rounds}",
+           "--set", "grid.host=127.0.0.1", "--set", "grid.dashboard_address=127.0.0.1:0",
+           "--out", str(out), "--quiet", "--no-plots"]
+    m = measure(cmd, work / "fedjax_grid.log", timeout)
+    if m["rc"] == 0:
+        table = pd.read_csv(out / "rounds.csv")
+        elapsed = table["elapsed_s"].to_numpy(float)
+        round_s, m["steady_s"] = steady([0.0, *elapsed])
+        train_s = pd.read_csv(out / "profile.csv")["train_s"] if (out / "profile.csv").exists() else []
+        m.update(round_s=round_s, round_time_s=table["round_time_s"].tolist(),
+                 train_s=[float(x) for x in train_s],
+                 final_accuracy=float(table["global_accuracy"].iloc[-1]))
+    return m
+
+
+def run_flower(clients: int, rounds: int, work: pathlib.Path, timeout: float,
+               dump: pathlib.Path | None = None) -> dict:
+    """One Flower simulation in a child; the steady state from its evaluation times."""
+    result = work / "flower.json"
+    cmd = [sys.executable, str(SCRIPT), "--flower-child", "--clients", str(clients),
+           "--rounds", str(rounds), "--child-out", str(result)]
+    if dump is not None:
+        cmd += ["--dump-updates", str(dump)]
+    m = measure(cmd, work / "flower.log", timeout)
+    if m["rc"] == 0:
+        child = json.loads(result.read_text())
+        round_s, m["steady_s"] = steady(child["round_ends"])
+        m.update(round_s=round_s, final_accuracy=child["accuracy"][-1], train_s=child["train_s"])
+    return m
+
+
+# --------------------------------------------------------------- the Flower side
+
+def flatten(variables: dict) -> dict:
+    """``{'params': {...}, 'batch_stats': {...}}`` -> ``{'params/a/b': array}``."""
+    from flax import traverse_util
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(variables, sep="/").items()}
+
+
+def unflatten(flat: dict) -> dict:
+    from flax import traverse_util
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
+
+
+def to_record(variables: dict):
+    from flwr.app import Array, ArrayRecord
+    return ArrayRecord({k: Array(v) for k, v in flatten(variables).items()})
+
+
+def from_record(record) -> dict:
+    return unflatten({k: v.numpy() for k, v in record.items()})
+
+
+@functools.lru_cache(maxsize=2)
+def client_side(cfg_json: str) -> dict:
+    """What a Flower client process holds (once per Ray actor): the training split,
+    its normalisation, the model, the hyper-parameters (as the engine's coordinator
+    and workers build them)."""
+    from fedjax_grid.experiments import ExperimentConfig
+    from fedjax_grid.experiments.build import build_hparams, build_model, load_split, normalisation
+    from fedjax_grid.training import Standardize, enable_persistent_cache
+    from fedjax_grid.training.compile_cache import default_cache_dir
+    cfg = ExperimentConfig.from_dict(json.loads(cfg_json)).validate()
+    enable_persistent_cache(cfg.grid.compile_cache_dir or default_cache_dir())
+    train = load_split(cfg, "train")
+    mean, std = normalisation(train)
+    _, model = build_model(cfg, train.info.num_classes)
+    return {"cfg": cfg, "train": train, "model": model, "hparams": build_hparams(cfg),
+            "preprocess": Standardize(mean=mean, std=std)}
+
+
+@functools.lru_cache(maxsize=8)
+def round_assignments(cfg_json: str, round_: int) -> list:
+    """Every client's local set (indices) of 0-based round ``round_``, drawn exactly as
+    the engine draws them (forming strategy, ``forming_rng``)."""
+    from fedjax_grid.experiments.build import forming_rng, partition_strategy
+    side = client_side(cfg_json)
+    cfg = side["cfg"]
+    strategy = partition_strategy(cfg, np.asarray(side["train"].labels))
+    state = strategy.init(cfg.seed)
+    for r in range(round_ + 1):
+        assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)
+    return assignments
+
+
+def client_train(global_variables: dict, cfg_json: str, round_: int, client: int) -> tuple:
+    """The client task's local work: ``local_train`` on the client's examples with the
+    engine's key ``fold_in(fold_in(fold_in(PRNGKey(seed), round), client), attempt=0)``."""
+    import jax
+
+    from fedjax_grid.training import local_train
+    side = client_side(cfg_json)
+    cfg, hp = side["cfg"], side["hparams"]
+    batch = side["train"].__getitems__(round_assignments(cfg_json, round_)[client])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
+        jax.random.PRNGKey(cfg.seed), round_), client), 0)
+    variables, metrics = local_train(
+        side["model"], global_variables, (batch["image"], batch["label"]), hp, key,
+        preprocess=side["preprocess"],
+        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
+    return jax.tree.map(np.asarray, variables), metrics
+
+
+def flower_train(msg, context):
+    """The ClientApp's train handler (module level: Ray imports it by reference, so the
+    per-process caches above live as long as the actor)."""
+    from flwr.app import Message, MetricRecord, RecordDict
+    conf = msg.content["config"]
+    client = int(context.node_config["partition-id"])
+    t0 = time.perf_counter()
+    variables, metrics = client_train(from_record(msg.content["arrays"]), str(conf["cfg"]),
+                                      int(conf["server-round"]) - 1, client)
+    train_s = time.perf_counter() - t0
+    reply = RecordDict({"arrays": to_record(variables), "metrics": MetricRecord(
+        {"num-examples": int(metrics["num_examples"]), "client": client,
+         "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"]),
+         "train-s": train_s})})
+    return Message(content=reply, reply_to=msg)
+
+
+def make_client_app():
+    from flwr.clientapp import ClientApp
+    app = ClientApp()
+    app.train()(flower_train)
+    return app
+
+
+class ServerSide:
+    """The Flower server's work, as the engine's: BatchNorm recalibration after the
+    aggregation, central evaluation (with the collapse check) after each round."""
+
+    def __init__(self, cfg):
+        from fedjax_grid.experiments.build import build_experiment, initial_variables
+        from fedjax_grid.training import Standardize, enable_persistent_cache
+        from fedjax_grid.training.compile_cache import default_cache_dir
+        enable_persistent_cache(cfg.grid.compile_cache_dir or default_cache_dir())
+        self.cfg = cfg
+        self.exp = build_experiment(cfg)
+        self.initial = initial_variables(cfg, self.exp.model, self.exp.data.info.image_shape)
+        self.pre = Standardize(mean=self.exp.data.mean, std=self.exp.data.std)
+        self.round_ends: list[float] = []
+        self.accuracy: list[float] = []
+        self.loss: list[float] = []
+        #: per round, the clients' mean seconds of local training (as the engine's train_s)
+        self.train_s: list[float] = []
+
+    def recalibrate(self, variables: dict) -> dict:
+        from fedjax_grid.training.bn_stats import calibration_indices, recalibrated_stats
+        s, train = self.cfg.server, self.exp.data.train
+        if s.bn_mode != "recalibrate" or "batch_stats" not in variables:
+            return variables
+        idx = calibration_indices(len(train), s.bn_calibration_examples, self.cfg.seed)
+        stats = recalibrated_stats(self.exp.model, variables, train, self.cfg.training.batch_size,
+                                   indices=idx, preprocess=self.pre)
+        return dict(variables, batch_stats=stats)
+
+    def evaluate(self, server_round: int, arrays):
+        """Flower's ``evaluate_fn``: round 0 (before round 1) only notes the time."""
+        from flwr.app import MetricRecord
+
+        from fedjax_grid.training import evaluate
+        from fedjax_grid.training.bn_stats import logit_spread
+        if server_round > 0:
+            variables = from_record(arrays)
+            images, labels = self.exp.data.test_arrays
+            b = self.cfg.training.test_batch_size
+            out = evaluate(self.exp.model, variables, (images, labels), b, preprocess=self.pre)
+            logit_spread(self.exp.model, variables, images[:b], preprocess=self.pre)
+            self.accuracy.append(float(out["accuracy"]))
+            self.loss.append(float(out["loss"]))
+        self.round_ends.append(time.time())
+        if server_round == 0:
+            return None
+        return MetricRecord({"accuracy": self.accuracy[-1], "loss": self.loss[-1]})
+
+
+def make_strategy(server: ServerSide, clients: int, dump: str | None):
+    """FedAvg over all clients, no federated evaluation; the aggregate recalibrated;
+    with ``dump``, round 1's client variables saved (``--check``)."""
+    from flwr.serverapp.strategy import FedAvg
+
+    class EngineFedAvg(FedAvg):
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            if dump and server_round == 1:
+                save_updates(dump, server.initial, replies)
+            server.train_s.append(float(np.mean(
+                [float(msg.content["metrics"]["train-s"]) for msg in replies if msg.has_content()])))
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            if arrays is not None:
+                arrays = to_record(server.recalibrate(from_record(arrays)))
+            return arrays, metrics
+
+    return EngineFedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=clients,
+                        min_available_nodes=clients)
+
+
+def save_updates(path: str, initial: dict, replies: list) -> None:
+    """Round 1: the global variables and each client's returned variables (npz)."""
+    arrays = {f"global|{k}": v for k, v in flatten(initial).items()}
+    for msg in replies:
+        client = int(msg.content["metrics"]["client"])
+        for k, v in msg.content["arrays"].items():
+            arrays[f"{client}|{k}"] = v.numpy()
+    np.savez(path, **arrays)
+
+
+def flower_child(args) -> None:
+    """The Flower simulation of ``--clients`` clients, ``--rounds`` rounds (a child)."""
+    from flwr.app import ConfigRecord
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+    clients = args.clients[0]
+    cfg = config(clients, args.rounds)
+    server = ServerSide(cfg)
+    strategy = make_strategy(server, clients, args.dump_updates)
+    cfg_json = json.dumps(cfg.to_dict())
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context):
+        strategy.start(grid=grid, initial_arrays=to_record(server.initial),
+                       num_rounds=cfg.training.rounds, train_config=ConfigRecord({"cfg": cfg_json}),
+                       evaluate_fn=server.evaluate)
+
+    try:
+        run_simulation(server_app=app, client_app=make_client_app(), num_supernodes=clients,
+                       backend_name="ray", backend_config={"init_args": dict(RAY_INIT),
+                                                           "client_resources": dict(CLIENT_RESOURCES)})
+    finally:
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
+    if len(server.accuracy) != cfg.training.rounds:
+        raise SystemExit(f"error: Flower ran {len(server.accuracy)} of {cfg.training.rounds} rounds")
+    pathlib.Path(args.child_out).write_text(json.dumps(
+        {"round_ends": server.round_ends, "accuracy": server.accuracy, "loss": server.loss,
+         "train_s": server.train_s}))
+
+
+# --------------------------------------------------------------- --check
+
+def engine_updates(clients: int, out: pathlib.Path) -> tuple[dict, dict]:
+    """(global variables, client -> (params delta, batch_stats)) of round 1 computed by
+    ``grid.tasks.client_update`` in this process on the engine's own task specs."""
+    from fedjax_grid.compression import decode
+    from fedjax_grid.experiments.build import forming_rng
+    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.grid.tasks import client_update
+    run = FederatedRun(config(clients, 1), out_dir=out, notify=lambda m: None)
+    assignments, _ = run.strategy.apply(run.strategy_state, forming_rng(run.config.seed, 0), 0)
+    updates = {}
+    for k in range(clients):
+        batch = run.train.__getitems__(assignments[k])
+        spec = run._task_spec(0, k, 0, assignments[k])
+        res = client_update(run.global_variables, spec,
+                            {"images": batch["image"], "labels": batch["label"]})
+        updates[k] = (flatten({"params": decode(res["update"])}),
+                      flatten({"batch_stats": res["batch_stats"]}))
+    return flatten(run.global_variables), updates
+
+
+def max_abs(a: dict, b: dict) -> float:
+    if set(a) != set(b):
+        return float("inf")
+    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+               for k in a)
+
+
+def check(clients: int, timeout: float) -> int:
+    """One Flower round; each client's update vs ``client_update``: 0 when all equal."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix="vs_flower_check_"))
+    dump = work / "updates.npz"
+    m = run_flower(clients, 1, work, timeout, dump=dump)
+    if m["rc"] != 0:
+        print(f"error: the Flower run failed (exit {m['rc']}); see {m['log']}", file=sys.stderr)
+        return 1
+    with np.load(dump) as z:
+        saved = {name: z[name] for name in z.files}
+    flower_global = {k.split("|", 1)[1]: v for k, v in saved.items() if k.startswith("global|")}
+    engine_global, updates = engine_updates(clients, work / "engine")
+    print(f"round 1, {clients} clients: Flower client vs fedjax_grid client_update")
+    print("| client | max abs diff, params update | max abs diff, batch_stats |")
+    print("|---|---|---|")
+    worst = max_abs(flower_global, engine_global)
+    for k, (delta, stats) in updates.items():
+        new = {n.split("|", 1)[1]: v for n, v in saved.items() if n.startswith(f"{k}|")}
+        f_delta = {n: np.subtract(v, flower_global[n], dtype=v.dtype)
+                   for n, v in new.items() if n.startswith("params/")}
+        f_stats = {n: v for n, v in new.items() if n.startswith("batch_stats/")}
+        d_params, d_stats = max_abs(f_delta, delta), max_abs(f_stats, stats)
+        worst = max(worst, d_params, d_stats)
+        print(f"| {k} | {d_params} | {d_stats} |")
+    print(f"global variables (Flower's initial arrays vs the engine's): max abs diff "
+          f"{max_abs(flower_global, engine_global)}")
+    print(f"max abs difference: {worst} ({'equal' if worst == 0.0 else 'NOT equal'})")
+    return 0 if worst == 0.0 else 1
+
+
+# --------------------------------------------------------------- the benchmark
+
+RUNNERS = {"fedjax_grid": run_fedjax, "flower": run_flower}
+
+
+def one_run(toolkit: str, clients: int, rounds: int, root: pathlib.Path, tag: str,
+            timeout: float) -> dict:
+    work = root / f"{toolkit}-{clients}-{tag}"
+    work.mkdir(parents=True)
+    m = RUNNERS[toolkit](clients, rounds, work, timeout)
+    if m["rc"] != 0:
+        raise SystemExit(f"error: {toolkit} with {clients} clients failed (exit {m['rc']}); "
+                         f"see {m['log']}")
+    # the clients' mean local training time per task, median over rounds 2..R (diagnostic)
+    m["steady_train_s"] = float(np.median(m["train_s"][1:])) if len(m["train_s"]) > 1 else float("nan")
+    return {"toolkit": toolkit, "clients": clients, "rounds": rounds, "run": tag, **m}
+
+
+def benchmark(args, toolkits: list[str]) -> list[dict]:
+    root = pathlib.Path(tempfile.mkdtemp(prefix="vs_flower_"))
+    runs = []
+    for clients in args.clients:
+        if args.warmup_rounds:
+            for t in toolkits:
+                print(f"warm-up: {t}, {clients} clients, {args.warmup_rounds} rounds", flush=True)
+                runs.append(one_run(t, clients, args.warmup_rounds, root, "warmup", args.timeout))
+        for rep in range(1, args.reps + 1):
+            for t in toolkits:
+                r = one_run(t, clients, args.rounds, root, f"rep{rep}", args.timeout)
+                print(f"{t}, {clients} clients, rep {rep}: wall {r['wall_s']:.1f} s, "
+                      f"{r['steady_s']:.2f} s/round ({r['steady_train_s']:.2f} s of local training "
+                      f"per client task), peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"({r['processes']} processes at most"
+                      + (f"; still running after exit: {', '.join(r['leftover'])}"
+                         if r["leftover"] else "") + ")", flush=True)
+                runs.append(r)
+    return runs
+
+
+def summarize(runs: list[dict], toolkits: list[str], clients_list: list[int]) -> list[dict]:
+    rows = []
+    for clients in clients_list:
+        for t in toolkits:
+            rs = [r for r in runs if r["toolkit"] == t and r["clients"] == clients
+                  and r["run"] != "warmup"]
+            rows.append({"clients": clients, "toolkit": t, "reps": len(rs),
+                         **{k: float(np.median([r[k] for r in rs]))
+                            for k in ("wall_s", "steady_s", "peak_rss_mb", "final_accuracy")}})
+    return rows
+
+
+def print_tables(rows: list[dict], rounds: int) -> None:
+    print(f"\n| clients | toolkit | wall s (process start -> exit) | steady-state s/round "
+          f"(rounds 2-{rounds}, median) | peak RSS of all processes (MB) | final accuracy |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['clients']} | {r['toolkit']} | {r['wall_s']:.1f} | {r['steady_s']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} | {100 * r['final_accuracy']:.1f} % |")
+    pairs = {}
+    for r in rows:
+        pairs.setdefault(r["clients"], {})[r["toolkit"]] = r
+    if not all(len(p) == 2 for p in pairs.values()):
+        return
+    print("\n| clients | steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 1.0) | "
+          "peak RSS (goal <= 0.6) |")
+    print("|---|---|---|---|")
+    for clients, p in pairs.items():
+        cells = []
+        for key, goal in GOALS.items():
+            ratio = p["fedjax_grid"][key] / p["flower"][key]
+            cells.append(f"{ratio:.2f} ({'met' if ratio <= goal else 'missed'})")
+        print(f"| {clients} | " + " | ".join(cells) + " |")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", default="4,20", help="comma-separated client counts (default 4,20)")
+    ap.add_argument("--reps", type=int, default=3, help="alternating measured runs per toolkit")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds per run (default 8)")
+    ap.add_argument("--warmup-rounds", type=int, default=2,
+                    help="rounds of the unmeasured warm-up run of each toolkit per client "
+                         "count (fills the compilation cache; 0: no warm-up)")
+    ap.add_argument("--only", choices=TOOLKITS, help="run one toolkit only (debugging)")
+    ap.add_argument("--check", action="store_true",
+                    help="only check that Flower's client updates equal client_update's "
+                         "(round 1, the first --clients count)")
+    ap.add_argument("--json", help="write the raw measurements of every run here")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    ap.add_argument("--flower-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    ap.add_argument("--dump-updates", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    if args.rounds < 2 and not (args.flower_child or args.check):
+        ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.flower_child:
+        # Through the module's importable name, so that Ray pickles the ClientApp's
+        # handler by reference (its per-process caches then persist in each actor).
+        import vs_flower
+        vs_flower.flower_child(args)
+        return 0
+    toolkits = [args.only] if args.only else list(TOOLKITS)
+    if ("flower" in toolkits or args.check) and not flower_available():
+        print(FLOWER_MISSING, file=sys.stderr)
+        return 2
+    if args.check:
+        return check(args.clients[0], args.timeout)
+    runs = benchmark(args, toolkits)
+    rows = summarize(runs, toolkits, args.clients)
+    print(f"\nmachine: {os.cpu_count()} CPUs, python {platform.python_version()}; "
+          f"medians of {args.reps} alternating runs, {args.rounds} rounds")
+    print_tables(rows, args.rounds)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(
+            {"clients": args.clients, "reps": args.reps, "rounds": args.rounds,
+             "warmup_rounds": args.warmup_rounds, "machine": {"cpus": os.cpu_count(),
+                                                              "python": platform.python_version()},
+             "runs": runs, "summary": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

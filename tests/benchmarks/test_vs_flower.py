@@ -1,0 +1,68 @@
+"""benchmarks/vs_flower.py: the peer benchmark against Flower (an optional extra).
+
+With Flower installed (``pip install -e ".[compare]"``), the slow tests run ``--check``
+(every client's round-1 update through Flower's simulation engine equals fedjax_grid's
+``client_update`` to 0.0) and a tiny measurement (4 clients, 1 rep, 2 rounds). Without
+it they skip, and the script exits 2 with one line saying how to install it.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "vs_flower.py"
+
+
+def run_script(*args, timeout):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_check_flower_updates_equal_client_update():
+    pytest.importorskip("flwr")
+    proc = run_script("--check", "--clients", "4", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        assert [float(c) for c in r.split("|")[2:4]] == [0.0, 0.0], r
+    assert "max abs difference: 0.0 (equal)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_tiny_run_prints_both_toolkits(tmp_path):
+    pytest.importorskip("flwr")
+    out = tmp_path / "runs.json"
+    proc = run_script("--clients", "4", "--reps", "1", "--rounds", "2", "--warmup-rounds", "0",
+                      "--json", str(out), timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 6 and cells[0] == "4":
+            rows[cells[1]] = cells
+    assert set(rows) == {"fedjax_grid", "flower"}, proc.stdout
+    for cells in rows.values():
+        wall, steady, rss = (float(c) for c in cells[2:5])
+        assert wall > 0 and steady > 0 and rss > 0, cells
+        assert 0.0 <= float(cells[5].rstrip(" %")) <= 100.0
+    assert any(line.startswith("| 4 | ") and ("(met)" in line or "(missed)" in line)
+               for line in proc.stdout.splitlines()), proc.stdout
+    data = json.loads(out.read_text())
+    assert {r["toolkit"] for r in data["runs"]} == {"fedjax_grid", "flower"}
+    assert all(r["rc"] == 0 and len(r["round_s"]) == 2 for r in data["runs"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flwr") is not None, reason="Flower is installed")
+def test_without_flower_one_line_and_exit_2():
+    proc = run_script("--clients", "4", "--reps", "1", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "Flower is not installed: pip install -e '.[compare]'\n"
