@@ -331,6 +331,9 @@ class GridConfig(Section):
         "minimum fraction of the sampled clients that must report for the round to count"))
     overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
         "extra clients sampled per round; the first to finish are kept"))
+    pin_workers: bool = Field(True, description=(
+        "LocalCluster: pin each worker process to its own share of this machine's cores "
+        "(XLA sizes its thread pool to them); false: every worker may use every core"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "
         "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))
