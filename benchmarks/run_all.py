@@ -40,9 +40,11 @@ PERF = {
     "async-vs-sync-digits": ["benchmarks/async_vs_sync.py", "--data", "digits", "--budget", "100"],
     "async-vs-sync-cifar10": ["benchmarks/async_vs_sync.py", "--data", "cifar10", "--budget", "240",
                               "--target", "0.25"],
-    # the runs: benchmarks/compression.py --rounds 6 --width 0.25 --out <...>-run1.json (921 s)
-    "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run1.json",
+    # the runs behind it (benchmarks/out/compression-run{1,2,3}.json): see its note
+    "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run3.json",
                "--compute-s", "2.0"],
+    # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
+    "vs-flower": ["benchmarks/vs_flower.py", "--json", "benchmarks/out/vs_flower-raw.json"],
 }
 ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
             for s in ("vgg", "vgg-forming", "mobilenet", "texture")}
@@ -67,6 +69,7 @@ TITLES = {
     "async-vs-sync-digits": "Asynchronous (FedBuff) vs synchronous rounds: digits",
     "async-vs-sync-cifar10": "Asynchronous (FedBuff) vs synchronous rounds: CIFAR-10 slice",
     "codecs": "Compression: fewer bytes on the desktops' links (benchmarks/compression.py)",
+    "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
