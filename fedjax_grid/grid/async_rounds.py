@@ -37,7 +37,7 @@ import numpy as np
 from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.dispatch import VersionedDispatch
+from fedjax_grid.grid.dispatch import ResultLost, VersionedDispatch
 
 #: Seed stream of the asynchronous client draws (apart from sampling's 7, forming's 11).
 _DRAW = 17
@@ -182,13 +182,18 @@ class AsyncRounds:
         """The row(s) of a task that finished or failed (a retry may be submitted)."""
         run, d = self.run, self.dispatch
         task, version = d.forget(fut)
-        if fut.status != "finished":
+        res = lost = None
+        if fut.status == "finished":
+            try:
+                res = d.result(fut)
+            except ResultLost:
+                lost = True  # its worker went away holding the result: failed, retried
+        if fut.status != "finished" or lost:
             row = dict(run._failed_row(d, fut, k, attempt), version=version, staleness=None)
             out = [row]
             if attempt < run.config.grid.retries:
                 self._submit(task, k, attempt + 1, out, avoid=row["worker"])
             return out
-        res = d.result(fut)
         if res is not None:
             run.note_held(k, res)
         if res is None:

@@ -28,6 +28,7 @@ deadline:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
 from typing import Callable, Iterator, Optional
@@ -37,7 +38,7 @@ import jax
 import numpy as np
 from distributed import TimeoutError as DaskTimeoutError
 from distributed import wait as dask_wait
-from distributed.client import FuturesCancelledError
+from distributed.client import FutureCancelledError, FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
 from fedjax_grid.grid.tasks import client_update
@@ -60,6 +61,10 @@ class GridLostError(ConnectionError):
     An ``OSError`` (the CLI turns it into one line ``error: lost the Dask cluster ...``);
     the round in progress is dropped and the last checkpoint stays resumable.
     """
+
+
+class ResultLost(RuntimeError):
+    """A finished task's result is gone with its worker before the coordinator fetched it."""
 
 
 def check_connected(dask_client, round_: int) -> None:
@@ -270,7 +275,9 @@ class RoundDispatch:
 
     def result(self, fut) -> Optional[dict]:
         """The finished task's result (released on the cluster; its bytes counted), or
-        None when it could not be fetched in time (its worker froze after finishing)."""
+        None when it could not be fetched in time (its worker froze after finishing).
+        Raises :class:`ResultLost` when the result went with its worker (the scheduler
+        forgot the finished task): the task counts as failed and may be re-submitted."""
         limit = RESULT_TIMEOUT_S if self.deadline is None else \
             max(1.0, min(RESULT_TIMEOUT_S, self.deadline - time.time()))
         try:
@@ -278,6 +285,8 @@ class RoundDispatch:
         except (TimeoutError, DaskTimeoutError):
             fut.release()
             return None
+        except (FutureCancelledError, concurrent.futures.CancelledError) as e:
+            raise ResultLost(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         fut.release()
         res = decode_result(res)
         self.bytes_received += res["bytes_out"]

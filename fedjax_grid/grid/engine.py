@@ -64,7 +64,8 @@ from fedjax_grid.experiments.build import (build_data, build_experiment, forming
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.links import link_of
-from fedjax_grid.grid.dispatch import GridLostError, RoundDispatch, check_connected, tree_nbytes  # noqa: F401
+from fedjax_grid.grid.dispatch import (GridLostError, ResultLost, RoundDispatch,  # noqa: F401
+                                       check_connected, tree_nbytes)
 from fedjax_grid.grid.phases import PhaseClock
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy  # noqa: F401
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
@@ -454,8 +455,11 @@ class FederatedRun:
         rows = []
         for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
             if fut.status == "finished":
-                rows.append(self._finished_row(dispatch, fold, fut, k, attempt, quota_met))
-                continue
+                try:
+                    rows.append(self._finished_row(dispatch, fold, fut, k, attempt, quota_met))
+                    continue
+                except ResultLost:
+                    pass  # its worker went away holding the result: failed, retried below
             row = self._failed_row(dispatch, fut, k, attempt)
             rows.append(row)
             if attempt < g.retries and (deadline is None or time.time() < deadline):

@@ -9,9 +9,9 @@ from fedjax_grid.grid.links import link_of
 
 def _bytes_rows():
     rows = []
-    for i, (label, up, down) in enumerate(B.SETTINGS):
+    for i, (label, up, down, mode) in enumerate(B.SETTINGS):
         f = 2 ** i
-        rows.append({"setting": label, "upload": up, "broadcast": down, "params": 10,
+        rows.append({"setting": label, "upload": up, "broadcast": down, "mode": mode, "params": 10,
                      "up_bytes": 8_000_000 // f, "down_bytes": 8_000_000 // f, "up_x": f,
                      "down_x": f, "round_mb_10": 160 / f, "round_mb_50": 800 / f,
                      "encode_up_ms": 1.0, "decode_up_ms": 1.0, "encode_down_ms": 1.0,
@@ -29,9 +29,18 @@ def test_round_time_is_the_slowest_client_compute_plus_transfer():
     assert B.time_to([0.1, 0.2], ends, 0.4) is None
 
 
+def test_first_round_pays_the_full_download_of_the_delta_broadcast():
+    compute = [{0: 1.0}, {0: 1.0}]
+    plain = B.simulated_curve(compute, 1_000, 1_000_000, "home", 0)
+    delta = B.simulated_curve(compute, 1_000, 1_000_000, "home", 0, first_down_bytes=8_000_000)
+    link = link_of("home", 0, 0)
+    extra = link.download_seconds(8_000_000) - link.download_seconds(1_000_000)
+    assert delta[0] == pytest.approx(plain[0] + extra) and delta[1] == pytest.approx(plain[1] + extra)
+
+
 def test_accuracy_rows_and_tables():
-    runs = {label: {"curve": [0.1, 0.2, 0.3, 0.4], "sent_per_round_mb": 1.0,
-                    "received_per_round_mb": 1.0} for label, _, _ in B.SETTINGS}
+    runs = {label: {"curves": {"0": [0.1, 0.2, 0.3, 0.4]}, "sent_per_round_mb": 1.0,
+                    "received_per_round_mb": 1.0} for label, *_ in B.SETTINGS}
     rows, curves = B.accuracy_rows(runs, _bytes_rows(), 0.9, compute_s=2.0)
     assert rows[0]["speedup_home"] == 1.0 and rows[0]["delta_points"] == 0.0
     speedups = [r["speedup_home"] for r in rows]
@@ -39,3 +48,23 @@ def test_accuracy_rows_and_tables():
     assert all(math.isclose(r["target"], 0.36) for r in rows)
     text = B.tables(_bytes_rows(), rows)
     assert text.count("\n|") >= 2 * len(B.SETTINGS) + 3 and "target accuracy: 36.00 %" in text
+
+
+def test_several_seeds_are_averaged_and_compared_with_none_on_the_same_seeds():
+    labels = [label for label, *_ in B.SETTINGS]
+    runs = {label: {"curves": {"0": [0.1, 0.2, 0.3, 0.4]}, "sent_per_round_mb": 1.0,
+                    "received_per_round_mb": 1.0} for label in labels}
+    runs["none"]["curves"]["1"] = [0.1, 0.2, 0.5, 0.6]
+    other = labels[-1]
+    runs[other]["curves"]["1"] = [0.1, 0.2, 0.4, 0.5]
+    rows, _ = B.accuracy_rows(runs, _bytes_rows(), 0.9, compute_s=2.0)
+    by = {r["setting"]: r for r in rows}
+    assert by[other]["seeds"] == [0, 1] and by[labels[1]]["seeds"] == [0]
+    # seed 0: equal curves (0 points); seed 1: 0.2 / 3 lower on the mean of the last 3
+    assert by[other]["gaps"] == pytest.approx([0.0, -100 * 0.2 / 3])
+    assert by[other]["delta_points"] == pytest.approx(-100 * 0.1 / 3)
+    assert by[labels[1]]["delta_points"] == 0.0          # compared with none's seed 0 only
+    assert math.isclose(by[other]["target"], 0.9 * 0.5)  # none averaged over seeds 0 and 1
+    assert math.isclose(by[labels[1]]["target"], 0.36)
+    text = B.tables(_bytes_rows(), rows)
+    assert "| 0,1 |" in text and "+0.0 / -6.7" in text

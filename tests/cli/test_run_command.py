@@ -26,11 +26,11 @@ def _interrupt_on_call(monkeypatch, n):
     """FederatedRun.step raises KeyboardInterrupt (as Ctrl-C would) on its n-th call."""
     real, calls = engine.FederatedRun.step, []
 
-    def step(self):
+    def step(self, **kw):
         calls.append(1)
         if len(calls) == n:
             raise KeyboardInterrupt
-        return real(self)
+        return real(self, **kw)
     monkeypatch.setattr(engine.FederatedRun, "step", step)
 
 

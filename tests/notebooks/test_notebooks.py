@@ -126,7 +126,7 @@ def test_06_heterogeneity_and_faults(tmp_path):
     assert (out / "links_time_to_accuracy.png").stat().st_size > 1000
     plain = pd.read_csv(out / "home link, float32" / "tasks.csv")
     small = pd.read_csv(out / "home link, quant(3) both ways" / "tasks.csv")
-    assert (plain["transfer_s"] > 0).all() and set(small["codec"]) == {"quant(bits=3, block=512, raw_below=64)"}
+    assert (plain["transfer_s"] > 0).all() and small["codec"].str.startswith("quant(bits=3,").all()
     later = small["round"] > 1
     assert (small.loc[later, "bytes_out"].mean() < 0.2 * plain["bytes_out"].mean())
     assert (small.loc[later, "transfer_s"].mean() < plain["transfer_s"].mean())
