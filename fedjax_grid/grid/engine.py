@@ -321,13 +321,15 @@ class FederatedRun:
         BatchNorm running statistics are this step's, not yet re-estimated -- clients train
         with batch statistics, so their updates are bitwise the same, and the statistics
         they return are not used by ``bn_mode`` recalibrate (re-estimated from the
-        parameters alone). Skipped when no healthy worker is connected right now."""
+        parameters alone). Skipped when no healthy worker is connected right now; any
+        error while launching only drops the launch (this round's records and checkpoint
+        come first; the next ``step`` launches the round again and meets the error there)."""
         try:
             if not wait_for_healthy(self.ledger, self.grid.client, grace_s=0.0, t0=self.t0,
                                     notify=lambda m: None):
                 return
             self._next_launch = self._launch(self.round)
-        except (NoWorkersError, UserError):
+        except Exception:  # noqa: BLE001 - see above: never lose this round to the next one
             self._next_launch = None
 
     def drop_next_round(self) -> None:
