@@ -182,13 +182,13 @@ class AsyncRounds:
         """The row(s) of a task that finished or failed (a retry may be submitted)."""
         run, d = self.run, self.dispatch
         task, version = d.forget(fut)
-        res = lost = None
-        if fut.status == "finished":
+        res, finished = None, fut.status == "finished"  # (result() releases the future)
+        if finished:
             try:
                 res = d.result(fut)
             except ResultLost:
-                lost = True  # its worker went away holding the result: failed, retried
-        if fut.status != "finished" or lost:
+                finished = False  # its worker went away holding the result: failed, retried
+        if not finished:
             row = dict(run._failed_row(d, fut, k, attempt), version=version, staleness=None)
             out = [row]
             if attempt < run.config.grid.retries:
