@@ -43,6 +43,7 @@ PERF = {
     # the runs behind it (benchmarks/out/compression-run{1,2,3}.json): see its note
     "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run3.json",
                "--compute-s", "2.0"],
+    "cpu-bound": ["benchmarks/cpu_bound.py"],
     # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
     "vs-flower": ["benchmarks/vs_flower.py", "--json", "benchmarks/out/vs_flower-raw.json"],
 }
@@ -69,6 +70,7 @@ TITLES = {
     "async-vs-sync-digits": "Asynchronous (FedBuff) vs synchronous rounds: digits",
     "async-vs-sync-cifar10": "Asynchronous (FedBuff) vs synchronous rounds: CIFAR-10 slice",
     "codecs": "Compression: fewer bytes on the desktops' links (benchmarks/compression.py)",
+    "cpu-bound": "What bounds a steady-state round: the CPU its work needs (benchmarks/cpu_bound.py)",
     "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
