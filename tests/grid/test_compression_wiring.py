@@ -196,3 +196,23 @@ def test_desktops_that_lose_their_copy_get_the_full_model_within_the_round(grid,
     assert (second[second["status"] == "ok"]["attempt"] >= 1).any()
     assert run.step()["clients_ok"] == 4
     run.close()
+
+
+def test_async_delta_broadcast_with_versions_in_flight(grid, tmp_path):
+    """FedBuff with the delta broadcast: tasks of several versions in flight, each worker
+    reconstructs the version its task started from; every task ends ok, downloads after
+    the first are steps, and the model learns."""
+    cfg = tiny_config(**{"training.rounds": 4, "server.mode": "async", "server.concurrency": 4,
+                         "server.buffer_size": 2, **DELTA})
+    run = FederatedRun(cfg, out_dir=tmp_path / "run", grid=grid)
+    records = run.run()
+    tasks, rounds = records.tasks(), records.rounds()
+    assert (tasks["status"] == "ok").all() and len(rounds) == 4
+    assert rounds["global_accuracy"].iloc[-1] > 0.2
+    assert run.chain.version == 4 and set(run.worker_versions.values()) <= set(range(5))
+    full = run.chain.full_nbytes
+    # the first task of each client downloads the full reference, its later ones steps only
+    first = tasks.sort_values("start_s").groupby("client").head(1).index
+    later = tasks.drop(index=first)
+    assert len(later) > 0 and (later["bytes_in"] < tasks.loc[first, "bytes_in"].min()).all()
+    assert (tasks.loc[first, "bytes_in"] > full).all()
