@@ -55,14 +55,12 @@ def engine_cpu(clients: int, rounds: int, work: str) -> tuple[float, list]:
 def pure_child(clients: int, rounds: int) -> dict:
     """(in a child pinned to one core) seconds per round of the round's numerical work."""
     import jax
+    from engine_overhead import sequential_fedavg
 
     from fedjax_grid.experiments import get_preset
-    from fedjax_grid.experiments.build import (build_experiment, forming_rng, initial_variables,
-                                               sample_clients)
-    from fedjax_grid.federated import mean as mean_aggregator
-    from fedjax_grid.training import Standardize, evaluate, local_train
-    from fedjax_grid.training.bn_stats import (calibration_indices, logit_spread,
-                                               recalibrated_stats)
+    from fedjax_grid.experiments.build import build_experiment, initial_variables
+    from fedjax_grid.training import Standardize, evaluate
+    from fedjax_grid.training.bn_stats import calibration_indices, logit_spread, recalibrated_stats
     cfg = get_preset("quickstart").with_overrides([f"partition.num_clients={clients}"]).validate()
     exp = build_experiment(cfg)
     pre = Standardize(mean=exp.data.mean, std=exp.data.std)
@@ -73,18 +71,8 @@ def pure_child(clients: int, rounds: int) -> dict:
     parts = {"train": 0.0, "bn": 0.0, "eval": 0.0}
 
     def one_round(r, params, state):
-        assignments, state = exp.strategy.apply(state, forming_rng(cfg.seed, r), r)
-        agg = mean_aggregator()
-        s = agg.init(params)
         t0 = time.perf_counter()
-        for k in sample_clients(cfg, r):
-            batch = exp.data.train.__getitems__(assignments[k])
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-                jax.random.PRNGKey(cfg.seed), r), int(k)), 0)
-            v, m = local_train(exp.model, params, (batch["image"], batch["label"]), exp.hparams,
-                               key, preprocess=pre)
-            s = agg.update(s, jax.tree.map(np.asarray, v), m["num_examples"])
-        params = agg.result(s)
+        params, state = sequential_fedavg(exp, params, state, r, pre)
         t1 = time.perf_counter()
         params = dict(params, batch_stats=recalibrated_stats(
             exp.model, params, exp.data.train, b, indices=idx, preprocess=pre))

@@ -48,31 +48,38 @@ def engine_time(cfg, out) -> tuple[float, object]:
     return wall, run
 
 
-def sequential_time(cfg) -> float:
-    """The same rounds as a plain loop in this process: local_train per client, FedAvg."""
+def sequential_fedavg(exp, params, state, r: int, preprocess):
+    """One FedAvg round of ``exp`` as a plain loop in this process: ``(params, forming
+    state)`` after ``local_train`` of every sampled client (the engine's keys, attempt 0)
+    and the weighted mean of their variables."""
     import jax
 
-    from fedjax_grid.experiments.build import (build_experiment, forming_rng, initial_variables,
-                                               sample_clients)
+    from fedjax_grid.experiments.build import client_key, forming_rng, sample_clients
     from fedjax_grid.federated import mean as mean_aggregator
-    from fedjax_grid.training import Standardize, evaluate, local_train
+    from fedjax_grid.training import local_train
+    cfg = exp.config
+    assignments, state = exp.strategy.apply(state, forming_rng(cfg.seed, r), r)
+    agg = mean_aggregator()
+    s = agg.init(params)
+    for k in sample_clients(cfg, r):
+        batch = exp.data.train.__getitems__(assignments[k])
+        v, m = local_train(exp.model, params, (batch["image"], batch["label"]), exp.hparams,
+                           client_key(cfg.seed, r, int(k)), preprocess=preprocess)
+        s = agg.update(s, jax.tree.map(np.asarray, v), m["num_examples"])
+    return agg.result(s), state
+
+
+def sequential_time(cfg) -> float:
+    """The same rounds as a plain loop in this process: local_train per client, FedAvg."""
+    from fedjax_grid.experiments.build import build_experiment, initial_variables
+    from fedjax_grid.training import Standardize, evaluate
     exp = build_experiment(cfg)
     pre = Standardize(mean=exp.data.mean, std=exp.data.std)
     params = initial_variables(cfg, exp.model, exp.data.info.image_shape)
     state = exp.strategy.init(cfg.seed)
 
     def one_round(r, params, state):
-        assignments, state = exp.strategy.apply(state, forming_rng(cfg.seed, r), r)
-        agg = mean_aggregator()
-        s = agg.init(params)
-        for k in sample_clients(cfg, r):
-            batch = exp.data.train.__getitems__(assignments[k])
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-                jax.random.PRNGKey(cfg.seed), r), int(k)), 0)
-            v, m = local_train(exp.model, params, (batch["image"], batch["label"]), exp.hparams,
-                               key, preprocess=pre)
-            s = agg.update(s, jax.tree.map(np.asarray, v), m["num_examples"])
-        params = agg.result(s)
+        params, state = sequential_fedavg(exp, params, state, r, pre)
         evaluate(exp.model, params, exp.data.test_arrays, cfg.training.test_batch_size,
                  preprocess=pre)
         return params, state

@@ -310,15 +310,15 @@ def round_assignments(cfg_json: str, round_: int) -> list:
 
 def client_train(global_variables: dict, cfg_json: str, round_: int, client: int) -> tuple:
     """The client task's local work: ``local_train`` on the client's examples with the
-    engine's key ``fold_in(fold_in(fold_in(PRNGKey(seed), round), client), attempt=0)``."""
+    engine's key (``experiments.build.client_key``, attempt 0)."""
     import jax
 
+    from fedjax_grid.experiments.build import client_key
     from fedjax_grid.training import local_train
     side = client_side(cfg_json)
     cfg, hp = side["cfg"], side["hparams"]
     batch = side["train"].__getitems__(round_assignments(cfg_json, round_)[client])
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-        jax.random.PRNGKey(cfg.seed), round_), client), 0)
+    key = client_key(cfg.seed, round_, client)
     variables, metrics = local_train(
         side["model"], global_variables, (batch["image"], batch["label"]), hp, key,
         preprocess=side["preprocess"],

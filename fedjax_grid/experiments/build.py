@@ -113,6 +113,16 @@ def forming_rng(seed: int, round_: int) -> np.random.Generator:
     return np.random.default_rng([seed, 11, round_])
 
 
+def client_key(seed: int, round_: int, client: int, attempt: int = 0):
+    """The PRNG key of client ``client``'s local training in 0-based round ``round_``
+    (``attempt``: its retry number): ``fold_in`` of each into ``PRNGKey(seed)``."""
+    import jax
+    key = jax.random.PRNGKey(int(seed))
+    for word in (round_, client, attempt):
+        key = jax.random.fold_in(key, int(word))
+    return key
+
+
 def sample_clients(cfg, round_: int) -> np.ndarray:
     """Sorted ids of the clients sampled for 0-based round ``round_``: ``clients_per_round``
     plus ``grid.overcommit`` spares out of ``num_clients``, seeded by (seed, round)."""

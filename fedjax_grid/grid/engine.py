@@ -313,8 +313,8 @@ class FederatedRun:
         return _Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
                        dispatch, task_rows)
 
-    def _prelaunch(self) -> None:
-        """Launch the next round now, while this one's BatchNorm re-estimation, evaluation,
+    def _prelaunch(self, r: int) -> None:
+        """Launch round ``r`` (the next one) now, while this one's BatchNorm re-estimation, evaluation,
         records and checkpoint run on the coordinator (the workers would idle otherwise).
 
         The next round's clients get the global parameters of this server step; their
@@ -328,7 +328,7 @@ class FederatedRun:
             if not wait_for_healthy(self.ledger, self.grid.client, grace_s=0.0, t0=self.t0,
                                     notify=lambda m: None):
                 return
-            self._next_launch = self._launch(self.round)
+            self._next_launch = self._launch(r)
         except Exception:  # noqa: BLE001 - see above: never lose this round to the next one
             self._next_launch = None
 
@@ -339,6 +339,14 @@ class FederatedRun:
             launch.dispatch.cancel_pending()
             launch.dispatch.release()
 
+    def _take_launch(self) -> _Launch:
+        """This round's launch: the one made ahead when it is this round's, else a new one."""
+        if self._next_launch is not None and self._next_launch.round == self.round:
+            launch, self._next_launch = self._next_launch, None
+            return launch
+        self.drop_next_round()
+        return self._launch(self.round)
+
     def _step(self, prelaunch: bool = False) -> dict:
         """One synchronous round: dispatch and collect, then the server side.
         ``prelaunch``: launch the next round after this one's server step (``run`` does,
@@ -346,13 +354,7 @@ class FederatedRun:
         c = self.config
         if self.t0 is None:
             self.t0 = time.time()
-        launch = self._next_launch
-        self._next_launch = None
-        if launch is None or launch.round != self.round:
-            if launch is not None:
-                launch.dispatch.cancel_pending()
-                launch.dispatch.release()
-            launch = self._launch(self.round)
+        launch = self._take_launch()
         dispatch, clock = launch.dispatch, launch.clock
         target = min(c.clients_per_round, len(launch.sampled))
         fold = self.algorithm.begin(self.state)
@@ -378,11 +380,7 @@ class FederatedRun:
             self.state, _ = fold.finish()
             clock.lap("server")
         if prelaunch:
-            self.round += 1          # the next round's index, while launching it
-            try:
-                self._prelaunch()
-            finally:
-                self.round -= 1
+            self._prelaunch(self.round + 1)
             clock.lap("launch")
         if quorum:
             self._recalibrate_bn()

@@ -253,13 +253,12 @@ def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
     """Local training as the spec says: ``(variables as numpy, metrics, bn_moments or None,
     train_s)``; train_s: seconds of training and moments, without model and data set-up."""
     import jax
-    from fedjax_grid.experiments.build import cached_model
+    from fedjax_grid.experiments.build import cached_model, client_key
     from fedjax_grid.training import HParams, Standardize, local_train
     model = cached_model(*spec["model"])
     train_data, indices = _task_data(spec, shipped)
     hp = HParams(**spec["hparams"])
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-        jax.random.PRNGKey(spec["seed"]), spec["round"]), spec["client"]), spec["attempt"])
+    key = client_key(spec["seed"], spec["round"], spec["client"], spec["attempt"])
     preprocess = Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
     t0 = time.perf_counter()
     variables, metrics = local_train(
