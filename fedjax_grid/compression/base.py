@@ -203,3 +203,30 @@ def payload_nbytes(payload: Any) -> int:
 def tree_nbytes_float32(tree: PyTree) -> int:
     """Bytes of ``tree`` as sent today (its arrays' ``nbytes``): the reference of ratios."""
     return sum(int(x.nbytes) for x in flatten(tree)[1])
+
+
+def encode_with_feedback(codec: str, tree: PyTree, state: Any, raw_below: int,
+                         encode_acc: Callable[[np.ndarray, str], tuple[dict, np.ndarray]]
+                         ) -> tuple[Payload, dict]:
+    """Error feedback around a lossy leaf encoder: ``(payload, {'residual': tree})``.
+
+    Per leaf, ``acc = update + residual`` (``state`` None: zero residual) is encoded by
+    ``encode_acc(acc as float32, leaf dtype) -> (leaf payload, new residual)``, the part
+    of ``acc`` not sent; leaves sent raw (see :func:`send_raw`) leave a zero residual.
+    """
+    skeleton, leaves = flatten(tree)
+    residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
+    if len(residuals) != len(leaves):
+        raise ValueError(f"{codec} state has {len(residuals)} leaves, the update {len(leaves)}")
+    out, new_res = [], []
+    for x, r in zip(leaves, residuals):
+        floating = is_float(x)
+        acc = x if r is None or not floating else np.add(x, r, dtype=np.float32)
+        if send_raw(acc, raw_below):
+            out.append(raw_leaf(acc))
+            new_res.append(np.zeros(x.shape, np.float32 if floating else x.dtype))
+        else:
+            leaf, res = encode_acc(np.asarray(acc, np.float32), x.dtype.str)
+            out.append(leaf)
+            new_res.append(res)
+    return make_payload(codec, skeleton, out), {"residual": unflatten(skeleton, new_res)}

@@ -38,34 +38,45 @@ def _blocks(n: int, block: int) -> tuple[int, int]:
     return b, -(-n // b)
 
 
-def encode_leaf(x: np.ndarray, rng: np.random.Generator, block: int) -> dict:
+def round_blocks(x: np.ndarray, rng: np.random.Generator, levels: int, block: int
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Unbiased stochastic rounding of ``x`` to ``levels`` a side per block:
+    ``(q, scale, block size)``, ``q`` float32 integers in [-levels, levels] (flat, n
+    values), ``scale`` (float32, one per block) with ``E[q * scale] = x``."""
     flat = np.asarray(x, dtype=np.float32).reshape(-1)
     n = flat.size
     b, nb = _blocks(n, block)
     pad = nb * b - n
-    xs = np.concatenate([flat, np.zeros(pad, np.float32)]) if pad else flat
-    xs = xs.reshape(nb, b)
-    scale = np.max(np.abs(xs), axis=1) / np.float32(LEVELS)           # (nb,) float32
+    xs = (np.concatenate([flat, np.zeros(pad, np.float32)]) if pad else flat).reshape(nb, b)
+    scale = np.max(np.abs(xs), axis=1) / np.float32(levels)           # (nb,) float32
     inv = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
-    y = xs * inv[:, None]                                              # in [-127, 127]
+    y = xs * inv[:, None]                                              # in [-levels, levels]
     y += rng.random(y.shape, dtype=np.float32)
     np.floor(y, out=y)
-    np.clip(y, -LEVELS, LEVELS, out=y)          # float rounding of x/s can reach 127 + ulp
-    q = y.astype(np.int8).reshape(-1)[:n]
-    return {"kind": "int8", "q": q, "scale": scale, "block": int(b),
-            "shape": tuple(int(d) for d in x.shape), "dtype": x.dtype.str}
+    np.clip(y, -levels, levels, out=y)      # float rounding of x/s can reach levels + ulp
+    return y.reshape(-1)[:n], scale, int(b)
 
 
-def decode_leaf(leaf: dict) -> np.ndarray:
-    q, scale, b = leaf["q"], leaf["scale"], leaf["block"]
-    n = q.size
-    nb = scale.size
+def unround_blocks(q: np.ndarray, scale: np.ndarray, b: int, leaf: dict) -> np.ndarray:
+    """``q * scale`` per block, in the leaf's shape and dtype (the inverse of
+    :func:`round_blocks` up to the rounding)."""
+    n, nb = q.size, scale.size
     pad = nb * b - n
-    qs = np.concatenate([q, np.zeros(pad, np.int8)]) if pad else q
+    qs = np.concatenate([q, np.zeros(pad, q.dtype)]) if pad else q
     out = qs.reshape(nb, b).astype(np.float32)
     out *= scale[:, None]
     out = out.reshape(-1)[:n].reshape(leaf["shape"])
     return out.astype(np.dtype(leaf["dtype"]), copy=False)
+
+
+def encode_leaf(x: np.ndarray, rng: np.random.Generator, block: int) -> dict:
+    q, scale, b = round_blocks(x, rng, LEVELS, block)
+    return {"kind": "int8", "q": q.astype(np.int8), "scale": scale, "block": b,
+            "shape": tuple(int(d) for d in x.shape), "dtype": x.dtype.str}
+
+
+def decode_leaf(leaf: dict) -> np.ndarray:
+    return unround_blocks(leaf["q"], leaf["scale"], leaf["block"], leaf)
 
 
 LEAF_DECODERS["int8"] = decode_leaf

@@ -35,10 +35,10 @@ import functools
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, flatten, make_payload,
-                                          no_state, raw_below_field, raw_leaf, send_raw,
-                                          unflatten)
-from fedjax_grid.compression.int8 import _blocks
+from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, encode_with_feedback,
+                                          flatten, make_payload, no_state, raw_below_field,
+                                          raw_leaf, send_raw)
+from fedjax_grid.compression.int8 import round_blocks, unround_blocks
 from fedjax_grid.registry import Params
 
 
@@ -69,32 +69,15 @@ def unpack(planes: np.ndarray, n: int) -> np.ndarray:
 
 def encode_leaf(x: np.ndarray, rng: np.random.Generator, bits: int, block: int) -> dict:
     lv = levels(bits)
-    flat = np.asarray(x, dtype=np.float32).reshape(-1)
-    n = flat.size
-    b, nb = _blocks(n, block)
-    pad = nb * b - n
-    xs = (np.concatenate([flat, np.zeros(pad, np.float32)]) if pad else flat).reshape(nb, b)
-    scale = np.max(np.abs(xs), axis=1) / np.float32(lv)                # (nb,) float32
-    inv = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
-    y = xs * inv[:, None]                                              # in [-lv, lv]
-    y += rng.random(y.shape, dtype=np.float32)
-    np.floor(y, out=y)
-    np.clip(y, -lv, lv, out=y)
-    codes = (y.reshape(-1)[:n] + lv).astype(np.uint8)
-    return {"kind": "quant", "bits": int(bits), "n": int(n), "planes": pack(codes, bits),
-            "scale": scale, "block": int(b), "shape": tuple(int(d) for d in x.shape),
-            "dtype": x.dtype.str}
+    q, scale, b = round_blocks(x, rng, lv, block)
+    return {"kind": "quant", "bits": int(bits), "n": int(q.size),
+            "planes": pack((q + lv).astype(np.uint8), bits), "scale": scale, "block": b,
+            "shape": tuple(int(d) for d in x.shape), "dtype": x.dtype.str}
 
 
 def decode_leaf(leaf: dict) -> np.ndarray:
-    n, b, scale = leaf["n"], leaf["block"], leaf["scale"]
-    q = unpack(leaf["planes"], n).astype(np.float32) - np.float32(levels(leaf["bits"]))
-    nb = scale.size
-    pad = nb * b - n
-    qs = np.concatenate([q, np.zeros(pad, np.float32)]) if pad else q
-    out = qs.reshape(nb, b) * scale[:, None]
-    out = out.reshape(-1)[:n].reshape(leaf["shape"])
-    return out.astype(np.dtype(leaf["dtype"]), copy=False)
+    q = unpack(leaf["planes"], leaf["n"]).astype(np.float32) - np.float32(levels(leaf["bits"]))
+    return unround_blocks(q, leaf["scale"], leaf["block"], leaf)
 
 
 LEAF_DECODERS["quant"] = decode_leaf
@@ -105,26 +88,16 @@ def encode(tree, rng, state=None, *, params: QuantParams):
     ``feedback`` the client's ``{'residual': tree}`` (None: zeros)."""
     if rng is None:
         raise ValueError("the quant codec rounds stochastically: pass rng=np.random.default_rng(seed)")
-    skeleton, leaves = flatten(tree)
     if not params.feedback:
+        skeleton, leaves = flatten(tree)
         out = [raw_leaf(x) if send_raw(x, params.raw_below)
                else encode_leaf(x, rng, params.bits, params.block) for x in leaves]
         return make_payload("quant", skeleton, out), None
-    residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
-    if len(residuals) != len(leaves):
-        raise ValueError(f"quant state has {len(residuals)} leaves, the update {len(leaves)}")
-    out, new_res = [], []
-    for x, r in zip(leaves, residuals):
-        floating = np.issubdtype(x.dtype, np.floating)
-        acc = x if r is None or not floating else np.add(x, r, dtype=np.float32)
-        if send_raw(acc, params.raw_below):
-            out.append(raw_leaf(acc))
-            new_res.append(np.zeros(x.shape, np.float32 if floating else x.dtype))
-        else:
-            leaf = encode_leaf(acc, rng, params.bits, params.block)
-            out.append(leaf)
-            new_res.append(np.subtract(acc, decode_leaf(leaf), dtype=np.float32))
-    return make_payload("quant", skeleton, out), {"residual": unflatten(skeleton, new_res)}
+
+    def encode_acc(acc, dtype):
+        leaf = encode_leaf(acc.astype(dtype, copy=False), rng, params.bits, params.block)
+        return leaf, np.subtract(acc, decode_leaf(leaf), dtype=np.float32)
+    return encode_with_feedback("quant", tree, state, params.raw_below, encode_acc)
 
 
 @CODECS.register("quant", QuantParams)

@@ -34,8 +34,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, flatten, make_payload,
-                                          raw_below_field, raw_leaf, send_raw, unflatten)
+from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, encode_with_feedback,
+                                          flatten, raw_below_field, unflatten)
 from fedjax_grid.compression.bf16 import from_bf16_bits, to_bf16_bits
 from fedjax_grid.registry import Params
 
@@ -97,24 +97,9 @@ def init_state(tree) -> dict:
 
 def encode(tree, rng=None, state=None, *, params: TopkParams):
     """``(payload, {'residual': tree})``; ``rng`` is unused, ``state`` ``None`` means zeros."""
-    skeleton, leaves = flatten(tree)
-    residuals = flatten(state["residual"])[1] if state is not None else [None] * len(leaves)
-    if len(residuals) != len(leaves):
-        raise ValueError(f"topk state has {len(residuals)} leaves, the update {len(leaves)}")
-    out, new_res = [], []
-    for x, r in zip(leaves, residuals):
-        acc = x if r is None or not np.issubdtype(x.dtype, np.floating) else \
-            np.add(x, r, dtype=np.float32)
-        if send_raw(acc, params.raw_below):
-            out.append(raw_leaf(acc))
-            new_res.append(np.zeros(x.shape, np.float32 if np.issubdtype(x.dtype, np.floating)
-                                    else x.dtype))
-        else:
-            leaf, res = encode_leaf(np.asarray(acc, np.float32), params.fraction, params.values,
-                                    x.dtype.str)
-            out.append(leaf)
-            new_res.append(res)
-    return make_payload("topk", skeleton, out), {"residual": unflatten(skeleton, new_res)}
+    return encode_with_feedback(
+        "topk", tree, state, params.raw_below,
+        lambda acc, dtype: encode_leaf(acc, params.fraction, params.values, dtype))
 
 
 @CODECS.register("topk", TopkParams)
