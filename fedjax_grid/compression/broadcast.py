@@ -1,5 +1,10 @@
 """The broadcast direction: the global model to a desktop, as a delta from what it holds.
 
+The engine sends the full model with ``broadcast_payload(gvars, None, ...)``
+(``server.broadcast=full``), and with ``server.broadcast=delta`` each step of
+:class:`~fedjax_grid.compression.chain.BroadcastChain` is one ``broadcast_payload``
+from the chain's shared reference, applied on the worker by ``apply_broadcast``.
+
 Coordinator::
 
     payload, holds = broadcast_payload(new_global, held, codec, rng,

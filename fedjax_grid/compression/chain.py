@@ -39,9 +39,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fedjax_grid.compression.base import (Codec, decode, flatten, make_codec, make_payload,
-                                          payload_nbytes, raw_leaf, unflatten)
-from fedjax_grid.compression.broadcast import apply_delta, delta_tree
+from fedjax_grid.compression.base import Codec, decode, flatten, make_codec, payload_nbytes, unflatten
+from fedjax_grid.compression.broadcast import apply_broadcast, broadcast_payload
+from fedjax_grid.compression.none import encode as encode_raw
 
 PyTree = Any
 
@@ -50,15 +50,15 @@ class StaleCopy(ValueError):
     """A chain payload that cannot bring this desktop's copy to its version."""
 
 
-def _float32_copy(tree: PyTree) -> PyTree:
+def _copy(tree: PyTree) -> PyTree:
+    """``tree`` as numpy arrays of its own (the caller's arrays may change later)."""
     skeleton, leaves = flatten(tree)
     return unflatten(skeleton, [np.array(x, copy=True) for x in leaves])
 
 
 def full_payload(tree: PyTree) -> dict:
-    """The reference as a raw (float32) codec payload."""
-    skeleton, leaves = flatten(tree)
-    return make_payload("none", skeleton, [raw_leaf(x) for x in leaves])
+    """The reference as it is (the ``none`` codec's payload: float32 stays float32)."""
+    return encode_raw(tree)[0]
 
 
 class BroadcastChain:
@@ -84,13 +84,13 @@ class BroadcastChain:
         if self.version == version:
             return
         if self.reference is None:
-            self.reference = _float32_copy(new_global)
+            self.reference = _copy(new_global)
             self.full_nbytes = payload_nbytes(full_payload(self.reference))
-        else:
-            body, _ = self.codec.encode(delta_tree(new_global, self.reference), rng, None)
-            self.reference = apply_delta(self.reference, decode(body))
-            self.steps[version] = body
-            self.step_nbytes[version] = payload_nbytes(body)
+        else:   # the delta from the reference, as compression.broadcast sends it
+            step, self.reference = broadcast_payload(new_global, self.reference, self.codec, rng,
+                                                     version=version, base_version=self.version)
+            self.steps[version] = step
+            self.step_nbytes[version] = payload_nbytes(step)
         self.versions.append(version)
         self.version = version
         self._prune()
@@ -161,8 +161,8 @@ def apply_chain(payload: dict, held: Optional[dict]) -> tuple[int, PyTree]:
     if usable:
         u = max(usable)
         model = held[u]
-        for _, body in steps[bases.index(u):]:
-            model = apply_delta(model, decode(body))
+        for step_base, (_, step) in zip(bases[bases.index(u):], steps[bases.index(u):]):
+            model = apply_broadcast(step, model, held_version=step_base)
         return v, model
     if payload.get("full") is not None:
         return v, decode(payload["full"])

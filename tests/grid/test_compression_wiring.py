@@ -161,7 +161,8 @@ def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, 
     # step's rounding (closed loop: |R_v - W_v| = |decoded step - true step| <= its scale)
     gap = max(float(np.abs(a - b).max()) for a, b in
               zip(jax.tree.leaves(chain.reference["params"]), _params(full)))
-    level = max(float(leaf["scale"].max()) for leaf in chain.steps[2]["leaves"] if "scale" in leaf)
+    level = max(float(leaf["scale"].max()) for leaf in chain.steps[2]["body"]["leaves"]
+                if "scale" in leaf)
     assert 0 < gap <= level * (1 + 1e-5)
 
     part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
