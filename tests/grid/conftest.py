@@ -1,4 +1,6 @@
 """Fixtures for engine tests: a real LocalCluster (loopback only) and tiny configs."""
+import jax
+import numpy as np
 import pytest
 
 from fedjax_grid.experiments import ExperimentConfig, get_preset
@@ -24,3 +26,23 @@ def grid(tmp_path_factory):
     handle = open_cluster(cfg.grid, local_directory=str(local))
     yield handle
     handle.close()
+
+
+def stopped_and_resumed(cfg, out, grid, rounds: int):
+    """``(part, resumed)``: a run of ``cfg`` in ``out`` stopped after ``rounds`` rounds,
+    and a new run resumed from its checkpoint (not run yet)."""
+    from fedjax_grid.grid.engine import FederatedRun
+    part = FederatedRun(cfg, out_dir=out, grid=grid)
+    part.run(rounds=rounds)
+    return part, FederatedRun(cfg, out_dir=out, grid=grid, resume=True)
+
+
+def assert_same_state(a, b, batch_stats: bool = False):
+    """The two runs' global parameters (and BatchNorm statistics) are bitwise equal."""
+    def leaves(run):
+        out = jax.tree.leaves(run.state.params)
+        return out + jax.tree.leaves(run.state.batch_stats) if batch_stats else out
+    la, lb = leaves(a), leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(x, y)

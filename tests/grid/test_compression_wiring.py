@@ -15,7 +15,7 @@ from fedjax_grid.compression import make_codec, payload_nbytes
 from fedjax_grid.grid.dispatch import tree_nbytes
 from fedjax_grid.grid.engine import FederatedRun
 from fedjax_grid.grid.links import link_of
-from tests.grid.conftest import tiny_config
+from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
 
 def _params(run):
@@ -60,9 +60,7 @@ def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 3, "server.codec": "topk(0.01)"})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
     full.run()
-    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
-    part.run(rounds=2)
-    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
+    part, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 2)
     assert resumed.round == 2 and sorted(resumed.codec_state) == sorted(part.codec_state)
     for k, state in part.codec_state.items():  # every residual restored exactly
         a = jax.tree.leaves(state)
@@ -73,8 +71,7 @@ def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
         np.testing.assert_array_equal(np.sort(np.concatenate([x.ravel() for x in a])),
                                       np.sort(np.concatenate([y.ravel() for y in b])))
     resumed.run()
-    for a, b in zip(_params(full), _params(resumed)):
-        np.testing.assert_array_equal(a, b)  # bitwise, residuals included
+    assert_same_state(full, resumed)  # bitwise, residuals included
     for k in full.codec_state:
         for x, y in zip(jax.tree.leaves(full.codec_state[k]),
                         jax.tree.leaves(resumed.codec_state[k])):
@@ -165,13 +162,10 @@ def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, 
                 if "scale" in leaf)
     assert 0 < gap <= level * (1 + 1e-5)
 
-    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
-    part.run(rounds=2)
-    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
+    _, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 2)
     assert resumed.chain.version == 1 and resumed.client_versions == {0: 1, 1: 1, 2: 1, 3: 1}
     resumed.run()
-    for a, b in zip(_params(full), _params(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(full, resumed)
     # after the resume the workers' copies are unknown: round 3 sends the full reference
     assert resumed.records.rounds()["bytes_sent"].iloc[-1] > sent[-1]
 

@@ -11,7 +11,7 @@ import pytest
 from fedjax_grid.errors import CheckpointError, UserError
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.engine import FederatedRun
-from tests.grid.conftest import tiny_config
+from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
 
 def _params(run):
@@ -48,14 +48,10 @@ def test_resume_reaches_identical_parameters(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 3, "partition.forming": "hybrid"})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
     full.run()
-    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
-    part.run(rounds=2)
-    assert part.round == 2
-    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
-    assert resumed.round == 2
+    part, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 2)
+    assert part.round == 2 and resumed.round == 2
     resumed.run()
-    for a, b in zip(_params(full), _params(resumed)):
-        np.testing.assert_array_equal(a, b)  # bitwise on CPU with fixed seeds
+    assert_same_state(full, resumed)  # bitwise on CPU with fixed seeds
     assert list(resumed.records.rounds()["round"]) == [1, 2, 3]
 
 
@@ -166,8 +162,7 @@ def test_resident_mode_equals_shipped(grid, tmp_path):
     a.run()
     b = FederatedRun(resident, out_dir=tmp_path / "b", grid=grid)
     b.run()
-    for x, y in zip(_params(a), _params(b)):
-        np.testing.assert_array_equal(x, y)
+    assert_same_state(a, b)
     # Indices only: resident mode sends far fewer bytes than shipping the examples.
     assert b.records.rounds()["bytes_sent"].iloc[0] < a.records.rounds()["bytes_sent"].iloc[0]
 
@@ -222,13 +217,10 @@ def test_local_batchnorm_statistics_stay_with_clients_and_resume(grid, tmp_path)
     assert sorted(full.client_bn) == [0, 1, 2, 3]
     stats = [jax.tree.leaves(full.client_bn[k])[0] for k in range(4)]
     assert not np.array_equal(stats[0], stats[1])  # each client kept its own statistics
-    part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
-    part.run(rounds=1)
-    resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
+    _, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 1)
     assert sorted(resumed.client_bn) == [0, 1, 2, 3]
     resumed.run()
-    for a, b in zip(_params(full), _params(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(full, resumed)
 
 
 def test_hostile_clients_scaled_updates_are_marked(grid, tmp_path):

@@ -1,15 +1,10 @@
 """grid.overlap_rounds: the next round's tasks run while the coordinator re-estimates
 BatchNorm, evaluates and checkpoints -- with bitwise the same results as without."""
-import jax
 import numpy as np
 import pandas as pd
 
 from fedjax_grid.grid.engine import FederatedRun
-from tests.grid.conftest import tiny_config
-
-
-def _params(run):
-    return jax.tree.leaves(run.state.params) + jax.tree.leaves(run.state.batch_stats)
+from tests.grid.conftest import assert_same_state, tiny_config
 
 
 def test_overlapped_rounds_are_bitwise_the_sequential_ones_and_start_early(grid, tmp_path):
@@ -22,8 +17,7 @@ def test_overlapped_rounds_are_bitwise_the_sequential_ones_and_start_early(grid,
         run.close()
         runs[overlap] = run
     seq, ovl = runs[False], runs[True]
-    for a, b in zip(_params(seq), _params(ovl)):
-        np.testing.assert_array_equal(a, b)          # BatchNorm statistics included
+    assert_same_state(seq, ovl, batch_stats=True)
     cols = ["round", "global_loss", "global_accuracy", "clients_ok"]
     pd.testing.assert_frame_equal(seq.records.rounds()[cols], ovl.records.rounds()[cols])
     t_seq, t_ovl = seq.records.tasks(), ovl.records.tasks()
@@ -53,5 +47,4 @@ def test_a_run_stopped_early_leaves_no_round_in_flight_and_resumes_bitwise(grid,
     resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
     resumed.run()
     resumed.close()
-    for a, b in zip(_params(full), _params(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(full, resumed)
