@@ -174,6 +174,26 @@ def broken_env(tmp, kind: str) -> dict:
     return dict(os.environ, PYTHONPATH=path)
 
 
+def kill_cli_after_first_checkpoint(args: list, out, timeout: float = 240) -> None:
+    """Start ``fedjax-grid <args> --out <out>`` and SIGKILL it as soon as its first
+    checkpoint is written (a coordinator lost mid-run); fails if it ends before that."""
+    from fedjax_grid.grid.checkpoint import latest_checkpoint
+    proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + timeout
+        while time.time() < end and proc.poll() is None:
+            if latest_checkpoint(pathlib.Path(out) / "checkpoints") is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "coordinator finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def run_cli(*args, timeout=300, **kw):
     return subprocess.run([sys.executable, "-m", "fedjax_grid.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, **kw)

@@ -4,18 +4,13 @@ worker, a hung task past the per-task deadline, and the CLI coordinator SIGKILLe
 resumed (a worker joining mid-run: test_grid_faults, parametrized over the mode)."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
-from fedjax_grid.grid.checkpoint import latest_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import run_cli, run_while_killing
+from tests.faults.conftest import kill_cli_after_first_checkpoint, run_cli, run_while_killing
 from tests.grid.conftest import tiny_config
 
 ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 3,
@@ -51,20 +46,7 @@ def test_async_coordinator_sigkill_then_resume(external_grid, tmp_path):
                          "data.max_test_examples=256"] for a in ("--set", s)]
     common = ["run", "--scheduler", external_grid.address, "--quiet", "--no-plots", *sets]
     out = tmp_path / "part"
-    proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", *common, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        end = time.time() + 240
-        while time.time() < end and proc.poll() is None:
-            if latest_checkpoint(out / "checkpoints") is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "coordinator finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)  # after a server update, with tasks in flight
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_cli_after_first_checkpoint(common, out)  # after a server update, tasks in flight
     r = run_cli(*common, "--out", out, "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     rounds = pd.read_csv(out / "rounds.csv")

@@ -21,7 +21,8 @@ import pytest
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
 from fedjax_grid.grid.engine import FederatedRun
-from tests.faults.conftest import ExternalGrid, run_cli, run_while_killing
+from tests.faults.conftest import (ExternalGrid, kill_cli_after_first_checkpoint, run_cli,
+                                   run_while_killing)
 from tests.grid.conftest import tiny_config
 
 TINY = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "data.max_test_examples=256",
@@ -155,20 +156,7 @@ def test_coordinator_sigkill_then_resume_equals_uninterrupted(external_grid, tmp
     r = run_cli(*common, "--out", full)
     assert r.returncode == 0, r.stderr[-2000:]
     part = tmp_path / "part"
-    proc = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", *common, "--out", str(part)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        t_end = time.time() + 240
-        while time.time() < t_end and proc.poll() is None:
-            if latest_checkpoint(part / "checkpoints") is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "coordinator finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)  # mid-run: after round 0's checkpoint, in round 1
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_cli_after_first_checkpoint(common, part)  # mid-run: after round 0's checkpoint
     n_done, _ = _params_of(part)
     assert 1 <= n_done < 3
     r = run_cli(*common, "--out", part, "--resume")
