@@ -254,8 +254,8 @@ Everything below was produced by `python benchmarks/run_all.py` (pieces re-run w
 the commit each piece ran on. The numbers are measurements of one run each on a
 **2-core CPU that is shared with other jobs** (pieces run under `nice -n 10`; two
 pieces sometimes ran side by side): wall times vary by up to 2x with the load.
-Accuracies are single runs with seed 0. A run is deterministic for its seed and does
-not depend on the load (the 40-round VGG-16 run repeats, to the last digit, the
+Accuracies are single runs with seed 0 unless a section names more seeds. A run is
+deterministic for its seed and does not depend on the load (the 40-round VGG-16 run repeats, to the last digit, the
 curve of an earlier 24-round run with the same seed), but its curve moves by 3-6
 points from round to round, so the targets compare the mean of the last 3 rounds.
 

@@ -70,12 +70,16 @@ class BroadcastChain:
 
     def __init__(self, codec: Codec | Any):
         self.codec = make_codec(codec)
-        self.version: Optional[int] = None
         self.reference: Optional[PyTree] = None
         self.versions: list[int] = []
         self.steps: dict[int, dict] = {}
         self.step_nbytes: dict[int, int] = {}
         self.full_nbytes = 0
+
+    @property
+    def version(self) -> Optional[int]:
+        """The newest version (None before the first ``advance``)."""
+        return self.versions[-1] if self.versions else None
 
     def advance(self, new_global: PyTree, version: int, rng: np.random.Generator) -> None:
         """Make ``version`` (the global model ``new_global``) the chain's newest version;
@@ -92,7 +96,6 @@ class BroadcastChain:
             self.steps[version] = step
             self.step_nbytes[version] = payload_nbytes(step)
         self.versions.append(version)
-        self.version = version
         self._prune()
 
     def _prune(self) -> None:
@@ -138,9 +141,8 @@ class BroadcastChain:
         return {"version": self.version, "reference": self.reference}
 
     def restore(self, state: dict) -> None:
-        self.version = None if state.get("version") is None else int(state["version"])
         self.reference = state.get("reference")
-        self.versions = [] if self.version is None else [self.version]
+        self.versions = [] if state.get("version") is None else [int(state["version"])]
         self.steps, self.step_nbytes = {}, {}
         self.full_nbytes = 0 if self.reference is None else \
             payload_nbytes(full_payload(self.reference))
