@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from distributed import TimeoutError as DaskTimeoutError
 from distributed import wait as dask_wait
-from distributed.client import FutureCancelledError, FuturesCancelledError
+from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
 from fedjax_grid.grid.tasks import client_update
@@ -162,7 +162,7 @@ class RoundDispatch:
                  workers: Callable[[], list], deadline: Optional[float] = None):
         self.dask_client, self.gvars = dask_client, gvars
         self.run_id, self.round = run_id, round_
-        self.model_bytes = 0 if callable(gvars) else sent_nbytes(gvars)
+        self.model_bytes = 0  # bytes of the value broadcast (set when it is sent)
         self.workers = workers
         self.deadline = deadline
         self.ready: list[str] = []
@@ -285,7 +285,7 @@ class RoundDispatch:
         except (TimeoutError, DaskTimeoutError):
             fut.release()
             return None
-        except (FutureCancelledError, concurrent.futures.CancelledError) as e:
+        except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError too
             raise ResultLost(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         fut.release()
         res = decode_result(res)
@@ -329,7 +329,6 @@ class VersionedDispatch(RoundDispatch):
         if self._gfut is not None:
             self._gfut_of[self.version] = self._gfut
         self.version, self.gvars = int(version), gvars
-        self.model_bytes = 0 if callable(gvars) else sent_nbytes(gvars)
         self._gfut, self.ready = None, []
         self._release_unused()
 
