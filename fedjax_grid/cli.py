@@ -8,6 +8,7 @@
   fedjax-grid partition-report [--preset NAME | --config FILE] [--set ...] [--round R] [--out DIR]
   fedjax-grid prepare SOURCE [--path ARCHIVE] [--data-dir DIR]
   fedjax-grid certs DIR [--hosts 127.0.0.1,localhost]
+  fedjax-grid grid up|status|down|...   (an emulated desktop grid: fedjax_grid.emulation.cli)
 
 Bad input of any kind is reported as one line ``error: ...`` with exit code 2.
 ``run --help`` explains the output folders, the round numbers and ``--resume``.
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("directory")
     certs.add_argument("--hosts", default="127.0.0.1,localhost",
                        help="comma-separated host names/IPs for the certificates")
+    from fedjax_grid.emulation.cli import add_parser as add_grid_parser
+    add_grid_parser(sub)
     return parser
 
 
@@ -254,7 +257,12 @@ def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
     if args.scheduler:
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
+        # An emulated grid's scheduler (`fedjax-grid grid up`): join its hub namespace now,
+        # before any Dask thread exists, and use its certificates.
+        from fedjax_grid.emulation.attach import enter
+        grid = enter(args.scheduler)
+        tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
+        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}", *tls])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
     return cfg.validate(), out, new_dir
@@ -429,9 +437,14 @@ def _quiet_dask_connection_logs() -> None:
 
 
 def cmd_presets(args) -> int:
+    from fedjax_grid.emulation.profiles import list_profiles
     from fedjax_grid.experiments import list_presets
     for name, desc in list_presets().items():
         print(f"{name:46s} {desc}")
+    print()
+    print("grid profiles (fedjax-grid grid up --profile NAME):")
+    for name, desc in list_profiles().items():
+        print(f"  {name:44s} {desc}")
     print()
     print(choices_text())
     return 0
@@ -483,8 +496,14 @@ def cmd_certs(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from fedjax_grid.emulation.cli import cmd_grid as grid_command
+    return grid_command(args)
+
+
 COMMANDS = {"run": cmd_run, "presets": cmd_presets, "show-config": cmd_show_config,
-            "partition-report": cmd_partition_report, "prepare": cmd_prepare, "certs": cmd_certs}
+            "partition-report": cmd_partition_report, "prepare": cmd_prepare, "certs": cmd_certs,
+            "grid": cmd_grid}
 
 
 def main(argv=None) -> int:
