@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 
 from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
 
@@ -228,6 +229,7 @@ def cmd_run(args) -> int:
     run = _new_run(cfg, out, args.resume, console)
     if new_dir:
         run_dirs.claim(out)
+    t_start = time.time()
     try:
         records = _run_rounds(run, console, more)
     except KeyboardInterrupt:
@@ -245,6 +247,7 @@ def cmd_run(args) -> int:
         console.end_line()
         raise _os_error(e, run.round, out) from None
     finally:
+        _save_grid_events(cfg.grid.scheduler, out, t_start)
         _close_run(run, console, out, new_dir)
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
@@ -266,6 +269,16 @@ def _run_config(args):
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
     return cfg.validate(), out, new_dir
+
+
+def _save_grid_events(scheduler, out, t_start: float) -> None:
+    """An emulated grid's events during the run (``fedjax-grid grid up``) as grid_events.csv."""
+    if scheduler:
+        from fedjax_grid.emulation.events import save_run_events
+        try:
+            save_run_events(scheduler, out, t_start, time.time())
+        except OSError:
+            pass
 
 
 def _new_run(cfg, out, resume: bool, console):

@@ -12,6 +12,9 @@ controllers (wherever each is mounted, co-mounted or not); with cgroup v2 (a
   off where the kernel accounts it): over it the kernel reclaims, then OOM-kills.
 * Freeze / thaw (v1 ``freezer.state``, v2 ``cgroup.freeze``): every process of
   the desktop stops at once (a laptop's closed lid), its sockets stay open.
+* CPU weight under contention (v1 ``cpu.shares``, v2 ``cpu.weight``): the grid's
+  cgroup weighs as many ordinary processes as it has desktops (plus the
+  scheduler), each desktop as one; a quota is a ceiling, not a reservation.
 * ``cpu_seconds()``: CPU time used by its processes (v1 ``cpuacct.usage``, v2
   ``cpu.stat`` ``usage_usec``).
 """
@@ -120,6 +123,20 @@ class Cgroup:
             return
         _write(self._dir("cpu") / "cpu.cfs_period_us", CPU_PERIOD_US)
         _write(self._dir("cpu") / "cpu.cfs_quota_us", quota)
+
+    def set_weight(self, weight: int) -> None:
+        """CPU weight against sibling cgroups and processes under contention, in v2 units
+        (1..10000, 100 = one ordinary process; v1 ``cpu.shares`` = weight * 1024 / 100)."""
+        weight = min(10000, max(1, int(weight)))
+        if self.version == "v2":
+            _write(self._dir("cpu") / "cpu.weight", weight)
+        else:
+            _write(self._dir("cpu") / "cpu.shares", max(2, weight * 1024 // 100))
+
+    def weight(self) -> int:
+        if self.version == "v2":
+            return int(_read(self._dir("cpu") / "cpu.weight"))
+        return int(_read(self._dir("cpu") / "cpu.shares")) * 100 // 1024
 
     def set_memory(self, nbytes: Optional[int]) -> None:
         """Memory limit in bytes, swap not allowed where accounted (None: unlimited)."""

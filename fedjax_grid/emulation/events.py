@@ -68,3 +68,20 @@ def grid_events(scheduler_address: str, t_start: float, t_end: float):
     rows = [r for r in rows if isinstance(r["time"], (int, float)) and t_start <= r["time"] <= t_end]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def save_run_events(scheduler_address: str, out_dir, t_start: float, t_end: float):
+    """Write ``grid_events.csv`` (the window ``[t_start, t_end]``) into a run's folder when
+    ``scheduler_address`` is an emulated grid's; returns its path, or None."""
+    import pathlib
+
+    from fedjax_grid.atomic_write import atomic_path
+    from fedjax_grid.emulation.state import find_by_address
+    out_dir = pathlib.Path(out_dir)
+    if not scheduler_address or find_by_address(scheduler_address) is None or not out_dir.is_dir():
+        return None
+    frame = grid_events(scheduler_address, t_start, t_end)
+    path = out_dir / "grid_events.csv"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path

@@ -91,6 +91,9 @@ def _network(state: GridState) -> None:
 def _cgroups(state: GridState) -> None:
     for rel in state.cgroups[:-1]:
         Cgroup(rel, state.cgroup_version, state.cgroup_mounts).create()
+    # Under contention the grid weighs as its desktops and scheduler would as processes.
+    Cgroup(state.cgroups[-1], state.cgroup_version, state.cgroup_mounts).set_weight(
+        100 * len(state.cgroups[:-1]))
     for d in state.desktops:
         g = Cgroup(d.cgroup, state.cgroup_version, state.cgroup_mounts)
         g.set_cpu(d.cpu)
