@@ -121,7 +121,8 @@ def _status(args) -> int:
     for s in states:
         sched = "running" if alive(s.procs.get("scheduler")) else "dead"
         replay = "replaying its schedule" if alive(s.procs.get("replay")) else "no schedule running"
-        print(f"grid {s.prefix}: profile {s.profile_name}, scheduler {s.address} {sched}, {replay}")
+        note = "" if s.ready_at else " (incomplete: its `grid up` did not finish; remove it with `grid down`)"
+        print(f"grid {s.prefix}: profile {s.profile_name}, scheduler {s.address} {sched}, {replay}{note}")
         _print_desktops(s)
     return 0
 

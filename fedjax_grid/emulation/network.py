@@ -25,6 +25,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 #: Linux bridge port states (include/uapi/linux/if_bridge.h).
 BR_STATE_DISABLED, BR_STATE_FORWARDING = 0, 3
 PREFIXLEN = 24
+#: Address ranges that must appear only inside the grid's own namespaces (RFC 1918).
+PRIVATE_PREFIXES = ("10.", "192.168.") + tuple(f"172.{i}." for i in range(16, 32))
 
 
 def namespaces() -> list[str]:
