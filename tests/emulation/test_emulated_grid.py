@@ -134,6 +134,29 @@ def test_kill_and_rejoin_with_the_same_name(grid):
     assert grid.status().set_index("name").loc["desk2", "state"] == "running"
 
 
+def test_the_profile_schedule_is_replayed_and_logged(grid):
+    """The replayer applies a seeded schedule at its times (link down/up, freeze/thaw)."""
+    from fedjax_grid.emulation import processes, schedule, state
+    from fedjax_grid.emulation.lifecycle import start_replayer
+    profile = profiles.from_dict({**PROFILE, "schedule": {
+        "seed": 3, "start_after_s": 1, "horizon_s": 7,
+        "link_down": {"every_s": 3, "duration_s": [1, 1.5]},
+        "freeze": {"every_s": 4, "duration_s": [1, 1.5]}}}, "test")
+    st = grid.state
+    st.profile, st.seed, st.ready_at = profile.model_dump(), 3, time.time()
+    state.save(st)
+    start_replayer(st)
+    expected = schedule.timeline(schedule.draw(profile.schedule, grid.desktops, seed=3))
+    assert len(expected) >= 4
+    assert processes.wait_gone([st.procs["replay"]], expected[-1][0] + 30)
+    ev = grid.events(st.ready_at)
+    ev = ev[ev["source"] == "schedule"]
+    assert list(zip(ev["desktop"], ev["event"])) == [(a[1], a[2]) for a in expected]
+    lag = ev["time"].to_numpy() - st.ready_at - [a[0] for a in expected]
+    assert (lag >= -0.01).all() and (lag < 2.0).all(), lag
+    assert grid.status()["state"].tolist() == ["running", "running"]
+
+
 def test_quickstart_through_the_emulated_grid(grid, tmp_path):
     """`fedjax-grid run --scheduler ADDRESS` (the address as `grid up` prints it) on
     fast links: real bytes through the veths, TLS with the grid's certificates."""
