@@ -107,7 +107,10 @@ class Cgroup:
         if self.version == "v2":
             path = pathlib.Path(self.mounts)
             for part in self.rel.split("/"):
-                _write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+                available = _read(path / "cgroup.controllers").split()
+                wanted = [f"+{c}" for c in V2_CONTROLLERS if c in available]
+                if wanted:
+                    _write(path / "cgroup.subtree_control", " ".join(wanted))
                 path = path / part
                 path.mkdir(exist_ok=True)
             return

@@ -40,5 +40,4 @@ def environment() -> dict:
     tasks itself (``grid.cluster``)."""
     env = dict(os.environ)
     env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
-    env.pop("FEDJAX_GRID_IN_HUB", None)
     return env

@@ -54,3 +54,39 @@ def test_presets_lists_the_grid_profiles(capsys):
     assert "grid profiles (fedjax-grid grid up --profile NAME):" in out
     for name in ("office", "home", "laptops"):
         assert f"\n  {name} " in out
+
+
+def _fake_grid(prefix="fjg0f0e"):
+    import time
+
+    from fedjax_grid.emulation import state
+    from fedjax_grid.emulation.naming import Names
+    n = Names(prefix)
+    s = state.GridState(prefix=prefix, created=time.time(), profile_name="home", profile={},
+                        seed=0, address=n.scheduler_address, hub_ns=n.hub_ns, bridge=n.bridge)
+    state.save(s)
+    return s
+
+
+def test_run_on_an_emulated_grid_needs_root(capsys, monkeypatch):
+    from fedjax_grid.emulation import state
+    s = _fake_grid()
+    try:
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+        err = _one_line_error(capsys, ["run", "--scheduler", s.address, "--quiet"])
+        assert "is an emulated grid (fjg0f0e), reachable only from its network namespace: run as root" in err
+    finally:
+        state.forget(s.prefix)
+
+
+def test_run_on_an_emulated_grid_that_is_gone(capsys):
+    from fedjax_grid.emulation import state
+    from fedjax_grid.emulation.support import missing
+    if missing() is not None:
+        pytest.skip(missing())
+    s = _fake_grid()  # a state file whose namespaces do not exist (a rebooted machine)
+    try:
+        err = _one_line_error(capsys, ["run", "--scheduler", s.address, "--quiet"])
+        assert "the emulated grid fjg0f0e is gone" in err and "grid down" in err
+    finally:
+        state.forget(s.prefix)

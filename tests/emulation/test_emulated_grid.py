@@ -191,6 +191,8 @@ def test_quickstart_through_the_emulated_grid(grid, tmp_path):
 def test_down_removes_everything_and_is_idempotent(grid):
     prefix = grid.prefix
     assert leftovers(prefix)  # the grid exists
+    grid.freeze("desk1")  # a frozen desktop and a dead link do not stop `down`
+    grid.link_down("desk2")
     removed = grid.close()
     assert removed["namespaces"] == 3 and removed["cgroups"] >= 3
     assert leftovers(prefix) == []
