@@ -48,3 +48,15 @@ def shaped_rate(ns: str, ifname: str) -> float | None:
                 parms = q.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS")
                 return float(parms["rate"] * 8) if parms else None
     return None
+
+
+def sent_bytes(ns: str, ifname: str) -> int:
+    """Bytes the tbf on ``ifname`` has passed since it was set (its qdisc counters)."""
+    with IPRoute(netns=ns, flags=0) as ipr:
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        for q in ipr.get_qdiscs(index=idx):
+            if q.get_attr("TCA_KIND") == "tbf":
+                stats = q.get_attr("TCA_STATS2")
+                basic = stats.get_attr("TCA_STATS_BASIC") if stats is not None else None
+                return int((basic or q.get_attr("TCA_STATS") or {"bytes": 0})["bytes"])
+    return 0

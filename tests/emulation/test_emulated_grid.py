@@ -165,6 +165,7 @@ def test_quickstart_through_the_emulated_grid(grid, tmp_path):
         shaping.shape(grid.state.hub_ns, d.hub_link, 1e9)
         grid.control.cgroup(d.name).set_cpu(0.5)
     out = tmp_path / "run"
+    sent0 = _link_bytes(grid)
     try:
         r = subprocess.run(
             [sys.executable, "-m", "fedjax_grid.cli", "run", "--scheduler", grid.address,
@@ -172,6 +173,7 @@ def test_quickstart_through_the_emulated_grid(grid, tmp_path):
              "--set", "data.max_test_examples=256",
              "--set", "model.kwargs={width: 0.125, norm: batch, head: cifar}"],
             capture_output=True, text=True, timeout=900, env=dict(os.environ))
+        sent = {k: v - sent0[k] for k, v in _link_bytes(grid).items()}
     finally:
         for d in grid.state.desktops:
             shaping.shape(d.netns, d.desktop_link, d.up_bps)
@@ -186,6 +188,22 @@ def test_quickstart_through_the_emulated_grid(grid, tmp_path):
     assert tasks["worker"].str.startswith(f"tls://{subnet}.").all()
     assert (tasks["bytes_in"] > 0).all()
     assert list(pd.read_csv(out / "grid_events.csv").columns)[:3] == ["time", "desktop", "event"]
+    # The broadcast and the updates crossed each desktop's shaped veth (tbf counters):
+    # the coordinator sits in the hub, so nothing went around the links. A desktop
+    # receives each round's broadcast once, however many of its tasks use it (a task's
+    # bytes_in counts it per task), and sends each update once.
+    for name, by in tasks.groupby("worker_name"):
+        assert sent[(name, "down")] >= by.groupby("round")["bytes_in"].max().sum(), (name, sent)
+        assert sent[(name, "up")] >= by["bytes_out"].sum(), (name, sent)
+
+
+def _link_bytes(grid) -> dict:
+    """(desktop, 'up'|'down') -> bytes its tbf qdiscs passed so far."""
+    out = {}
+    for d in grid.state.desktops:
+        out[(d.name, "up")] = shaping.sent_bytes(d.netns, d.desktop_link)
+        out[(d.name, "down")] = shaping.sent_bytes(grid.state.hub_ns, d.hub_link)
+    return out
 
 
 def test_down_removes_everything_and_is_idempotent(grid):
