@@ -10,8 +10,9 @@
             ...
 
 ``profile``: a built-in name, a YAML path or a ``profiles.Profile``;
-``schedule=True`` replays the profile's availability schedule (off by default:
-tests act on the desktops themselves). Leaving the ``with`` block (or ``close()``)
+``schedule=True`` replays the profile's availability schedule from ``up`` on (off by
+default: tests act on the desktops themselves); ``start_schedule()`` (re)starts it
+with time 0 now, e.g. right before a run. Leaving the ``with`` block (or ``close()``)
 removes everything, as ``fedjax-grid grid down`` does.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Optional
 from fedjax_grid.emulation import attach
 from fedjax_grid.emulation.control import GridControl
 from fedjax_grid.emulation.events import grid_events
-from fedjax_grid.emulation.lifecycle import down, up
+from fedjax_grid.emulation.lifecycle import down, start_schedule, up
 from fedjax_grid.emulation.profiles import Profile, load_profile
 
 
@@ -81,6 +82,11 @@ class EmulatedGrid:
         self.control.rejoin(name)
         if wait_s is not None:
             self.wait_for([name], wait_s)
+
+    def start_schedule(self, seed: Optional[int] = None) -> None:
+        """Replay the profile's availability schedule from now (time 0 = now), seeded with
+        ``seed`` (default: the grid's); a replay in progress stops first."""
+        start_schedule(self.state, seed)
 
     def wait_for(self, names: list[str], timeout_s: float = 120.0) -> dict:
         """Block until workers ``names`` are registered; name -> worker address."""

@@ -3,6 +3,7 @@
   fedjax-grid grid up [--profile NAME|FILE] [--desktops N] [--seed S] [--no-schedule]
   fedjax-grid grid status [--grid PREFIX|ADDRESS]
   fedjax-grid grid down [--grid PREFIX|ADDRESS] [--all]
+  fedjax-grid grid schedule [--seed S] [--grid ...]    (re)start the availability schedule now
   fedjax-grid grid link-down|link-up|freeze|thaw|kill|rejoin DESKTOP [--grid ...]
 
 ``up`` prints one line per desktop and, as its last line, ``scheduler: ADDRESS``;
@@ -46,6 +47,10 @@ def add_parser(sub) -> None:
     down = gsub.add_parser("down", help="remove a grid: processes, namespaces, links, cgroups")
     down.add_argument("--grid", help="a grid's prefix or scheduler address")
     down.add_argument("--all", action="store_true", help="remove every emulated grid")
+    sched = gsub.add_parser("schedule", help="(re)start replaying the profile's availability "
+                                              "schedule with time 0 now (e.g. right before a run)")
+    sched.add_argument("--seed", type=int, help="its seed (default: the grid's)")
+    sched.add_argument("--grid", help="a grid's prefix or scheduler address")
     for action in ACTIONS:
         p = gsub.add_parser(action, help=f"{action.replace('-', ' ')} one desktop now")
         p.add_argument("desktop")
@@ -53,9 +58,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_grid(args) -> int:
-    handlers = {"up": _up, "status": _status, "down": _down}
+    handlers = {"up": _up, "status": _status, "down": _down, "schedule": _schedule}
     if args.grid_command is None:
-        raise UserError("grid: a subcommand is required; allowed: up, status, down, "
+        raise UserError("grid: a subcommand is required; allowed: up, status, down, schedule, "
                         + ", ".join(ACTIONS))
     return handlers.get(args.grid_command, _act)(args)
 
@@ -66,18 +71,28 @@ def _up(args) -> int:
     from fedjax_grid.emulation.support import require
     require()
     profile = load_profile(args.profile)
-    if args.seed is not None and not 0 <= args.seed < 2 ** 31:
-        raise UserError(f"--seed={show(args.seed)} is invalid: an integer in [0, 2**31) is required")
+    _check_seed(args.seed)
     state = up(profile, args.desktops, schedule=not args.no_schedule, seed=args.seed,
-               say=lambda line: print(line, flush=True))
+               say=lambda line: print(line, flush=True), source="cli")
     print(f"grid {state.prefix}: profile {profile.name}, {len(state.desktops)} desktops, "
           f"certificates in {state.tls_dir}")
     _print_desktops(state)
+    _note_oversubscribed(state)
     print(_schedule_line(state, profile, not args.no_schedule))
     print(f"run on it: fedjax-grid run --scheduler {state.address}; remove it: "
           f"fedjax-grid grid down --grid {state.prefix}")
     print(f"scheduler: {state.address}", flush=True)
     return 0
+
+
+def _note_oversubscribed(state) -> None:
+    """A note when the desktops' CPU shares add up to more than this machine's cores."""
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    total = sum(d.cpu for d in state.desktops)
+    if cores and total > cores:
+        print(f"note: the desktops' CPU shares add up to {total:g} cores, more than this machine's "
+              f"{cores}: a quota is a ceiling, and busy desktops will get less")
 
 
 def _schedule_line(state, profile, replay: bool) -> str:
@@ -144,13 +159,36 @@ def _down(args) -> int:
     return 0
 
 
-def _act(args) -> int:
-    from fedjax_grid.emulation.control import GridControl
-    states = _select(args.grid)
+def _check_seed(seed) -> None:
+    if seed is not None and not 0 <= seed < 2 ** 31:
+        raise UserError(f"--seed={show(seed)} is invalid: an integer in [0, 2**31) is required")
+
+
+def _one_grid(which):
+    states = _select(which)
     if len(states) != 1:
         raise UserError("no emulated grid is up" if not states else
                         "several emulated grids are up: give --grid PREFIX")
-    control = GridControl(states[0], source="cli")
+    return states[0]
+
+
+def _schedule(args) -> int:
+    from fedjax_grid.emulation.lifecycle import start_schedule
+    from fedjax_grid.emulation.profiles import Profile
+    _check_seed(args.seed)
+    state = _one_grid(args.grid)
+    profile = Profile.model_validate(state.profile)
+    if profile.schedule.empty:
+        raise UserError(f"grid {state.prefix}: profile {profile.name} has no availability schedule "
+                        "(no link_down, freeze or kill hazards)")
+    start_schedule(state, args.seed, source="cli")
+    print(_schedule_line(state, profile, True) + " (time 0: now)")
+    return 0
+
+
+def _act(args) -> int:
+    from fedjax_grid.emulation.control import GridControl
+    control = GridControl(_one_grid(args.grid), source="cli")
     getattr(control, args.grid_command.replace("-", "_"))(args.desktop)
     print(f"{args.desktop}: {control.desktop_state(args.desktop)}")
     return 0

@@ -6,7 +6,8 @@ the schedule's replayer, a notebook, the CLI -- do not interleave). Fields:
 
   time        Unix time (s) the action was applied
   desktop     the desktop's name ('' for the grid itself: up, down)
-  event       link_down, link_up, freeze, thaw, kill, rejoin, up, down, error
+  event       link_down, link_up, freeze, thaw, kill, rejoin, error; for the grid ('')
+              up, down, schedule (its replay (re)started: time 0 of its events)
   duration_s  planned length (link_down, freeze, kill), else null
   source      'schedule' (the profile's replayed schedule), 'api', 'cli'
   detail      free text (an error line, a worker address)

@@ -165,11 +165,11 @@ def _wait_for_workers(state: GridState) -> None:
 
 
 def up(profile, desktops: int | None = None, *, schedule: bool = True, seed: int | None = None,
-       say=lambda line: None) -> GridState:
+       say=lambda line: None, source: str = "api") -> GridState:
     """Make the grid of ``profile`` with ``desktops`` desktops (default: the profile's);
     ``schedule``: replay the profile's availability schedule (seed: ``seed`` or the
     profile's). Returns its state once every worker is registered; ``say`` gets
-    progress lines."""
+    progress lines; ``source`` labels its events ('api', 'cli')."""
     require()
     state = plan(profile, desktops, seed)
     (state.folder / "logs").mkdir(parents=True, exist_ok=True)
@@ -181,10 +181,10 @@ def up(profile, desktops: int | None = None, *, schedule: bool = True, seed: int
         _start_processes(state, say)
         state.ready_at = time.time()
         save(state)
-        log_event(state.events_path, "", "up", source="cli" if say else "api",
+        log_event(state.events_path, "", "up", source=source,
                   detail=f"profile {profile.name}, {len(state.desktops)} desktops")
         if schedule and not profile.schedule.empty:
-            start_replayer(state)
+            start_schedule(state, source=source)
         return state
     except BaseException as e:
         down(state)
@@ -192,6 +192,20 @@ def up(profile, desktops: int | None = None, *, schedule: bool = True, seed: int
             raise EmulationUnavailable(f"grid up failed: {type(e).__name__}: "
                                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
         raise
+
+
+def start_schedule(state: GridState, seed: int | None = None, source: str = "api") -> None:
+    """(Re)start replaying the profile's availability schedule with time 0 now (e.g. right
+    before a run), with ``seed`` (default: the grid's); a replay in progress stops."""
+    old = state.procs.pop("replay", None)
+    processes.kill([old])
+    processes.wait_gone([old], 5.0)
+    if seed is not None:
+        state.seed = seed
+    state.schedule_t0 = time.time()
+    save(state)
+    log_event(state.events_path, "", "schedule", source=source, detail=f"seed {state.seed}")
+    start_replayer(state)
 
 
 def start_replayer(state: GridState) -> None:

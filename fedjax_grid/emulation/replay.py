@@ -2,7 +2,8 @@
 
 Started by ``grid up`` (stopped by ``grid down``). Draws the events of the
 profile's schedule for the grid's desktops (``schedule.draw``, the grid's seed)
-and applies each start and end action at its time after the grid came up:
+and applies each start and end action at its time after the schedule's time 0
+(when the grid came up, or ``grid schedule`` restarted it):
 link down/up, freeze/thaw, kill/rejoin, each logged with source 'schedule'. An
 action that fails is logged as an 'error' event and the replay goes on.
 """
@@ -21,14 +22,15 @@ from fedjax_grid.emulation.state import load
 def replay(prefix: str, clock=time.time, sleep=time.sleep) -> int:
     """Apply the grid's schedule; returns the number of actions applied."""
     state = load(prefix)
-    if state is None or state.ready_at is None:
+    t0 = None if state is None else (state.schedule_t0 or state.ready_at)
+    if t0 is None:
         return 0
     profile = Profile.model_validate(state.profile)
     events = draw(profile.schedule, [d.name for d in state.desktops], seed=state.seed)
     control = GridControl(state, source="schedule")
     applied = 0
     for t, desktop, action, event in timeline(events):
-        wait = state.ready_at + t - clock()
+        wait = t0 + t - clock()
         if wait > 0:
             sleep(wait)
         try:

@@ -69,7 +69,8 @@ class GridState(pydantic.BaseModel):
     cgroup_mounts: dict | str | None = None
     procs: dict[str, Proc] = {}    # 'up', 'scheduler', 'replay' -> process
     desktops: list[Desktop] = []
-    ready_at: Optional[float] = None
+    ready_at: Optional[float] = None      # every worker registered (Unix time)
+    schedule_t0: Optional[float] = None   # the replayed schedule's time 0 (Unix time)
 
     @property
     def folder(self) -> pathlib.Path:

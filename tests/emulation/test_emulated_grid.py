@@ -137,22 +137,21 @@ def test_kill_and_rejoin_with_the_same_name(grid):
 def test_the_profile_schedule_is_replayed_and_logged(grid):
     """The replayer applies a seeded schedule at its times (link down/up, freeze/thaw)."""
     from fedjax_grid.emulation import processes, schedule, state
-    from fedjax_grid.emulation.lifecycle import start_replayer
     profile = profiles.from_dict({**PROFILE, "schedule": {
         "seed": 3, "start_after_s": 1, "horizon_s": 7,
         "link_down": {"every_s": 3, "duration_s": [1, 1.5]},
         "freeze": {"every_s": 4, "duration_s": [1, 1.5]}}}, "test")
     st = grid.state
-    st.profile, st.seed, st.ready_at = profile.model_dump(), 3, time.time()
+    st.profile = profile.model_dump()
     state.save(st)
-    start_replayer(st)
+    grid.start_schedule(seed=3)  # time 0 now
     expected = schedule.timeline(schedule.draw(profile.schedule, grid.desktops, seed=3))
     assert len(expected) >= 4
     assert processes.wait_gone([st.procs["replay"]], expected[-1][0] + 30)
-    ev = grid.events(st.ready_at)
+    ev = grid.events(st.schedule_t0)
     ev = ev[ev["source"] == "schedule"]
     assert list(zip(ev["desktop"], ev["event"])) == [(a[1], a[2]) for a in expected]
-    lag = ev["time"].to_numpy() - st.ready_at - [a[0] for a in expected]
+    lag = ev["time"].to_numpy() - st.schedule_t0 - [a[0] for a in expected]
     assert (lag >= -0.01).all() and (lag < 2.0).all(), lag
     assert grid.status()["state"].tolist() == ["running", "running"]
 
