@@ -14,7 +14,10 @@ the port forwards again (a home router losing its uplink, not a pulled cable).
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
+import functools
 import socket
 
 from pyroute2 import IPRoute, netns
@@ -29,11 +32,26 @@ PREFIXLEN = 24
 PRIVATE_PREFIXES = ("10.", "192.168.") + tuple(f"172.{i}." for i in range(16, 32))
 
 
+def outside_event_loop(fn):
+    """Run ``fn`` on a helper thread when this thread runs an asyncio loop (a Jupyter
+    kernel): pyroute2's synchronous API runs its own loop and cannot nest in one."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(fn, *args, **kwargs).result()
+    return wrapper
+
+
 def namespaces() -> list[str]:
     """Names of the named network namespaces (/var/run/netns)."""
     return list(netns.listnetns())
 
 
+@outside_event_loop
 def create_namespace(name: str) -> None:
     """A new named network namespace with its loopback up."""
     netns.create(name)
@@ -56,6 +74,7 @@ def _index(ipr: IPRoute, ifname: str) -> int:
     return found[0]
 
 
+@outside_event_loop
 def make_bridge(ns: str, bridge: str, address: str) -> None:
     """A bridge with ``address``/24 in namespace ``ns``, up (STP off: ports forward at once)."""
     with IPRoute(netns=ns, flags=0) as ipr:
@@ -65,6 +84,7 @@ def make_bridge(ns: str, bridge: str, address: str) -> None:
         ipr.link("set", index=idx, state="up")
 
 
+@outside_event_loop
 def add_desktop_link(hub_ns: str, bridge: str, hub_end: str, desk_ns: str, desk_end: str,
                      address: str) -> None:
     """A veth pair made inside the hub namespace with its peer born in the desktop's
@@ -80,6 +100,7 @@ def add_desktop_link(hub_ns: str, bridge: str, hub_end: str, desk_ns: str, desk_
         ipr.link("set", index=idx, state="up")
 
 
+@outside_event_loop
 def set_port_forwarding(hub_ns: str, port: str, forwarding: bool) -> None:
     """Enable (link up) or disable (link down) a bridge port.
 
@@ -97,6 +118,7 @@ def set_port_forwarding(hub_ns: str, port: str, forwarding: bool) -> None:
         ipr.nlm_request(msg, msg_type=RTM_SETLINK, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
 
 
+@outside_event_loop
 def port_forwarding(hub_ns: str, port: str) -> bool:
     """True when bridge port ``port`` forwards (the desktop's link is up)."""
     with IPRoute(netns=hub_ns, flags=0) as ipr:
@@ -105,6 +127,7 @@ def port_forwarding(hub_ns: str, port: str) -> bool:
     return False
 
 
+@outside_event_loop
 def links(ns: str | None = None) -> list[str]:
     """Interface names in namespace ``ns`` (None: the root namespace)."""
     kwargs = {} if ns is None else {"netns": ns, "flags": 0}
@@ -112,6 +135,7 @@ def links(ns: str | None = None) -> list[str]:
         return [m.get_attr("IFLA_IFNAME") for m in ipr.get_links()]
 
 
+@outside_event_loop
 def remove_link(ifname: str, ns: str | None = None) -> bool:
     """Delete a link by name (its veth peer goes too); False when it did not exist."""
     kwargs = {} if ns is None else {"netns": ns, "flags": 0}

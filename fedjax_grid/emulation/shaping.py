@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pyroute2 import IPRoute
 
+from fedjax_grid.emulation.network import outside_event_loop
+
 #: Largest rate a tbf qdisc takes (its rate field is 32-bit bytes/s): ~34 Gbit/s.
 MAX_RATE_BPS = (2 ** 32 - 1) * 8
 QUEUE_MS = 100
@@ -29,6 +31,7 @@ def burst_bytes(rate_bps: float) -> int:
     return int(max(MIN_BURST_BYTES, rate_bps / 8 * 0.004))
 
 
+@outside_event_loop
 def shape(ns: str, ifname: str, rate_bps: float) -> None:
     """Limit what ``ifname`` (in namespace ``ns``) sends to ``rate_bps`` bits/s."""
     if not 0 < rate_bps <= MAX_RATE_BPS:
@@ -39,6 +42,7 @@ def shape(ns: str, ifname: str, rate_bps: float) -> None:
                burst=burst_bytes(rate_bps), latency=f"{QUEUE_MS}ms")
 
 
+@outside_event_loop
 def shaped_rate(ns: str, ifname: str) -> float | None:
     """The tbf rate on ``ifname`` in bits/s (None: not shaped)."""
     with IPRoute(netns=ns, flags=0) as ipr:
@@ -50,6 +54,7 @@ def shaped_rate(ns: str, ifname: str) -> float | None:
     return None
 
 
+@outside_event_loop
 def sent_bytes(ns: str, ifname: str) -> int:
     """Bytes the tbf on ``ifname`` has passed since it was set (its qdisc counters)."""
     with IPRoute(netns=ns, flags=0) as ipr:

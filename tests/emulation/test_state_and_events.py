@@ -82,3 +82,16 @@ def test_run_folder_gets_grid_events_csv(tmp_path):
         assert events.save_run_events("tcp://127.0.0.1:1", tmp_path / "x", 0, 1) is None
     finally:
         state.forget(s.prefix)
+
+
+def test_netlink_calls_work_inside_a_running_event_loop():
+    """A Jupyter kernel runs an asyncio loop in the thread that runs the cells; pyroute2's
+    synchronous API cannot nest in it, so the emulation's netlink calls step aside."""
+    import asyncio
+
+    from fedjax_grid.emulation import network
+
+    async def in_a_cell():
+        return network.links()
+
+    assert "lo" in asyncio.run(in_a_cell())
