@@ -7,8 +7,9 @@ pyroute2's tc API.
 * rate: bits per second of the link (Ethernet frames, so TCP payload runs ~5 %
   below it);
 * burst: ``max(4 KiB, 4 ms of the rate)`` bytes may pass at line speed;
-* queue: 100 ms of the rate (a modest home router), then packets are dropped
-  and TCP backs off.
+* queue: 100 ms of the rate, at least 128 KiB (two full-size GSO packets; at
+  1 Mbit/s that is ~1 s of queueing, as in a home router's buffer), then packets
+  are dropped and TCP backs off.
 
 Delay (latency, jitter) and random loss are not emulated: they need the
 ``netem`` qdisc, which this machine's kernel lacks (``sch_netem``); a link's
@@ -23,6 +24,7 @@ from fedjax_grid.emulation.network import outside_event_loop
 #: Largest rate a tbf qdisc takes (its rate field is 32-bit bytes/s): ~34 Gbit/s.
 MAX_RATE_BPS = (2 ** 32 - 1) * 8
 QUEUE_MS = 100
+MIN_QUEUE_BYTES = 2 * 65536
 MIN_BURST_BYTES = 4096
 
 
@@ -32,6 +34,13 @@ def burst_bytes(rate_bps: float) -> int:
 
 
 @outside_event_loop
+def queue_bytes(rate_bps: float) -> int:
+    """Queue beyond the bucket: 100 ms of the rate, at least two 64 KiB TSO/GSO packets
+    (tbf cuts a large packet into frames that must all fit, else TCP loses a burst
+    of them at once and stalls on a retransmission timeout)."""
+    return int(max(rate_bps / 8 * QUEUE_MS / 1000, MIN_QUEUE_BYTES) + burst_bytes(rate_bps))
+
+
 def shape(ns: str, ifname: str, rate_bps: float) -> None:
     """Limit what ``ifname`` (in namespace ``ns``) sends to ``rate_bps`` bits/s."""
     if not 0 < rate_bps <= MAX_RATE_BPS:
@@ -39,7 +48,7 @@ def shape(ns: str, ifname: str, rate_bps: float) -> None:
     with IPRoute(netns=ns, flags=0) as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         ipr.tc("replace", "tbf", index=idx, handle="1:", rate=f"{int(rate_bps)}bit",
-               burst=burst_bytes(rate_bps), latency=f"{QUEUE_MS}ms")
+               burst=burst_bytes(rate_bps), limit=queue_bytes(rate_bps))
 
 
 @outside_event_loop
