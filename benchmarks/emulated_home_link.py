@@ -56,12 +56,14 @@ def summary(facts: dict, out: str, up_bps: float) -> list[str]:
     lines.append(f"task outcomes        {counts}")
     for reason, n in tasks.loc[tasks["status"] != "ok", "reason"].fillna("").value_counts().items():
         lines.append(f"  {n:3d} x {reason[:140]}")
-    per_client = rounds["bytes_sent"].iloc[0] / max(1, rounds["clients_sampled"].iloc[0])
     got = tasks.loc[tasks["status"] == "ok", "bytes_out"]
-    upd = got.median() if len(got) else per_client  # float32: an update is the model's size
-    note = "" if len(got) else " (none arrived; the model's size)"
-    lines.append(f"update size          {upd / 1e6:.2f} MB{note} -> {upd * 8 / up_bps:.1f} s on the "
-                 f"{up_bps / 1e6:g} Mbit/s uplink (payload only)")
+    if len(got):
+        lines.append(f"update size          {got.median() / 1e6:.2f} MB -> {got.median() * 8 / up_bps:.1f} s "
+                     f"on the {up_bps / 1e6:g} Mbit/s uplink (payload only)")
+    else:
+        model = rounds["bytes_sent"].iloc[0] / max(1, rounds["clients_sampled"].iloc[0])
+        lines.append(f"update size          none arrived; the broadcast was {model / 1e6:.2f} MB per "
+                     f"client, a float32 update is larger: > {model * 8 / up_bps:.1f} s on the uplink")
     return lines
 
 
