@@ -259,13 +259,14 @@ def cmd_run(args) -> int:
 def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
-    if args.scheduler:
+    scheduler = args.scheduler or cfg.grid.scheduler  # a resumed run's config names it too
+    if scheduler:
         # An emulated grid's scheduler (`fedjax-grid grid up`): join its hub namespace now,
         # before any Dask thread exists, and use its certificates.
         from fedjax_grid.emulation.attach import enter
-        grid = enter(args.scheduler)
+        grid = enter(scheduler)
         tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}", *tls])
+        cfg = cfg.with_overrides([f"grid.scheduler={scheduler}", *tls])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
     return cfg.validate(), out, new_dir

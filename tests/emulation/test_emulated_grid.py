@@ -196,6 +196,25 @@ def test_quickstart_through_the_emulated_grid(grid, tmp_path):
         assert sent[(name, "up")] >= by["bytes_out"].sum(), (name, sent)
 
 
+def _cli_run(*args):
+    return subprocess.run([sys.executable, "-m", "fedjax_grid.cli", "run", "--quiet", "--no-plots",
+                           "--set", "data.max_test_examples=256",
+                           "--set", "model.kwargs={width: 0.125, norm: batch, head: cifar}", *args],
+                          capture_output=True, text=True, timeout=900, env=dict(os.environ))
+
+
+@pytest.mark.slow
+def test_resume_finds_the_emulated_grid_from_the_runs_config(grid, tmp_path):
+    """`run --resume` without --scheduler: the run's config.json names the emulated grid,
+    and the coordinator joins its hub namespace again."""
+    out = tmp_path / "run"
+    r = _cli_run("--scheduler", grid.address, "--out", str(out), "--set", "training.rounds=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli_run("--resume", "--out", str(out), "--set", "training.rounds=2")
+    assert r.returncode == 0 and "round 2/2" in r.stdout, r.stderr[-2000:]
+    assert pd.read_csv(out / "rounds.csv")["round"].tolist() == [1, 2]
+
+
 def _link_bytes(grid) -> dict:
     """(desktop, 'up'|'down') -> bytes its tbf qdiscs passed so far."""
     out = {}
