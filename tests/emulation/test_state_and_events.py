@@ -88,6 +88,9 @@ def test_netlink_calls_work_inside_a_running_event_loop():
     """A Jupyter kernel runs an asyncio loop in the thread that runs the cells; pyroute2's
     synchronous API cannot nest in it, so the emulation's netlink calls step aside."""
     import asyncio
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("netlink is Linux only")
 
     from fedjax_grid.emulation import network
 
