@@ -265,6 +265,8 @@ def _run_config(args):
         # before any Dask thread exists, and use its certificates.
         from fedjax_grid.emulation.attach import enter
         grid = enter(scheduler)
+        if grid is not None:
+            scheduler = grid.address  # tls://, also when given without it
         tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
         cfg = cfg.with_overrides([f"grid.scheduler={scheduler}", *tls])
     if args.workers is not None:
