@@ -30,7 +30,7 @@ def _state_with_a_worker(grids_dir):
 def test_down_after_up_was_killed_midway(grids_dir):
     require_emulation()
     up = subprocess.Popen([sys.executable, "-m", "fedjax_grid.cli", "grid", "up", "--profile",
-                           "office", "--desktops", "2", "--no-schedule"],
+                           "office", "--desktops", "1", "--no-schedule"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         end = time.monotonic() + 120
