@@ -135,7 +135,7 @@ def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.P
     """Part 2: one engine run per (label, seed) in ``todo`` on a shared LocalCluster;
     (label, seed) -> (rounds, tasks)."""
     from fedjax_grid.grid.cluster import open_cluster
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     base = base_config(rounds, width, data)
     out = {}
     grid = open_cluster(base.grid, local_directory=str(work / "dask"))

@@ -262,7 +262,7 @@ def _run_config(args):
 
 def _new_run(cfg, out, resume: bool, console):
     """The FederatedRun (data, model, checkpoint restored); an error line starts on its own line."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     try:
         return FederatedRun(cfg, out_dir=out, resume=resume, on_stage=console.stage)
     except BaseException:

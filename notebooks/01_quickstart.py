@@ -74,7 +74,7 @@ display(cluster_panel)
 # round, and `run.round` is the number of rounds done.
 
 # %%
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 cluster_panel.records = run   # the table above now counts this run's tasks

@@ -96,7 +96,7 @@ display(panel)
 # The client that runs the rounds is this notebook; the training happens on the desktops.
 
 # %%
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 panel.records = run   # the table above counts this run's tasks, refreshed every round

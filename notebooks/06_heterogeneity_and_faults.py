@@ -56,7 +56,7 @@ display(HTML(dashboard_html(grid)))
 import pandas as pd
 
 from fedjax_grid.grid import faults
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from fedjax_grid.grid.records import concat_runs
 
 results = {}

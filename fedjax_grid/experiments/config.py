@@ -77,6 +77,7 @@ from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
 from fedjax_grid.compression import CODECS
 from fedjax_grid.federated.aggregators import AGGREGATORS
+from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
 from fedjax_grid.federated.staleness import STALENESS
 from fedjax_grid.grid.faults import ATTACKS
@@ -283,9 +284,9 @@ class ServerConfig(Section):
         "training examples the coordinator re-estimates BatchNorm statistics on"))
     max_norm_ratio: Optional[float] = Field(None, ge=1.0, description=(
         "reject updates whose norm exceeds this multiple of the median accepted norm (null: off)"))
-    mode: Literal["sync", "async"] = Field("sync", description=(
-        "sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: buffered asynchronous "
-        "aggregation (FedBuff), no barrier, one server update per buffer"))
+    mode: str = Field("sync", json_schema_extra=_names_schema(ROUND_POLICIES), description=(
+        "the round policy: sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: "
+        "buffered asynchronous aggregation (FedBuff), no barrier, one server update per buffer"))
     concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
         "async: client tasks kept in flight (null: training.clients_per_round)"))
     buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
@@ -303,6 +304,11 @@ class ServerConfig(Section):
     broadcast: Literal["full", "delta"] = Field("full", description=(
         "full: the global model each round; delta: only the change since the version a "
         "desktop holds (a chain of encoded steps from one shared reference, closed loop)"))
+
+    @pydantic.field_validator("mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        return ROUND_POLICIES.get(value, "server.mode").name
 
     @pydantic.model_validator(mode="after")
     def _check_broadcast_codec(self):

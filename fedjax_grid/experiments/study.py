@@ -61,7 +61,7 @@ def run_variants(configs: dict, grid, out_dir, log: Callable[[str], None] = prin
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run each config (variant -> ExperimentConfig) on ``grid``, one after the other, in
     ``out_dir/<variant>``; ``(rounds, tasks)`` of all of them with a leading ``run`` column."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     from fedjax_grid.grid.records import concat_runs
     results = {}
     for variant, cfg in configs.items():

@@ -3,7 +3,7 @@
 ``client_update(global_variables, spec)`` is a module-level function (so Dask
 pickles it by reference and the JAX steps it calls stay compiled in the worker
 process between rounds). ``spec`` is a plain dict (built by the engine,
-``FederatedRun._task_spec``); the result is a plain dict with the client's
+``RunContext.task_spec``); the result is a plain dict with the client's
 variables as numpy arrays.
 
 Module-level caches on each worker: the Flax model per (name, classes, kwargs)
@@ -99,7 +99,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     """Train one client's local model from the global variables.
 
     global_variables: {'params': ..., 'batch_stats'?: ...} of numpy arrays.
-    spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
+    spec: built by ``RunContext.task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
     global_variables may also be a broadcast payload (``server.broadcast_codec``,

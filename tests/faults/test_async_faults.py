@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.faults.conftest import kill_cli_after_first_checkpoint, run_cli, run_while_killing
 from tests.grid.conftest import tiny_config
 

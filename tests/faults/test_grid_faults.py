@@ -20,7 +20,7 @@ import pytest
 
 from fedjax_grid.grid import faults as fault_sim
 from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.faults.conftest import (ExternalGrid, kill_cli_after_first_checkpoint, run_cli,
                                    run_while_killing)
 from tests.grid.conftest import tiny_config
