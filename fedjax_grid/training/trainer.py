@@ -47,7 +47,7 @@ _EVAL_CACHE: dict = {}
 
 # ----------------------------------------------------------------- helpers
 
-def _hash_key(obj) -> Any:
+def hash_key(obj) -> Any:
     """``obj`` if hashable (Flax modules are hashable dataclasses), else a stable stand-in."""
     try:
         hash(obj)
@@ -56,14 +56,15 @@ def _hash_key(obj) -> Any:
         return ("repr", type(obj).__qualname__, repr(obj))
 
 
-def _devices(devices: Optional[Sequence]) -> tuple:
+def device_tuple(devices: Optional[Sequence]) -> tuple:
+    """The devices to shard over: ``devices``, or all local devices when None."""
     devs = tuple(jax.local_devices() if devices is None else devices)
     if not devs:
         raise UserError("devices must name at least one device, got an empty list")
     return devs
 
 
-def _shardings(devs: tuple) -> tuple[NamedSharding, NamedSharding]:
+def shardings(devs: tuple) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, batch-sharded) shardings over a 1-D 'data' mesh of ``devs``."""
     mesh = Mesh(np.array(devs, dtype=object), ("data",))
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -90,14 +91,16 @@ def _key_words(rng) -> list[int]:
     return [int(v) for v in np.asarray(arr).ravel()]
 
 
-def _split_collections(variables) -> tuple[Any, dict]:
+def split_collections(variables) -> tuple[Any, dict]:
+    """``(params, other collections)`` of Flax ``variables``."""
     if "params" not in variables:
         raise UserError(f"variables must contain 'params', got collections {sorted(variables)}")
     extra = {k: v for k, v in variables.items() if k != "params"}
     return variables["params"], extra
 
 
-def _to_input(images, preprocess):
+def to_input(images, preprocess):
+    """The model input of a batch: uint8 images preprocessed, others cast to float32."""
     if images.dtype == jnp.uint8:
         return preprocess(images).astype(jnp.float32)
     return images.astype(jnp.float32)
@@ -137,7 +140,7 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
         shape = (1,) + shape
     if len(shape) != 4:
         raise UserError(f"input_shape must be (H, W, C) or (N, H, W, C), got {tuple(input_shape)}")
-    key = (_hash_key(model), shape)
+    key = (hash_key(model), shape)
     fn = _INIT_CACHE.get(key)
     if fn is None:
         def init(rng):
@@ -166,7 +169,7 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
     key = (name, clip, devs)
     fn = _OPT_INIT_CACHE.get(key)
     if fn is None:
-        rep, _ = _shardings(devs)
+        rep, _ = shardings(devs)
 
         def opt_init(params, vals):
             return _inject(name, clip, vals).init(params)
@@ -175,17 +178,17 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
 
 
 def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
-    key = (_hash_key(model), name, clip, augment, _hash_key(preprocess), devs)
+    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs)
     entry = _TRAIN_CACHE.get(key)
     if entry is not None:
         return entry[0]
-    rep, dat = _shardings(devs)
+    rep, dat = shardings(devs)
     n_dummy = 4 if clip else 3
     tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
 
     def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
         k_drop, k_aug = jax.random.split(jax.random.fold_in(rng, step_idx))
-        x = _to_input(images, preprocess)
+        x = to_input(images, preprocess)
         if augment:
             x = random_crop_flip(k_aug, x)
 
@@ -231,7 +234,7 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     """
     if not isinstance(hparams, HParams):
         raise UserError(f"hparams must be an HParams, got {type(hparams).__name__}")
-    devs = _devices(devices)
+    devs = device_tuple(devices)
     _check_divisible(hparams.batch_size, devs)
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
     images, labels = batching.as_arrays(data, indices)
@@ -239,8 +242,8 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     if n == 0:
         return variables, {"loss": math.nan, "accuracy": math.nan,
                            "num_examples": 0, "num_steps": 0}
-    rep, _ = _shardings(devs)
-    params, extra = _split_collections(variables)
+    rep, _ = shardings(devs)
+    params, extra = split_collections(variables)
     params = jax.device_put(params, rep)
     extra = jax.device_put(extra, rep)
     anchor = _placed_anchor(anchor_params, params, rep)
@@ -290,14 +293,14 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
 # ------------------------------------------------------------- evaluation
 
 def _get_eval_step(model, preprocess, devs: tuple):
-    key = (_hash_key(model), _hash_key(preprocess), devs)
+    key = (hash_key(model), hash_key(preprocess), devs)
     entry = _EVAL_CACHE.get(key)
     if entry is not None:
         return entry[0]
-    rep, dat = _shardings(devs)
+    rep, dat = shardings(devs)
 
     def step(params, extra, sums, images, labels, mask):
-        logits, _ = _apply(model, params, extra, _to_input(images, preprocess), False)
+        logits, _ = _apply(model, params, extra, to_input(images, preprocess), False)
         batch_sums, _ = _masked_sums(logits, labels, mask)
         return sums + batch_sums
 
@@ -306,7 +309,7 @@ def _get_eval_step(model, preprocess, devs: tuple):
     return fn
 
 
-def _eval_batches(data, indices, batch_size):
+def eval_batches(data, indices, batch_size):
     """Yield fixed-size (images, labels, mask) batches; datasets are read batch by batch."""
     if hasattr(data, "__getitems__") and not isinstance(data, (tuple, list)):
         idx = np.arange(len(data)) if indices is None else np.asarray(indices, np.int64)
@@ -333,15 +336,15 @@ def evaluate(model, variables: dict, data, batch_size: int, *,
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
-    devs = _devices(devices)
+    devs = device_tuple(devices)
     _check_divisible(batch_size, devs)
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
-    rep, _ = _shardings(devs)
-    params, extra = _split_collections(variables)
+    rep, _ = shardings(devs)
+    params, extra = split_collections(variables)
     params, extra = jax.device_put(params, rep), jax.device_put(extra, rep)
     step = _get_eval_step(model, preprocess, devs)
     sums = np.zeros(3, np.float32)
-    for images, labels, mask in _eval_batches(data, indices, batch_size):
+    for images, labels, mask in eval_batches(data, indices, batch_size):
         sums = step(params, extra, sums, images, labels, mask)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     if count == 0:
