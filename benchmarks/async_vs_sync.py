@@ -105,7 +105,7 @@ def summary(name: str, rounds: pd.DataFrame, target: float, budget_s: float) -> 
 
 
 def speed_ratio(cfg) -> float:
-    from fedjax_grid.grid import faults
+    from fedjax_grid.hazards import faults
     f = [faults.speed_factor(cfg.faults, cfg.seed, k) for k in range(cfg.partition.num_clients)]
     return max(f) / min(f)
 

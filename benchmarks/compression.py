@@ -171,7 +171,7 @@ def simulated_curve(compute: list[dict], up_bytes: int, down_bytes: int, preset:
     """Cumulative simulated seconds after each round on ``preset`` (see the module doc);
     ``compute``: per round, client -> compute seconds; ``first_down_bytes``: the first
     round's download when it differs (the delta broadcast's full float32 model)."""
-    from fedjax_grid.grid.links import link_of
+    from fedjax_grid.hazards.links import link_of
     ends, t = [], 0.0
     for r, clients in enumerate(compute):
         worst = 0.0

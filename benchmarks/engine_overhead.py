@@ -54,7 +54,8 @@ def sequential_fedavg(exp, params, state, r: int, preprocess):
     and the weighted mean of their variables."""
     import jax
 
-    from fedjax_grid.experiments.build import client_key, forming_rng, sample_clients
+    from fedjax_grid.experiments.build import forming_rng, sample_clients
+    from fedjax_grid.streams import client_key
     from fedjax_grid.federated import mean as mean_aggregator
     from fedjax_grid.training import local_train
     cfg = exp.config

@@ -310,10 +310,10 @@ def round_assignments(cfg_json: str, round_: int) -> list:
 
 def client_train(global_variables: dict, cfg_json: str, round_: int, client: int) -> tuple:
     """The client task's local work: ``local_train`` on the client's examples with the
-    engine's key (``experiments.build.client_key``, attempt 0)."""
+    engine's key (``streams.client_key``, attempt 0)."""
     import jax
 
-    from fedjax_grid.experiments.build import client_key
+    from fedjax_grid.streams import client_key
     from fedjax_grid.training import local_train
     side = client_side(cfg_json)
     cfg, hp = side["cfg"], side["hparams"]

@@ -12,4 +12,4 @@ Layout (read it as the architecture):
   widgets/      ipywidgets panels for notebooks
 """
 
-__version__ = "0.1.0"
+from fedjax_grid.version import __version__  # noqa: F401

@@ -9,7 +9,7 @@ package named after it imports all its modules, so a new file registers itself):
 - forming strategies: ``fedjax_grid.partition.forming.FORMING`` (``fedjax_grid.partition``)
 - aggregators: ``fedjax_grid.federated.aggregators.AGGREGATORS`` (``fedjax_grid.federated``)
 - server optimisers: ``fedjax_grid.federated.server.SERVER_OPTIMIZERS`` (``fedjax_grid.federated``)
-- attacks (fault simulation): ``fedjax_grid.grid.faults.ATTACKS``
+- attacks (fault simulation): ``fedjax_grid.hazards.faults.ATTACKS``
 
 A component is one file in its package (the package's ``__init__`` imports every
 module in it with :func:`import_submodules`, so a new file registers itself)::

@@ -82,7 +82,7 @@ display(HTML(dashboard_html(grid)))
 # Both variants on the same grid, one after the other.
 
 # %%
-from fedjax_grid.experiments.study import run_variants
+from fedjax_grid.runner.variants import run_variants
 
 rounds, tasks = run_variants(configs, grid, OUT)   # a leading run column
 assert len(rounds) == 2 * ROUNDS

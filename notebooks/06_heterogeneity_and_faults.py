@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 06 · Heterogeneity and faults: slow, offline and failing desktops
 #
-# Faults are simulated inside real tasks on real workers (`fedjax_grid.grid.faults`):
+# Faults are simulated inside real tasks on real workers (`fedjax_grid.hazards.faults`):
 # per-client slow-down factors, offline clients, random delays, drop-outs (the task
 # raises), corrupted (NaN) updates, hangs. A round deadline cuts stragglers (`late`),
 # the quorum decides whether a round counts, retries re-submit failed tasks, and
@@ -55,7 +55,7 @@ display(HTML(dashboard_html(grid)))
 # %%
 import pandas as pd
 
-from fedjax_grid.grid import faults
+from fedjax_grid.hazards import faults
 from fedjax_grid.runner import FederatedRun
 from fedjax_grid.grid.records import concat_runs
 

@@ -80,8 +80,8 @@ from fedjax_grid.federated.aggregators import AGGREGATORS
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
 from fedjax_grid.federated.staleness import STALENESS
-from fedjax_grid.grid.faults import ATTACKS
-from fedjax_grid.grid.links import LINKS
+from fedjax_grid.hazards.faults import ATTACKS
+from fedjax_grid.hazards.links import LINKS
 from fedjax_grid.models import MODELS
 from fedjax_grid.partition import DISTRIBUTIONS, FORMING
 from fedjax_grid.registry import Choice, Registry, located_error

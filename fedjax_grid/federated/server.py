@@ -135,10 +135,6 @@ def fedadagrad(params: FedAdagradParams) -> optax.GradientTransformation:
     return optax.adagrad(params.lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
 
 
-#: Each server optimizer's default learning rate (from its registered parameters).
-DEFAULT_LR = {name: SERVER_OPTIMIZERS.defaults(name)['lr'] for name in SERVER_OPTIMIZERS}
-
-
 class ServerState(NamedTuple):
     """The global model and server optimizer state (a pytree of numpy arrays).
 

@@ -42,6 +42,7 @@ from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
+from fedjax_grid.failures import Failed, ResultLost, TaskError, WorkerLost
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
@@ -62,10 +63,6 @@ class GridLostError(ConnectionError):
     An ``OSError`` (the CLI turns it into one line ``error: lost the Dask cluster ...``);
     the round in progress is dropped and the last checkpoint stays resumable.
     """
-
-
-class ResultLost(RuntimeError):
-    """A finished task's result is gone with its worker before the coordinator fetched it."""
 
 
 def check_connected(dask_client, round_: int) -> None:
@@ -112,23 +109,25 @@ def task_workers(dask_client, keys, wait_s: float = 0.0) -> dict:
         time.sleep(0.1)
 
 
-def failure_of(fut) -> tuple[str, str]:
-    """(one-line reason, lost worker address or '') of a failed future.
+def failure_of(fut) -> Failed:
+    """Why the future failed, as a :class:`~fedjax_grid.failures.Failed` kind.
 
     Dask runs with ``allowed-failures=0`` (see ``grid.cluster``), so a task whose worker
-    died errs with ``KilledWorker`` instead of being re-run silently; its reason names
-    the lost worker and the engine re-submits it as attempt + 1.
+    died errs with ``KilledWorker`` instead of being re-run silently: that is
+    :class:`~fedjax_grid.failures.WorkerLost` (naming the lost worker); a failure kind
+    raised by the task itself (``StaleCopy``, ``SimulatedDropout``) comes back as it is;
+    anything else is a :class:`~fedjax_grid.failures.TaskError`.
     """
     try:
         exc = fut.exception(timeout=5)
     except Exception as e:  # noqa: BLE001
         exc = e
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, Failed):
+        return exc
     if type(exc).__name__ == "KilledWorker":
-        m = _WORKER_ADDR.search(text)
-        worker = m.group(0) if m else ""
-        return f"KilledWorker: lost worker {worker or '?'} while running the task", worker
-    return f"{type(exc).__name__}: {text}", ""
+        m = _WORKER_ADDR.search(str(exc).splitlines()[0] if str(exc) else "")
+        return WorkerLost(m.group(0) if m else "")
+    return TaskError.of(exc)
 
 
 def bounded_broadcast(dask_client, value, workers, limit_s: float):
@@ -205,8 +204,9 @@ class RoundDispatch:
     dask_client: a connected ``distributed.Client``. gvars: the global variables (or
     their broadcast payload, ``server.broadcast_codec``; ``model_bytes`` counts its
     encoded bytes; or a function of the receiving workers' addresses that returns the
-    value, ``server.broadcast='delta'``) sent to every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
-    again when none of them holds it any more). run_id and round_ name the task keys
+    value, ``server.broadcast='delta'``) sent to every task (broadcast on the first
+    ``submit`` to the workers ``workers()`` names, again when none of them holds it any
+    more). run_id and round_ name the task keys
     (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
     end (``time.time()`` seconds) or None. ``bytes_sent`` / ``bytes_received`` count
     weights, shipped examples or indices, and returned updates (bytes). ``ready``:
@@ -343,7 +343,7 @@ class RoundDispatch:
             fut.release()
             return None
         except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError too
-            raise ResultLost(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise ResultLost(f"its worker left holding it ({TaskError.of(e).reason})") from None
         fut.release()
         res = decode_result(res)
         self.bytes_received += res["bytes_out"]

@@ -21,16 +21,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-import fedjax_grid
+from fedjax_grid import streams, version
+from fedjax_grid.failures import SimulatedDropout
 from fedjax_grid.federated.tree_math import np_tree_sub
-
-
-#: Seed stream of the upload codec's randomness (int8 rounding), apart from the faults' streams.
-CODEC_STREAM = 23
-
-
-class SimulatedDropout(RuntimeError):
-    """A simulated desktop that dropped out after training (fault simulation)."""
 
 
 class TaskCancelled(RuntimeError):
@@ -144,7 +137,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
 
 def _link(spec: dict):
     """The task's simulated link (``spec['link']``: a LinkModel dict) or None."""
-    from fedjax_grid.grid.links import LinkModel
+    from fedjax_grid.hazards.links import LinkModel
     return LinkModel(**spec["link"]) if spec.get("link") else None
 
 
@@ -203,8 +196,8 @@ def _send(delta, batch_stats, spec: dict) -> tuple:
     time of the payload and the BatchNorm statistics."""
     from fedjax_grid.compression import make_codec, payload_nbytes
     codec = make_codec(spec.get("codec") or "none")
-    rng = np.random.default_rng([int(spec["seed"]), CODEC_STREAM, int(spec["round"]),
-                                 int(spec["client"]), int(spec["attempt"])])
+    rng = streams.rng(spec["seed"], streams.UPLOAD_CODEC, spec["round"], spec["client"],
+                      spec["attempt"])
     state = spec.get("codec_state")
     if state is not None:  # read back from a checkpoint: key order may differ from the delta's
         state = {"residual": ordered_like(delta, state["residual"])}
@@ -233,8 +226,8 @@ def tree_nbytes(tree) -> int:
 def _check_versions(spec: dict) -> None:
     """``VersionMismatch`` unless the task and this worker run the same versions."""
     from fedjax_grid.grid.plugin import VersionMismatch, check_version
-    if spec["version"] != fedjax_grid.__version__:
-        raise VersionMismatch(f"worker runs fedjax_grid {fedjax_grid.__version__}, "
+    if spec["version"] != version.__version__:
+        raise VersionMismatch(f"worker runs fedjax_grid {version.__version__}, "
                               f"task needs {spec['version']}")
     check_version()
 
@@ -253,12 +246,12 @@ def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
     """Local training as the spec says: ``(variables as numpy, metrics, bn_moments or None,
     train_s)``; train_s: seconds of training and moments, without model and data set-up."""
     import jax
-    from fedjax_grid.experiments.build import cached_model, client_key
+    from fedjax_grid.models import cached_model
     from fedjax_grid.training import HParams, Standardize, local_train
     model = cached_model(*spec["model"])
     train_data, indices = _task_data(spec, shipped)
     hp = HParams(**spec["hparams"])
-    key = client_key(spec["seed"], spec["round"], spec["client"], spec["attempt"])
+    key = streams.client_key(spec["seed"], spec["round"], spec["client"], spec["attempt"])
     preprocess = Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
     t0 = time.perf_counter()
     variables, metrics = local_train(
@@ -289,7 +282,7 @@ def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_
         delta, moments = nan(delta), None
         batch_stats = None if batch_stats is None else nan(batch_stats)
     if plan.get("attack"):
-        from fedjax_grid.grid.faults import attack_delta
+        from fedjax_grid.hazards.faults import attack_delta
         delta = attack_delta(plan["attack"], plan.get("attack_params") or {"scale": plan["attack_scale"]},
                              delta, seed=(spec["seed"], spec["round"], spec["client"]))
     return delta, batch_stats, moments
@@ -297,9 +290,9 @@ def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_
 
 def attack_params(kind: str, scale: float, params, global_params, seed=()):
     """A hostile client's params: ``global_params + attack(params - global_params)`` for an
-    attack with a ``scale`` parameter (see :mod:`fedjax_grid.grid.faults`)."""
+    attack with a ``scale`` parameter (see :mod:`fedjax_grid.hazards.faults`)."""
     import jax
-    from fedjax_grid.grid.faults import attack_delta
+    from fedjax_grid.hazards.faults import attack_delta
     delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
     new = attack_delta(kind, {"scale": scale}, delta, seed)
     return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)

@@ -23,13 +23,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
+from fedjax_grid import streams
 from fedjax_grid.grid.tasks import ordered_like
 from fedjax_grid.runner.clients import ClientStates
-
-#: Seed stream of the broadcast codec's randomness (int8 rounding of the global model).
-BROADCAST_STREAM = 29
 
 
 class Broadcast:
@@ -43,7 +39,7 @@ class Broadcast:
     def value(self, gvars: dict, index: int):
         """What is scattered for global version ``index`` (see the module docstring)."""
         codec = self.config.server.broadcast_codec
-        rng = np.random.default_rng([self.config.seed, BROADCAST_STREAM, int(index)])
+        rng = streams.rng(self.config.seed, streams.BROADCAST_CODEC, index)
         if self.config.server.broadcast == "delta":
             from fedjax_grid.compression.chain import BroadcastChain
             if self.chain is None:

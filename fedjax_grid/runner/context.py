@@ -29,12 +29,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-import fedjax_grid
+from fedjax_grid import version
 from fedjax_grid.experiments.build import forming_rng
-from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.dispatch import ResultLost, check_connected, failure_of, task_workers
+from fedjax_grid.failures import Failed, Late, NoWorker, ResultLost, StaleCopy, TaskTimeout, WorkerLost
+from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.grid.dispatch import check_connected, failure_of, task_workers
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy
-from fedjax_grid.grid.links import link_of
+from fedjax_grid.hazards.links import link_of
 from fedjax_grid.grid.records import Records
 from fedjax_grid.runner import evaluation
 from fedjax_grid.runner.broadcast import Broadcast
@@ -70,7 +71,7 @@ class RunContext:
         self.restored: dict = {}
 
     def new_ledger(self, rows=()) -> WorkerLedger:
-        return WorkerLedger(fedjax_grid.__version__, self.config.grid.quarantine_after,
+        return WorkerLedger(version.__version__, self.config.grid.quarantine_after,
                             notify=lambda m: self.notify(m), rows=rows)
 
     @property
@@ -142,7 +143,7 @@ class RunContext:
         link = None if c.faults.link.name == "none" else link_of(c.faults.link, c.seed, int(k)).to_dict()
         return {"codec": c.server.codec.model_dump(), "codec_state": self.clients.get("codec", k),
                 "download_nbytes": self.broadcast.download_nbytes(k),
-                "link": link, "version": fedjax_grid.__version__, "round": index, "client": int(k),
+                "link": link, "version": version.__version__, "round": index, "client": int(k),
                 "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
                 "attempt": attempt, "seed": c.seed, "model": self.exp.model_key,
                 "hparams": dataclasses.asdict(self.exp.hparams), "mean": self.exp.data.mean,
@@ -152,8 +153,8 @@ class RunContext:
                avoid: str = "", why: str = "in time") -> list[dict]:
         """Submit client ``k``'s task (randomness ``index``), with its examples when the data
         is shipped (not to ``avoid``, the worker where its last attempt failed, when others
-        are ready). Returns ``[]``, or the task's ``late`` row (round ``r``) when no worker
-        took the weights ``why`` (e.g. 'before the deadline')."""
+        are ready). Returns ``[]``, or the task's ``late`` row (round ``r``, ``NoWorker``)
+        when no worker took the weights ``why`` (e.g. 'before the deadline')."""
         shipped = None
         if self.config.data.mode == "shipped":
             batch = self.exp.data.train.__getitems__(indices)
@@ -162,8 +163,8 @@ class RunContext:
                            avoid=avoid):
             return []
         now = time.time()
-        return [self.task_row(r, k, attempt, "late", span=(now, now),
-                              reason=f"no responsive worker took the global weights {why}")]
+        return [self.task_row(r, k, attempt, "late", span=(now, now), reason=NoWorker(
+            f"no responsive worker took the global weights {why}").reason)]
 
     def task_row(self, r: int, k: int, attempt: int, status: str, **kw) -> dict:
         """A task row of this run (:func:`fedjax_grid.runner.rows.task_row`); a ``worker``
@@ -181,18 +182,18 @@ class RunContext:
         client states replace the client's old ones. ``tags``: extra columns of the row
         (asynchronous rounds: the version it trained from)."""
         tags = tags or {}
-        res = None
+        res, failure = None, None
         if fut.status == "finished":
             try:
                 res = dispatch.result(fut)
-            except ResultLost:
-                pass  # its worker went away holding the result: failed, may be retried
+            except ResultLost as lost:  # its worker went away holding it: failed, may be retried
+                failure = lost
             else:
                 if res is None:  # its worker froze after finishing: the result is late
-                    return self.cancelled_row(dispatch, fut, k, attempt, r, tags,
-                                              "result not fetched in time (worker unresponsive)"), False
+                    return self.cancelled_row(dispatch, fut, k, attempt, r, tags, TaskTimeout(
+                        "result not fetched in time (worker unresponsive)")), False
         if res is None:
-            return {**self.failed_row(dispatch, fut, k, attempt, r), **tags}, True
+            return {**self.failed_row(dispatch, fut, k, attempt, r, failure), **tags}, True
         self.broadcast.note_held(k, res)
         status, reason, extra = fold(k, res)
         if status == "ok":
@@ -202,41 +203,44 @@ class RunContext:
         self.ledger.record(row["worker"], "ok" if status == "dropped" else status)
         return row, False
 
-    def failed_row(self, dispatch, fut, k: int, attempt: int, r: int) -> dict:
-        """The ``failed`` row of a task that raised or lost its worker; that worker is
-        given no more of this dispatch's tasks when it was lost or is now quarantined."""
-        err, lost_worker = failure_of(fut)
-        where = lost_worker or task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
+    def failed_row(self, dispatch, fut, k: int, attempt: int, r: int,
+                   failure: Optional[Failed] = None) -> dict:
+        """The ``failed`` row of a task that raised, lost its worker or its result
+        (``failure``: the kind, else read from the future); that worker is given no more
+        of this dispatch's tasks when it was lost or is now quarantined."""
+        failure = failure or failure_of(fut)
+        lost = failure.worker if isinstance(failure, WorkerLost) else ""
+        where = lost or task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
         fut.release()
         row = self.task_row(r, k, attempt, "failed", span=(dispatch.submitted_at[fut], time.time()),
-                            reason=err, worker=where)
+                            reason=failure.reason, worker=where)
         row["bytes_in"] = dispatch.task_bytes[fut]
         self.ledger.record(where, "failed")
         self.broadcast.forget_worker(where)
-        if err.startswith("StaleCopy"):
+        if isinstance(failure, StaleCopy):
             dispatch.ready = []  # a desktop lost its copy: re-broadcast, now with the full model
-        if lost_worker or self.ledger.is_quarantined(where):
+        if lost or self.ledger.is_quarantined(where):
             dispatch.exclude(where)
         return row
 
     def cancelled_row(self, dispatch, fut, k: int, attempt: int, r: int, tags: dict,
-                      reason: str, worker: Optional[str] = None, submitted=None) -> dict:
-        """The ``late`` row of a task whose result will not be used (its worker, looked
-        up unless given, is counted late)."""
+                      why: Late, worker: Optional[str] = None, submitted=None) -> dict:
+        """The ``late`` row of a task whose result will not be used (``why``: the kind; its
+        worker, looked up unless given, is counted late)."""
         if worker is None:
             worker = task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
         span = (dispatch.submitted_at[fut] if submitted is None else submitted, time.time())
-        row = {**self.task_row(r, k, attempt, "late", span=span, reason=reason, worker=worker),
+        row = {**self.task_row(r, k, attempt, "late", span=span, reason=why.reason, worker=worker),
                **tags, "bytes_in": dispatch.task_bytes[fut]}
         self.ledger.record(worker, "late")
         return row
 
-    def cancel(self, dispatch, futures, r: int, reason: str,
+    def cancel(self, dispatch, futures, r: int, why: Late,
                tags_of: Callable = lambda fut: {}) -> list[dict]:
-        """Cancel ``futures`` (pending tasks whose results are no longer wanted) and return
-        their ``late`` rows, each with the worker it was running on ('' if still queued)."""
+        """Cancel ``futures`` (pending tasks whose results are no longer wanted, ``why``) and
+        return their ``late`` rows, each with the worker it was running on ('' if queued)."""
         running_on = task_workers(dispatch.dask_client, [f.key for f in futures])
-        return [self.cancelled_row(dispatch, fut, k, attempt, r, tags_of(fut), reason,
+        return [self.cancelled_row(dispatch, fut, k, attempt, r, tags_of(fut), why,
                                    worker=running_on.get(fut.key, ""), submitted=submitted)
                 for fut, k, attempt, submitted in dispatch.cancel(futures)]
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.hazards import faults as fault_sim
 
 
 def task_row(config, r: int, k: int, attempt: int, status: str, *, t0: float,

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_grid import streams
 from fedjax_grid.federated.bn_pooling import layer_map, stats_from_moments
 from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, device_tuple, eval_batches, hash_key,
                                           shardings, split_collections, to_input)
@@ -64,10 +65,6 @@ def _get_moments_step(model, preprocess, devs: tuple):
     fn = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=rep)
     _MOMENTS_CACHE[key] = (fn, model, preprocess)
     return fn
-
-
-def has_batch_norm(variables) -> bool:
-    return "batch_stats" in variables and bool(jax.tree.leaves(variables["batch_stats"]))
 
 
 def bn_moments(model, variables: dict, data, batch_size: int, *,
@@ -108,7 +105,7 @@ def bn_moments(model, variables: dict, data, batch_size: int, *,
 def calibration_indices(n: int, k: int, seed: int) -> np.ndarray:
     """``min(k, n)`` sorted indices of a data set of ``n`` examples, drawn without
     replacement by ``seed`` (the same calibration subset every round)."""
-    return np.sort(np.random.default_rng([int(seed), 13]).permutation(n)[:min(int(k), n)])
+    return np.sort(streams.rng(seed, streams.BN_CALIBRATION).permutation(n)[:min(int(k), n)])
 
 
 def recalibrated_stats(model, variables: dict, data, batch_size: int, **kw) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from fedjax_grid.compression import make_codec, payload_nbytes
 from fedjax_grid.grid.dispatch import tree_nbytes
-from fedjax_grid.grid.links import link_of
+from fedjax_grid.hazards.links import link_of
 from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedjax_grid.errors import CheckpointError, UserError
-from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
@@ -126,8 +126,8 @@ def test_overcommit_keeps_the_first_clients_to_report(grid, tmp_path):
     assert len(late) == 2
     hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
     assert hung[0] in set(late["client"])  # the hanging desktop is never waited for
-    assert set(late["reason"]) <= {"not needed (overcommit)",
-                                   "quota of clients already met (overcommit)"}
+    assert set(late["reason"]) <= {"NotNeeded: still running when the overcommit quota was met",
+                                   "NotNeeded: finished after the overcommit quota was met"}
     row = run.records.rounds().iloc[0]
     assert (row["clients_sampled"], row["clients_ok"], row["clients_late"]) == (4, 2, 2)
     assert bool(row["quorum"])

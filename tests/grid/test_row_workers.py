@@ -7,11 +7,11 @@ client (no task is sent) and a task no worker took the weights for (its reason s
 import numpy as np
 import pandas as pd
 
-from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import tiny_config
 
-NO_WORKER_REASON = "no responsive worker took the global weights"
+NO_WORKER_REASON = "NoWorker: no responsive worker took the global weights"
 
 
 def _check_workers(tasks, grid, statuses):

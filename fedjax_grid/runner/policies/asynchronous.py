@@ -32,15 +32,12 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import numpy as np
-
+from fedjax_grid import streams
+from fedjax_grid.failures import TaskTimeout
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
-from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
-
-#: Seed stream of the asynchronous client draws (apart from sampling's 7, forming's 11).
-DRAW_STREAM = 17
 
 
 def concurrency(cfg) -> int:
@@ -59,7 +56,7 @@ def next_client(cfg, task: int, busy: set) -> Optional[int]:
             if k not in busy and not fault_sim.is_offline(cfg.faults, cfg.seed, task, k)]
     if not free:
         return None
-    return int(free[np.random.default_rng([cfg.seed, DRAW_STREAM, task]).integers(len(free))])
+    return int(free[streams.rng(cfg.seed, streams.ASYNC_DRAW, task).integers(len(free))])
 
 
 @ROUND_POLICIES.register("async")
@@ -187,7 +184,7 @@ class AsyncRounds:
         if not limit:
             return []
         return self.ctx.cancel(self.dispatch, self.dispatch.overdue(limit), self.fold.version,
-                               f"running longer than grid.deadline_s={limit:g} s",
+                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"),
                                tags_of=lambda fut: {"version": self.dispatch.forget(fut)[1],
                                                     "staleness": None})
 

@@ -30,8 +30,9 @@ from typing import Any, Optional
 import numpy as np
 
 from fedjax_grid.experiments.build import sample_clients
+from fedjax_grid.failures import NotNeeded, TaskTimeout
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
-from fedjax_grid.grid import faults as fault_sim
+from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.grid.dispatch import RoundDispatch
 from fedjax_grid.grid.phases import PhaseClock
 
@@ -163,7 +164,7 @@ class SyncRounds:
 
         def fold_in(k: int, res: dict) -> tuple:
             if quota_met():
-                return "late", "quota of clients already met (overcommit)", {}
+                return "late", NotNeeded("finished after the overcommit quota was met").reason, {}
             t_fold = time.perf_counter()
             reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
                                     batch_stats=res["batch_stats"], bn_moments=res["bn_moments"])
@@ -180,5 +181,6 @@ class SyncRounds:
                                    avoid=row["worker"], why="before the deadline")
         if dispatch.pending:
             rows += ctx.cancel(dispatch, list(dispatch.pending), r,
-                               "past the round deadline" if deadline else "not needed (overcommit)")
+                               TaskTimeout("past the round deadline") if deadline else
+                               NotNeeded("still running when the overcommit quota was met"))
         return rows
