@@ -144,12 +144,19 @@ def build_hparams(cfg):
 
 
 def build_algorithm(cfg):
-    """The pure federated algorithm: aggregator, server optimiser, BN mode, norm guard."""
+    """The pure federated algorithm: aggregator, server optimiser, BN mode, norm guard and
+    client algorithm (``training.algorithm``, checked against ``training.optimizer``)."""
     from fedjax_grid.federated import NormGuard, make_algorithm, make_server_optimizer
-    s = cfg.server
+    from fedjax_grid.federated.client_algorithms import make_client_algorithm
+    s, t = cfg.server, cfg.training
     guard = None if s.max_norm_ratio is None else NormGuard(max_norm_ratio=s.max_norm_ratio)
+    client = make_client_algorithm(t.algorithm, cfg.partition.num_clients)
+    if client.optimizers and t.optimizer not in client.optimizers:
+        raise UserError(f"training.optimizer={t.optimizer!r} is invalid with training.algorithm="
+                        f"{client.name}: allowed are {', '.join(client.optimizers)}",
+                        path="training.optimizer")
     return make_algorithm(s.aggregator, make_server_optimizer(s.optimizer),
-                          bn_mode=s.bn_mode, norm_guard=guard)
+                          bn_mode=s.bn_mode, norm_guard=guard, client_algorithm=client)
 
 
 def initial_variables(cfg, model, image_shape: tuple) -> dict:

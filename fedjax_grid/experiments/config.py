@@ -77,6 +77,7 @@ from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
 from fedjax_grid.compression import CODECS
 from fedjax_grid.federated.aggregators import AGGREGATORS
+from fedjax_grid.federated.client_algorithms import CLIENT_ALGORITHMS
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
 from fedjax_grid.federated.staleness import STALENESS
@@ -105,6 +106,7 @@ REGISTRIES: dict[str, Registry] = {
     "data.source": SOURCES,
     "partition.distribution": DISTRIBUTIONS,
     "partition.forming": FORMING,
+    "training.algorithm": CLIENT_ALGORITHMS,
     "server.aggregator": AGGREGATORS,
     "server.optimizer": SERVER_OPTIMIZERS,
     "server.staleness": STALENESS,
@@ -264,6 +266,9 @@ class TrainingConfig(Section):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="local mini-batch size")
     test_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="evaluation batch size")
     prox_mu: float = Field(0.0, ge=0.0, description="FedProx proximal coefficient mu (0: FedAvg)")
+    algorithm: typing.Annotated[Choice, RegistryChoice(CLIENT_ALGORITHMS)] = _choice(
+        CLIENT_ALGORITHMS, "fedavg", "the client algorithm: fedavg (plain local training), "
+                                     "scaffold (control variates), fednova (normalized averaging)")
     augment: bool = Field(False, description="random crops and flips in local training")
     eval_every: int = Field(1, ge=1, le=MAX_ROUNDS, description=(
         "evaluate the global model every this many rounds (and after the last)"))
@@ -509,8 +514,9 @@ class ExperimentConfig(Section):
         d.pop("grid")
         d.pop("name")
         # keys added later: at their defaults they leave older runs' fingerprints unchanged
-        for section, key in (("server", "codec"), ("server", "broadcast_codec"), ("faults", "link")):
-            if d[section].get(key) == {"name": "none"}:
+        for section, key, default in (("server", "codec", "none"), ("server", "broadcast_codec", "none"),
+                                      ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
+            if d[section].get(key) == {"name": default}:
                 d[section].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -192,8 +192,9 @@ def sent_nbytes(value) -> int:
 def decode_result(res: dict) -> dict:
     """A task's result with its update decoded: ``res['delta']`` (the tree the coordinator
     folds) and ``res['bytes_out']`` (payload bytes of the update plus the BatchNorm
-    statistics: what came back over the link)."""
-    res["bytes_out"] = payload_nbytes(res["update"]) + tree_nbytes(res.get("batch_stats"))
+    statistics and the client algorithm's state: what came back over the link)."""
+    res["bytes_out"] = payload_nbytes(res["update"]) + tree_nbytes(res.get("batch_stats")) \
+        + tree_nbytes(res.get("algorithm_state"))
     res["delta"] = decode(res.pop("update"))
     return res
 
@@ -277,6 +278,7 @@ class RoundDispatch:
             return False
         data_bytes = (shipped["images"].nbytes + shipped["labels"].nbytes if shipped is not None
                       else spec["data"]["indices"].nbytes)
+        data_bytes += tree_nbytes(spec.get("algorithm_payload"))  # a client algorithm's state
         self.bytes_sent += data_bytes
         # Shipped examples are embedded in the task (not scattered): the scheduler keeps
         # them and can re-run the task elsewhere when the worker holding it is lost.

@@ -23,6 +23,7 @@ import numpy as np
 
 from fedjax_grid import streams, version
 from fedjax_grid.failures import SimulatedDropout
+from fedjax_grid.federated.client_algorithms import local_run
 from fedjax_grid.federated.tree_math import np_tree_sub
 
 
@@ -111,7 +112,9 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
     and the model has BatchNorm, else None; 'held_version' the broadcast version this
-    worker now holds (``server.broadcast='delta'``, else None).
+    worker now holds (``server.broadcast='delta'``, else None); 'algorithm_state' the
+    client algorithm's new state for this client (``spec['algorithm']``, from the state
+    and server state in ``spec['algorithm_payload']``; None for fedavg).
     """
     start = time.time()
     _check_versions(spec)
@@ -121,9 +124,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     global_variables, down_s, held_version = _receive(global_variables, spec)
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
-    variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
+    algorithm, payload = _client_algorithm(spec), spec.get("algorithm_payload")
+    variables, metrics, moments, train_s = _train(global_variables, spec, shipped,
+                                                  algorithm.local_offset(payload))
     # the delta against the (possibly lossy) weights this desktop received and trained from
     delta = np_tree_sub(variables["params"], global_variables["params"])
+    algorithm_state = algorithm.client_finish(payload, delta, local_run(spec["hparams"], metrics))
     delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
                                                    variables.get("batch_stats"), moments, train_s)
     update, codec_state, up_s = _send(delta, batch_stats, spec)
@@ -132,7 +138,13 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
             "start": start, "end": time.time(), "transfer_s": down_s + up_s,
             "train_s": train_s, "plan": plan, "bn_moments": moments,
-            "held_version": held_version}
+            "held_version": held_version, "algorithm_state": algorithm_state}
+
+
+def _client_algorithm(spec: dict):
+    """The task's client algorithm (``spec['algorithm']``; fedavg when absent)."""
+    from fedjax_grid.federated.client_algorithms import make_client_algorithm
+    return make_client_algorithm(spec.get("algorithm") or "fedavg")
 
 
 def _link(spec: dict):
@@ -242,9 +254,10 @@ def _task_data(spec: dict, shipped: dict | None) -> tuple:
     return ds, data["indices"]
 
 
-def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
+def _train(global_variables, spec: dict, shipped: dict | None, grad_offset=None) -> tuple:
     """Local training as the spec says: ``(variables as numpy, metrics, bn_moments or None,
-    train_s)``; train_s: seconds of training and moments, without model and data set-up."""
+    train_s)``; train_s: seconds of training and moments, without model and data set-up.
+    ``grad_offset``: the client algorithm's correction of every gradient (None: none)."""
     import jax
     from fedjax_grid.models import cached_model
     from fedjax_grid.training import HParams, Standardize, local_train
@@ -256,7 +269,8 @@ def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
     t0 = time.perf_counter()
     variables, metrics = local_train(
         model, global_variables, train_data, hp, key, indices=indices, preprocess=preprocess,
-        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
+        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None,
+        grad_offset=grad_offset)
     variables = jax.tree.map(np.asarray, variables)
     moments = None
     if spec.get("bn_moments") and "batch_stats" in variables:

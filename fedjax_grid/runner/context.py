@@ -32,11 +32,12 @@ import numpy as np
 from fedjax_grid import version
 from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.failures import Failed, Late, NoWorker, ResultLost, StaleCopy, TaskTimeout, WorkerLost
-from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.federated.client_algorithms import local_run
 from fedjax_grid.grid.dispatch import check_connected, failure_of, task_workers
 from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy
-from fedjax_grid.hazards.links import link_of
 from fedjax_grid.grid.records import Records
+from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.hazards.links import link_of
 from fedjax_grid.runner import evaluation
 from fedjax_grid.runner.broadcast import Broadcast
 from fedjax_grid.runner.clients import ClientStates
@@ -140,6 +141,8 @@ class RunContext:
                     "options": tuple(sorted(self.exp.data.source_options.items())),
                     "indices": np.asarray(indices, np.int64)}
         own_bn = self.clients.get("batch_stats", k) if c.server.bn_mode == "local" else None
+        payload = self.exp.algorithm.client.client_payload(self.state.algorithm,
+                                                           self.clients.get("algorithm", k))
         link = None if c.faults.link.name == "none" else link_of(c.faults.link, c.seed, int(k)).to_dict()
         return {"codec": c.server.codec.model_dump(), "codec_state": self.clients.get("codec", k),
                 "download_nbytes": self.broadcast.download_nbytes(k),
@@ -147,7 +150,8 @@ class RunContext:
                 "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
                 "attempt": attempt, "seed": c.seed, "model": self.exp.model_key,
                 "hparams": dataclasses.asdict(self.exp.hparams), "mean": self.exp.data.mean,
-                "std": self.exp.data.std, "plan": plan.to_dict(), "data": data}
+                "std": self.exp.data.std, "plan": plan.to_dict(), "data": data,
+                "algorithm": c.training.algorithm.model_dump(), "algorithm_payload": payload}
 
     def submit(self, dispatch, k: int, attempt: int, indices, *, index: int, r: int,
                avoid: str = "", why: str = "in time") -> list[dict]:
@@ -195,6 +199,9 @@ class RunContext:
         if res is None:
             return {**self.failed_row(dispatch, fut, k, attempt, r, failure), **tags}, True
         self.broadcast.note_held(k, res)
+        res["algorithm_upload"] = self.exp.algorithm.client.upload(
+            self.clients.get("algorithm", k), res.get("algorithm_state"), res["delta"],
+            local_run(dataclasses.asdict(self.exp.hparams), res["metrics"]))
         status, reason, extra = fold(k, res)
         if status == "ok":
             self.clients.accept(k, res, keep_batch_stats=self.config.server.bn_mode == "local")

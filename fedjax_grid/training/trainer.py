@@ -177,8 +177,13 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
     return fn
 
 
-def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
-    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs)
+def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple,
+                    linear: bool = False):
+    """The jitted train step; ``linear``: it takes one more argument, ``offset`` (a tree
+    like the params), and its loss has the linear term ``<offset, params>`` (a client
+    algorithm's gradient correction, e.g. SCAFFOLD's ``c - c_i``)."""
+    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs) + \
+        (("linear",) if linear else ())
     entry = _TRAIN_CACHE.get(key)
     if entry is not None:
         return entry[0]
@@ -186,7 +191,8 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
     n_dummy = 4 if clip else 3
     tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
 
-    def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
+    def body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx,
+             offset):
         k_drop, k_aug = jax.random.split(jax.random.fold_in(rng, step_idx))
         x = to_input(images, preprocess)
         if augment:
@@ -198,16 +204,28 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
             loss = jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
             sq = sum(jnp.sum(jnp.square(a - b)) for a, b in
                      zip(jax.tree.leaves(p), jax.tree.leaves(anchor)))
-            return loss + 0.5 * mu * sq, (new_extra, batch_sums)
+            loss = loss + 0.5 * mu * sq
+            if offset is not None:  # decided when tracing: no term at all without an offset
+                loss = loss + sum(jnp.sum(o * q) for o, q in
+                                  zip(jax.tree.leaves(offset), jax.tree.leaves(p)))
+            return loss, (new_extra, batch_sums)
 
         grads, (new_extra, batch_sums) = jax.grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, new_extra, opt_state, sums + batch_sums
 
-    fn = jax.jit(step,
-                 in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep),
-                 out_shardings=(rep, rep, rep, rep))
+    if linear:
+        def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx,
+                 offset):
+            return body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng,
+                        step_idx, offset)
+    else:
+        def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
+            return body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng,
+                        step_idx, None)
+    fn = jax.jit(step, in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep)
+                 + ((rep,) if linear else ()), out_shardings=(rep, rep, rep, rep))
     _TRAIN_CACHE[key] = (fn, model, preprocess)  # keep key objects alive
     return fn
 
@@ -215,13 +233,16 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
 def local_train(model, variables: dict, data, hparams: HParams, rng, *,
                 anchor_params=None, indices: Optional[Sequence[int]] = None,
                 preprocess: Optional[Callable] = None,
-                devices: Optional[Sequence] = None) -> tuple[dict, dict]:
+                devices: Optional[Sequence] = None, grad_offset=None) -> tuple[dict, dict]:
     """Train ``variables`` for ``hparams.epochs`` local epochs on one client's data.
 
     data: ``(images, labels)`` arrays or an ``ImageDataset`` read at ``indices``.
     rng: int seed or PRNG key; it fixes every epoch's permutation, dropout and
         augmentation, so equal inputs give bitwise-equal results.
     anchor_params: FedProx anchor w_anchor (default: the incoming params).
+    grad_offset: a tree like the params added to every step's gradient (the loss gets the
+        linear term ``<grad_offset, params>``; a client algorithm's correction such as
+        SCAFFOLD's ``c - c_i``); None: plain local training, compiled as without it.
     preprocess: traceable ``uint8 (B,H,W,C) -> float32`` (default ``Standardize()``);
         pass an equal/hashable object to reuse compilations.
     devices: devices to shard each batch over (default ``jax.local_devices()``).
@@ -249,9 +270,11 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     anchor = _placed_anchor(anchor_params, params, rep)
     clip = hparams.grad_clip is not None
     opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
-    step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs)
+    step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs,
+                           linear=grad_offset is not None)
+    offset = () if grad_offset is None else (_placed_anchor(grad_offset, params, rep),)
     params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
-                                             images, labels, _as_key(rng))
+                                             images, labels, _as_key(rng), offset)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     metrics = {"loss": loss_sum / count, "accuracy": correct / count,
                "num_examples": int(n), "num_steps": int(steps)}
@@ -267,7 +290,8 @@ def _placed_anchor(anchor_params, params, rep):
     return jax.device_put(anchor_params, rep)
 
 
-def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key):
+def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key,
+                offset: tuple = ()):
     """``hparams.epochs`` passes of ``step`` over the examples, each in the order of a
     permutation keyed by (``key``, epoch); ``state`` is ``(params, extra, opt_state)``.
 
@@ -285,7 +309,7 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
         for rows, mask in batching.padded_batches(order, hparams.batch_size):
             params, extra, opt_state, sums = step(
                 params, extra, opt_state, sums, anchor, mu,
-                images[rows], labels[rows], mask, key, np.int32(steps))
+                images[rows], labels[rows], mask, key, np.int32(steps), *offset)
             steps += 1
     return params, extra, sums, steps
 

@@ -36,8 +36,8 @@ from fedjax_grid import streams
 from fedjax_grid.failures import TaskTimeout
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
-from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
+from fedjax_grid.hazards import faults as fault_sim
 
 
 def concurrency(cfg) -> int:
@@ -160,7 +160,7 @@ class AsyncRounds:
 
         def fold_in(client: int, res: dict) -> tuple:
             arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
-                              res["batch_stats"], res["bn_moments"])
+                              res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
             verdict = self.fold.arrive(arrival)
             if self.keep_arrivals:
                 self.arrivals.append(arrival)

@@ -32,9 +32,9 @@ import numpy as np
 from fedjax_grid.experiments.build import sample_clients
 from fedjax_grid.failures import NotNeeded, TaskTimeout
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
-from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.grid.dispatch import RoundDispatch
 from fedjax_grid.grid.phases import PhaseClock
+from fedjax_grid.hazards import faults as fault_sim
 
 
 @dataclasses.dataclass
@@ -167,7 +167,8 @@ class SyncRounds:
                 return "late", NotNeeded("finished after the overcommit quota was met").reason, {}
             t_fold = time.perf_counter()
             reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
-                                    batch_stats=res["batch_stats"], bn_moments=res["bn_moments"])
+                                    batch_stats=res["batch_stats"], bn_moments=res["bn_moments"],
+                                    upload=res["algorithm_upload"])
             self._fold_s += time.perf_counter() - t_fold
             self._train_s.append(float(res.get("train_s", np.nan)))
             return ("ok" if reason is None else "rejected"), reason, {}
