@@ -60,3 +60,20 @@ def test_scaffold_state_survives_stop_and_resume_bitwise(grid, tmp_path):
     for k, state in full.clients.of("algorithm").items():
         for x, y in zip(_leaves(state), _leaves(resumed.clients.of("algorithm")[k])):
             np.testing.assert_array_equal(x, y)
+
+
+def test_scaffold_under_the_asynchronous_policy(grid, tmp_path):
+    """Round policies and client algorithms are orthogonal: FedBuff folds SCAFFOLD's
+    uploads per server update (|S| = the buffer's accepted deltas)."""
+    cfg = tiny_config(**{"training.rounds": 2, "training.algorithm": "scaffold",
+                         "server.mode": "async", "server.concurrency": 2,
+                         "server.buffer_size": 2})
+    run = FederatedRun(cfg, out_dir=tmp_path / "async", grid=grid)
+    try:
+        records = run.run()
+    finally:
+        run.close()
+    ok = records.tasks()[records.tasks()["status"] == "ok"]
+    assert list(records.rounds()["round"]) == [1, 2] and len(ok) == 4
+    assert any(np.abs(x).sum() > 0 for x in _leaves(run.state.algorithm["c"]))
+    assert set(run.clients.of("algorithm")) == set(ok["client"])
