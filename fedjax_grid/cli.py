@@ -194,7 +194,7 @@ def _more_rounds(args):
 
 def _run_target(args):
     """(config, output folder, whether the folder is new and ours to create)."""
-    from fedjax_grid.experiments.resume import resume_config
+    from fedjax_grid.runner.resume import resume_config
     from fedjax_grid.grid import run_dirs
     if not args.resume:
         cfg = resolve_config(args)
@@ -286,7 +286,7 @@ def _save_grid_events(scheduler, out, t_start: float) -> None:
 
 def _new_run(cfg, out, resume: bool, console):
     """The FederatedRun (data, model, checkpoint restored); an error line starts on its own line."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     try:
         return FederatedRun(cfg, out_dir=out, resume=resume, on_stage=console.stage)
     except BaseException:
@@ -473,7 +473,8 @@ def cmd_show_config(args) -> int:
 
 def cmd_partition_report(args) -> int:
     from fedjax_grid.experiments.build import load_split, local_sets
-    from fedjax_grid.partition.report import label_heatmap, label_table
+    from fedjax_grid.partition.report import label_table
+    from fedjax_grid.plots import label_distribution
     cfg = resolve_config(args)
     if not 1 <= args.round <= MAX_ROUNDS_FLAG:
         raise UserError(f"--round={show(args.round)} is invalid: an integer in "
@@ -490,7 +491,8 @@ def cmd_partition_report(args) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "partition.csv", index=False)
-        fig = label_heatmap(table)
+        fig = label_distribution(table, normalize=True,
+                                 title="label distribution per client (fractions)")
         fig.savefig(out / "partition.png", dpi=120)
         print(f"wrote {out / 'partition.csv'} and {out / 'partition.png'}")
     return 0

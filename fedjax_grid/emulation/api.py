@@ -29,6 +29,12 @@ from fedjax_grid.emulation.profiles import Profile, load_profile
 
 
 class EmulatedGrid:
+    """Desktops started now (``fedjax-grid grid up``), each a ``dask worker`` in its own
+    network namespace and cgroup behind a shaped veth link; ``address`` is the TLS
+    scheduler's. ``desktops``: how many (default: the profile's). Controls: ``link_down``
+    / ``link_up``, ``freeze`` / ``thaw``, ``kill`` / ``rejoin``; ``events()`` the log;
+    ``close()`` (or leaving ``with``) removes exactly what ``up`` made. Needs root."""
+
     def __init__(self, profile="home", desktops: Optional[int] = None, *, schedule: bool = False,
                  seed: Optional[int] = None):
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                           description="Emulated desktops: dask workers in their own network "
                                       "namespaces, links and cgroups.")
-    gsub = grid.add_subparsers(dest="grid_command", parser_class=sub._parser_class)
+    gsub = grid.add_subparsers(dest="grid_command", parser_class=type(grid))
     up = gsub.add_parser("up", help="start a scheduler and N desktops")
     up.add_argument("--profile", default="home", help="grid profile name or YAML file (default: home)")
     up.add_argument("--desktops", type=int, help="how many desktops (default: the profile's)")
