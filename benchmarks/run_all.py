@@ -47,18 +47,27 @@ PERF = {
     # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
     "vs-flower": ["benchmarks/vs_flower.py", "--json", "benchmarks/out/vs_flower-raw.json"],
 }
-ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
-            for s in ("vgg", "vgg-forming", "mobilenet", "texture")}
-#: How much of the gap to centralized closes when each client takes 5x more local steps
-#: per round (2 clients of 20,000 images instead of 10 of 4,000)? 3 rounds (~25 min).
-ACCURACY["accuracy-mobilenet-2clients"] = [
-    "benchmarks/accuracy.py", "--suite", "mobilenet", "--runs", "iid static",
-    "--set", "partition.num_clients=2", "--tag=-2clients", "--rounds", "3"]
+#: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
+SEEDS = ["--seeds", "0,1,2"]
+ACCURACY = {
+    # to the centralized plateau (>= 30 epochs, at most 45), every run to the same epochs
+    "accuracy-vgg": ["benchmarks/accuracy.py", "--suite", "vgg", *SEEDS, "--rounds", "30",
+                     "--plateau", "--max-rounds", "45"],
+    # one seed to the plateau (an epoch costs ~7 min per configuration here), the study's
+    # two settings: 10 clients independent, 5 clients balanced (the presets' reading)
+    "accuracy-mobilenet": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
+                           "centralized,iid static,stratified(0.9) 5 clients", "--seeds", "0",
+                           "--rounds", "10", "--plateau", "--max-rounds", "40"],
+    # the same configurations, seeds 1 and 2, the first 10 epochs (seed 0: the run above)
+    "accuracy-mobilenet-seeds": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
+                                 "centralized,iid static,stratified(0.9) 5 clients",
+                                 "--seeds", "1,2", "--rounds", "10", "--tag=-10e"],
+    "accuracy-vgg-forming": ["benchmarks/accuracy.py", "--suite", "vgg-forming", *SEEDS],
+    "accuracy-texture": ["benchmarks/accuracy.py", "--suite", "texture", *SEEDS],
+}
 #: Which reading of the study's "balanced" matches its 0.988 ratio (figure in docs/results).
 STUDY_PIECES = {
-    "calibration": ["benchmarks/balanced_calibration.py"],
-    "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
-                    "--clients", "10", "--max-test-examples", "2000"],
+    "calibration": ["benchmarks/balanced_calibration.py", *SEEDS],
 }
 PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
@@ -75,10 +84,9 @@ TITLES = {
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
+    "accuracy-mobilenet-seeds": "Accuracy: MobileNetV3-Small, seeds 1 and 2, first 10 epochs",
     "accuracy-texture": "Accuracy: texture fragments of the DTD slice",
-    "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients instead of 10",
     "calibration": "Calibration: which reading of the study's \"balanced\" matches its numbers",
-    "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
 }
 
 #: Figures a non-accuracy piece draws (shown under its output).
@@ -156,38 +164,65 @@ def machine_line(m: dict) -> str:
             f"{'n/a' if load is None else f'{load:.1f}'} (the 2 cores are shared with other jobs)")
 
 
-def git_commit() -> str:
-    """Short HEAD commit of the repository, '+dirty' when tracked files are modified."""
+def git_state(repo: pathlib.Path = REPO) -> tuple[str, bool]:
+    """(short HEAD commit or 'unknown', whether the tree differs from it: modified, staged
+    or untracked-not-ignored files)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                                text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
+        return "unknown", True
+    return head or "unknown", bool(status.stdout.strip()) or status.returncode != 0
+
+
+def dirty_refusal(what: str) -> str:
+    """'' on a clean tree, else the one-line refusal for ``what``."""
+    commit, dirty = git_state()
+    if not dirty:
+        return ""
+    return (f"error: refusing to {what} from a modified tree (commit {commit} plus changes, "
+            "see `git status`): commit or stash first, every number must come from a commit")
 
 
 # ---------------------------------------------------------------- running
 
 def run_piece(name: str, extra: list[str], nice: bool) -> int:
-    """Run one piece as a subprocess; write benchmarks/out/<name>.out and .json."""
+    """Run one piece as a subprocess; write <out>/<name>.out and .json (the .json first with
+    ``returncode`` null while it runs; a re-run after an interruption adds the earlier
+    attempts' wall time to ``wall_s_earlier``)."""
     OUT.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, *PIECES[name], *extra]
     shown = "python " + shlex.join(PIECES[name] + extra)
     if nice:
         cmd = ["nice", "-n", "10", *cmd]
-    meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": git_commit(),
-            "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    commit, _ = git_state()
+    meta_path = OUT / f"{name}.json"
+    earlier = 0.0
+    try:
+        old = json.loads(meta_path.read_text())
+        if old.get("command") == shown and old.get("returncode") != 0:
+            earlier = float(old.get("wall_s_earlier", 0.0)) + float(old.get("wall_s") or 0.0)
+    except (OSError, ValueError, TypeError):
+        pass
+    meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": commit,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "returncode": None, "wall_s": None, "wall_s_earlier": earlier}
+    meta_path.write_text(json.dumps(meta, indent=1))
     print(f"== {name}: {shown}", flush=True)
     t = time.perf_counter()
-    with open(OUT / f"{name}.out", "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    env = dict(os.environ, FEDJAX_GRID_BENCH_OUT=str(OUT))
+    with open(OUT / f"{name}.out", "a" if earlier else "w") as f:  # an interrupted run: append
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:  # the wall time so far, for a run that gets killed
+            time.sleep(10)
+            meta["wall_s"] = round(time.perf_counter() - t, 1)
+            meta_path.write_text(json.dumps(meta, indent=1))
     meta.update(finished=datetime.datetime.now().isoformat(timespec="seconds"),
                 wall_s=round(time.perf_counter() - t, 1), returncode=proc.returncode)
-    (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1))
-    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {OUT / (name + '.out')}",
-          flush=True)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {name}.out", flush=True)
     return proc.returncode
 
 
@@ -477,13 +512,21 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-perf", action="store_true", help="skip the performance benchmarks")
     ap.add_argument("--assemble", action="store_true",
                     help="only rebuild docs/RESULTS.md from benchmarks/out/")
+    ap.add_argument("--no-assemble", action="store_true",
+                    help="run the pieces only (e.g. a chain of long runs in a snapshot worktree)")
     ap.add_argument("--rounds", type=int, default=None, help="passed to accuracy.py")
     ap.add_argument("--width", type=float, default=None, help="passed to accuracy.py")
     ap.add_argument("--nice", action="store_true", help="run pieces under nice -n 10")
+    ap.add_argument("--out", default=None,
+                    help="folder of the pieces' outputs and records (default benchmarks/out; "
+                    "e.g. a snapshot worktree's runs writing into the main checkout's)")
     ap.add_argument("--accuracy-args", default="",
                     help="more arguments for accuracy.py pieces, one shell-quoted string, e.g. "
-                    "\"--reuse 'iid static,centralized'\"")
+                    "\"--seeds 0,1,2 --plateau\"")
     args = ap.parse_args(argv)
+    global OUT
+    if args.out:
+        OUT = pathlib.Path(args.out).resolve()
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         bad = [n for n in names if n not in PIECES]
@@ -496,6 +539,10 @@ def main(argv=None) -> int:
     if args.skip_perf:
         names = [n for n in names if n not in PERF]
     failed = 0
+    refusal = dirty_refusal("run benchmarks" if not args.assemble else "assemble RESULTS.md")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if not args.assemble:
         for name in names:
             extra = []
@@ -504,6 +551,12 @@ def main(argv=None) -> int:
                 extra += ["--width", str(args.width)] if args.width else []
                 extra += shlex.split(args.accuracy_args)
             failed += run_piece(name, extra, args.nice) != 0
+        if args.no_assemble:
+            return 1 if failed else 0
+        refusal = dirty_refusal("assemble RESULTS.md")
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
     RESULTS.write_text(assemble(RESULTS.read_text() if RESULTS.is_file() else ""))
     print(f"wrote {RESULTS}")
     return 1 if failed else 0
