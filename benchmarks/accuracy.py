@@ -140,15 +140,17 @@ def vgg_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str, *, q
     iid = base.with_overrides(["name=vgg16-iid-static"])
     if quick:
         return [Spec("vgg", "iid static", iid, groups=("distribution",))]
+    # federated runs in order of priority (run_suite keeps it): iid (fed / central), the
+    # presets' reading of the study's balanced, dirichlet, the home-class reading
     return [
         Spec("vgg", "iid static", iid, groups=("distribution",)),
-        Spec("vgg", "balanced(0.8) static", base.with_overrides(
-            ["name=vgg16-balanced", "partition.distribution=balanced(0.8)"]),
-            groups=("distribution",)),
         Spec("vgg", "stratified(0.8) static", base.with_overrides(
             ["name=vgg16-stratified", "partition.distribution=stratified(0.8)"]), groups=("distribution",)),
         Spec("vgg", "dirichlet(0.5) static", base.with_overrides(
             ["name=vgg16-dirichlet", "partition.distribution=dirichlet(0.5)"]),
+            groups=("distribution",)),
+        Spec("vgg", "balanced(0.8) static", base.with_overrides(
+            ["name=vgg16-balanced", "partition.distribution=balanced(0.8)"]),
             groups=("distribution",)),
         Spec("vgg", "centralized", iid, centralized=True, groups=("distribution",)),
     ]

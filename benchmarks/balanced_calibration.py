@@ -40,7 +40,7 @@ import accuracy  # noqa: E402  (the suite's settings and runners)
 STUDY_RATIO = 85.18 / 86.21
 READINGS = {"balanced": ("partition.distribution.beta", (0.8, 0.9)),
             "stratified": ("partition.distribution.share", (0.8, 0.9)),
-            "dirichlet": ("partition.distribution.alpha", (0.3, 3.0))}
+            "dirichlet": ("partition.distribution.alpha", (0.5, 3.0))}
 
 
 def specs(rounds: int, width: float, readings: dict, data_dir: str) -> list:
@@ -52,6 +52,38 @@ def specs(rounds: int, width: float, readings: dict, data_dir: str) -> list:
                 [f"name=calib-{reading}-{v:g}", f"partition.distribution={reading}",
                  f"{key}={v}"])))
     return out
+
+
+#: calibration setting -> the VGG suite's run with the same configuration (rounds aside)
+SUITE_RUNS = {"iid": "iid static", "balanced(0.8)": "balanced(0.8) static",
+              "stratified(0.8)": "stratified(0.8) static", "dirichlet(0.5)": "dirichlet(0.5) static"}
+
+
+def _trajectory(cfg) -> str:
+    """What determines a run's curve: the fingerprint, data_dir (where the prepared copy
+    lives) aside."""
+    return cfg.with_overrides(["data.data_dir=null"]).fingerprint()
+
+
+def from_suite(spec, suite_dir: pathlib.Path, rounds: int):
+    """The first ``rounds`` rounds of the VGG suite's run of the same configuration and
+    seed (``<suite_dir>/s<seed>/<name>/federated``) -- bitwise those of a run of ``rounds``
+    rounds, as the configuration, rounds aside, is the same (checked) -- or None."""
+    import pandas as pd
+
+    from fedjax_grid.experiments import ExperimentConfig
+    name = SUITE_RUNS.get(spec.name)
+    if name is None:
+        return None
+    for folder in (suite_dir / f"s{spec.seed}").glob("*/federated"):
+        try:
+            cfg = ExperimentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+            table = pd.read_csv(folder / "rounds.csv")
+        except (OSError, ValueError):
+            continue
+        if _trajectory(cfg) == _trajectory(spec.cfg) and len(table) >= rounds:
+            return table[table["round"] <= rounds].reset_index(drop=True), folder
+    return None
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -124,6 +156,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--values", default=None,
                     help="comma-separated parameter values for every reading (default per reading)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ap.add_argument("--suite", default=str(accuracy.BENCH_OUT / "accuracy" / "vgg"),
+                    help="the VGG suite's records (accuracy.py --suite vgg): a setting it ran "
+                    "with the same configuration and seed is read from there, not run again")
     ap.add_argument("--out", default=str(accuracy.BENCH_OUT / "calibration"))
     ap.add_argument("--figure", default=str(accuracy.BENCH_OUT / "figures" /
                                             "balanced_calibration.png"))
@@ -166,15 +201,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = []
     try:
         for spec in accuracy.expand_seeds(run_specs, seeds):
-            table = accuracy.run_federated(spec, out / f"s{spec.seed}" / spec.cfg.name, grid,
-                                           log=lambda m: print(m, flush=True))
+            found = from_suite(spec, pathlib.Path(args.suite), args.rounds)
+            if found is not None:
+                table, folder = found
+                print(f"[calibration] {spec.name} seed {spec.seed}: the first {args.rounds} rounds "
+                      f"of the suite's identical run {folder.parent.name} (--suite)", flush=True)
+            else:
+                table = accuracy.run_federated(spec, out / f"s{spec.seed}" / spec.cfg.name, grid,
+                                               log=lambda m: print(m, flush=True))
             table = table[table["round"] <= args.rounds].reset_index(drop=True)
             summary = accuracy.summarize(spec, table, float(table["elapsed_s"].iloc[-1]))
             reading, _, value = spec.name.partition("(")
             rows.append({"reading": reading, "value": float(value[:-1]) if value else None,
                          "seed": spec.seed, "tail_acc": summary["tail_acc"],
                          "final_acc": summary["final_acc"], "wall_s": summary["wall_s"],
-                         "curve": [float(a) for a in table["global_accuracy"]]})
+                         "curve": [float(a) for a in table["global_accuracy"]],
+                         "from_suite": found is not None})
             print(f"[calibration] {spec.name} seed {spec.seed}: mean of last 3 "
                   f"{100 * summary['tail_acc']:.2f} %", flush=True)
     finally:
