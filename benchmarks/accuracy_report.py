@@ -87,10 +87,12 @@ def ratios(t: dict, num: str, den: str) -> dict:
 
 
 def ratio_cell(r: dict) -> str:
+    """'m ± sd (per seed ...)', flagged when fewer than 3 seeds are in."""
     if not r:
         return "n/a"
     m, sd = mean_sd(r.values())
-    return f"{m:.3f} ± {sd:.3f} (per seed {per_seed(r, 1.0, 3)})"
+    few = f"; **only {len(r)} seed{'s' if len(r) > 1 else ''}**" if len(r) < 3 else ""
+    return f"{m:.3f} ± {sd:.3f} (per seed {per_seed(r, 1.0, 3)}{few})"
 
 
 # ---------------------------------------------------------------- tables

@@ -12,8 +12,8 @@ Rows (ITP RAS, GRID'2023; presets ``paper-*`` of ``fedjax_grid.experiments``):
 |---|---|---|
 | vgg-independent | VGG-16, CIFAR-10, 50 nodes, lr 0.01, batch 10, 90 rounds | 86.21 % |
 | vgg-balanced | VGG-16, CIFAR-10, 50 nodes, balanced, lr 0.01, batch 10, 150 rounds | 85.18 % |
-| mobilenet-independent | MobileNetV3-Large, Tiny-ImageNet, 10 nodes, lr 0.001, batch 32, 80 rounds | 50.08 % |
-| mobilenet-balanced | MobileNetV3-Large, Tiny-ImageNet, 5 nodes, balanced, lr 0.001, batch 32, 60 rounds | 40.31 % |
+| mobilenet-independent | MobileNetV3-Large, Tiny-ImageNet, 10 nodes, lr 0.001, batch 32, 80 rds | 50.08 % |
+| mobilenet-balanced | MobileNetV3-Large, Tiny-ImageNet, 5 nodes, balanced, lr 0.001, b. 32, 60 r. | 40.31 % |
 
 Each row is the preset run federatedly through the real engine (a LocalCluster of
 ``--workers`` workers, or ``--scheduler`` for a real grid), with only the overrides
@@ -35,6 +35,7 @@ from typing import Optional
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (run_federated, summarize, shared_data_dir)
+
 
 def _rows() -> dict:
     """row -> (preset, data source, the study's accuracy %), from experiments.study.STUDY."""
@@ -124,6 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
 
     import jax
+
     from fedjax_grid.grid.cluster import open_cluster
     print(f"# paper table: jax {jax.__version__}, backend {jax.default_backend()}, "
           f"devices {jax.devices()}", flush=True)

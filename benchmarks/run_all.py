@@ -288,6 +288,8 @@ def piece_meta(name: str) -> tuple[Optional[dict], str]:
         return None, (f"its recorded run (commit {commit.split('+')[0]} plus changes) was not "
                       "made from a clean commit; re-run it")
     if meta.get("returncode") is None:
+        if name in SUITE_OF and (OUT / "accuracy" / SUITE_OF[name] / "results.json").is_file():
+            return dict(meta, partial=True), ""  # the runs finished so far, marked as such
         return None, f"still running or interrupted (commit {commit}, started {meta.get('started')})"
     if meta.get("returncode") != 0:
         return None, f"its last run failed (exit code {meta.get('returncode')}, commit {commit})"
@@ -307,7 +309,7 @@ def provenance(meta: dict) -> str:
     return relative(
         f"Command: `{meta['command']}`  \nCommit: {meta['commit']}; seeds: "
         f"{_seeds_of(meta['command'])}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
-        f"ran {meta['started']} to {meta.get('finished')} on: "
+        f"ran {meta['started']} to {meta.get('finished') or 'not finished'} on: "
         f"{machine_line(meta.get('machine') or {})}.\n")
 
 
@@ -318,7 +320,11 @@ def accuracy_section(name: str, meta: dict) -> str:
     if data is None:
         return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
     r0 = data["rows"][0]
-    parts = [provenance(meta), f"Model {r0['model']} (width {r0['width']:g}); "
+    partial = ("\n**Partial**: this piece was still running (or was interrupted) when the page "
+               "was assembled; shown are the runs finished by then, each with the seeds it has "
+               f"(wall time so far). Finish it with `{meta['command']}` (it resumes).\n"
+               if meta.get("partial") else "")
+    parts = [provenance(meta) + partial, f"Model {r0['model']} (width {r0['width']:g}); "
              + accuracy_report.plateau_text(data), "", accuracy_report.runs_table(data), ""]
     for target, ok, detail in accuracy_report.targets(data):
         parts.append(f"- {'PASS' if ok else 'FAIL'} (on the mean over seeds): {target}: {detail}")
