@@ -338,11 +338,19 @@ def accuracy_section(name: str, meta: dict) -> str:
     curves = accuracy_report.curves_figure(data, fig_dir / f"{suite}_curves.png", title)
     runs = [r for r in ("iid static", "stratified(0.8) static", "stratified(0.9) 5 clients",
                         "centralized") if any(row["run"] == r for row in data["rows"])]
+    data_note = {"vgg": " (CIFAR-10 slice; the study's figure: CIFAR-100, not available here)",
+                 "mobilenet": " (medium Tiny-ImageNet set)"}.get(suite, "")
     study = accuracy_report.study_figure(data, fig_dir / f"{suite}_study_shape.png",
-                                         "The study's figure shape: " + title, runs)
+                                         "The study's figure shape" + data_note + ": " + title,
+                                         runs)
     parts += ["", f"![{suite}: accuracy per epoch](results/{curves.name})", "",
               f"![{suite}: local model loss and global accuracy per round](results/{study.name})",
-              "", "Mean global test accuracy (%) per epoch over the seeds:", "", "```",
+              "", "Definitions as in the study's figures: *local model loss* is, per round, the "
+              "mean over the round's clients of each local model's training cross-entropy "
+              "during its local epoch (the records' `tasks.local_loss`; centralized: the "
+              "epoch's training loss); *global model accuracy* is the aggregated model's "
+              "accuracy on the test split after the round's server step.", "",
+              "Mean global test accuracy (%) per epoch over the seeds:", "", "```",
               accuracy_report.text_curves(data), "```", ""]
     return "\n".join(parts)
 

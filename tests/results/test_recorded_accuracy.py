@@ -158,3 +158,18 @@ def test_skipping_the_batchnorm_re_estimation_changes_the_recorded_accuracy(
     assert got[3] == pytest.approx(ind.accuracy(ind.variables(tmp_path / "bypass", 3)), abs=1e-6)
     # ... but not what the re-estimated model scores
     assert max(abs(got[2] - accs[2]), abs(got[3] - accs[3])) > 1e-6, (got, accs)
+
+
+def test_a_runs_first_rounds_do_not_depend_on_its_length(run, independent, grid, tmp_path):
+    """Rounds 1-2 of the 3-round run are bitwise those of a 2-round run of the same config
+    (what lets the calibration read the first rounds of the suite's longer runs)."""
+    from fedjax_grid.grid.engine import FederatedRun
+    out, cfg, _ = run
+    ind, accs = independent
+    short = FederatedRun(cfg.with_overrides(["training.rounds=2"]), out_dir=tmp_path / "short",
+                         grid=grid)
+    rounds = short.run().rounds()
+    assert float(rounds["global_accuracy"].iloc[-1]) == pytest.approx(accs[2], abs=1e-6)
+    a, b = ind.variables(out, 2), ind.variables(tmp_path / "short", 2)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
