@@ -171,16 +171,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         names = accuracy.parse_names(args.readings, READINGS, "--readings")
         values = None if args.values is None else tuple(float(v) for v in args.values.split(","))
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            raise UserError(f"--seeds {args.seeds!r} is invalid: distinct integers >= 0, "
-                            "comma-separated, are required")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError:
         print(f"error: --values {args.values!r} is not a comma-separated list of numbers",
               file=sys.stderr)
+        return 2
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+    except ValueError:
+        print(f"error: --seeds {args.seeds!r} is invalid: distinct integers >= 0, "
+              "comma-separated, are required", file=sys.stderr)
         return 2
     data = accuracy.shared_data_dir() / accuracy.SLICES["vgg"]
     if not data.is_file():

@@ -219,3 +219,13 @@ def test_bad_override_exits_2_with_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and word in proc.stderr
         assert proc.stderr.count("\n") == 1
+
+
+def test_calibration_bad_seeds_exit_2_with_one_line(tmp_path):
+    for bad in ("0,zero", "1,1", "-1"):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "balanced_calibration.py"),
+                               "--seeds", bad, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "--seeds" in proc.stderr
+        assert proc.stderr.count("\n") == 1
