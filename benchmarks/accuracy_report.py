@@ -267,3 +267,31 @@ def calibration_table(data: dict) -> str:
                      f"| {r['ratio']:.3f} ± {r['ratio_sd']:.3f} | {per_seed(ps, 1.0, 3)} "
                      f"| {r['ratio'] - study:+.3f} |")
     return "\n".join(lines)
+
+
+def first_epochs(datas: list[dict], epochs: int, suite: str) -> Optional[dict]:
+    """One suite's records from several (e.g. seed 0 run to its plateau and seeds 1, 2 run
+    for ``epochs``): every run and seed cut to its first ``epochs`` epochs, rows recomputed
+    from the cut curves; runs shorter than ``epochs`` left out. None without any."""
+    rows, curves, seeds = [], {}, set()
+    for data in datas:
+        info = {(r["run"], r.get("seed", 0)): r for r in data.get("rows", [])}
+        for key, table in data.get("curves", {}).items():
+            run, _, seed = key.rpartition("|")
+            r = info.get((run, int(seed)))
+            acc = np.asarray([math.nan if v is None else v for v in table["global_accuracy"]],
+                             float)
+            if r is None or len(acc) < epochs:
+                continue
+            cut = {c: list(v[:epochs]) for c, v in table.items()}
+            a = acc[:epochs]
+            finite = a[np.isfinite(a)]
+            curves[key] = cut
+            seeds.add(int(seed))
+            rows.append(dict(r, suite=suite, rounds=epochs, final_acc=float(finite[-1]),
+                             tail_acc=tail_at(a, epochs), best_acc=float(finite.max()),
+                             wall_s=float(cut["elapsed_s"][-1])))
+    if not rows:
+        return None
+    return {"suite": suite, "seeds": sorted(seeds), "epochs": epochs, "plateau": None,
+            "rows": rows, "curves": curves}

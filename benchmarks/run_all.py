@@ -228,6 +228,10 @@ SUITE_OF = {"accuracy-vgg": "vgg", "accuracy-mobilenet": "mobilenet",
             "accuracy-mobilenet-seeds": "mobilenet-10e", "accuracy-vgg-forming": "vgg-forming",
             "accuracy-texture": "texture"}
 
+#: a piece of seeds run for the first epochs only -> (the suite whose longer runs give the
+#: other seeds' first epochs, epochs): shown together, cut to those epochs
+FIRST_EPOCHS = {"accuracy-mobilenet-seeds": ("mobilenet", 10)}
+
 #: The study's four settings (ITP RAS, GRID'2023; full data sets, full-size models), the
 #: preset that runs each at full scale (benchmarks/paper_table.py row) and the suite run here
 #: that stands for it: (label, study nodes/lr/batch/epochs, accuracy %, paper_table row,
@@ -317,6 +321,10 @@ def accuracy_section(name: str, meta: dict) -> str:
     """Provenance, runs table over seeds, targets, ratios by epoch, figures of one suite."""
     suite = SUITE_OF[name]
     data = accuracy_report.load(OUT / "accuracy" / suite / "results.json")
+    if name in FIRST_EPOCHS and data is not None:
+        other, epochs = FIRST_EPOCHS[name]
+        extra = accuracy_report.load(OUT / "accuracy" / other / "results.json")
+        data = accuracy_report.first_epochs([d for d in (extra, data) if d], epochs, suite)
     if data is None:
         return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
     r0 = data["rows"][0]

@@ -229,3 +229,16 @@ def test_calibration_bad_seeds_exit_2_with_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "--seeds" in proc.stderr
         assert proc.stderr.count("\n") == 1
+
+
+def test_first_epochs_joins_a_long_seed_with_short_ones(tmp_path):
+    long = _suite(tmp_path, suite="mobilenet", seeds=(0,), epochs=12)
+    short = _suite(tmp_path, suite="mobilenet-10e", seeds=(1, 2), epochs=10)
+    data = report.first_epochs([long, short], 10, "mobilenet-10e")
+    assert data["seeds"] == [0, 1, 2]
+    iid = sorted((r for r in data["rows"] if r["run"] == "iid static"), key=lambda r: r["seed"])
+    assert [r["rounds"] for r in iid] == [10, 10, 10]
+    # seed 0 cut at epoch 10 of 12: the mean of epochs 8-10 of 0.4 * e / 12
+    assert iid[0]["tail_acc"] == pytest.approx(0.4 * 9 / 12)
+    assert iid[0]["wall_s"] == pytest.approx(100.0)
+    assert report.first_epochs([long], 13, "x") is None
