@@ -395,8 +395,10 @@ def study_table() -> str:
             r0 = rows[0]
             here = (f"{run}: {r0['model']} width {r0['width']:g}, {r0['clients']} clients, "
                     f"{r0['rounds']} epochs, the data slice")
+            few = len(t[run]) < 3
             value = (f"{accuracy_report.pm(t[run].values())} "
-                     f"({accuracy_report.per_seed(t[run])})")
+                     f"({accuracy_report.per_seed(t[run])})"
+                     + (f"; **only {len(t[run])} seed(s)**" if few else ""))
         else:
             here, value = f"{run}: not run", "n/a"
         if row.endswith("independent"):
