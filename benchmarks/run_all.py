@@ -349,7 +349,7 @@ def accuracy_section(name: str, meta: dict) -> str:
     data_note = {"vgg": " (CIFAR-10 slice; the study's figure: CIFAR-100, not available here)",
                  "mobilenet": " (medium Tiny-ImageNet set)"}.get(suite, "")
     study = accuracy_report.study_figure(data, fig_dir / f"{suite}_study_shape.png",
-                                         "The study's figure shape" + data_note + ": " + title,
+                                         "The study's figure shape" + data_note + ":\n" + title,
                                          runs)
     parts += ["", f"![{suite}: accuracy per epoch](results/{curves.name})", "",
               f"![{suite}: local model loss and global accuracy per round](results/{study.name})",
