@@ -6,7 +6,7 @@ network for it; the engine decides what each finished task means::
     d = RoundDispatch(dask_client, gvars, run_id=..., round_=r, workers=healthy, deadline=t)
     d.submit(k, attempt, spec, shipped)          # False: no worker took the weights
     for fut, k, attempt in d.completed(deadline, stop=lambda: quota_met()):
-        ...  # fut.status == 'finished' -> d.result(fut) (None: unreachable); else failed
+        ...  # fut.status == 'finished' -> d.result(fut) (TaskTimeout: not in time); else failed
     late = d.cancel_pending()   # stragglers: [(fut, k, attempt, submitted_at), ...]
     d.release()
 
@@ -21,9 +21,10 @@ deadline:
   workers that hold the weights (``workers=``, ``allow_other_workers=False``);
 - waiting for results happens in slices of at most ``WAIT_SLICE_S`` seconds (so a
   lost scheduler is noticed, ``GridLostError``) and ends at the deadline;
-- fetching a finished result is bounded by the time left (at least 1 s, at most
-  ``RESULT_TIMEOUT_S``); cancelling is a message to the scheduler, never a wait on
-  a worker.
+- fetching a finished result goes on while its desktop heartbeats, within a limit
+  sized from the result's bytes and the round's deadline (``grid.fetch``: a slow link
+  is not an unresponsive desktop); cancelling is a message to the scheduler, never a
+  wait on a worker.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
-from fedjax_grid.failures import Failed, ResultLost, TaskError, WorkerLost
+from fedjax_grid.failures import Failed, ResultLost, TaskError, TaskTimeout, WorkerLost
+from fedjax_grid.grid.fetch import fetch_result
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
@@ -53,8 +55,6 @@ BROADCAST_LIMIT_S = 60.0
 #: max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * t) more seconds before they are left out.
 BROADCAST_SPREAD = 4.0
 BROADCAST_SPREAD_MIN_S = 2.0
-#: Longest wait (s) for a finished task's result to reach the coordinator.
-RESULT_TIMEOUT_S = 10.0
 
 
 class GridLostError(ConnectionError):
@@ -332,18 +332,20 @@ class RoundDispatch:
                     check_connected(self.dask_client, self.round)  # may mean a lost scheduler
                 yield fut, k, attempt
 
-    def result(self, fut) -> Optional[dict]:
-        """The finished task's result (released on the cluster; its bytes counted), or
-        None when it could not be fetched in time (its worker froze after finishing).
-        Raises :class:`ResultLost` when the result went with its worker (the scheduler
-        forgot the finished task): the task counts as failed and may be re-submitted."""
-        limit = RESULT_TIMEOUT_S if self.deadline is None else \
-            max(1.0, min(RESULT_TIMEOUT_S, self.deadline - time.time()))
+    def result(self, fut) -> dict:
+        """The finished task's result (released on the cluster; its bytes counted).
+
+        Fetched by :func:`fedjax_grid.grid.fetch.fetch_result`: as long as its desktop
+        heartbeats, within a limit sized from the result's bytes and the round's deadline.
+        Raises :class:`~fedjax_grid.failures.TaskTimeout` (naming the desktop and why) when
+        it could not be fetched in time (the task counts as late), :class:`ResultLost`
+        when the result went with its worker (the scheduler forgot the finished task):
+        the task counts as failed and may be re-submitted."""
         try:
-            res = fut.result(timeout=limit)
-        except (TimeoutError, DaskTimeoutError):
+            res = fetch_result(self.dask_client, fut, self.deadline)
+        except TaskTimeout:
             fut.release()
-            return None
+            raise
         except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError too
             raise ResultLost(f"its worker left holding it ({TaskError.of(e).reason})") from None
         fut.release()
