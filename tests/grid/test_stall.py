@@ -49,6 +49,7 @@ def test_sync_run_that_folds_nothing_stops_after_n_rounds(grid, tmp_path):
     assert (tmp_path / "r" / "checkpoints").is_dir()  # resumable once the cause is fixed
 
 
+@pytest.mark.slow
 def test_async_run_that_folds_nothing_stops_after_n_times_k_outcomes(grid, tmp_path):
     from fedjax_grid.runner import FederatedRun
     cfg = tiny_config(**BROKEN, **{"server.mode": "async", "server.concurrency": "2"})
