@@ -1,7 +1,9 @@
-"""Shared test fixtures: where the real data slices are, small JAX settings."""
+"""Shared test fixtures: where the real data slices are, small JAX settings; the suite's
+time limits (pytest-timeout) and hypothesis settings."""
 import pathlib
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fedjax_grid.data.paths import shared_data_dir
 
@@ -31,3 +33,24 @@ def tiny_imagenet_sample():
 @pytest.fixture
 def dtd_sample():
     return shared_file("dtd-texture-sample.zip")
+
+
+#: Time limit of a test marked ``slow`` without its own ``@pytest.mark.timeout`` (seconds);
+#: the default one (pyproject's ``timeout``) is 600 s.
+SLOW_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests get SLOW_TIMEOUT_S unless they set a limit themselves."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+# Property tests: no example database written into the checkout, no per-example deadline
+# (a loaded 2-core machine varies too much; the tests bound their own time), and the
+# same examples on every run (derandomize) so that a failure reproduces.
+settings.register_profile("fedjax_grid", database=None, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.load_profile("fedjax_grid")
