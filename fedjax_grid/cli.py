@@ -192,6 +192,9 @@ def _run_target(args):
     """(config, output folder, whether the folder is new and ours to create)."""
     from fedjax_grid.experiments.resume import resume_config
     from fedjax_grid.grid import run_dirs
+    if args.out is not None:
+        from fedjax_grid.grid.runlock import check_folder
+        check_folder(args.out)  # control characters, a file: refused before anything
     if not args.resume:
         cfg = resolve_config(args)
         if args.out or cfg.out_dir:
@@ -469,6 +472,10 @@ def cmd_partition_report(args) -> int:
 
 def cmd_prepare(args) -> int:
     from fedjax_grid.data import prepare_source
+    from fedjax_grid.grid.run_dirs import check_path
+    for flag, value in (("--path", args.path), ("--data-dir", args.data_dir)):
+        if value is not None:
+            check_path(value, flag)
     path = prepare_source(args.source, path=args.path, data_dir=args.data_dir)
     print(f"prepared {args.source} in {path}")
     return 0
@@ -476,6 +483,8 @@ def cmd_prepare(args) -> int:
 
 def cmd_certs(args) -> int:
     from fedjax_grid.grid.certs import create_certificates
+    from fedjax_grid.grid.run_dirs import check_path
+    check_path(args.directory, "certs DIRECTORY")
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     paths = create_certificates(args.directory, hosts)
     for name, path in paths.items():

@@ -2,8 +2,8 @@
 without a deprecation warning), a default per-test time limit, and environment.yml in
 step with pyproject.toml's lower bounds."""
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from tests.conftest import REPO, SLOW_TIMEOUT_S

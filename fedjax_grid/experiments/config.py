@@ -156,6 +156,17 @@ def _names_schema(registry: Registry):
     return lambda schema: schema.update(enum=list(registry))
 
 
+def _paths(*fields: str):
+    """A validator of the path fields ``fields``: no control characters (a NUL byte cannot
+    name a file), not empty (``grid.run_dirs.check_path``)."""
+    def check(cls, value, info):
+        if value is not None:
+            from fedjax_grid.grid.run_dirs import check_path
+            check_path(value, ".".join(p for p in (cls._prefix(), info.field_name) if p))
+        return value
+    return pydantic.field_validator(*fields)(classmethod(check))
+
+
 # ------------------------------------------------------------------------- sections
 
 class Section(pydantic.BaseModel):
@@ -239,6 +250,8 @@ class DataConfig(NamedSection):
         "evaluate the global model on at most this many test examples (null: all)"))
     options: dict[str, Any] = Field(default_factory=dict, description=(
         "options of the source loader (e.g. fragment size, storage); only those given are kept"))
+
+    _check_paths = _paths("path", "data_dir")
 
 
 class PartitionConfig(Section):
@@ -351,6 +364,8 @@ class GridConfig(Section):
         "seconds to wait for a healthy worker when none is connected before stopping "
         "with a resumable checkpoint"))
 
+    _check_paths = _paths("local_directory", "compile_cache_dir", "tls_dir")
+
     @pydantic.model_validator(mode="after")
     def _check_scheduler(self):
         address = self.scheduler
@@ -403,7 +418,9 @@ SECTIONS: dict[str, type[Section]] = {
 class ExperimentConfig(Section):
     """The whole experiment (see the module docstring)."""
     model_config = pydantic.ConfigDict(title="experiment")
-    name: str = Field("experiment", description="name of the experiment (runs/<name>/...)")
+    name: str = Field("experiment", description=(
+        "name of the experiment: one folder name (runs/<name>/...; no '/', '..' or control "
+        "characters)"))
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of everything random in the run")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
     data: DataConfig = Field(default_factory=DataConfig, description="the data set")
@@ -414,6 +431,14 @@ class ExperimentConfig(Section):
     faults: FaultConfig = Field(default_factory=FaultConfig, description="fault simulation")
     out_dir: Optional[str] = Field(None, description="where records, checkpoints and plots go "
                                                      "(null: runs/<name>/<time>)")
+
+    _check_paths = _paths("out_dir")
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _check_name(cls, value):
+        from fedjax_grid.grid.run_dirs import check_name
+        return check_name(value)
 
     #: Flat keys of earlier versions that :func:`migrate` moved (empty for current files).
     _legacy_keys: tuple = pydantic.PrivateAttr(default=())
@@ -467,7 +492,8 @@ class ExperimentConfig(Section):
 
     @classmethod
     def load(cls, path) -> "ExperimentConfig":
-        path = pathlib.Path(path)
+        from fedjax_grid.grid.run_dirs import check_path
+        path = pathlib.Path(check_path(path, "--config"))
         name = show_path(path)
         if path.is_dir():
             raise UserError(f"config file {name} is a directory; allowed: a JSON/YAML file")

@@ -7,26 +7,84 @@ twice just works. ``<root>/<name>/latest`` is a relative symbolic link to the
 newest such folder that holds a checkpoint (where symbolic links are not
 allowed, a text file ``latest`` holding the folder's name plays its part);
 ``fedjax-grid run --resume`` without ``--out`` continues that run.
+
+Names and paths (``check_name``, ``check_path``): an experiment name is one folder
+name -- no path separator, not ``.``/``..``, no control character -- so
+``<root>/<name>/...`` never leaves ``<root>``; a path (``--out``, ``out_dir``, the data
+and cache folders) may be relative, absolute or use ``..`` (the user chose it) but holds
+no control character (a NUL byte cannot name a file; a newline or escape sequence makes
+the folder's name lie when printed). Both are refused in one line, never rewritten.
 """
 from __future__ import annotations
 
 import os
 import pathlib
 import time
+import unicodedata
 from typing import Optional
 
-from fedjax_grid.errors import UserError
+from fedjax_grid.errors import UserError, show
 
 DEFAULT_ROOT = pathlib.Path("runs")
 LATEST = "latest"
 
 
+#: Longest experiment name (characters): a folder name, with room for the time stamp.
+MAX_NAME = 100
+#: Longest path accepted (characters; Linux's PATH_MAX is 4096 bytes).
+MAX_PATH = 4096
+
+
+def _control(text: str) -> Optional[str]:
+    """The first control or format character in ``text`` (NUL, newline, ESC, U+202E ...)."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"):
+            return c
+    return None
+
+
+def check_name(name, what: str = "name") -> str:
+    """``name`` if it can be one folder name inside the runs folder, else a one-line
+    ``UserError`` (refused, not rewritten: the folder is the name the user gave)."""
+    rule = (f"one folder name of 1-{MAX_NAME} characters (no '/' or '\\', not '.' or '..', "
+            "no control characters, no leading or trailing space) is required")
+    if not isinstance(name, str):
+        raise UserError(f"{what}={show(name)} is invalid: {rule}", path=what)
+    bad = _control(name)
+    why = (f"it holds the control character {bad!r}" if bad is not None else
+           "it holds a path separator" if ("/" in name or "\\" in name) else
+           "it names a parent or the current folder" if name in (".", "..") else
+           "it is empty" if not name else
+           "it starts or ends with a space" if name != name.strip() else
+           f"it is longer than {MAX_NAME} characters" if len(name) > MAX_NAME else None)
+    if why is not None:
+        raise UserError(f"{what}={show(name)} is refused ({why}): {rule}", path=what)
+    return name
+
+
+def check_path(path, what: str):
+    """``path`` (a str or Path) unless it holds a control character or is empty / too
+    long: then a one-line ``UserError`` naming ``what`` (``--out``, ``out_dir`` ...)."""
+    text = str(path) if isinstance(path, (str, os.PathLike)) else None
+    if text is None:
+        raise UserError(f"{what}={show(path)} is invalid: a folder or file path is required")
+    bad = _control(text)
+    why = (f"it holds the control character {bad!r}" if bad is not None else
+           "it is empty" if not text.strip() else
+           f"it is longer than {MAX_PATH} characters" if len(text) > MAX_PATH else None)
+    if why is not None:
+        raise UserError(f"{what}={show(text)} is refused ({why}): a path without control "
+                        f"characters, at most {MAX_PATH} characters, is required", path=what)
+    return path
+
+
 def new_run_dir(name: str, root=DEFAULT_ROOT, now: Optional[float] = None) -> pathlib.Path:
     """A folder path ``root/name/YYYYmmdd-HHMMSS[-k]`` that does not exist yet (not created).
 
-    now: seconds since the epoch (default: the current time).
+    now: seconds since the epoch (default: the current time). ``name`` must be one
+    folder name (``check_name``): the folder is always inside ``root``.
     """
-    base = pathlib.Path(root) / name
+    base = pathlib.Path(check_path(root, "runs folder")) / check_name(name)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
     path, k = base / stamp, 1
     while path.exists() or path.is_symlink():
@@ -67,7 +125,7 @@ def point_latest(run_dir: pathlib.Path) -> pathlib.Path:
 
 def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
     """The folder ``root/name/latest`` refers to (a link or a pointer file), or None."""
-    link = pathlib.Path(root) / name / LATEST
+    link = pathlib.Path(check_path(root, "runs folder")) / check_name(name) / LATEST
     if link.is_symlink():
         target = link.parent / os.readlink(link)
     elif link.is_file():
@@ -79,7 +137,8 @@ def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
 
 def notebook_dir(root, name: str) -> pathlib.Path:
     """A notebook's output folder ``root/name-YYYYmmdd-HHMMSS`` (absolute; created), printed."""
-    out = pathlib.Path(root).expanduser().resolve() / (name + time.strftime("-%Y%m%d-%H%M%S"))
+    out = pathlib.Path(check_path(root, "runs folder")).expanduser().resolve() / (
+        check_name(name) + time.strftime("-%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     print("outputs in", out)
     return out

@@ -310,16 +310,56 @@ CASES = [
     ("long-unknown-flag", ["run", f"--{LONG}"], "…(100002 characters)", None),
 ]
 
+def _nul_name_yaml(tmp):
+    (tmp / "nul.yaml").write_text('name: "run\\0x"\n')
+
+
+def _escape_name_yaml(tmp):
+    (tmp / "esc.yaml").write_text("name: ../../../escaped\nout_dir: null\n")
+
+
+CASES += [
+    # -- names and paths (issue 25): never a folder outside the one chosen, never a traceback --
+    ("name-nul", ["run", S, 'name="a\\0b"'], "name='a\\x00b' is refused (it holds the control", None),
+    ("name-nul-yaml", ["run", "--config", "{tmp}/nul.yaml"], "control character", _nul_name_yaml),
+    ("name-dotdot", ["run", S, "name=../../escaped"], "path separator", None),
+    ("name-dotdot-yaml", ["run", "--config", "{tmp}/esc.yaml"], "'../../../escaped' is refused",
+     _escape_name_yaml),
+    ("name-absolute", ["run", S, "name={tmp}/../abs"], "path separator", None),
+    ("name-parent", ["run", S, "name=.."], "names a parent", None),
+    ("name-backslash", ["run", S, "name=a\\b"], "path separator", None),
+    ("name-newline", ["run", S, 'name="a\\nb"'], "control character '\\n'", None),
+    ("name-bidi-override", ["run", S, "name=abc\u202edcba"], "control character", None),
+    ("name-too-long", ["run", S, f"name={'n' * 101}"], "longer than 100", None),
+    ("name-empty", ["run", S, 'name=""'], "it is empty", None),
+    ("out-nul", ["run", "--out", "{tmp}/o\x00ut"], "--out='", None),
+    ("out-escape", ["run", "--out", "{tmp}/o\x1b[2Jut"], "control character '\\x1b'", None),
+    ("out-empty", ["run", "--out", ""], "--out='' is refused (it is empty)", None),
+    ("out-dir-nul", ["run", S, 'out_dir="o\\0"'], "out_dir='o\\x00' is refused", None),
+    ("data-path-nul", ["run", S, 'data.path="p\\0"'], "data.path=", None),
+    ("data-dir-nul", ["run", S, 'data.data_dir="d\\0"'], "data.data_dir=", None),
+    ("local-directory-nul", ["run", S, 'grid.local_directory="l\\0"'], "grid.local_directory=", None),
+    ("cache-dir-nul", ["run", S, 'grid.compile_cache_dir="c\\0"'], "grid.compile_cache_dir=", None),
+    ("tls-dir-nul", ["run", S, 'grid.tls_dir="t\\0"'], "grid.tls_dir=", None),
+    ("config-nul", ["run", "--config", "{tmp}/c\x00.yaml"], "--config=", None),
+    ("report-out-nul", ["partition-report", "--out", "{tmp}/r\x00"], "--out=", None),
+    ("certs-dir-nul", ["certs", "{tmp}/c\x00"], "certs DIRECTORY=", None),
+    ("prepare-data-dir-nul", ["prepare", "digits", "--data-dir", "{tmp}/d\x00"], "--data-dir=", None),
+]
+
 COMPLETE_LOOKING = ("rounds.csv", "tasks.csv", "rounds.parquet", "config.json",
                     "global_accuracy.png")
 
 
 @pytest.mark.parametrize("case_id,argv,expected,setup", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"   # the command's folder; tmp_path around it must stay as it is
+    work.mkdir()
+    monkeypatch.chdir(work)
     if setup is not None:
         setup(tmp_path)
         capsys.readouterr()  # what the set-up itself logged is not the command's output
+    outside = sorted(p.name for p in tmp_path.parent.iterdir())
     before = {p for p in tmp_path.rglob("*")}
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     t = time.time()
@@ -336,6 +376,8 @@ def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, cap
     for p in set(tmp_path.rglob("*")) - before:
         assert p.name not in COMPLETE_LOOKING and not p.name.startswith("ckpt-"), p
     assert not (tmp_path / "UNPICKLED").exists()  # a pickled checkpoint was never unpickled
+    # Nothing written beside the test's folder (a name or path escaping with '..', '/').
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == outside
 
 
 def test_unreachable_scheduler_is_one_line_no_output(tmp_path):
