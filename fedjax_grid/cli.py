@@ -166,8 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_keys(args) -> None:
+    """A config key given twice (two ``--set``, or ``--set`` and its flag) is refused."""
+    from fedjax_grid.experiments.config import unique_overrides
+    flags = {k: f"{flag} {value}" for k, flag, value in (
+        ("grid.scheduler", "--scheduler", getattr(args, "scheduler", None)),
+        ("grid.workers", "--workers", getattr(args, "workers", None))) if value is not None}
+    unique_overrides(args.overrides, flags)
+
+
 def resolve_config(args):
     from fedjax_grid.experiments import ExperimentConfig, get_preset
+    check_keys(args)
     if args.config:
         cfg = ExperimentConfig.load(args.config)
     else:
@@ -201,6 +211,7 @@ def _run_target(args):
             return cfg, pathlib.Path(args.out or cfg.out_dir), False
         return cfg, run_dirs.new_run_dir(cfg.name), True
     given = resolve_config(args) if (args.config or args.preset) else None
+    check_keys(args)
     if args.out:
         out = pathlib.Path(args.out)
     else:

@@ -506,11 +506,12 @@ class ExperimentConfig(Section):
             with open(path, "rb") as f:
                 raw = f.read(MAX_CONFIG_BYTES + 1)
             text = raw.decode("utf-8")
-            d = load_bounded(text, f"config file {name}")  # JSON is a subset of YAML
+            # JSON is a subset of YAML; an empty file, a list or a scalar is refused
+            d = load_bounded(text, f"config file {name}", mapping=True)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"config file {name} is not valid JSON/YAML: {show(first, 200)[1:-1]}") from None
-        return cls.from_dict(d or {})
+            raise UserError(f"config file {name}{_yaml_line(e)} is not valid JSON/YAML: "
+                            f"{show(_yaml_problem(e), 200)[1:-1]}") from None
+        return cls.from_dict(d)
 
     @property
     def legacy_keys(self) -> tuple:
@@ -622,6 +623,21 @@ def resolve_key(key: str, d: Optional[dict] = None) -> list[str]:
                     f"unknown config key {show(key)}: use {where}.<parameter>", path=where)
 
 
+def unique_overrides(assignments: list[str], flags: Optional[dict] = None) -> None:
+    """UserError when two ``key=value`` assignments (``--set``) name the same key (after
+    bare keys are resolved: ``rounds`` is ``training.rounds``), or one names a key that a
+    flag sets too (``flags``: dotted key -> flag, e.g. ``{'grid.workers': '--workers'}``)."""
+    seen: dict[str, str] = dict(flags or {})
+    for item in assignments:
+        if "=" not in item:
+            continue  # with_overrides says what is wrong with it
+        key = ".".join(resolve_key(item.split("=", 1)[0].strip()))
+        if key in seen:
+            raise UserError(f"config key {show(key)} is given twice ({seen[key]} and --set "
+                            f"{show(item)[1:-1]}); allowed: each key once", path=key)
+        seen[key] = f"--set {show(item)[1:-1]}"
+
+
 def _assign(d: dict, path: list[str], value: Any, raw: str) -> None:
     """Set ``value`` at ``path`` in the config dict ``d`` (a choice's parameter, a
     whole choice, a model/data mapping or a field)."""
@@ -691,6 +707,18 @@ def migrate(d: Mapping) -> tuple[dict, list[str]]:
                 and param in registry.get(choice["name"]).params.model_fields:
             sec[field] = {**choice, param: choice.get(param, value)}
     return out, moved
+
+
+def _yaml_line(e: Exception) -> str:
+    """' line N' of a YAML syntax error ('' when it has no position)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f" line {mark.line + 1}" if mark is not None else ""
+
+
+def _yaml_problem(e: Exception) -> str:
+    """What is wrong, in one line, without the position (said by ``_yaml_line``)."""
+    text = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+    return text or (str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _comment_choices(text: str) -> str:

@@ -347,6 +347,51 @@ CASES += [
     ("prepare-data-dir-nul", ["prepare", "digits", "--data-dir", "{tmp}/d\x00"], "--data-dir=", None),
 ]
 
+def _doc(text):
+    def setup(tmp):
+        (tmp / "doc.yaml").write_text(text)
+    return setup
+
+
+DUP_FILE = "name: x\ntraining:\n  rounds: 3\n  lr: 0.1\n  rounds: 4\n"
+DUP_KWARGS = "model:\n  name: vgg11\n  kwargs:\n    width: 0.25\n    norm: batch\n    width: 0.5\n"
+DUP_CHOICE = "server:\n  codec: {name: quant, bits: 3, bits: 4}\n"
+DOC = ["run", "--config", "{tmp}/doc.yaml"]
+
+CASES += [
+    # -- config documents that are not a mapping, keys given twice (issue 25): file and line --
+    ("config-empty", DOC, "doc.yaml' is empty", _doc("")),
+    ("config-only-comments", DOC, "doc.yaml' is empty", _doc("# nothing here\n\n")),
+    ("config-boolean", DOC, "doc.yaml' line 1: the document is a boolean", _doc("true\n")),
+    ("config-number", DOC, "doc.yaml' line 2: the document is a number", _doc("\n42\n")),
+    ("config-null", DOC, "line 1: the document is null", _doc("null\n")),
+    ("config-string", DOC, "line 1: the document is a string", _doc("rounds=3\n")),
+    ("config-list-line", DOC, "line 1: the document is a list", _doc("[training, server]\n")),
+    ("config-duplicate-key", DOC, "doc.yaml' line 5: key 'rounds' is given twice (first on line 3)",
+     _doc(DUP_FILE)),
+    ("config-duplicate-json", DOC, "line 1: key 'rounds' is given twice",
+     _doc('{"training": {"rounds": 3, "rounds": 4}}')),
+    ("config-duplicate-section", DOC, "line 3: key 'training' is given twice",
+     _doc("training: {rounds: 3}\nseed: 1\ntraining: {lr: 0.1}\n")),
+    ("config-duplicate-kwarg", DOC, "line 6: key 'width' is given twice", _doc(DUP_KWARGS)),
+    ("config-duplicate-codec-param", DOC, "line 2: key 'bits' is given twice", _doc(DUP_CHOICE)),
+    ("set-twice", ["run", S, "training.lr=0.1", S, "training.lr=0.2"],
+     "'training.lr' is given twice (--set training.lr=0.1 and --set training.lr=0.2)", None),
+    ("set-bare-and-dotted", ["run", S, "rounds=3", S, "training.rounds=4"],
+     "'training.rounds' is given twice", None),
+    ("set-and-workers-flag", ["run", "--workers", "2", S, "grid.workers=3"],
+     "'grid.workers' is given twice (--workers 2 and --set grid.workers=3)", None),
+    ("set-and-scheduler-flag", ["run", "--scheduler", "tcp://127.0.0.1:9", S,
+                                "grid.scheduler=tcp://127.0.0.1:8"], "--scheduler tcp://127.0.0.1:9", None),
+    ("show-config-set-twice", ["show-config", S, "seed=1", S, "seed=2"], "'seed' is given twice", None),
+    ("set-mapping-duplicate", ["run", S, "model.kwargs={width: 0.25, width: 0.5}"],
+     "--set 'model.kwargs': key 'width' is given twice", None),
+    ("codec-param-twice", ["run", S, "server.codec=quant(bits=3, bits=4)"],
+     "parameter bits is given twice", None),
+    ("choice-positional-and-keyword", ["run", S, "partition.distribution=stratified(0.9, share=0.8)"],
+     "parameter share is given twice", None),
+]
+
 COMPLETE_LOOKING = ("rounds.csv", "tasks.csv", "rounds.parquet", "config.json",
                     "global_accuracy.png")
 
