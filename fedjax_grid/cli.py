@@ -271,6 +271,8 @@ def _run_config(args):
         cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
+    from fedjax_grid.grid.cluster import check_local_cluster
+    check_local_cluster(cfg.grid)  # before the data is loaded
     return cfg.validate(), out, new_dir
 
 

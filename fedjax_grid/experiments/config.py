@@ -94,6 +94,9 @@ MAX_BATCH = 1_000_000
 MAX_SEED = 2 ** 32 - 1
 #: Longest time setting (seconds): one week.
 MAX_SECONDS = 7 * 24 * 3600.0
+#: Shortest deadline or connection timeout (seconds): time for one message to go and come
+#: back on a loaded machine; below it every task would be late, every connection refused.
+MIN_SECONDS = 1.0
 
 DATA_MODES = ("shipped", "resident")
 
@@ -300,9 +303,10 @@ class ServerConfig(Section):
         "sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: buffered asynchronous "
         "aggregation (FedBuff), no barrier, one server update per buffer"))
     concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
-        "async: client tasks kept in flight (null: training.clients_per_round)"))
+        "async: client tasks kept in flight, one per client at most (null: "
+        "training.clients_per_round)"))
     buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
-        "async: deltas per server update (null: max(1, concurrency // 2))"))
+        "async: deltas per server update, at most concurrency (null: max(1, concurrency // 2))"))
     staleness: typing.Annotated[Choice, RegistryChoice(STALENESS)] = _choice(
         STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
     max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
@@ -338,12 +342,13 @@ class GridConfig(Section):
     host: str = Field("127.0.0.1", description="interface the LocalCluster listens on")
     dashboard_address: Optional[str] = Field("127.0.0.1:0", description="Dask dashboard (null: off)")
     local_directory: Optional[str] = Field(None, description="Dask workers' scratch folder")
-    deadline_s: Optional[float] = Field(None, gt=0.0, le=MAX_SECONDS, description=(
-        "seconds a round waits for client updates (null: no deadline)"))
+    deadline_s: Optional[float] = Field(None, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
+        "seconds a round waits for client updates (async: a task may run; null: no deadline)"))
     quorum: float = Field(0.5, ge=0.0, le=1.0, description=(
         "minimum fraction of the sampled clients that must report for the round to count"))
     overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
-        "extra clients sampled per round; the first to finish are kept"))
+        "extra clients sampled per round; the first to finish are kept (at most "
+        "num_clients - clients_per_round)"))
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
@@ -356,7 +361,7 @@ class GridConfig(Section):
         "JAX persistent compilation cache (null: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax)"))
     tls_dir: Optional[str] = Field(None, description=(
         "Dask TLS certificates made by `fedjax-grid certs` (null: plain TCP)"))
-    connect_timeout_s: float = Field(30.0, gt=0.0, le=MAX_SECONDS, description=(
+    connect_timeout_s: float = Field(30.0, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
         "seconds to wait for the scheduler / workers to appear"))
     quarantine_after: int = Field(3, ge=0, le=1000, description=(
         "consecutive failed tasks after which a worker is quarantined for the run (0: never)"))
@@ -445,11 +450,11 @@ class ExperimentConfig(Section):
 
     @pydantic.model_validator(mode="after")
     def _check_across_sections(self):
-        cpr, c = self.training.clients_per_round, self.partition.num_clients
-        if cpr is not None and cpr > c:
-            raise UserError(f"training.clients_per_round={show(cpr)} is invalid: an integer in "
-                            f"[1, {c}] (partition.num_clients) is required",
-                            path="training.clients_per_round")
+        """Counts a run can satisfy: what depends on another section's value."""
+        for key, value, least, most, why in _counts_across_sections(self):
+            if value is not None and value > most:
+                raise UserError(f"{key}={show(value)} is invalid: an integer in [{least}, {most}] "
+                                f"is required ({why})", path=key)
         return self
 
     def __eq__(self, other) -> bool:  # the values, not how they were read (legacy_keys)
@@ -568,6 +573,29 @@ class ExperimentConfig(Section):
     @property
     def clients_per_round(self) -> int:
         return self.training.clients_per_round or self.partition.num_clients
+
+
+def _counts_across_sections(cfg: "ExperimentConfig") -> list[tuple]:
+    """(key, value, least, largest value a run can satisfy, why) of the counts bounded by
+    another field: clients per round by C; in async mode the tasks in flight by C (one
+    per client) and the buffer by the tasks in flight (it could never fill); the
+    overcommitted spares by the clients not sampled."""
+    c = cfg.partition.num_clients
+    cpr = cfg.training.clients_per_round
+    out = [("training.clients_per_round", cpr, 1, c, "partition.num_clients")]
+    if cfg.server.mode == "async":
+        k = cfg.server.concurrency
+        out.append(("server.concurrency", k, 1, c,
+                    f"at most one task per client in flight: partition.num_clients={c}"))
+        k_eff = k or cpr or c
+        out.append(("server.buffer_size", cfg.server.buffer_size, 1, k_eff,
+                    f"a buffer larger than the {k_eff} tasks in flight (server.concurrency) "
+                    "never fills"))
+    else:
+        out.append(("grid.overcommit", cfg.grid.overcommit, 0, c - (cpr or c),
+                    f"spares are sampled from the clients beyond training.clients_per_round="
+                    f"{cpr or c} out of partition.num_clients={c}"))
+    return out
 
 
 # ------------------------------------------------------------------------- keys

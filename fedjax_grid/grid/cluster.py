@@ -78,8 +78,36 @@ def local_cpu_map(n_workers: int) -> dict | None:
     return {str(i): cores[i * per:(i + 1) * per] for i in range(n_workers)}
 
 
+#: Memory one LocalCluster worker process needs at the least (Python, JAX, Dask and a
+#: small model: ~0.4-0.6 GiB resident measured on digits), in bytes.
+WORKER_MEMORY = 512 * 2 ** 20
+
+
+def machine_memory() -> Optional[int]:
+    """This machine's physical memory in bytes (None where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_local_cluster(grid) -> None:
+    """UserError when an embedded LocalCluster of ``grid.workers`` processes cannot fit in
+    this machine's memory (WORKER_MEMORY each); nothing to check for an external scheduler."""
+    total = machine_memory()
+    if grid.scheduler is not None or total is None:
+        return
+    most = max(1, total // WORKER_MEMORY)
+    if grid.workers > most:
+        raise UserError(f"grid.workers={grid.workers} is invalid on this machine: an integer in "
+                        f"[1, {most}] is required (each LocalCluster worker process needs about "
+                        f"{WORKER_MEMORY / 2 ** 30:g} GiB; this machine has {total / 2 ** 30:.1f} "
+                        "GiB)", path="grid.workers")
+
+
 def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
     """Connect (or start a LocalCluster) per ``GridConfig`` and register the plugin."""
+    check_local_cluster(grid)
     security = security_from(grid.tls_dir)
     local_directory = grid.local_directory or local_directory or os.path.join(
         tempfile.gettempdir(), "fedjax_grid-dask")

@@ -392,6 +392,40 @@ CASES += [
      "parameter share is given twice", None),
 ]
 
+ASYNC = [S, "server.mode=async"]
+
+CASES += [
+    # -- counts, sizes and durations a run could never satisfy (issue 25): refused up front --
+    ("async-concurrency-beyond-clients", ["run", *ASYNC, S, "server.concurrency=1000000"],
+     "server.concurrency=1000000 is invalid: an integer in [1, 4] is required (at most one task", None),
+    ("async-buffer-beyond-concurrency", ["run", *ASYNC, S, "server.concurrency=2", S,
+                                         "server.buffer_size=3"], "never fills", None),
+    ("async-buffer-beyond-default-concurrency", ["run", *ASYNC, S, "server.buffer_size=5"],
+     "server.buffer_size=5 is invalid: an integer in [1, 4]", None),
+    ("overcommit-beyond-clients", ["run", S, "training.clients_per_round=3", S, "grid.overcommit=2"],
+     "grid.overcommit=2 is invalid: an integer in [0, 1]", None),
+    ("batch-beyond-local-sets", ["run", S, "training.batch_size=100000"],
+     "training.batch_size=100000 is invalid: an integer in [1, 359] is required (the largest local",
+     None),
+    ("deadline-below-a-second", ["run", S, "grid.deadline_s=0.001"], "grid.deadline_s=0.001", None),
+    ("connect-timeout-tiny", ["run", S, "grid.connect_timeout_s=1e-9"], "[1, 604800]", None),
+    ("workers-beyond-memory", ["run", "--workers", "256"], "grid.workers=256 is invalid on this machine",
+     None),
+    ("model-width-huge", ["run", S, "model.kwargs.width=1000"], "model.kwargs.width=1000", None),
+    ("mobilenet-width-huge", ["run", S, "model.name=mobilenet_v3_small", S,
+                              "model.kwargs={width_multiplier: 64}"], "(0, 4]", None),
+    ("link-bandwidth-tiny", ["run", S, "faults.link=home(up_mbit=1e-9)"], "faults.link.up_mbit", None),
+    ("link-latency-huge", ["run", S, "faults.link=wifi(latency_ms_max=1e12)"], "[0, 60000]", None),
+    ("link-spread-huge", ["run", S, "faults.link=home(spread=1e9)"], "faults.link.spread", None),
+    ("codec-block-huge", ["run", S, "server.codec=quant(block=100000000000000000000)"],
+     "[0, 2147483647]", None),
+    ("codec-raw-below-huge", ["run", S, "server.codec=int8(raw_below=1e30)"], "raw_below", None),
+    ("fragments-stride-1", ["run", S, "data.source=texture_fragments", S, "data.options={stride: 1}"],
+     "data.options.stride=1", None),
+    ("fragments-cache-huge", ["run", S, "data.source=texture_fragments", S,
+                              "data.options={cache_images: 1000000000}"], "[0, 1024]", None),
+]
+
 COMPLETE_LOOKING = ("rounds.csv", "tasks.csv", "rounds.parquet", "config.json",
                     "global_accuracy.png")
 
