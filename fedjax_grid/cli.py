@@ -96,7 +96,7 @@ examples:
   fedjax-grid run --resume --out runs/vgg           # continue runs/vgg with its config.json
   fedjax-grid run --resume                          # continue runs/quickstart/latest
   fedjax-grid run --resume --out runs/vgg --set training.rounds=120   # extend the run
-  fedjax-grid run --scheduler tcp://10.0.0.5:8786 --more-rounds 2
+  fedjax-grid run --scheduler tls://10.0.0.5:8786 --set grid.tls_dir=certs --more-rounds 2
 """
 
 
@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a Dask scheduler "
                                          "(default: a LocalCluster on grid.host, 127.0.0.1)")
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: grid.workers)")
+    run.add_argument("--allow-insecure", action="store_true",
+                     help="accept a plain-TCP scheduler or LocalCluster on a non-loopback address "
+                          "(grid.allow_insecure): anyone who reaches it can run code on every "
+                          "desktop -- prefer TLS (fedjax-grid certs, tls://, grid.tls_dir)")
     run.add_argument("--out", help="output folder (default: a new runs/<name>/<YYYYmmdd-HHMMSS>; "
                                    "with --resume: runs/<name>/latest)")
     run.add_argument("--resume", action="store_true",
@@ -171,7 +175,9 @@ def check_keys(args) -> None:
     from fedjax_grid.experiments.config import unique_overrides
     flags = {k: f"{flag} {value}" for k, flag, value in (
         ("grid.scheduler", "--scheduler", getattr(args, "scheduler", None)),
-        ("grid.workers", "--workers", getattr(args, "workers", None))) if value is not None}
+        ("grid.workers", "--workers", getattr(args, "workers", None)),
+        ("grid.allow_insecure", "--allow-insecure", getattr(args, "allow_insecure", None) or None))
+        if value is not None}
     unique_overrides(args.overrides, flags)
 
 
@@ -236,7 +242,9 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
               flush=True)
+    found = run_dirs.FolderState(out)  # a start that fails puts the folder back as it was
     run = _new_run(cfg, out, args.resume, console)
+    first, records = run.round, None
     if new_dir:
         run_dirs.claim(out)
     try:
@@ -257,6 +265,8 @@ def cmd_run(args) -> int:
         raise _os_error(e, run.round, out) from None
     finally:
         _close_run(run, console, out, new_dir)
+        if records is None and run.round == first:
+            found.restore()
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
         _write_plots(cfg, records, out)
@@ -267,12 +277,16 @@ def cmd_run(args) -> int:
 def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
+    sets = ["grid.allow_insecure=true"] if args.allow_insecure else []
     if args.scheduler:
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
+        sets.append(f"grid.scheduler={args.scheduler}")
+    if sets:
+        cfg = cfg.with_overrides(sets)
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
-    from fedjax_grid.grid.cluster import check_local_cluster
-    check_local_cluster(cfg.grid)  # before the data is loaded
+    from fedjax_grid.grid.cluster import check_local_cluster, check_secure
+    check_secure(cfg.grid)  # before the data is loaded
+    check_local_cluster(cfg.grid)
     return cfg.validate(), out, new_dir
 
 

@@ -361,6 +361,9 @@ class GridConfig(Section):
         "JAX persistent compilation cache (null: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax)"))
     tls_dir: Optional[str] = Field(None, description=(
         "Dask TLS certificates made by `fedjax-grid certs` (null: plain TCP)"))
+    allow_insecure: bool = Field(False, description=(
+        "connect to (or start) a plain-TCP scheduler on a non-loopback address: whoever "
+        "reaches it can run code on every attached desktop (default: refused; use TLS)"))
     connect_timeout_s: float = Field(30.0, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
         "seconds to wait for the scheduler / workers to appear"))
     quarantine_after: int = Field(3, ge=0, le=1000, description=(
@@ -384,6 +387,26 @@ class GridConfig(Section):
             raise UserError(f"grid.scheduler={show(address)} uses TLS but no certificates are set; "
                             "allowed: set grid.tls_dir to a `fedjax-grid certs` folder, or a "
                             "tcp:// address", path="grid.tls_dir")
+        return self
+
+    @pydantic.field_validator("dashboard_address")
+    @classmethod
+    def _check_dashboard(cls, value):
+        m = None if value is None else re.match(r"^([A-Za-z0-9.\-]*|\[[0-9A-Fa-f:]+\]):(\d{1,5})$", value)
+        if value is not None and (m is None or int(m.group(2)) > 65535):
+            raise UserError(f"grid.dashboard_address={show(value)} is invalid: HOST:PORT (port "
+                            "0-65535; 0: any free one), :PORT, or null (off) is required",
+                            path="grid.dashboard_address")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _check_host(self):
+        from fedjax_grid.grid.certs import check_host
+        try:
+            check_host(self.host)
+        except UserError:
+            raise UserError(f"grid.host={show(self.host)} is invalid: an IP address or host name "
+                            "is required (127.0.0.1: this machine only)", path="grid.host") from None
         return self
 
 

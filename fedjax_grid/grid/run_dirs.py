@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import time
 import unicodedata
 from typing import Optional
@@ -76,6 +77,34 @@ def check_path(path, what: str):
         raise UserError(f"{what}={show(text)} is refused ({why}): a path without control "
                         f"characters, at most {MAX_PATH} characters, is required", path=what)
     return path
+
+
+class FolderState:
+    """What an output folder held before a command used it, to put it back after a start
+    that failed: ``restore()`` removes the folder (and the parents) when they did not
+    exist, else only the entries that appeared since -- never one that was there."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.missing = [p for p in (self.path, *self.path.parents)
+                        if not (p.exists() or p.is_symlink())][::-1]
+        self.entries = set(os.listdir(self.path)) if not self.missing and self.path.is_dir() \
+            else set()
+
+    def restore(self) -> None:
+        if self.missing:
+            shutil.rmtree(self.missing[0], ignore_errors=True)
+            return
+        try:
+            new = set(os.listdir(self.path)) - self.entries
+        except OSError:
+            return
+        for name in new:
+            p = self.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def new_run_dir(name: str, root=DEFAULT_ROOT, now: Optional[float] = None) -> pathlib.Path:

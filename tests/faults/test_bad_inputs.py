@@ -511,3 +511,53 @@ def test_ctrl_c_during_a_local_cluster_run_is_one_line(tmp_path):
 
 def test_table_is_complete():
     assert len(CASES) + 1 >= 70
+
+
+# -------------------------------------------------------------- a failed start leaves nothing
+
+def _tree(root: pathlib.Path) -> dict:
+    """relative path -> file bytes (None for a folder): everything under ``root``."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("layout", ["fresh", "nested", "existing"])
+def test_a_failed_start_leaves_the_output_folder_as_it_found_it(layout, tmp_path, capsys):
+    """`run --scheduler tcp://127.0.0.1:<closed port> --out DIR` (issue 25): no lock file,
+    no dask/ scratch folder, no created parents; an existing folder byte-identical."""
+    from tests.faults.conftest import free_port
+    out = {"fresh": tmp_path / "fresh", "nested": tmp_path / "a" / "b" / "run",
+           "existing": tmp_path / "existing"}[layout]
+    if layout == "existing":
+        (out / "sub").mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+    before = _tree(tmp_path)
+    code = main(["run", "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--out", str(out),
+                 "--quiet", S, "grid.connect_timeout_s=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot reach the Dask scheduler"), err
+    assert _tree(tmp_path) == before
+
+
+def test_a_failed_start_of_a_notebook_run_leaves_nothing(tmp_path):
+    """The same without the CLI: FederatedRun.start() fails, close() puts the folder back
+    (the run folder lock removes its own file and folders); a LocalCluster that cannot
+    start removes the scratch folder it created."""
+    from fedjax_grid.errors import UserError
+    from fedjax_grid.grid.cluster import open_cluster
+    from fedjax_grid.grid.engine import FederatedRun
+    from tests.faults.conftest import free_port
+    from tests.grid.conftest import tiny_config
+    cfg = tiny_config(**{"grid.scheduler": f"tcp://127.0.0.1:{free_port()}",
+                         "grid.connect_timeout_s": 1, "training.rounds": 1})
+    run = FederatedRun(cfg, out_dir=tmp_path / "nb" / "run")
+    with pytest.raises(UserError, match="cannot reach"):
+        run.start()
+    run.close()
+    assert list(tmp_path.iterdir()) == []
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: binding fails at once, locally.
+    bad = tiny_config(**{"grid.host": "192.0.2.1", "grid.allow_insecure": "true",
+                         "grid.workers": 1}).grid
+    with pytest.raises(UserError, match="cannot start a LocalCluster"):
+        open_cluster(bad, local_directory=str(tmp_path / "scratch" / "dask"))
+    assert list(tmp_path.iterdir()) == []
