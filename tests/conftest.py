@@ -1,6 +1,7 @@
 """Shared test fixtures: where the real data slices are, small JAX settings; the suite's
 time limits (pytest-timeout) and hypothesis settings."""
 import pathlib
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -33,6 +34,23 @@ def tiny_imagenet_sample():
 @pytest.fixture
 def dtd_sample():
     return shared_file("dtd-texture-sample.zip")
+
+
+def slowdown(cpu_s: float = 0.2) -> float:
+    """How many times slower than on an idle core this machine runs a CPU-bound loop now
+    (>= 1): its wall time over its CPU time, so no reference machine is needed. A time
+    bound stated for an idle machine is multiplied by it (``scaled``): on a loaded 2-core
+    CI runner the bound stretches with the load instead of failing the test."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    x = 0
+    while time.process_time() - c0 < cpu_s:
+        x += sum(range(2000))
+    return max(1.0, (time.perf_counter() - t0) / max(time.process_time() - c0, 1e-9))
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` (a bound on an idle machine) times the ``slowdown()`` measured now."""
+    return seconds * slowdown()
 
 
 #: Time limit of a test marked ``slow`` without its own ``@pytest.mark.timeout`` (seconds);

@@ -308,7 +308,7 @@ def one_worker(tmp_path_factory):
     handle.close()
 
 
-@settings(max_examples=5)
+@settings(max_examples=4)
 @given(setting=RUN_SETTINGS)
 def test_a_generated_setting_runs_one_round_or_is_refused_in_one_line(
         setting, one_worker, capsys, tmp_path_factory):
