@@ -125,6 +125,11 @@ def _candidates() -> dict[str, list[str]]:
         for e in registry.entries():
             for p, field in e.params.model_fields.items():
                 out.setdefault(f"{inside}.{p}", []).extend(_field_values(field))
+    names = ["x", "run-1", "'a b'", "../up", "/abs/olute", "a/b", "..", ".", '"a\\0b"',
+             '"tab\\there"', "'a\\b'", '""', "null"]
+    out["name"] = names
+    out["out_dir"] = names + ["runs/x", "../elsewhere"]
+    out["seed"] = ["0", "-1", "4294967295", "4294967296", "1.5"]
     return out
 
 
@@ -163,17 +168,21 @@ def _satisfiable(cfg) -> None:
         assert cfg.clients_per_round + cfg.grid.overcommit <= c
     for seconds in (cfg.grid.deadline_s, cfg.grid.connect_timeout_s):
         assert seconds is None or 1.0 <= seconds <= 7 * 24 * 3600
-    assert run_dirs.check_name(cfg.name) == cfg.name
+    name = cfg.name  # one folder name inside the runs folder
+    assert name not in ("", ".", "..") and pathlib.PurePosixPath(name).name == name, name
+    assert "\\" not in name and all(c.isprintable() for c in name), name
 
 
 def _cli(argv, monkeypatch, capsys, limit_s=10.0):
     """``fedjax-grid run ARGV`` stopped where the run would start: the config, or None
-    after checking the one-line refusal (exit 2, no traceback, in time)."""
+    after checking the one-line refusal (exit 2, no traceback, in time). A run that is
+    reached writes into a folder whose path prints as it is (no control characters)."""
     import time
 
     from fedjax_grid import cli
 
     def reached(cfg, out, resume, console):
+        assert str(out).isprintable() and str(out).strip(), repr(out)
         raise _Reached(cfg)
 
     monkeypatch.setattr(cli, "_new_run", reached)
@@ -216,6 +225,8 @@ def test_any_cli_input_is_refused_in_one_line_or_gives_a_satisfiable_config(
     cfg = _cli(argv, monkeypatch, capsys)
     if cfg is not None:
         _satisfiable(cfg)
+        keys = [s.split("=", 1)[0].strip() for s in sets if "=" in s]
+        assert len(keys) == len(set(keys)), sets  # a key given twice is refused
 
 
 #: The counts that bound one another: clients, clients per round, the round policy, tasks in
@@ -267,8 +278,20 @@ DOCS = st.recursive(
             lambda k: k.split(".")[-1])), inner), max_size=4).map(tuple)), max_leaves=12)
 
 
+def _well_formed(doc) -> bool:
+    """A mapping at the top, and no mapping anywhere with a key twice."""
+    def unique(v):
+        if isinstance(v, list):
+            return all(unique(x) for x in v)
+        if isinstance(v, tuple):
+            keys = [str(k) for k, _ in v]
+            return len(keys) == len(set(keys)) and all(unique(x) for _, x in v)
+        return True
+    return isinstance(doc, tuple) and unique(doc)  # {} (no sections) means the defaults
+
+
 @settings(max_examples=150)
-@given(doc=DOCS, raw=st.one_of(st.none(), st.text(max_size=60)))
+@given(doc=DOCS, raw=st.one_of(st.none(), st.none(), st.text(max_size=60)))
 def test_any_config_file_is_refused_in_one_line_or_gives_a_satisfiable_config(
         doc, raw, monkeypatch, capsys, tmp_path_factory):
     path = tmp_path_factory.getbasetemp() / "fuzz-config.yaml"
@@ -276,6 +299,8 @@ def test_any_config_file_is_refused_in_one_line_or_gives_a_satisfiable_config(
     cfg = _cli(["run", "--config", str(path)], monkeypatch, capsys)
     if cfg is not None:
         _satisfiable(cfg)
+        # an empty document, a list or a scalar, or a key given twice is never accepted
+        assert raw is not None or _well_formed(doc), _yaml(doc)
 
 
 # ----------------------------------------------------------------- a few real runs
