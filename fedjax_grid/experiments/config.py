@@ -44,6 +44,15 @@ the model's / source's registered parameters).
 unique field or component parameter holding it and is refused, naming the
 candidates, when several do (``lr``: ``training.lr`` and ``server.optimizer.lr``).
 
+Bounds: every count, size and duration has one a run can satisfy, checked before
+anything starts: field bounds (``MAX_*``, ``MIN_SECONDS``) and, across sections
+(``_counts_across_sections``), clients per round <= C, in async mode the tasks in flight
+<= C and the buffer <= the tasks in flight, overcommitted spares <= C - clients per round;
+what needs the data (the local batch <= the largest local set: ``build.check_batch_size``)
+or the machine (LocalCluster workers that fit its memory: ``grid.cluster``) is checked
+when the data is loaded / before the grid starts. ``name`` is one folder name and paths
+hold no control characters (``grid.run_dirs.check_name`` / ``check_path``).
+
 Norm settings: ``server.aggregator.max_norm`` (clipped_mean) bounds each client's
 update (clipping); ``server.max_norm_ratio`` rejects an update whose norm exceeds
 that multiple of the median accepted norm (a ratio, not a norm). The clients'
