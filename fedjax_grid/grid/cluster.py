@@ -117,8 +117,9 @@ def local_cpu_map(n_workers: int) -> dict | None:
     return {str(i): cores[i * per:(i + 1) * per] for i in range(n_workers)}
 
 
-#: Memory one LocalCluster worker process needs at the least (Python, JAX, Dask and a
-#: small model: ~0.4-0.6 GiB resident measured on digits), in bytes.
+#: Memory one LocalCluster worker process needs at the least, in bytes: Python, JAX, Dask
+#: and a small model (measured: 0.42-0.43 GiB resident for a test worker training VGG-11 at
+#: 1/8 width on digits; 0.8 GiB for a benchmark's full-width VGG worker).
 WORKER_MEMORY = 512 * 2 ** 20
 
 
