@@ -23,33 +23,14 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import pathlib
-import re
 import secrets
 import socket
 import ssl
 from typing import Optional
 
 from fedjax_grid.atomic_write import write_atomic
-from fedjax_grid.errors import UserError, show, show_path
-
-#: One label of a DNS host name (RFC 1123): letters, digits, inner hyphens, <= 63 chars.
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-
-def check_host(host) -> str:
-    """``host`` if it is an IP address or a DNS host name, else a one-line ``UserError``
-    (no spaces, control characters, wildcards, empty labels such as ``..``)."""
-    if isinstance(host, str):
-        try:
-            return str(ipaddress.ip_address(host))
-        except ValueError:
-            pass
-        name = host[:-1] if host.endswith(".") else host
-        if 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split(".")):
-            return host
-    raise UserError(f"--hosts entry {show(host)} is not a host name or IP address; allowed: "
-                    "names like node1.example.org (letters, digits, inner hyphens, dot-separated) "
-                    "or addresses like 192.168.1.20")
+from fedjax_grid.errors import UserError, show_path
+from fedjax_grid.names import check_host
 
 FILES = ("ca.pem", "ca.key", "node.pem", "node.key", "client.pem", "client.key")
 

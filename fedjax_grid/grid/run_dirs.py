@@ -8,7 +8,7 @@ newest such folder that holds a checkpoint (where symbolic links are not
 allowed, a text file ``latest`` holding the folder's name plays its part);
 ``fedjax-grid run --resume`` without ``--out`` continues that run.
 
-Names and paths (``check_name``, ``check_path``): an experiment name is one folder
+Names and paths (``check_name``, ``check_path``, in ``fedjax_grid.names``): an experiment name is one folder
 name -- no path separator, not ``.``/``..``, no control character -- so
 ``<root>/<name>/...`` never leaves ``<root>``; a path (``--out``, ``out_dir``, the data
 and cache folders) may be relative, absolute or use ``..`` (the user chose it) but holds
@@ -21,62 +21,13 @@ import os
 import pathlib
 import shutil
 import time
-import unicodedata
 from typing import Optional
 
-from fedjax_grid.errors import UserError, show
+from fedjax_grid.errors import UserError
+from fedjax_grid.names import MAX_NAME, MAX_PATH, check_name, check_path  # noqa: F401 (re-exported)
 
 DEFAULT_ROOT = pathlib.Path("runs")
 LATEST = "latest"
-
-
-#: Longest experiment name (characters): a folder name, with room for the time stamp.
-MAX_NAME = 100
-#: Longest path accepted (characters; Linux's PATH_MAX is 4096 bytes).
-MAX_PATH = 4096
-
-
-def _control(text: str) -> Optional[str]:
-    """The first control or format character in ``text`` (NUL, newline, ESC, U+202E ...)."""
-    for c in text:
-        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"):
-            return c
-    return None
-
-
-def check_name(name, what: str = "name") -> str:
-    """``name`` if it can be one folder name inside the runs folder, else a one-line
-    ``UserError`` (refused, not rewritten: the folder is the name the user gave)."""
-    rule = (f"one folder name of 1-{MAX_NAME} characters (no '/' or '\\', not '.' or '..', "
-            "no control characters, no leading or trailing space) is required")
-    if not isinstance(name, str):
-        raise UserError(f"{what}={show(name)} is invalid: {rule}", path=what)
-    bad = _control(name)
-    why = (f"it holds the control character {bad!r}" if bad is not None else
-           "it holds a path separator" if ("/" in name or "\\" in name) else
-           "it names a parent or the current folder" if name in (".", "..") else
-           "it is empty" if not name else
-           "it starts or ends with a space" if name != name.strip() else
-           f"it is longer than {MAX_NAME} characters" if len(name) > MAX_NAME else None)
-    if why is not None:
-        raise UserError(f"{what}={show(name)} is refused ({why}): {rule}", path=what)
-    return name
-
-
-def check_path(path, what: str):
-    """``path`` (a str or Path) unless it holds a control character or is empty / too
-    long: then a one-line ``UserError`` naming ``what`` (``--out``, ``out_dir`` ...)."""
-    text = str(path) if isinstance(path, (str, os.PathLike)) else None
-    if text is None:
-        raise UserError(f"{what}={show(path)} is invalid: a folder or file path is required")
-    bad = _control(text)
-    why = (f"it holds the control character {bad!r}" if bad is not None else
-           "it is empty" if not text.strip() else
-           f"it is longer than {MAX_PATH} characters" if len(text) > MAX_PATH else None)
-    if why is not None:
-        raise UserError(f"{what}={show(text)} is refused ({why}): a path without control "
-                        f"characters, at most {MAX_PATH} characters, is required", path=what)
-    return path
 
 
 class FolderState:

@@ -32,8 +32,8 @@ class RunFolderBusy(UserError):
 
 def check_folder(out_dir) -> pathlib.Path:
     """``out_dir`` as a Path; ``UserError`` when it, or a folder above it, is not a folder,
-    or when it holds a control character (``run_dirs.check_path``)."""
-    from fedjax_grid.grid.run_dirs import check_path
+    or when it holds a control character (``names.check_path``)."""
+    from fedjax_grid.names import check_path
     path = pathlib.Path(check_path(out_dir, "--out"))
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():

@@ -9,9 +9,9 @@ import time
 import pandas as pd
 import pytest
 
-from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.async_rounds import next_client
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner import FederatedRun
+from fedjax_grid.runner.policies.asynchronous import next_client
 from tests.conftest import scaled, slowdown
 from tests.faults.conftest import kill_cli_after_first_checkpoint, run_cli, run_while_killing
 from tests.grid.conftest import tiny_config
@@ -33,7 +33,7 @@ def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_p
     run_while_killing(run, victim_addr, victim_pid)
     rounds, tasks = run.records.rounds(), run.records.tasks()
     assert list(rounds["round"]) == [1, 2, 3]
-    lost = tasks[tasks["reason"].str.contains("KilledWorker", na=False)]
+    lost = tasks[tasks["reason"].str.startswith("WorkerLost: ", na=False)]
     assert len(lost) >= 1 and (lost["status"] == "failed").all()
     assert (lost["worker"] == victim_addr).all()
     ok = tasks[tasks["status"] == "ok"]

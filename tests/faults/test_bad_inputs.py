@@ -546,7 +546,7 @@ def test_a_failed_start_of_a_notebook_run_leaves_nothing(tmp_path):
     start removes the scratch folder it created."""
     from fedjax_grid.errors import UserError
     from fedjax_grid.grid.cluster import open_cluster
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     from tests.faults.conftest import free_port
     from tests.grid.conftest import tiny_config
     cfg = tiny_config(**{"grid.scheduler": f"tcp://127.0.0.1:{free_port()}",

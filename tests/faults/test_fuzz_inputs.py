@@ -160,7 +160,7 @@ class _Reached(Exception):
 
 def _satisfiable(cfg) -> None:
     """What the run will ask of the grid can happen (the engine's own derivations)."""
-    from fedjax_grid.grid.async_rounds import buffer_size, concurrency
+    from fedjax_grid.runner.policies.asynchronous import buffer_size, concurrency
     c = cfg.partition.num_clients
     assert 1 <= cfg.clients_per_round <= c
     if cfg.server.mode == "async":
