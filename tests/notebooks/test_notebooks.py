@@ -38,14 +38,31 @@ def _sync():
     return sync
 
 
+def _committed(name: str) -> str:
+    """The notebook as committed: git's index copy in a checkout, else the file itself."""
+    path = NOTEBOOKS / f"{name}.ipynb"
+    proc = subprocess.run(["git", "show", f":notebooks/{name}.ipynb"], cwd=REPO,
+                          capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else path.read_text()
+
+
 def test_notebooks_are_stripped_and_written_from_their_py_sources():
+    """Each notebook's cells are its .py source's (its stripped form equals what sync.py
+    writes, so a notebook run and saved in this checkout passes), and what git holds is
+    stripped: no outputs, no counts, the committed form of fedjax_grid.jupyter_hygiene."""
     sync = _sync()
     assert sync.NOTEBOOKS == NAMES
     stale = [name for name in NAMES
-             if (NOTEBOOKS / f"{name}.ipynb").read_text() != sync.text_of(sync.build(name))]
+             if sync.stripped_text(NOTEBOOKS / f"{name}.ipynb") != sync.text_of(sync.build(name))]
     assert not stale, f"{stale} differ from their .py sources: run python notebooks/sync.py"
+    assert sync.main(["--check"]) == 0
+    from fedjax_grid.jupyter_hygiene import committed_form
     for name in NAMES:
-        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        text = _committed(name)
+        assert text == sync.text_of(committed_form(nbformat.reads(text, as_version=4))), \
+            f"{name}.ipynb is committed with outputs or run metadata: python notebooks/sync.py --install"
+    for name in NAMES:
+        nb = nbformat.reads(_committed(name), as_version=4)
         nbformat.validate(nb)
         # The same cells as jupytext reads from the percent-format source.
         src = jupytext.read(NOTEBOOKS / f"{name}.py", fmt="py:percent")
