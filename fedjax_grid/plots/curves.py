@@ -157,23 +157,8 @@ def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
     return _base.finish(ax, title, save, dpi, default="global test accuracy against wall time")
 
 
-def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
-                 metric: str | Sequence[str] = "global_accuracy", ax: Axes | None = None,
-                 save: str | os.PathLike | None = None, *, x: str = "round",
-                 title: str | None = None, modes=None, dpi: int = _base.DPI) -> Figure:
-    """Several runs on one figure: ``metric`` against ``x``, one line per run.
-
-    rounds_by_run: {run name: rounds table} or one table with a ``run`` column
-    (a tasks table works too: rows sharing a round are averaged, e.g.
-    ``metric='local_loss'``). metric: one numeric column, or a list of columns
-    drawn side by side (one axes each; then ``ax`` must be None).
-    x: ``'round'`` or ``'elapsed_s'``. modes: ``{run: 'sync' | 'async'}`` (or one mode
-    for all, or a ``mode`` column): asynchronous runs count server versions, not
-    rounds, so a comparison that mixes both is drawn against wall time
-    (``elapsed_s``) and says so; all-asynchronous runs get a server-version axis.
-    Every axes is titled by its metric; the figure by ``title`` (default 'runs compared').
-    """
-    func = "compare_runs"
+def _compare_inputs(rounds_by_run, metric, x: str, func: str) -> tuple[pd.DataFrame, list]:
+    """(one table with a run column, the metrics), checked: one-line UserError otherwise."""
     table = _base.with_runs(rounds_by_run, "rounds", func)
     metrics = [metric] if isinstance(metric, str) else list(metric)
     if not metrics:
@@ -192,6 +177,27 @@ def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
         raise UserError(f"{func}: metric {', '.join(map(repr, unknown))} not in the table; "
                         f"choose from {', '.join(numeric_cols)}")
     _base.check_table(table, [x, *metrics], "rounds", func)
+    return table, metrics
+
+
+def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
+                 metric: str | Sequence[str] = "global_accuracy", ax: Axes | None = None,
+                 save: str | os.PathLike | None = None, *, x: str = "round",
+                 title: str | None = None, modes=None, dpi: int = _base.DPI) -> Figure:
+    """Several runs on one figure: ``metric`` against ``x``, one line per run.
+
+    rounds_by_run: {run name: rounds table} or one table with a ``run`` column
+    (a tasks table works too: rows sharing a round are averaged, e.g.
+    ``metric='local_loss'``). metric: one numeric column, or a list of columns
+    drawn side by side (one axes each; then ``ax`` must be None).
+    x: ``'round'`` or ``'elapsed_s'``. modes: ``{run: 'sync' | 'async'}`` (or one mode
+    for all, or a ``mode`` column): asynchronous runs count server versions, not
+    rounds, so a comparison that mixes both is drawn against wall time
+    (``elapsed_s``) and says so; all-asynchronous runs get a server-version axis.
+    Every axes is titled by its metric; the figure by ``title`` (default 'runs compared').
+    """
+    func = "compare_runs"
+    table, metrics = _compare_inputs(rounds_by_run, metric, x, func)
     if len(metrics) == 1:
         axes = [_base.new_axes(ax)]
     else:
