@@ -1,7 +1,8 @@
 """Default output folders: one new folder per run, and a stable ``latest`` link.
 
 Without an explicit output folder (``--out`` or ``config.out_dir``) every run gets
-its own folder ``<root>/<name>/<YYYYmmdd-HHMMSS>`` (local time; ``-2``, ``-3`` ...
+its own folder ``<root>/<name>/<YYYYmmdd-HHMMSS>`` (the name as ``slug(name)``: no
+spaces or commas) (local time; ``-2``, ``-3`` ...
 appended when two runs start in the same second), so running the same command
 twice just works. ``<root>/<name>/latest`` is a relative symbolic link to the
 newest such folder that holds a checkpoint (where symbolic links are not
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import time
 from typing import Optional
 
@@ -19,6 +21,14 @@ from fedjax_grid.errors import UserError
 
 DEFAULT_ROOT = pathlib.Path("runs")
 LATEST = "latest"
+#: What a run folder's name may hold; anything else (spaces, commas, slashes) becomes '-'.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def slug(name: str) -> str:
+    """``name`` as a folder name without spaces, commas or other shell-unfriendly
+    characters: 'slow, no deadline' -> 'slow-no-deadline' (never empty)."""
+    return _UNSAFE.sub("-", str(name)).strip("-.") or "run"
 
 
 def new_run_dir(name: str, root=DEFAULT_ROOT, now: Optional[float] = None) -> pathlib.Path:
@@ -26,7 +36,7 @@ def new_run_dir(name: str, root=DEFAULT_ROOT, now: Optional[float] = None) -> pa
 
     now: seconds since the epoch (default: the current time).
     """
-    base = pathlib.Path(root) / name
+    base = pathlib.Path(root) / slug(name)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
     path, k = base / stamp, 1
     while path.exists() or path.is_symlink():
@@ -67,7 +77,7 @@ def point_latest(run_dir: pathlib.Path) -> pathlib.Path:
 
 def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
     """The folder ``root/name/latest`` refers to (a link or a pointer file), or None."""
-    link = pathlib.Path(root) / name / LATEST
+    link = pathlib.Path(root) / slug(name) / LATEST
     if link.is_symlink():
         target = link.parent / os.readlink(link)
     elif link.is_file():
@@ -79,7 +89,7 @@ def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
 
 def notebook_dir(root, name: str) -> pathlib.Path:
     """A notebook's output folder ``root/name-YYYYmmdd-HHMMSS`` (absolute; created), printed."""
-    out = pathlib.Path(root).expanduser().resolve() / (name + time.strftime("-%Y%m%d-%H%M%S"))
+    out = pathlib.Path(root).expanduser().resolve() / (slug(name) + time.strftime("-%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     print("outputs in", out)
     return out
