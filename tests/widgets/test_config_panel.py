@@ -20,7 +20,7 @@ def test_every_config_field_has_a_widget_and_choices_come_from_the_registries():
     assert kinds["training.augment"] == "bool" and kinds["partition.num_clients"] == "int"
     assert kinds["grid.quorum"] == "fraction" and kinds["grid.deadline_s"] == "optional"
     assert kinds["partition.distribution"] == "component" and kinds["training.optimizer"] == "choice"
-    assert panel.widgets["training.lr"].tooltip == "training.lr: the clients' learning rate"  # key + description
+    assert panel.widgets["training.lr"].tooltip == "training.lr: the clients' learning rate"
 
 
 def _options(dropdown):
