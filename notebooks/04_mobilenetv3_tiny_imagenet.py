@@ -70,7 +70,9 @@ display(HTML(dashboard_html(grid)))
 
 # %% [markdown]
 # ## Independent vs balanced
-# Both variants on the same grid, one after the other.
+# Both variants on the same grid, one after the other, each with a progress bar. A
+# one-round warm-up run comes first: the workers compile the model there, so neither
+# variant's times include compilation and the comparison does not depend on the order.
 
 # %%
 from fedjax_grid.experiments.study import run_variants

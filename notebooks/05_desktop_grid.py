@@ -89,11 +89,11 @@ display(panel)
 
 # %%
 from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.progress import RoundBar
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 panel.records = run   # the table above counts this run's tasks, refreshed every round
-records = run.run(callback=lambda row: (panel.refresh(), print(
-    f"round {row['round']}/{cfg.training.rounds}: accuracy {100 * row['global_accuracy']:.1f} %")))
+records = run.run(callback=RoundBar(run, also=lambda row: panel.refresh()))   # a progress bar
 tasks = records.tasks()
 assert set(tasks["worker"]) <= set(grid.workers())
 

@@ -88,8 +88,28 @@ def latest_run_dir(name: str, root=DEFAULT_ROOT) -> Optional[pathlib.Path]:
 
 
 def notebook_dir(root, name: str) -> pathlib.Path:
-    """A notebook's output folder ``root/name-YYYYmmdd-HHMMSS`` (absolute; created), printed."""
+    """A notebook's output folder ``root/name-YYYYmmdd-HHMMSS`` (absolute; created), printed.
+
+    Called by every notebook first, it also turns XLA's C++ log lines off for the kernel and
+    the workers it starts (``quiet_xla``), saying so once."""
+    quiet_xla()
     out = pathlib.Path(root).expanduser().resolve() / (slug(name) + time.strftime("-%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     print("outputs in", out)
     return out
+
+
+XLA_NOTE = ("XLA's own log lines (e.g. 'slow compile' alarms, printed in red) are off here "
+            "(TF_CPP_MIN_LOG_LEVEL=3): compiling a model on a CPU takes seconds to minutes, once "
+            "per process, and the start-up stages show that time; errors still raise in Python.")
+
+
+def quiet_xla() -> bool:
+    """Set ``TF_CPP_MIN_LOG_LEVEL=3`` (XLA's C++ logging off) before JAX starts in this
+    process, unless set already; prints ``XLA_NOTE`` once. True when it was set here."""
+    import sys
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "jaxlib" in sys.modules:
+        return False
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    print(XLA_NOTE)
+    return True
