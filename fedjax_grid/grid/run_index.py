@@ -76,15 +76,17 @@ def _read_table(folder: pathlib.Path, name: str) -> Optional[pd.DataFrame]:
 
 
 def _status(folder: pathlib.Path, done: int, total: int) -> str:
+    """finished (all its rounds, whatever holds its folder), running (its lock is held),
+    stopped (some rounds) or not started."""
     from fedjax_grid.grid.runlock import RunFolderBusy, RunFolderLock
+    if done >= total:
+        return "finished"
     try:
         RunFolderLock(folder).probe()
     except RunFolderBusy:
         return "running"
     except UserError:
         pass
-    if done >= total:
-        return "finished"
     return "stopped" if done > 0 else "not started"
 
 

@@ -149,6 +149,7 @@ class RunPanel:
         self.estimate = None
         self.estimate_html.value = ""
         self.status.value = _html("not started (press Run, or Estimate to see its cost first)")
+        self.link.value = _dashboard_line(self.grid)   # a grid closed since: no dead link
 
     def start(self) -> Optional[threading.Thread]:
         """Start a run in a background thread (what the Run button does).
