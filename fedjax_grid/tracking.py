@@ -9,7 +9,9 @@
   ``tensorboard --logdir runs`` then shows every run;
 - ``mlflow: true`` -- an MLflow run (``pip install mlflow``) in the experiment named
   after ``config.name`` at ``tracking.mlflow_uri`` (default: MLflow's own), with the
-  flattened config as parameters and the same scalars as metrics.
+  flattened config as parameters and the same scalars as metrics. MLflow 3 wants a
+  tracking server (``http://...``) or a database URI; a local ``file:`` store only with
+  ``MLFLOW_ALLOW_FILE_STORE=true`` (tested with mlflow-skinny 3.18 that way).
 
 A library that is not installed is a one-line ``UserError`` before anything starts
 (``check(config)``), naming the package to install. Accuracies are fractions in [0, 1]

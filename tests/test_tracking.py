@@ -85,8 +85,10 @@ def test_tracking_may_change_on_resume_and_leaves_the_fingerprint():
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                     reason="mlflow is not installed (pip install mlflow)")
-def test_rounds_go_to_an_mlflow_run(tmp_path):
+def test_rounds_go_to_an_mlflow_run(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
+    # a local file store (MLflow 3 asks to opt in to it; a server or database URI needs none)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = (tmp_path / "mlruns").as_uri()
     cfg = get_preset("quickstart").with_overrides(["tracking.mlflow=true",
                                                    f"tracking.mlflow_uri={uri}"])

@@ -403,7 +403,8 @@ class TrackingConfig(Section):
     mlflow: bool = Field(False, description=(
         "log the config and each round's scalars to MLflow (needs mlflow)"))
     mlflow_uri: Optional[str] = Field(None, description=(
-        "MLflow tracking URI (null: MLflow's own default, $MLFLOW_TRACKING_URI or ./mlruns)"))
+        "MLflow tracking URI: a server (http://host:5000) or database (null: MLflow's own "
+        "default, $MLFLOW_TRACKING_URI)"))
 
 
 #: Section name -> model.
