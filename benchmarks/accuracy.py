@@ -187,7 +187,7 @@ SPEC_BUILDERS = {"vgg": vgg_specs, "vgg-forming": vgg_forming_specs, "mobilenet"
 
 def run_federated(spec: Spec, out_dir: pathlib.Path, grid, log=print) -> pd.DataFrame:
     """The engine's rounds table of one federated run on the shared cluster."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
 
     def progress(row):
         log(f"  [{spec.suite}] {spec.name} round {row['round']}: "

@@ -32,7 +32,7 @@ CASES = {
 def measure(name: str, preset: str, sets: list[str], root: pathlib.Path) -> dict:
     from fedjax_grid.experiments import get_preset
     from fedjax_grid.experiments.cost import estimate_run
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     cfg = get_preset(preset).with_overrides(sets + ["grid.host=127.0.0.1"]).validate()
     run = FederatedRun(cfg, out_dir=root / name, notify=lambda m: None)
     t0 = time.time()

@@ -59,6 +59,8 @@ STUDY_PIECES = {
     "calibration": ["benchmarks/balanced_calibration.py"],
     "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
                     "--clients", "10", "--max-test-examples", "2000"],
+    # FedAvg vs SCAFFOLD vs FedNova on Dirichlet(0.1) clients, digits and the CIFAR-10 slice
+    "client-algorithms": ["benchmarks/client_algorithms.py"],
 }
 PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
@@ -79,6 +81,7 @@ TITLES = {
     "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients instead of 10",
     "calibration": "Calibration: which reading of the study's \"balanced\" matches its numbers",
     "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
+    "client-algorithms": "Client algorithms on Dirichlet(0.1) clients: FedAvg vs SCAFFOLD vs FedNova",
 }
 
 #: Figures a non-accuracy piece draws (shown under its output).

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import pathlib
 import re
+import weakref
 
 #: The kernel JupyterLab records when it runs a notebook (ipykernel's own kernel spec).
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -101,10 +102,16 @@ def _link_jupyter_server_extension(server_app):
         server_app.update_config(Config({"ContentsManager": {"pre_save_hook": HOOK}}))
 
 
+#: Contents managers the hook was registered with (registering twice would strip the
+#: full copy too).
+_REGISTERED: "weakref.WeakSet" = weakref.WeakSet()
+
+
 def _load_jupyter_server_extension(server_app):
     cm = server_app.contents_manager
-    if cm.pre_save_hook is not pre_save_hook and pre_save_hook not in cm._pre_save_hooks:
+    if cm.pre_save_hook is not pre_save_hook and cm not in _REGISTERED:
         cm.register_pre_save_hook(pre_save_hook)
+        _REGISTERED.add(cm)
     server_app.log.info("fedjax_grid: repository notebooks are saved without outputs "
                         "(full copies in runs/notebooks/)")
 

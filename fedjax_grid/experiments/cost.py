@@ -278,7 +278,7 @@ def step_time(model_key: tuple, model, variables: dict, image_shape, num_classes
 def _worker_step(model_key: tuple, variables: dict, image_shape, num_classes: int, hparams,
                  remeasure: bool) -> dict:
     """Dask task: ``step_time`` on a worker (its own cache and cores)."""
-    from fedjax_grid.experiments.build import cached_model
+    from fedjax_grid.models import cached_model
     return dataclasses.asdict(step_time(model_key, cached_model(*model_key), variables,
                                         image_shape, num_classes, hparams, remeasure=remeasure))
 

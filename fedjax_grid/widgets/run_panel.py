@@ -1,6 +1,6 @@
 """``RunPanel``: Run / Stop buttons, the run's cost estimate, a progress bar and a live dashboard.
 
-Run builds a :class:`~fedjax_grid.grid.engine.FederatedRun` from the
+Run builds a :class:`~fedjax_grid.runner.engine.FederatedRun` from the
 ``ConfigPanel``'s config and drives it in a background thread, so the kernel
 stays free (other cells, the cluster panel, Stop). Before the first round the
 panel measures one training step of the run's model (``experiments.cost``; on a
@@ -313,7 +313,7 @@ class RunPanel:
 
     # -- the background thread ---------------------------------------------------
     def _work(self, cfg, resume: bool, out_dir, new_dir: bool) -> None:
-        from fedjax_grid.grid.engine import FederatedRun
+        from fedjax_grid.runner import FederatedRun
         run, tracker, t0 = None, None, time.time()
         try:
             run = FederatedRun(cfg, out_dir=out_dir, resume=resume, grid=self.grid,
@@ -321,7 +321,7 @@ class RunPanel:
             self.run = run
             self.progress.value = run.round
             if resume and run.done:
-                from fedjax_grid.grid.run_index import finished_text
+                from fedjax_grid.runner.run_index import finished_text
                 self.status.value = _html(finished_text(cfg, run.records.rounds(), run.out_dir),
                                           OK_STYLE)
                 return

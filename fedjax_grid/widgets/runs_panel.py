@@ -1,6 +1,6 @@
 """``RunsPanel``: the runs stored in a folder, as a table, and any selection plotted together.
 
-The table is ``grid.run_index.runs_table(root)`` (name, preset, mode, status, rounds,
+The table is ``runner.run_index.runs_table(root)`` (name, preset, mode, status, rounds,
 best accuracy, wall time, compile time when the run recorded it); tick runs in the
 list below it and **Plot** draws them side by side with ``plots.compare_runs``
 (global accuracy and loss; against the round for synchronous runs, against wall time
@@ -123,7 +123,7 @@ class RunsPanel:
 
     def refresh(self) -> pd.DataFrame:
         """Read the folder again and redraw the table (the selection is kept)."""
-        from fedjax_grid.grid.run_index import runs_table
+        from fedjax_grid.runner.run_index import runs_table
         link = getattr(self.grid, "dashboard_link", None)
         if getattr(self.grid, "closed", False):
             link = None
@@ -150,7 +150,7 @@ class RunsPanel:
     def plot(self, paths=None):
         """Compare the selected runs (or the run folders ``paths``); returns the figure."""
         from fedjax_grid import plots
-        from fedjax_grid.grid.run_index import load_rounds
+        from fedjax_grid.runner.run_index import load_rounds
         chosen = self._selected() if paths is None else self.table[self.table["path"].isin(
             [str(pathlib.Path(p).resolve()) for p in paths])]
         rounds = load_rounds(chosen["path"], labels=chosen["run"])

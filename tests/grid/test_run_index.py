@@ -1,4 +1,4 @@
-"""grid.run_index: run folders found and summarised from their files; run_dirs.slug."""
+"""runner.run_index: run folders found and summarised from their files; run_dirs.slug."""
 import math
 
 import pandas as pd
@@ -6,7 +6,7 @@ import pandas as pd
 from fedjax_grid.experiments import get_preset
 from fedjax_grid.grid import run_dirs
 from fedjax_grid.grid.records import Records
-from fedjax_grid.grid.run_index import finished_text, load_rounds, runs_table
+from fedjax_grid.runner.run_index import finished_text, load_rounds, runs_table
 from fedjax_grid.grid.runlock import RunFolderLock
 
 
