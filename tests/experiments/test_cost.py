@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from fedjax_grid.experiments import get_preset
 from fedjax_grid.experiments import cost as C
+from fedjax_grid.experiments import get_preset
 
 STEP = C.StepTime(step_s=0.05, overhead_s=0.2, compile_s=10.0, where="here", measured_at=0.0)
 PAYLOAD = {"full": 1000, "broadcast": 1000, "update": 1000}

@@ -6,8 +6,8 @@ import pandas as pd
 from fedjax_grid.experiments import get_preset
 from fedjax_grid.grid import run_dirs
 from fedjax_grid.grid.records import Records
-from fedjax_grid.runner.run_index import finished_text, load_rounds, runs_table
 from fedjax_grid.grid.runlock import RunFolderLock
+from fedjax_grid.runner.run_index import finished_text, load_rounds, runs_table
 
 
 def _run(folder, cfg, accuracies, profile=None):

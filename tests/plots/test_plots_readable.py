@@ -2,7 +2,6 @@
 against server versions or wall time, round numbers that do not overlap, run figures."""
 import numpy as np
 import pandas as pd
-import pytest
 from plots_records import RUNS, simulate_run
 
 from fedjax_grid import plots
