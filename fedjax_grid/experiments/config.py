@@ -20,6 +20,7 @@ Sections:
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
 - ``faults``    heterogeneity and fault simulation (off by default); ``link``: the
                 desktops' simulated network (``LINKS``), applied whenever not ``none``
+- ``tracking``  per-round scalars to TensorBoard / MLflow (off by default)
 
 A choice of a registered component is a mapping holding its name and its own
 parameters, completed with that component's defaults::
@@ -456,10 +457,24 @@ class FaultConfig(Section):
                        "transfer time is slept in each task; applies even when enabled is false")
 
 
+class TrackingConfig(Section):
+    """Where the per-round scalars go besides the run's records (``fedjax_grid.tracking``)."""
+    model_config = pydantic.ConfigDict(title="tracking")
+    tensorboard: bool = Field(False, description=(
+        "write each round's scalars as TensorBoard event files in <run folder>/tensorboard "
+        "(needs tensorboardX)"))
+    mlflow: bool = Field(False, description=(
+        "log the config and each round's scalars to MLflow (needs mlflow)"))
+    mlflow_uri: Optional[str] = Field(None, description=(
+        "MLflow tracking URI: a server (http://host:5000) or database (null: MLflow's own "
+        "default, $MLFLOW_TRACKING_URI)"))
+
+
 #: Section name -> model.
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelConfig, "data": DataConfig, "partition": PartitionConfig,
     "training": TrainingConfig, "server": ServerConfig, "grid": GridConfig, "faults": FaultConfig,
+    "tracking": TrackingConfig,
 }
 
 
@@ -477,6 +492,8 @@ class ExperimentConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="aggregation and server step")
     grid: GridConfig = Field(default_factory=GridConfig, description="the Dask grid")
     faults: FaultConfig = Field(default_factory=FaultConfig, description="fault simulation")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description=(
+        "export of the per-round scalars (TensorBoard, MLflow)"))
     out_dir: Optional[str] = Field(None, description="where records, checkpoints and plots go "
                                                      "(null: runs/<name>/<time>)")
 
@@ -570,13 +587,14 @@ class ExperimentConfig(Section):
         """Hash of everything that determines the trajectory of a run.
 
         Excludes what may change between an interrupted run and its resume:
-        the number of rounds, the output directory and the cluster settings.
+        the number of rounds, the output directory, the cluster and tracking settings.
         """
         d = self.to_dict()
         d["training"].pop("rounds")
         d.pop("out_dir")
         d.pop("grid")
         d.pop("name")
+        d.pop("tracking", None)
         # keys added later: at their defaults they leave older runs' fingerprints unchanged
         for section, key, default in (("server", "codec", "none"), ("server", "broadcast_codec", "none"),
                                       ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
