@@ -33,6 +33,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.models.precision import with_precision
 from fedjax_grid.training import batching
 from fedjax_grid.training.augment import Standardize, random_crop_flip
 from fedjax_grid.training.hparams import HParams, optimizer_factory
@@ -222,6 +223,8 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     preprocess: traceable ``uint8 (B,H,W,C) -> float32`` (default ``Standardize()``);
         pass an equal/hashable object to reuse compilations.
     devices: devices to shard each batch over (default ``jax.local_devices()``).
+    ``hparams.precision`` picks the compute precision of the train step
+    (``models.precision.with_precision``); the returned variables are float32.
 
     The optimizer state starts fresh on each call. Returns ``(variables,
     metrics)`` with metrics ``{'loss', 'accuracy'}`` (means over the real
@@ -246,7 +249,8 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     anchor = _placed_anchor(anchor_params, params, rep)
     clip = hparams.grad_clip is not None
     opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
-    step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs)
+    step = _get_train_step(with_precision(model, hparams.precision), hparams.optimizer, clip,
+                           hparams.augment, preprocess, devs)
     params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
                                              images, labels, _as_key(rng))
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
