@@ -36,6 +36,7 @@ from fedjax_grid.errors import UserError
 from fedjax_grid.models.precision import with_precision
 from fedjax_grid.training import batching
 from fedjax_grid.training.augment import Standardize, random_crop_flip
+from fedjax_grid.training.compile_cache import AotFunction, source_digest
 from fedjax_grid.training.hparams import HParams, optimizer_factory
 
 DEFAULT_PREPROCESS = Standardize()
@@ -55,6 +56,14 @@ def _hash_key(obj) -> Any:
         return obj
     except TypeError:
         return ("repr", type(obj).__qualname__, repr(obj))
+
+
+def describe(kind: str, model, preprocess=None, *parts, devs: tuple = ()) -> str:
+    """Text naming a compiled function exactly, for ``compile_cache.AotFunction``: its kind,
+    the reprs of model and preprocessing, other static ``parts``, the devices and the
+    digests of the source files defining the model's and preprocessing's classes."""
+    return repr((kind, repr(model), repr(preprocess), parts,
+                 [(d.platform, d.id) for d in devs], source_digest(model, preprocess)))
 
 
 def _devices(devices: Optional[Sequence]) -> tuple:
@@ -145,7 +154,7 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
             p_rng, d_rng = jax.random.split(rng)
             return model.init({"params": p_rng, "dropout": d_rng},
                               jnp.zeros(shape, jnp.float32), train=False)
-        fn = _INIT_CACHE[key] = jax.jit(init)
+        fn = _INIT_CACHE[key] = AotFunction(jax.jit(init), describe("init", model, None, shape))
     return dict(fn(_as_key(rng)))
 
 
@@ -171,16 +180,21 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
 
         def opt_init(params, vals):
             return _inject(name, clip, vals).init(params)
-        fn = _OPT_INIT_CACHE[key] = jax.jit(opt_init, out_shardings=rep)
+        fn = _OPT_INIT_CACHE[key] = AotFunction(jax.jit(opt_init, out_shardings=rep),
+                                                describe("opt_init", None, None, name, clip, devs=devs),
+                                                devs)
     return fn
 
 
-def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
-    key = (_hash_key(model), name, clip, augment, _hash_key(preprocess), devs)
-    entry = _TRAIN_CACHE.get(key)
-    if entry is not None:
-        return entry[0]
-    rep, dat = _shardings(devs)
+def train_step_fn(model, name: str, clip: bool, augment: bool, preprocess) -> Callable:
+    """The (un-jitted) train step of ``local_train``: one masked batch, pure.
+
+    ``step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx)
+    -> (params, extra, opt_state, sums + [loss sum, correct, count])``; images (B, H, W, C),
+    labels (B,), mask float32 (B,); the step's dropout and augmentation keys are
+    ``split(fold_in(rng, step_idx))``. Optimizer hyper-parameters are read from
+    ``opt_state`` (``optax.inject_hyperparams``).
+    """
     n_dummy = 4 if clip else 3
     tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
 
@@ -203,9 +217,19 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
         params = optax.apply_updates(params, updates)
         return params, new_extra, opt_state, sums + batch_sums
 
-    fn = jax.jit(step,
+    return step
+
+
+def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
+    key = (_hash_key(model), name, clip, augment, _hash_key(preprocess), devs)
+    entry = _TRAIN_CACHE.get(key)
+    if entry is not None:
+        return entry[0]
+    rep, dat = _shardings(devs)
+    fn = jax.jit(train_step_fn(model, name, clip, augment, preprocess),
                  in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep),
                  out_shardings=(rep, rep, rep, rep))
+    fn = AotFunction(fn, describe("train", model, preprocess, name, clip, augment, devs=devs), devs)
     _TRAIN_CACHE[key] = (fn, model, preprocess)  # keep key objects alive
     return fn
 
@@ -305,7 +329,8 @@ def _get_eval_step(model, preprocess, devs: tuple):
         batch_sums, _ = _masked_sums(logits, labels, mask)
         return sums + batch_sums
 
-    fn = jax.jit(step, in_shardings=(rep, rep, rep, dat, dat, dat), out_shardings=rep)
+    fn = AotFunction(jax.jit(step, in_shardings=(rep, rep, rep, dat, dat, dat), out_shardings=rep),
+                     describe("eval", model, preprocess, devs=devs), devs)
     _EVAL_CACHE[key] = (fn, model, preprocess)
     return fn
 
