@@ -339,6 +339,13 @@ class GridConfig(Section):
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
+    xla_threads: Optional[int] = Field(1, ge=1, le=256, description=(
+        "XLA:CPU threads a worker process computes a task with (its intra-op pool, set as "
+        "PJRT_NPROC before JAX starts there). Results depend on it: reductions and matmuls "
+        "split over threads add in another order. One value for every worker makes a run's "
+        "numbers independent of the executor (LocalCluster or dask worker) and of the desktop "
+        "a client ran on (same CPU kind); null: each worker's own cores (faster for a lone task "
+        "on a many-core desktop, numbers then depend on the desktop)"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "
         "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))
