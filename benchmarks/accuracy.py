@@ -27,9 +27,21 @@ reused by every run, ``grid.workers=2, grid.threads_per_worker=1``):
 
 Every run prints a row of a markdown table (final and best global test accuracy,
 rounds, wall time including compilation, time and round at which 90 % of the
-final accuracy was first reached), then the targets with pass/fail; figures
-(``plots.compare_runs`` / ``plots.time_to_accuracy``) go to ``--figures``
-(default ``docs/results``), records to ``--out`` (default ``benchmarks/out/accuracy``).
+final accuracy was first reached), then the targets with pass/fail; figures of
+the first seed (``plots.compare_runs`` / ``plots.time_to_accuracy``) go to
+``--figures`` (default ``benchmarks/out/figures``), records to ``--out`` (default
+``benchmarks/out/accuracy``; ``$FEDJAX_GRID_BENCH_OUT/accuracy`` when set).
+
+Seeds, plateau, resume: ``--seeds 0,1,2`` runs every configuration once per seed
+(config key ``seed``: initial weights, partition, batches) and decides each target
+on the mean of the per-seed ratios, printing the spread and the per-seed values.
+``--plateau`` runs the centralized baseline past ``--rounds`` (at most
+``--max-rounds``) until its curve stops improving (the best 3-epoch mean rose by
+less than 0.5 points over 5 epochs) and then every run of the suite to the epochs
+of the latest seed's plateau. Every run checkpoints after each round/epoch under
+``<out>/<suite>/s<seed>/<name>/``: the same command, re-run after a kill, resumes
+each run where it stopped (bitwise the same curves) and only reads back finished
+ones (``--fresh`` discards them).
 
 Targets (from the study's shape of results): federated independent accuracy
 >= 0.9 x centralized at equal epochs; balanced and dirichlet below independent.
@@ -44,11 +56,12 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import pathlib
 import shutil
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -57,6 +70,8 @@ from fedjax_grid.data.paths import shared_data_dir
 from fedjax_grid.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+#: where the benchmarks write records (``run_all.py --out`` sets FEDJAX_GRID_BENCH_OUT)
+BENCH_OUT = pathlib.Path(os.environ.get("FEDJAX_GRID_BENCH_OUT") or REPO / "benchmarks" / "out")
 SLICES = {"vgg": "cifar-10-binary-sample.tar.gz", "vgg-forming": "cifar-10-binary-sample.tar.gz",
           "mobilenet": "tiny-imagenet-200-medium.zip",
           "texture": "dtd-texture-sample.zip"}
@@ -87,6 +102,17 @@ class Spec:
     cfg: object          # ExperimentConfig
     centralized: bool = False
     groups: tuple = ()   # figure groups it belongs to ('distribution', 'forming')
+    seed: int = 0        # the config's seed (``seed=``), one run per seed of ``--seeds``
+
+    @property
+    def key(self) -> str:
+        """'<name>|<seed>': the run's key in results.json's curves."""
+        return f"{self.name}|{self.seed}"
+
+    def run_dir(self, out: pathlib.Path) -> pathlib.Path:
+        """Where this run's records and checkpoints go: <out>/<suite>/s<seed>/<cfg.name>/<kind>."""
+        return (out / self.suite / f"s{self.seed}" / self.cfg.name
+                / ("centralized" if self.centralized else "federated"))
 
 
 # ---------------------------------------------------------------- configurations
@@ -114,15 +140,17 @@ def vgg_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str, *, q
     iid = base.with_overrides(["name=vgg16-iid-static"])
     if quick:
         return [Spec("vgg", "iid static", iid, groups=("distribution",))]
+    # federated runs in order of priority (run_suite keeps it): iid (fed / central), the
+    # presets' reading of the study's balanced, dirichlet, the home-class reading
     return [
         Spec("vgg", "iid static", iid, groups=("distribution",)),
-        Spec("vgg", "balanced(0.8) static", base.with_overrides(
-            ["name=vgg16-balanced", "partition.distribution=balanced(0.8)"]),
-            groups=("distribution",)),
         Spec("vgg", "stratified(0.8) static", base.with_overrides(
             ["name=vgg16-stratified", "partition.distribution=stratified(0.8)"]), groups=("distribution",)),
         Spec("vgg", "dirichlet(0.5) static", base.with_overrides(
             ["name=vgg16-dirichlet", "partition.distribution=dirichlet(0.5)"]),
+            groups=("distribution",)),
+        Spec("vgg", "balanced(0.8) static", base.with_overrides(
+            ["name=vgg16-balanced", "partition.distribution=balanced(0.8)"]),
             groups=("distribution",)),
         Spec("vgg", "centralized", iid, centralized=True, groups=("distribution",)),
     ]
@@ -156,6 +184,10 @@ def mobilenet_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str
         specs.append(Spec("mobilenet", "stratified(0.9) static", base.with_overrides(
             ["name=mnv3s-stratified", "partition.distribution=stratified(0.9)"]),
             groups=("distribution",)))
+        # the study's balanced row: 5 nodes (paper-mobilenetv3-tinyimagenet-balanced's reading)
+        specs.append(Spec("mobilenet", "stratified(0.9) 5 clients", base.with_overrides(
+            ["name=mnv3s-stratified-5c", "partition.distribution=stratified(0.9)",
+             "partition.num_clients=5"]), groups=("distribution",)))
         # FedAvgM (Hsu et al. 2019, server momentum 0.9): the server step of 10 clients' mean
         # update is ~1/10 of a centralized epoch's progress; momentum recovers part of it.
         specs.append(Spec("mobilenet", "iid static fedavgm(0.9)", iid.with_overrides(
@@ -180,57 +212,113 @@ def texture_specs(rounds: int, width: float, data: pathlib.Path, data_dir: str, 
             Spec("texture", "centralized", iid, centralized=True, groups=("distribution",))]
 
 
-SPEC_BUILDERS = {"vgg": vgg_specs, "vgg-forming": vgg_forming_specs, "mobilenet": mobilenet_specs, "texture": texture_specs}
+SPEC_BUILDERS = {"vgg": vgg_specs, "vgg-forming": vgg_forming_specs, "mobilenet": mobilenet_specs,
+                 "texture": texture_specs}
 
 
 # ---------------------------------------------------------------- running
 
 def run_federated(spec: Spec, out_dir: pathlib.Path, grid, log=print) -> pd.DataFrame:
-    """The engine's rounds table of one federated run on the shared cluster."""
-    from fedjax_grid.grid.engine import FederatedRun
+    """The engine's rounds table of one federated run on the shared cluster, with
+    ``local_loss``: the mean training loss of the round's accepted client tasks.
+
+    A folder holding checkpoints of this experiment is resumed from its last one (the
+    engine continues bitwise as if never stopped; a finished run is only read back),
+    so a killed suite re-run with the same command loses at most one round per run.
+    """
+    from fedjax_grid.grid.checkpoint import latest_checkpoint
+    from fedjax_grid.runner import FederatedRun
 
     def progress(row):
-        log(f"  [{spec.suite}] {spec.name} round {row['round']}: "
+        log(f"  [{spec.suite}] {spec.name} seed {spec.seed} round {row['round']}: "
             f"acc {100 * row['global_accuracy']:.2f} %, {row['round_time_s']:.1f} s")
 
-    with FederatedRun(spec.cfg, out_dir=out_dir, grid=grid) as run:
+    resume = latest_checkpoint(out_dir / "checkpoints") is not None
+    with FederatedRun(spec.cfg, out_dir=out_dir, grid=grid, resume=resume) as run:
+        if resume:
+            log(f"  [{spec.suite}] {spec.name} seed {spec.seed}: resumed after round {run.round}")
         run.run(callback=progress)
-        return run.records.rounds()
+        return with_local_loss(run.records.rounds(), run.records.tasks())
 
 
-def run_centralized(spec: Spec, out_dir: pathlib.Path, log=print) -> pd.DataFrame:
-    """One ``local_train`` epoch over all training data per round, evaluated each round.
+def with_local_loss(rounds: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """``rounds`` plus ``local_loss``: per round, the mean over the accepted ('ok') client
+    tasks of each local model's training loss (the study's "local-model loss")."""
+    ok = tasks[tasks["status"] == "ok"]
+    loss = pd.to_numeric(ok["local_loss"], errors="coerce").groupby(ok["round"]).mean()
+    return rounds.assign(local_loss=rounds["round"].map(loss).astype(float))
+
+
+def run_centralized(spec: Spec, out_dir: pathlib.Path, log=print,
+                    stop: Optional[Callable[[list], bool]] = None) -> pd.DataFrame:
+    """One ``local_train`` epoch over all training data per round, evaluated each round,
+    up to ``cfg.training.rounds`` epochs or until ``stop(accuracies so far)`` is true.
 
     Same model, initial variables, optimiser, lr, batch size and normalisation as
     the federated run (from the same builders); runs in this process. The optimiser
-    state restarts each epoch, as a client's does each round.
+    state restarts each epoch, as a client's does each round. Checkpointed after every
+    epoch (``out_dir/checkpoints``: the variables and the table so far), so a stopped run
+    resumes where it was, bitwise. ``local_loss`` is the epoch's mean training loss.
     """
     from fedjax_grid.experiments.build import build_experiment, initial_variables
+    from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from fedjax_grid.training import Standardize, evaluate, local_train
     exp = build_experiment(spec.cfg)
     pre = Standardize(mean=exp.data.mean, std=exp.data.std)
+    variables = initial_variables(spec.cfg, exp.model, exp.data.info.image_shape)
+    rows: list[dict] = []
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if ckpt is not None:
+        variables, meta, _ = load_checkpoint(ckpt, template=variables)
+        if meta.get("fingerprint") != spec.cfg.fingerprint():
+            raise UserError(f"{ckpt} belongs to another experiment: remove {out_dir} or "
+                            "pass --fresh")
+        rows = meta["rows"]
+        log(f"  [{spec.suite}] {spec.name} seed {spec.seed}: resumed after epoch {len(rows)}")
     train = exp.data.train.__getitems__(np.arange(len(exp.data.train)))
     data = (train["image"], train["label"])
-    variables = initial_variables(spec.cfg, exp.model, exp.data.info.image_shape)
-    rows = []
-    t0 = time.time()
-    for r in range(spec.cfg.training.rounds):
+    t0 = time.time() - (rows[-1]["elapsed_s"] if rows else 0.0)
+    for r in range(len(rows), spec.cfg.training.rounds):
+        if stop is not None and stop([row["global_accuracy"] for row in rows]):
+            break
         t_round = time.time()
-        variables, _ = local_train(exp.model, variables, data, exp.hparams,
-                                   1000 * spec.cfg.seed + 13 + r,
-                                   preprocess=pre)
+        variables, fit = local_train(exp.model, variables, data, exp.hparams,
+                                     1000 * spec.cfg.seed + 13 + r, preprocess=pre)
         m = evaluate(exp.model, variables, exp.data.test_arrays, spec.cfg.training.test_batch_size,
                      preprocess=pre)
         now = time.time()
         rows.append({"round": r + 1, "global_loss": float(m["loss"]),  # 1-based, as the engine's
                      "global_accuracy": float(m["accuracy"]), "round_time_s": now - t_round,
-                     "elapsed_s": now - t0})
-        log(f"  [{spec.suite}] {spec.name} epoch {r + 1}: "
+                     "elapsed_s": now - t0, "local_loss": float(fit["loss"])})
+        save_checkpoint(out_dir / "checkpoints", r + 1, variables,
+                        {"fingerprint": spec.cfg.fingerprint(), "rows": rows}, keep=2)
+        log(f"  [{spec.suite}] {spec.name} seed {spec.seed} epoch {r + 1}: "
             f"acc {100 * m['accuracy']:.2f} %, {now - t_round:.1f} s")
     table = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "rounds.csv", index=False)
     return table
+
+
+#: plateau rule: the best mean of PLATEAU_SMOOTH consecutive evaluations rose by less than
+#: PLATEAU_GAIN (accuracy, 0-1) over the last PLATEAU_WINDOW epochs
+PLATEAU_SMOOTH, PLATEAU_WINDOW, PLATEAU_GAIN = 3, 5, 0.005
+
+
+def plateau_epoch(accs, min_epochs: int = 1) -> Optional[int]:
+    """First epoch e >= ``min_epochs`` (1-based) at which the curve ``accs`` has stopped
+    improving: the best 3-epoch mean up to e exceeds the best one up to e - 5 by less than
+    0.5 points; None when no such epoch."""
+    a = np.asarray(accs, float)
+    k, w = PLATEAU_SMOOTH, PLATEAU_WINDOW
+    if len(a) < k + w:
+        return None
+    means = np.convolve(a, np.ones(k) / k, mode="valid")  # means[i]: epochs i+1 .. i+k
+    best = np.maximum.accumulate(means)                    # best[i]: up to epoch i+k
+    for e in range(max(min_epochs, k + w), len(a) + 1):
+        if best[e - k] - best[e - k - w] < PLATEAU_GAIN:
+            return e
+    return None
 
 
 def summarize(spec: Spec, rounds: pd.DataFrame, wall_s: float) -> dict:
@@ -246,53 +334,85 @@ def summarize(spec: Spec, rounds: pd.DataFrame, wall_s: float) -> dict:
     c = spec.cfg
     kw = c.model.kwargs
     width = kw.get("width", kw.get("width_multiplier", 1.0))
-    return {"suite": spec.suite, "run": spec.name, "model": c.model.name, "width": width,
+    return {"suite": spec.suite, "run": spec.name, "seed": spec.seed, "model": c.model.name,
+            "width": width,
             "clients": 1 if spec.centralized else c.partition.num_clients,
             "rounds": int(len(rounds)), "final_acc": final, "tail_acc": tail, "best_acc": best,
             "wall_s": wall_s, "t90_s": t90, "r90": r90}
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| suite | run | model | width | clients | rounds (epochs) | final acc % "
+    head = ("| suite | run | seed | model | width | clients | rounds (epochs) | final acc % "
             f"| mean of last {TAIL} % | best acc % | wall s | time to 90% of final, s (round) |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         t90 = "n/a" if not math.isfinite(r["t90_s"]) else f"{r['t90_s']:.0f} ({r['r90']})"
-        lines.append(f"| {r['suite']} | {r['run']} | {r['model']} | {r['width']:g} | {r['clients']} "
+        lines.append(f"| {r['suite']} | {r['run']} | {r.get('seed', 0)} | {r['model']} "
+                     f"| {r['width']:g} | {r['clients']} "
                      f"| {r['rounds']} | {100 * r['final_acc']:.2f} | {100 * r['tail_acc']:.2f} "
                      f"| {100 * r['best_acc']:.2f} "
                      f"| {r['wall_s']:.0f} | {t90} |")
     return "\n".join(lines)
 
 
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    v = np.asarray(list(values), float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def seed_ratios(rows: list[dict], suite: str, num: str, den: str) -> dict:
+    """seed -> tail_acc(num) / tail_acc(den) for the seeds both runs of ``suite`` have."""
+    by = {(r["suite"], r["run"], r.get("seed", 0)): r for r in rows}
+    out = {}
+    for (s, name, seed), r in sorted(by.items(), key=lambda kv: kv[0][2]):
+        d = by.get((suite, den, seed))
+        if s == suite and name == num and d is not None and d["tail_acc"] > 0:
+            out[seed] = r["tail_acc"] / d["tail_acc"]
+    return out
+
+
+def ratio_text(ratios: dict) -> str:
+    """'0.912 +- 0.031 (seeds 0/1/2: 0.90 / 0.95 / 0.89)' of seed -> ratio."""
+    m, sd = mean_sd(ratios.values())
+    return (f"{m:.3f} \u00b1 {sd:.3f} (seed{'s' if len(ratios) > 1 else ''} "
+            + "/".join(str(k) for k in ratios) + ": "
+            + " / ".join(f"{v:.3f}" for v in ratios.values()) + ")")
+
+
 def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     """(target, passed, detail) for every suite present in ``rows``.
 
     Accuracies compared are the mean of the last ``TAIL`` evaluations (``tail_acc``):
-    single rounds swing by 3-6 points on these small test sets.
+    single rounds swing by 3-6 points on these small test sets. With several seeds a
+    ratio is taken per seed (federated and centralized of the same seed) and the target
+    is decided on the mean of the seeds' ratios; the detail states the spread and the
+    per-seed values.
     """
     out = []
-    by = {(r["suite"], r["run"]): r for r in rows}
-    for suite in dict.fromkeys(r["suite"] for r in rows):
-        iid, cen = by.get((suite, "iid static")), by.get((suite, "centralized"))
-        variants = [name for s, name in by if s == suite and name.startswith("iid static ")]
-        for name in (["iid static"] if iid else []) + variants:
-            fed = by[(suite, name)]
-            if not cen:
-                break
-            ratio = fed["tail_acc"] / cen["tail_acc"] if cen["tail_acc"] > 0 else math.nan
-            label = "iid" if name == "iid static" else name
-            out.append((f"{suite}: federated {label} >= 0.9 x centralized (mean of last {TAIL} "
-                        f"rounds, equal epochs)", bool(ratio >= 0.9),
-                        f"{100 * fed['tail_acc']:.2f} % vs {100 * cen['tail_acc']:.2f} % "
-                        f"(ratio {ratio:.3f}; last round {100 * fed['final_acc']:.2f} % vs "
-                        f"{100 * cen['final_acc']:.2f} %)"))
-        if iid:
-            for (s, name), r in by.items():
-                if s == suite and name.startswith(("balanced", "stratified", "dirichlet")):
-                    out.append((f"{suite}: {name} below iid (mean of last {TAIL} rounds)",
-                                bool(r["tail_acc"] < iid["tail_acc"]),
-                                f"{100 * r['tail_acc']:.2f} % vs {100 * iid['tail_acc']:.2f} %"))
+    names = {}
+    for r in rows:
+        names.setdefault(r["suite"], dict())[r["run"]] = True
+    for suite, runs in names.items():
+        variants = [n for n in runs if n.startswith("iid static ")]
+        if "centralized" in runs:
+            for name in (["iid static"] if "iid static" in runs else []) + variants:
+                ratios = seed_ratios(rows, suite, name, "centralized")
+                if not ratios:
+                    continue
+                label = "iid" if name == "iid static" else name
+                out.append((f"{suite}: federated {label} >= 0.9 x centralized (mean of last "
+                            f"{TAIL} rounds, equal epochs; mean over seeds)",
+                            bool(mean_sd(ratios.values())[0] >= 0.9),
+                            f"ratio {ratio_text(ratios)}"))
+        if "iid static" in runs:
+            for name in runs:
+                if name.startswith(("balanced", "stratified", "dirichlet")):
+                    ratios = seed_ratios(rows, suite, name, "iid static")
+                    if ratios:
+                        out.append((f"{suite}: {name} below iid (mean of last {TAIL} rounds; "
+                                    "mean over seeds)", bool(mean_sd(ratios.values())[0] < 1.0),
+                                    f"ratio to iid {ratio_text(ratios)}"))
     return out
 
 
@@ -319,63 +439,74 @@ def write_figures(suite: str, specs: list[Spec], tables: dict, fig_dir: pathlib.
     return written
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "kwargs":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def expand_seeds(specs: list[Spec], seeds: list[int]) -> list[Spec]:
+    """Every spec once per seed (``seed=<s>`` set in its config): the centralized runs
+    first, then each federated run over the seeds (so the first finished runs pair up)."""
+    out = [dataclasses.replace(s, seed=seed, cfg=s.cfg.with_overrides([f"seed={seed}"]))
+           for s in specs for seed in seeds]
+    return [s for s in out if s.centralized] + [s for s in out if not s.centralized]
 
 
-#: config keys a kept run may differ in (where it ran, how the grid was laid out)
-_REUSE_IGNORED = ("grid.", "data.data_dir", "data.path", "name")
+def with_rounds(spec: Spec, rounds: int) -> Spec:
+    return dataclasses.replace(spec, cfg=spec.cfg.with_overrides([f"training.rounds={rounds}"]))
 
 
-def previous_result(spec: Spec, out: pathlib.Path) -> tuple[dict, pd.DataFrame]:
-    """The row and curve of ``spec`` from the suite's last ``results.json`` (``--reuse``).
+def plateau_epochs(specs: list[Spec], out: pathlib.Path, plateau: tuple, log=print,
+                   fresh: bool = False) -> tuple[int, dict]:
+    """Run each centralized spec until its curve plateaus (``plateau_epoch`` at or after
+    ``plateau[0]`` epochs, at most ``plateau[1]``); (epochs E every run of the suite then
+    goes to, seed -> plateau epoch or None when not reached within the cap)."""
+    low, cap = plateau
+    at, ends = {}, []
+    for spec in specs:
+        run_dir = spec.run_dir(out)
+        if fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+        table = run_centralized(with_rounds(spec, cap), run_dir, log,
+                                stop=lambda accs: plateau_epoch(accs, low) is not None)
+        at[spec.seed] = plateau_epoch(table["global_accuracy"], low)
+        ends.append(at[spec.seed] or len(table))
+        log(f"[{spec.suite}] centralized seed {spec.seed}: "
+            + (f"plateau at epoch {at[spec.seed]}" if at[spec.seed]
+               else f"no plateau within {cap} epochs"))
+    return max(ends + [low]), at
 
-    A federated run's recorded ``config.json`` must agree with ``spec.cfg`` on every key
-    both know (grid layout and paths aside), else UserError naming the first difference.
-    """
-    from fedjax_grid.experiments import ExperimentConfig
-    results = out / spec.suite / "results.json"
-    if not results.is_file():
-        raise UserError(f"--reuse {spec.name!r}: no earlier results in {results}")
-    saved = json.loads(results.read_text())
-    rows = {r["run"]: r for r in saved["rows"]}
-    if spec.name not in rows:
-        raise UserError(f"--reuse {spec.name!r}: not among the earlier runs {sorted(rows)}")
-    if not spec.centralized:
-        recorded = out / spec.suite / spec.cfg.name / "federated" / "config.json"
-        if recorded.is_file():
-            old = _flat(ExperimentConfig.from_dict(json.loads(recorded.read_text())).to_dict())  # migrated
-            new = _flat(spec.cfg.to_dict())
-            for k in sorted(old.keys() & new.keys()):
-                if not k.startswith(_REUSE_IGNORED) and old[k] != new[k]:
-                    raise UserError(f"--reuse {spec.name!r}: earlier run had {k}={old[k]!r}, "
-                                    f"this one {new[k]!r}")
-    stamp = datetime.datetime.fromtimestamp(results.stat().st_mtime).isoformat(timespec="seconds")
-    return dict(rows[spec.name], kept=stamp), pd.DataFrame(saved["curves"][spec.name])
+
+def write_results(suite: str, out: pathlib.Path, rows: dict, tables: dict, meta: dict) -> None:
+    """<out>/<suite>/results.json: the rows (one per run and seed), the curves (key
+    '<run>|<seed>'), and ``meta`` (seeds, epochs, plateau); rewritten after every run."""
+    from fedjax_grid.atomic_write import atomic_path
+    (out / suite).mkdir(parents=True, exist_ok=True)
+    text = json.dumps({**meta, "rows": list(rows.values()),
+                       "curves": {k: t.to_dict("list") for k, t in tables.items()}},
+                      indent=1, default=float)
+    with atomic_path(out / suite / "results.json") as tmp:
+        pathlib.Path(tmp).write_text(text)
 
 
 def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib.Path,
-              grid_holder: dict, log=print, reuse: tuple = ()) -> list[dict]:
+              grid_holder: dict, log=print, seeds: tuple = (0,),
+              plateau: Optional[tuple] = None, fresh: bool = False) -> list[dict]:
+    """Run ``specs`` once per seed (resuming what an earlier, stopped call left); with
+    ``plateau=(min, cap)`` the centralized runs go on until they plateau and every run
+    then goes to the same number of epochs. Writes results.json; returns the rows."""
     from fedjax_grid.grid.cluster import open_cluster
-    rows, tables = [], {}
-    kept = {s.name: previous_result(s, out) for s in specs if s.name in reuse}
+    specs = expand_seeds(specs, list(seeds))
+    meta = {"suite": suite, "seeds": list(seeds), "plateau": None,
+            "epochs": specs[0].cfg.training.rounds}
+    if plateau is not None and any(s.centralized for s in specs):
+        epochs, at = plateau_epochs([s for s in specs if s.centralized], out, plateau, log, fresh)
+        meta.update(epochs=epochs, plateau={
+            "rule": f"best {PLATEAU_SMOOTH}-epoch mean of the centralized test accuracy rose by "
+                    f"< {100 * PLATEAU_GAIN:g} points over {PLATEAU_WINDOW} epochs",
+            "min_epochs": plateau[0], "max_epochs": plateau[1],
+            "at": {str(k): v for k, v in at.items()}})
+        specs = [with_rounds(s, epochs) for s in specs]
+    rows, tables = {}, {}
     for spec in specs:
-        if spec.name in kept:
-            row, tables[spec.name] = kept[spec.name]
-            rows.append(row)
-            log(f"[{suite}] {spec.name}: kept from the run recorded {row['kept']} (--reuse): "
-                f"final {100 * row['final_acc']:.2f} %, {row['wall_s']:.0f} s")
-            continue
-        run_dir = out / suite / spec.cfg.name / ("centralized" if spec.centralized else "federated")
-        if run_dir.exists():
+        run_dir = spec.run_dir(out)
+        if fresh and run_dir.exists() and not (spec.centralized and plateau):
             shutil.rmtree(run_dir)
-        t = time.perf_counter()
         if spec.centralized:
             table = run_centralized(spec, run_dir, log)
         else:
@@ -383,20 +514,18 @@ def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib
                 grid_holder["grid"] = open_cluster(spec.cfg.grid,
                                                    local_directory=str(out / "dask"))
             table = run_federated(spec, run_dir, grid_holder["grid"], log)
-        wall = time.perf_counter() - t
-        tables[spec.name] = table
-        row = summarize(spec, table, wall)
-        rows.append(row)
+        table = table[table["round"] <= spec.cfg.training.rounds].reset_index(drop=True)
+        wall = float(table["elapsed_s"].iloc[-1]) if len(table) else 0.0
+        tables[spec.key] = table
+        row = rows[spec.key] = summarize(spec, table, wall)
         curve = " ".join(f"{100 * a:.1f}" for a in pd.to_numeric(table["global_accuracy"]))
-        log(f"[{suite}] {spec.name}: final {100 * row['final_acc']:.2f} % "
+        log(f"[{suite}] {spec.name} seed {spec.seed}: final {100 * row['final_acc']:.2f} % "
             f"best {100 * row['best_acc']:.2f} % in {wall:.0f} s; per round: {curve}")
-    figs = write_figures(suite, specs, tables, fig_dir)
-    log(f"[{suite}] figures: {', '.join(figs)}")
-    (out / suite).mkdir(parents=True, exist_ok=True)
-    (out / suite / "results.json").write_text(json.dumps(
-        {"rows": rows, "curves": {n: t.to_dict("list") for n, t in tables.items()}}, indent=1,
-        default=float))
-    return rows
+        write_results(suite, out, rows, tables, meta)
+    first = [s for s in specs if s.seed == seeds[0]]
+    figs = write_figures(suite, first, {s.name: tables[s.key] for s in first}, fig_dir)
+    log(f"[{suite}] figures (seed {seeds[0]}): {', '.join(figs)}")
+    return list(rows.values())
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -419,11 +548,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override of every run of the suite (repeatable), "
                     "e.g. --set server.optimizer=fedavgm")
-    ap.add_argument("--reuse", default="",
-                    help="comma-separated runs not re-run: their rows and curves are taken from "
-                    "the suite's last results.json (a federated run's recorded config must match)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "accuracy"))
-    ap.add_argument("--figures", default=str(REPO / "docs" / "results"))
+    ap.add_argument("--seeds", default="0",
+                    help="comma-separated seeds (config key seed): every run once per seed; "
+                    "targets are decided on the mean over the seeds (default 0)")
+    ap.add_argument("--plateau", action="store_true",
+                    help="run the centralized baseline beyond --rounds until it stops improving "
+                    f"(best {PLATEAU_SMOOTH}-epoch mean up < {100 * PLATEAU_GAIN:g} points over "
+                    f"{PLATEAU_WINDOW} epochs; at most --max-rounds), then every run to the "
+                    "epochs of the latest seed's plateau")
+    ap.add_argument("--max-rounds", type=int, default=None,
+                    help="cap of --plateau (default 3 x --rounds)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="discard the runs' earlier folders instead of resuming them")
+    ap.add_argument("--out", default=str(BENCH_OUT / "accuracy"))
+    ap.add_argument("--figures", default=str(BENCH_OUT / "figures"),
+                    help="figures of the first seed (docs/results' figures are drawn by run_all)")
     args = ap.parse_args(argv)
 
     data = shared_data_dir()
@@ -438,6 +577,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     if args.width is not None and not (0 < args.width <= 4):
         print(f"error: --width={args.width} is invalid: a number in (0, 4] is required", file=sys.stderr)
+        return 2
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+    except ValueError:
+        print(f"error: --seeds={args.seeds!r} is invalid: distinct integers >= 0, "
+              "comma-separated, are required", file=sys.stderr)
+        return 2
+    if args.max_rounds is not None and (not args.plateau or args.max_rounds < (args.rounds or 1)):
+        print(f"error: --max-rounds={args.max_rounds} is invalid: it needs --plateau and "
+              "must be >= --rounds", file=sys.stderr)
         return 2
     out, fig_dir = pathlib.Path(args.out), pathlib.Path(args.figures)
     out.mkdir(parents=True, exist_ok=True)
@@ -472,15 +623,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-            reuse = [n.strip() for n in args.reuse.split(",") if n.strip()]
-            unknown = [n for n in reuse if n not in {s.name for s in specs}]
-            if unknown:
-                print(f"error: --reuse {unknown[0]!r} is not a run of suite {suite}: allowed are "
-                      + ", ".join(s.name for s in specs), file=sys.stderr)
-                return 2
+            plateau = (rounds, args.max_rounds or 3 * rounds) if args.plateau else None
             try:
                 rows += run_suite(suite + args.tag, specs, out, fig_dir, holder,
-                                  log=lambda m: print(m, flush=True), reuse=tuple(reuse))
+                                  log=lambda m: print(m, flush=True), seeds=tuple(seeds),
+                                  plateau=plateau, fresh=args.fresh)
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
@@ -489,9 +636,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             holder["grid"].close()
     print()
     print(markdown_table(rows))
-    for r in rows:
-        if r.get("kept"):
-            print(f"\n{r['suite']} {r['run']}: kept from the run recorded {r['kept']} (--reuse)")
     print()
     print("Targets:")
     for target, ok, detail in check_targets(rows):

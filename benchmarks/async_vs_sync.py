@@ -76,7 +76,7 @@ def config(data: str, policy: str, args):
 
 def run_policy(cfg, grid, out: pathlib.Path, budget_s: float) -> pd.DataFrame:
     """Rounds (server updates) until ``budget_s`` of wall time; the rounds table."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     run = FederatedRun(cfg, out_dir=out, grid=grid, notify=lambda m: None)
     run.start()
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def summary(name: str, rounds: pd.DataFrame, target: float, budget_s: float) -> 
 
 
 def speed_ratio(cfg) -> float:
-    from fedjax_grid.grid import faults
+    from fedjax_grid.hazards import faults
     f = [faults.speed_factor(cfg.faults, cfg.seed, k) for k in range(cfg.partition.num_clients)]
     return max(f) / min(f)
 

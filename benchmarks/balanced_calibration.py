@@ -17,22 +17,22 @@ data at equal rounds:
   rest from the home classes (``stratified(s)`` = ``balanced(1 - s)``);
 * ``dirichlet(alpha)`` -- per-class client proportions from Dir(alpha).
 
-It prints a table (reading, parameter, mean of the last 3 rounds, ratio to iid) and
-draws ratio vs parameter per reading with the study's 0.988 marked
-(``docs/results/balanced_calibration.png``); records go to
-``benchmarks/out/calibration``. Exit status 2 with one line when the CIFAR-10 slice
-is missing or an argument is bad.
+Every setting runs once per seed of ``--seeds`` (default 0,1,2); a ratio is taken per
+seed against iid of the same seed. It prints a table (reading, parameter, ratio to iid
+as mean +- sd over the seeds and per seed) and draws ratio vs parameter per reading
+(means, error bars one sd) with the study's 0.988 marked (``--figure``); records go
+to ``benchmarks/out/calibration/s<seed>/<setting>`` (``$FEDJAX_GRID_BENCH_OUT``),
+checkpointed each round: the same command re-run after a kill resumes every run
+where it stopped. Exit status 2 with one line when the CIFAR-10 slice is missing or
+an argument is bad.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import pathlib
-import shutil
 import sys
-import time
 from typing import Optional
-
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (the suite's settings and runners)
@@ -40,7 +40,7 @@ import accuracy  # noqa: E402  (the suite's settings and runners)
 STUDY_RATIO = 85.18 / 86.21
 READINGS = {"balanced": ("partition.distribution.beta", (0.8, 0.9)),
             "stratified": ("partition.distribution.share", (0.8, 0.9)),
-            "dirichlet": ("partition.distribution.alpha", (0.3, 3.0))}
+            "dirichlet": ("partition.distribution.alpha", (0.5, 3.0))}
 
 
 def specs(rounds: int, width: float, readings: dict, data_dir: str) -> list:
@@ -54,24 +54,97 @@ def specs(rounds: int, width: float, readings: dict, data_dir: str) -> list:
     return out
 
 
-def figure(rows: list[dict], path: pathlib.Path) -> None:
+#: calibration setting -> the VGG suite's run with the same configuration (rounds aside)
+SUITE_RUNS = {"iid": "iid static", "balanced(0.8)": "balanced(0.8) static",
+              "stratified(0.8)": "stratified(0.8) static", "dirichlet(0.5)": "dirichlet(0.5) static"}
+
+
+def _trajectory(cfg) -> str:
+    """What determines a run's curve: the fingerprint, data_dir (where the prepared copy
+    lives) aside."""
+    return cfg.with_overrides(["data.data_dir=null"]).fingerprint()
+
+
+def from_suite(spec, suite_dir: pathlib.Path, rounds: int):
+    """The first ``rounds`` rounds of the VGG suite's run of the same configuration and
+    seed (``<suite_dir>/s<seed>/<name>/federated``) -- bitwise those of a run of ``rounds``
+    rounds, as the configuration, rounds aside, is the same (checked) -- or None."""
+    import pandas as pd
+
+    from fedjax_grid.experiments import ExperimentConfig
+    name = SUITE_RUNS.get(spec.name)
+    if name is None:
+        return None
+    for folder in (suite_dir / f"s{spec.seed}").glob("*/federated"):
+        try:
+            cfg = ExperimentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+            table = pd.read_csv(folder / "rounds.csv")
+        except (OSError, ValueError):
+            continue
+        if _trajectory(cfg) == _trajectory(spec.cfg) and len(table) >= rounds:
+            return table[table["round"] <= rounds].reset_index(drop=True), folder
+    return None
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """One row per setting: ratio to iid per seed, mean and sd over the seeds."""
+    base = {r["seed"]: r["tail_acc"] for r in rows if r["reading"] == "iid"}
+    out = {}
+    for r in rows:
+        key = (r["reading"], r["value"])
+        entry = out.setdefault(key, {"reading": r["reading"], "value": r["value"],
+                                     "per_seed": {}, "acc_per_seed": {}})
+        entry["acc_per_seed"][r["seed"]] = r["tail_acc"]
+        if base.get(r["seed"]):
+            entry["per_seed"][r["seed"]] = r["tail_acc"] / base[r["seed"]]
+    for entry in out.values():
+        entry["ratio"], entry["ratio_sd"] = accuracy.mean_sd(entry["per_seed"].values())
+        entry["acc"], entry["acc_sd"] = accuracy.mean_sd(entry["acc_per_seed"].values())
+    return list(out.values())
+
+
+def figure(settings: list[dict], path: pathlib.Path) -> None:
+    """Ratio to iid (mean over seeds, error bar one sd) against the skew parameter."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     for reading in READINGS:
-        pts = sorted((r["value"], r["ratio"]) for r in rows if r["reading"] == reading)
+        pts = sorted((r["value"], r["ratio"], r["ratio_sd"]) for r in settings
+                     if r["reading"] == reading and r["value"] is not None)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"{reading}")
+            x, y, e = zip(*pts)
+            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{reading}")
     ax.axhline(STUDY_RATIO, color="k", ls="--", lw=1,
                label=f"study: balanced / independent = {STUDY_RATIO:.3f}")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("skew parameter (beta, share or alpha)")
     ax.set_ylabel("accuracy ratio to iid (mean of last 3 rounds)")
-    ax.set_title("VGG-16 (width 0.25), CIFAR-10 slice, 10 clients: readings of 'balanced'")
+    seeds = sorted({k for r in settings for k in r["per_seed"]})
+    ax.set_title("VGG-16 (width 0.25), CIFAR-10 slice, 10 clients: readings of 'balanced'\n"
+                 f"mean \u00b1 sd over seeds {', '.join(map(str, seeds))}", fontsize=9)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def print_table(settings: list[dict]) -> None:
+    print(f"| reading | parameter | mean of last 3 %, mean \u00b1 sd | ratio to iid, mean \u00b1 sd "
+          f"| ratio per seed | |mean ratio - {STUDY_RATIO:.3f}| |")
+    print("|---|---|---|---|---|---|")
+    for r in settings:
+        par = "-" if r["value"] is None else f"{r['value']:g}"
+        per = " / ".join(f"{k}: {v:.3f}" for k, v in sorted(r["per_seed"].items()))
+        print(f"| {r['reading']} | {par} | {100 * r['acc']:.2f} \u00b1 {100 * r['acc_sd']:.2f} "
+              f"| {r['ratio']:.3f} \u00b1 {r['ratio_sd']:.3f} | {per} "
+              f"| {abs(r['ratio'] - STUDY_RATIO):.3f} |")
+    skewed = [r for r in settings if r["value"] is not None and 0.8 <= r["value"] <= 0.9
+              and r["reading"] in ("balanced", "stratified")]
+    if skewed:
+        best = min(skewed, key=lambda r: abs(r["ratio"] - STUDY_RATIO))
+        print(f"\nclosest to the study's {STUDY_RATIO:.3f} with a parameter in the study's "
+              f"0.8-0.9: {best['reading']}({best['value']:g}) at {best['ratio']:.3f} \u00b1 "
+              f"{best['ratio_sd']:.3f} (mean \u00b1 sd over {len(best['per_seed'])} seeds)")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -82,8 +155,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="comma-separated subset of " + ", ".join(READINGS))
     ap.add_argument("--values", default=None,
                     help="comma-separated parameter values for every reading (default per reading)")
-    ap.add_argument("--out", default=str(accuracy.REPO / "benchmarks" / "out" / "calibration"))
-    ap.add_argument("--figure", default=str(accuracy.REPO / "docs" / "results" /
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ap.add_argument("--suite", default=str(accuracy.BENCH_OUT / "accuracy" / "vgg"),
+                    help="the VGG suite's records (accuracy.py --suite vgg): a setting it ran "
+                    "with the same configuration and seed is read from there, not run again")
+    ap.add_argument("--out", default=str(accuracy.BENCH_OUT / "calibration"))
+    ap.add_argument("--figure", default=str(accuracy.BENCH_OUT / "figures" /
                                             "balanced_calibration.png"))
     args = ap.parse_args(argv)
     if args.rounds < 1 or not 0 < args.width <= 4:
@@ -101,6 +178,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --values {args.values!r} is not a comma-separated list of numbers",
               file=sys.stderr)
         return 2
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+    except ValueError:
+        print(f"error: --seeds {args.seeds!r} is invalid: distinct integers >= 0, "
+              "comma-separated, are required", file=sys.stderr)
+        return 2
     data = accuracy.shared_data_dir() / accuracy.SLICES["vgg"]
     if not data.is_file():
         print(f"error: data slice {data} not found: put the slices in ../shared/data or set "
@@ -117,45 +202,37 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     from fedjax_grid.grid.cluster import open_cluster
     grid = open_cluster(run_specs[0].cfg.grid, local_directory=str(out / "dask"))
-    rows, base_tail = [], None
+    rows = []
     try:
-        for spec in run_specs:
-            shutil.rmtree(out / spec.cfg.name, ignore_errors=True)  # a fresh run, never a resume
-            t = time.perf_counter()
-            table = accuracy.run_federated(spec, out / spec.cfg.name, grid,
-                                           log=lambda m: print(m, flush=True))
-            summary = accuracy.summarize(spec, table, time.perf_counter() - t)
+        for spec in accuracy.expand_seeds(run_specs, seeds):
+            found = from_suite(spec, pathlib.Path(args.suite), args.rounds)
+            if found is not None:
+                table, folder = found
+                print(f"[calibration] {spec.name} seed {spec.seed}: the first {args.rounds} rounds "
+                      f"of the suite's identical run {folder.parent.name} (--suite)", flush=True)
+            else:
+                table = accuracy.run_federated(spec, out / f"s{spec.seed}" / spec.cfg.name, grid,
+                                               log=lambda m: print(m, flush=True))
+            table = table[table["round"] <= args.rounds].reset_index(drop=True)
+            summary = accuracy.summarize(spec, table, float(table["elapsed_s"].iloc[-1]))
             reading, _, value = spec.name.partition("(")
-            if reading == "iid":
-                base_tail = summary["tail_acc"]
             rows.append({"reading": reading, "value": float(value[:-1]) if value else None,
-                         "tail_acc": summary["tail_acc"], "final_acc": summary["final_acc"],
-                         "wall_s": summary["wall_s"],
-                         "curve": [float(a) for a in table["global_accuracy"]]})
-            print(f"[calibration] {spec.name}: mean of last 3 {100 * summary['tail_acc']:.2f} %",
-                  flush=True)
+                         "seed": spec.seed, "tail_acc": summary["tail_acc"],
+                         "final_acc": summary["final_acc"], "wall_s": summary["wall_s"],
+                         "curve": [float(a) for a in table["global_accuracy"]],
+                         "from_suite": found is not None})
+            print(f"[calibration] {spec.name} seed {spec.seed}: mean of last 3 "
+                  f"{100 * summary['tail_acc']:.2f} %", flush=True)
     finally:
         grid.close()
-    for r in rows:
-        r["ratio"] = r["tail_acc"] / base_tail if base_tail else float("nan")
+    settings = summary_rows = summary(rows)
     print()
-    print(f"| reading | parameter | mean of last 3 % | ratio to iid | |ratio - {STUDY_RATIO:.3f}| |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        par = "-" if r["value"] is None else f"{r['value']:g}"
-        print(f"| {r['reading']} | {par} | {100 * r['tail_acc']:.2f} | {r['ratio']:.3f} "
-              f"| {abs(r['ratio'] - STUDY_RATIO):.3f} |")
-    skewed = [r for r in rows if r["value"] is not None and 0.8 <= r["value"] <= 0.9
-              and r["reading"] in ("balanced", "stratified")]
-    if skewed:
-        best = min(skewed, key=lambda r: abs(r["ratio"] - STUDY_RATIO))
-        print(f"\nclosest to the study's {STUDY_RATIO:.3f} with a parameter in the study's "
-              f"0.8-0.9: {best['reading']}({best['value']:g}) at {best['ratio']:.3f}")
-    (out / "results.json").write_text(json.dumps({"rounds": args.rounds, "width": args.width,
-                                                  "study_ratio": STUDY_RATIO, "rows": rows},
-                                                 indent=1))
-    figure([r for r in rows if r["value"] is not None], pathlib.Path(args.figure))
-    print(f"figure: {args.figure}")
+    print_table(settings)
+    (out / "results.json").write_text(json.dumps(
+        {"rounds": args.rounds, "width": args.width, "seeds": seeds, "study_ratio": STUDY_RATIO,
+         "rows": rows, "settings": summary_rows}, indent=1))
+    figure(settings, pathlib.Path(args.figure))
+    print(f"figure: {pathlib.Path(args.figure).name}")
     return 0
 
 

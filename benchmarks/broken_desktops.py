@@ -27,7 +27,7 @@ BROKEN = ("other-version", "no-package", "failing-tasks")
 
 def run_on(kinds, rounds: int, tmp: pathlib.Path, name: str):
     from fedjax_grid.experiments import get_preset
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     from tests.faults.conftest import ExternalGrid, broken_env, stop
     grid = ExternalGrid(tmp / name)
     (tmp / name).mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,8 @@ def child(mode: str, clients: int, passes: int) -> dict:
     import jax
 
     from fedjax_grid.experiments import get_preset
-    from fedjax_grid.experiments.build import build_experiment, client_key, initial_variables, local_sets
+    from fedjax_grid.experiments.build import build_experiment, initial_variables, local_sets
+    from fedjax_grid.streams import client_key
     from fedjax_grid.training import Standardize, local_train
     from fedjax_grid.training.batched import local_train_many
     from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache

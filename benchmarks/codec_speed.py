@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     from fedjax_grid.compression import (apply_broadcast, broadcast_payload, decode, flatten,
                                          make_codec, payload_nbytes, tree_nbytes_float32)
-    from fedjax_grid.grid.links import link_of
+    from fedjax_grid.hazards.links import link_of
 
     tree = vgg16_tree(args.width)
     leaves = flatten(tree)[1]

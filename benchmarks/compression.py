@@ -135,7 +135,7 @@ def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.P
     """Part 2: one engine run per (label, seed) in ``todo`` on a shared LocalCluster;
     (label, seed) -> (rounds, tasks)."""
     from fedjax_grid.grid.cluster import open_cluster
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     base = base_config(rounds, width, data)
     out = {}
     grid = open_cluster(base.grid, local_directory=str(work / "dask"))
@@ -171,7 +171,7 @@ def simulated_curve(compute: list[dict], up_bytes: int, down_bytes: int, preset:
     """Cumulative simulated seconds after each round on ``preset`` (see the module doc);
     ``compute``: per round, client -> compute seconds; ``first_down_bytes``: the first
     round's download when it differs (the delta broadcast's full float32 model)."""
-    from fedjax_grid.grid.links import link_of
+    from fedjax_grid.hazards.links import link_of
     ends, t = [], 0.0
     for r, clients in enumerate(compute):
         worst = 0.0

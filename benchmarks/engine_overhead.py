@@ -37,7 +37,7 @@ def base_config(**over):
 
 
 def engine_time(cfg, out) -> tuple[float, object]:
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     run = FederatedRun(cfg, out_dir=out)
     run.start()
     # Warm-up round (compilation on the workers), not timed; then the timed rounds.
@@ -54,7 +54,8 @@ def sequential_fedavg(exp, params, state, r: int, preprocess):
     and the weighted mean of their variables."""
     import jax
 
-    from fedjax_grid.experiments.build import client_key, forming_rng, sample_clients
+    from fedjax_grid.experiments.build import forming_rng, sample_clients
+    from fedjax_grid.streams import client_key
     from fedjax_grid.federated import mean as mean_aggregator
     from fedjax_grid.training import local_train
     cfg = exp.config
@@ -109,7 +110,7 @@ def part_memory_child(clients: int) -> None:
     cfg = base_config(**{"model.kwargs": "{norm: batch, head: cifar}", "model.name": "vgg16",
                          "partition.num_clients": clients, "training.rounds": 1,
                          "training.batch_size": 16, "data.max_test_examples": 64})
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     with FederatedRun(cfg, out_dir=tempfile.mkdtemp()) as run:
         run.run()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -130,7 +131,7 @@ def part_scheduling(clients: int) -> dict:
     cfg = base_config(**{"model.kwargs": "{width: 0.0625, norm: none, head: cifar}",
                          "partition.num_clients": clients, "training.rounds": 2,
                          "training.batch_size": 8, "data.max_test_examples": 64})
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     with FederatedRun(cfg, out_dir=tempfile.mkdtemp()) as run:
         run.run(rounds=1)  # warm-up
         t = time.perf_counter()
@@ -143,7 +144,7 @@ def part_scheduling(clients: int) -> dict:
 
 
 def part_compilations(rounds: int) -> dict:
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     from fedjax_grid.training import compile_count
     cfg = base_config(**{"training.rounds": rounds + 1})
     with FederatedRun(cfg, out_dir=tempfile.mkdtemp()) as run:

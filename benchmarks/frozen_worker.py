@@ -37,7 +37,7 @@ def config(address: str, deadline: float, rounds: int):
 
 def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
     """Run with one worker frozen for ``stop_s`` seconds from its first task of round 2."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     pids = grid.ensure(3)
     victim_addr, victim_pid = sorted(pids.items())[-1]
     rounds = 2 + int(math.ceil(stop_s / deadline)) + 1

@@ -1,19 +1,22 @@
 """The study's table, run with the study's settings on whatever data and hardware are here.
 
-    # full data on a GPU machine (the study's sizes: 50/10/5 nodes, 90/150/80/60 rounds):
+    # the full scale (the study's 50/10/5 nodes, 90/150/80/60 rounds, full data sets) on a
+    # Dask grid of desktops, or without --scheduler on one machine (a GPU when it has one):
     python benchmarks/paper_table.py --cifar10 cifar-10-binary.tar.gz \\
-        --tiny-imagenet tiny-imagenet-200.zip
-    # CPU scale on the shared slices (what docs/RESULTS.md reports):
-    python benchmarks/paper_table.py --rounds 3 --width 0.25 --clients 10
+        --tiny-imagenet tiny-imagenet-200.zip --scheduler tcp://SCHEDULER:8786
+    # a smoke run on the shared slices:
+    python benchmarks/paper_table.py --rounds 2 --width 0.25 --clients 10
 
-Rows (ITP RAS, GRID'2023; presets ``paper-*`` of ``fedjax_grid.experiments``):
+Rows (ITP RAS, GRID'2023; presets ``paper-*`` of ``fedjax_grid.experiments``; docs/RESULTS.md
+puts the study's numbers beside the accuracy suites' seeds at this machine's scale, with a
+compute estimate of this command):
 
-| row | preset | study |
-|---|---|---|
-| vgg-independent | VGG-16, CIFAR-10, 50 nodes, lr 0.01, batch 10, 90 rounds | 86.21 % |
-| vgg-balanced | VGG-16, CIFAR-10, 50 nodes, balanced, lr 0.01, batch 10, 150 rounds | 85.18 % |
-| mobilenet-independent | MobileNetV3-Large, Tiny-ImageNet, 10 nodes, lr 0.001, batch 32, 80 rounds | 50.08 % |
-| mobilenet-balanced | MobileNetV3-Large, Tiny-ImageNet, 5 nodes, balanced, lr 0.001, batch 32, 60 rounds | 40.31 % |
+| row | preset: model, data, nodes, distribution | lr, batch, rounds | study |
+|---|---|---|---|
+| vgg-independent | VGG-16, CIFAR-10, 50 nodes, iid | 0.01, 10, 90 | 86.21 % |
+| vgg-balanced | VGG-16, CIFAR-10, 50 nodes, stratified(0.8) | 0.01, 10, 150 | 85.18 % |
+| mobilenet-independent | MobileNetV3-Large, Tiny-ImageNet, 10 nodes, iid | 0.001, 32, 80 | 50.08 % |
+| mobilenet-balanced | MobileNetV3-Large, Tiny-ImageNet, 5 nodes, stratified(0.9) | 0.001, 32, 60 | 40.31 % |
 
 Each row is the preset run federatedly through the real engine (a LocalCluster of
 ``--workers`` workers, or ``--scheduler`` for a real grid), with only the overrides
@@ -35,6 +38,7 @@ from typing import Optional
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (run_federated, summarize, shared_data_dir)
+
 
 def _rows() -> dict:
     """row -> (preset, data source, the study's accuracy %), from experiments.study.STUDY."""
@@ -124,6 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
 
     import jax
+
     from fedjax_grid.grid.cluster import open_cluster
     print(f"# paper table: jax {jax.__version__}, backend {jax.default_backend()}, "
           f"devices {jax.devices()}", flush=True)

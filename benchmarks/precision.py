@@ -79,14 +79,14 @@ class StepTimer:
         model = get_model(name, classes, **kw)
         self.hp = HParams(optimizer="momentum", learning_rate=0.01, batch_size=batch,
                           precision=precision)
-        devs = trainer._devices(None)
-        rep, _ = trainer._shardings(devs)
+        devs = trainer.device_tuple(None)
+        rep, _ = trainer.shardings(devs)
         variables = init_variables(model, (hw, hw, 3), 0)
-        params, self.extra = trainer._split_collections(variables)
+        params, self.extra = trainer.split_collections(variables)
         self.params = jax.device_put(params, rep)
-        self.opt_state = trainer._get_opt_init("momentum", False, devs)(
-            self.params, trainer._opt_hparams(self.hp))
-        self.step = trainer._get_train_step(with_precision(model, precision), "momentum",
+        self.opt_state = trainer.get_opt_init("momentum", False, devs)(
+            self.params, trainer.opt_hparams(self.hp))
+        self.step = trainer.get_train_step(with_precision(model, precision), "momentum",
                                             False, False, Standardize(), devs)
         rng = np.random.default_rng(0)
         self.images = rng.integers(0, 256, (batch, hw, hw, 3), dtype=np.uint8)

@@ -37,7 +37,7 @@ def base_config(rounds: int):
 
 
 def run_one(cfg, grid, out):
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     run = FederatedRun(cfg, out_dir=out, grid=grid)
     t = time.time()
     run.run()

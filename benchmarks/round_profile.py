@@ -82,7 +82,7 @@ class RealGrid:
 
 
 def profile_run(cfg, out: pathlib.Path) -> pd.DataFrame:
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     with FederatedRun(cfg, out_dir=out, notify=lambda m: None) as run:
         run.run()
         rounds = run.records.rounds()

@@ -1,18 +1,21 @@
-"""Run the performance benchmarks and the accuracy suite; assemble docs/RESULTS.md.
+"""Run the performance benchmarks and the accuracy suites; assemble docs/RESULTS.md.
 
-    python benchmarks/run_all.py                       # everything (long: ~1 h on 2 cores)
+    python benchmarks/run_all.py                       # everything (many hours on 2 cores)
     python benchmarks/run_all.py --skip-perf           # only the accuracy suites
     python benchmarks/run_all.py --only throughput,accuracy-vgg
     python benchmarks/run_all.py --assemble            # rebuild RESULTS.md from benchmarks/out/
+    # long runs from a snapshot worktree of a commit, records into this checkout:
+    python benchmarks/run_all.py --only accuracy-vgg --no-assemble --out ../sci/benchmarks/out
 
-Each piece runs as a subprocess (``nice -n 10`` with ``--nice``); its printed
-output goes to ``benchmarks/out/<piece>.out`` and a ``<piece>.json`` records the
-command, start/end time, exit code and the machine it ran on. ``docs/RESULTS.md``
-is then assembled from every piece found in ``benchmarks/out/`` (so pieces can be
-re-run one at a time and merged); a piece never run is listed with its command.
-
-Pieces: throughput, data_reads, fragments, engine_overhead (performance) and
-accuracy-vgg, accuracy-mobilenet, accuracy-texture (``benchmarks/accuracy.py``).
+Each piece runs as a subprocess (``nice -n 10`` with ``--nice``); its printed output
+goes to ``<out>/<piece>.out`` and ``<piece>.json`` records the command, the commit,
+start/end, wall time (earlier interrupted attempts added up) and the machine. The
+accuracy suites run every configuration with seeds 0, 1, 2 and resume their runs from
+checkpoints when re-run after an interruption. ``docs/RESULTS.md`` is assembled from
+the pieces' records alone (tables, ratios over seeds and figures generated here, see
+``accuracy_report.py``); a piece without an accepted record (not run, running,
+failed, or recorded from a modified tree) shows only its command. Running pieces and
+assembling both refuse a modified tree: every number comes from a commit.
 """
 from __future__ import annotations
 
@@ -27,6 +30,10 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import Optional
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import accuracy_report  # noqa: E402  (the accuracy pieces' tables and figures)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -55,18 +62,31 @@ PERF = {
     # compile once per grid: round 1 against a steady round, cold and warm caches
     "first-round": ["benchmarks/first_round.py"],
 }
-ACCURACY = {f"accuracy-{s}": ["benchmarks/accuracy.py", "--suite", s]
-            for s in ("vgg", "vgg-forming", "mobilenet", "texture")}
-#: How much of the gap to centralized closes when each client takes 5x more local steps
-#: per round (2 clients of 20,000 images instead of 10 of 4,000)? 3 rounds (~25 min).
-ACCURACY["accuracy-mobilenet-2clients"] = [
-    "benchmarks/accuracy.py", "--suite", "mobilenet", "--runs", "iid static",
-    "--set", "partition.num_clients=2", "--tag=-2clients", "--rounds", "3"]
+#: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
+SEEDS = ["--seeds", "0,1,2"]
+ACCURACY = {
+    # to the centralized plateau (>= 30 epochs, at most 45), every run to the same epochs
+    "accuracy-vgg": ["benchmarks/accuracy.py", "--suite", "vgg", *SEEDS, "--rounds", "30",
+                     "--plateau", "--max-rounds", "45"],
+    # one seed to the plateau (an epoch costs ~7 min per configuration here), the study's
+    # two settings: 10 clients independent, 5 clients balanced (the presets' reading)
+    "accuracy-mobilenet": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
+                           "centralized,iid static,stratified(0.9) 5 clients", "--seeds", "0",
+                           "--rounds", "10", "--plateau", "--max-rounds", "40"],
+    # the same configurations, seeds 1 and 2, the first 10 epochs (seed 0: the run above)
+    "accuracy-mobilenet-seeds": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
+                                 "centralized,iid static,stratified(0.9) 5 clients",
+                                 "--seeds", "1,2", "--rounds", "10", "--tag=-10e"],
+    "accuracy-vgg-forming": ["benchmarks/accuracy.py", "--suite", "vgg-forming", *SEEDS],
+    "accuracy-texture": ["benchmarks/accuracy.py", "--suite", "texture", *SEEDS],
+}
 #: Which reading of the study's "balanced" matches its 0.988 ratio (figure in docs/results).
 STUDY_PIECES = {
-    "calibration": ["benchmarks/balanced_calibration.py"],
-    "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
-                    "--clients", "10", "--max-test-examples", "2000"],
+    # 8 rounds; iid, balanced(0.8), stratified(0.8) are the first 8 rounds of the VGG suite's runs
+    "calibration": ["benchmarks/balanced_calibration.py", *SEEDS, "--readings",
+                    "balanced,stratified"],
+    # FedAvg vs SCAFFOLD vs FedNova on Dirichlet(0.1) clients, digits and the CIFAR-10 slice
+    "client-algorithms": ["benchmarks/client_algorithms.py"],
 }
 PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
@@ -87,15 +107,14 @@ TITLES = {
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
+    "accuracy-mobilenet-seeds": "Accuracy: MobileNetV3-Small, seeds 1 and 2, first 10 epochs",
     "accuracy-texture": "Accuracy: texture fragments of the DTD slice",
-    "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients instead of 10",
     "calibration": "Calibration: which reading of the study's \"balanced\" matches its numbers",
-    "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
+    "client-algorithms": "Client algorithms on Dirichlet(0.1) clients: FedAvg vs SCAFFOLD vs FedNova",
 }
 
 #: Figures a non-accuracy piece draws (shown under its output).
-FIGURES = {"calibration": ["results/balanced_calibration.png"],
-           "async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
+FIGURES = {"async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
            "async-vs-sync-cifar10": ["results/async_vs_sync_cifar10.png"],
            "codecs": ["results/compression.png"]}
 
@@ -105,17 +124,6 @@ EARLIER = {
     "data_reads": "the docstring of `benchmarks/data_reads.py`",
     "fragments": "the docstring of `benchmarks/fragments.py`",
 }
-
-#: The study's reported accuracies (full data sets, full-size models, GPU-less desktop grid).
-STUDY = [("VGG-16, CIFAR-10, independent", "vgg", "iid static", 86.21),
-         ("VGG-16, CIFAR-10, balanced(0.8) read as stratified(0.8)", "vgg",
-          "stratified(0.8) static", 85.18),
-         ("VGG-16, CIFAR-10, balanced(0.8) read as home-class balanced(0.8)", "vgg",
-          "balanced(0.8) static", 85.18),
-         ("MobileNetV3, Tiny-ImageNet, independent", "mobilenet", "iid static", 50.08),
-         ("MobileNetV3, Tiny-ImageNet, balanced(0.9) read as stratified(0.9)", "mobilenet",
-          "stratified(0.9) static", 40.31)]
-
 
 # ---------------------------------------------------------------- machine
 
@@ -168,315 +176,332 @@ def machine_line(m: dict) -> str:
             f"{'n/a' if load is None else f'{load:.1f}'} (the 2 cores are shared with other jobs)")
 
 
-def git_commit() -> str:
-    """Short HEAD commit of the repository, '+dirty' when tracked files are modified."""
+def git_state(repo: pathlib.Path = REPO) -> tuple[str, bool]:
+    """(short HEAD commit or 'unknown', whether the tree differs from it: modified, staged
+    or untracked-not-ignored files)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                                text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
+        return "unknown", True
+    return head or "unknown", bool(status.stdout.strip()) or status.returncode != 0
+
+
+def dirty_refusal(what: str) -> str:
+    """'' on a clean tree, else the one-line refusal for ``what``."""
+    commit, dirty = git_state()
+    if not dirty:
+        return ""
+    return (f"error: refusing to {what} from a modified tree (commit {commit} plus changes, "
+            "see `git status`): commit or stash first, every number must come from a commit")
 
 
 # ---------------------------------------------------------------- running
 
 def run_piece(name: str, extra: list[str], nice: bool) -> int:
-    """Run one piece as a subprocess; write benchmarks/out/<name>.out and .json."""
+    """Run one piece as a subprocess; write <out>/<name>.out and .json (the .json first with
+    ``returncode`` null while it runs; a re-run after an interruption adds the earlier
+    attempts' wall time to ``wall_s_earlier``)."""
     OUT.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, *PIECES[name], *extra]
     shown = "python " + shlex.join(PIECES[name] + extra)
     if nice:
         cmd = ["nice", "-n", "10", *cmd]
-    meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": git_commit(),
-            "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    commit, _ = git_state()
+    meta_path = OUT / f"{name}.json"
+    earlier = 0.0
+    try:
+        old = json.loads(meta_path.read_text())
+        if old.get("command") == shown and old.get("returncode") != 0:
+            earlier = float(old.get("wall_s_earlier", 0.0)) + float(old.get("wall_s") or 0.0)
+    except (OSError, ValueError, TypeError):
+        pass
+    meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": commit,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "returncode": None, "wall_s": None, "wall_s_earlier": earlier}
+    meta_path.write_text(json.dumps(meta, indent=1))
     print(f"== {name}: {shown}", flush=True)
     t = time.perf_counter()
-    with open(OUT / f"{name}.out", "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    env = dict(os.environ, FEDJAX_GRID_BENCH_OUT=str(OUT))
+    with open(OUT / f"{name}.out", "a" if earlier else "w") as f:  # an interrupted run: append
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:  # the wall time so far, for a run that gets killed
+            time.sleep(10)
+            meta["wall_s"] = round(time.perf_counter() - t, 1)
+            meta_path.write_text(json.dumps(meta, indent=1))
     meta.update(finished=datetime.datetime.now().isoformat(timespec="seconds"),
                 wall_s=round(time.perf_counter() - t, 1), returncode=proc.returncode)
-    (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1))
-    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {OUT / (name + '.out')}",
-          flush=True)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {name}.out", flush=True)
     return proc.returncode
+
+
+#: accuracy piece -> the suite folder its results.json is in (benchmarks/out/accuracy/<suite>)
+SUITE_OF = {"accuracy-vgg": "vgg", "accuracy-mobilenet": "mobilenet",
+            "accuracy-mobilenet-seeds": "mobilenet-10e", "accuracy-vgg-forming": "vgg-forming",
+            "accuracy-texture": "texture"}
+
+#: a piece of seeds run for the first epochs only -> (the suite whose longer runs give the
+#: other seeds' first epochs, epochs): shown together, cut to those epochs
+FIRST_EPOCHS = {"accuracy-mobilenet-seeds": ("mobilenet", 10)}
+
+#: The study's four settings (ITP RAS, GRID'2023; full data sets, full-size models), the
+#: preset that runs each at full scale (benchmarks/paper_table.py row) and the suite run here
+#: that stands for it: (label, study nodes/lr/batch/epochs, accuracy %, paper_table row,
+#: suite, run here)
+STUDY = [("VGG-16, CIFAR-10, independent", "50 nodes, lr 0.01, batch 10, 90 epochs", 86.21,
+          "vgg-independent", "vgg", "iid static"),
+         ("VGG-16, CIFAR-10, balanced (0.8)", "50 nodes, lr 0.01, batch 10, 150 epochs", 85.18,
+          "vgg-balanced", "vgg", "stratified(0.8) static"),
+         ("MobileNetV3, Tiny-ImageNet, independent", "10 nodes, lr 0.001, batch 32, 80 epochs",
+          50.08, "mobilenet-independent", "mobilenet", "iid static"),
+         ("MobileNetV3, Tiny-ImageNet, balanced (0.9)", "5 nodes, lr 0.001, batch 32, 60 epochs",
+          40.31, "mobilenet-balanced", "mobilenet", "stratified(0.9) 5 clients")]
+
+#: Full-scale estimate inputs: training images/s of one 2-core desktop like this machine on
+#: the fast XLA:CPU path (docs/THROUGHPUT.md, batch 32: VGG-16 width 1 at 32x32 70.8,
+#: MobileNetV3-Large at 64x64 158.6), evaluation taken as 3x the training rate (forward
+#: only); (train images, test images, nodes, epochs) of each study row.
+RATE = {"vgg": 70.8, "mobilenet": 158.6}
+FULL = {"vgg-independent": ("vgg", 50_000, 10_000, 50, 90),
+        "vgg-balanced": ("vgg", 50_000, 10_000, 50, 150),
+        "mobilenet-independent": ("mobilenet", 100_000, 10_000, 10, 80),
+        "mobilenet-balanced": ("mobilenet", 100_000, 10_000, 5, 60)}
+FULL_COMMAND = ("python benchmarks/paper_table.py --cifar10 cifar-10-binary.tar.gz "
+                "--tiny-imagenet tiny-imagenet-200.zip --scheduler tcp://SCHEDULER:8786")
+
+
+def full_scale_hours(row: str) -> tuple[float, float]:
+    """(hours on a grid of one such desktop per node, hours on this one machine) of the study's
+    row at full scale: epochs x (local set / rate + test set / (3 x rate)), compute only."""
+    model, train, test, nodes, epochs = FULL[row]
+    rate = RATE[model]
+    evaluation = test / (3 * rate)
+    return (epochs * (train / nodes / rate + evaluation) / 3600,
+            epochs * (train / rate + evaluation) / 3600)
 
 
 # ---------------------------------------------------------------- assembling
 
-def _accuracy_section(text: str) -> str:
-    """The table, the targets and the figure paths of an accuracy.py output."""
-    lines = text.splitlines()
-    keep = [ln for ln in lines if ln.startswith("|") or ln.startswith("- PASS")
-            or ln.startswith("- FAIL") or ln.startswith("Targets") or "(--reuse)" in ln
-            and not ln.startswith("[")]
-    figs = []
-    for ln in lines:
-        if "figures:" in ln:
-            figs += [p.strip() for p in ln.split("figures:", 1)[1].split(",")]
-    out = "\n".join(keep).replace("Targets:", "\nTargets:")
-    for p in figs:
-        rel = os.path.relpath(p, RESULTS.parent) if os.path.isabs(p) else p
-        out += f"\n\n![{pathlib.Path(p).stem}]({rel})"
-    return out
+_ABS = re.compile(r"(?<![\w.~-])/(?:root|home|work|tmp|mnt|srv|var|opt|Users|private)"
+                  r"(?:/[^\s`'\"|,;:()\[\]]+)+")
 
 
-def _summary_rows() -> tuple[dict, dict]:
-    """((suite, run) -> row, (suite, run) -> accuracy curve) from
-    benchmarks/out/accuracy/<suite>/results.json (curve: global accuracy per round, 0-1)."""
-    rows, curves = {}, {}
-    for path in sorted((OUT / "accuracy").glob("*/results.json")):
-        try:
-            data = json.loads(path.read_text())
-            if not all("tail_acc" in r for r in data["rows"]):
-                continue  # written by an older accuracy.py: re-run that suite
-            for r in data["rows"]:
-                rows[(r["suite"], r["run"])] = r
-            suite = data["rows"][0]["suite"] if data["rows"] else None
-            for name, table in data.get("curves", {}).items():
-                curves[(suite, name)] = [float(a) for a in table["global_accuracy"]]
-        except (OSError, ValueError, KeyError, IndexError):
-            continue
-    return rows, curves
+def relative(text: str) -> str:
+    """``text`` without absolute paths of this machine: under the repository (or the folder
+    the pieces wrote to) relative to it, any other absolute path reduced to its name."""
+    for root, repl in ((OUT, "benchmarks/out"), (REPO, "."), (REPO.parent / "shared", "../shared")):
+        text = text.replace(str(root) + "/", repl + "/").replace(str(root), repl)
+    return _ABS.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
-def _acc_cell(r: dict) -> str:
-    """'final % (mean of the last 3 rounds %)' of a summary row."""
-    tail = r.get("tail_acc")
-    return f"{100 * r['final_acc']:.2f} %" + (f" ({100 * tail:.2f} %)" if tail is not None else "")
+def piece_meta(name: str) -> tuple[Optional[dict], str]:
+    """(meta of a piece's accepted run, '') or (None, why it is not shown)."""
+    meta = accuracy_report.load(OUT / f"{name}.json")
+    if meta is None or not (OUT / f"{name}.out").is_file():
+        return None, "not run"
+    commit = str(meta.get("commit") or "unknown")
+    if "dirty" in commit or commit == "unknown":
+        return None, (f"its recorded run (commit {commit.split('+')[0]} plus changes) was not "
+                      "made from a clean commit; re-run it")
+    if meta.get("returncode") is None:
+        if name in SUITE_OF and (OUT / "accuracy" / SUITE_OF[name] / "results.json").is_file():
+            return dict(meta, partial=True), ""  # the runs finished so far, marked as such
+        return None, f"still running or interrupted (commit {commit}, started {meta.get('started')})"
+    if meta.get("returncode") != 0:
+        return None, f"its last run failed (exit code {meta.get('returncode')}, commit {commit})"
+    return meta, ""
 
 
-def _study_table(rows: dict) -> str:
-    lines = ["| setting (study) | study, full data/model | here: last round (mean of last 3), "
-             "slice, CPU scale | here, centralized at equal epochs |", "|---|---|---|---|"]
-    for label, suite, run, study in STUDY:
-        r, c = rows.get((suite, run)), rows.get((suite, "centralized"))
-        here = (f"{_acc_cell(r)} ({r['model']} width {r['width']:g}, "
-                f"{r['clients']} clients, {r['rounds']} rounds)") if r else "not run"
-        cen = _acc_cell(c) if c else "not run"
-        lines.append(f"| {label} | {study:.2f} % | {here} | {cen} |")
+def _seeds_of(command: str) -> str:
+    m = re.search(r"--seeds[= ](\S+)", command)
+    return m.group(1).replace(",", ", ") if m else "n/a (no random seeds in this piece)"
+
+
+def provenance(meta: dict) -> str:
+    """Command, commit, seeds, wall time (all attempts), dates and machine of a piece."""
+    wall = float(meta.get("wall_s") or 0) + float(meta.get("wall_s_earlier") or 0)
+    earlier = (f", of which {meta['wall_s_earlier']:.0f} s in earlier interrupted attempts"
+               if meta.get("wall_s_earlier") else "")
+    return relative(
+        f"Command: `{meta['command']}`  \nCommit: {meta['commit']}; seeds: "
+        f"{_seeds_of(meta['command'])}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
+        f"ran {meta['started']} to {meta.get('finished') or 'not finished'} on: "
+        f"{machine_line(meta.get('machine') or {})}.\n")
+
+
+def accuracy_section(name: str, meta: dict) -> str:
+    """Provenance, runs table over seeds, targets, ratios by epoch, figures of one suite."""
+    suite = SUITE_OF[name]
+    data = accuracy_report.load(OUT / "accuracy" / suite / "results.json")
+    if name in FIRST_EPOCHS and data is not None:
+        other, epochs = FIRST_EPOCHS[name]
+        extra = accuracy_report.load(OUT / "accuracy" / other / "results.json")
+        data = accuracy_report.first_epochs([d for d in (extra, data) if d], epochs, suite)
+    if data is None:
+        return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
+    r0 = data["rows"][0]
+    partial = ("\n**Partial**: this piece was still running (or was interrupted) when the page "
+               "was assembled; shown are the runs finished by then, each with the seeds it has "
+               f"(wall time so far). Finish it with `{meta['command']}` (it resumes).\n"
+               if meta.get("partial") else "")
+    parts = [provenance(meta) + partial, f"Model {r0['model']} (width {r0['width']:g}); "
+             + accuracy_report.plateau_text(data), "", accuracy_report.runs_table(data), ""]
+    for target, ok, detail in accuracy_report.targets(data):
+        parts.append(f"- {'PASS' if ok else 'FAIL'} (on the mean over seeds): {target}: {detail}")
+    by_epoch = accuracy_report.ratio_by_epoch(data, "iid static", "centralized")
+    if by_epoch:
+        parts += ["", "Federated iid ÷ centralized at epoch (per seed, means of 3 epochs; "
+                  f"mean ± sd over seeds): {by_epoch}."]
+    fig_dir = RESULTS.parent / "results"
+    title = (f"{r0['model']} (width {r0['width']:g}), suite {suite}, seeds "
+             f"{', '.join(map(str, data.get('seeds', [])))}: mean ± sd over seeds")
+    curves = accuracy_report.curves_figure(data, fig_dir / f"{suite}_curves.png", title)
+    runs = [r for r in ("iid static", "stratified(0.8) static", "stratified(0.9) 5 clients",
+                        "centralized") if any(row["run"] == r for row in data["rows"])]
+    data_note = {"vgg": " (CIFAR-10 slice; the study's figure: CIFAR-100, not available here)",
+                 "mobilenet": " (medium Tiny-ImageNet set)"}.get(suite, "")
+    study = accuracy_report.study_figure(data, fig_dir / f"{suite}_study_shape.png",
+                                         "The study's figure shape" + data_note + ":\n" + title,
+                                         runs)
+    parts += ["", f"![{suite}: accuracy per epoch](results/{curves.name})", "",
+              f"![{suite}: local model loss and global accuracy per round](results/{study.name})",
+              "", "Definitions as in the study's figures: *local model loss* is, per round, the "
+              "mean over the round's clients of each local model's training cross-entropy "
+              "during its local epoch (the records' `tasks.local_loss`; centralized: the "
+              "epoch's training loss); *global model accuracy* is the aggregated model's "
+              "accuracy on the test split after the round's server step.", "",
+              "Mean global test accuracy (%) per epoch over the seeds:", "", "```",
+              accuracy_report.text_curves(data), "```", ""]
+    return "\n".join(parts)
+
+
+def calibration_section(meta: dict) -> str:
+    data = accuracy_report.load(OUT / "calibration" / "results.json")
+    if data is None or "settings" not in data:
+        return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
+    import balanced_calibration
+    path = RESULTS.parent / "results" / "balanced_calibration.png"
+    balanced_calibration.figure(data["settings"], path)
+    reused = sorted({f"{r['reading']}({r['value']:g})" if r["value"] is not None else r["reading"]
+                     for r in data["rows"] if r.get("from_suite")})
+    note = (f"Settings read from the first {data['rounds']} rounds of the VGG suite's runs of "
+            f"the same configuration and seed: {', '.join(reused)}.\n" if reused else "")
+    return (provenance(meta) + f"\nVGG-16 width {data['width']:g}, {data['rounds']} rounds, "
+            f"seeds {', '.join(map(str, data['seeds']))}; ratios taken per seed against iid of "
+            f"the same seed. {note}\n" + accuracy_report.calibration_table(data)
+            + f"\n\n![balanced calibration](results/{path.name})\n")
+
+
+def study_table() -> str:
+    """The study's four settings beside what the suites measured here, and the full scale."""
+    lines = ["| study setting | study: nodes, lr, batch, epochs | study accuracy | here: run, "
+             "scale | here: mean of last 3 %, mean ± sd (per seed) | balanced ÷ independent: "
+             "study / here (per seed) | full scale, compute estimate: grid of desktops / "
+             "this machine |", "|---|---|---|---|---|---|---|"]
+    indep = {}
+    for label, setting, acc, row, suite, run in STUDY:
+        data = accuracy_report.load(OUT / "accuracy" / suite / "results.json") or {}
+        t = accuracy_report.tails(accuracy_report.curves_of(data)) if data else {}
+        rows = [r for r in data.get("rows", []) if r["run"] == run]
+        if rows:
+            r0 = rows[0]
+            here = (f"{run}: {r0['model']} width {r0['width']:g}, {r0['clients']} clients, "
+                    f"{r0['rounds']} epochs, the data slice")
+            few = len(t[run]) < 3
+            value = (f"{accuracy_report.pm(t[run].values())} "
+                     f"({accuracy_report.per_seed(t[run])})"
+                     + (f"; **only {len(t[run])} seed(s)**" if few else ""))
+        else:
+            here, value = f"{run}: not run", "n/a"
+        if row.endswith("independent"):
+            indep[suite] = acc
+            ratio = ""
+        else:
+            r = accuracy_report.ratios(t, run, "iid static")
+            ratio = (f"{acc / indep[suite]:.3f} / "
+                     + (accuracy_report.ratio_cell(r) if r else "n/a"))
+        grid_h, here_h = full_scale_hours(row)
+        lines.append(f"| {label} | {setting} | {acc:.2f} % | {here} | {value} | {ratio} "
+                     f"| {grid_h:.1f} h / {here_h:.0f} h |")
     return "\n".join(lines)
 
 
 INTRO = """# Measured results
 
-Everything below was produced by `python benchmarks/run_all.py` (pieces re-run with
-`--only`, merged from `benchmarks/out/`) on the machine named in each section, with
-the commit each piece ran on. The numbers are measurements of one run each on a
-**2-core CPU that is shared with other jobs** (pieces run under `nice -n 10`; two
-pieces sometimes ran side by side): wall times vary by up to 2x with the load.
-Accuracies are single runs with seed 0 unless a section names more seeds. A run is
-deterministic for its seed and does not depend on the load (the 40-round VGG-16 run repeats, to the last digit, the
-curve of an earlier 24-round run with the same seed), but its curve moves by 3-6
-points from round to round, so the targets compare the mean of the last 3 rounds.
+Every number and figure on this page is generated by `python benchmarks/run_all.py`
+from the records its pieces wrote (`benchmarks/out/`), and the page is assembled
+only from a clean commit (`run_all.py` refuses to run pieces or to assemble from a
+modified tree). Each section names its command, the commit it ran at, its seeds and
+its wall time; a piece without an accepted record (never run, interrupted, failed, or
+recorded from a modified tree) shows only its command. No section is copied from an
+earlier page or a hand run. Paths are relative to the repository.
 
-**No GPU machine was available to this task**: the GPU rows of the suite (the study's
-full model sizes and round counts on a GPU) were not produced. The suite never
-requires a GPU; on a machine with one, `python benchmarks/run_all.py --skip-perf
---only accuracy-vgg --width 1 --rounds 90` runs the full-width model.
+The machine: **2 CPU cores shared with other jobs** (load averages of 4-16 while
+these ran; pieces ran under `nice`), no GPU. Wall times vary with that load by up to
+several times; a run's numbers do not: it is deterministic for its seed (a run
+stopped and resumed from its checkpoint repeats, bitwise, the curve of one that was
+not). Accuracies are the mean of a run's last 3 evaluations (single rounds swing by
+3-6 points on these test sets); every accuracy and ratio is given over its seeds as
+mean ± sample sd with each seed's value, and a target is decided on the mean over
+the seeds, with the spread stated. A ratio is taken per seed (the two runs of that
+seed), then averaged.
 
-## What was and was not reproduced from the study
+**No GPU machine was lent to this task**: the full-scale rows of the study were not
+run; their command and a compute estimate from this machine's measured step times
+are in the table below.
+"""
 
-The study (ITP RAS, GRID'2023) reports VGG-16 on CIFAR-10 86.21 % (independent) /
-85.18 % (balanced 0.8) and MobileNetV3 on Tiny-ImageNet-200 50.08 % / 40.31 %. Those
-are **full-data, full-size** results (50,000 CIFAR images, 100,000 Tiny-ImageNet
-images, 90-150 rounds, full-width models). They were **not** reproduced here and
-cannot be on this machine: only the bundled slices are available (CIFAR-10: 5,085
-train / 1,017 test; Tiny-ImageNet: 200 train images per class and the full official
-validation split; DTD: 12 photos per class),
-and VGG-16 runs at a quarter of its channel width: at full width the fast CPU path
-trains 71 images/s (docs/THROUGHPUT.md), so one epoch of the slice takes ~72 s and
-the VGG suite's 4 x 40 epochs would take ~3.2 h instead of ~25 min. What *is*
-measured is the shape of the result on real pixels: federated vs centralized at
-equal epochs, independent vs label-skewed local data, and the four forming
-strategies, through the real engine (Dask LocalCluster, `grid.workers=2,
-grid.threads_per_worker=1`, FedAvg, every client every round, one local epoch per
-round) with **exact BatchNorm statistics** at every evaluation: the coordinator
-re-estimates the global model's statistics on 2,048 training images after each
-server step (`server.bn_mode=recalibrate`, the default); where a run used the
-clients' pooled exact moments instead (`pooled`) its section says so. Earlier
-versions of this page averaged the clients' running averages, which collapsed the
-evaluation of MobileNetV3 to chance (every image got the same logits; the round
-table now records the logit spread and flags such a collapse) and held VGG-16 back
-in its first rounds. The centralized baseline
-trains the same model from the same initial weights with the same optimiser, lr and
-batch size, one epoch over all training data per "round", evaluated after each.
+ASSEMBLY_NOTE = """*Assembled at commit {commit}.*
+"""
 
-Settings (`benchmarks/accuracy.py`), and where they differ from the study:
-
-| suite | model | data | clients, rounds | local training | study |
-|---|---|---|---|---|---|
-| vgg | VGG-16, CIFAR head, batch norm, **width 0.25** (1/16 of the FLOPs) | CIFAR-10 slice, 5,085 / 1,017; iid, balanced(0.8), stratified(0.8), dirichlet(0.5) | 10, 40 | SGD momentum 0.9, lr 0.05, batch 32, no augmentation | width 1, 50 clients, lr 0.01, batch 10, augmentation, 90/150 rounds |
-| vgg-forming | as vgg, iid data; static, dynamic, stochastic, hybrid(0.5) forming | as vgg | 10, 16 | as vgg | as vgg |
-| mobilenet | MobileNetV3-**Small**, width 1 | medium Tiny-ImageNet: 40,000 train (200 per class) / 10,000 (the official validation split), 64x64, resident on the workers | 10 (125 local steps each per round), 8 | Adam **lr 0.001, batch 32** (the study's), no augmentation | MobileNetV3 (Large in our presets), 10 / 5 clients, 100,000 images, 80/60 rounds |
-| texture | VGG-11, width 0.25 | DTD slice: fragments 128 px, stride 64, rotations 0/90, standardized, resized to 32 px; 5,078 / 1,080, split by photo | 5, 16 | SGD momentum 0.9, lr 0.05, batch 32 | the study's fragments were 256 px of 654 large photos (4.5 M fragments) |
-
+SCALE_NOTE = """Scale here: the bundled slices (CIFAR-10: 5,085 train / 1,017 test images;
+Tiny-ImageNet: 200 train images per class, 40,000, and the official validation split,
+10,000, 64x64), VGG-16 at a quarter of its channel width (1/16 of the FLOPs) with 10
+clients, MobileNetV3-**Small** (the study used MobileNetV3; our presets use -Large),
+SGD momentum lr 0.05 batch 32 for VGG (the study: lr 0.01, batch 10, with
+augmentation), Adam lr 0.001 batch 32 for MobileNet (the study's), no augmentation,
+one local epoch per round, every client every round, FedAvg, BatchNorm statistics
+re-estimated by the coordinator after each server step. "Balanced (0.8/0.9)" is read
+as stratified(share), the presets' reading (see the calibration). The full-scale
+estimate is compute only (training at the measured images/s of one such 2-core desktop
+per node, VGG-16 width 1 70.8 img/s, MobileNetV3-Large 158.6 img/s at batch 32,
+docs/THROUGHPUT.md, plus evaluation at 3x that rate), without transfers or stragglers;
+on a GPU it was not measured. The single command for all four rows at full scale, on
+a Dask grid (or drop `--scheduler` for a LocalCluster, e.g. on a GPU machine):
+`{command}` (the study's nodes, epochs, lr, batch and augmentation are the presets'
+`paper-*`).
 """
 
 
-TARGET_NOTE = """The targets come from the study's shape of results: federated training on
-independent local data should reach at least 0.9x the accuracy of centralized
-training after the same number of epochs, and label-skewed local data (balanced,
-dirichlet) should end below independent data. Compared are the means of the last
-three evaluations of single runs (one seed), as single rounds swing by several points.
-"""
-
-#: Fixed reading of the setting (no measured numbers: those are generated below).
-WHY_FEDAVG_LAGS = """FedAvg lags centralized training most in the first epochs:
-with C clients and one local epoch per round, each client takes d / B local steps
-per round and the server averages them, so one federated epoch moves the model about
-as far as d / B steps of C-times larger batches, while the centralized epoch takes C
-times as many steps. The gap closes as both approach what the data can give (the
-epoch-by-epoch ratios above, from the same runs). Fewer clients, each with more
-local steps per round, narrow the early gap."""
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
-def findings(rows: dict, curves: dict) -> str:
-    """The findings section, generated from the recorded accuracy runs."""
-    out = ["### Findings of the recorded runs (generated from benchmarks/out/accuracy)", ""]
-    for suite in dict.fromkeys(s for s, _ in rows):
-        iid, cen = rows.get((suite, "iid static")), rows.get((suite, "centralized"))
-        if not (iid and cen):
-            continue
-        fc, cc = curves.get((suite, "iid static")), curves.get((suite, "centralized"))
-        ratio = iid["tail_acc"] / cen["tail_acc"] if cen.get("tail_acc") else float("nan")
-        line = (f"- **{suite}: federated iid vs centralized** ({iid['model']} width "
-                f"{iid['width']:g}, {iid['clients']} clients, {iid['rounds']} epochs): "
-                f"{_pct(iid['tail_acc'])} vs {_pct(cen['tail_acc'])} (mean of the last 3 "
-                f"rounds), ratio {ratio:.2f}.")
-        if fc and cc and len(fc) == len(cc) and len(fc) >= 8:
-            step = max(1, len(fc) // 5)
-            marks = list(range(step, len(fc) + 1, step))
-            if marks[-1] != len(fc):
-                marks.append(len(fc))
-            pairs = []
-            for e in marks:
-                f3 = sum(fc[max(0, e - 3):e]) / len(fc[max(0, e - 3):e])
-                c3 = sum(cc[max(0, e - 3):e]) / len(cc[max(0, e - 3):e])
-                pairs.append(f"{e}: {f3 / c3:.2f}" if c3 > 0 else f"{e}: n/a")
-            line += " Ratio at epoch (3-round means) " + ", ".join(pairs) + "."
-        out.append(line)
-    for suite in dict.fromkeys(s for s, _ in rows):
-        iid = rows.get((suite, "iid static"))
-        skew = [(n, r) for (s, n), r in rows.items()
-                if s == suite and n.startswith(("balanced", "stratified", "dirichlet"))]
-        if iid and skew:
-            out.append(f"- **{suite}: label skew** (static forming, {iid['rounds']} rounds): "
-                       + ", ".join(f"{n} {_pct(r['tail_acc'])}" for n, r in skew)
-                       + f" against iid {_pct(iid['tail_acc'])} (means of the last 3 rounds).")
-    forming = sorted(((n, r) for (s, n), r in rows.items() if s.startswith("vgg-forming")),
-                     key=lambda nr: -nr[1]["tail_acc"])
-    if forming:
-        out.append(f"- **Forming strategies** (iid, {forming[0][1]['rounds']} rounds, means of "
-                   "the last 3 rounds): " + ", ".join(f"{n.removeprefix('iid ')} "
-                                                     f"{_pct(r['tail_acc'])}" for n, r in forming)
-                   + ". Single runs with one seed: differences of a few points are within the "
-                   "round-to-round swing of the curves.")
-    mob = [(n if s == "mobilenet" else f"{n} ({r['clients']} clients)", r)
-           for (s, n), r in rows.items() if s.startswith("mobilenet")]
-    if mob:
-        out.append("- **MobileNetV3-Small on the medium Tiny-ImageNet set** (200 training images "
-                   "per class, 200 classes; chance is 0.5 %; means of the last 3 rounds): "
-                   + ", ".join(f"{n} {_pct(r['tail_acc'])} (best {_pct(r['best_acc'])})"
-                               for n, r in mob) + ".")
-        cen_curve = curves.get(("mobilenet", "centralized"))
-        iid_curve = curves.get(("mobilenet", "iid static"))
-        for (s, n), r in rows.items():
-            if not (s.startswith("mobilenet-") and cen_curve is not None):
-                continue
-            e = r["rounds"]  # compare at the same epoch: means of the epochs up to e
-            cen_e = sum(cen_curve[max(0, e - 3):e]) / len(cen_curve[max(0, e - 3):e])
-            line = (f"  Federated over {r['clients']} clients ({s}, {e} epochs): "
-                    f"{_pct(r['tail_acc'])} = {r['tail_acc'] / cen_e:.2f}x centralized at "
-                    f"epochs {max(1, e - 2)}-{e} ({_pct(cen_e)})")
-            if iid_curve is not None and len(iid_curve) >= e:
-                iid_e = sum(iid_curve[max(0, e - 3):e]) / len(iid_curve[max(0, e - 3):e])
-                line += f"; 10 clients at the same epochs: {_pct(iid_e)}"
-            out.append(line + ".")
-    out += ["", WHY_FEDAVG_LAGS, ""]
-    return "\n".join(out)
-
-
-#: Note above a section kept from the previous RESULTS.md (piece not re-run since).
-KEPT_NOTE = ("*Kept from the previous assembly of this page: this piece was not re-run "
-             "since (its output is not in benchmarks/out/).*")
-KEPT_ACCURACY_NOTE = (" *It was measured before the BatchNorm evaluation fix (the clients' "
-                      "running averages were averaged), so its accuracies are not comparable "
-                      "with the sections above.*")
-
-
-def previous_sections(text: str) -> dict:
-    """``'## title'`` sections of an earlier RESULTS.md: title -> body (without the title
-    line and without an earlier kept-note)."""
-    out, title, body = {}, None, []
-    for line in text.splitlines():
-        if line.startswith("## "):
-            if title is not None:
-                out[title] = "\n".join(body).strip()
-            title, body = line[3:].strip(), []
-        elif title is not None and not line.startswith("*Kept from the previous assembly"):
-            body.append(line)
-    if title is not None:
-        out[title] = "\n".join(body).strip()
-    return out
-
-
-def assemble(previous: str = "") -> str:
-    """RESULTS.md text from the pieces in benchmarks/out/; a piece without output keeps
-    its section of ``previous`` (the page as it was), marked as kept."""
-    kept = previous_sections(previous)
-    parts = [INTRO]
-    rows, curves = _summary_rows()
-    parts.append("### The study's numbers next to this machine's\n\n" + _study_table(rows) + "\n")
-    targets = []
-    for name in ACCURACY:
-        path = OUT / f"{name}.out"
-        if path.is_file():
-            targets += [ln[2:] for ln in path.read_text().splitlines()
-                        if ln.startswith("- PASS") or ln.startswith("- FAIL")]
-    if targets:
-        parts.append("### Targets (pass/fail as measured; not tuned to pass)\n\n"
-                     + "\n".join(f"- {t}" for t in targets) + "\n\n" + TARGET_NOTE)
-    parts.append(findings(rows, curves))
-    for name in PIECES:
-        out, meta_path = OUT / f"{name}.out", OUT / f"{name}.json"
+def assemble() -> str:
+    """RESULTS.md text from the pieces' records in OUT (figures into docs/results)."""
+    commit, _ = git_state()
+    parts = [INTRO, ASSEMBLY_NOTE.format(commit=commit),
+             "## The study's table beside this machine's\n", study_table(), "",
+             SCALE_NOTE.format(command=FULL_COMMAND)]
+    for name in [*ACCURACY, *STUDY_PIECES, *PERF]:  # the science first, then performance
         parts.append(f"## {TITLES[name]}\n")
-        if (not (out.is_file() and meta_path.is_file()) and TITLES[name] in kept
-                and not kept[TITLES[name]].startswith("Not run in this assembly")):
-            note = KEPT_NOTE + (KEPT_ACCURACY_NOTE if name in ACCURACY else "")
-            parts.append(note + "\n\n" + kept[TITLES[name]] + "\n")
+        meta, why = piece_meta(name)
+        if meta is None:
+            parts.append(f"Not in this assembly ({why}). Reproduce: "
+                         f"`python {shlex.join(PIECES[name])}`"
+                         + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER
+                            else "") + "\n")
             continue
-        if not (out.is_file() and meta_path.is_file()):
-            parts.append(f"Not run in this assembly. Reproduce: `python {shlex.join(PIECES[name])}`"
-                         + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER else "")
-                         + "\n")
-            continue
-        meta = json.loads(meta_path.read_text())
-        parts.append(f"Reproduce: `{meta['command']}`  \n"
-                     f"Ran {meta['started']} to {meta['finished']} ({meta['wall_s']:.0f} s wall, "
-                     f"exit code {meta['returncode']}"
-                     + (f", commit {meta['commit']}" if meta.get("commit") else "")
-                     + f") on: {machine_line(meta['machine'])}.\n"
-                     + (f"\n{meta['note']}\n" if meta.get("note") else ""))
-        text = out.read_text()
-        if name.startswith("accuracy-"):
-            parts.append(_accuracy_section(text) + "\n")
-            curves = [ln.strip() for ln in text.splitlines()
-                      if re.match(r"^\[[\w-]+\] .+: final", ln)]
-            if curves:
-                parts.append("Global test accuracy (%) after each round/epoch:\n\n```\n"
-                             + "\n".join(curves) + "\n```\n")
+        if name in ACCURACY:
+            parts.append(accuracy_section(name, meta))
+        elif name == "calibration":
+            parts.append(calibration_section(meta))
         else:
-            body = "\n".join(ln for ln in text.strip().splitlines()
+            body = "\n".join(ln for ln in (OUT / f"{name}.out").read_text().strip().splitlines()
                              if not ln.startswith("WARNING:absl")).strip()
             if len(body) > 12000:
                 body = "...\n" + body[-12000:]
-            parts.append("```\n" + body + "\n```\n")
+            parts.append(provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
+                         + "\n```\n" + relative(body) + "\n```\n")
             parts += [f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, [])]
     return "\n".join(parts)
 
@@ -489,13 +514,21 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-perf", action="store_true", help="skip the performance benchmarks")
     ap.add_argument("--assemble", action="store_true",
                     help="only rebuild docs/RESULTS.md from benchmarks/out/")
+    ap.add_argument("--no-assemble", action="store_true",
+                    help="run the pieces only (e.g. a chain of long runs in a snapshot worktree)")
     ap.add_argument("--rounds", type=int, default=None, help="passed to accuracy.py")
     ap.add_argument("--width", type=float, default=None, help="passed to accuracy.py")
     ap.add_argument("--nice", action="store_true", help="run pieces under nice -n 10")
+    ap.add_argument("--out", default=None,
+                    help="folder of the pieces' outputs and records (default benchmarks/out; "
+                    "e.g. a snapshot worktree's runs writing into the main checkout's)")
     ap.add_argument("--accuracy-args", default="",
                     help="more arguments for accuracy.py pieces, one shell-quoted string, e.g. "
-                    "\"--reuse 'iid static,centralized'\"")
+                    "\"--seeds 0,1,2 --plateau\"")
     args = ap.parse_args(argv)
+    global OUT
+    if args.out:
+        OUT = pathlib.Path(args.out).resolve()
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         bad = [n for n in names if n not in PIECES]
@@ -508,6 +541,10 @@ def main(argv=None) -> int:
     if args.skip_perf:
         names = [n for n in names if n not in PERF]
     failed = 0
+    refusal = dirty_refusal("run benchmarks" if not args.assemble else "assemble RESULTS.md")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if not args.assemble:
         for name in names:
             extra = []
@@ -516,7 +553,13 @@ def main(argv=None) -> int:
                 extra += ["--width", str(args.width)] if args.width else []
                 extra += shlex.split(args.accuracy_args)
             failed += run_piece(name, extra, args.nice) != 0
-    RESULTS.write_text(assemble(RESULTS.read_text() if RESULTS.is_file() else ""))
+        if args.no_assemble:
+            return 1 if failed else 0
+        refusal = dirty_refusal("assemble RESULTS.md")
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
+    RESULTS.write_text(assemble())
     print(f"wrote {RESULTS}")
     return 1 if failed else 0
 

@@ -33,7 +33,7 @@ model, hyper-parameters and per-client keys ``fold_in(seed, round, client, attem
 into ``fedjax_grid.training.local_train``; ``--check`` runs one Flower round and
 compares every client's update (new params minus global, and its BatchNorm statistics)
 with ``fedjax_grid.grid.tasks.client_update`` run in this process on the spec the engine
-builds (``FederatedRun._task_spec``): the maximum absolute difference must be 0.0.
+builds (``RunContext.task_spec``): the maximum absolute difference must be 0.0.
 Both sides use fedjax_grid's persistent JAX compilation cache
 (``FEDJAX_GRID_COMPILE_CACHE``, default ``~/.cache/fedjax_grid/jax``): the Flower
 client and server processes enable it as the Dask workers do, and one unmeasured
@@ -319,10 +319,10 @@ def round_assignments(cfg_json: str, round_: int) -> list:
 
 def client_train(global_variables: dict, cfg_json: str, round_: int, client: int) -> tuple:
     """The client task's local work: ``local_train`` on the client's examples with the
-    engine's key (``experiments.build.client_key``, attempt 0)."""
+    engine's key (``streams.client_key``, attempt 0)."""
     import jax
 
-    from fedjax_grid.experiments.build import client_key
+    from fedjax_grid.streams import client_key
     from fedjax_grid.training import local_train
     side = client_side(cfg_json)
     cfg, hp = side["cfg"], side["hparams"]
@@ -479,14 +479,14 @@ def engine_updates(clients: int, out: pathlib.Path) -> tuple[dict, dict]:
     ``grid.tasks.client_update`` in this process on the engine's own task specs."""
     from fedjax_grid.compression import decode
     from fedjax_grid.experiments.build import forming_rng
-    from fedjax_grid.grid.engine import FederatedRun
     from fedjax_grid.grid.tasks import client_update
+    from fedjax_grid.runner import FederatedRun
     run = FederatedRun(config(clients, 1), out_dir=out, notify=lambda m: None)
     assignments, _ = run.strategy.apply(run.strategy_state, forming_rng(run.config.seed, 0), 0)
     updates = {}
     for k in range(clients):
         batch = run.train.__getitems__(assignments[k])
-        spec = run._task_spec(0, k, 0, assignments[k])
+        spec = run.context.task_spec(0, k, 0, assignments[k])
         res = client_update(run.global_variables, spec,
                             {"images": batch["image"], "labels": batch["label"]})
         updates[k] = (flatten({"params": decode(res["update"])}),

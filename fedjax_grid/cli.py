@@ -8,6 +8,7 @@
   fedjax-grid partition-report [--preset NAME | --config FILE] [--set ...] [--round R] [--out DIR]
   fedjax-grid prepare SOURCE [--path ARCHIVE] [--data-dir DIR]
   fedjax-grid certs DIR [--hosts 127.0.0.1,localhost]
+  fedjax-grid grid up|status|down|...   (an emulated desktop grid: fedjax_grid.emulation.cli)
 
 Bad input of any kind is reported as one line ``error: ...`` with exit code 2.
 ``run --help`` explains the output folders, the round numbers and ``--resume``.
@@ -21,6 +22,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 
 from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
 
@@ -163,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("directory")
     certs.add_argument("--hosts", default="127.0.0.1,localhost",
                        help="comma-separated host names/IPs for the certificates")
+    from fedjax_grid.emulation.cli import add_parser as add_grid_parser
+    add_grid_parser(sub)
     return parser
 
 
@@ -190,7 +194,7 @@ def _more_rounds(args):
 
 def _run_target(args):
     """(config, output folder, whether the folder is new and ours to create)."""
-    from fedjax_grid.experiments.resume import resume_config
+    from fedjax_grid.runner.resume import resume_config
     from fedjax_grid.grid import run_dirs
     if not args.resume:
         cfg = resolve_config(args)
@@ -225,6 +229,7 @@ def cmd_run(args) -> int:
     run = _new_run(cfg, out, args.resume, console)
     if new_dir:
         run_dirs.claim(out)
+    t_start = time.time()
     try:
         records = _run_rounds(run, console, more)
     except KeyboardInterrupt:
@@ -242,6 +247,7 @@ def cmd_run(args) -> int:
         console.end_line()
         raise _os_error(e, run.round, out) from None
     finally:
+        _save_grid_events(cfg.grid.scheduler, out, t_start)
         _close_run(run, console, out, new_dir)
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
@@ -253,16 +259,34 @@ def cmd_run(args) -> int:
 def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
-    if args.scheduler:
-        cfg = cfg.with_overrides([f"grid.scheduler={args.scheduler}"])
+    scheduler = args.scheduler or cfg.grid.scheduler  # a resumed run's config names it too
+    if scheduler:
+        # An emulated grid's scheduler (`fedjax-grid grid up`): join its hub namespace now,
+        # before any Dask thread exists, and use its certificates.
+        from fedjax_grid.emulation.attach import enter
+        grid = enter(scheduler)
+        if grid is not None:
+            scheduler = grid.address  # tls://, also when given without it
+        tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
+        cfg = cfg.with_overrides([f"grid.scheduler={scheduler}", *tls])
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
     return cfg.validate(), out, new_dir
 
 
+def _save_grid_events(scheduler, out, t_start: float) -> None:
+    """An emulated grid's events during the run (``fedjax-grid grid up``) as grid_events.csv."""
+    if scheduler:
+        from fedjax_grid.emulation.events import save_run_events
+        try:
+            save_run_events(scheduler, out, t_start, time.time())
+        except OSError:
+            pass
+
+
 def _new_run(cfg, out, resume: bool, console):
     """The FederatedRun (data, model, checkpoint restored); an error line starts on its own line."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     try:
         return FederatedRun(cfg, out_dir=out, resume=resume, on_stage=console.stage)
     except BaseException:
@@ -429,9 +453,14 @@ def _quiet_dask_connection_logs() -> None:
 
 
 def cmd_presets(args) -> int:
+    from fedjax_grid.emulation.profiles import list_profiles
     from fedjax_grid.experiments import list_presets
     for name, desc in list_presets().items():
         print(f"{name:46s} {desc}")
+    print()
+    print("grid profiles (fedjax-grid grid up --profile NAME):")
+    for name, desc in list_profiles().items():
+        print(f"  {name:44s} {desc}")
     print()
     print(choices_text())
     return 0
@@ -444,7 +473,8 @@ def cmd_show_config(args) -> int:
 
 def cmd_partition_report(args) -> int:
     from fedjax_grid.experiments.build import load_split, local_sets
-    from fedjax_grid.partition.report import label_heatmap, label_table
+    from fedjax_grid.partition.report import label_table
+    from fedjax_grid.plots import label_distribution
     cfg = resolve_config(args)
     if not 1 <= args.round <= MAX_ROUNDS_FLAG:
         raise UserError(f"--round={show(args.round)} is invalid: an integer in "
@@ -461,7 +491,8 @@ def cmd_partition_report(args) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "partition.csv", index=False)
-        fig = label_heatmap(table)
+        fig = label_distribution(table, normalize=True,
+                                 title="label distribution per client (fractions)")
         fig.savefig(out / "partition.png", dpi=120)
         print(f"wrote {out / 'partition.csv'} and {out / 'partition.png'}")
     return 0
@@ -483,8 +514,14 @@ def cmd_certs(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from fedjax_grid.emulation.cli import cmd_grid as grid_command
+    return grid_command(args)
+
+
 COMMANDS = {"run": cmd_run, "presets": cmd_presets, "show-config": cmd_show_config,
-            "partition-report": cmd_partition_report, "prepare": cmd_prepare, "certs": cmd_certs}
+            "partition-report": cmd_partition_report, "prepare": cmd_prepare, "certs": cmd_certs,
+            "grid": cmd_grid}
 
 
 def main(argv=None) -> int:

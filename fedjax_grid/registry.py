@@ -9,7 +9,13 @@ package named after it imports all its modules, so a new file registers itself):
 - forming strategies: ``fedjax_grid.partition.forming.FORMING`` (``fedjax_grid.partition``)
 - aggregators: ``fedjax_grid.federated.aggregators.AGGREGATORS`` (``fedjax_grid.federated``)
 - server optimisers: ``fedjax_grid.federated.server.SERVER_OPTIMIZERS`` (``fedjax_grid.federated``)
-- attacks (fault simulation): ``fedjax_grid.grid.faults.ATTACKS``
+- client algorithms: ``fedjax_grid.federated.client_algorithms.CLIENT_ALGORITHMS``
+- staleness weights: ``fedjax_grid.federated.staleness.STALENESS``
+- round policies: ``fedjax_grid.federated.round_policies.ROUND_POLICIES`` (package
+  ``fedjax_grid.runner.policies``, on first read)
+- codecs: ``fedjax_grid.compression.CODECS`` (``fedjax_grid.compression``)
+- attacks and link presets (fault simulation): ``fedjax_grid.hazards.faults.ATTACKS``,
+  ``fedjax_grid.hazards.links.LINKS``
 
 A component is one file in its package (the package's ``__init__`` imports every
 module in it with :func:`import_submodules`, so a new file registers itself)::

@@ -26,7 +26,7 @@ SCHEDULER = None         # "tcp://HOST:8786": use a running grid instead of a Lo
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-from fedjax_grid.grid.run_dirs import notebook_dir
+from fedjax_grid import notebook_dir
 
 OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
@@ -35,7 +35,7 @@ OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 # The typed `ExperimentConfig` the CLI uses: a preset plus overrides.
 
 # %%
-from fedjax_grid.experiments import get_preset, scaled_down
+from fedjax_grid import get_preset, scaled_down
 
 cfg = scaled_down(get_preset("quickstart"), model_kwargs={"width": WIDTH, "norm": "batch", "head": "cifar"},
                   clients=NUM_CLIENTS, rounds=ROUNDS, max_test_examples=MAX_TEST_EXAMPLES,
@@ -49,8 +49,7 @@ print(cfg.to_yaml())
 # %%
 from IPython.display import HTML, display
 
-from fedjax_grid.grid.cluster import open_cluster
-from fedjax_grid.widgets import dashboard_html
+from fedjax_grid import dashboard_html, open_cluster
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
@@ -62,7 +61,7 @@ display(HTML(dashboard_html(grid)))
 # %%
 from IPython.display import display
 
-from fedjax_grid.widgets import ClusterPanel
+from fedjax_grid import ClusterPanel
 
 cluster_panel = ClusterPanel(grid)
 display(cluster_panel)
@@ -74,7 +73,7 @@ display(cluster_panel)
 # round, and `run.round` is the number of rounds done.
 
 # %%
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid import FederatedRun
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 cluster_panel.records = run   # the table above now counts this run's tasks
@@ -108,8 +107,7 @@ plots.local_loss(tasks, title=f"{cfg.name}: local loss across clients", save=OUT
 plots.worker_timeline(tasks, rounds=rounds, title=f"{cfg.name}: worker timeline", save=OUT / "timeline.png")
 
 # %%
-from fedjax_grid.experiments.build import forming_rng
-from fedjax_grid.partition.report import label_table
+from fedjax_grid import forming_rng, label_table
 
 assignments, _ = run.strategy.apply(run.strategy.init(cfg.seed), forming_rng(cfg.seed, 0), 0)
 plots.label_distribution(label_table(run.train.labels, assignments),
@@ -127,7 +125,7 @@ plots.label_distribution(label_table(run.train.labels, assignments),
 # %%
 from IPython.display import display
 
-from fedjax_grid.widgets import ConfigPanel, RunPanel
+from fedjax_grid import ConfigPanel, RunPanel
 
 config_panel = ConfigPanel(cfg)
 run_panel = RunPanel(config_panel, grid=grid, runs_root=OUT / "from_widgets")

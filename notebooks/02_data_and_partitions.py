@@ -28,16 +28,23 @@ LOAD_SHARED = True        # also show CIFAR-10 / Tiny-ImageNet / DTD when ../sha
 # %%
 import numpy as np
 
-from fedjax_grid import plots
-from fedjax_grid.data import list_sources, load_source
-from fedjax_grid.partition import DISTRIBUTIONS, FORMING, Distribution, distribute, make_strategy
-from fedjax_grid.partition.report import label_table
-from fedjax_grid.plots import PlotFigure as Figure  # a Figure that shows itself as PNG
+from fedjax_grid import (
+    DISTRIBUTIONS,
+    FORMING,
+    Distribution,
+    distribute,
+    label_table,
+    list_sources,
+    load_source,
+    make_strategy,
+    plots,
+)
+from fedjax_grid import PlotFigure as Figure  # a Figure that shows itself as PNG
 
 print("sources:", ", ".join(list_sources()))
 
 # %%
-from fedjax_grid.data import shared_data_dir
+from fedjax_grid import shared_data_dir
 
 SHARED = shared_data_dir()
 print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absent)")
@@ -131,7 +138,7 @@ pd.DataFrame({kind: t.groupby("client")["count"].sum() for kind, t in tables.ite
 # its local set of the round before.
 
 # %%
-from fedjax_grid.experiments.build import forming_rng
+from fedjax_grid import forming_rng
 
 
 def rounds_of(name, spec):

@@ -29,18 +29,18 @@ SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-from fedjax_grid.grid.run_dirs import notebook_dir
+from fedjax_grid import notebook_dir
 
 OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
 # %%
-from fedjax_grid.data import shared_data_dir
+from fedjax_grid import shared_data_dir
 
 SHARED = shared_data_dir()
 print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absent)")
 
 # %%
-from fedjax_grid.experiments import get_preset, scaled_down
+from fedjax_grid import get_preset, scaled_down
 
 DATA_FILE = SHARED / "tiny-imagenet-200-sample.zip"
 USE_SLICE = DATA_FILE.exists()
@@ -62,15 +62,14 @@ print(configs["balanced"].to_yaml())
 # The study's settings (full scale) and what this notebook runs:
 
 # %%
-from fedjax_grid.experiments.study import study_table
+from fedjax_grid import study_table
 
 study_table(configs, {v: "paper-mobilenetv3-tinyimagenet-" + v for v in configs})
 
 # %%
 from IPython.display import HTML, display
 
-from fedjax_grid.grid.cluster import open_cluster
-from fedjax_grid.widgets import dashboard_html
+from fedjax_grid import dashboard_html, open_cluster
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(configs["independent"].grid, local_directory=str(OUT / "dask"))
@@ -81,7 +80,7 @@ display(HTML(dashboard_html(grid)))
 # Both variants on the same grid, one after the other.
 
 # %%
-from fedjax_grid.experiments.study import run_variants
+from fedjax_grid import run_variants
 
 rounds, tasks = run_variants(configs, grid, OUT)   # a leading run column
 assert len(rounds) == 2 * ROUNDS
@@ -100,8 +99,7 @@ plots.time_to_accuracy(rounds, save=OUT / "time_to_accuracy.png")
 
 # %%
 # The local sets of the balanced run's first round, from the config alone (no run).
-from fedjax_grid.experiments.build import local_sets
-from fedjax_grid.partition.report import label_table
+from fedjax_grid import label_table, local_sets
 
 labels, sets = local_sets(configs["balanced"], rounds=1)
 plots.label_distribution(label_table(labels, sets), annot=False, title="balanced: local sets of round 1")

@@ -28,7 +28,7 @@ MAX_TEST_EXAMPLES = 256
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-from fedjax_grid.grid.run_dirs import notebook_dir
+from fedjax_grid import notebook_dir
 
 OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
@@ -66,7 +66,7 @@ if SCHEDULER_ADDRESS is None:
     print("started PIDs", [p.pid for p in started], "scheduler", SCHEDULER_ADDRESS)
 
 # %%
-from fedjax_grid.experiments import get_preset
+from fedjax_grid import get_preset
 
 cfg = get_preset("quickstart").with_overrides([
     f"model.kwargs={{width: {WIDTH}, norm: batch, head: cifar}}",
@@ -74,7 +74,7 @@ cfg = get_preset("quickstart").with_overrides([
     f"data.max_test_examples={MAX_TEST_EXAMPLES}",
     f"grid.scheduler={SCHEDULER_ADDRESS}", "grid.connect_timeout_s=60",
 ]).validate()
-from fedjax_grid.grid.cluster import open_cluster
+from fedjax_grid import open_cluster
 
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
 grid.client.wait_for_workers(DESKTOPS if started else 1, timeout=120)
@@ -86,7 +86,7 @@ print("plugin errors:", grid.plugin_errors or "none")
 # %%
 from IPython.display import display
 
-from fedjax_grid.widgets import ClusterPanel
+from fedjax_grid import ClusterPanel
 
 panel = ClusterPanel(grid)   # one live table; panel.table is the same as a DataFrame
 display(panel)
@@ -96,7 +96,7 @@ display(panel)
 # The client that runs the rounds is this notebook; the training happens on the desktops.
 
 # %%
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid import FederatedRun
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 panel.records = run   # the table above counts this run's tasks, refreshed every round

@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 06 · Heterogeneity and faults: slow, offline and failing desktops
 #
-# Faults are simulated inside real tasks on real workers (`fedjax_grid.grid.faults`):
+# Faults are simulated inside real tasks on real workers (`fedjax_grid.hazards.faults`):
 # per-client slow-down factors, offline clients, random delays, drop-outs (the task
 # raises), corrupted (NaN) updates, hangs. A round deadline cuts stragglers (`late`),
 # the quorum decides whether a round counts, retries re-submit failed tasks, and
@@ -30,12 +30,12 @@ SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-from fedjax_grid.grid.run_dirs import notebook_dir
+from fedjax_grid import notebook_dir
 
 OUT = notebook_dir(OUT_ROOT, NAME)   # OUT_ROOT/NAME-YYYYmmdd-HHMMSS
 
 # %%
-from fedjax_grid.experiments import get_preset, scaled_down
+from fedjax_grid import get_preset, scaled_down
 
 base = scaled_down(get_preset("quickstart"), model_kwargs={"width": WIDTH, "norm": "batch", "head": "cifar"},
                    clients=NUM_CLIENTS, rounds=ROUNDS, max_test_examples=MAX_TEST_EXAMPLES,
@@ -45,8 +45,7 @@ cfg = base
 # %%
 from IPython.display import HTML, display
 
-from fedjax_grid.grid.cluster import open_cluster
-from fedjax_grid.widgets import dashboard_html
+from fedjax_grid import dashboard_html, open_cluster
 
 # 127.0.0.1 only (nothing listens on other interfaces); SCHEDULER set: a running grid.
 grid = open_cluster(cfg.grid, local_directory=str(OUT / "dask"))
@@ -55,9 +54,7 @@ display(HTML(dashboard_html(grid)))
 # %%
 import pandas as pd
 
-from fedjax_grid.grid import faults
-from fedjax_grid.grid.engine import FederatedRun
-from fedjax_grid.grid.records import concat_runs
+from fedjax_grid import FederatedRun, concat_runs, faults
 
 results = {}
 

@@ -135,7 +135,8 @@ def test_a_new_aggregator_server_optimizer_and_model_are_built_from_the_config()
     import optax
 
     from fedjax_grid.experiments import ExperimentConfig
-    from fedjax_grid.experiments.build import build_algorithm, build_model, cached_model
+    from fedjax_grid.experiments.build import build_algorithm, build_model
+    from fedjax_grid.models import cached_model
     from fedjax_grid.federated import AGGREGATORS, SERVER_OPTIMIZERS, median
     from fedjax_grid.models import MODELS, VGG
 

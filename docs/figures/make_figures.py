@@ -18,7 +18,7 @@ import pandas as pd
 from fedjax_grid import plots
 from fedjax_grid.experiments import get_preset
 from fedjax_grid.grid.cluster import open_cluster
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from fedjax_grid.partition.report import label_table
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -59,9 +59,12 @@ same payload bytes); derive it from (seed, round, client) like the fault plans.
 """
 from fedjax_grid.compression.base import (CODECS, Codec, CodecParams, decode, flatten, make_codec,
                                           payload_nbytes, tree_nbytes_float32, unflatten)
-from fedjax_grid.compression import none, bf16, int8, quant, topk  # noqa: F401  (registration)
+from fedjax_grid.compression import none  # noqa: F401, I001  (the default codec first)
 from fedjax_grid.compression.broadcast import (apply_broadcast, apply_delta, broadcast_payload,
                                                delta_tree)
+from fedjax_grid.registry import import_submodules
+
+import_submodules(__name__)  # every codec module registers itself: a new codec is one file
 
 
 def encode(spec, tree, rng=None, state=None):

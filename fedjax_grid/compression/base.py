@@ -10,9 +10,11 @@ A payload is a plain dict (no classes, so it unpickles anywhere numpy does)::
 kept; a flax ``FrozenDict`` comes back as a ``dict``), a ``list``/``tuple`` stays
 one, ``None`` stays ``None`` and every array leaf becomes its position in
 ``leaves`` (an ``int``). Each leaf payload is a dict whose ``kind`` names the
-decoder (``raw``, ``bf16``, ``int8``, ``topk``) and whose other entries are numpy
-arrays, small ints, tuples of ints and strings. :func:`decode` therefore needs the
-payload only, not the codec's parameters.
+decoder -- ``raw``, or the name of the codec that made it, whose registration carries
+its ``leaf_decoder`` (``@CODECS.register(name, Params, leaf_decoder=fn)``) -- and whose
+other entries are numpy arrays, small ints, tuples of ints and strings. :func:`decode`
+therefore needs the payload only, not the codec's parameters, and a new codec is one
+file that registers itself (this package imports every module in it).
 
 Raw leaves (sent as they are, whatever the codec): leaves that are not floating
 point (integer counters, booleans), floating leaves with fewer than ``raw_below``
@@ -34,14 +36,12 @@ from fedjax_grid.registry import Params, Registry
 PyTree = Any
 Payload = dict
 
-#: Codecs: ``CODECS.build({'name': 'topk', 'fraction': 0.01})`` -> :class:`Codec`.
+#: Codecs: ``CODECS.build({'name': 'topk', 'fraction': 0.01})`` -> :class:`Codec`; each
+#: registration names its ``leaf_decoder`` (leaf payload -> numpy array).
 CODECS = Registry("codec")
 
 #: Version of the payload layout (``payload['format']``).
 FORMAT = 1
-
-#: kind -> function(leaf payload) -> numpy array; filled by each codec module.
-LEAF_DECODERS: dict[str, Callable[[dict], np.ndarray]] = {}
 
 #: Bytes counted per small int/float in a payload (its wire size in a compact format).
 SCALAR_NBYTES = 8
@@ -157,11 +157,21 @@ def raw_leaf(x: np.ndarray) -> dict:
     return {"kind": "raw", "data": np.asarray(x)}
 
 
-def _decode_raw(leaf: dict) -> np.ndarray:
+def decode_raw(leaf: dict) -> np.ndarray:
+    """A raw leaf's array (a fresh copy)."""
     return np.array(leaf["data"], copy=True)
 
 
-LEAF_DECODERS["raw"] = _decode_raw
+def leaf_decoder(kind: str) -> Callable[[dict], np.ndarray]:
+    """The decoder of leaf payloads of ``kind``: ``raw``, or the ``leaf_decoder`` the codec
+    named ``kind`` registered."""
+    if kind == "raw":
+        return decode_raw
+    decoder = CODECS.meta(kind, "leaf_decoder") if kind in CODECS else None
+    if decoder is None:
+        raise ValueError(f"no codec decodes leaves of kind {kind!r}; known: raw, "
+                         + ", ".join(n for n in CODECS if CODECS.meta(n, "leaf_decoder")))
+    return decoder
 
 
 def make_payload(codec: str, skeleton: Any, leaves: list[dict]) -> Payload:
@@ -173,7 +183,7 @@ def decode(payload: Payload) -> PyTree:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"not a codec payload of format {FORMAT}: {got!r}")
-    leaves = [LEAF_DECODERS[leaf["kind"]](leaf) for leaf in payload["leaves"]]
+    leaves = [leaf_decoder(leaf["kind"])(leaf) for leaf in payload["leaves"]]
     return unflatten(payload["tree"], leaves)
 
 

@@ -16,7 +16,7 @@ import functools
 import ml_dtypes
 import numpy as np
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, CodecParams, flatten,
+from fedjax_grid.compression.base import (CODECS, Codec, CodecParams, flatten,
                                           make_payload, no_state, raw_leaf, send_raw)
 
 
@@ -38,8 +38,6 @@ def decode_leaf(leaf: dict) -> np.ndarray:
     return from_bf16_bits(leaf["bits"]).astype(np.dtype(leaf["dtype"]), copy=False)
 
 
-LEAF_DECODERS["bf16"] = decode_leaf
-
 
 def encode(tree, rng=None, state=None, *, params: CodecParams):
     """``(payload, None)``; ``rng`` and ``state`` are unused."""
@@ -48,7 +46,7 @@ def encode(tree, rng=None, state=None, *, params: CodecParams):
     return make_payload("bf16", skeleton, out), None
 
 
-@CODECS.register("bf16", CodecParams)
+@CODECS.register("bf16", CodecParams, leaf_decoder=decode_leaf)
 def bf16(params: CodecParams) -> Codec:
     """bfloat16, round to nearest even (2 bytes per parameter, relative error <= 2**-8)."""
     return Codec("bf16", params, functools.partial(encode, params=params), init_state=no_state)

@@ -42,12 +42,9 @@ import numpy as np
 from fedjax_grid.compression.base import Codec, decode, flatten, make_codec, payload_nbytes, unflatten
 from fedjax_grid.compression.broadcast import apply_broadcast, broadcast_payload
 from fedjax_grid.compression.none import encode as encode_raw
+from fedjax_grid.failures import StaleCopy
 
 PyTree = Any
-
-
-class StaleCopy(ValueError):
-    """A chain payload that cannot bring this desktop's copy to its version."""
 
 
 def _copy(tree: PyTree) -> PyTree:

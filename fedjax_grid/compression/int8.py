@@ -20,7 +20,7 @@ import functools
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, flatten, make_payload,
+from fedjax_grid.compression.base import (CODECS, Codec, flatten, make_payload,
                                           no_state, raw_below_field, raw_leaf, send_raw)
 from fedjax_grid.registry import Params
 
@@ -79,8 +79,6 @@ def decode_leaf(leaf: dict) -> np.ndarray:
     return unround_blocks(leaf["q"], leaf["scale"], leaf["block"], leaf)
 
 
-LEAF_DECODERS["int8"] = decode_leaf
-
 
 def encode(tree, rng, state=None, *, params: Int8Params):
     """``(payload, None)``; ``rng`` (required) draws the rounding, ``state`` is unused."""
@@ -92,7 +90,7 @@ def encode(tree, rng, state=None, *, params: Int8Params):
     return make_payload("int8", skeleton, out), None
 
 
-@CODECS.register("int8", Int8Params)
+@CODECS.register("int8", Int8Params, leaf_decoder=decode_leaf)
 def int8(params: Int8Params) -> Codec:
     """8-bit stochastic rounding, unbiased, a float32 scale per block (3.94x at block=256)."""
     return Codec("int8", params, functools.partial(encode, params=params), init_state=no_state)

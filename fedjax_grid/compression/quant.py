@@ -35,7 +35,7 @@ import functools
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, encode_with_feedback,
+from fedjax_grid.compression.base import (CODECS, Codec, encode_with_feedback,
                                           flatten, make_payload, no_state, raw_below_field,
                                           raw_leaf, send_raw)
 from fedjax_grid.compression.int8 import round_blocks, unround_blocks
@@ -80,8 +80,6 @@ def decode_leaf(leaf: dict) -> np.ndarray:
     return unround_blocks(q, leaf["scale"], leaf["block"], leaf)
 
 
-LEAF_DECODERS["quant"] = decode_leaf
-
 
 def encode(tree, rng, state=None, *, params: QuantParams):
     """``(payload, state)``; ``rng`` (required) draws the rounding; ``state``: None, or with
@@ -100,7 +98,7 @@ def encode(tree, rng, state=None, *, params: QuantParams):
     return encode_with_feedback("quant", tree, state, params.raw_below, encode_acc)
 
 
-@CODECS.register("quant", QuantParams)
+@CODECS.register("quant", QuantParams, leaf_decoder=decode_leaf)
 def quant(params: QuantParams) -> Codec:
     """2-8 bit stochastic rounding, unbiased, bit-packed, a float32 scale per block
     (quant(3): 10.4x, quant(4): 7.9x at block=512)."""

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from fedjax_grid.compression.base import (CODECS, LEAF_DECODERS, Codec, encode_with_feedback,
+from fedjax_grid.compression.base import (CODECS, Codec, encode_with_feedback,
                                           flatten, raw_below_field, unflatten)
 from fedjax_grid.compression.bf16 import from_bf16_bits, to_bf16_bits
 from fedjax_grid.registry import Params
@@ -84,8 +84,6 @@ def decode_leaf(leaf: dict) -> np.ndarray:
     return out.reshape(shape).astype(np.dtype(leaf["dtype"]), copy=False)
 
 
-LEAF_DECODERS["topk"] = decode_leaf
-
 
 def init_state(tree) -> dict:
     """Zero residual: float32 zeros for floating leaves, zeros of the dtype otherwise."""
@@ -102,7 +100,7 @@ def encode(tree, rng=None, state=None, *, params: TopkParams):
         lambda acc, dtype: encode_leaf(acc, params.fraction, params.values, dtype))
 
 
-@CODECS.register("topk", TopkParams)
+@CODECS.register("topk", TopkParams, leaf_decoder=decode_leaf)
 def topk(params: TopkParams) -> Codec:
     """Per-leaf top-k with error feedback (int32 index + float32 value: 50x at fraction 0.01)."""
     return Codec("topk", params, functools.partial(encode, params=params), init_state=init_state,

@@ -17,11 +17,11 @@ builders, so all of them see the same data, local sets, model and state.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import numpy as np
 
+from fedjax_grid import streams
 from fedjax_grid.errors import UserError
 
 #: Sources whose images are resized to ``data.image_size``.
@@ -110,17 +110,7 @@ def local_sets(cfg, rounds: int = 1, train=None) -> tuple[np.ndarray, list]:
 
 def forming_rng(seed: int, round_: int) -> np.random.Generator:
     """The generator a forming strategy draws round ``round_``'s local sets from."""
-    return np.random.default_rng([seed, 11, round_])
-
-
-def client_key(seed: int, round_: int, client: int, attempt: int = 0):
-    """The PRNG key of client ``client``'s local training in 0-based round ``round_``
-    (``attempt``: its retry number): ``fold_in`` of each into ``PRNGKey(seed)``."""
-    import jax
-    key = jax.random.PRNGKey(int(seed))
-    for word in (round_, client, attempt):
-        key = jax.random.fold_in(key, int(word))
-    return key
+    return streams.rng(seed, streams.FORMING, round_)
 
 
 def sample_clients(cfg, round_: int) -> np.ndarray:
@@ -128,7 +118,7 @@ def sample_clients(cfg, round_: int) -> np.ndarray:
     plus ``grid.overcommit`` spares out of ``num_clients``, seeded by (seed, round)."""
     c = cfg.partition.num_clients
     n = min(c, cfg.clients_per_round + cfg.grid.overcommit)
-    rng = np.random.default_rng([cfg.seed, 7, round_])
+    rng = streams.rng(cfg.seed, streams.SAMPLING, round_)
     return np.sort(rng.choice(c, size=n, replace=False))
 
 
@@ -137,15 +127,9 @@ def model_key(model_cfg, num_classes: int) -> tuple:
     return (model_cfg.name, int(num_classes), tuple(sorted(model_cfg.kwargs.items())))
 
 
-@functools.lru_cache(maxsize=16)
-def cached_model(name: str, num_classes: int, kwargs: tuple):
-    """The Flax module of a ``model_key``, built once per process (workers too)."""
-    from fedjax_grid.models import get_model
-    return get_model(name, num_classes, **dict(kwargs))
-
-
 def build_model(cfg, num_classes: int) -> tuple[tuple, Any]:
     """(model key shipped to workers, Flax module) of ``cfg.model`` for ``num_classes``."""
+    from fedjax_grid.models import cached_model
     key = model_key(cfg.model, num_classes)
     return key, cached_model(*key)
 
@@ -161,12 +145,19 @@ def build_hparams(cfg):
 
 
 def build_algorithm(cfg):
-    """The pure federated algorithm: aggregator, server optimiser, BN mode, norm guard."""
+    """The pure federated algorithm: aggregator, server optimiser, BN mode, norm guard and
+    client algorithm (``training.algorithm``, checked against ``training.optimizer``)."""
     from fedjax_grid.federated import NormGuard, make_algorithm, make_server_optimizer
-    s = cfg.server
+    from fedjax_grid.federated.client_algorithms import make_client_algorithm
+    s, t = cfg.server, cfg.training
     guard = None if s.max_norm_ratio is None else NormGuard(max_norm_ratio=s.max_norm_ratio)
+    client = make_client_algorithm(t.algorithm, cfg.partition.num_clients)
+    if client.optimizers and t.optimizer not in client.optimizers:
+        raise UserError(f"training.optimizer={t.optimizer!r} is invalid with training.algorithm="
+                        f"{client.name}: allowed are {', '.join(client.optimizers)}",
+                        path="training.optimizer")
     return make_algorithm(s.aggregator, make_server_optimizer(s.optimizer),
-                          bn_mode=s.bn_mode, norm_guard=guard)
+                          bn_mode=s.bn_mode, norm_guard=guard, client_algorithm=client)
 
 
 def initial_variables(cfg, model, image_shape: tuple) -> dict:

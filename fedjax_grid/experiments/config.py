@@ -77,10 +77,12 @@ from fedjax_grid.experiments.safe_yaml import MAX_BYTES as MAX_CONFIG_BYTES
 from fedjax_grid.experiments.safe_yaml import load_bounded
 from fedjax_grid.compression import CODECS
 from fedjax_grid.federated.aggregators import AGGREGATORS
+from fedjax_grid.federated.client_algorithms import CLIENT_ALGORITHMS
+from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.federated.server import BN_MODES, SERVER_OPTIMIZERS
 from fedjax_grid.federated.staleness import STALENESS
-from fedjax_grid.grid.faults import ATTACKS
-from fedjax_grid.grid.links import LINKS
+from fedjax_grid.hazards.faults import ATTACKS
+from fedjax_grid.hazards.links import LINKS
 from fedjax_grid.models import MODELS
 from fedjax_grid.partition import DISTRIBUTIONS, FORMING
 from fedjax_grid.registry import Choice, Registry, located_error
@@ -104,6 +106,7 @@ REGISTRIES: dict[str, Registry] = {
     "data.source": SOURCES,
     "partition.distribution": DISTRIBUTIONS,
     "partition.forming": FORMING,
+    "training.algorithm": CLIENT_ALGORITHMS,
     "server.aggregator": AGGREGATORS,
     "server.optimizer": SERVER_OPTIMIZERS,
     "server.staleness": STALENESS,
@@ -263,6 +266,9 @@ class TrainingConfig(Section):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="local mini-batch size")
     test_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="evaluation batch size")
     prox_mu: float = Field(0.0, ge=0.0, description="FedProx proximal coefficient mu (0: FedAvg)")
+    algorithm: typing.Annotated[Choice, RegistryChoice(CLIENT_ALGORITHMS)] = _choice(
+        CLIENT_ALGORITHMS, "fedavg", "the client algorithm: fedavg (plain local training), "
+                                     "scaffold (control variates), fednova (normalized averaging)")
     augment: bool = Field(False, description="random crops and flips in local training")
     precision: Literal["f32", "bf16"] = Field("f32", description=(
         "compute precision of local training: bf16 rounds the operands of the model's "
@@ -288,9 +294,9 @@ class ServerConfig(Section):
         "training examples the coordinator re-estimates BatchNorm statistics on"))
     max_norm_ratio: Optional[float] = Field(None, ge=1.0, description=(
         "reject updates whose norm exceeds this multiple of the median accepted norm (null: off)"))
-    mode: Literal["sync", "async"] = Field("sync", description=(
-        "sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: buffered asynchronous "
-        "aggregation (FedBuff), no barrier, one server update per buffer"))
+    mode: str = Field("sync", json_schema_extra=_names_schema(ROUND_POLICIES), description=(
+        "the round policy: sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: "
+        "buffered asynchronous aggregation (FedBuff), no barrier, one server update per buffer"))
     concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
         "async: client tasks kept in flight (null: training.clients_per_round)"))
     buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
@@ -308,6 +314,11 @@ class ServerConfig(Section):
     broadcast: Literal["full", "delta"] = Field("full", description=(
         "full: the global model each round; delta: only the change since the version a "
         "desktop holds (a chain of encoded steps from one shared reference, closed loop)"))
+
+    @pydantic.field_validator("mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        return ROUND_POLICIES.get(value, "server.mode").name
 
     @pydantic.model_validator(mode="after")
     def _check_broadcast_codec(self):
@@ -515,8 +526,9 @@ class ExperimentConfig(Section):
         d.pop("grid")
         d.pop("name")
         # keys added later: at their defaults they leave older runs' fingerprints unchanged
-        for section, key in (("server", "codec"), ("server", "broadcast_codec"), ("faults", "link")):
-            if d[section].get(key) == {"name": "none"}:
+        for section, key, default in (("server", "codec", "none"), ("server", "broadcast_codec", "none"),
+                                      ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
+            if d[section].get(key) == {"name": default}:
                 d[section].pop(key)
         if d["training"].get("precision") == "f32":
             d["training"].pop("precision")

@@ -2,14 +2,12 @@
 
 ``STUDY`` holds the four rows the study reports, keyed by the preset that encodes
 each row's settings; ``study_table`` sets them beside the configs a notebook or
-benchmark actually runs, and ``run_variants`` runs several configs on one grid and
-returns their records with a leading ``run`` column.
+benchmark actually runs (``fedjax_grid.runner.variants.run_variants`` runs them).
 """
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 
@@ -55,19 +53,3 @@ def study_table(configs: dict, presets: dict) -> pd.DataFrame:
                      "distribution": str(cfg.partition.distribution), "lr": cfg.training.lr,
                      "batch": cfg.training.batch_size, "rounds": cfg.training.rounds})
     return pd.DataFrame(rows).set_index("variant")
-
-
-def run_variants(configs: dict, grid, out_dir, log: Callable[[str], None] = print
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run each config (variant -> ExperimentConfig) on ``grid``, one after the other, in
-    ``out_dir/<variant>``; ``(rounds, tasks)`` of all of them with a leading ``run`` column."""
-    from fedjax_grid.grid.engine import FederatedRun
-    from fedjax_grid.grid.records import concat_runs
-    results = {}
-    for variant, cfg in configs.items():
-        run = FederatedRun(cfg, out_dir=pathlib.Path(out_dir) / variant, grid=grid)
-        results[variant] = run.run(callback=lambda row, v=variant: log(
-            f"{v} round {row['round']}: accuracy {row['global_accuracy']:.4f} "
-            f"({row['clients_ok']}/{row['clients_sampled']} clients, {row['round_time_s']:.1f} s)"))
-    return (concat_runs({v: r.rounds() for v, r in results.items()}),
-            concat_runs({v: r.tasks() for v, r in results.items()}))

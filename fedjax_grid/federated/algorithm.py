@@ -49,6 +49,7 @@ import optax
 from fedjax_grid.errors import UserError
 from fedjax_grid.federated.aggregators import Aggregator, make_aggregator, mean
 from fedjax_grid.federated.bn_pooling import is_bn_layout, moments_from_stats, stats_from_moments
+from fedjax_grid.federated.client_algorithms import ClientAlgorithm, make_client_algorithm
 from fedjax_grid.federated.server import (BN_MODES, ServerState, make_server_optimizer,
                                           server_apply, server_init, server_variables)
 from fedjax_grid.federated.tree_math import np_tree_l2_norm, np_tree_sub
@@ -66,6 +67,8 @@ class FederatedAlgorithm(NamedTuple):
     init: Callable[[PyTree], ServerState]
     apply: Callable[[ServerState, Iterable], tuple[ServerState, dict]]
     begin: Callable[[ServerState], 'RoundFold']
+    #: the client algorithm (its client-side functions run in the tasks)
+    client: Optional[ClientAlgorithm] = None
 
 
 def _client_order(cid) -> tuple:
@@ -87,9 +90,13 @@ class RoundFold:
     """
 
     def __init__(self, state: ServerState, agg: Aggregator, opt, guard: Optional[NormGuard],
-                 bs_agg: Aggregator, bn_mode: str = 'pooled'):
+                 bs_agg: Aggregator, bn_mode: str = 'pooled',
+                 client: Optional[ClientAlgorithm] = None):
         self.state = state
         self._agg, self._opt, self._guard, self._bs_agg = agg, opt, guard, bs_agg
+        #: the client algorithm: its uploads are folded beside the deltas (``add_delta``)
+        self._client = client if client is not None else make_client_algorithm('fedavg')
+        self._up_agg, self._up_state = mean(), None
         # statistics other than Flax BatchNorm's (mean, var) are averaged as they are
         self._pool = bn_mode in ('pooled', 'local') and is_bn_layout(state.batch_stats)
         self._template = server_variables(state)
@@ -118,22 +125,33 @@ class RoundFold:
 
     def add_delta(self, delta: PyTree, num_examples, client_id, *,
                   batch_stats: Optional[PyTree] = None, bn_moments: Optional[tuple] = None,
-                  scale: float = 1.0) -> Optional[str]:
+                  scale: float = 1.0, upload: Optional[PyTree] = None) -> Optional[str]:
         """Fold one client's params delta (``client_params - params it started from``)
         in; None if accepted, else why it was rejected.
 
         batch_stats: the client's final BatchNorm statistics (required when the model
         has them). scale: multiplies the delta in the aggregate (asynchronous
         aggregation's staleness weight, in (0, 1]); the norm guard sees the unscaled norm.
+        upload: the client algorithm's upload (SCAFFOLD's ``dc_i``, FedNova's ``a_i``),
+        folded into its own mean; it also sets the delta's factor (``delta_scale``).
         """
         self.num_reported += 1
         item = {'params': delta} if batch_stats is None else \
             {'params': delta, 'batch_stats': batch_stats}
-        reason = _weight_reason(num_examples) or validate_update(item, self._template)
+        reason = _weight_reason(num_examples) or validate_update(item, self._template) \
+            or _upload_reason(upload)
         if reason is not None:
             self.rejected.append((client_id, reason))
             return reason
-        return self._fold(delta, num_examples, client_id, batch_stats, bn_moments, scale)
+        if upload is not None:
+            scale = scale * float(self._client.delta_scale(upload))
+        reason = self._fold(delta, num_examples, client_id, batch_stats, bn_moments, scale)
+        if reason is None and upload is not None:
+            w = float(num_examples) if self._client.upload_weighting == 'examples' else 1.0
+            if self._up_state is None:
+                self._up_state = self._up_agg.init(upload)
+            self._up_state = self._up_agg.update(self._up_state, upload, w)
+        return reason
 
     def _fold(self, delta, num_examples, client_id, batch_stats, bn_moments,
               scale: float) -> Optional[str]:
@@ -190,9 +208,12 @@ class RoundFold:
             new_history = self._history
             for cid in sorted(self.accepted, key=_client_order):
                 new_history = self._guard.add(new_history, self.norms[cid])
+        mean_upload = None if self._up_state is None else self._up_agg.result(self._up_state)
+        algorithm, mean_delta = self._client.server_update(state.algorithm, mean_delta, mean_upload,
+                                                           len(self.accepted))
         new_state = server_apply(state, mean_delta, self._opt,
                                  self._bn_result() if self._has_bn else None,
-                                 norm_history=new_history)
+                                 norm_history=new_history, algorithm=algorithm)
         return new_state, diagnostics
 
 
@@ -211,6 +232,16 @@ def _moments_reason(bn_moments, template) -> Optional[str]:
     return _weight_reason(count) or validate_update(moments, template)
 
 
+def _upload_reason(upload) -> Optional[str]:
+    """Why a client algorithm's upload is refused (non-finite values), or None."""
+    if upload is None:
+        return None
+    import jax
+    if not all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(upload)):
+        return "client algorithm upload has non-finite values"
+    return None
+
+
 def _weight_reason(n) -> Optional[str]:
     try:
         w = float(n)
@@ -225,7 +256,9 @@ def make_algorithm(aggregator: Union[str, Mapping, Aggregator] = 'mean',
                    server_optimizer: Union[str, Mapping, optax.GradientTransformation] = 'fedavg',
                    *, bn_mode: str = 'pooled', norm_guard: Optional[NormGuard] = None,
                    aggregator_kw: Optional[dict] = None,
-                   server_kw: Optional[dict] = None) -> FederatedAlgorithm:
+                   server_kw: Optional[dict] = None,
+                   client_algorithm: Union[str, Mapping, ClientAlgorithm] = 'fedavg',
+                   num_clients: int = 1) -> FederatedAlgorithm:
     """Build a :class:`FederatedAlgorithm`.
 
     aggregator: an :class:`Aggregator`, or a name / ``'name(v)'`` shorthand / mapping
@@ -234,6 +267,8 @@ def make_algorithm(aggregator: Union[str, Mapping, Aggregator] = 'mean',
       for :func:`make_server_optimizer` (with ``server_kw``: lr, momentum, b1, b2, eps).
     bn_mode: 'pooled' | 'local' | 'aggregate' | 'recalibrate' (see the module docstring).
     norm_guard: optional :class:`NormGuard` rejecting outsized deltas.
+    client_algorithm: a :class:`~fedjax_grid.federated.client_algorithms.ClientAlgorithm`
+      or its spec (``'scaffold'``), for a federation of ``num_clients`` clients.
     """
     agg = aggregator if isinstance(aggregator, Aggregator) else \
         make_aggregator(aggregator, **(aggregator_kw or {}))
@@ -243,12 +278,14 @@ def make_algorithm(aggregator: Union[str, Mapping, Aggregator] = 'mean',
         raise UserError(f"bn_mode {bn_mode!r} is not supported; allowed: {', '.join(BN_MODES)}")
     guard = norm_guard.validate() if norm_guard is not None else None
     bs_agg = mean()
+    client = make_client_algorithm(client_algorithm, num_clients)
 
     def init(variables: PyTree) -> ServerState:
-        return server_init(variables, opt, guard.init() if guard is not None else None)
+        return server_init(variables, opt, guard.init() if guard is not None else None,
+                           algorithm=client.server_init(variables['params']))
 
     def begin(state: ServerState) -> RoundFold:
-        return RoundFold(state, agg, opt, guard, bs_agg, bn_mode)
+        return RoundFold(state, agg, opt, guard, bs_agg, bn_mode, client)
 
     def apply(state: ServerState, client_results: Iterable) -> tuple[ServerState, dict]:
         fold = begin(state)
@@ -264,4 +301,4 @@ def make_algorithm(aggregator: Union[str, Mapping, Aggregator] = 'mean',
             del item  # keep O(model): drop the reference before the next item
         return fold.finish()
 
-    return FederatedAlgorithm(init, apply, begin)
+    return FederatedAlgorithm(init, apply, begin, client)

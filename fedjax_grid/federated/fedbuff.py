@@ -43,6 +43,7 @@ class Arrival(NamedTuple):
     num_examples: float
     batch_stats: Optional[PyTree] = None
     bn_moments: Optional[tuple] = None
+    upload: Optional[PyTree] = None   # the client algorithm's upload (e.g. SCAFFOLD's dc_i)
 
 
 class Verdict(NamedTuple):
@@ -86,7 +87,7 @@ class AsyncFold:
         w = staleness_weight(self.staleness, s)
         reason = self._buffer.add_delta(a.delta, a.num_examples, a.client,
                                         batch_stats=a.batch_stats, bn_moments=a.bn_moments,
-                                        scale=w)
+                                        scale=w, upload=a.upload)
         if reason is not None:
             return Verdict("rejected", s, 0.0, reason)
         if self.buffered < self.buffer_size:

@@ -135,10 +135,6 @@ def fedadagrad(params: FedAdagradParams) -> optax.GradientTransformation:
     return optax.adagrad(params.lr, initial_accumulator_value=eps ** 2, eps=eps ** 2)
 
 
-#: Each server optimizer's default learning rate (from its registered parameters).
-DEFAULT_LR = {name: SERVER_OPTIMIZERS.defaults(name)['lr'] for name in SERVER_OPTIMIZERS}
-
-
 class ServerState(NamedTuple):
     """The global model and server optimizer state (a pytree of numpy arrays).
 
@@ -150,12 +146,16 @@ class ServerState(NamedTuple):
       (:class:`~fedjax_grid.federated.validation.NormGuard` state, NaN-padded).
       ``server_init`` always sets it (default guard window) so the state's tree
       structure and shapes stay the same with or without a guard.
+    algorithm: the client algorithm's server state (SCAFFOLD's control variate
+      ``{'c': tree}``; None for algorithms without one, e.g. fedavg), see
+      :mod:`fedjax_grid.federated.client_algorithms`.
     """
     params: PyTree
     batch_stats: Optional[PyTree]
     opt_state: PyTree
     round: int
     norm_history: Optional[np.ndarray] = None
+    algorithm: Optional[PyTree] = None
 
 
 def make_server_optimizer(name='fedavg', lr: Optional[float] = None,
@@ -202,9 +202,11 @@ def split_variables(variables: PyTree) -> tuple[PyTree, Optional[PyTree]]:
 
 
 def server_init(variables: PyTree, opt: optax.GradientTransformation,
-                norm_history: Optional[np.ndarray] = None) -> ServerState:
+                norm_history: Optional[np.ndarray] = None,
+                algorithm: Optional[PyTree] = None) -> ServerState:
     """Server state for round 0 from the model's initial ``variables``
-    (``norm_history``: a NormGuard state; None -> ``NormGuard().init()``)."""
+    (``norm_history``: a NormGuard state; None -> ``NormGuard().init()``; ``algorithm``:
+    the client algorithm's initial server state)."""
     params, batch_stats = split_variables(variables)
     params = _to_host(params)
     opt_state = _to_host(opt.init(params))
@@ -212,7 +214,7 @@ def server_init(variables: PyTree, opt: optax.GradientTransformation,
         from fedjax_grid.federated.validation import NormGuard
         norm_history = NormGuard().init()
     return ServerState(params, None if batch_stats is None else _to_host(batch_stats),
-                       opt_state, 0, np.asarray(norm_history, np.float64))
+                       opt_state, 0, np.asarray(norm_history, np.float64), algorithm)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -224,13 +226,15 @@ def _opt_step(opt, params, opt_state, mean_delta):
 
 def server_apply(state: ServerState, mean_delta: PyTree, opt: optax.GradientTransformation,
                  mean_batch_stats: Optional[PyTree] = None, *,
-                 norm_history: Optional[np.ndarray] = None) -> ServerState:
+                 norm_history: Optional[np.ndarray] = None,
+                 algorithm: Optional[PyTree] = None) -> ServerState:
     """One server step: ``-mean_delta`` is the pseudo-gradient of ``opt``.
 
     mean_delta: tree like ``state.params`` (weighted mean of client_params - params).
     mean_batch_stats: new server ``batch_stats`` (weighted mean of the clients'),
       or None to keep the server's own.
     norm_history: new NormGuard state, or None to keep the current one.
+    algorithm: the client algorithm's new server state, or None to keep the current one.
     Returns a new state with ``round + 1``; the input state is not modified.
     """
     params, opt_state = _opt_step(opt, state.params, state.opt_state, mean_delta)
@@ -238,7 +242,8 @@ def server_apply(state: ServerState, mean_delta: PyTree, opt: optax.GradientTran
                                     params, state.params)
     batch_stats = state.batch_stats if mean_batch_stats is None else _to_host(mean_batch_stats)
     return ServerState(params, batch_stats, _to_host(opt_state), state.round + 1,
-                       state.norm_history if norm_history is None else norm_history)
+                       state.norm_history if norm_history is None else norm_history,
+                       state.algorithm if algorithm is None else algorithm)
 
 
 def server_variables(state: ServerState) -> dict:

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional
 import jax
 import numpy as np
 
-import fedjax_grid
+from fedjax_grid import version
 from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import CheckpointError, UserError
 
@@ -212,7 +212,7 @@ def save_checkpoint(directory: os.PathLike | str, round_: int, tree: PyTree,
     entries, leaves_desc, treedef = _tree_entries(tree)
     arrays_desc = _array_entries(arrays or {}, entries)
     header = {'format': FORMAT, 'format_version': FORMAT_VERSION,
-              'fedjax_grid_version': fedjax_grid.__version__, 'round': int(round_),
+              'fedjax_grid_version': version.__version__, 'round': int(round_),
               'created_unix': time.time(), 'config_hash': meta.get('config_hash'),
               'treedef': str(treedef), 'leaves': leaves_desc, 'arrays': arrays_desc, 'meta': meta}
     _seal(header, entries)

@@ -20,7 +20,7 @@ from typing import Optional
 import dask
 import distributed
 
-import fedjax_grid
+from fedjax_grid import version
 from fedjax_grid.errors import UserError, show
 from fedjax_grid.grid.plugin import JaxWorkerPlugin
 
@@ -119,7 +119,7 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
                             f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
                             "scheduler (is it started, and is the host/port right?)") from None
     cpu_map = local_cpu_map(grid.workers) if cluster is not None and grid.pin_workers else None
-    plugin = JaxWorkerPlugin(fedjax_grid.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map,
+    plugin = JaxWorkerPlugin(version.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map,
                              xla_threads=grid.xla_threads)
     errors = register_plugin(dask_client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
     return GridHandle(client=dask_client, cluster=cluster, plugin_errors=errors)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import time
 import uuid
 from typing import Callable, Iterator, Optional
@@ -41,6 +42,7 @@ from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
+from fedjax_grid.failures import Failed, ResultLost, TaskError, WorkerLost
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
@@ -63,10 +65,6 @@ class GridLostError(ConnectionError):
     """
 
 
-class ResultLost(RuntimeError):
-    """A finished task's result is gone with its worker before the coordinator fetched it."""
-
-
 def check_connected(dask_client, round_: int) -> None:
     """Raise ``GridLostError`` unless ``dask_client`` is still connected to its scheduler."""
     status = getattr(dask_client, "status", "running")
@@ -74,6 +72,62 @@ def check_connected(dask_client, round_: int) -> None:
         scheduler = dask_client.scheduler
         raise GridLostError(f"lost the scheduler {scheduler.address if scheduler else ''}"
                             f" during round {round_ + 1} (client status {status!r})")  # from 1
+
+
+_WORKER_ADDR = re.compile(r"(?:tcp|tls|inproc|ucx)://[^\s,'\"]+?(?=\.?(?:\s|$))")
+
+
+def scheduler_task_workers(dask_scheduler=None, keys=()) -> dict:
+    """(runs on the scheduler) key -> address of the worker running / that ran it (or holds
+    its result)."""
+    out = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            continue
+        if ts.processing_on is not None:
+            out[key] = ts.processing_on.address
+        elif getattr(ts, "erred_on", None):
+            out[key] = sorted(ts.erred_on)[0]
+        elif ts.who_has:  # finished: the worker that holds its result
+            out[key] = sorted(ws.address for ws in ts.who_has)[0]
+    return out
+
+
+def task_workers(dask_client, keys, wait_s: float = 0.0) -> dict:
+    """Which worker runs (or ran, for an erred task) each key; {} if the scheduler can't say.
+    ``wait_s``: ask again (every 0.1 s, up to that long) while a key is not placed yet --
+    a task submitted a moment ago may not have reached the scheduler."""
+    keys, end = list(keys), time.monotonic() + wait_s
+    while True:
+        try:
+            out = dask_client.run_on_scheduler(scheduler_task_workers, keys=keys) if keys else {}
+        except Exception:  # noqa: BLE001 - attribution is best effort, never fatal
+            return {}
+        if len(out) == len(keys) or time.monotonic() >= end:
+            return out
+        time.sleep(0.1)
+
+
+def failure_of(fut) -> Failed:
+    """Why the future failed, as a :class:`~fedjax_grid.failures.Failed` kind.
+
+    Dask runs with ``allowed-failures=0`` (see ``grid.cluster``), so a task whose worker
+    died errs with ``KilledWorker`` instead of being re-run silently: that is
+    :class:`~fedjax_grid.failures.WorkerLost` (naming the lost worker); a failure kind
+    raised by the task itself (``StaleCopy``, ``SimulatedDropout``) comes back as it is;
+    anything else is a :class:`~fedjax_grid.failures.TaskError`.
+    """
+    try:
+        exc = fut.exception(timeout=5)
+    except Exception as e:  # noqa: BLE001
+        exc = e
+    if isinstance(exc, Failed):
+        return exc
+    if type(exc).__name__ == "KilledWorker":
+        m = _WORKER_ADDR.search(str(exc).splitlines()[0] if str(exc) else "")
+        return WorkerLost(m.group(0) if m else "")
+    return TaskError.of(exc)
 
 
 def bounded_broadcast(dask_client, value, workers, limit_s: float):
@@ -138,8 +192,9 @@ def sent_nbytes(value) -> int:
 def decode_result(res: dict) -> dict:
     """A task's result with its update decoded: ``res['delta']`` (the tree the coordinator
     folds) and ``res['bytes_out']`` (payload bytes of the update plus the BatchNorm
-    statistics: what came back over the link)."""
-    res["bytes_out"] = payload_nbytes(res["update"]) + tree_nbytes(res.get("batch_stats"))
+    statistics and the client algorithm's state: what came back over the link)."""
+    res["bytes_out"] = payload_nbytes(res["update"]) + tree_nbytes(res.get("batch_stats")) \
+        + tree_nbytes(res.get("algorithm_state"))
     res["delta"] = decode(res.pop("update"))
     return res
 
@@ -150,8 +205,9 @@ class RoundDispatch:
     dask_client: a connected ``distributed.Client``. gvars: the global variables (or
     their broadcast payload, ``server.broadcast_codec``; ``model_bytes`` counts its
     encoded bytes; or a function of the receiving workers' addresses that returns the
-    value, ``server.broadcast='delta'``) sent to every task (broadcast on the first ``submit`` to the workers ``workers()`` names,
-    again when none of them holds it any more). run_id and round_ name the task keys
+    value, ``server.broadcast='delta'``) sent to every task (broadcast on the first
+    ``submit`` to the workers ``workers()`` names, again when none of them holds it any
+    more). run_id and round_ name the task keys
     (``client_update-r{round}-c{client}-a{attempt}-{run_id}``). deadline: the round's
     end (``time.time()`` seconds) or None. ``bytes_sent`` / ``bytes_received`` count
     weights, shipped examples or indices, and returned updates (bytes). ``ready``:
@@ -212,7 +268,9 @@ class RoundDispatch:
         """Submit ``client_update`` for client ``k``; ``shipped``: its examples or None;
         ``avoid``: a worker not to use when another one is ready (a retry).
 
-        Returns False (nothing submitted) when no worker took the global weights in time.
+        The task key carries ``spec['round']`` (the round index; the task number in
+        asynchronous rounds). Returns False (nothing submitted) when no worker took the
+        global weights in time.
         """
         if self._gfut is None or not self.ready:
             self._broadcast()
@@ -220,12 +278,13 @@ class RoundDispatch:
             return False
         data_bytes = (shipped["images"].nbytes + shipped["labels"].nbytes if shipped is not None
                       else spec["data"]["indices"].nbytes)
+        data_bytes += tree_nbytes(spec.get("algorithm_payload"))  # a client algorithm's state
         self.bytes_sent += data_bytes
         # Shipped examples are embedded in the task (not scattered): the scheduler keeps
         # them and can re-run the task elsewhere when the worker holding it is lost.
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
             fut = self.dask_client.submit(client_update, self._gfut, spec, shipped, pure=False,
-                                     key=f"client_update-r{self.round}-c{k}-a{attempt}-{self.run_id}",
+                                     key=f"client_update-r{spec['round']}-c{k}-a{attempt}-{self.run_id}",
                                      workers=[w for w in self.ready if w != avoid] or list(self.ready),
                                      allow_other_workers=False)
         self.pending[fut] = (k, attempt)
@@ -286,19 +345,23 @@ class RoundDispatch:
             fut.release()
             return None
         except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError too
-            raise ResultLost(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise ResultLost(f"its worker left holding it ({TaskError.of(e).reason})") from None
         fut.release()
         res = decode_result(res)
         self.bytes_received += res["bytes_out"]
         return res
 
-    def cancel_pending(self) -> list[tuple]:
-        """Cancel every pending task; ``[(future, client, attempt, submitted_at)]``."""
-        out = [(f, k, a, self.submitted_at[f]) for f, (k, a) in self.pending.items()]
+    def cancel(self, futures) -> list[tuple]:
+        """Cancel ``futures`` (those still pending); ``[(future, client, attempt, submitted_at)]``."""
+        out = [(f, *self.pending.pop(f), self.submitted_at[f]) for f in list(futures)
+               if f in self.pending]
         if out:
             self.dask_client.cancel([f for f, *_ in out], force=True)
-        self.pending.clear()
         return out
+
+    def cancel_pending(self) -> list[tuple]:
+        """Cancel every pending task; ``[(future, client, attempt, submitted_at)]``."""
+        return self.cancel(list(self.pending))
 
     def release(self) -> None:
         """Drop the broadcast weights from the cluster."""
@@ -312,9 +375,10 @@ class VersionedDispatch(RoundDispatch):
 
     ``set_version(v, gvars)`` makes ``gvars`` the weights of the next submissions
     (broadcast on the next ``submit``); each task remembers its task number and the
-    version it started from (``origin[future] = (task, version)``, ``forget(future)``). A version's broadcast is released once it is not the
-    newest and none of its tasks is pending. Task keys carry the run's task number
-    (``task``, set before each ``submit``) in place of a round. No deadline applies to
+    version it started from (``origin[future] = (task, version)``, ``forget(future)``).
+    A version's broadcast is released once it is not the newest and none of its tasks
+    is pending. Task keys carry the run's task number (``spec['round']``) in place of a
+    round. No deadline applies to
     the whole; ``overdue(limit_s)`` lists the tasks running longer than ``limit_s``
     and ``cancel(futures)`` drops them.
     """
@@ -332,15 +396,15 @@ class VersionedDispatch(RoundDispatch):
         self._gfut, self.ready = None, []
         self._release_unused()
 
-    def submit_task(self, task: int, k: int, attempt: int, spec: dict,
-                    shipped: Optional[dict], avoid: str = ""):
-        """Submit client ``k``'s task number ``task`` on the newest version; its future,
-        or None when no worker took the weights in time."""
-        self.round = int(task)
-        if not self.submit(k, attempt, spec, shipped, avoid=avoid):
-            return None
-        self.origin[self.last_future] = (int(task), self.version)
-        return self.last_future
+    def submit(self, k: int, attempt: int, spec: dict, shipped: Optional[dict],
+               avoid: str = "") -> bool:
+        """Submit client ``k``'s task number ``spec['round']`` on the newest version
+        (see :meth:`RoundDispatch.submit`); False when no worker took the weights in time."""
+        self.round = int(spec["round"])
+        if not super().submit(k, attempt, spec, shipped, avoid=avoid):
+            return False
+        self.origin[self.last_future] = (self.round, self.version)
+        return True
 
     def forget(self, fut) -> tuple:
         """``(task, version)`` of a finished, failed or cancelled task, dropped from the books."""
@@ -351,11 +415,7 @@ class VersionedDispatch(RoundDispatch):
         return [f for f in self.pending if now - self.submitted_at[f] > limit_s]
 
     def cancel(self, futures) -> list[tuple]:
-        """Cancel ``futures``; ``[(future, client, attempt, submitted_at)]``."""
-        out = [(f, *self.pending.pop(f), self.submitted_at[f]) for f in futures
-               if f in self.pending]
-        if out:
-            self.dask_client.cancel([f for f, *_ in out], force=True)
+        out = super().cancel(futures)
         self._release_unused()
         return out
 

@@ -36,9 +36,9 @@ def setup_report() -> dict:
     Pickled by reference: on a worker where fedjax_grid cannot be imported, calling
     it fails with ``ModuleNotFoundError`` before anything runs.
     """
-    import fedjax_grid
+    from fedjax_grid import version
     from fedjax_grid.grid.plugin import WORKER_STATE
-    return {"version": fedjax_grid.__version__, "configured": bool(WORKER_STATE["configured"]),
+    return {"version": version.__version__, "configured": bool(WORKER_STATE["configured"]),
             "setup_error": WORKER_STATE.get("setup_error")}
 
 

@@ -36,7 +36,7 @@ import sys
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-import fedjax_grid
+from fedjax_grid import version
 
 #: Set on each worker by the plugin; read by ``grid.tasks``.
 WORKER_STATE: dict = {"configured": False, "version_ok": True, "expected_version": None,
@@ -64,10 +64,10 @@ class JaxWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker):
         WORKER_STATE["expected_version"] = self.version
-        WORKER_STATE["version_ok"] = fedjax_grid.__version__ == self.version
+        WORKER_STATE["version_ok"] = version.__version__ == self.version
         if not WORKER_STATE["version_ok"]:
             raise VersionMismatch(
-                f"worker {worker.address} runs fedjax_grid {fedjax_grid.__version__}, "
+                f"worker {worker.address} runs fedjax_grid {version.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
         WORKER_STATE["malloc_tuned"] = tune_malloc()
         cpus = self.cpu_map.get(str(worker.name))
@@ -194,5 +194,5 @@ def check_version() -> None:
     """Raise ``VersionMismatch`` in a task on a worker the plugin refused."""
     if not WORKER_STATE["version_ok"]:
         raise VersionMismatch(
-            f"this worker runs fedjax_grid {fedjax_grid.__version__}, the coordinator "
+            f"this worker runs fedjax_grid {version.__version__}, the coordinator "
             f"{WORKER_STATE['expected_version']}")

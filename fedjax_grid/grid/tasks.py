@@ -3,7 +3,7 @@
 ``client_update(global_variables, spec)`` is a module-level function (so Dask
 pickles it by reference and the JAX steps it calls stay compiled in the worker
 process between rounds). ``spec`` is a plain dict (built by the engine,
-``FederatedRun._task_spec``); the result is a plain dict with the client's
+``RunContext.task_spec``); the result is a plain dict with the client's
 variables as numpy arrays.
 
 Module-level caches on each worker: the Flax model per (name, classes, kwargs)
@@ -21,16 +21,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-import fedjax_grid
+from fedjax_grid import streams, version
+from fedjax_grid.failures import SimulatedDropout
+from fedjax_grid.federated.client_algorithms import local_run
 from fedjax_grid.federated.tree_math import np_tree_sub
-
-
-#: Seed stream of the upload codec's randomness (int8 rounding), apart from the faults' streams.
-CODEC_STREAM = 23
-
-
-class SimulatedDropout(RuntimeError):
-    """A simulated desktop that dropped out after training (fault simulation)."""
 
 
 class TaskCancelled(RuntimeError):
@@ -99,7 +93,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     """Train one client's local model from the global variables.
 
     global_variables: {'params': ..., 'batch_stats'?: ...} of numpy arrays.
-    spec: built by ``FederatedRun._task_spec`` (round, client, attempt, seed,
+    spec: built by ``RunContext.task_spec`` (round, client, attempt, seed,
     model key, hparams, standardisation, fault plan, data description).
     shipped: in ``shipped`` mode, {'images': uint8 (n, H, W, C), 'labels': int32 (n,)}.
     global_variables may also be a broadcast payload (``server.broadcast_codec``,
@@ -118,7 +112,9 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     ``(moments, count)`` of the final local model over the client's data
     (``training.bn_stats.bn_moments``) when the spec asks for it (``spec['bn_moments']``)
     and the model has BatchNorm, else None; 'held_version' the broadcast version this
-    worker now holds (``server.broadcast='delta'``, else None).
+    worker now holds (``server.broadcast='delta'``, else None); 'algorithm_state' the
+    client algorithm's new state for this client (``spec['algorithm']``, from the state
+    and server state in ``spec['algorithm_payload']``; None for fedavg).
     """
     start = time.time()
     _check_versions(spec)
@@ -128,9 +124,12 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     global_variables, down_s, held_version = _receive(global_variables, spec)
     if spec.get("batch_stats") is not None:  # bn_mode='local': the client's own statistics
         global_variables = dict(global_variables, batch_stats=spec["batch_stats"])
-    variables, metrics, moments, train_s = _train(global_variables, spec, shipped)
+    algorithm, payload = _client_algorithm(spec), spec.get("algorithm_payload")
+    variables, metrics, moments, train_s = _train(global_variables, spec, shipped,
+                                                  algorithm.local_offset(payload))
     # the delta against the (possibly lossy) weights this desktop received and trained from
     delta = np_tree_sub(variables["params"], global_variables["params"])
+    algorithm_state = algorithm.client_finish(payload, delta, local_run(spec["hparams"], metrics))
     delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
                                                    variables.get("batch_stats"), moments, train_s)
     update, codec_state, up_s = _send(delta, batch_stats, spec)
@@ -139,12 +138,18 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
             "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
             "start": start, "end": time.time(), "transfer_s": down_s + up_s,
             "train_s": train_s, "plan": plan, "bn_moments": moments,
-            "held_version": held_version}
+            "held_version": held_version, "algorithm_state": algorithm_state}
+
+
+def _client_algorithm(spec: dict):
+    """The task's client algorithm (``spec['algorithm']``; fedavg when absent)."""
+    from fedjax_grid.federated.client_algorithms import make_client_algorithm
+    return make_client_algorithm(spec.get("algorithm") or "fedavg")
 
 
 def _link(spec: dict):
     """The task's simulated link (``spec['link']``: a LinkModel dict) or None."""
-    from fedjax_grid.grid.links import LinkModel
+    from fedjax_grid.hazards.links import LinkModel
     return LinkModel(**spec["link"]) if spec.get("link") else None
 
 
@@ -203,8 +208,8 @@ def _send(delta, batch_stats, spec: dict) -> tuple:
     time of the payload and the BatchNorm statistics."""
     from fedjax_grid.compression import make_codec, payload_nbytes
     codec = make_codec(spec.get("codec") or "none")
-    rng = np.random.default_rng([int(spec["seed"]), CODEC_STREAM, int(spec["round"]),
-                                 int(spec["client"]), int(spec["attempt"])])
+    rng = streams.rng(spec["seed"], streams.UPLOAD_CODEC, spec["round"], spec["client"],
+                      spec["attempt"])
     state = spec.get("codec_state")
     if state is not None:  # read back from a checkpoint: key order may differ from the delta's
         state = {"residual": ordered_like(delta, state["residual"])}
@@ -233,8 +238,8 @@ def tree_nbytes(tree) -> int:
 def _check_versions(spec: dict) -> None:
     """``VersionMismatch`` unless the task and this worker run the same versions."""
     from fedjax_grid.grid.plugin import VersionMismatch, check_version
-    if spec["version"] != fedjax_grid.__version__:
-        raise VersionMismatch(f"worker runs fedjax_grid {fedjax_grid.__version__}, "
+    if spec["version"] != version.__version__:
+        raise VersionMismatch(f"worker runs fedjax_grid {version.__version__}, "
                               f"task needs {spec['version']}")
     check_version()
 
@@ -249,21 +254,23 @@ def _task_data(spec: dict, shipped: dict | None) -> tuple:
     return ds, data["indices"]
 
 
-def _train(global_variables, spec: dict, shipped: dict | None) -> tuple:
+def _train(global_variables, spec: dict, shipped: dict | None, grad_offset=None) -> tuple:
     """Local training as the spec says: ``(variables as numpy, metrics, bn_moments or None,
-    train_s)``; train_s: seconds of training and moments, without model and data set-up."""
+    train_s)``; train_s: seconds of training and moments, without model and data set-up.
+    ``grad_offset``: the client algorithm's correction of every gradient (None: none)."""
     import jax
-    from fedjax_grid.experiments.build import cached_model, client_key
+    from fedjax_grid.models import cached_model
     from fedjax_grid.training import HParams, Standardize, local_train
     model = cached_model(*spec["model"])
     train_data, indices = _task_data(spec, shipped)
     hp = HParams(**spec["hparams"])
-    key = client_key(spec["seed"], spec["round"], spec["client"], spec["attempt"])
+    key = streams.client_key(spec["seed"], spec["round"], spec["client"], spec["attempt"])
     preprocess = Standardize(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
     t0 = time.perf_counter()
     variables, metrics = local_train(
         model, global_variables, train_data, hp, key, indices=indices, preprocess=preprocess,
-        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None)
+        anchor_params=global_variables["params"] if hp.prox_mu > 0 else None,
+        grad_offset=grad_offset)
     variables = jax.tree.map(np.asarray, variables)
     moments = None
     if spec.get("bn_moments") and "batch_stats" in variables:
@@ -289,7 +296,7 @@ def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_
         delta, moments = nan(delta), None
         batch_stats = None if batch_stats is None else nan(batch_stats)
     if plan.get("attack"):
-        from fedjax_grid.grid.faults import attack_delta
+        from fedjax_grid.hazards.faults import attack_delta
         delta = attack_delta(plan["attack"], plan.get("attack_params") or {"scale": plan["attack_scale"]},
                              delta, seed=(spec["seed"], spec["round"], spec["client"]))
     return delta, batch_stats, moments
@@ -297,9 +304,9 @@ def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_
 
 def attack_params(kind: str, scale: float, params, global_params, seed=()):
     """A hostile client's params: ``global_params + attack(params - global_params)`` for an
-    attack with a ``scale`` parameter (see :mod:`fedjax_grid.grid.faults`)."""
+    attack with a ``scale`` parameter (see :mod:`fedjax_grid.hazards.faults`)."""
     import jax
-    from fedjax_grid.grid.faults import attack_delta
+    from fedjax_grid.hazards.faults import attack_delta
     delta = jax.tree.map(lambda w, g: np.asarray(w, np.float32) - g, params, global_params)
     new = attack_delta(kind, {"scale": scale}, delta, seed)
     return jax.tree.map(lambda g, d: (g + d).astype(np.asarray(g).dtype), global_params, new)

@@ -23,6 +23,7 @@ whose batch statistics count in training mode.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import flax.linen as nn
@@ -39,7 +40,7 @@ from fedjax_grid.models.mobilenet_v3 import MobileNetV3  # noqa: E402
 
 import_submodules(__name__)
 
-__all__ = ["MODELS", "get_model", "list_models", "VGG", "MobileNetV3", "fast_paths"]
+__all__ = ["MODELS", "cached_model", "get_model", "list_models", "VGG", "MobileNetV3", "fast_paths"]
 
 
 def list_models() -> list[str]:
@@ -57,3 +58,10 @@ def get_model(name: str, num_classes: int, **kw) -> nn.Module:
             or num_classes < 1):
         raise UserError(f"num_classes={num_classes!r} is not allowed; use an integer >= 1")
     return MODELS.build({"name": name, **kw}, int(num_classes))
+
+
+@functools.lru_cache(maxsize=16)
+def cached_model(name: str, num_classes: int, kwargs: tuple) -> nn.Module:
+    """The module of a model key ``(name, num_classes, sorted kwargs items)``, built once per
+    process (the coordinator and every worker: jitted steps stay compiled between tasks)."""
+    return get_model(name, num_classes, **dict(kwargs))

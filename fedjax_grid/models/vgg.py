@@ -34,8 +34,6 @@ CONFIGS: dict[str, tuple] = {
     "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512,
               "M", 512, 512, 512, 512, "M"),
 }
-NORMS = ("none", "batch", "group")
-HEADS = ("cifar", "imagenet")
 
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # kaiming, torchvision
 _dense_init = nn.initializers.normal(0.01)

@@ -6,7 +6,6 @@ strategy is one file that registers itself.
 """
 from fedjax_grid.partition.distributions import (
                                                  DISTRIBUTIONS,
-                                                 KINDS,
                                                  Distribution,
                                                  distribute,
                                                  parse_distribution,
@@ -16,5 +15,5 @@ from fedjax_grid.registry import import_submodules
 
 import_submodules(__name__)
 
-__all__ = ["DISTRIBUTIONS", "FORMING", "KINDS", "STRATEGIES", "Distribution", "Strategy",
+__all__ = ["DISTRIBUTIONS", "FORMING", "STRATEGIES", "Distribution", "Strategy",
            "distribute", "make_strategy", "parse_distribution"]

@@ -87,8 +87,6 @@ from fedjax_grid.registry import Choice, Params, Registry
 #: strategies then redraw by per-class counts), ``check(labels, num_clients, params)``
 #: (refuses an impossible request before anything is drawn).
 DISTRIBUTIONS = Registry("distribution")
-#: The names (a registry iterates its names); kept for earlier callers.
-KINDS = DISTRIBUTIONS
 
 
 class Distribution:

@@ -6,8 +6,9 @@
 ``assignments, state = strategy.apply(state, rng, round)``, where ``assignments``
 is a list of C sorted int64 index arrays. ``apply`` is pure: it never mutates the
 state it is given and returns a new one. ``rng`` is a ``np.random.Generator``, an
-int seed, or None (then the round's generator is derived from the state's seed and
-the round number, so a run restarted from a checkpoint redraws the same sets).
+int seed, or None (then the round's generator is the one a run uses: stream ``forming``
+of :mod:`fedjax_grid.streams`, keyed by the state's seed and the round number, so a run
+restarted from a checkpoint redraws the same sets).
 
 The state is a flat dict of numpy arrays and ints, so it round-trips through
 ``np.savez`` / ``np.load`` (0-d arrays coming back are accepted):
@@ -57,6 +58,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import Field
 
+from fedjax_grid import streams
 from fedjax_grid.partition.distributions import (
     Distribution,
     as_rng,
@@ -118,7 +120,7 @@ class Strategy:
     def init(self, seed: int) -> dict:
         """Round-0 split and fixed per-client profile, drawn from ``seed``."""
         seed = int(seed)
-        rng = np.random.default_rng([seed, 0x5EED])
+        rng = streams.rng(seed, streams.PARTITION)
         assignments, info = distribute(self.labels, self.num_clients, self.dist, rng, return_info=True)
         indices, offsets = pack(assignments)
         state = {
@@ -137,7 +139,7 @@ class Strategy:
         """-> (assignments for ``round``, new state). ``state`` is left unchanged."""
         round = int(round)
         seed = int(state["seed"])
-        rng = as_rng(np.random.default_rng([seed, round + 1]) if rng is None else rng)
+        rng = as_rng(streams.rng(seed, streams.FORMING, round) if rng is None else rng)
         first = int(state["round"]) < 0
         previous = unpack(state["indices"], state["offsets"])
         entry = FORMING.get(self.name)

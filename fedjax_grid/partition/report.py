@@ -1,9 +1,8 @@
-"""Per-client label distributions: a tidy table and a heatmap.
+"""Per-client label distributions as a tidy table.
 
 ``label_table(labels, assignments)`` -> DataFrame with one row per (client, class)
-pair, zeros included; ``label_heatmap(table)`` -> a matplotlib Figure (clients x
-classes) drawn by ``plots.label_distribution`` (the one heatmap implementation;
-``plots.label_matrix`` gives the matrix), without pyplot.
+pair, zeros included; :func:`fedjax_grid.plots.label_distribution` draws it (the CLI's
+``partition-report`` figure) and ``plots.label_matrix`` gives the matrix.
 """
 from __future__ import annotations
 
@@ -40,16 +39,3 @@ def label_table(labels, assignments: Sequence[np.ndarray], class_names: Sequence
     if class_names is not None:
         table["class"] = pd.Categorical.from_codes(classes, categories=list(class_names), ordered=True)
     return table
-
-
-def label_heatmap(table: pd.DataFrame, ax=None, normalize: bool = True, *, title: str | None = None):
-    """Heatmap of a :func:`label_table` (rows clients, columns classes): the CLI's
-    ``partition-report`` figure, drawn by ``fedjax_grid.plots.label_distribution``.
-
-    normalize: show each client's class fractions (rows sum to 1) instead of counts.
-    ax: draw into this Axes; otherwise a new Figure is made. Returns the Figure.
-    """
-    from fedjax_grid.plots import label_distribution
-    if title is None:
-        title = "label distribution per client" + (" (fractions)" if normalize else "")
-    return label_distribution(table, ax, normalize=normalize, title=title)

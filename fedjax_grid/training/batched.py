@@ -38,7 +38,7 @@ _BATCHED_CACHE: dict = {}
 
 def _get_batched_step(model, name: str, clip: bool, augment: bool, preprocess):
     """jit(vmap(train step)) over a leading client axis (``mu`` and ``step_idx`` shared)."""
-    key = (trainer._hash_key(model), name, clip, augment, trainer._hash_key(preprocess))
+    key = (trainer.hash_key(model), name, clip, augment, trainer.hash_key(preprocess))
     entry = _BATCHED_CACHE.get(key)
     if entry is None:
         step = trainer.train_step_fn(model, name, clip, augment, preprocess)
@@ -64,8 +64,8 @@ class _Client:
     def __init__(self, data, indices, rng, batch_size: int):
         self.images, self.labels = batching.as_arrays(data, indices)
         self.n = len(self.labels)
-        self.key = trainer._as_key(rng)
-        self.words = trainer._key_words(self.key)
+        self.key = trainer.as_key(rng)
+        self.words = trainer.key_words(self.key)
         self.per_epoch = batching.num_batches(self.n, batch_size) if self.n else 0
 
     def epoch_batches(self, epoch: int, batch_size: int) -> list:
@@ -122,13 +122,13 @@ def _train_group(model, starts: list, clients: list, hparams: HParams, anchor_pa
                  preprocess) -> list[tuple[dict, dict]]:
     """Clients with equal step counts, every step of all of them one vmapped call."""
     g = len(clients)
-    params, extra = zip(*(trainer._split_collections(v) for v in starts))
+    params, extra = zip(*(trainer.split_collections(v) for v in starts))
     params, extra = _stack(params), _stack(extra)
     anchor = params if anchor_params is None else _stack([anchor_params] * g)
     clip = hparams.grad_clip is not None
     single = jax.tree.map(lambda a: a[0], params)
-    opt_one = trainer._get_opt_init(hparams.optimizer, clip, trainer._devices(None)[:1])(
-        single, trainer._opt_hparams(hparams))
+    opt_one = trainer.get_opt_init(hparams.optimizer, clip, trainer.device_tuple(None)[:1])(
+        single, trainer.opt_hparams(hparams))
     opt_state = jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (g,) + a.shape).copy(),
                              opt_one)
     step = _get_batched_step(with_precision(model, hparams.precision), hparams.optimizer, clip,

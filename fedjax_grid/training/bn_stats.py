@@ -27,10 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_grid import streams
 from fedjax_grid.federated.bn_pooling import layer_map, stats_from_moments
 from fedjax_grid.training.compile_cache import AotFunction
-from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, _devices, _eval_batches, _hash_key,
-                                          _shardings, _split_collections, _to_input, describe)
+from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, describe, device_tuple, eval_batches,
+                                          hash_key, shardings, split_collections, to_input)
 
 _MOMENTS_CACHE: dict = {}
 _SPREAD_CACHE: dict = {}
@@ -47,15 +48,15 @@ def _stats_model(model):
 
 
 def _get_moments_step(model, preprocess, devs: tuple):
-    key = (_hash_key(model), _hash_key(preprocess), devs)
+    key = (hash_key(model), hash_key(preprocess), devs)
     entry = _MOMENTS_CACHE.get(key)
     if entry is not None:
         return entry[0]
-    rep, dat = _shardings(devs)
+    rep, dat = shardings(devs)
     stats_model = _stats_model(model)
 
     def step(params, extra, images, mask):
-        x = _to_input(images, preprocess)
+        x = to_input(images, preprocess)
         bn_mask = mask.astype(bool)[:, None, None, None]
         _, new = stats_model.apply({"params": params, **extra}, x, train=True,
                                    bn_mask=bn_mask, rngs={"dropout": jax.random.PRNGKey(0)},
@@ -66,10 +67,6 @@ def _get_moments_step(model, preprocess, devs: tuple):
                      describe("bn_moments", model, preprocess, devs=devs), devs)
     _MOMENTS_CACHE[key] = (fn, model, preprocess)
     return fn
-
-
-def has_batch_norm(variables) -> bool:
-    return "batch_stats" in variables and bool(jax.tree.leaves(variables["batch_stats"]))
 
 
 def bn_moments(model, variables: dict, data, batch_size: int, *,
@@ -86,15 +83,15 @@ def bn_moments(model, variables: dict, data, batch_size: int, *,
     ``bn_mask`` call argument and have a ``bn_momentum`` attribute (VGG and
     MobileNetV3 do).
     """
-    devs = _devices(devices)
+    devs = device_tuple(devices)
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
-    rep, _ = _shardings(devs)
-    params, extra = _split_collections(variables)
+    rep, _ = shardings(devs)
+    params, extra = split_collections(variables)
     params, extra = jax.device_put(params, rep), jax.device_put(extra, rep)
     step = _get_moments_step(model, preprocess, devs)
     total = None
     count = 0
-    for images, _, mask in _eval_batches(data, indices, batch_size):
+    for images, _, mask in eval_batches(data, indices, batch_size):
         stats = jax.device_get(step(params, extra, images, mask))
         r = float(np.sum(mask))
         moments = layer_map(lambda m, v: (r * np.asarray(m, np.float64),
@@ -110,7 +107,7 @@ def bn_moments(model, variables: dict, data, batch_size: int, *,
 def calibration_indices(n: int, k: int, seed: int) -> np.ndarray:
     """``min(k, n)`` sorted indices of a data set of ``n`` examples, drawn without
     replacement by ``seed`` (the same calibration subset every round)."""
-    return np.sort(np.random.default_rng([int(seed), 13]).permutation(n)[:min(int(k), n)])
+    return np.sort(streams.rng(seed, streams.BN_CALIBRATION).permutation(n)[:min(int(k), n)])
 
 
 def recalibrated_stats(model, variables: dict, data, batch_size: int, **kw) -> dict:
@@ -126,13 +123,13 @@ def recalibrated_stats(model, variables: dict, data, batch_size: int, **kw) -> d
 # ------------------------------------------------------------- collapse check
 
 def _get_spread_step(model, preprocess):
-    key = (_hash_key(model), _hash_key(preprocess))
+    key = (hash_key(model), hash_key(preprocess))
     entry = _SPREAD_CACHE.get(key)
     if entry is not None:
         return entry[0]
 
     def spread(params, extra, images):
-        x = _to_input(images, preprocess)
+        x = to_input(images, preprocess)
         variables = {"params": params, **extra}
         eval_logits = model.apply(variables, x, train=False)
         if extra:
@@ -160,7 +157,7 @@ def logit_spread(model, variables: dict, images, *, preprocess: Optional[Callabl
     statistics, nothing updated); collapsed when ``s_eval < COLLAPSE_RATIO * s_train``.
     """
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
-    params, extra = _split_collections(variables)
+    params, extra = split_collections(variables)
     s_eval, s_train = (float(v) for v in jax.device_get(
         _get_spread_step(model, preprocess)(params, extra, jnp.asarray(images))))
     return {"eval": s_eval, "train": s_train,

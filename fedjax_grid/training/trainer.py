@@ -49,7 +49,7 @@ _EVAL_CACHE: dict = {}
 
 # ----------------------------------------------------------------- helpers
 
-def _hash_key(obj) -> Any:
+def hash_key(obj) -> Any:
     """``obj`` if hashable (Flax modules are hashable dataclasses), else a stable stand-in."""
     try:
         hash(obj)
@@ -66,14 +66,15 @@ def describe(kind: str, model, preprocess=None, *parts, devs: tuple = ()) -> str
                  [(d.platform, d.id) for d in devs], source_digest(model, preprocess)))
 
 
-def _devices(devices: Optional[Sequence]) -> tuple:
+def device_tuple(devices: Optional[Sequence]) -> tuple:
+    """The devices to shard over: ``devices``, or all local devices when None."""
     devs = tuple(jax.local_devices() if devices is None else devices)
     if not devs:
         raise UserError("devices must name at least one device, got an empty list")
     return devs
 
 
-def _shardings(devs: tuple) -> tuple[NamedSharding, NamedSharding]:
+def shardings(devs: tuple) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, batch-sharded) shardings over a 1-D 'data' mesh of ``devs``."""
     mesh = Mesh(np.array(devs, dtype=object), ("data",))
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -85,14 +86,14 @@ def _check_divisible(batch_size: int, devs: tuple) -> None:
                         f"devices ({len(devs)})")
 
 
-def _as_key(rng):
+def as_key(rng):
     """A JAX PRNG key from an int seed, a raw uint32 key or a typed key."""
     if isinstance(rng, (int, np.integer)):
         return jax.random.PRNGKey(int(rng))
     return rng
 
 
-def _key_words(rng) -> list[int]:
+def key_words(rng) -> list[int]:
     """The key's bits as Python ints (to seed host-side numpy permutations)."""
     arr = jnp.asarray(rng)
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
@@ -100,14 +101,16 @@ def _key_words(rng) -> list[int]:
     return [int(v) for v in np.asarray(arr).ravel()]
 
 
-def _split_collections(variables) -> tuple[Any, dict]:
+def split_collections(variables) -> tuple[Any, dict]:
+    """``(params, other collections)`` of Flax ``variables``."""
     if "params" not in variables:
         raise UserError(f"variables must contain 'params', got collections {sorted(variables)}")
     extra = {k: v for k, v in variables.items() if k != "params"}
     return variables["params"], extra
 
 
-def _to_input(images, preprocess):
+def to_input(images, preprocess):
+    """The model input of a batch: uint8 images preprocessed, others cast to float32."""
     if images.dtype == jnp.uint8:
         return preprocess(images).astype(jnp.float32)
     return images.astype(jnp.float32)
@@ -147,7 +150,7 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
         shape = (1,) + shape
     if len(shape) != 4:
         raise UserError(f"input_shape must be (H, W, C) or (N, H, W, C), got {tuple(input_shape)}")
-    key = (_hash_key(model), shape)
+    key = (hash_key(model), shape)
     fn = _INIT_CACHE.get(key)
     if fn is None:
         def init(rng):
@@ -155,12 +158,14 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
             return model.init({"params": p_rng, "dropout": d_rng},
                               jnp.zeros(shape, jnp.float32), train=False)
         fn = _INIT_CACHE[key] = AotFunction(jax.jit(init), describe("init", model, None, shape))
-    return dict(fn(_as_key(rng)))
+    return dict(fn(as_key(rng)))
 
 
 # ------------------------------------------------------------ train step
 
-def _opt_hparams(hp: HParams) -> tuple:
+def opt_hparams(hp: HParams) -> tuple:
+    """The optimizer's injected hyper-parameters of ``hp`` (float32: lr, momentum, weight
+    decay[, grad clip]), the second argument of ``get_opt_init``'s function."""
     vals = [hp.learning_rate, hp.momentum, hp.weight_decay]
     if hp.grad_clip is not None:
         vals.append(hp.grad_clip)
@@ -172,11 +177,13 @@ def _inject(name: str, clip: bool, vals):
     return optax.inject_hyperparams(optimizer_factory(name, clip))(**dict(zip(names, vals)))
 
 
-def _get_opt_init(name: str, clip: bool, devs: tuple):
+def get_opt_init(name: str, clip: bool, devs: tuple):
+    """The cached, jitted ``(params, opt_hparams) -> optimizer state`` of optimizer ``name``
+    (``clip``: with gradient clipping), replicated over ``devs``."""
     key = (name, clip, devs)
     fn = _OPT_INIT_CACHE.get(key)
     if fn is None:
-        rep, _ = _shardings(devs)
+        rep, _ = shardings(devs)
 
         def opt_init(params, vals):
             return _inject(name, clip, vals).init(params)
@@ -186,21 +193,26 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
     return fn
 
 
-def train_step_fn(model, name: str, clip: bool, augment: bool, preprocess) -> Callable:
+def train_step_fn(model, name: str, clip: bool, augment: bool, preprocess,
+                  linear: bool = False) -> Callable:
     """The (un-jitted) train step of ``local_train``: one masked batch, pure.
 
     ``step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx)
     -> (params, extra, opt_state, sums + [loss sum, correct, count])``; images (B, H, W, C),
     labels (B,), mask float32 (B,); the step's dropout and augmentation keys are
     ``split(fold_in(rng, step_idx))``. Optimizer hyper-parameters are read from
-    ``opt_state`` (``optax.inject_hyperparams``).
+    ``opt_state`` (``optax.inject_hyperparams``). ``linear``: the step takes one more
+    argument, ``offset`` (a tree like the params), and its loss has the linear term
+    ``<offset, params>`` (a client algorithm's gradient correction, e.g. SCAFFOLD's
+    ``c - c_i``).
     """
     n_dummy = 4 if clip else 3
     tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
 
-    def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
+    def body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx,
+             offset):
         k_drop, k_aug = jax.random.split(jax.random.fold_in(rng, step_idx))
-        x = _to_input(images, preprocess)
+        x = to_input(images, preprocess)
         if augment:
             x = random_crop_flip(k_aug, x)
 
@@ -210,26 +222,44 @@ def train_step_fn(model, name: str, clip: bool, augment: bool, preprocess) -> Ca
             loss = jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
             sq = sum(jnp.sum(jnp.square(a - b)) for a, b in
                      zip(jax.tree.leaves(p), jax.tree.leaves(anchor)))
-            return loss + 0.5 * mu * sq, (new_extra, batch_sums)
+            loss = loss + 0.5 * mu * sq
+            if offset is not None:  # decided when tracing: no term at all without an offset
+                loss = loss + sum(jnp.sum(o * q) for o, q in
+                                  zip(jax.tree.leaves(offset), jax.tree.leaves(p)))
+            return loss, (new_extra, batch_sums)
 
         grads, (new_extra, batch_sums) = jax.grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, new_extra, opt_state, sums + batch_sums
 
+    if linear:
+        def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx,
+                 offset):
+            return body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng,
+                        step_idx, offset)
+    else:
+        def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
+            return body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng,
+                        step_idx, None)
     return step
 
 
-def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple):
-    key = (_hash_key(model), name, clip, augment, _hash_key(preprocess), devs)
+def get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple,
+                    linear: bool = False):
+    """The jitted ``train_step_fn`` (with ``linear``: its ``offset`` argument too), its
+    compiled program persisted whole (``compile_cache.AotFunction``)."""
+    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs) + \
+        (("linear",) if linear else ())
     entry = _TRAIN_CACHE.get(key)
     if entry is not None:
         return entry[0]
-    rep, dat = _shardings(devs)
-    fn = jax.jit(train_step_fn(model, name, clip, augment, preprocess),
-                 in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep),
-                 out_shardings=(rep, rep, rep, rep))
-    fn = AotFunction(fn, describe("train", model, preprocess, name, clip, augment, devs=devs), devs)
+    rep, dat = shardings(devs)
+    fn = jax.jit(train_step_fn(model, name, clip, augment, preprocess, linear),
+                 in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep)
+                 + ((rep,) if linear else ()), out_shardings=(rep, rep, rep, rep))
+    fn = AotFunction(fn, describe("train", model, preprocess, name, clip, augment,
+                                  *(("linear",) if linear else ()), devs=devs), devs)
     _TRAIN_CACHE[key] = (fn, model, preprocess)  # keep key objects alive
     return fn
 
@@ -237,13 +267,16 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
 def local_train(model, variables: dict, data, hparams: HParams, rng, *,
                 anchor_params=None, indices: Optional[Sequence[int]] = None,
                 preprocess: Optional[Callable] = None,
-                devices: Optional[Sequence] = None) -> tuple[dict, dict]:
+                devices: Optional[Sequence] = None, grad_offset=None) -> tuple[dict, dict]:
     """Train ``variables`` for ``hparams.epochs`` local epochs on one client's data.
 
     data: ``(images, labels)`` arrays or an ``ImageDataset`` read at ``indices``.
     rng: int seed or PRNG key; it fixes every epoch's permutation, dropout and
         augmentation, so equal inputs give bitwise-equal results.
     anchor_params: FedProx anchor w_anchor (default: the incoming params).
+    grad_offset: a tree like the params added to every step's gradient (the loss gets the
+        linear term ``<grad_offset, params>``; a client algorithm's correction such as
+        SCAFFOLD's ``c - c_i``); None: plain local training, compiled as without it.
     preprocess: traceable ``uint8 (B,H,W,C) -> float32`` (default ``Standardize()``);
         pass an equal/hashable object to reuse compilations.
     devices: devices to shard each batch over (default ``jax.local_devices()``).
@@ -258,7 +291,7 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     """
     if not isinstance(hparams, HParams):
         raise UserError(f"hparams must be an HParams, got {type(hparams).__name__}")
-    devs = _devices(devices)
+    devs = device_tuple(devices)
     _check_divisible(hparams.batch_size, devs)
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
     images, labels = batching.as_arrays(data, indices)
@@ -266,17 +299,18 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     if n == 0:
         return variables, {"loss": math.nan, "accuracy": math.nan,
                            "num_examples": 0, "num_steps": 0}
-    rep, _ = _shardings(devs)
-    params, extra = _split_collections(variables)
+    rep, _ = shardings(devs)
+    params, extra = split_collections(variables)
     params = jax.device_put(params, rep)
     extra = jax.device_put(extra, rep)
     anchor = _placed_anchor(anchor_params, params, rep)
     clip = hparams.grad_clip is not None
-    opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
-    step = _get_train_step(with_precision(model, hparams.precision), hparams.optimizer, clip,
-                           hparams.augment, preprocess, devs)
+    opt_state = get_opt_init(hparams.optimizer, clip, devs)(params, opt_hparams(hparams))
+    step = get_train_step(with_precision(model, hparams.precision), hparams.optimizer, clip,
+                           hparams.augment, preprocess, devs, linear=grad_offset is not None)
+    offset = () if grad_offset is None else (_placed_anchor(grad_offset, params, rep),)
     params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
-                                             images, labels, _as_key(rng))
+                                             images, labels, as_key(rng), offset)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     metrics = {"loss": loss_sum / count, "accuracy": correct / count,
                "num_examples": int(n), "num_steps": int(steps)}
@@ -292,14 +326,15 @@ def _placed_anchor(anchor_params, params, rep):
     return jax.device_put(anchor_params, rep)
 
 
-def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key):
+def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key,
+                offset: tuple = ()):
     """``hparams.epochs`` passes of ``step`` over the examples, each in the order of a
     permutation keyed by (``key``, epoch); ``state`` is ``(params, extra, opt_state)``.
 
     Returns ``(params, extra, sums of the last epoch, number of steps)``.
     """
     params, extra, opt_state = state
-    words = _key_words(key)
+    words = key_words(key)
     mu = np.float32(hparams.prox_mu)
     n = len(labels)
     steps = 0
@@ -310,7 +345,7 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
         for rows, mask in batching.padded_batches(order, hparams.batch_size):
             params, extra, opt_state, sums = step(
                 params, extra, opt_state, sums, anchor, mu,
-                images[rows], labels[rows], mask, key, np.int32(steps))
+                images[rows], labels[rows], mask, key, np.int32(steps), *offset)
             steps += 1
     return params, extra, sums, steps
 
@@ -318,14 +353,14 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
 # ------------------------------------------------------------- evaluation
 
 def _get_eval_step(model, preprocess, devs: tuple):
-    key = (_hash_key(model), _hash_key(preprocess), devs)
+    key = (hash_key(model), hash_key(preprocess), devs)
     entry = _EVAL_CACHE.get(key)
     if entry is not None:
         return entry[0]
-    rep, dat = _shardings(devs)
+    rep, dat = shardings(devs)
 
     def step(params, extra, sums, images, labels, mask):
-        logits, _ = _apply(model, params, extra, _to_input(images, preprocess), False)
+        logits, _ = _apply(model, params, extra, to_input(images, preprocess), False)
         batch_sums, _ = _masked_sums(logits, labels, mask)
         return sums + batch_sums
 
@@ -335,7 +370,7 @@ def _get_eval_step(model, preprocess, devs: tuple):
     return fn
 
 
-def _eval_batches(data, indices, batch_size):
+def eval_batches(data, indices, batch_size):
     """Yield fixed-size (images, labels, mask) batches; datasets are read batch by batch."""
     if hasattr(data, "__getitems__") and not isinstance(data, (tuple, list)):
         idx = np.arange(len(data)) if indices is None else np.asarray(indices, np.int64)
@@ -362,15 +397,15 @@ def evaluate(model, variables: dict, data, batch_size: int, *,
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
-    devs = _devices(devices)
+    devs = device_tuple(devices)
     _check_divisible(batch_size, devs)
     preprocess = DEFAULT_PREPROCESS if preprocess is None else preprocess
-    rep, _ = _shardings(devs)
-    params, extra = _split_collections(variables)
+    rep, _ = shardings(devs)
+    params, extra = split_collections(variables)
     params, extra = jax.device_put(params, rep), jax.device_put(extra, rep)
     step = _get_eval_step(model, preprocess, devs)
     sums = np.zeros(3, np.float32)
-    for images, labels, mask in _eval_batches(data, indices, batch_size):
+    for images, labels, mask in eval_batches(data, indices, batch_size):
         sums = step(params, extra, sums, images, labels, mask)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     if count == 0:

@@ -1,6 +1,6 @@
 """``RunPanel``: Run / Stop buttons, a progress bar and a live dashboard.
 
-Run builds a :class:`~fedjax_grid.grid.engine.FederatedRun` from the
+Run builds a :class:`~fedjax_grid.runner.engine.FederatedRun` from the
 ``ConfigPanel``'s config and drives it in a background thread, so the kernel
 stays free (other cells, the cluster panel, Stop). After every round the
 callback moves the progress bar, writes a one-line status, and redraws the
@@ -178,7 +178,7 @@ class RunPanel:
     # -- the background thread ---------------------------------------------------
     def _work(self, cfg, resume: bool, out_dir, new_dir: bool) -> None:
         from fedjax_grid.grid import run_dirs
-        from fedjax_grid.grid.engine import FederatedRun
+        from fedjax_grid.runner import FederatedRun
         run = None
         t0 = time.time()
         try:

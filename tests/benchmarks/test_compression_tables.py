@@ -4,7 +4,7 @@ import math
 import pytest
 
 from benchmarks import compression as B
-from fedjax_grid.grid.links import link_of
+from fedjax_grid.hazards.links import link_of
 
 
 def _bytes_rows():

@@ -1,7 +1,7 @@
-"""The accuracy suite's summaries, targets and the generated findings of docs/RESULTS.md.
+"""The accuracy suite's summaries, seeds, plateau rule and the assembling of docs/RESULTS.md.
 
-Pure functions of ``benchmarks/accuracy.py`` and ``benchmarks/run_all.py`` on
-hand-made round tables (the suite's real runs take tens of minutes).
+Pure functions of ``benchmarks/accuracy.py``, ``accuracy_report.py`` and ``run_all.py`` on
+hand-made round tables and records (the suites' real runs take hours).
 """
 import importlib.util
 import json
@@ -25,6 +25,7 @@ def _load(name):
 
 
 accuracy = _load("accuracy")
+report = _load("accuracy_report")
 run_all = _load("run_all")
 
 
@@ -59,101 +60,185 @@ def test_summarize_skips_rounds_without_evaluation():
     assert row["tail_acc"] == pytest.approx(0.3)
 
 
-def _row(suite, run, tail, final=None, rounds=10, clients=10):
-    return {"suite": suite, "run": run, "model": "vgg16", "width": 0.25, "clients": clients,
-            "rounds": rounds, "final_acc": tail if final is None else final, "tail_acc": tail,
-            "best_acc": tail + 0.02, "wall_s": 60.0, "t90_s": 30.0, "r90": 5}
+def _row(suite, run, tail, final=None, rounds=10, clients=10, seed=0):
+    return {"suite": suite, "run": run, "seed": seed, "model": "vgg16", "width": 0.25,
+            "clients": clients, "rounds": rounds, "final_acc": tail if final is None else final,
+            "tail_acc": tail, "best_acc": tail + 0.02, "wall_s": 60.0, "t90_s": 30.0, "r90": 5}
 
 
-def test_targets_compare_tail_means_and_report_pass_and_fail():
+def test_targets_average_per_seed_ratios_and_state_the_spread():
     rows = [_row("vgg", "iid static", 0.45, final=0.40), _row("vgg", "centralized", 0.50, clients=1),
-            _row("vgg", "balanced(0.8) static", 0.30), _row("vgg", "dirichlet(0.5) static", 0.46),
+            _row("vgg", "iid static", 0.40, seed=1), _row("vgg", "centralized", 0.50, seed=1),
+            _row("vgg", "balanced(0.8) static", 0.30), _row("vgg", "balanced(0.8) static", 0.5, seed=1),
             _row("mob", "iid static", 0.01), _row("mob", "centralized", 0.02, clients=1)]
     got = {t: (ok, detail) for t, ok, detail in accuracy.check_targets(rows)}
-    ok, detail = got["vgg: federated iid >= 0.9 x centralized (mean of last 3 rounds, equal epochs)"]
-    assert ok and "ratio 0.900" in detail and "last round 40.00 %" in detail
-    assert got["vgg: balanced(0.8) static below iid (mean of last 3 rounds)"][0] is True
-    assert got["vgg: dirichlet(0.5) static below iid (mean of last 3 rounds)"][0] is False
-    assert got["mob: federated iid >= 0.9 x centralized (mean of last 3 rounds, equal epochs)"][0] \
-        is False
-    assert len(got) == 4
+    key = "vgg: federated iid >= 0.9 x centralized (mean of last 3 rounds, equal epochs; mean over seeds)"
+    ok, detail = got[key]
+    # seed 0: 0.9, seed 1: 0.8 -> mean 0.85 < 0.9, although seed 0 alone passes
+    assert not ok and "ratio 0.850 ± 0.071 (seeds 0/1: 0.900 / 0.800)" in detail
+    ok, detail = got["vgg: balanced(0.8) static below iid (mean of last 3 rounds; mean over seeds)"]
+    # seed 0: 0.667, seed 1: 1.25 -> mean 0.958 < 1: passes on the mean
+    assert ok and "0.667 / 1.250" in detail
+    assert got["mob: federated iid >= 0.9 x centralized (mean of last 3 rounds, equal epochs; "
+               "mean over seeds)"][0] is False
+    assert len(got) == 3
     table = accuracy.markdown_table(rows[:2])
-    assert "| vgg | iid static | vgg16 | 0.25 | 10 | 10 | 40.00 | 45.00 | 47.00 | 60 | 30 (5) |" in table
+    assert "| vgg | iid static | 0 | vgg16 | 0.25 | 10 | 10 | 40.00 | 45.00 | 47.00 | 60 | 30 (5) |" \
+        in table
 
 
-def test_findings_are_generated_from_the_recorded_runs():
-    fed = [0.1 * i for i in range(1, 9)] + [0.8, 0.8]
-    cen = [0.5] * 10
-    rows = {("vgg", "iid static"): _row("vgg", "iid static", 0.8),
-            ("vgg", "centralized"): _row("vgg", "centralized", 0.5, clients=1),
-            ("vgg", "balanced(0.8) static"): _row("vgg", "balanced(0.8) static", 0.2),
-            ("vgg-forming", "iid dynamic"): _row("vgg-forming", "iid dynamic", 0.3),
-            ("vgg-forming", "iid static"): _row("vgg-forming", "iid static", 0.35)}
-    curves = {("vgg", "iid static"): fed, ("vgg", "centralized"): cen}
-    text = run_all.findings(rows, curves)
-    assert "federated iid vs centralized** (vgg16 width 0.25, 10 clients, 10 epochs): " \
-           "80.0 % vs 50.0 %" in text and "ratio 1.60" in text
-    # 3-round means at epochs 2, 4, ..., 10: (0.1+0.2)/2 / 0.5 = 0.30, (0.2+0.3+0.4)/3/0.5 = 0.60
-    assert "2: 0.30, 4: 0.60" in text and "10: 1.60" in text
-    assert "balanced(0.8) static 20.0 % against iid 80.0 %" in text
-    assert "static 35.0 %, dynamic 30.0 %" in text  # forming sorted best first
-    assert "MobileNet" not in text
+def test_plateau_epoch_rule():
+    rising = [0.1 + 0.02 * i for i in range(30)]
+    assert accuracy.plateau_epoch(rising) is None
+    # flat from epoch 10 on: the best 3-epoch mean stops rising at epoch 12; 5 epochs later
+    flat = [0.05 * i for i in range(1, 11)] + [0.5] * 20
+    assert accuracy.plateau_epoch(flat) == 17
+    assert accuracy.plateau_epoch(flat, min_epochs=25) == 25
+    # noise below 0.5 points does not count as progress, a 1-point step does
+    noisy = [0.5 + 0.004 * (i % 2) for i in range(12)]
+    assert accuracy.plateau_epoch(noisy) == 8
+    # rising by 1 point per epoch until epoch 11, then flat: not before the rise stops
+    step = [0.4] * 3 + [0.41 + 0.01 * i for i in range(8)] + [0.48] * 10
+    assert accuracy.plateau_epoch(step) == 17
+    assert accuracy.plateau_epoch([0.5] * 7) is None  # too short to tell
 
 
-def test_assemble_reads_results_json_of_a_suite(tmp_path, monkeypatch):
+def test_expand_seeds_puts_centralized_first_then_each_run_over_the_seeds():
+    specs = [_spec("vgg", "iid static"), _spec("vgg", "dirichlet"), _spec("vgg", "centralized", True)]
+    got = accuracy.expand_seeds(specs, [0, 2])
+    assert [(s.name, s.seed, s.cfg.seed) for s in got] == [
+        ("centralized", 0, 0), ("centralized", 2, 2), ("iid static", 0, 0), ("iid static", 2, 2),
+        ("dirichlet", 0, 0), ("dirichlet", 2, 2)]
+    assert got[3].run_dir(pathlib.Path("o")) == pathlib.Path("o/vgg/s2") / got[3].cfg.name / "federated"
+
+
+def _suite(tmp_path, suite="vgg", seeds=(0, 1, 2), epochs=6):
+    """A results.json as accuracy.py writes it: iid, dirichlet and centralized per seed."""
+    rows, curves = [], {}
+    for seed in seeds:
+        for run, level, clients in (("iid static", 0.40 + 0.02 * seed, 10),
+                                    ("dirichlet(0.5) static", 0.30, 10), ("centralized", 0.50, 1)):
+            acc = [level * (i + 1) / epochs for i in range(epochs)]
+            curves[f"{run}|{seed}"] = {"round": list(range(1, epochs + 1)), "global_accuracy": acc,
+                                       "local_loss": [2.0 - 0.1 * i for i in range(epochs)],
+                                       "elapsed_s": [10.0 * (i + 1) for i in range(epochs)]}
+            tail = sum(acc[-3:]) / 3
+            rows.append(_row(suite, run, tail, final=acc[-1], rounds=epochs, clients=clients,
+                             seed=seed))
+    data = {"suite": suite, "seeds": list(seeds), "epochs": epochs, "rows": rows,
+            "curves": curves, "plateau": {"rule": "best 3-epoch mean ...", "min_epochs": 4,
+                                          "max_epochs": 9, "at": {"0": 5, "1": 6, "2": None}}}
+    (tmp_path / "accuracy" / suite).mkdir(parents=True)
+    (tmp_path / "accuracy" / suite / "results.json").write_text(json.dumps(data))
+    return data
+
+
+def test_report_tables_and_targets_over_seeds(tmp_path):
+    data = _suite(tmp_path)
+    table = report.runs_table(data)
+    # iid tails: seed s: (0.4+0.02s) * (4+5+6)/18 -> 33.33, 35.00, 36.67
+    assert "| iid static | 10 | 0, 1, 2 | 6 | 35.00 ± 1.67 | 0: 33.33 / 1: 35.00 / 2: 36.67 |" in table
+    got = {t: (ok, d) for t, ok, d in report.targets(data)}
+    ok, detail = got["vgg: federated iid static >= 0.9 x centralized (equal epochs)"]
+    assert not ok and detail.startswith("ratio 0.840 ± 0.040 (per seed 0: 0.800 / 1: 0.840 / 2: 0.880)")
+    assert got["vgg: dirichlet(0.5) static below iid static"][0] is True
+    assert report.ratio_by_epoch(data, "iid static", "centralized").endswith("6: 0.84 ± 0.04")
+    text = report.plateau_text(data)
+    assert "seed 2: not within 9" in text and "Not every seed plateaued" in text
+
+
+def _meta(tmp_path, name, command, commit="abc1234567", rc=0):
+    (tmp_path / f"{name}.out").write_text(f"output of {name} in {tmp_path}/x.csv\n")
+    (tmp_path / f"{name}.json").write_text(json.dumps(
+        {"piece": name, "command": command, "commit": commit, "started": "t0", "finished": "t1",
+         "wall_s": 7200.0, "wall_s_earlier": 600.0, "returncode": rc,
+         "machine": {"cpu": "cpu", "cores": 2}}))
+
+
+def test_assemble_from_records_only_with_provenance_and_no_absolute_paths(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    (out / "accuracy" / "vgg").mkdir(parents=True)
-    rows = [_row("vgg", "iid static", 0.45), _row("vgg", "centralized", 0.5, clients=1)]
-    curves = {"iid static": {"global_accuracy": [0.2] * 8}, "centralized": {"global_accuracy": [0.5] * 8}}
-    (out / "accuracy" / "vgg" / "results.json").write_text(json.dumps({"rows": rows, "curves": curves}))
+    out.mkdir()
+    _suite(out)
+    _meta(out, "accuracy-vgg", "python benchmarks/accuracy.py --suite vgg --seeds 0,1,2")
+    _meta(out, "throughput", "python benchmarks/throughput.py", commit="abc1234567+dirty")
+    _meta(out, "data_reads", "python benchmarks/data_reads.py", rc=None)
+    _meta(out, "fragments", "python benchmarks/fragments.py")
     monkeypatch.setattr(run_all, "OUT", out)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "docs" / "RESULTS.md")
     text = run_all.assemble()
-    assert "| VGG-16, CIFAR-10, independent | 86.21 % | 45.00 % (45.00 %) (vgg16 width 0.25" in text
-    assert "ratio 0.90" in text
-    assert "Not run in this assembly. Reproduce: `python benchmarks/accuracy.py --suite mobilenet`" \
-        in text
+    assert str(tmp_path) not in text and "/tmp/" not in text and "+dirty" not in text
+    assert "Commit: abc1234567; seeds: 0, 1, 2; wall time 7800 s (2.17 h, of which 600 s in " \
+           "earlier interrupted attempts)" in text
+    assert "- FAIL (on the mean over seeds): vgg: federated iid static >= 0.9 x centralized" in text
+    assert "| VGG-16, CIFAR-10, independent | 50 nodes, lr 0.01, batch 10, 90 epochs | 86.21 % " \
+           "| iid static: vgg16 width 0.25, 10 clients, 6 epochs, the data slice | 35.00 ± 1.67 " in text
+    # a dirty or unfinished record is not shown, only its command
+    throughput = text.split("## Train-step throughput")[1].split("## ")[0]
+    assert "not made from a clean commit" in throughput and "output of" not in throughput
+    assert "still running or interrupted" in text.split("## Random-access reads")[1].split("## ")[0]
+    fragments = text.split("## Texture fragments")[1].split("## ")[0]
+    assert "output of fragments in benchmarks/out/x.csv" in fragments
+    for fig in ("vgg_curves.png", "vgg_study_shape.png"):
+        assert f"](results/{fig})" in text
+        assert (tmp_path / "docs" / "results" / fig).read_bytes()[:4] == b"\x89PNG"
+    assert "Not in this assembly (not run). Reproduce: `python benchmarks/accuracy.py --suite " \
+           "mobilenet" in text
+
+
+def test_relative_paths():
+    here = str(run_all.REPO)
+    assert run_all.relative(f"see {here}/docs/x.png and /root/.cache/a/b.bin") == \
+        "see ./docs/x.png and …/b.bin"
+
+
+def test_assembling_refuses_a_modified_tree(tmp_path):
+    import shutil
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("out"))
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "x"], check=True)
+    (repo / "benchmarks" / "accuracy.py").write_text("# changed\n")
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "run_all.py"), "--assemble"],
+                          capture_output=True, text=True, timeout=120, cwd=repo)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: refusing to assemble")
+    assert proc.stderr.count("\n") == 1
 
 
 def test_bad_override_exits_2_with_one_line(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / accuracy.SLICES["texture"]).write_bytes(b"")  # only the existence check runs first
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--suite",
-                           "texture", "--set", "training.lr=-1", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**__import__("os").environ, "FEDJAX_GRID_SHARED_DATA": str(data)})
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: ") and "lr" in proc.stderr
-    assert proc.stderr.count("\n") == 1
+    env = {**__import__("os").environ, "FEDJAX_GRID_SHARED_DATA": str(data)}
+    for args, word in ((["--set", "training.lr=-1"], "lr"), (["--seeds", "0,x"], "--seeds"),
+                       (["--seeds", "1,1"], "--seeds"), (["--max-rounds", "9"], "--max-rounds")):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--suite",
+                               "texture", *args, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and word in proc.stderr
+        assert proc.stderr.count("\n") == 1
 
 
-def test_assemble_lists_curves_of_dashed_suites_and_client_variants(tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    (out / "accuracy" / "mobilenet-2clients").mkdir(parents=True)
-    row = dict(_row("mobilenet-2clients", "iid static", 0.03, clients=2), model="mobilenet_v3_small")
-    (out / "accuracy" / "mobilenet-2clients" / "results.json").write_text(
-        json.dumps({"rows": [row], "curves": {"iid static": {"global_accuracy": [0.01, 0.03]}}}))
-    (out / "accuracy-mobilenet-2clients.out").write_text(
-        "[mobilenet-2clients] iid static: final 3.00 % best 5.00 % in 9 s; per round: 1.0 3.0\n"
-        "| suite | run |\n")
-    (out / "accuracy-mobilenet-2clients.json").write_text(json.dumps(
-        {"command": "python benchmarks/accuracy.py --suite mobilenet", "started": "t0",
-         "finished": "t1", "wall_s": 9.0, "returncode": 0, "machine": {}}))
-    monkeypatch.setattr(run_all, "OUT", out)
-    text = run_all.assemble()
-    assert "iid static (2 clients) 3.0 % (best 5.0 %)" in text
-    assert "Federated over 2 clients" not in text  # no centralized run to compare with
-    assert "```\n[mobilenet-2clients] iid static: final 3.00 %" in text
+def test_calibration_bad_seeds_exit_2_with_one_line(tmp_path):
+    for bad in ("0,zero", "1,1", "-1"):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "balanced_calibration.py"),
+                               "--seeds", bad, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "--seeds" in proc.stderr
+        assert proc.stderr.count("\n") == 1
 
 
-def test_findings_compare_a_client_count_variant_with_centralized():
-    rows = {("mobilenet", "centralized"): _row("mobilenet", "centralized", 0.03, clients=1),
-            ("mobilenet-2clients", "iid static"): _row("mobilenet-2clients", "iid static", 0.033,
-                                                       clients=2, rounds=3)}
-    curves = {("mobilenet", "centralized"): [0.01, 0.02, 0.03, 0.04, 0.05],
-              ("mobilenet", "iid static"): [0.005, 0.01, 0.015, 0.02, 0.025]}
-    text = run_all.findings(rows, curves)
-    assert "centralized 3.0 % (best 5.0 %), iid static (2 clients) 3.3 %" in text
-    # compared at the same epochs (1-3), not with centralized's later epochs
-    assert ("Federated over 2 clients (mobilenet-2clients, 3 epochs): 3.3 % = 1.65x centralized "
-            "at epochs 1-3 (2.0 %); 10 clients at the same epochs: 1.0 %.") in text
+def test_first_epochs_joins_a_long_seed_with_short_ones(tmp_path):
+    long = _suite(tmp_path, suite="mobilenet", seeds=(0,), epochs=12)
+    short = _suite(tmp_path, suite="mobilenet-10e", seeds=(1, 2), epochs=10)
+    data = report.first_epochs([long, short], 10, "mobilenet-10e")
+    assert data["seeds"] == [0, 1, 2]
+    iid = sorted((r for r in data["rows"] if r["run"] == "iid static"), key=lambda r: r["seed"])
+    assert [r["rounds"] for r in iid] == [10, 10, 10]
+    # seed 0 cut at epoch 10 of 12: the mean of epochs 8-10 of 0.4 * e / 12
+    assert iid[0]["tail_acc"] == pytest.approx(0.4 * 9 / 12)
+    assert iid[0]["wall_s"] == pytest.approx(100.0)
+    assert report.first_epochs([long], 13, "x") is None

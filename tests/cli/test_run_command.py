@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from fedjax_grid.cli import main
-from fedjax_grid.grid import engine, run_dirs
+from fedjax_grid.grid import run_dirs
+from fedjax_grid.runner import engine
 
 TINY = ["model.kwargs={width: 0.125, norm: batch, head: cifar}", "data.max_test_examples=256",
         "grid.workers=2"]

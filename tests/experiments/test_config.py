@@ -245,7 +245,7 @@ def test_migration_drops_parameters_of_components_not_chosen():
 
 
 def test_resuming_a_run_of_the_old_shape_is_refused_in_one_line(tmp_path):
-    from fedjax_grid.experiments.resume import stored_config
+    from fedjax_grid.runner.resume import stored_config
     run = tmp_path / "old-run"
     run.mkdir()
     (run / "config.json").write_text((LEGACY / "default.json").read_text())

@@ -144,7 +144,7 @@ def external_grid(tmp_path_factory):
 #: sitecustomize.py bodies that turn a real `dask worker` into a broken desktop.
 BROKEN_DESKTOPS = {
     # Another fedjax_grid release installed on that desktop.
-    "other-version": "import fedjax_grid\nfedjax_grid.__version__ = '0.0.9'\n",
+    "other-version": "import fedjax_grid.version\nfedjax_grid.version.__version__ = '0.0.9'\n",
     # fedjax_grid not installed there at all: every import of it fails.
     "no-package": (
         "import sys\n"

@@ -5,7 +5,7 @@ import pytest
 
 from fedjax_grid.errors import UserError
 from fedjax_grid.experiments import ExperimentConfig
-from fedjax_grid.grid.faults import ATTACKS, attack_delta, fault_plan, hostile_clients
+from fedjax_grid.hazards.faults import ATTACKS, attack_delta, fault_plan, hostile_clients
 
 
 def _trees():

@@ -11,7 +11,7 @@ import pytest
 
 from fedjax_grid.cli import main
 from fedjax_grid.errors import CheckpointError
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.faults.conftest import ExternalGrid, stop, write_pickled_npz
 from tests.grid.conftest import tiny_config
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from fedjax_grid.grid.checkpoint import latest_checkpoint
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.faults.conftest import ExternalGrid, signal_when_busy, stop
 from tests.faults.test_grid_faults import TINY, cfg_for
 

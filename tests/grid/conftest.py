@@ -31,7 +31,7 @@ def grid(tmp_path_factory):
 def stopped_and_resumed(cfg, out, grid, rounds: int):
     """``(part, resumed)``: a run of ``cfg`` in ``out`` stopped after ``rounds`` rounds,
     and a new run resumed from its checkpoint (not run yet)."""
-    from fedjax_grid.grid.engine import FederatedRun
+    from fedjax_grid.runner import FederatedRun
     part = FederatedRun(cfg, out_dir=out, grid=grid)
     part.run(rounds=rounds)
     return part, FederatedRun(cfg, out_dir=out, grid=grid, resume=True)

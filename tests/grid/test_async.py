@@ -5,8 +5,8 @@ import jax
 import numpy as np
 
 from fedjax_grid.federated.fedbuff import replay
-from fedjax_grid.grid.async_rounds import buffer_size, concurrency, next_client
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
+from fedjax_grid.runner.policies.asynchronous import buffer_size, concurrency, next_client
 from tests.grid.conftest import tiny_config
 
 ASYNC = {"server.mode": "async", "partition.num_clients": 6, "server.concurrency": 4,
@@ -31,7 +31,7 @@ def test_async_run_records_versions_and_replays_bitwise(grid, tmp_path):
     cfg = tiny_config(**ASYNC, **{"training.rounds": 4})
     run = FederatedRun(cfg, out_dir=tmp_path / "async", grid=grid)
     initial = run.state
-    policy = run._async()
+    policy = run.policy
     policy.keep_arrivals = True
     try:
         run.run()
@@ -63,7 +63,7 @@ def test_async_resume_records_the_tasks_in_flight_as_dropped(grid, tmp_path):
         first.step()
         first.step()
         first.save_records()
-        in_flight = first._async()._in_flight_list()
+        in_flight = first.policy.in_flight()
     finally:
         first.close()
     assert in_flight  # K = 4 tasks were in flight when the coordinator stopped

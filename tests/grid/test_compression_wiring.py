@@ -13,8 +13,8 @@ import pytest
 
 from fedjax_grid.compression import make_codec, payload_nbytes
 from fedjax_grid.grid.dispatch import tree_nbytes
-from fedjax_grid.grid.engine import FederatedRun
-from fedjax_grid.grid.links import link_of
+from fedjax_grid.hazards.links import link_of
+from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
 
@@ -53,7 +53,7 @@ def test_each_codec_learns_and_counts_its_bytes(grid, tmp_path, codec):
     assert expected <= RATIO[codec] * float32, (codec, expected / float32)
     assert rounds["bytes_received"].sum() == tasks["bytes_out"].sum()
     assert (tasks["transfer_s"] == 0).all()
-    assert bool(run.codec_state) == make_codec(codec).stateful
+    assert bool(run.clients.of("codec")) == make_codec(codec).stateful
 
 
 def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
@@ -61,10 +61,10 @@ def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
     full.run()
     part, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 2)
-    assert resumed.round == 2 and sorted(resumed.codec_state) == sorted(part.codec_state)
-    for k, state in part.codec_state.items():  # every residual restored exactly
+    assert resumed.round == 2 and sorted(resumed.clients.of("codec")) == sorted(part.clients.of("codec"))
+    for k, state in part.clients.of("codec").items():  # every residual restored exactly
         a = jax.tree.leaves(state)
-        b = jax.tree.leaves(resumed.codec_state[k])
+        b = jax.tree.leaves(resumed.clients.of("codec")[k])
         assert len(a) == len(b) and any(np.abs(x).sum() > 0 for x in a)
         for x, y in zip(sorted(a, key=np.shape), sorted(b, key=np.shape)):
             assert x.shape == y.shape
@@ -72,9 +72,9 @@ def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
                                       np.sort(np.concatenate([y.ravel() for y in b])))
     resumed.run()
     assert_same_state(full, resumed)  # bitwise, residuals included
-    for k in full.codec_state:
-        for x, y in zip(jax.tree.leaves(full.codec_state[k]),
-                        jax.tree.leaves(resumed.codec_state[k])):
+    for k in full.clients.of("codec"):
+        for x, y in zip(jax.tree.leaves(full.clients.of("codec")[k]),
+                        jax.tree.leaves(resumed.clients.of("codec")[k])):
             np.testing.assert_array_equal(x, y)
 
 
@@ -124,7 +124,7 @@ def test_async_topk_bf16_broadcast_and_link(grid, tmp_path):
     ok = tasks[tasks["status"] == "ok"]
     assert (ok["bytes_out"] == _expected_bytes_out(run, "topk(0.05)")).all()
     assert set(tasks["codec"]) == {str(cfg.server.codec)}
-    assert set(run.codec_state) == set(ok["client"])
+    assert set(run.clients.of("codec")) == set(ok["client"])
     _link_checks(run, tasks, preset)
 
 
@@ -142,7 +142,7 @@ def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, 
     tasks, rounds = records.tasks(), records.rounds()
     assert (tasks["status"] == "ok").all() and len(tasks) == 12
     assert rounds["global_accuracy"].iloc[-1] > 0.2
-    chain = full.chain
+    chain = full.broadcast.chain
     assert chain.version == 2 and chain.versions == [0, 1, 2]
     assert 8 < chain.full_nbytes / chain.step_nbytes[2] < 12
     by = tasks.pivot(index="client", columns="round", values="bytes_in")
@@ -152,8 +152,8 @@ def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, 
     # Dask level: the full reference to each worker in round 1, then one step each
     sent = rounds["bytes_sent"].to_numpy()
     assert abs(sent[0] - sent[1] - 2 * (chain.full_nbytes - chain.step_nbytes[1])) <= 2 * 64
-    assert set(full.worker_versions.values()) == {2} and len(full.worker_versions) == 2
-    assert full.client_versions == {0: 2, 1: 2, 2: 2, 3: 2}
+    assert set(full.broadcast.worker_versions.values()) == {2} and len(full.broadcast.worker_versions) == 2
+    assert full.clients.of("version") == {0: 2, 1: 2, 2: 2, 3: 2}
     # clients trained from the reference: the global model within one level of the last
     # step's rounding (closed loop: |R_v - W_v| = |decoded step - true step| <= its scale)
     gap = max(float(np.abs(a - b).max()) for a, b in
@@ -163,7 +163,7 @@ def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, 
     assert 0 < gap <= level * (1 + 1e-5)
 
     _, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 2)
-    assert resumed.chain.version == 1 and resumed.client_versions == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert resumed.broadcast.chain.version == 1 and resumed.clients.of("version") == {0: 1, 1: 1, 2: 1, 3: 1}
     resumed.run()
     assert_same_state(full, resumed)
     # after the resume the workers' copies are unknown: round 3 sends the full reference
@@ -204,8 +204,8 @@ def test_async_delta_broadcast_with_versions_in_flight(grid, tmp_path):
     tasks, rounds = records.tasks(), records.rounds()
     assert (tasks["status"] == "ok").all() and len(rounds) == 4
     assert rounds["global_accuracy"].iloc[-1] > 0.2
-    assert run.chain.version == 4 and set(run.worker_versions.values()) <= set(range(5))
-    full = run.chain.full_nbytes
+    assert run.broadcast.chain.version == 4 and set(run.broadcast.worker_versions.values()) <= set(range(5))
+    full = run.broadcast.chain.full_nbytes
     # the first task of each client downloads the full reference, its later ones steps only
     first = tasks.sort_values("start_s").groupby("client").head(1).index
     later = tasks.drop(index=first)

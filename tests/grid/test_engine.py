@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fedjax_grid.errors import CheckpointError, UserError
-from fedjax_grid.grid import faults as fault_sim
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
 
@@ -126,8 +126,8 @@ def test_overcommit_keeps_the_first_clients_to_report(grid, tmp_path):
     assert len(late) == 2
     hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
     assert hung[0] in set(late["client"])  # the hanging desktop is never waited for
-    assert set(late["reason"]) <= {"not needed (overcommit)",
-                                   "quota of clients already met (overcommit)"}
+    assert set(late["reason"]) <= {"NotNeeded: still running when the overcommit quota was met",
+                                   "NotNeeded: finished after the overcommit quota was met"}
     row = run.records.rounds().iloc[0]
     assert (row["clients_sampled"], row["clients_ok"], row["clients_late"]) == (4, 2, 2)
     assert bool(row["quorum"])
@@ -214,11 +214,11 @@ def test_local_batchnorm_statistics_stay_with_clients_and_resume(grid, tmp_path)
     cfg = tiny_config(**{"training.rounds": 2, "server.bn_mode": "local"})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
     full.run()
-    assert sorted(full.client_bn) == [0, 1, 2, 3]
-    stats = [jax.tree.leaves(full.client_bn[k])[0] for k in range(4)]
+    assert sorted(full.clients.of("batch_stats")) == [0, 1, 2, 3]
+    stats = [jax.tree.leaves(full.clients.of("batch_stats")[k])[0] for k in range(4)]
     assert not np.array_equal(stats[0], stats[1])  # each client kept its own statistics
     _, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 1)
-    assert sorted(resumed.client_bn) == [0, 1, 2, 3]
+    assert sorted(resumed.clients.of("batch_stats")) == [0, 1, 2, 3]
     resumed.run()
     assert_same_state(full, resumed)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedjax_grid.errors import UserError
-from fedjax_grid.grid.links import LINKS, NO_LINK, LinkModel, link_of, transfer_seconds
+from fedjax_grid.hazards.links import LINKS, NO_LINK, LinkModel, link_of, transfer_seconds
 
 
 def test_presets_registered():

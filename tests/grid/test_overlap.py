@@ -3,7 +3,7 @@ BatchNorm, evaluates and checkpoints -- with bitwise the same results as without
 import numpy as np
 import pandas as pd
 
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, tiny_config
 
 
@@ -42,7 +42,7 @@ def test_a_run_stopped_early_leaves_no_round_in_flight_and_resumes_bitwise(grid,
     part = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid)
     calls = []
     part.run(should_stop=lambda: len(calls) >= 2, callback=calls.append)
-    assert part.round == 2 and part._next_launch is None   # round 3 was launched, then dropped
+    assert part.round == 2 and part.policy.ahead is None   # round 3 was launched, then dropped
     part.close()
     resumed = FederatedRun(cfg, out_dir=tmp_path / "part", grid=grid, resume=True)
     resumed.run()

@@ -1,8 +1,8 @@
 """The coordinator's per-phase timing of synchronous rounds (profile.csv)."""
 import pandas as pd
 
-from fedjax_grid.grid.engine import FederatedRun
 from fedjax_grid.grid.phases import PHASES, PhaseClock
+from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import tiny_config
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from fedjax_grid.experiments import get_preset
-from fedjax_grid.grid.engine import FederatedRun
+from fedjax_grid.runner import FederatedRun
 from tests.conftest import shared_file
 
 REDUCED = {

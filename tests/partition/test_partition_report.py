@@ -1,11 +1,11 @@
-"""Label table sums and the heatmap figure."""
+"""Label table sums and the heatmap figure (``plots.label_distribution``) of it."""
 import matplotlib
 import numpy as np
 from matplotlib.collections import QuadMesh
 
 from fedjax_grid.partition.distributions import distribute
-from fedjax_grid.partition.report import label_heatmap, label_table
-from fedjax_grid.plots import label_matrix
+from fedjax_grid.partition.report import label_table
+from fedjax_grid.plots import label_distribution, label_matrix
 
 
 def test_label_table_is_tidy_and_sums():
@@ -37,7 +37,7 @@ def test_heatmap_saves_png(tmp_path):
     labels = np.arange(200) % 10
     table = label_table(labels, distribute(labels, 8, "dirichlet(0.3)", 0),
                         class_names=[f"c{i}" for i in range(10)])
-    fig = label_heatmap(table)
+    fig = label_distribution(table, normalize=True)
     path = tmp_path / "labels.png"
     fig.savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

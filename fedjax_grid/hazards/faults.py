@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import Field
 
+from fedjax_grid import streams
 from fedjax_grid.registry import Params, Registry
 
 #: Attacks of hostile clients: ``fn(delta, rng, params) -> delta``.
@@ -73,16 +74,12 @@ def random_attack(delta, rng, params):
 
 def attack_delta(kind: str, params: Mapping, delta, seed=()):
     """A hostile client's update: the honest params ``delta`` manipulated by the attack
-    ``kind`` with its ``params`` (leaves keep their dtype); ``seed`` seeds the attack's
-    Generator (the task passes (seed, round, client))."""
+    ``kind`` with its ``params`` (leaves keep their dtype); ``seed`` = (seed, round, client)
+    keys the attack's Generator (stream ``attack``, :mod:`fedjax_grid.streams`)."""
     import jax
-    rng = np.random.default_rng([int(s) for s in seed])
+    rng = streams.rng(seed[0], streams.ATTACK, *seed[1:]) if len(seed) else np.random.default_rng()
     new = ATTACKS.build({"name": kind, **params}, delta, rng)
     return jax.tree.map(lambda d, n: np.asarray(n, np.asarray(d).dtype), delta, new)
-
-
-# Stream identifiers keep the draws of different purposes independent.
-_SPEED, _AVAIL, _TASK, _HOSTILE = 1, 2, 3, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,14 +108,14 @@ def speed_factor(faults, seed: int, client: int) -> float:
     """Fixed slow-down of a client (>= 1), log-uniform in [1, faults.max_slowdown]."""
     if not faults.enabled or faults.max_slowdown <= 1.0:
         return 1.0
-    u = np.random.default_rng([seed, _SPEED, client]).random()
+    u = streams.rng(seed, streams.SPEED, client).random()
     return float(math.exp(u * math.log(faults.max_slowdown)))
 
 
 def is_offline(faults, seed: int, round_: int, client: int) -> bool:
     if not faults.enabled or faults.offline_prob <= 0:
         return False
-    return bool(np.random.default_rng([seed, _AVAIL, round_, client]).random() < faults.offline_prob)
+    return bool(streams.rng(seed, streams.AVAILABILITY, round_, client).random() < faults.offline_prob)
 
 
 def hostile_clients(faults, seed: int, num_clients: int) -> frozenset:
@@ -126,7 +123,7 @@ def hostile_clients(faults, seed: int, num_clients: int) -> frozenset:
     if not faults.enabled or faults.attack_fraction <= 0:
         return frozenset()
     n = int(round(faults.attack_fraction * num_clients))
-    perm = np.random.default_rng([seed, _HOSTILE]).permutation(num_clients)
+    perm = streams.rng(seed, streams.HOSTILE).permutation(num_clients)
     return frozenset(int(k) for k in perm[:n])
 
 
@@ -139,7 +136,7 @@ def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0,
     if not faults.enabled:
         return NO_FAULTS
     hostile = num_clients is not None and client in hostile_clients(faults, seed, num_clients)
-    rng = np.random.default_rng([seed, _TASK, round_, client, attempt])
+    rng = streams.rng(seed, streams.TASK_FAULTS, round_, client, attempt)
     u_delay, u_drop, u_err, u_hang = rng.random(4)
     return FaultPlan(
         speed_factor=speed_factor(faults, seed, client),

@@ -1,6 +1,6 @@
 """Link speed in the heterogeneity model: each simulated desktop's up/down bandwidth and latency.
 
-Pure and seeded like :mod:`fedjax_grid.grid.faults`: ``link_of(preset, seed, client)``
+Pure and seeded like :mod:`fedjax_grid.hazards.faults`: ``link_of(preset, seed, client)``
 depends on (preset, seed, client) only, so a run and its resume give every client
 (the simulated desktop a logical client stands for) the same link for the whole
 run. A preset is registered in :data:`LINKS` with its parameters; the config stores
@@ -37,18 +37,14 @@ import dataclasses
 import math
 from typing import Any
 
-import numpy as np
 import pydantic
 from pydantic import Field, model_validator
 
+from fedjax_grid import streams
 from fedjax_grid.registry import NoParams, Params, Registry
 
 #: Link presets: ``LINKS.build(spec, seed=..., client=...)`` -> :class:`LinkModel`.
 LINKS = Registry("link preset")
-
-# Stream identifier of the link draws: distinct from faults' (1..4), so a client's
-# link is independent of its speed factor, availability and fault draws.
-_LINK = 7
 
 MBIT = 1e6
 
@@ -128,7 +124,7 @@ HomeParams = _preset_params("home", up_mbit=10.0, down_mbit=50.0, latency_ms_min
 
 def draw_link(params: LinkParams, seed: int, client: int) -> LinkModel:
     """The link of ``client``: nominal rates times its factor, and its latency (see module doc)."""
-    u_rate, u_lat = np.random.default_rng([int(seed), _LINK, int(client)]).random(2)
+    u_rate, u_lat = streams.rng(seed, streams.LINK, client).random(2)
     factor = math.exp((2.0 * u_rate - 1.0) * math.log(params.spread))
     lo, hi = params.latency_ms_min, params.latency_ms_max
     if lo == hi or lo <= 0:

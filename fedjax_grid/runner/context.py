@@ -1,0 +1,343 @@
+"""The run context: everything a round needs, in one object every round policy uses alike.
+
+A :class:`RunContext` holds the state of one run and the operations a round is made of;
+a round policy (:mod:`fedjax_grid.runner.policies`) decides *when* to call them:
+
+- what was built (``exp``: data, forming strategy, model, hyper-parameters, algorithm)
+  and the server state (``state``, ``strategy_state``, ``round``);
+- the grid: ``grid`` (a ``GridHandle``), ``ledger`` (host reliability,
+  ``grid.health``), ``healthy_workers``, ``note_workers``;
+- the per-client state store (``clients``: BatchNorm statistics, codec and algorithm
+  state, broadcast versions) and the broadcast (``broadcast``);
+- task specs and submission (``task_spec``, ``submit``), and what a finished, failed or
+  cancelled task becomes (``settle``, ``failed_row``, ``cancel``): one task row each, with
+  the worker it ran on, its bytes, and its outcome counted in the ledger;
+- evaluation and BatchNorm re-estimation (``evaluate``, ``recalibrated``);
+- records and checkpoints (``finish_round``, ``checkpoint``, ``restore``).
+
+Every random draw derives from (seed, stream, round or task, client, attempt); a resumed
+run restores ``state``, ``strategy_state``, ``records``, ``clients`` and the broadcast
+chain from the last checkpoint, so it continues exactly where the interrupted one was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import secrets
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from fedjax_grid import version
+from fedjax_grid.experiments.build import forming_rng
+from fedjax_grid.failures import Failed, Late, NoWorker, ResultLost, StaleCopy, TaskTimeout, WorkerLost
+from fedjax_grid.federated.client_algorithms import local_run
+from fedjax_grid.grid.dispatch import check_connected, failure_of, task_workers
+from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy
+from fedjax_grid.grid.records import Records
+from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.hazards.links import link_of
+from fedjax_grid.runner import evaluation
+from fedjax_grid.runner.broadcast import Broadcast
+from fedjax_grid.runner.clients import ClientStates
+from fedjax_grid.runner.rows import round_row, task_row
+
+#: ``fold(client, result) -> (status, reason, extra row columns)``: what a policy does with
+#: a finished task's result (fold it into its aggregate, or not).
+Fold = Callable[[int, dict], tuple]
+
+
+class RunContext:
+    """The state and operations of one federated run (see the module docstring)."""
+
+    def __init__(self, config, exp, *, out_dir, notify: Callable[[str], None]):
+        self.config, self.exp = config, exp
+        self.out_dir = pathlib.Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.notify = notify
+        self.run_id = secrets.token_hex(4)  # keeps task keys of concurrent runs apart
+        self.grid = None
+        self.ledger = self.new_ledger()
+        self.records = Records()
+        self.clients = ClientStates()
+        self.broadcast = Broadcast(config, self.run_id, self.clients)
+        self.state, self.strategy_state = exp.initial_state()
+        self.round = 0
+        self.t0: Optional[float] = None  # wall-clock start of the run (seconds since epoch)
+        self.worker_names: dict[str, str] = {}
+        #: synchronous rounds: seconds per phase on the coordinator (grid.phases), per round
+        self.profile: list[dict] = []
+        #: the meta of the checkpoint this run resumed from ({} for a new run)
+        self.restored: dict = {}
+
+    def new_ledger(self, rows=()) -> WorkerLedger:
+        return WorkerLedger(version.__version__, self.config.grid.quarantine_after,
+                            notify=lambda m: self.notify(m), rows=rows)
+
+    @property
+    def global_variables(self) -> dict:
+        """``{'params': ..., ['batch_stats': ...]}`` of the server state."""
+        out = {"params": self.state.params}
+        if self.state.batch_stats is not None:
+            out["batch_stats"] = self.state.batch_stats
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self.round >= self.config.training.rounds
+
+    def start_clock(self) -> None:
+        if self.t0 is None:
+            self.t0 = time.time()
+
+    def forming(self, r: int) -> tuple:
+        """``(assignments, next forming state)``: the local sets of round (version) ``r``."""
+        return self.exp.strategy.apply(self.strategy_state, forming_rng(self.config.seed, r), r)
+
+    # -- the grid ----------------------------------------------------------------------
+    def note_workers(self) -> dict:
+        """The grid's workers now (address -> info); remembers their names."""
+        from fedjax_grid.grid.tasks import worker_label
+        workers = self.grid.workers()
+        for addr, info in workers.items():
+            self.worker_names[addr] = worker_label(info.get("name"), addr)
+        return workers
+
+    def healthy_workers(self, deadline: Optional[float] = None) -> list[str]:
+        """Addresses of the healthy workers (see ``grid.health``), waiting for one to
+        connect up to ``grid.wait_for_workers_s`` seconds -- or, inside a round with a
+        deadline, until the deadline (then ``[]``). After the grace period without
+        any: ``NoWorkersError`` (the last checkpoint stays resumable)."""
+        grace = self.config.grid.wait_for_workers_s
+        check = lambda: check_connected(self.grid.client, self.round)  # noqa: E731
+        if deadline is not None and deadline - time.time() < grace:
+            try:
+                return wait_for_healthy(self.ledger, self.grid.client,
+                                        grace_s=max(0.0, deadline - time.time()), t0=self.t0,
+                                        notify=self.notify, check=check)
+            except NoWorkersError:
+                return []
+        return wait_for_healthy(self.ledger, self.grid.client, grace_s=grace, t0=self.t0,
+                                notify=self.notify, check=check)
+
+    def any_healthy_now(self) -> bool:
+        """Whether a healthy worker is connected right now (no waiting, no message)."""
+        return bool(wait_for_healthy(self.ledger, self.grid.client, grace_s=0.0, t0=self.t0,
+                                     notify=lambda m: None))
+
+    # -- tasks ---------------------------------------------------------------------------
+    def task_spec(self, index: int, k: int, attempt: int, indices: np.ndarray) -> dict:
+        """The spec of client ``k``'s task (``grid.tasks.client_update``): ``index`` is the
+        0-based round (the task number in asynchronous rounds) that keys its randomness."""
+        c = self.config
+        plan = fault_sim.fault_plan(c.faults, c.seed, index, k, attempt,
+                                    num_clients=c.partition.num_clients)
+        if c.data.mode == "shipped":
+            data = {"mode": "shipped"}  # the examples travel beside the spec (``submit``)
+        else:
+            data = {"mode": "resident", "source": c.data.source, "path": c.data.path,
+                    "data_dir": c.data.data_dir,
+                    "options": tuple(sorted(self.exp.data.source_options.items())),
+                    "indices": np.asarray(indices, np.int64)}
+        own_bn = self.clients.get("batch_stats", k) if c.server.bn_mode == "local" else None
+        payload = self.exp.algorithm.client.client_payload(self.state.algorithm,
+                                                           self.clients.get("algorithm", k))
+        link = None if c.faults.link.name == "none" else link_of(c.faults.link, c.seed, int(k)).to_dict()
+        return {"codec": c.server.codec.model_dump(), "codec_state": self.clients.get("codec", k),
+                "download_nbytes": self.broadcast.download_nbytes(k),
+                "link": link, "version": version.__version__, "round": index, "client": int(k),
+                "batch_stats": own_bn, "bn_moments": c.server.bn_mode == "pooled",
+                "attempt": attempt, "seed": c.seed, "model": self.exp.model_key,
+                "hparams": dataclasses.asdict(self.exp.hparams), "mean": self.exp.data.mean,
+                "std": self.exp.data.std, "plan": plan.to_dict(), "data": data,
+                "algorithm": c.training.algorithm.model_dump(), "algorithm_payload": payload}
+
+    def submit(self, dispatch, k: int, attempt: int, indices, *, index: int, r: int,
+               avoid: str = "", why: str = "in time") -> list[dict]:
+        """Submit client ``k``'s task (randomness ``index``), with its examples when the data
+        is shipped (not to ``avoid``, the worker where its last attempt failed, when others
+        are ready). Returns ``[]``, or the task's ``late`` row (round ``r``, ``NoWorker``)
+        when no worker took the weights ``why`` (e.g. 'before the deadline')."""
+        shipped = None
+        if self.config.data.mode == "shipped":
+            batch = self.exp.data.train.__getitems__(indices)
+            shipped = {"images": batch["image"], "labels": batch["label"]}
+        if dispatch.submit(k, attempt, self.task_spec(index, k, attempt, indices), shipped,
+                           avoid=avoid):
+            return []
+        now = time.time()
+        return [self.task_row(r, k, attempt, "late", span=(now, now), reason=NoWorker(
+            f"no responsive worker took the global weights {why}").reason)]
+
+    def task_row(self, r: int, k: int, attempt: int, status: str, **kw) -> dict:
+        """A task row of this run (:func:`fedjax_grid.runner.rows.task_row`); a ``worker``
+        given without its name gets the name it was seen with."""
+        if kw.get("worker") and not kw.get("worker_name"):
+            kw["worker_name"] = self.worker_names.get(kw["worker"], "")
+        return task_row(self.config, r, k, attempt, status, t0=self.t0, **kw)
+
+    def settle(self, dispatch, fut, k: int, attempt: int, r: int, fold: Fold,
+               tags: Optional[dict] = None) -> tuple[dict, bool]:
+        """``(row, failed)`` of a task that completed: its result fetched and handed to
+        ``fold`` (which decides its status), or -- when it failed, or its result went with
+        its worker -- its ``failed`` row (``failed``: it may be retried), or its ``late``
+        row when the result could not be fetched in time. An accepted (``ok``) update's
+        client states replace the client's old ones. ``tags``: extra columns of the row
+        (asynchronous rounds: the version it trained from)."""
+        tags = tags or {}
+        res, failure = None, None
+        if fut.status == "finished":
+            try:
+                res = dispatch.result(fut)
+            except ResultLost as lost:  # its worker went away holding it: failed, may be retried
+                failure = lost
+            else:
+                if res is None:  # its worker froze after finishing: the result is late
+                    return self.cancelled_row(dispatch, fut, k, attempt, r, tags, TaskTimeout(
+                        "result not fetched in time (worker unresponsive)")), False
+        if res is None:
+            return {**self.failed_row(dispatch, fut, k, attempt, r, failure), **tags}, True
+        self.broadcast.note_held(k, res)
+        res["algorithm_upload"] = self.exp.algorithm.client.upload(
+            self.clients.get("algorithm", k), res.get("algorithm_state"), res["delta"],
+            local_run(dataclasses.asdict(self.exp.hparams), res["metrics"]))
+        status, reason, extra = fold(k, res)
+        if status == "ok":
+            self.clients.accept(k, res, keep_batch_stats=self.config.server.bn_mode == "local")
+        row = {**self.task_row(r, k, attempt, status, res=res, reason=reason or ""), **tags, **extra}
+        row["bytes_in"] = dispatch.task_bytes[fut]
+        self.ledger.record(row["worker"], "ok" if status == "dropped" else status)
+        return row, False
+
+    def failed_row(self, dispatch, fut, k: int, attempt: int, r: int,
+                   failure: Optional[Failed] = None) -> dict:
+        """The ``failed`` row of a task that raised, lost its worker or its result
+        (``failure``: the kind, else read from the future); that worker is given no more
+        of this dispatch's tasks when it was lost or is now quarantined."""
+        failure = failure or failure_of(fut)
+        lost = failure.worker if isinstance(failure, WorkerLost) else ""
+        where = lost or task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
+        fut.release()
+        row = self.task_row(r, k, attempt, "failed", span=(dispatch.submitted_at[fut], time.time()),
+                            reason=failure.reason, worker=where)
+        row["bytes_in"] = dispatch.task_bytes[fut]
+        self.ledger.record(where, "failed")
+        self.broadcast.forget_worker(where)
+        if isinstance(failure, StaleCopy):
+            dispatch.ready = []  # a desktop lost its copy: re-broadcast, now with the full model
+        if lost or self.ledger.is_quarantined(where):
+            dispatch.exclude(where)
+        return row
+
+    def cancelled_row(self, dispatch, fut, k: int, attempt: int, r: int, tags: dict,
+                      why: Late, worker: Optional[str] = None, submitted=None) -> dict:
+        """The ``late`` row of a task whose result will not be used (``why``: the kind; its
+        worker, looked up unless given, is counted late)."""
+        if worker is None:
+            worker = task_workers(dispatch.dask_client, [fut.key]).get(fut.key, "")
+        span = (dispatch.submitted_at[fut] if submitted is None else submitted, time.time())
+        row = {**self.task_row(r, k, attempt, "late", span=span, reason=why.reason, worker=worker),
+               **tags, "bytes_in": dispatch.task_bytes[fut]}
+        self.ledger.record(worker, "late")
+        return row
+
+    def cancel(self, dispatch, futures, r: int, why: Late,
+               tags_of: Callable = lambda fut: {}) -> list[dict]:
+        """Cancel ``futures`` (pending tasks whose results are no longer wanted, ``why``) and
+        return their ``late`` rows, each with the worker it was running on ('' if queued)."""
+        running_on = task_workers(dispatch.dask_client, [f.key for f in futures])
+        return [self.cancelled_row(dispatch, fut, k, attempt, r, tags_of(fut), why,
+                                   worker=running_on.get(fut.key, ""), submitted=submitted)
+                for fut, k, attempt, submitted in dispatch.cancel(futures)]
+
+    # -- the coordinator's computations -------------------------------------------------
+    def evaluate(self) -> dict:
+        """The global model on the test split (:func:`fedjax_grid.runner.evaluation.evaluate`)."""
+        return evaluation.evaluate(self.exp, self.config, self.global_variables)
+
+    def recalibrated(self, state):
+        """``state`` with re-estimated BatchNorm statistics where ``server.bn_mode`` asks
+        for it (:func:`fedjax_grid.runner.evaluation.recalibrated`)."""
+        return evaluation.recalibrated(self.exp, self.config, state)
+
+    # -- records and checkpoints ---------------------------------------------------------
+    def finish_round(self, task_rows: list, *, t_start: float, sampled: int, quorum: bool,
+                     sent: int, received: int, clock=None, extra: Optional[dict] = None) -> dict:
+        """After the server step of round ``self.round``: evaluate (when due), record the
+        task rows and the round's row, write the checkpoint (``extra``: more meta, e.g. the
+        tasks in flight); ``clock``: a ``PhaseClock`` lapped at 'eval' and 'records'."""
+        c = self.config
+        evaluated = (self.round % c.training.eval_every == 0) or self.done
+        metrics = self.evaluate() if evaluated else {}
+        if clock is not None:
+            clock.lap("eval")
+        for t in task_rows:
+            self.records.add_task(t)
+        row = round_row(self.round, metrics, self.records.task_counts(self.round), t_start=t_start,
+                        t0=self.t0, sampled=sampled, quorum=quorum, sent=sent, received=received)
+        self.records.add_round(row)
+        self.checkpoint(extra)
+        if clock is not None:
+            clock.lap("records")
+        return row
+
+    def save_records(self) -> None:
+        """Write the records (and the profile) and the config beside them, atomically."""
+        self.records.set_workers(self.ledger.table_rows())
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.out_dir / "config.json")
+        self.records.save(self.out_dir)
+        if self.profile:
+            import pandas as pd
+
+            from fedjax_grid.atomic_write import atomic_path
+            with atomic_path(self.out_dir / "profile.csv") as tmp:
+                pd.DataFrame(self.profile).to_csv(tmp, index=False)
+
+    def checkpoint(self, extra: Optional[dict] = None) -> None:
+        """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta)."""
+        from fedjax_grid.grid.checkpoint import save_checkpoint
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.records.set_workers(self.ledger.table_rows())
+        meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
+                "records": self.records.to_json_state(), "config": self.config.to_dict(),
+                **(extra or {})}
+        arrays = {"strategy": {k: np.asarray(v) for k, v in self.strategy_state.items()}}
+        clients = self.clients.arrays()
+        if clients:
+            arrays["clients"] = clients
+        self.broadcast.checkpoint(arrays, meta)
+        save_checkpoint(self.ckpt_dir, self.round, self.state, meta, arrays)
+        self.save_records()
+
+    def restore(self) -> None:
+        """Continue from the last checkpoint in ``ckpt_dir`` (CheckpointError if none, or
+        if it belongs to another experiment)."""
+        from fedjax_grid.errors import CheckpointError
+        from fedjax_grid.grid.checkpoint import latest_checkpoint, load_checkpoint
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            raise CheckpointError(f"--resume: no checkpoint in {str(self.ckpt_dir)!r}")
+        tree, meta, arrays = load_checkpoint(path, template=self.state)
+        if meta.get("fingerprint") != self.config.fingerprint():
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to another experiment "
+                                  "(its config differs beyond rounds/out/grid)")
+        self.state, self.round, self.restored = tree, int(meta["round"]), meta
+        self.records = Records.from_json_state(meta["records"])
+        self.ledger = self.new_ledger(rows=self.records.worker_rows())
+        self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)
+        self.clients.restore(arrays, meta)
+        self.broadcast.restore(arrays, meta, like=self.global_variables)
+        rounds = self.records.rounds()
+        elapsed = float(rounds["elapsed_s"].iloc[-1]) if len(rounds) else 0.0
+        self.t0 = time.time() - elapsed
+
+
+def _unflatten_state(arrays: dict, like: dict) -> dict:
+    """A forming strategy's state read back from a checkpoint, typed like ``like``."""
+    out = {}
+    for k, v in like.items():
+        a = arrays[k]
+        out[k] = a if isinstance(v, np.ndarray) else type(v)(a.item() if a.ndim == 0 else a)
+    return out

@@ -1,0 +1,207 @@
+"""Asynchronous rounds (``server.mode='async'``): FedBuff on the grid.
+
+No barrier: ``concurrency`` (K) client tasks are kept in flight. Each task trains on the
+newest global version at the time it is submitted and returns its delta against that
+version; arrivals are folded by :class:`~fedjax_grid.federated.fedbuff.AsyncFold` (M
+per server update, staleness-weighted, too stale ones dropped). One ``step()`` lasts
+until the next server update and returns that version's row of the rounds table
+(``round`` = version = server updates so far), so ``training.rounds`` counts server
+updates. New tasks start on the new version while it is evaluated and checkpointed.
+
+Who trains on what: task number ``t`` (0, 1, ... over the run; it keys the task's
+randomness -- fault plan, training key -- as the round does in synchronous mode) goes
+to a client drawn uniformly, seeded by ``(seed, t)``, from those not in flight and not
+offline at ``t``; it trains on that client's local set of the version being built
+(the forming strategy re-draws local sets once per version, as once per round in
+synchronous mode). A failed task is re-submitted (same task number, attempt + 1) on
+the newest version while ``grid.retries`` allow; a task running longer than
+``grid.deadline_s`` is cancelled and recorded ``late``.
+
+Determinism and resume (the guarantee): the server state is a pure function of the
+ordered arrival log (``fedbuff.replay``); which arrivals happen in which order depends
+on the desktops' timing and is recorded in ``tasks.csv`` (one row per arrival, in
+order, with ``version`` and ``staleness``). A checkpoint is written at every server
+update, when the buffer is empty; it holds the version, the task counter and the
+tasks then in flight (with the worker each ran on). A resumed run records those tasks
+as ``dropped`` (their results are lost with the old coordinator) and continues from the
+checkpointed version with new task numbers: it is a valid continuation, not a bitwise
+replay of the interrupted run (which would need the interrupted run's arrival timing).
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from fedjax_grid import streams
+from fedjax_grid.failures import TaskTimeout
+from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
+from fedjax_grid.federated.round_policies import ROUND_POLICIES
+from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
+from fedjax_grid.hazards import faults as fault_sim
+
+
+def concurrency(cfg) -> int:
+    """K: tasks in flight (default: training.clients_per_round)."""
+    return int(cfg.server.concurrency or cfg.clients_per_round)
+
+
+def buffer_size(cfg) -> int:
+    """M: deltas per server update (default: max(1, K // 2))."""
+    return int(cfg.server.buffer_size or max(1, concurrency(cfg) // 2))
+
+
+def next_client(cfg, task: int, busy: set) -> Optional[int]:
+    """The client task number ``task`` trains (None: every client is busy or offline)."""
+    free = [k for k in range(cfg.partition.num_clients)
+            if k not in busy and not fault_sim.is_offline(cfg.faults, cfg.seed, task, k)]
+    if not free:
+        return None
+    return int(free[streams.rng(cfg.seed, streams.ASYNC_DRAW, task).integers(len(free))])
+
+
+@ROUND_POLICIES.register("async")
+class AsyncRounds:
+    """FedBuff over the run context's grid, records and checkpoints (see the module)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        cfg = ctx.config
+        self.k, self.m = concurrency(cfg), buffer_size(cfg)
+        self.fold: Optional[AsyncFold] = None
+        self.dispatch: Optional[VersionedDispatch] = None
+        self.task = int(ctx.restored.get("async", {}).get("task", 0))
+        self.assignments = None
+        #: every arrival in order, with its delta (``fedbuff.replay`` input); tests only
+        self.keep_arrivals = False
+        self.arrivals: list[Arrival] = []
+        self._t_version = None
+
+    # -- one server update -------------------------------------------------------
+    def step(self, prelaunch: bool = False) -> dict:
+        """Run until the next server update; its rounds-table row. (``prelaunch`` is moot:
+        tasks of the next version always train while this one is evaluated.)"""
+        ctx = self.ctx
+        ctx.start_clock()
+        rows = self._begin() if self.fold is None else []
+        ctx.note_workers()  # names of the workers a failed or cancelled task ran on
+        v = self.fold.version
+        t_start = self._t_version or time.time()
+        self.assignments, strategy_state = ctx.forming(v)
+        sent0, received0 = self.dispatch.bytes_sent, self.dispatch.bytes_received
+        self._fill(rows)
+        while self.fold.version == v:
+            if not self.dispatch.pending:
+                ctx.healthy_workers()  # NoWorkersError after grid.wait_for_workers_s
+                time.sleep(0.2)
+                self._fill(rows)
+                continue
+            for fut, k, attempt in self.dispatch.completed(self._deadline(),
+                                                           stop=lambda: self.fold.version != v):
+                rows += self._arrived(fut, k, attempt)
+                if self.fold.version != v:
+                    break  # one server update per step: later arrivals wait for the next
+                self._fill(rows)
+            rows += self._cancel_overdue()
+        ctx.state, ctx.strategy_state, ctx.round = self.fold.state, strategy_state, self.fold.version
+        self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
+        if not ctx.done:
+            self._fill(rows)  # the next version's tasks train while this one is evaluated
+        for t in rows:
+            t["round"] = ctx.round  # the server update the arrival was folded into (or not)
+        row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
+                               quorum=True, sent=self.dispatch.bytes_sent - sent0,
+                               received=self.dispatch.bytes_received - received0,
+                               extra={"async": {"task": self.task, "in_flight": self.in_flight()}})
+        self._t_version = time.time()
+        return row
+
+    def _begin(self) -> list[dict]:
+        """The fold and dispatch of this process; rows of tasks lost by a resume."""
+        ctx, s = self.ctx, self.ctx.config.server
+        self.fold = AsyncFold(ctx.exp.algorithm, ctx.state, buffer_size=self.m,
+                              staleness=s.staleness, max_staleness=s.max_staleness,
+                              on_flush=ctx.recalibrated)
+        self.dispatch = VersionedDispatch(ctx.grid.client, run_id=ctx.run_id,
+                                          workers=lambda: ctx.healthy_workers())
+        self.dispatch.set_version(self.fold.version,
+                                  ctx.broadcast.value(ctx.global_variables, self.fold.version))
+        ctx.note_workers()
+        now = time.time()
+        rows = []
+        for task, k, attempt, version, *where in ctx.restored.get("async", {}).get("in_flight", []):
+            rows.append({**ctx.task_row(
+                self.fold.version, k, attempt, "dropped", span=(now, now),
+                worker=where[0] if where else "",
+                reason=f"task {task} was in flight when the coordinator stopped; its result is "
+                       "lost (resume)"), "version": int(version), "staleness": None})
+        return rows
+
+    # -- tasks ------------------------------------------------------------------------
+    def _fill(self, rows: list[dict]) -> None:
+        """Submit tasks on the newest version until K are in flight."""
+        while len(self.dispatch.pending) < self.k:
+            busy = {k for k, _ in self.dispatch.pending.values()}
+            k = next_client(self.ctx.config, self.task, busy)
+            if k is None:
+                return
+            if not self._submit(self.task, k, 0, rows):
+                return
+            self.task += 1
+
+    def _submit(self, task: int, k: int, attempt: int, rows: list[dict], avoid: str = "") -> bool:
+        late = self.ctx.submit(self.dispatch, k, attempt, self.assignments[k], index=task,
+                               r=self.fold.version, avoid=avoid)
+        rows += late
+        return not late
+
+    def _arrived(self, fut, k: int, attempt: int) -> list[dict]:
+        """The row(s) of a task that finished or failed (a retry may be submitted)."""
+        task, version = self.dispatch.forget(fut)
+
+        def fold_in(client: int, res: dict) -> tuple:
+            arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
+                              res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
+            verdict = self.fold.arrive(arrival)
+            if self.keep_arrivals:
+                self.arrivals.append(arrival)
+            return verdict.status, verdict.reason, {"staleness": verdict.staleness}
+
+        row, failed = self.ctx.settle(self.dispatch, fut, k, attempt, self.fold.version, fold_in,
+                                      tags={"version": version, "staleness": None})
+        out = [row]
+        if failed and attempt < self.ctx.config.grid.retries:
+            self._submit(task, k, attempt + 1, out, avoid=row["worker"])
+        return out
+
+    def _deadline(self) -> Optional[float]:
+        limit = self.ctx.config.grid.deadline_s
+        if not limit or not self.dispatch.pending:
+            return None
+        return min(self.dispatch.submitted_at[f] for f in self.dispatch.pending) + limit
+
+    def _cancel_overdue(self) -> list[dict]:
+        limit = self.ctx.config.grid.deadline_s
+        if not limit:
+            return []
+        return self.ctx.cancel(self.dispatch, self.dispatch.overdue(limit), self.fold.version,
+                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"),
+                               tags_of=lambda fut: {"version": self.dispatch.forget(fut)[1],
+                                                    "staleness": None})
+
+    def in_flight(self) -> list[list]:
+        """``[task, client, attempt, version, worker]`` of every task in flight (the worker
+        it runs on, '' while queued): what a checkpoint keeps of them."""
+        d = self.dispatch
+        if d is None:
+            return []
+        where = task_workers(d.dask_client, [f.key for f in d.pending], wait_s=2.0)
+        return [[d.origin[f][0], int(k), int(a), d.origin[f][1], where.get(f.key, "")]
+                for f, (k, a) in d.pending.items()]
+
+    def drop_ahead(self) -> None:
+        """Nothing: the tasks in flight belong to the next server update."""
+
+    def close(self) -> None:
+        if self.dispatch is not None:
+            self.dispatch.cancel(list(self.dispatch.pending))
+            self.dispatch.release()

@@ -1,0 +1,187 @@
+"""Synchronous rounds (``server.mode='sync'``): a barrier per round, one server step.
+
+One ``step`` is one round ``r`` (0-based; recorded as round ``r + 1``):
+
+1. draw this round's local sets (forming strategy) and sample clients (plus
+   ``grid.overcommit`` spares); offline clients get no task;
+2. wait (up to ``grid.wait_for_workers_s``) for a healthy worker, broadcast the global
+   variables once to each healthy worker, bounded in time, and submit one task per
+   client (``RoundDispatch``);
+3. collect results as they finish until all are in, the first ``clients_per_round``
+   are in (overcommit), or ``grid.deadline_s`` passes; failed tasks and tasks lost with
+   a worker are re-submitted while ``grid.retries`` and time remain; stragglers are
+   cancelled and recorded ``late``;
+4. fold each update into the algorithm's streaming round (``RoundFold``: validation,
+   aggregation); with a quorum (``grid.quorum``) apply the server step;
+5. re-estimate BatchNorm, evaluate, record, checkpoint (``RunContext.finish_round``).
+
+Overlap (``step(prelaunch=True)``, ``grid.overlap_rounds``): the next round is launched
+(steps 1-2) right after this round's server step, so the workers train while the
+coordinator does step 5; the next ``step`` collects it. Its clients start from this
+step's parameters with BatchNorm statistics not yet re-estimated -- they train with batch
+statistics, so their updates are bitwise the same as without overlap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from fedjax_grid.experiments.build import sample_clients
+from fedjax_grid.failures import NotNeeded, TaskTimeout
+from fedjax_grid.federated.round_policies import ROUND_POLICIES
+from fedjax_grid.grid.dispatch import RoundDispatch
+from fedjax_grid.grid.phases import PhaseClock
+from fedjax_grid.hazards import faults as fault_sim
+
+
+@dataclasses.dataclass
+class Launch:
+    """A round whose tasks are submitted: what collecting it needs."""
+    round: int
+    t_round: float
+    clock: PhaseClock
+    deadline: Optional[float]
+    assignments: Any
+    new_strategy_state: Any
+    sampled: Any
+    dispatch: RoundDispatch
+    task_rows: list
+
+
+@ROUND_POLICIES.register("sync")
+class SyncRounds:
+    """Rounds with a barrier: FedAvg / FedOpt / FedProx on the grid (see the module)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        #: a round launched ahead (``step(prelaunch=True)``), collected by the next step
+        self.ahead: Optional[Launch] = None
+        self._fold_s, self._train_s = 0.0, []
+
+    def step(self, prelaunch: bool = False) -> dict:
+        """One round: dispatch and collect, then the server side; its rounds-table row."""
+        ctx, c = self.ctx, self.ctx.config
+        ctx.start_clock()
+        launch = self._take_launch()
+        dispatch, clock = launch.dispatch, launch.clock
+        target = min(c.clients_per_round, len(launch.sampled))
+        fold = ctx.exp.algorithm.begin(ctx.state)
+        self._fold_s, self._train_s = 0.0, []
+        task_rows = launch.task_rows + self._collect(launch, fold, target)
+        dispatch.release()
+        clock.lap("wait")
+        clock.move(self._fold_s, "wait", "fold")
+        ctx.strategy_state = launch.new_strategy_state
+        quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
+        if quorum:
+            # 'aggregate': clients start from the mean statistics; 'local': clients keep
+            # their own, and the mean serves the global model's evaluation only.
+            ctx.state, _ = fold.finish()
+            clock.lap("server")
+        if prelaunch:
+            self._prelaunch(ctx.round + 1)
+            clock.lap("launch")
+        if quorum:
+            ctx.state = ctx.recalibrated(ctx.state)
+            clock.lap("bn")
+        ctx.round += 1
+        row = ctx.finish_round(task_rows, t_start=launch.t_round, sampled=len(launch.sampled),
+                               quorum=quorum, sent=dispatch.bytes_sent,
+                               received=dispatch.bytes_received, clock=clock)
+        ctx.profile.append({"round": ctx.round, **clock.seconds,
+                            "train_s": float(np.mean(self._train_s)) if self._train_s else np.nan,
+                            "tasks": len(self._train_s)})
+        return row
+
+    # -- launching ---------------------------------------------------------------------
+    def _launch(self, r: int) -> Launch:
+        """Start round ``r``: local sets, sampling, broadcast, client tasks submitted."""
+        ctx, c = self.ctx, self.ctx.config
+        ctx.healthy_workers()  # waits up to grid.wait_for_workers_s for a healthy worker
+        t_round, clock = time.time(), PhaseClock()
+        deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
+        assignments, new_strategy_state = ctx.forming(r)
+        sampled = sample_clients(c, r)
+        dispatch = RoundDispatch(ctx.grid.client, ctx.broadcast.value(ctx.global_variables, r),
+                                 run_id=ctx.run_id, round_=r,
+                                 workers=lambda: ctx.healthy_workers(deadline), deadline=deadline)
+        ctx.note_workers()
+        clock.lap("forming")
+        task_rows = []
+        for k in sampled:
+            if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
+                task_rows.append(ctx.task_row(r, k, 0, "offline",
+                                              reason="client offline (simulated availability)"))
+            else:
+                task_rows += ctx.submit(dispatch, int(k), 0, assignments[k], index=r, r=r,
+                                        why="before the deadline")
+        clock.lap("submit")
+        clock.move(dispatch.broadcast_s, "submit", "broadcast")
+        return Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
+                      dispatch, task_rows)
+
+    def _prelaunch(self, r: int) -> None:
+        """Launch round ``r`` (the next one) now, while this one's BatchNorm re-estimation,
+        evaluation, records and checkpoint run on the coordinator (see the module). Skipped
+        when no healthy worker is connected right now; any error while launching only drops
+        the launch (this round's records and checkpoint come first; the next ``step``
+        launches the round again and meets the error there)."""
+        try:
+            if self.ctx.any_healthy_now():
+                self.ahead = self._launch(r)
+        except Exception:  # noqa: BLE001 - see above: never lose this round to the next one
+            self.ahead = None
+
+    def drop_ahead(self) -> None:
+        """Cancel the tasks of a round launched ahead that will not run."""
+        launch, self.ahead = self.ahead, None
+        if launch is not None:
+            launch.dispatch.cancel_pending()
+            launch.dispatch.release()
+
+    def close(self) -> None:
+        self.drop_ahead()
+
+    def _take_launch(self) -> Launch:
+        """This round's launch: the one made ahead when it is this round's, else a new one."""
+        if self.ahead is not None and self.ahead.round == self.ctx.round:
+            launch, self.ahead = self.ahead, None
+            return launch
+        self.drop_ahead()
+        return self._launch(self.ctx.round)
+
+    # -- collecting --------------------------------------------------------------------
+    def _collect(self, launch: Launch, fold, target: int) -> list[dict]:
+        """Fold finished updates into ``fold`` until all are in, the overcommit quota is
+        met or the deadline passes; re-submit failed tasks while retries and time remain;
+        cancel stragglers. Returns the task rows."""
+        ctx, g = self.ctx, self.ctx.config.grid
+        dispatch, deadline, r = launch.dispatch, launch.deadline, launch.round
+        quota_met = (lambda: len(fold.accepted) >= target) if g.overcommit > 0 else (lambda: False)
+
+        def fold_in(k: int, res: dict) -> tuple:
+            if quota_met():
+                return "late", NotNeeded("finished after the overcommit quota was met").reason, {}
+            t_fold = time.perf_counter()
+            reason = fold.add_delta(res["delta"], max(1, res["num_examples"]), k,
+                                    batch_stats=res["batch_stats"], bn_moments=res["bn_moments"],
+                                    upload=res["algorithm_upload"])
+            self._fold_s += time.perf_counter() - t_fold
+            self._train_s.append(float(res.get("train_s", np.nan)))
+            return ("ok" if reason is None else "rejected"), reason, {}
+
+        rows = []
+        for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
+            row, failed = ctx.settle(dispatch, fut, k, attempt, r, fold_in)
+            rows.append(row)
+            if failed and attempt < g.retries and (deadline is None or time.time() < deadline):
+                rows += ctx.submit(dispatch, k, attempt + 1, launch.assignments[k], index=r, r=r,
+                                   avoid=row["worker"], why="before the deadline")
+        if dispatch.pending:
+            rows += ctx.cancel(dispatch, list(dispatch.pending), r,
+                               TaskTimeout("past the round deadline") if deadline else
+                               NotNeeded("still running when the overcommit quota was met"))
+        return rows
