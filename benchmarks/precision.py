@@ -32,6 +32,7 @@ prints the final global test accuracy per seed, mean +- sd, and the paired diffe
 bf16 - f32 (goal: |mean difference| <= 0.5 points):
 
     python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 10
+    python benchmarks/precision.py --accuracy --data digits --seeds 0,1,2 --rounds 8  # quickstart
 """
 from __future__ import annotations
 
@@ -161,23 +162,34 @@ def print_table(rows, batch: int) -> None:
               f"| {r['compile_s']:.1f} | {speed} | {cpu_speed} |")
 
 
-def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path) -> list[float]:
+#: --data: what the accuracy comparison trains (CLI --set overrides besides seed, rounds, precision)
+ACCURACY_DATA = {
+    "cifar10": ("VGG-16 width 0.25, CIFAR-10 slice, 10 iid clients",
+                ["model.name=vgg16", "model.kwargs={width: 0.25, norm: batch, head: cifar}",
+                 "data.source=cifar10", "DATA_PATH", "data.image_size=null",
+                 "partition.num_clients=10", "training.optimizer=momentum", "training.lr=0.05",
+                 "training.batch_size=32"]),
+    "digits": ("the quickstart preset: VGG-11 width 0.25, digits 32x32, 4 iid clients", []),
+}
+
+
+def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
+                 data: str = "cifar10") -> list[float]:
     """Global test accuracy per round (fractions) of one CLI run."""
     from fedjax_grid.data.paths import shared_data_dir
-    data = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
-    sets = ["model.name=vgg16", "model.kwargs={width: 0.25, norm: batch, head: cifar}",
-            "data.source=cifar10", f"data.path={data}", "data.image_size=null",
-            "partition.num_clients=10", f"training.rounds={rounds}",
-            "training.optimizer=momentum", "training.lr=0.05", "training.batch_size=32",
-            f"training.precision={precision}", f"seed={seed}", "grid.dashboard_address=null"]
+    path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
+    sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
+    sets += [f"training.rounds={rounds}", f"training.precision={precision}", f"seed={seed}",
+             "grid.dashboard_address=null"]
     cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--out", str(out), "--quiet",
-           "--no-plots"] + [a for s in sets for a in ("--set", s)]
+           "--no-plots"] + (["--preset", "quickstart"] if data == "digits" else []) + \
+        [a for s in sets for a in ("--set", s)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(out / "rounds.csv") as f:
         return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
 
 
-def accuracy(seeds: list[int], rounds: int) -> int:
+def accuracy(seeds: list[int], rounds: int, data: str = "cifar10") -> int:
     """Final accuracy of f32 vs bf16 runs per seed; prints the table. Returns 0."""
     final = {p: {} for p in PRECISIONS}
     load0 = os.getloadavg()
@@ -185,11 +197,11 @@ def accuracy(seeds: list[int], rounds: int) -> int:
         for i, seed in enumerate(seeds):
             for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
                 t0 = time.time()
-                acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}")
+                acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}", data)
                 final[p][seed] = 100 * acc[-1]
                 print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
                       f"({time.time() - t0:.0f} s)", flush=True)
-    print(f"\nVGG-16 width 0.25, CIFAR-10 slice, 10 iid clients, {rounds} rounds; load average "
+    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds; load average "
           f"{load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
     print("| precision | final accuracy % (mean +- sd) | per seed |")
     print("|---|---|---|")
@@ -218,6 +230,9 @@ def main(argv=None) -> int:
                         help="federated accuracy of f32 vs bf16 instead of throughput")
     parser.add_argument("--seeds", default="0,1,2", help="--accuracy: comma-separated seeds")
     parser.add_argument("--rounds", type=int, default=10, help="--accuracy: federated rounds")
+    parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
+                        help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
+                             "(the quickstart preset, smaller)")
     args = parser.parse_args(argv)
     if args.accuracy:
         try:
@@ -228,7 +243,7 @@ def main(argv=None) -> int:
             print(f"error: --seeds {args.seeds!r} / --rounds {args.rounds} is invalid: "
                   "seeds must be integers >= 0 and rounds >= 1", file=sys.stderr)
             return 2
-        return accuracy(seeds, args.rounds)
+        return accuracy(seeds, args.rounds, args.data)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad:
