@@ -24,7 +24,11 @@ Two layers of caching across processes, both in the persistent-cache directory
   source and of the model's and preprocessing's source files, ``XLA_FLAGS``, the
   devices and the CPU's vector extensions. A later process calls the loaded program
   without tracing anything. A description that cannot name the function exactly
-  (a repr with a memory address, e.g. a lambda field) is not persisted.
+  (a repr with a memory address, e.g. a lambda field) is not persisted. Only programs
+  XLA compiled in this process are stored: one JAX loaded from its own persistent cache
+  serialises without its kernels (jaxlib 0.10.2 on CPU; the reloaded copy fails with
+  "NOT_FOUND: Function ... not found"), and an entry that fails to load, or fails so on
+  its first call, is removed and the function compiled instead.
   ``FEDJAX_GRID_AOT=0`` turns this layer off.
 
 XLA:CPU's thread-pool size is not part of either key and need not be: a program's
@@ -50,8 +54,11 @@ from jax import monitoring
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
+PERSISTENT_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
 _lock = threading.Lock()
 _count = 0
+_persistent_hits = 0
 
 
 def _listener(event: str, duration_secs: float, **kwargs) -> None:
@@ -61,7 +68,15 @@ def _listener(event: str, duration_secs: float, **kwargs) -> None:
             _count += 1
 
 
+def _hit_listener(event: str, **kwargs) -> None:
+    global _persistent_hits
+    if event == PERSISTENT_HIT_EVENT:
+        with _lock:
+            _persistent_hits += 1
+
+
 monitoring.register_event_duration_secs_listener(_listener)
+monitoring.register_event_listener(_hit_listener)
 
 
 def compile_count() -> int:
@@ -186,6 +201,7 @@ class AotFunction:
             description = None  # a repr with an address names no function across processes
         self.jitted, self.description, self.devices = jitted, description, tuple(devices)
         self._programs: dict = {}
+        self._loaded: dict = {}  # signature -> file of a loaded program not yet called
         self._lock = threading.Lock()
 
     def lower(self, *args):
@@ -198,7 +214,19 @@ class AotFunction:
             with self._lock:
                 program = self._programs.get(sig) or self._obtain(sig, args)
                 self._programs[sig] = program
-        return program(*args)
+        path = self._loaded.get(sig)
+        if path is None:
+            return program(*args)
+        try:  # a loaded program's first call: a damaged entry fails here, not later
+            out = program(*args)
+        except jax.errors.JaxRuntimeError as e:
+            if "NOT_FOUND" not in str(e):
+                raise
+            path.unlink(missing_ok=True)  # e.g. written by an older version: use the jit path
+            self._programs[sig] = program = self.jitted
+            out = program(*args)
+        self._loaded.pop(sig, None)
+        return out
 
     def _obtain(self, sig, args) -> Callable:
         folder = aot_dir()
@@ -208,14 +236,21 @@ class AotFunction:
         path = folder / f"{key[:40]}.pkl"
         loaded = _load(path, self.devices)
         if loaded is not None:
+            self._loaded[sig] = path
             return loaded
+        hits = _persistent_hits
         compiled = self.jitted.lower(*args).compile()
-        _store(path, compiled)
+        if _persistent_hits == hits:
+            # Only a program XLA compiled here: one that JAX loaded from its persistent
+            # cache serialises without its kernels (jaxlib 0.10.2, XLA:CPU: calling the
+            # reloaded copy fails with "NOT_FOUND: Function ... not found").
+            _store(path, compiled)
         return compiled
 
 
 def _load(path: pathlib.Path, devices: tuple) -> Any:
-    """The program stored at ``path``, or None (absent, or unreadable: then recompiled)."""
+    """The program stored at ``path``, or None (absent, or unreadable: then removed and
+    recompiled)."""
     from jax.experimental.serialize_executable import deserialize_and_load
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
@@ -224,6 +259,7 @@ def _load(path: pathlib.Path, devices: tuple) -> Any:
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - a damaged or foreign entry: compile instead
+        path.unlink(missing_ok=True)
         return None
 
 

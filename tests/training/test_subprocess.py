@@ -128,4 +128,17 @@ def test_programs_persist_whole_a_second_process_traces_nothing(tmp_path):
         p.write_bytes(b"not a program")
     again = _run(AOT, env)
     assert again["traced"] >= 1 and (again["loss"], again["total"]) == (first["loss"], first["total"])
-    assert all(p.read_bytes() != b"not a program" for p in programs)
+    # removed, and stored again where this process compiled the program itself
+    assert all(not p.exists() or p.read_bytes() != b"not a program" for p in programs)
+
+
+def test_a_program_jax_loaded_from_its_cache_is_not_persisted_whole(tmp_path):
+    # jaxlib 0.10.2: an executable JAX loaded from its persistent cache serialises without
+    # its kernels; stored, every later process failed calling it ("NOT_FOUND: Function").
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    off = _run(AOT, dict(env, FEDJAX_GRID_AOT="0"))  # fills JAX's cache only
+    first = _run(AOT, env)  # obtains its programs from JAX's cache: none is stored whole
+    assert not list((tmp_path / "cache").rglob("fedjax_grid-aot/*.pkl"))
+    second = _run(AOT, env)
+    assert (first["loss"], first["total"]) == (second["loss"], second["total"]) == \
+        (off["loss"], off["total"])
