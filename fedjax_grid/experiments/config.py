@@ -296,6 +296,11 @@ class TrainingConfig(Section):
         CLIENT_ALGORITHMS, "fedavg", "the client algorithm: fedavg (plain local training), "
                                      "scaffold (control variates), fednova (normalized averaging)")
     augment: bool = Field(False, description="random crops and flips in local training")
+    precision: Literal["f32", "bf16"] = Field("f32", description=(
+        "compute precision of local training: bf16 rounds the operands of the model's "
+        "matmuls to bfloat16 (float32 accumulation; on CPUs with AVX512-BF16 or AMX the "
+        "faster path); weights, optimizer state, updates, aggregation, loss and BatchNorm "
+        "statistics stay float32; evaluation is float32"))
     eval_every: int = Field(1, ge=1, le=MAX_ROUNDS, description=(
         "evaluate the global model every this many rounds (and after the last)"))
 
@@ -373,6 +378,13 @@ class GridConfig(Section):
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
+    xla_threads: Optional[int] = Field(1, ge=1, le=256, description=(
+        "XLA:CPU threads a worker process computes a task with (its intra-op pool, set as "
+        "PJRT_NPROC before JAX starts there). Results depend on it: reductions and matmuls "
+        "split over threads add in another order. One value for every worker makes a run's "
+        "numbers independent of the executor (LocalCluster or dask worker) and of the desktop "
+        "a client ran on (same CPU kind); null: each worker's own cores (faster for a lone task "
+        "on a many-core desktop, numbers then depend on the desktop)"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "
         "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))
@@ -600,6 +612,8 @@ class ExperimentConfig(Section):
                                       ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
             if d[section].get(key) == {"name": default}:
                 d[section].pop(key)
+        if d["training"].get("precision") == "f32":
+            d["training"].pop("precision")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- overrides -------------------------------------------------------
