@@ -24,13 +24,15 @@ import signal
 import sys
 import time
 
-from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
+from fedjax_grid.errors import SHOW_MAX, RunStalled, UserError, show, show_path
 
 EXIT_USAGE = 2
 #: Exit code after Ctrl-C (128 + SIGINT), with one line saying how to continue.
 EXIT_INTERRUPTED = 130
 #: Exit code when the user answers no to starting a run estimated above the threshold.
 EXIT_DECLINED = 1
+#: Exit code of a run stopped because it folded no update (``grid.max_rounds_without_update``).
+EXIT_STALLED = 3
 #: Upper bound of ``run --rounds`` (as for ``training.rounds``).
 MAX_ROUNDS_FLAG = 100_000
 
@@ -286,6 +288,11 @@ def cmd_run(args) -> int:
     except UserError:
         console.end_line()
         raise
+    except RunStalled as e:  # nothing folded for grid.max_rounds_without_update rounds
+        console.close()
+        console.end_line()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STALLED
     except OSError as e:
         console.close()
         console.end_line()

@@ -404,6 +404,10 @@ class GridConfig(Section):
     wait_for_workers_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description=(
         "seconds to wait for a healthy worker when none is connected before stopping "
         "with a resumable checkpoint"))
+    max_rounds_without_update: int = Field(3, ge=0, le=MAX_ROUNDS, description=(
+        "stop the run with a one-line error naming the cause (exit 3) after this many "
+        "rounds in a row applied no update (async: this many x concurrency task outcomes "
+        "in a row brought none); 0: never"))
 
     _check_paths = _paths("local_directory", "compile_cache_dir", "tls_dir")
 
