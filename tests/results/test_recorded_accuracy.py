@@ -145,12 +145,13 @@ def test_checkpoint_holds_re_estimated_batchnorm_statistics(run, independent):
 
 def test_skipping_the_batchnorm_re_estimation_changes_the_recorded_accuracy(
         run, independent, grid, tmp_path, monkeypatch):
-    """The same run with ``_recalibrate_bn`` bypassed (the clients' averaged running
-    statistics kept): its recorded accuracies differ, so the engine's do depend on it."""
-    from fedjax_grid.runner import FederatedRun
+    """The same run with the re-estimation bypassed (``runner.evaluation.recalibrated``
+    returns the clients' averaged running statistics as they are): its recorded
+    accuracies differ, so the engine's do depend on it."""
+    from fedjax_grid.runner import FederatedRun, evaluation
     out, cfg, _ = run
     ind, accs = independent
-    monkeypatch.setattr(FederatedRun, "_recalibrate_bn", lambda self: None)
+    monkeypatch.setattr(evaluation, "recalibrated", lambda exp, config, state: state)
     bypass = FederatedRun(cfg, out_dir=tmp_path / "bypass", grid=grid)
     rounds = bypass.run().rounds()
     got = dict(zip(rounds["round"], rounds["global_accuracy"]))
