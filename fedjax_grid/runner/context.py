@@ -147,7 +147,7 @@ class RunContext:
         times = {w: list(g_["duration_s"].tail(20)) for w, g_ in ok.groupby("worker")}
         return auto_settings(self.tuner.history(), n=c.clients_per_round,
                              num_clients=c.partition.num_clients,
-                             rho=reliability(self.ledger.table_rows(), healthy),
+                             rho=reliability(tasks, healthy),
                              slow=stragglers(times), fixed=fixed)
 
     # -- tasks ---------------------------------------------------------------------------

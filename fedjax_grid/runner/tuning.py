@@ -7,9 +7,10 @@ Before each synchronous round the settings set to ``auto`` are chosen from
 - the **turnaround history**: for each past round (the first, where the workers compile,
   is left out once others exist), the seconds from the round's start to the arrival of
   each accepted update, in arrival order (:class:`GridTuner`, the last ``WINDOW`` rounds);
-- the **reliability** of the healthy desktops, from the worker ledger (the records'
-  ``workers`` table: tasks ok / late / failed per desktop, as BOINC keeps per host),
-  pooled with a prior of 2 tasks returned: ``rho = (ok + 2) / (ok + late + failed + 2)``;
+- the **reliability** of the healthy desktops, from the records' tasks (per desktop, as
+  BOINC keeps per host: returned in time, or failed / late -- a spare cancelled because
+  the quota was met does not count), pooled with a prior of 2 tasks returned:
+  ``rho = (returned + 2) / (returned + missed + 2)``;
 - the **task time per desktop** (median ``duration_s`` of its accepted tasks).
 
 The rules (:func:`auto_settings`, pure):
@@ -24,7 +25,7 @@ The rules (:func:`auto_settings`, pure):
 - quorum = ``rho / 2``, at least one update (``1 / n``).
 
 n is ``training.clients_per_round``. The history is checkpointed with the run (meta
-``tuning``) and the ledger with its records, so a resumed run keeps both; each round's
+``tuning``) and the tasks with its records, so a resumed run keeps both; each round's
 chosen values are in ``tuning.csv`` beside the records. Asynchronous rounds use
 ``deadline_s='auto'`` per task: ``DEADLINE_FACTOR`` x the quantile of the accepted tasks'
 turnaround (submission to arrival); quorum and overcommit do not apply to them.
@@ -59,12 +60,18 @@ class Settings:
     auto: tuple = ()  # names of the settings chosen automatically
 
 
-def reliability(worker_rows: Iterable[dict], healthy: Iterable[str]) -> float:
-    """Pooled fraction of tasks returned in time by the ``healthy`` desktops (prior: 2 ok)."""
+def reliability(tasks, healthy: Iterable[str]) -> float:
+    """Pooled fraction of tasks returned in time by the ``healthy`` desktops (all desktops
+    when none of them has a task yet), prior 2 returned: ``tasks`` is the records' tasks
+    table. Returned: ok or rejected (it computed); missed: failed, or late for any reason
+    but ``NotNeeded`` (a spare cancelled because the quota was met is no fault of its
+    desktop -- counting it made overcommit feed on itself)."""
     healthy = set(healthy)
-    rows = [r for r in worker_rows if r["address"] in healthy] or list(worker_rows)
-    ok = sum(int(r.get("tasks_ok", 0)) for r in rows)
-    bad = sum(int(r.get("tasks_late", 0)) + int(r.get("tasks_failed", 0)) for r in rows)
+    mine = tasks[tasks["worker"].isin(healthy)]
+    t = mine if len(mine) else tasks
+    ok = int(t["status"].isin(["ok", "rejected"]).sum())
+    spare = t["reason"].fillna("").astype(str).str.startswith("NotNeeded")
+    bad = int(((t["status"] == "failed") | ((t["status"] == "late") & ~spare)).sum())
     return (ok + 2.0) / (ok + bad + 2.0)
 
 

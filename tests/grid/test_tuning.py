@@ -24,12 +24,15 @@ from tests.grid.conftest import tiny_config
 AUTO = Settings(None, 0.5, 0, auto=("deadline_s", "quorum", "overcommit"))
 
 
-def test_reliability_pools_the_healthy_desktops_with_a_prior():
-    rows = [{"address": "a", "tasks_ok": 8, "tasks_late": 2, "tasks_failed": 0},
-            {"address": "b", "tasks_ok": 0, "tasks_late": 0, "tasks_failed": 10}]
-    assert reliability(rows, ["a"]) == pytest.approx(10 / 12)
-    assert reliability(rows, ["a", "b"]) == pytest.approx(10 / 22)
-    assert reliability([], []) == 1.0  # nothing known yet: optimistic, as BOINC starts
+def test_reliability_pools_the_healthy_desktops_with_a_prior_and_ignores_spares():
+    rows = ([("a", "ok", "")] * 8 + [("a", "late", "TaskTimeout: past the round deadline")] * 2
+            + [("a", "late", "NotNeeded: the overcommit quota was met")] * 5
+            + [("b", "failed", "WorkerLost: lost worker")] * 10)
+    tasks = pd.DataFrame(rows, columns=["worker", "status", "reason"])
+    assert reliability(tasks, ["a"]) == pytest.approx(10 / 12)  # spares are no fault
+    assert reliability(tasks, ["a", "b"]) == pytest.approx(10 / 22)
+    assert reliability(tasks, ["c"]) == pytest.approx(10 / 22)  # no task yet: everyone's
+    assert reliability(tasks.iloc[:0], []) == 1.0  # nothing known: optimistic, as BOINC starts
 
 
 def test_stragglers_are_desktops_far_slower_than_the_typical_one():
@@ -69,7 +72,7 @@ def test_the_tuner_keeps_a_window_and_the_first_round_only_until_others_exist():
     assert t.task_deadline() == MIN_DEADLINE_S
 
 
-@pytest.mark.parametrize("bad,allowed", [("grid.deadline_s=soon", "a finite number in (0, "),
+@pytest.mark.parametrize("bad,allowed", [("grid.deadline_s=soon", "a finite number in [1, "),
                                          ("grid.quorum=1.5", "'auto' is required"),
                                          ("grid.overcommit=-1", "an integer in [0,")])
 def test_bad_values_name_what_is_allowed(bad, allowed):
