@@ -328,6 +328,14 @@ class RunContext:
             if rows:
                 with atomic_path(self.out_dir / name) as tmp:
                     pd.DataFrame(rows).to_csv(tmp, index=False)
+        if self.records.num_tasks:
+            with atomic_path(self.out_dir / "participation.csv") as tmp:
+                self.participation().to_csv(tmp, index=False)
+
+    def participation(self):
+        """Tasks run and updates folded per client (:mod:`fedjax_grid.runner.participation`)."""
+        from fedjax_grid.runner.participation import participation
+        return participation(self.records.tasks(), self.config.partition.num_clients)
 
     def checkpoint(self, extra: Optional[dict] = None) -> None:
         """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta)."""

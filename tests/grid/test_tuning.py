@@ -105,3 +105,10 @@ def test_auto_run_uses_records_and_resumes_its_history(grid, tmp_path):
     # overcommit spares were sampled as chosen
     assert list(rounds["clients_sampled"]) == [4 + int(o) for o in tuning["overcommit"]]
     assert rounds["global_accuracy"].iloc[-1] > 0.3
+
+
+def test_the_cost_estimate_takes_auto_overcommit_as_none_yet():
+    from fedjax_grid.experiments.cost import tasks_per_round
+    cfg = tiny_config(**{"grid.overcommit": "auto", "partition.num_clients": 6,
+                         "training.clients_per_round": 4})
+    assert tasks_per_round(cfg) == 4

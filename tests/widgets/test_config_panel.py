@@ -228,7 +228,7 @@ def test_labels_are_whole_words_with_units():
 
 
 @pytest.mark.parametrize("key, value, allowed", [
-    ("grid.quorum", 1.5, "[0, 1]"),
+    ("grid.quorum", "1.5", "[0, 1]"),  # a text box: a fraction or auto
     ("faults.dropout_prob", -0.2, "[0, 1]"),
     ("grid.workers", 0, "[1, 256]"),
     ("partition.num_clients", 10 ** 9, "[1, 1000000]"),
