@@ -349,9 +349,29 @@ def allowed_text(field) -> str:
     """What a field accepts, in words: 'an integer in [1, 100000]', 'a finite number > 0',
     'one of a, b', 'true or false' (optionally '..., or null')."""
     base, optional = _unwrap(field.annotation)
+    if typing.get_origin(base) in (typing.Union, types.UnionType):  # e.g. a number or 'auto'
+        text = " or ".join(_member_text(a) for a in typing.get_args(base))
+        return text + (", or null" if optional else "")
+    if base is bool and optional:
+        return "true, false or null"
+    return _describe(base, field.metadata) + (", or null" if optional else "")
+
+
+def _member_text(member) -> str:
+    """One member of a union, in words (``Annotated[float, Field(gt=0)]``: 'a finite number > 0')."""
+    if typing.get_origin(member) is typing.Annotated:
+        base, *meta = typing.get_args(member)
+        flat = [m for x in meta for m in (getattr(x, "metadata", None) or [x])]
+        return _describe(base, flat)
+    if typing.get_origin(member) is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(member))
+    return _describe(member, [])
+
+
+def _describe(base, metadata) -> str:
     lo = hi = None
     lo_open = hi_open = False
-    for m in field.metadata:
+    for m in metadata:
         if isinstance(m, annotated_types.Ge):
             lo = m.ge
         elif isinstance(m, annotated_types.Gt):
@@ -363,7 +383,7 @@ def allowed_text(field) -> str:
     if typing.get_origin(base) is typing.Literal:
         text = "one of " + ", ".join(map(str, typing.get_args(base)))
     elif base is bool:
-        return "true, false or null" if optional else "true or false"
+        text = "true or false"
     elif base in (int, float):
         text = "an integer" if base is int else "a finite number"
         if lo is not None and hi is not None:
@@ -380,7 +400,7 @@ def allowed_text(field) -> str:
         text = "a list"
     else:
         text = "a valid value"
-    return text + (", or null" if optional else "")
+    return text
 
 
 def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *,
@@ -399,6 +419,8 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
     inner = (first.get("ctx") or {}).get("error")
     if isinstance(inner, UserError):
         return inner
+    # a union's member tags ('constrained-float', "literal['auto']") are not keys
+    first = {**first, "loc": tuple(p for p in first["loc"] if not _is_union_tag(p))}
     loc = [str(p) for p in first["loc"]]
     path = ".".join(p for p in (prefix, *loc) if p)
     where = path if prefix or not context else ".".join(loc)
@@ -431,6 +453,12 @@ def located_error(err: pydantic.ValidationError, prefix: str = "", model=None, *
         msg = first["msg"].replace("Input should be", "it should be").replace("Value error, ", "")
     return UserError(f"{context}{where}={show(value)} is invalid: {msg}",
                      path=located)
+
+
+def _is_union_tag(part) -> bool:
+    """Whether a pydantic error-location part names a union member, not a key."""
+    return isinstance(part, str) and (part.startswith(("constrained-", "literal[", "function-"))
+                                      or part in ("float", "int", "str", "bool", "none"))
 
 
 def _fields_of(model, loc) -> list[str]:

@@ -17,7 +17,7 @@ builders, so all of them see the same data, local sets, model and state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -131,11 +131,14 @@ def forming_rng(seed: int, round_: int) -> np.random.Generator:
     return streams.rng(seed, streams.FORMING, round_)
 
 
-def sample_clients(cfg, round_: int) -> np.ndarray:
+def sample_clients(cfg, round_: int, overcommit: Optional[int] = None) -> np.ndarray:
     """Sorted ids of the clients sampled for 0-based round ``round_``: ``clients_per_round``
-    plus ``grid.overcommit`` spares out of ``num_clients``, seeded by (seed, round)."""
+    plus ``overcommit`` spares (default ``grid.overcommit``; 0 for 'auto') out of
+    ``num_clients``, seeded by (seed, round)."""
     c = cfg.partition.num_clients
-    n = min(c, cfg.clients_per_round + cfg.grid.overcommit)
+    if overcommit is None:
+        overcommit = 0 if cfg.grid.overcommit == "auto" else cfg.grid.overcommit
+    n = min(c, cfg.clients_per_round + int(overcommit))
     rng = streams.rng(cfg.seed, streams.SAMPLING, round_)
     return np.sort(rng.choice(c, size=n, replace=False))
 

@@ -368,13 +368,18 @@ class GridConfig(Section):
     host: str = Field("127.0.0.1", description="interface the LocalCluster listens on")
     dashboard_address: Optional[str] = Field("127.0.0.1:0", description="Dask dashboard (null: off)")
     local_directory: Optional[str] = Field(None, description="Dask workers' scratch folder")
-    deadline_s: Optional[float] = Field(None, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
-        "seconds a round waits for client updates (async: a task may run; null: no deadline)"))
-    quorum: float = Field(0.5, ge=0.0, le=1.0, description=(
-        "minimum fraction of the sampled clients that must report for the round to count"))
-    overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
+    deadline_s: Optional[typing.Union[typing.Annotated[float, Field(ge=MIN_SECONDS, le=MAX_SECONDS)],
+                                      Literal["auto"]]] = Field(None, description=(
+        "seconds a round waits for client updates (async: a task may run; null: no deadline; "
+        "'auto': from the desktops' observed turnaround, see fedjax_grid.runner.tuning)"))
+    quorum: typing.Union[typing.Annotated[float, Field(ge=0.0, le=1.0)], Literal["auto"]] = Field(
+        0.5, description=("minimum fraction of the sampled clients that must report for the "
+                          "round to count ('auto': half the desktops' observed reliability)"))
+    overcommit: typing.Union[typing.Annotated[int, Field(ge=0, le=MAX_CLIENTS)],
+                             Literal["auto"]] = Field(0, description=(
         "extra clients sampled per round; the first to finish are kept (at most "
-        "num_clients - clients_per_round)"))
+        "num_clients - clients_per_round; 'auto': from the desktops' reliability and "
+        "stragglers)"))
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
@@ -528,7 +533,7 @@ class ExperimentConfig(Section):
     def _check_across_sections(self):
         """Counts a run can satisfy: what depends on another section's value."""
         for key, value, least, most, why in _counts_across_sections(self):
-            if value is not None and value > most:
+            if value is not None and value != "auto" and value > most:
                 raise UserError(f"{key}={show(value)} is invalid: an integer in [{least}, {most}] "
                                 f"is required ({why})", path=key)
         return self

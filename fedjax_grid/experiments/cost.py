@@ -124,7 +124,8 @@ def tasks_per_round(cfg) -> int:
     if cfg.server.mode == "async":
         concurrency = cfg.server.concurrency or cfg.clients_per_round
         return cfg.server.buffer_size or max(1, concurrency // 2)
-    return min(cfg.partition.num_clients, cfg.clients_per_round + cfg.grid.overcommit)
+    spares = 0 if cfg.grid.overcommit == "auto" else cfg.grid.overcommit  # auto: chosen per round
+    return min(cfg.partition.num_clients, cfg.clients_per_round + spares)
 
 
 def estimate(cfg, *, train_size: int, example_bytes: int, payload_bytes: dict,

@@ -43,6 +43,7 @@ from fedjax_grid.runner.broadcast import Broadcast
 from fedjax_grid.runner.clients import ClientStates
 from fedjax_grid.runner.rows import round_row, task_row
 from fedjax_grid.runner.stall import RunStalled, stall_message, stalled_rounds
+from fedjax_grid.runner.tuning import GridTuner, Settings, auto_settings, reliability, stragglers
 
 #: ``fold(client, result) -> (status, reason, extra row columns)``: what a policy does with
 #: a finished task's result (fold it into its aggregate, or not).
@@ -71,6 +72,8 @@ class RunContext:
         self.profile: list[dict] = []
         #: the meta of the checkpoint this run resumed from ({} for a new run)
         self.restored: dict = {}
+        #: turnaround history and chosen settings ('auto' grid settings, runner.tuning)
+        self.tuner = GridTuner()
 
     def new_ledger(self, rows=()) -> WorkerLedger:
         return WorkerLedger(version.__version__, self.config.grid.quarantine_after,
@@ -126,6 +129,26 @@ class RunContext:
         """Whether a healthy worker is connected right now (no waiting, no message)."""
         return bool(wait_for_healthy(self.ledger, self.grid.client, grace_s=0.0, t0=self.t0,
                                      notify=lambda m: None))
+
+    def round_settings(self) -> Settings:
+        """This round's deadline, quorum and overcommit: the config's, with those set to
+        'auto' chosen from the grid's history (:mod:`fedjax_grid.runner.tuning`)."""
+        g, c = self.config.grid, self.config
+        auto = tuple(k for k in ("deadline_s", "quorum", "overcommit") if getattr(g, k) == "auto")
+        fixed = Settings(None if g.deadline_s == "auto" else g.deadline_s,
+                         0.5 if g.quorum == "auto" else g.quorum,
+                         0 if g.overcommit == "auto" else g.overcommit, auto=auto)
+        if not auto:
+            return fixed
+        from fedjax_grid.grid.health import worker_view
+        healthy = self.ledger.healthy(worker_view(self.grid.client))
+        tasks = self.records.tasks()
+        ok = tasks[(tasks["status"] == "ok") & tasks["worker"].isin(healthy)]
+        times = {w: list(g_["duration_s"].tail(20)) for w, g_ in ok.groupby("worker")}
+        return auto_settings(self.tuner.history(), n=c.clients_per_round,
+                             num_clients=c.partition.num_clients,
+                             rho=reliability(tasks, healthy),
+                             slow=stragglers(times), fixed=fixed)
 
     # -- tasks ---------------------------------------------------------------------------
     def task_spec(self, index: int, k: int, attempt: int, indices: np.ndarray) -> dict:
@@ -298,12 +321,21 @@ class RunContext:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.out_dir / "config.json")
         self.records.save(self.out_dir)
-        if self.profile:
-            import pandas as pd
+        import pandas as pd
 
-            from fedjax_grid.atomic_write import atomic_path
-            with atomic_path(self.out_dir / "profile.csv") as tmp:
-                pd.DataFrame(self.profile).to_csv(tmp, index=False)
+        from fedjax_grid.atomic_write import atomic_path
+        for name, rows in (("profile.csv", self.profile), ("tuning.csv", self.tuner.rows)):
+            if rows:
+                with atomic_path(self.out_dir / name) as tmp:
+                    pd.DataFrame(rows).to_csv(tmp, index=False)
+        if self.records.num_tasks:
+            with atomic_path(self.out_dir / "participation.csv") as tmp:
+                self.participation().to_csv(tmp, index=False)
+
+    def participation(self):
+        """Tasks run and updates folded per client (:mod:`fedjax_grid.runner.participation`)."""
+        from fedjax_grid.runner.participation import participation
+        return participation(self.records.tasks(), self.config.partition.num_clients)
 
     def checkpoint(self, extra: Optional[dict] = None) -> None:
         """Atomic checkpoint of the state after ``self.round`` (``extra``: more meta)."""
@@ -312,7 +344,7 @@ class RunContext:
         self.records.set_workers(self.ledger.table_rows())
         meta = {"fingerprint": self.config.fingerprint(), "round": self.round,
                 "records": self.records.to_json_state(), "config": self.config.to_dict(),
-                **(extra or {})}
+                "tuning": self.tuner.state(), **(extra or {})}
         arrays = {"strategy": {k: np.asarray(v) for k, v in self.strategy_state.items()}}
         clients = self.clients.arrays()
         if clients:
@@ -334,6 +366,7 @@ class RunContext:
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to another experiment "
                                   "(its config differs beyond rounds/out/grid)")
         self.state, self.round, self.restored = tree, int(meta["round"]), meta
+        self.tuner = GridTuner(meta.get("tuning"))
         self.records = Records.from_json_state(meta["records"])
         self.ledger = self.new_ledger(rows=self.records.worker_rows())
         self.strategy_state = _unflatten_state(arrays["strategy"], self.strategy_state)

@@ -224,11 +224,21 @@ class FederatedRun:
                 if callback is not None:
                     callback(row)
             self.save_records()
+            self._warn_participation()
         finally:
             self.drop_next_round()  # stopped early: the round launched ahead is not run
             if locked_here:
                 self.lock.release()
         return self.records
+
+    def _warn_participation(self) -> None:
+        """One line through ``notify`` when some client contributed nothing, or far less
+        than others (:func:`fedjax_grid.runner.participation.participation_warning`)."""
+        from fedjax_grid.runner.participation import participation_warning
+        if self.records.num_tasks:
+            message = participation_warning(self.context.participation())
+            if message:
+                self.notify(message)
 
     # -- the coordinator's computations, records -------------------------------------------
     def evaluate(self) -> dict:

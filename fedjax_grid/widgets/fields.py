@@ -19,7 +19,8 @@ dropdown changes. Widget kinds, from the schema's type and bounds:
 - ``'fraction'`` a number with both bounds inside [0, 1] (fractions and probabilities),
   typed in a box: a value outside its range is refused with the range, never clamped
 - ``'text'``     a string; optional: an empty box means null
-- ``'optional'`` an optional int/number typed as text (empty = null, else a number)
+- ``'optional'`` an optional int/number typed as text (empty = null, else a number), or
+  a number that may also be a word (``grid.quorum``: a fraction or 'auto')
 - ``'mapping'`` / ``'list'`` YAML/JSON flow text, e.g. ``{width: 0.25}`` / ``[0, 90]``
 
 Descriptions become the widgets' tooltips; ``label(spec)`` is the field's name in
@@ -114,6 +115,12 @@ def spec_from_schema(key: str, section: str, name: str, schema: dict, *,
         optional = len(types) < len(schema["anyOf"])
         inner = types[0] if len(types) == 1 else {}
     kind, choices = _kind(inner, optional)
+    numeric = [s for s in schema.get("anyOf", []) if s.get("type") in ("number", "integer")]
+    words = [s for s in schema.get("anyOf", []) if "const" in s or "enum" in s]
+    members = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    if numeric and words and len(numeric) + len(words) == len(members):
+        # a number or a word ('auto'): typed as text, read as YAML (30 -> 30, auto -> 'auto')
+        kind, inner = "optional", numeric[0]
     if kind == "choice":
         choices = tuple(inner.get("enum", (False, True))) + ((None,) if optional else ())
     lo, hi = _bounds(inner)

@@ -80,7 +80,7 @@ def test_bare_keys_unique_or_refused_naming_the_candidates():
      "training.augment"),
     (["training.optimizer=lion"], "training.optimizer='lion' is invalid: allowed are sgd, momentum",
      "training.optimizer"),
-    (["grid.quorum=1.5"], "grid.quorum=1.5 is invalid: a finite number in [0, 1] is required",
+    (["grid.quorum=1.5"], "grid.quorum=1.5 is invalid: a finite number in [0, 1] or 'auto' is required",
      "grid.quorum"),
     (["grid.deadline_s=.inf"], "grid.deadline_s=inf is invalid", "grid.deadline_s"),
     (["data.image_size=4"], "data.image_size=4 is invalid: an integer in [8, 1024], or null",

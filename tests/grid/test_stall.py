@@ -47,8 +47,12 @@ def test_sync_run_that_folds_nothing_stops_after_n_rounds(grid, tmp_path):
     rounds = pd.read_csv(tmp_path / "r" / "rounds.csv")
     assert list(rounds["round"]) == [1, 2] and not rounds["quorum"].any()
     assert (tmp_path / "r" / "checkpoints").is_dir()  # resumable once the cause is fixed
+    part = pd.read_csv(tmp_path / "r" / "participation.csv")  # who it learned from: nobody
+    assert part["client"].tolist() == [0, 1, 2, 3] and part["folded"].sum() == 0
+    assert (part["tasks"] > 0).all()
 
 
+@pytest.mark.slow
 def test_async_run_that_folds_nothing_stops_after_n_times_k_outcomes(grid, tmp_path):
     from fedjax_grid.runner import FederatedRun
     cfg = tiny_config(**BROKEN, **{"server.mode": "async", "server.concurrency": "2"})

@@ -18,7 +18,7 @@ def test_every_config_field_has_a_widget_and_choices_come_from_the_registries():
         assert _options(panel.widgets[key]) == list(registry)
     kinds = {s.key: s.kind for s in field_specs()}
     assert kinds["training.augment"] == "bool" and kinds["partition.num_clients"] == "int"
-    assert kinds["grid.quorum"] == "fraction" and kinds["grid.deadline_s"] == "optional"
+    assert kinds["grid.quorum"] == "optional" and kinds["grid.deadline_s"] == "optional"  # or auto
     assert kinds["partition.distribution"] == "component" and kinds["training.optimizer"] == "choice"
     assert panel.widgets["training.lr"].tooltip == "training.lr: the clients' learning rate"
 
@@ -228,7 +228,7 @@ def test_labels_are_whole_words_with_units():
 
 
 @pytest.mark.parametrize("key, value, allowed", [
-    ("grid.quorum", 1.5, "[0, 1]"),
+    ("grid.quorum", "1.5", "[0, 1]"),  # a text box: a fraction or auto
     ("faults.dropout_prob", -0.2, "[0, 1]"),
     ("grid.workers", 0, "[1, 256]"),
     ("partition.num_clients", 10 ** 9, "[1, 1000000]"),

@@ -180,11 +180,14 @@ class AsyncRounds:
     def _arrived(self, fut, k: int, attempt: int) -> list[dict]:
         """The row(s) of a task that finished or failed (a retry may be submitted)."""
         task, version = self.dispatch.forget(fut)
+        submitted = self.dispatch.submitted_at.get(fut, time.time())
 
         def fold_in(client: int, res: dict) -> tuple:
             arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
                               res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
             verdict = self.fold.arrive(arrival)
+            if verdict.status == "ok":
+                self.ctx.tuner.observe_task(time.time() - submitted)
             if self.keep_arrivals:
                 self.arrivals.append(arrival)
             return verdict.status, verdict.reason, {"staleness": verdict.staleness}
@@ -196,14 +199,20 @@ class AsyncRounds:
             self._submit(task, k, attempt + 1, out, avoid=row["worker"])
         return out
 
-    def _deadline(self) -> Optional[float]:
+    def _limit(self) -> Optional[float]:
+        """The per-task limit (s): ``grid.deadline_s``, or chosen from the accepted tasks'
+        turnaround when it is 'auto' (:mod:`fedjax_grid.runner.tuning`); None: none."""
         limit = self.ctx.config.grid.deadline_s
+        return self.ctx.tuner.task_deadline() if limit == "auto" else limit
+
+    def _deadline(self) -> Optional[float]:
+        limit = self._limit()
         if not limit or not self.dispatch.pending:
             return None
         return min(self.dispatch.submitted_at[f] for f in self.dispatch.pending) + limit
 
     def _cancel_overdue(self) -> list[dict]:
-        limit = self.ctx.config.grid.deadline_s
+        limit = self._limit()
         if not limit:
             return []
         return self.ctx.cancel(self.dispatch, self.dispatch.overdue(limit), self.fold.version,

@@ -35,6 +35,7 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import RoundDispatch
 from fedjax_grid.grid.phases import PhaseClock
 from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner.tuning import Settings
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class Launch:
     sampled: Any
     dispatch: RoundDispatch
     task_rows: list
+    settings: Settings
 
 
 @ROUND_POLICIES.register("sync")
@@ -69,13 +71,14 @@ class SyncRounds:
         dispatch, clock = launch.dispatch, launch.clock
         target = min(c.clients_per_round, len(launch.sampled))
         fold = ctx.exp.algorithm.begin(ctx.state)
-        self._fold_s, self._train_s = 0.0, []
+        self._fold_s, self._train_s, self._arrivals = 0.0, [], []
         task_rows = launch.task_rows + self._collect(launch, fold, target)
         dispatch.release()
         clock.lap("wait")
         clock.move(self._fold_s, "wait", "fold")
         ctx.strategy_state = launch.new_strategy_state
-        quorum = len(fold.accepted) >= max(1, int(np.ceil(c.grid.quorum * target)))
+        ctx.tuner.observe_round(self._arrivals)
+        quorum = len(fold.accepted) >= max(1, int(np.ceil(launch.settings.quorum * target)))
         if quorum:
             # 'aggregate': clients start from the mean statistics; 'local': clients keep
             # their own, and the mean serves the global model's evaluation only.
@@ -101,10 +104,12 @@ class SyncRounds:
         """Start round ``r``: local sets, sampling, broadcast, client tasks submitted."""
         ctx, c = self.ctx, self.ctx.config
         ctx.healthy_workers()  # waits up to grid.wait_for_workers_s for a healthy worker
+        settings = ctx.round_settings()  # the config's, or chosen from the grid ('auto')
+        ctx.tuner.note(r + 1, settings)
         t_round, clock = time.time(), PhaseClock()
-        deadline = t_round + c.grid.deadline_s if c.grid.deadline_s else None
+        deadline = t_round + settings.deadline_s if settings.deadline_s else None
         assignments, new_strategy_state = ctx.forming(r)
-        sampled = sample_clients(c, r)
+        sampled = sample_clients(c, r, settings.overcommit)
         dispatch = RoundDispatch(ctx.grid.client, ctx.broadcast.value(ctx.global_variables, r),
                                  run_id=ctx.run_id, round_=r,
                                  workers=lambda: ctx.healthy_workers(deadline), deadline=deadline)
@@ -121,7 +126,7 @@ class SyncRounds:
         clock.lap("submit")
         clock.move(dispatch.broadcast_s, "submit", "broadcast")
         return Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
-                      dispatch, task_rows)
+                      dispatch, task_rows, settings)
 
     def _prelaunch(self, r: int) -> None:
         """Launch round ``r`` (the next one) now, while this one's BatchNorm re-estimation,
@@ -160,7 +165,8 @@ class SyncRounds:
         cancel stragglers. Returns the task rows."""
         ctx, g = self.ctx, self.ctx.config.grid
         dispatch, deadline, r = launch.dispatch, launch.deadline, launch.round
-        quota_met = (lambda: len(fold.accepted) >= target) if g.overcommit > 0 else (lambda: False)
+        quota_met = (lambda: len(fold.accepted) >= target) if launch.settings.overcommit > 0 \
+            else (lambda: False)
 
         def fold_in(k: int, res: dict) -> tuple:
             if quota_met():
@@ -171,6 +177,8 @@ class SyncRounds:
                                     upload=res["algorithm_upload"])
             self._fold_s += time.perf_counter() - t_fold
             self._train_s.append(float(res.get("train_s", np.nan)))
+            if reason is None:
+                self._arrivals.append(time.time() - launch.t_round)
             return ("ok" if reason is None else "rejected"), reason, {}
 
         rows = []
