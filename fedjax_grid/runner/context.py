@@ -222,12 +222,15 @@ class RunContext:
         row = self.task_row(r, k, attempt, "failed", span=(dispatch.submitted_at[fut], time.time()),
                             reason=failure.reason, worker=where)
         row["bytes_in"] = dispatch.task_bytes[fut]
+        was_quarantined = self.ledger.is_quarantined(where)
         self.ledger.record(where, "failed")
         self.broadcast.forget_worker(where)
         if isinstance(failure, StaleCopy):
             dispatch.ready = []  # a desktop lost its copy: re-broadcast, now with the full model
         if lost or self.ledger.is_quarantined(where):
             dispatch.exclude(where)
+        if where and not lost and not was_quarantined and self.ledger.is_quarantined(where):
+            dispatch.take_back(where)  # its queued tasks go elsewhere, not to fail there
         return row
 
     def cancelled_row(self, dispatch, fut, k: int, attempt: int, r: int, tags: dict,

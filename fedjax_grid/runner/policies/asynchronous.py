@@ -33,7 +33,7 @@ import time
 from typing import Optional
 
 from fedjax_grid import streams
-from fedjax_grid.failures import TaskTimeout
+from fedjax_grid.failures import NotNeeded, TaskTimeout
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
@@ -106,6 +106,9 @@ class AsyncRounds:
         self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
         if not ctx.done:
             self._fill(rows)  # the next version's tasks train while this one is evaluated
+        else:
+            rows += self._cancel_in_flight(f"still running when the run ended "
+                                           f"(training.rounds={ctx.round} server updates)")
         for t in rows:
             t["round"] = ctx.round  # the server update the arrival was folded into (or not)
         row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
@@ -183,8 +186,16 @@ class AsyncRounds:
         limit = self.ctx.config.grid.deadline_s
         if not limit:
             return []
-        return self.ctx.cancel(self.dispatch, self.dispatch.overdue(limit), self.fold.version,
-                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"),
+        return self._cancelled(self.dispatch.overdue(limit),
+                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"))
+
+    def _cancel_in_flight(self, why: str) -> list[dict]:
+        """The tasks in flight when the run ends: cancelled, a ``late`` row each (every
+        task submitted has a row; the last checkpoint holds none of them in flight)."""
+        return self._cancelled(list(self.dispatch.pending), NotNeeded(why))
+
+    def _cancelled(self, futures, why) -> list[dict]:
+        return self.ctx.cancel(self.dispatch, futures, self.fold.version, why,
                                tags_of=lambda fut: {"version": self.dispatch.forget(fut)[1],
                                                     "staleness": None})
 
