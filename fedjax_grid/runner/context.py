@@ -246,10 +246,11 @@ class RunContext:
         return row
 
     def cancel(self, dispatch, futures, r: int, why: Late,
-               tags_of: Callable = lambda fut: {}) -> list[dict]:
+               tags_of: Callable = lambda fut: {}, wait_s: float = 0.0) -> list[dict]:
         """Cancel ``futures`` (pending tasks whose results are no longer wanted, ``why``) and
-        return their ``late`` rows, each with the worker it was running on ('' if queued)."""
-        running_on = task_workers(dispatch.dask_client, [f.key for f in futures])
+        return their ``late`` rows, each with the worker it was running on ('' if queued;
+        ``wait_s``: how long to wait for the scheduler to place a task just submitted)."""
+        running_on = task_workers(dispatch.dask_client, [f.key for f in futures], wait_s=wait_s)
         return [self.cancelled_row(dispatch, fut, k, attempt, r, tags_of(fut), why,
                                    worker=running_on.get(fut.key, ""), submitted=submitted)
                 for fut, k, attempt, submitted in dispatch.cancel(futures)]

@@ -15,7 +15,9 @@ offline at ``t``; it trains on that client's local set of the version being buil
 (the forming strategy re-draws local sets once per version, as once per round in
 synchronous mode). A failed task is re-submitted (same task number, attempt + 1) on
 the newest version while ``grid.retries`` allow; a task running longer than
-``grid.deadline_s`` is cancelled and recorded ``late``.
+``grid.deadline_s`` is cancelled and recorded ``late``; so are the tasks still in flight
+when the run has done ``training.rounds`` server updates (``NotNeeded``: every task
+submitted has a row).
 
 Determinism and resume (the guarantee): the server state is a pure function of the
 ordered arrival log (``fedbuff.replay``); which arrivals happen in which order depends
@@ -192,12 +194,12 @@ class AsyncRounds:
     def _cancel_in_flight(self, why: str) -> list[dict]:
         """The tasks in flight when the run ends: cancelled, a ``late`` row each (every
         task submitted has a row; the last checkpoint holds none of them in flight)."""
-        return self._cancelled(list(self.dispatch.pending), NotNeeded(why))
+        return self._cancelled(list(self.dispatch.pending), NotNeeded(why), wait_s=2.0)
 
-    def _cancelled(self, futures, why) -> list[dict]:
+    def _cancelled(self, futures, why, wait_s: float = 0.0) -> list[dict]:
         return self.ctx.cancel(self.dispatch, futures, self.fold.version, why,
                                tags_of=lambda fut: {"version": self.dispatch.forget(fut)[1],
-                                                    "staleness": None})
+                                                    "staleness": None}, wait_s=wait_s)
 
     def in_flight(self) -> list[list]:
         """``[task, client, attempt, version, worker]`` of every task in flight (the worker
