@@ -24,11 +24,15 @@ import signal
 import sys
 import time
 
-from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
+from fedjax_grid.errors import SHOW_MAX, RunStalled, UserError, show, show_path
 
 EXIT_USAGE = 2
 #: Exit code after Ctrl-C (128 + SIGINT), with one line saying how to continue.
 EXIT_INTERRUPTED = 130
+#: Exit code when the user answers no to starting a run estimated above the threshold.
+EXIT_DECLINED = 1
+#: Exit code of a run stopped because it folded no update (``grid.max_rounds_without_update``).
+EXIT_STALLED = 3
 #: Upper bound of ``run --rounds`` (as for ``training.rounds``).
 MAX_ROUNDS_FLAG = 100_000
 
@@ -92,6 +96,12 @@ rounds:
   ckpt-000003.npz holds the state after round 3). training.rounds is the run's
   total; --more-rounds N stops this invocation after N more rounds.
 
+cost:
+  before the first round the run's training step is measured (cached per machine)
+  and the estimated wall time and bytes are printed; a run estimated above 10 min
+  asks before it starts (--yes: start without asking; without a terminal it is
+  refused in one line, exit 2, unless --yes is given).
+
 examples:
   fedjax-grid run                                   # quickstart preset, LocalCluster on 127.0.0.1
   fedjax-grid run --preset paper-vgg16-cifar10-independent --out runs/vgg
@@ -151,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "training.rounds; raise that with --set training.rounds=T)")
     run.add_argument("--rounds", dest="rounds_alias", type=int, help=argparse.SUPPRESS)
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    run.add_argument("--yes", "-y", action="store_true",
+                     help="start without asking even when the run is estimated longer than "
+                          "10 min ($FEDJAX_GRID_CONFIRM_ABOVE_S seconds); without a terminal "
+                          "such a run is refused unless --yes is given")
     run.add_argument("--quiet", action="store_true", help="no start-up stages, no progress bar")
     sub.add_parser("presets", help="list the presets and the choices of every plug-in point")
     show = sub.add_parser("show-config", help="print the resolved config as YAML", choices_help=True)
@@ -239,8 +253,10 @@ def _run_target(args):
 def cmd_run(args) -> int:
     more = _more_rounds(args)
     cfg, out, new_dir = _run_config(args)
+    from fedjax_grid import tracking
     from fedjax_grid.grid import run_dirs
     from fedjax_grid.progress import Console
+    tracking.check(cfg)
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:
@@ -248,6 +264,12 @@ def cmd_run(args) -> int:
               flush=True)
     found = run_dirs.FolderState(out)  # a start that fails puts the folder back as it was
     run = _new_run(cfg, out, args.resume, console)
+    if args.resume and run.done:
+        return _already_finished(run, out)
+    if not _confirm_cost(run, args, console):
+        run.close()
+        found.restore()  # declined: the folder as it was
+        return EXIT_DECLINED
     first, records = run.round, None
     if new_dir:
         run_dirs.claim(out)
@@ -260,10 +282,17 @@ def cmd_run(args) -> int:
                                 f"continue with: fedjax-grid run --resume --out {out}")
         else:
             console.interrupted("interrupted before the first round finished; nothing to resume")
+        if not args.no_plots and run.records.num_rounds:
+            _write_plots(cfg, run.records, out)   # Ctrl-C: the figures of the rounds done
         return EXIT_INTERRUPTED
     except UserError:
         console.end_line()
         raise
+    except RunStalled as e:  # nothing folded for grid.max_rounds_without_update rounds
+        console.close()
+        console.end_line()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STALLED
     except OSError as e:
         console.close()
         console.end_line()
@@ -278,6 +307,42 @@ def cmd_run(args) -> int:
         _write_plots(cfg, records, out)
     print_summary(cfg, rounds, out, run.round)
     return 0
+
+
+def _already_finished(run, out) -> int:
+    """--resume of a run that has all its rounds: say so and what it reached; start nothing."""
+    from fedjax_grid.runner.run_index import finished_text
+    run.close()
+    print(finished_text(run.config, run.records.rounds(), out))
+    return 0
+
+
+def _confirm_cost(run, args, console) -> bool:
+    """Print the run's estimate (a measured training step, experiments.cost); above the
+    threshold ask before starting (--yes: do not ask; no terminal: refuse in one line)."""
+    from fedjax_grid.experiments.cost import confirm_above_s, duration_text, estimate_run
+    with run.stages.stage("estimate", f"measuring a training step of {run.config.model.name} "
+                                      "to estimate the run") as info:
+        est = estimate_run(run)
+        info["detail"] = f"{est.step.step_s * 1000:.1f} ms per step"
+    if not args.quiet:
+        print(est.summary(), flush=True)
+    if args.yes or not est.needs_confirmation():
+        return True
+    what = (f"{run.config.name} is estimated at {duration_text(est.wall_s)} of wall time, "
+            f"above {duration_text(confirm_above_s())}")
+    if not sys.stdin.isatty():
+        run.close()
+        raise UserError(f"{what}: not started without confirmation; pass --yes to start it, "
+                        "or make it smaller (e.g. --set training.rounds=N)")
+    try:
+        answer = input(f"{what}. Start it? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("not started")
+    return False
 
 
 def _run_config(args):
@@ -379,12 +444,7 @@ def _close_run(run, console, out, new_dir: bool) -> None:
 
 def _write_plots(cfg, records, out) -> None:
     from fedjax_grid import plots
-    plots.global_accuracy(records.rounds(), save=out / "global_accuracy.png",
-                          title=f"{cfg.name}: global test accuracy")
-    tasks = records.tasks()
-    if (tasks["status"] == "ok").any():
-        plots.local_loss(tasks, save=out / "local_loss.png",
-                         title=f"{cfg.name}: local training loss across clients")
+    plots.run_figures(cfg, records, out)
 
 
 def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:

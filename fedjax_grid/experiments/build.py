@@ -158,7 +158,8 @@ def build_hparams(cfg):
     t = cfg.training
     return HParams(optimizer=t.optimizer, learning_rate=t.lr, momentum=t.momentum,
                    weight_decay=t.weight_decay, batch_size=t.batch_size,
-                   epochs=t.local_epochs, prox_mu=t.prox_mu, augment=t.augment)
+                   epochs=t.local_epochs, prox_mu=t.prox_mu, augment=t.augment,
+                   precision=t.precision)
 
 
 def build_algorithm(cfg):

@@ -20,6 +20,7 @@ Sections:
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
 - ``faults``    heterogeneity and fault simulation (off by default); ``link``: the
                 desktops' simulated network (``LINKS``), applied whenever not ``none``
+- ``tracking``  per-round scalars to TensorBoard / MLflow (off by default)
 
 A choice of a registered component is a mapping holding its name and its own
 parameters, completed with that component's defaults::
@@ -295,6 +296,11 @@ class TrainingConfig(Section):
         CLIENT_ALGORITHMS, "fedavg", "the client algorithm: fedavg (plain local training), "
                                      "scaffold (control variates), fednova (normalized averaging)")
     augment: bool = Field(False, description="random crops and flips in local training")
+    precision: Literal["f32", "bf16"] = Field("f32", description=(
+        "compute precision of local training: bf16 rounds the operands of the model's "
+        "matmuls to bfloat16 (float32 accumulation; on CPUs with AVX512-BF16 or AMX the "
+        "faster path); weights, optimizer state, updates, aggregation, loss and BatchNorm "
+        "statistics stay float32; evaluation is float32"))
     eval_every: int = Field(1, ge=1, le=MAX_ROUNDS, description=(
         "evaluate the global model every this many rounds (and after the last)"))
 
@@ -372,6 +378,13 @@ class GridConfig(Section):
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
+    xla_threads: Optional[int] = Field(1, ge=1, le=256, description=(
+        "XLA:CPU threads a worker process computes a task with (its intra-op pool, set as "
+        "PJRT_NPROC before JAX starts there). Results depend on it: reductions and matmuls "
+        "split over threads add in another order. One value for every worker makes a run's "
+        "numbers independent of the executor (LocalCluster or dask worker) and of the desktop "
+        "a client ran on (same CPU kind); null: each worker's own cores (faster for a lone task "
+        "on a many-core desktop, numbers then depend on the desktop)"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "
         "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))
@@ -391,6 +404,10 @@ class GridConfig(Section):
     wait_for_workers_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description=(
         "seconds to wait for a healthy worker when none is connected before stopping "
         "with a resumable checkpoint"))
+    max_rounds_without_update: int = Field(3, ge=0, le=MAX_ROUNDS, description=(
+        "stop the run with a one-line error naming the cause (exit 3) after this many "
+        "rounds in a row applied no update (async: this many x concurrency task outcomes "
+        "in a row brought none); 0: never"))
 
     _check_paths = _paths("local_directory", "compile_cache_dir", "tls_dir")
 
@@ -456,10 +473,24 @@ class FaultConfig(Section):
                        "transfer time is slept in each task; applies even when enabled is false")
 
 
+class TrackingConfig(Section):
+    """Where the per-round scalars go besides the run's records (``fedjax_grid.tracking``)."""
+    model_config = pydantic.ConfigDict(title="tracking")
+    tensorboard: bool = Field(False, description=(
+        "write each round's scalars as TensorBoard event files in <run folder>/tensorboard "
+        "(needs tensorboardX)"))
+    mlflow: bool = Field(False, description=(
+        "log the config and each round's scalars to MLflow (needs mlflow)"))
+    mlflow_uri: Optional[str] = Field(None, description=(
+        "MLflow tracking URI: a server (http://host:5000) or database (null: MLflow's own "
+        "default, $MLFLOW_TRACKING_URI)"))
+
+
 #: Section name -> model.
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelConfig, "data": DataConfig, "partition": PartitionConfig,
     "training": TrainingConfig, "server": ServerConfig, "grid": GridConfig, "faults": FaultConfig,
+    "tracking": TrackingConfig,
 }
 
 
@@ -477,6 +508,8 @@ class ExperimentConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="aggregation and server step")
     grid: GridConfig = Field(default_factory=GridConfig, description="the Dask grid")
     faults: FaultConfig = Field(default_factory=FaultConfig, description="fault simulation")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description=(
+        "export of the per-round scalars (TensorBoard, MLflow)"))
     out_dir: Optional[str] = Field(None, description="where records, checkpoints and plots go "
                                                      "(null: runs/<name>/<time>)")
 
@@ -570,18 +603,21 @@ class ExperimentConfig(Section):
         """Hash of everything that determines the trajectory of a run.
 
         Excludes what may change between an interrupted run and its resume:
-        the number of rounds, the output directory and the cluster settings.
+        the number of rounds, the output directory, the cluster and tracking settings.
         """
         d = self.to_dict()
         d["training"].pop("rounds")
         d.pop("out_dir")
         d.pop("grid")
         d.pop("name")
+        d.pop("tracking", None)
         # keys added later: at their defaults they leave older runs' fingerprints unchanged
         for section, key, default in (("server", "codec", "none"), ("server", "broadcast_codec", "none"),
                                       ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
             if d[section].get(key) == {"name": default}:
                 d[section].pop(key)
+        if d["training"].get("precision") == "f32":
+            d["training"].pop("precision")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- overrides -------------------------------------------------------

@@ -164,7 +164,8 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
         dask_client = connect(grid, security)
     keep_replicas(dask_client, timeout_s=max(5.0, grid.connect_timeout_s))
     cpu_map = local_cpu_map(grid.workers) if cluster is not None and grid.pin_workers else None
-    plugin = JaxWorkerPlugin(version.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map)
+    plugin = JaxWorkerPlugin(version.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map,
+                             xla_threads=grid.xla_threads)
     errors = register_plugin(dask_client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
     return GridHandle(client=dask_client, cluster=cluster, plugin_errors=errors)
 
