@@ -40,6 +40,7 @@ from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner.arrivals import ArrivalLog
 from fedjax_grid.runner.stall import RunStalled, stall_message
 
 
@@ -77,6 +78,8 @@ class AsyncRounds:
         #: every arrival in order, with its delta (``fedbuff.replay`` input); tests only
         self.keep_arrivals = False
         self.arrivals: list[Arrival] = []
+        #: every arrival in order, in the run folder (``runner.arrivals``; ``fedjax-grid replay``)
+        self.log = ArrivalLog(ctx.out_dir, start=int(ctx.restored.get("async", {}).get("arrivals", 0)))
         self._t_version = None
 
     # -- one server update -------------------------------------------------------
@@ -120,7 +123,8 @@ class AsyncRounds:
         row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
                                quorum=True, sent=self.dispatch.bytes_sent - sent0,
                                received=self.dispatch.bytes_received - received0,
-                               extra={"async": {"task": self.task, "in_flight": self.in_flight()}})
+                               extra={"async": {"task": self.task, "in_flight": self.in_flight(),
+                                                  "arrivals": self.log.count}})
         self._t_version = time.time()
         return row
 
@@ -146,6 +150,7 @@ class AsyncRounds:
     def _begin(self) -> list[dict]:
         """The fold and dispatch of this process; rows of tasks lost by a resume."""
         ctx, s = self.ctx, self.ctx.config.server
+        self.log.truncate()  # arrivals of a buffer the stopped coordinator never flushed
         self.fold = AsyncFold(ctx.exp.algorithm, ctx.state, buffer_size=self.m,
                               staleness=s.staleness, max_staleness=s.max_staleness,
                               on_flush=ctx.recalibrated)
@@ -189,6 +194,7 @@ class AsyncRounds:
         def fold_in(client: int, res: dict) -> tuple:
             arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
                               res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
+            self.log.write(arrival)  # before it is folded: the log never misses one
             verdict = self.fold.arrive(arrival)
             if self.keep_arrivals:
                 self.arrivals.append(arrival)
