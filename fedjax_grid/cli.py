@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("directory")
     certs.add_argument("--hosts", default="127.0.0.1,localhost",
                        help="comma-separated host names/IPs for the certificates")
+    replay = sub.add_parser("replay", help="re-fold an asynchronous run's arrival log and "
+                            "compare with its last checkpoint, bit for bit")
+    replay.add_argument("run_dir", metavar="RUN", help="the run's folder (its --out)")
     from fedjax_grid.emulation.cli import add_parser as add_grid_parser
     add_grid_parser(sub)
     return parser
@@ -615,7 +618,19 @@ def cmd_grid(args) -> int:
     return grid_command(args)
 
 
-COMMANDS = {"run": cmd_run, "presets": cmd_presets, "show-config": cmd_show_config,
+def cmd_replay(args) -> int:
+    """Exit 0 when the re-folded parameters equal the checkpoint's bit for bit, else 1."""
+    from fedjax_grid.names import check_path
+    from fedjax_grid.runner.replay import replay_run
+    r = replay_run(check_path(args.run_dir, "RUN"))
+    verdict = "bitwise equal to" if r["equal"] else "DIFFERENT from"
+    print(f"replayed {r['arrivals']} arrivals into version {r['version']}: the server state "
+          f"({r['leaves']} arrays) is {verdict} the last checkpoint (version "
+          f"{r['checkpoint_version']})")
+    return 0 if r["equal"] else 1
+
+
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "presets": cmd_presets, "show-config": cmd_show_config,
             "partition-report": cmd_partition_report, "prepare": cmd_prepare, "certs": cmd_certs,
             "grid": cmd_grid}
 

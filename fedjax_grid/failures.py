@@ -10,6 +10,8 @@ A task row's ``reason`` is derived from its kind: ``f"{Kind}: {detail}"``
     |   +-- StaleCopy              the desktop's copy of the model could not be brought to
     |   |                          the broadcast's version (delta broadcast): re-broadcast
     |   +-- SimulatedDropout       fault simulation: the desktop dropped out after training
+    |   +-- InputLost              its input (the global weights) went with the desktops
+    |   |                          holding it before it ran, and it could not be sent again
     |   +-- TaskError              anything else the task raised (detail: its type and text)
     +-- Late                       status 'late' (its result, if any, is not used)
         +-- TaskTimeout            past the round's deadline / running longer than
@@ -59,6 +61,13 @@ class StaleCopy(Failed, ValueError):
 
 class SimulatedDropout(Failed):
     """A simulated desktop that dropped out after training (fault simulation)."""
+
+
+class InputLost(Failed):
+    """The task never ran: the global weights it needed were lost with the desktops that
+    held them (Dask cancels it: 'lost dependencies'), and no worker took them again.
+    (When a worker does take them, the dispatch re-sends the task itself: no row, no
+    retry spent.)"""
 
 
 class TaskError(Failed):

@@ -41,3 +41,22 @@ def test_a_failed_future_is_classified_by_type(exc, kind, reason):
     assert type(failure) is kind and failure.reason.startswith(reason)
     if kind is F.WorkerLost:
         assert failure.worker == "tcp://127.0.0.1:4567"
+
+
+class _Cancelled:
+    """A Dask future the scheduler cancelled (e.g. its input was lost with a desktop)."""
+    status = "cancelled"
+
+    def exception(self, timeout=None):
+        return None  # what Dask answers for a cancelled future: not an error to classify
+
+    def result(self, timeout=None):
+        from distributed.client import FutureCancelledError
+        raise FutureCancelledError("client_update-r0-c1-a0-x", reason="lost dependencies")
+
+
+def test_a_cancelled_future_is_input_lost_not_nonetype():
+    failure = failure_of(_Cancelled())
+    assert type(failure) is F.InputLost and isinstance(failure, F.Failed)
+    assert failure.reason.startswith("InputLost: the global weights it needed were lost")
+    assert "Dask: lost dependencies" in failure.reason and "NoneType" not in failure.reason

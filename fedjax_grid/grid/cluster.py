@@ -162,11 +162,35 @@ def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
         dask_client = distributed.Client(cluster, security=local)
     else:  # an external scheduler: its workers have their own scratch folders
         dask_client = connect(grid, security)
+    keep_replicas(dask_client, timeout_s=max(5.0, grid.connect_timeout_s))
     cpu_map = local_cpu_map(grid.workers) if cluster is not None and grid.pin_workers else None
     plugin = JaxWorkerPlugin(version.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map,
                              xla_threads=grid.xla_threads)
     errors = register_plugin(dask_client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
     return GridHandle(client=dask_client, cluster=cluster, plugin_errors=errors)
+
+
+def keep_replicas(dask_client, timeout_s: float = 5.0) -> bool:
+    """Stop the scheduler's active memory manager; True when it was running.
+
+    Its default policy (``ReduceReplicas``, every 2 s) drops the copies of the global
+    weights the engine broadcast to every worker down to one as tasks finish: the tasks
+    then fetch the weights from one desktop, and when that desktop is lost the weights go
+    with it and Dask cancels every task still waiting for them. The engine places the
+    weights itself (``grid.dispatch``), so the scheduler must keep them where they were
+    sent. (An embedded LocalCluster starts without it; a scheduler shared with other work
+    keeps it stopped after the run.) Bounded by ``timeout_s``; a scheduler without the
+    extension is left as it is."""
+    def ask(method):
+        return dask_client.sync(dask_client.scheduler.amm_handler, method=method,
+                                callback_timeout=timeout_s)
+    try:
+        if not ask("running"):
+            return False
+        ask("stop")
+        return True
+    except Exception:  # noqa: BLE001 - no AMM extension there, or it did not answer in time
+        return False
 
 
 def _local_cluster(grid, security, local_directory: str) -> distributed.LocalCluster:
@@ -190,6 +214,7 @@ def _local_cluster(grid, security, local_directory: str) -> distributed.LocalClu
         environ = {k: v for k, v in dask.config.get(
             "distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
         with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.scheduler.active-memory-manager.start": False,
                               "distributed.nanny.pre-spawn-environ": environ}):
             return distributed.LocalCluster(**kwargs)
     except Exception as e:  # noqa: BLE001 - reported as one line

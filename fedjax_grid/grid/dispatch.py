@@ -45,7 +45,7 @@ from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
-from fedjax_grid.failures import Failed, ResultLost, TaskError, TaskTimeout, WorkerLost
+from fedjax_grid.failures import Failed, InputLost, ResultLost, TaskError, TaskTimeout, WorkerLost
 from fedjax_grid.grid.fetch import fetch_result, payload_limit_s
 from fedjax_grid.grid.tasks import client_update
 
@@ -102,6 +102,20 @@ def scheduler_task_workers(dask_scheduler=None, keys=()) -> dict:
     return out
 
 
+def scheduler_restrict(dask_scheduler=None, keys=(), allowed=(), address: str = "") -> list:
+    """(runs on the scheduler) Restrict each of ``keys`` to the workers ``allowed`` (work
+    stealing respects it); the keys assigned to ``address`` now."""
+    out = []
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            continue
+        ts.worker_restrictions = set(allowed)
+        if ts.processing_on is not None and ts.processing_on.address == address:
+            out.append(key)
+    return out
+
+
 def task_workers(dask_client, keys, wait_s: float = 0.0) -> dict:
     """Which worker runs (or ran, for an erred task) each key; {} if the scheduler can't say.
     ``wait_s``: ask again (every 0.1 s, up to that long) while a key is not placed yet --
@@ -126,6 +140,9 @@ def failure_of(fut) -> Failed:
     raised by the task itself (``StaleCopy``, ``SimulatedDropout``) comes back as it is;
     anything else is a :class:`~fedjax_grid.failures.TaskError`.
     """
+    if getattr(fut, "status", None) == "cancelled":  # not by us: we forget what we cancel
+        return InputLost(f"the global weights it needed were lost before it ran "
+                         f"({cancel_reason(fut)})")
     try:
         exc = fut.exception(timeout=5)
     except Exception as e:  # noqa: BLE001
@@ -136,6 +153,17 @@ def failure_of(fut) -> Failed:
         m = _WORKER_ADDR.search(str(exc).splitlines()[0] if str(exc) else "")
         return WorkerLost(m.group(0) if m else "")
     return TaskError.of(exc)
+
+
+def cancel_reason(fut) -> str:
+    """Why the scheduler cancelled ``fut`` (Dask's reason, e.g. 'lost dependencies')."""
+    try:
+        fut.result(timeout=1)
+    except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError
+        return f"Dask: {getattr(e, 'reason', '') or 'cancelled'}"
+    except Exception as e:  # noqa: BLE001 - it was not cancelled after all
+        return TaskError.of(e).reason
+    return "Dask: cancelled"
 
 
 def bounded_broadcast(dask_client, value, workers, limit_s: float):
@@ -256,6 +284,8 @@ class RoundDispatch:
         self.pending: dict = {}       # future -> (client, attempt)
         self.submitted_at: dict = {}  # future -> time.time() of submission
         self.task_bytes: dict = {}    # future -> bytes sent for it (weights + its data)
+        self._args: dict = {}         # future -> (spec, shipped, avoid): to send it again
+        self.resent = 0               # tasks sent again after their input was lost
         self._gfut = None
 
     def _broadcast(self) -> None:
@@ -310,13 +340,15 @@ class RoundDispatch:
         self.bytes_sent += data_bytes
         # Shipped examples are embedded in the task (not scattered): the scheduler keeps
         # them and can re-run the task elsewhere when the worker holding it is lost.
+        key = f"client_update-r{spec['round']}-c{k}-a{attempt}-{self.run_id}"
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GB"}):
             fut = self.dask_client.submit(client_update, self._gfut, spec, shipped, pure=False,
-                                     key=f"client_update-r{spec['round']}-c{k}-a{attempt}-{self.run_id}",
+                                     key=key + (f"-s{self.resent}" if self.resent else ""),
                                      workers=[w for w in self.ready if w != avoid] or list(self.ready),
                                      allow_other_workers=False)
         self.pending[fut] = (k, attempt)
         self.submitted_at[fut] = time.time()
+        self._args[fut] = (spec, shipped, avoid)
         # server.broadcast='delta': what this client downloads (the steps from the version
         # it holds), not what was scattered to the worker
         down = spec.get("download_nbytes")
@@ -358,7 +390,52 @@ class RoundDispatch:
                 k, attempt = self.pending.pop(fut)
                 if fut.status != "finished":
                     check_connected(self.dask_client, self.round)  # may mean a lost scheduler
+                if fut.status == "cancelled" and self._send_again(fut, k, attempt):
+                    continue
+                self._args.pop(fut, None)
                 yield fut, k, attempt
+
+    def take_back(self, address: str) -> int:
+        """Keep this dispatch's pending tasks away from ``address`` (just quarantined,
+        already excluded): none may be stolen by it any more (their allowed workers become
+        the ready ones), and those queued there are sent to the ready workers -- same
+        attempt, no row, no retry spent. Tasks that finished or failed there meanwhile are
+        recorded as they are. Returns how many moved (none when no other worker is ready)."""
+        if not self.ready or not self.pending:
+            return 0
+        try:
+            there = set(self.dask_client.run_on_scheduler(
+                scheduler_restrict, keys=[f.key for f in self.pending], allowed=list(self.ready),
+                address=address))
+        except Exception:  # noqa: BLE001 - best effort: its tasks fail there and are retried
+            return 0
+        moved = [f for f in list(self.pending) if f.key in there and f.status == "pending"]
+        if moved:
+            self.dask_client.cancel(moved, force=True)
+        for f in moved:
+            self._send_again(f, *self.pending.pop(f), rebroadcast=False)
+        return len(moved)
+
+    def _send_again(self, fut, k: int, attempt: int, rebroadcast: bool = True) -> bool:
+        """A task the scheduler cancelled before it ran (its input, the global weights, went
+        with the desktops holding it): broadcast the weights again and send the same
+        attempt again (not a failure of the task: no row, no retry spent). False when no
+        worker took the weights (the caller records the task ``failed``, ``InputLost``)."""
+        spec, shipped, avoid = self._args.pop(fut)
+        if rebroadcast:
+            self.ready = []  # the weights this dispatch sent may be gone: send them again
+        self.resent += 1
+        if not self.submit(k, attempt, spec, shipped, avoid=avoid):
+            return False
+        new = self.last_future
+        self.submitted_at[new] = self.submitted_at[fut]
+        self.task_bytes[new] += self.task_bytes[fut]
+        self._moved(fut, new)
+        fut.release()
+        return True
+
+    def _moved(self, old, new) -> None:
+        """``old`` was sent again as ``new`` (subclasses move their own books)."""
 
     def result(self, fut) -> dict:
         """The finished task's result (released on the cluster; its bytes counted).
@@ -385,6 +462,8 @@ class RoundDispatch:
         """Cancel ``futures`` (those still pending); ``[(future, client, attempt, submitted_at)]``."""
         out = [(f, *self.pending.pop(f), self.submitted_at[f]) for f in list(futures)
                if f in self.pending]
+        for f, *_ in out:
+            self._args.pop(f, None)
         if out:
             self.dask_client.cancel([f for f, *_ in out], force=True)
         return out
@@ -435,6 +514,10 @@ class VersionedDispatch(RoundDispatch):
             return False
         self.origin[self.last_future] = (self.round, self.version)
         return True
+
+    def _moved(self, old, new) -> None:
+        """A task sent again trains from the newest version (its old one's weights are gone)."""
+        self.origin[new] = (self.origin.pop(old)[0], self.version)
 
     def forget(self, fut) -> tuple:
         """``(task, version)`` of a finished, failed or cancelled task, dropped from the books."""

@@ -244,12 +244,15 @@ class RunContext:
         row = self.task_row(r, k, attempt, "failed", span=(dispatch.submitted_at[fut], time.time()),
                             reason=failure.reason, worker=where)
         row["bytes_in"] = dispatch.task_bytes[fut]
+        was_quarantined = self.ledger.is_quarantined(where)
         self.ledger.record(where, "failed")
         self.broadcast.forget_worker(where)
         if isinstance(failure, StaleCopy):
             dispatch.ready = []  # a desktop lost its copy: re-broadcast, now with the full model
         if lost or self.ledger.is_quarantined(where):
             dispatch.exclude(where)
+        if where and not lost and not was_quarantined and self.ledger.is_quarantined(where):
+            dispatch.take_back(where)  # its queued tasks go elsewhere, not to fail there
         return row
 
     def cancelled_row(self, dispatch, fut, k: int, attempt: int, r: int, tags: dict,
@@ -265,10 +268,11 @@ class RunContext:
         return row
 
     def cancel(self, dispatch, futures, r: int, why: Late,
-               tags_of: Callable = lambda fut: {}) -> list[dict]:
+               tags_of: Callable = lambda fut: {}, wait_s: float = 0.0) -> list[dict]:
         """Cancel ``futures`` (pending tasks whose results are no longer wanted, ``why``) and
-        return their ``late`` rows, each with the worker it was running on ('' if queued)."""
-        running_on = task_workers(dispatch.dask_client, [f.key for f in futures])
+        return their ``late`` rows, each with the worker it was running on ('' if queued;
+        ``wait_s``: how long to wait for the scheduler to place a task just submitted)."""
+        running_on = task_workers(dispatch.dask_client, [f.key for f in futures], wait_s=wait_s)
         return [self.cancelled_row(dispatch, fut, k, attempt, r, tags_of(fut), why,
                                    worker=running_on.get(fut.key, ""), submitted=submitted)
                 for fut, k, attempt, submitted in dispatch.cancel(futures)]

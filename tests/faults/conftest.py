@@ -161,6 +161,14 @@ BROKEN_DESKTOPS = {
         "def client_update(*a, **k):\n"
         "    raise OSError('I/O error: this desktop is broken')\n"
         "_t.client_update = client_update\n"),
+    # The same, but each task fails only after 3 s of work: tasks queue up there.
+    "slow-failing-tasks": (
+        "import time\n"
+        "import fedjax_grid.grid.tasks as _t\n"
+        "def client_update(*a, **k):\n"
+        "    time.sleep(3.0)\n"
+        "    raise OSError('I/O error: this desktop is broken')\n"
+        "_t.client_update = client_update\n"),
 }
 
 

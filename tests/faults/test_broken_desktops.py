@@ -88,9 +88,15 @@ def test_failing_desktop_quarantined_after_n_failures_retries_elsewhere(grid_wit
     failed = tasks[tasks["status"] == "failed"]
     assert len(failed) == n_failed and failed["reason"].str.contains("this desktop is broken").all()
     assert set(failed["worker"]) == {workers.loc["failing-tasks", "address"]}
-    # Quarantined during round 1: no task of a later round went to it.
-    assert (failed["round"] == 1).all()
-    assert set(tasks.loc[tasks["round"] > 1, "worker"]) == {workers.loc["healthy", "address"]}
+    # Quarantined at its 2nd failure in a row -- in round 1 or, when Dask placed only one
+    # of round 1's tasks there, in round 2 (overlapped rounds launch round 2 before round
+    # 1's records are written). From that moment it gets nothing: the tasks still queued
+    # there were taken back (sent to the healthy desktop, same attempt, no row), and every
+    # task that ran there was submitted before the quarantine.
+    bad, healthy = workers.loc["failing-tasks", "address"], workers.loc["healthy", "address"]
+    t_quarantine = failed.sort_values("end_s")["end_s"].iloc[1]
+    assert (tasks.loc[tasks["worker"] == bad, "start_s"] <= t_quarantine).all(), tasks.to_string()
+    assert set(tasks.loc[tasks["start_s"] > t_quarantine, "worker"]) <= {healthy}
     # Each failed attempt was retried on the healthy desktop and succeeded.
     for _, row in failed.iterrows():
         again = tasks[(tasks["round"] == row["round"]) & (tasks["client"] == row["client"])
@@ -99,3 +105,28 @@ def test_failing_desktop_quarantined_after_n_failures_retries_elsewhere(grid_wit
         assert list(again["worker"]) == [workers.loc["healthy", "address"]]
     rounds = pd.read_csv(out / "rounds.csv")
     assert rounds["quorum"].all() and (rounds["clients_ok"] == 4).all()
+
+
+def test_tasks_queued_on_a_desktop_are_taken_back_when_it_is_quarantined(grid_with, tmp_path):
+    """A desktop whose tasks fail after 3 s of work holds a queue of this round's tasks when
+    its first failure quarantines it (grid.quarantine_after=1): those tasks are sent to the
+    healthy desktop (same attempt, no row, no retry spent) instead of failing there one by
+    one -- exactly one failed row, one retry, and the workers table says the same."""
+    g = grid_with("slow-failing-tasks")
+    out = tmp_path / "out"
+    r = run_cli("run", "--scheduler", g.address, "--quiet", "--no-plots", "--out", out,
+                *_sets("training.rounds=1", "partition.num_clients=6", "grid.quarantine_after=1",
+                       "grid.retries=1"), timeout=500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    workers = pd.read_csv(out / "workers.csv").set_index("name")
+    tasks = pd.read_csv(out / "tasks.csv")
+    shown = tasks[["client", "attempt", "status", "worker", "reason"]].to_string()
+    bad, healthy = workers.loc["slow-failing-tasks", "address"], workers.loc["healthy", "address"]
+    assert workers.loc["slow-failing-tasks", "quarantined"]
+    assert workers.loc["slow-failing-tasks", "tasks_failed"] == 1, shown
+    failed = tasks[tasks["status"] == "failed"]
+    assert len(failed) == 1 and set(failed["worker"]) == {bad}, shown
+    assert (tasks["attempt"] > 0).sum() == 1, shown  # the one retry, for the one failure
+    ok = tasks[tasks["status"] == "ok"]
+    assert sorted(ok["client"]) == list(range(6)) and set(ok["worker"]) == {healthy}, shown
+    assert workers.loc["healthy", "tasks_ok"] == 6

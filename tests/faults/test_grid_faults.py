@@ -110,7 +110,10 @@ def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path, mode):
     assert new_addr not in set(tasks.loc[tasks["round"] == 1, "worker"])
     assert new_addr in set(tasks.loc[tasks["round"] >= 2, "worker"]), \
         tasks.groupby(["round", "worker"]).size()
-    assert (tasks["status"] == "ok").all(), tasks.loc[tasks["status"] != "ok", ["round", "worker", "status", "reason"]].to_string()
+    # (asynchronous: the tasks still in flight when the run ended are recorded late)
+    ended = tasks["reason"].str.startswith("NotNeeded: still running when the run ended", na=False)
+    assert (tasks.loc[~ended, "status"] == "ok").all(), \
+        tasks.loc[tasks["status"] != "ok", ["round", "worker", "status", "reason"]].to_string()
 
 
 @pytest.mark.slow

@@ -202,7 +202,8 @@ def test_async_delta_broadcast_with_versions_in_flight(grid, tmp_path):
     run = FederatedRun(cfg, out_dir=tmp_path / "run", grid=grid)
     records = run.run()
     tasks, rounds = records.tasks(), records.rounds()
-    assert (tasks["status"] == "ok").all() and len(rounds) == 4
+    ended = tasks["reason"].str.startswith("NotNeeded: still running when the run ended", na=False)
+    assert (tasks.loc[~ended, "status"] == "ok").all() and len(rounds) == 4
     assert rounds["global_accuracy"].iloc[-1] > 0.2
     assert run.broadcast.chain.version == 4 and set(run.broadcast.worker_versions.values()) <= set(range(5))
     full = run.broadcast.chain.full_nbytes

@@ -15,7 +15,9 @@ offline at ``t``; it trains on that client's local set of the version being buil
 (the forming strategy re-draws local sets once per version, as once per round in
 synchronous mode). A failed task is re-submitted (same task number, attempt + 1) on
 the newest version while ``grid.retries`` allow; a task running longer than
-``grid.deadline_s`` is cancelled and recorded ``late``.
+``grid.deadline_s`` is cancelled and recorded ``late``; so are the tasks still in flight
+when the run has done ``training.rounds`` server updates (``NotNeeded``: every task
+submitted has a row).
 
 Determinism and resume (the guarantee): the server state is a pure function of the
 ordered arrival log (``fedbuff.replay``); which arrivals happen in which order depends
@@ -33,11 +35,12 @@ import time
 from typing import Optional
 
 from fedjax_grid import streams
-from fedjax_grid.failures import TaskTimeout
+from fedjax_grid.failures import NotNeeded, TaskTimeout
 from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner.arrivals import ArrivalLog
 from fedjax_grid.runner.stall import RunStalled, stall_message
 
 
@@ -75,6 +78,8 @@ class AsyncRounds:
         #: every arrival in order, with its delta (``fedbuff.replay`` input); tests only
         self.keep_arrivals = False
         self.arrivals: list[Arrival] = []
+        #: every arrival in order, in the run folder (``runner.arrivals``; ``fedjax-grid replay``)
+        self.log = ArrivalLog(ctx.out_dir, start=int(ctx.restored.get("async", {}).get("arrivals", 0)))
         self._t_version = None
 
     # -- one server update -------------------------------------------------------
@@ -110,12 +115,16 @@ class AsyncRounds:
         self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
         if not ctx.done:
             self._fill(rows)  # the next version's tasks train while this one is evaluated
+        else:
+            rows += self._cancel_in_flight(f"still running when the run ended "
+                                           f"(training.rounds={ctx.round} server updates)")
         for t in rows:
             t["round"] = ctx.round  # the server update the arrival was folded into (or not)
         row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
                                quorum=True, sent=self.dispatch.bytes_sent - sent0,
                                received=self.dispatch.bytes_received - received0,
-                               extra={"async": {"task": self.task, "in_flight": self.in_flight()}})
+                               extra={"async": {"task": self.task, "in_flight": self.in_flight(),
+                                                  "arrivals": self.log.count}})
         self._t_version = time.time()
         return row
 
@@ -141,6 +150,7 @@ class AsyncRounds:
     def _begin(self) -> list[dict]:
         """The fold and dispatch of this process; rows of tasks lost by a resume."""
         ctx, s = self.ctx, self.ctx.config.server
+        self.log.truncate()  # arrivals of a buffer the stopped coordinator never flushed
         self.fold = AsyncFold(ctx.exp.algorithm, ctx.state, buffer_size=self.m,
                               staleness=s.staleness, max_staleness=s.max_staleness,
                               on_flush=ctx.recalibrated)
@@ -185,6 +195,7 @@ class AsyncRounds:
         def fold_in(client: int, res: dict) -> tuple:
             arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
                               res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
+            self.log.write(arrival)  # before it is folded: the log never misses one
             verdict = self.fold.arrive(arrival)
             if verdict.status == "ok":
                 self.ctx.tuner.observe_task(time.time() - submitted)
@@ -215,10 +226,18 @@ class AsyncRounds:
         limit = self._limit()
         if not limit:
             return []
-        return self.ctx.cancel(self.dispatch, self.dispatch.overdue(limit), self.fold.version,
-                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"),
+        return self._cancelled(self.dispatch.overdue(limit),
+                               TaskTimeout(f"running longer than grid.deadline_s={limit:g} s"))
+
+    def _cancel_in_flight(self, why: str) -> list[dict]:
+        """The tasks in flight when the run ends: cancelled, a ``late`` row each (every
+        task submitted has a row; the last checkpoint holds none of them in flight)."""
+        return self._cancelled(list(self.dispatch.pending), NotNeeded(why), wait_s=2.0)
+
+    def _cancelled(self, futures, why, wait_s: float = 0.0) -> list[dict]:
+        return self.ctx.cancel(self.dispatch, futures, self.fold.version, why,
                                tags_of=lambda fut: {"version": self.dispatch.forget(fut)[1],
-                                                    "staleness": None})
+                                                    "staleness": None}, wait_s=wait_s)
 
     def in_flight(self) -> list[list]:
         """``[task, client, attempt, version, worker]`` of every task in flight (the worker
