@@ -53,6 +53,14 @@ PERF = {
     "cpu-bound": ["benchmarks/cpu_bound.py"],
     # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
     "vs-flower": ["benchmarks/vs_flower.py", "--json", "benchmarks/out/vs_flower-raw.json"],
+    # training.precision: client throughput f32 vs bf16, then accuracy over 3 seeds
+    "precision": ["benchmarks/precision.py"],
+    "precision-accuracy": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
+                           "--rounds", "10"],
+    # one client per compiled step vs vmapped clients vs more XLA threads per task
+    "client-tasks": ["benchmarks/client_tasks.py"],
+    # compile once per grid: round 1 against a steady round, cold and warm caches
+    "first-round": ["benchmarks/first_round.py"],
 }
 #: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
 SEEDS = ["--seeds", "0,1,2"]
@@ -92,6 +100,10 @@ TITLES = {
     "codecs": "Compression: fewer bytes on the desktops' links (benchmarks/compression.py)",
     "cpu-bound": "What bounds a steady-state round: the CPU its work needs (benchmarks/cpu_bound.py)",
     "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
+    "precision": "Client throughput in bf16 vs f32 (benchmarks/precision.py)",
+    "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
+    "client-tasks": "Client tasks: vmapped clients and XLA threads (benchmarks/client_tasks.py)",
+    "first-round": "Compile once per grid: round 1 vs a steady round (benchmarks/first_round.py)",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",

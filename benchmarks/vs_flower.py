@@ -5,6 +5,13 @@
     python benchmarks/vs_flower.py --clients 4 --reps 1 --rounds 8 --json out.json
     python benchmarks/vs_flower.py --check           # client updates equal to client_update?
     python benchmarks/vs_flower.py --only flower --clients 4 --reps 1   # one toolkit (debugging)
+    python benchmarks/vs_flower.py --quick           # smoke test: 4 clients, 1 rep of 3 rounds
+
+To reproduce a published figure on a 2-core machine: let it be quiet first (the load
+average is printed with every run; above ~1.5 the other jobs take a share of the 2
+cores and both toolkits slow down unevenly), then run the default command above. It
+prints the environment (commit, CPU, versions of every library involved, the load
+average at the start and end of each run) and the exact command line before the tables.
 
 The quickstart preset (digits 32x32, VGG-11 width 0.25 with BatchNorm, 1 local epoch,
 momentum SGD lr 0.05, batch 32, IID static local sets, ``--rounds`` rounds) for each
@@ -43,9 +50,10 @@ evaluation of each round ended), and the peak over time of the summed RSS of the
 child and all its descendants (sampled every 0.2 s with psutil: Dask's nanny and
 worker processes, Ray's gcs_server, raylet, actors and helpers; pages shared between
 processes, such as the JAX libraries, count once per process on both sides). Printed: one
-markdown table of the medians over the reps, then the ratios fedjax_grid / Flower with
-the goals (steady-state <= 0.8, wall <= 1.0, peak RSS <= 0.6). ``--json PATH`` writes
-every run's raw measurements.
+markdown table of the medians over the reps with their spread (min-max), then the
+ratios fedjax_grid / Flower of the medians with the range of the ratios of the paired
+runs (rep k of each toolkit ran back to back) and the goals (issue 28: steady-state <=
+0.8, wall <= 0.8; peak RSS <= 0.6). ``--json PATH`` writes every run's raw measurements.
 """
 from __future__ import annotations
 
@@ -68,8 +76,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(__file__).resolve()
 FLOWER_MISSING = "Flower is not installed: pip install -e '.[compare]'"
 TOOLKITS = ("fedjax_grid", "flower")
-#: Goals of fedjax_grid / Flower (issue 17): steady-state s/round, wall time, peak RSS.
-GOALS = {"steady_s": 0.8, "wall_s": 1.0, "peak_rss_mb": 0.6}
+#: Goals of fedjax_grid / Flower (issue 28; peak RSS: issue 17): steady-state s/round,
+#: wall time, peak RSS.
+GOALS = {"steady_s": 0.8, "wall_s": 0.8, "peak_rss_mb": 0.6}
 SAMPLE_S = 0.2
 #: Seconds a child's descendants still running after it exited get to end by themselves
 #: (not measured) before they are stopped, so that the next run starts on a quiet machine.
@@ -531,7 +540,9 @@ def one_run(toolkit: str, clients: int, rounds: int, root: pathlib.Path, tag: st
             timeout: float) -> dict:
     work = root / f"{toolkit}-{clients}-{tag}"
     work.mkdir(parents=True)
+    load_start = os.getloadavg()[0]
     m = RUNNERS[toolkit](clients, rounds, work, timeout)
+    m["load_start"], m["load_end"] = load_start, os.getloadavg()[0]
     if m["rc"] != 0:
         raise SystemExit(f"error: {toolkit} with {clients} clients failed (exit {m['rc']}); "
                          f"see {m['log']}")
@@ -554,7 +565,8 @@ def benchmark(args, toolkits: list[str]) -> list[dict]:
                 print(f"{t}, {clients} clients, rep {rep}: wall {r['wall_s']:.1f} s, "
                       f"{r['steady_s']:.2f} s/round ({r['steady_train_s']:.2f} s of local training "
                       f"per client task), peak RSS {r['peak_rss_mb']:.0f} MB "
-                      f"({r['processes']} processes at most"
+                      f"({r['processes']} processes at most; load average {r['load_start']:.1f} "
+                      f"-> {r['load_end']:.1f}"
                       + (f"; still running after exit: {', '.join(r['leftover'])}"
                          if r["leftover"] else "") + ")", flush=True)
                 runs.append(r)
@@ -562,38 +574,89 @@ def benchmark(args, toolkits: list[str]) -> list[dict]:
 
 
 def summarize(runs: list[dict], toolkits: list[str], clients_list: list[int]) -> list[dict]:
+    """Per client count and toolkit: medians and (min, max) over the measured runs."""
     rows = []
     for clients in clients_list:
         for t in toolkits:
             rs = [r for r in runs if r["toolkit"] == t and r["clients"] == clients
                   and r["run"] != "warmup"]
-            rows.append({"clients": clients, "toolkit": t, "reps": len(rs),
-                         **{k: float(np.median([r[k] for r in rs]))
-                            for k in ("wall_s", "steady_s", "peak_rss_mb", "final_accuracy")}})
+            row = {"clients": clients, "toolkit": t, "reps": len(rs)}
+            for k in ("wall_s", "steady_s", "peak_rss_mb", "final_accuracy", "load_start"):
+                values = [r[k] for r in rs]
+                row[k] = float(np.median(values))
+                row[k + "_range"] = (float(np.min(values)), float(np.max(values)))
+            row["per_rep"] = {r["run"]: r for r in rs}
+            rows.append(row)
     return rows
 
 
+def _spread(row: dict, key: str, fmt: str) -> str:
+    lo, hi = row[key + "_range"]
+    return f"{fmt.format(row[key])} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
 def print_tables(rows: list[dict], rounds: int) -> None:
-    print(f"\n| clients | toolkit | wall s (process start -> exit) | steady-state s/round "
-          f"(rounds 2-{rounds}, median) | peak RSS of all processes (MB) | final accuracy |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n| clients | toolkit | runs | wall s (process start -> exit) | steady-state s/round "
+          f"(rounds 2-{rounds}) | peak RSS of all processes (MB) | final accuracy % | "
+          f"load average at start |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clients']} | {r['toolkit']} | {r['wall_s']:.1f} | {r['steady_s']:.2f} | "
-              f"{r['peak_rss_mb']:.0f} | {100 * r['final_accuracy']:.1f} % |")
+        acc = dict(r, final_accuracy=100 * r["final_accuracy"],
+                   final_accuracy_range=tuple(100 * v for v in r["final_accuracy_range"]))
+        print(f"| {r['clients']} | {r['toolkit']} | {r['reps']} | {_spread(r, 'wall_s', '{:.1f}')} "
+              f"| {_spread(r, 'steady_s', '{:.2f}')} | {_spread(r, 'peak_rss_mb', '{:.0f}')} "
+              f"| {_spread(acc, 'final_accuracy', '{:.1f}')} | {_spread(r, 'load_start', '{:.1f}')} |")
+    print("\nmedian (min-max); spread = min-max over the runs")
     pairs = {}
     for r in rows:
         pairs.setdefault(r["clients"], {})[r["toolkit"]] = r
     if not all(len(p) == 2 for p in pairs.values()):
         return
-    print("\n| clients | steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 1.0) | "
+    print("\n| clients | steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 0.8) | "
           "peak RSS (goal <= 0.6) |")
     print("|---|---|---|---|")
     for clients, p in pairs.items():
         cells = []
         for key, goal in GOALS.items():
             ratio = p["fedjax_grid"][key] / p["flower"][key]
-            cells.append(f"{ratio:.2f} ({'met' if ratio <= goal else 'missed'})")
+            paired = [p["fedjax_grid"]["per_rep"][k][key] / p["flower"]["per_rep"][k][key]
+                      for k in p["fedjax_grid"]["per_rep"] if k in p["flower"]["per_rep"]]
+            span = f", runs {min(paired):.2f}-{max(paired):.2f}" if paired else ""
+            cells.append(f"{ratio:.2f}{span} ({'met' if ratio <= goal else 'missed'})")
         print(f"| {clients} | " + " | ".join(cells) + " |")
+    print("\nratio of the medians; runs: the ratios of the paired runs (rep k of both toolkits)")
+
+
+def environment() -> str:
+    """One paragraph: date, commit, CPU, cores, memory, Python and library versions."""
+    import datetime
+    import importlib.metadata as md
+    versions = []
+    for dist in ("jax", "jaxlib", "flax", "optax", "dask", "distributed", "flwr", "ray", "numpy"):
+        try:
+            versions.append(f"{dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            versions.append(f"{dist} -")
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    cpu, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                    if ln.startswith("model name")), cpu)
+        flags = [f for f in next(ln for ln in info.splitlines() if ln.startswith("flags")).split()
+                 if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")]
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return (f"{datetime.datetime.now().isoformat(timespec='seconds')}, commit {commit}; {cpu} "
+            f"({', '.join(flags)}), {os.cpu_count()} cores, {mem:.1f} GiB; Python "
+            f"{platform.python_version()}; {', '.join(versions)}; load average "
+            f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
 
 
 def parse_args(argv=None):
@@ -609,12 +672,21 @@ def parse_args(argv=None):
                     help="only check that Flower's client updates equal client_update's "
                          "(round 1, the first --clients count)")
     ap.add_argument("--json", help="write the raw measurements of every run here")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 4 clients, 1 run of 3 rounds per toolkit, 1 warm-up round")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     ap.add_argument("--flower-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--dump-updates", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    if args.quick:
+        args.clients, args.reps, args.rounds, args.warmup_rounds = "4", 1, 3, 1
+    try:
+        args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    except ValueError:
+        args.clients = []
+    if not args.clients or min(args.clients) < 1 or args.reps < 1 or args.warmup_rounds < 0:
+        ap.error("--clients must be integers >= 1, --reps >= 1, --warmup-rounds >= 0")
     if args.rounds < 2 and not (args.flower_child or args.check):
         ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
     return args
@@ -634,17 +706,22 @@ def main(argv=None) -> int:
         return 2
     if args.check:
         return check(args.clients[0], args.timeout)
+    print(f"environment at start: {environment()}")
+    print(f"command: python {' '.join(sys.argv)}", flush=True)
     runs = benchmark(args, toolkits)
     rows = summarize(runs, toolkits, args.clients)
-    print(f"\nmachine: {os.cpu_count()} CPUs, python {platform.python_version()}; "
-          f"medians of {args.reps} alternating runs, {args.rounds} rounds")
+    print(f"\nenvironment at end: {environment()}")
+    print(f"medians of {args.reps} alternating runs of {args.rounds} rounds per toolkit and "
+          f"client count, after {args.warmup_rounds}-round warm-up runs")
     print_tables(rows, args.rounds)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
             {"clients": args.clients, "reps": args.reps, "rounds": args.rounds,
              "warmup_rounds": args.warmup_rounds, "machine": {"cpus": os.cpu_count(),
                                                               "python": platform.python_version()},
-             "runs": runs, "summary": rows}, indent=1))
+             "environment": environment(), "argv": sys.argv, "runs": runs,
+             "summary": [{k: v for k, v in r.items() if k != "per_rep"} for r in rows]},
+            indent=1))
     return 0
 
 

@@ -24,13 +24,15 @@ import signal
 import sys
 import time
 
-from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
+from fedjax_grid.errors import SHOW_MAX, RunStalled, UserError, show, show_path
 
 EXIT_USAGE = 2
 #: Exit code after Ctrl-C (128 + SIGINT), with one line saying how to continue.
 EXIT_INTERRUPTED = 130
 #: Exit code when the user answers no to starting a run estimated above the threshold.
 EXIT_DECLINED = 1
+#: Exit code of a run stopped because it folded no update (``grid.max_rounds_without_update``).
+EXIT_STALLED = 3
 #: Upper bound of ``run --rounds`` (as for ``training.rounds``).
 MAX_ROUNDS_FLAG = 100_000
 
@@ -106,7 +108,7 @@ examples:
   fedjax-grid run --resume --out runs/vgg           # continue runs/vgg with its config.json
   fedjax-grid run --resume                          # continue runs/quickstart/latest
   fedjax-grid run --resume --out runs/vgg --set training.rounds=120   # extend the run
-  fedjax-grid run --scheduler tcp://10.0.0.5:8786 --more-rounds 2
+  fedjax-grid run --scheduler tls://10.0.0.5:8786 --set grid.tls_dir=certs --more-rounds 2
 """
 
 
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a Dask scheduler "
                                          "(default: a LocalCluster on grid.host, 127.0.0.1)")
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: grid.workers)")
+    run.add_argument("--allow-insecure", action="store_true",
+                     help="accept a plain-TCP scheduler or LocalCluster on a non-loopback address "
+                          "(grid.allow_insecure): anyone who reaches it can run code on every "
+                          "desktop -- prefer TLS (fedjax-grid certs, tls://, grid.tls_dir)")
     run.add_argument("--out", help="output folder (default: a new runs/<name>/<YYYYmmdd-HHMMSS>; "
                                    "with --resume: runs/<name>/latest)")
     run.add_argument("--resume", action="store_true",
@@ -182,8 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_keys(args) -> None:
+    """A config key given twice (two ``--set``, or ``--set`` and its flag) is refused."""
+    from fedjax_grid.experiments.config import unique_overrides
+    flags = {k: f"{flag} {value}" for k, flag, value in (
+        ("grid.scheduler", "--scheduler", getattr(args, "scheduler", None)),
+        ("grid.workers", "--workers", getattr(args, "workers", None)),
+        ("grid.allow_insecure", "--allow-insecure", getattr(args, "allow_insecure", None) or None))
+        if value is not None}
+    unique_overrides(args.overrides, flags)
+
+
 def resolve_config(args):
     from fedjax_grid.experiments import ExperimentConfig, get_preset
+    check_keys(args)
     if args.config:
         cfg = ExperimentConfig.load(args.config)
     else:
@@ -208,12 +226,16 @@ def _run_target(args):
     """(config, output folder, whether the folder is new and ours to create)."""
     from fedjax_grid.runner.resume import resume_config
     from fedjax_grid.grid import run_dirs
+    if args.out is not None:
+        from fedjax_grid.grid.runlock import check_folder
+        check_folder(args.out)  # control characters, a file: refused before anything
     if not args.resume:
         cfg = resolve_config(args)
         if args.out or cfg.out_dir:
             return cfg, pathlib.Path(args.out or cfg.out_dir), False
         return cfg, run_dirs.new_run_dir(cfg.name), True
     given = resolve_config(args) if (args.config or args.preset) else None
+    check_keys(args)
     if args.out:
         out = pathlib.Path(args.out)
     else:
@@ -240,12 +262,15 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
               flush=True)
+    found = run_dirs.FolderState(out)  # a start that fails puts the folder back as it was
     run = _new_run(cfg, out, args.resume, console)
     if args.resume and run.done:
         return _already_finished(run, out)
     if not _confirm_cost(run, args, console):
         run.close()
+        found.restore()  # declined: the folder as it was
         return EXIT_DECLINED
+    first, records = run.round, None
     if new_dir:
         run_dirs.claim(out)
     t_start = time.time()
@@ -266,6 +291,11 @@ def cmd_run(args) -> int:
     except UserError:
         console.end_line()
         raise
+    except RunStalled as e:  # nothing folded for grid.max_rounds_without_update rounds
+        console.close()
+        console.end_line()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STALLED
     except OSError as e:
         console.close()
         console.end_line()
@@ -273,6 +303,8 @@ def cmd_run(args) -> int:
     finally:
         _save_grid_events(cfg.grid.scheduler, out, t_start)
         _close_run(run, console, out, new_dir)
+        if records is None and run.round == first:
+            found.restore()
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
         _write_plots(cfg, records, out)
@@ -319,6 +351,7 @@ def _confirm_cost(run, args, console) -> bool:
 def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
+    sets = ["grid.allow_insecure=true"] if args.allow_insecure else []
     scheduler = args.scheduler or cfg.grid.scheduler  # a resumed run's config names it too
     if scheduler:
         # An emulated grid's scheduler (`fedjax-grid grid up`): join its hub namespace now,
@@ -327,10 +360,15 @@ def _run_config(args):
         grid = enter(scheduler)
         if grid is not None:
             scheduler = grid.address  # tls://, also when given without it
-        tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
-        cfg = cfg.with_overrides([f"grid.scheduler={scheduler}", *tls])
+            sets.append(f"grid.tls_dir={grid.tls_dir}")
+        sets.append(f"grid.scheduler={scheduler}")
+    if sets:
+        cfg = cfg.with_overrides(sets)
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
+    from fedjax_grid.grid.cluster import check_local_cluster, check_secure
+    check_secure(cfg.grid)  # before the data is loaded
+    check_local_cluster(cfg.grid)
     return cfg.validate(), out, new_dir
 
 
@@ -557,6 +595,10 @@ def cmd_partition_report(args) -> int:
 
 def cmd_prepare(args) -> int:
     from fedjax_grid.data import prepare_source
+    from fedjax_grid.names import check_path
+    for flag, value in (("--path", args.path), ("--data-dir", args.data_dir)):
+        if value is not None:
+            check_path(value, flag)
     path = prepare_source(args.source, path=args.path, data_dir=args.data_dir)
     print(f"prepared {args.source} in {path}")
     return 0
@@ -564,6 +606,8 @@ def cmd_prepare(args) -> int:
 
 def cmd_certs(args) -> int:
     from fedjax_grid.grid.certs import create_certificates
+    from fedjax_grid.names import check_path
+    check_path(args.directory, "certs DIRECTORY")
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     paths = create_certificates(args.directory, hosts)
     for name, path in paths.items():

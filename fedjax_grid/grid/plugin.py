@@ -7,6 +7,14 @@ later too. On each worker it
   imported there, so XLA sizes its thread pool to the worker's share of the
   machine instead of every worker fighting over all cores),
 - sets XLA flags before JAX is first imported there,
+- fixes the size of XLA:CPU's intra-op thread pool (``PJRT_NPROC``, read by XLA when
+  its CPU backend starts; default: the cores the process may use) to ``grid.xla_threads``
+  on every worker. The pool size changes the numbers -- reductions and matmuls split
+  over threads add in another order (measured: a quickstart client's update differs
+  between 1 and 2 threads, and differs again at 4) -- so workers that size it by their
+  own cores (a ``dask worker`` sees all cores, a pinned LocalCluster worker one) gave
+  different results for the same config and seed. A worker whose JAX already started
+  with another pool size is refused (its set-up fails; restart it),
 - undoes the malloc setting Dask's nanny gives its worker processes
   (``MALLOC_TRIM_THRESHOLD_=65536``, ``distributed.nanny.pre-spawn-environ``): with it
   glibc stops adapting its mmap threshold, so every XLA buffer over 128 KiB is a
@@ -46,12 +54,15 @@ class JaxWorkerPlugin(WorkerPlugin):
     idempotent = False
 
     def __init__(self, version: str, compile_cache_dir: str | None = None,
-                 xla_flags: str | None = None, cpu_map: dict | None = None):
-        """cpu_map: worker name (str) -> CPU core ids it may use (LocalCluster only)."""
+                 xla_flags: str | None = None, cpu_map: dict | None = None,
+                 xla_threads: int | None = None):
+        """cpu_map: worker name (str) -> CPU core ids it may use (LocalCluster only);
+        xla_threads: XLA:CPU intra-op threads per worker (``grid.xla_threads``; None: its cores)."""
         self.version = version
         self.compile_cache_dir = compile_cache_dir
         self.xla_flags = xla_flags
         self.cpu_map = cpu_map or {}
+        self.xla_threads = xla_threads
 
     def setup(self, worker):
         WORKER_STATE["expected_version"] = self.version
@@ -64,7 +75,8 @@ class JaxWorkerPlugin(WorkerPlugin):
         quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
         try:
-            configure_jax(self.compile_cache_dir, self.xla_flags, cpus)
+            configure_jax(self.compile_cache_dir, self.xla_flags, cpus,
+                          getattr(self, "xla_threads", None))
         except Exception as e:  # noqa: BLE001 - reported by grid.health's set-up check
             WORKER_STATE["setup_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             raise
@@ -92,12 +104,15 @@ def quiet_simulated_faults() -> None:
         log.addFilter(_SimulatedFaultFilter())
 
 
-def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None):
+def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None, xla_threads=None):
     """Apply JAX settings in this process (they only take effect before JAX starts)."""
     started = _jax_backend_started()
     WORKER_STATE["jax_started_before_setup"] = started
+    if xla_threads is not None:
+        set_xla_threads(xla_threads, started)
     if cpus and hasattr(os, "sched_setaffinity") and not started:
-        # XLA sizes its CPU thread pool from the schedulable cores when it starts.
+        # XLA sizes its CPU thread pool from the schedulable cores when it starts
+        # (unless PJRT_NPROC fixes it: set above).
         os.sched_setaffinity(0, set(cpus))
         WORKER_STATE["cpus"] = sorted(cpus)
     if "jax" not in sys.modules:
@@ -106,6 +121,56 @@ def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None):
     if compile_cache_dir:
         from fedjax_grid.training.compile_cache import enable_persistent_cache
         enable_persistent_cache(compile_cache_dir)
+
+
+class XlaThreadsMismatch(RuntimeError):
+    """JAX started in this worker with another intra-op pool size than the run asks for."""
+
+
+def xla_pool_size(environ=None) -> int:
+    """The size of XLA:CPU's intra-op thread pool in a process started with ``environ``:
+    ``PJRT_NPROC``, else ``NPROC`` (XLA's ``DefaultThreadPoolSize``), else the CPUs the
+    process may use."""
+    environ = os.environ if environ is None else environ
+    for name in ("PJRT_NPROC", "NPROC"):
+        value = environ.get(name, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_xla_threads(n: int, started: bool) -> None:
+    """Make XLA:CPU's intra-op pool ``n`` threads (``PJRT_NPROC``) in this process.
+
+    Before JAX's backend starts the variable decides it; after, the pool exists: a size
+    other than ``n`` raises ``XlaThreadsMismatch`` (the worker would compute other numbers).
+    """
+    if started and xla_pool_size() != n:
+        raise XlaThreadsMismatch(
+            f"JAX already runs in this worker with {xla_pool_size()} XLA threads, the run "
+            f"asks for grid.xla_threads={n} (other numbers than the other workers): restart "
+            "the worker")
+    os.environ["PJRT_NPROC"] = str(int(n))
+    WORKER_STATE["xla_threads"] = int(n)
+
+
+def numerics_signature() -> dict:
+    """What this process's numbers depend on beyond the task: jax/jaxlib versions,
+    ``XLA_FLAGS``, the XLA:CPU pool size and the CPU's vector extensions (e.g.
+    ``client.run(numerics_signature)``: workers with equal signatures compute a client's
+    update bitwise alike)."""
+    import jax
+    import jaxlib
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pass
+    isa = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "xla_threads": xla_pool_size(),
+            "devices": jax.local_device_count(), "cpu": " ".join(isa)}
 
 
 #: glibc mallopt parameters and the values its dynamic threshold grows to on 64-bit

@@ -31,10 +31,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.models import precision
 
 #: The patches+matmul conv is used in the fast path when max(H, W) of the
 #: conv's input is at most this (measured on XLA:CPU, see docs/THROUGHPUT.md).
 PATCHES_MAX_SPATIAL = 4
+#: The same bound when the matmuls take bf16 operands (``models.precision``): XLA:CPU
+#: runs bf16 only in dots, so more convs pay for their patches (docs/THROUGHPUT.md).
+PATCHES_MAX_SPATIAL_BF16 = 8
 
 PaddingLike = Any
 Initializer = Callable[..., jax.Array]
@@ -121,6 +125,7 @@ class Conv3x3Patches(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    bf16: bool = False  # bf16 operands, f32 accumulation (models.precision.bf16_conv)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -133,11 +138,15 @@ class Conv3x3Patches(nn.Module):
                 if self.use_bias else None)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         pads = resolve_padding(self.padding, x.shape[1:3], (kh, kw), strides)
-        slices, oh, ow = _shifted_slices(x, (kh, kw), strides, pads)
-        patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
-        # patches channel index (i*kw + j)*C + c matches kernel.reshape(-1, F) row order.
-        y = lax.dot_general(patches, kernel.reshape(kh * kw * cin, self.features),
-                            (((3,), (0,)), ((), ())), precision=self.precision)
+        if self.bf16 and strides == (1, 1):
+            y = precision.bf16_conv(x, kernel, pads)
+        else:
+            slices, oh, ow = _shifted_slices(x, (kh, kw), strides, pads)
+            patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+            # patches channel index (i*kw + j)*C + c matches kernel.reshape(-1, F) row order.
+            dot = precision.bf16_dot_general if self.bf16 else lax.dot_general
+            y = dot(patches, kernel.reshape(kh * kw * cin, self.features),
+                    (((3,), (0,)), ((), ())), precision=self.precision)
         if bias is not None:
             y = y + bias
         return y
@@ -193,12 +202,16 @@ def conv2d(features: int, kernel_size: int | Sequence[int], *, strides: int = 1,
            padding: PaddingLike = "SAME", groups: int = 1, use_bias: bool = True,
            fast: bool, in_hw: Sequence[int] | None = None, name: str,
            kernel_init: Initializer = nn.linear.default_kernel_init,
-           in_features: int | None = None) -> nn.Module:
+           in_features: int | None = None, dtype: Any = None,
+           bf16: bool = False) -> nn.Module:
     """A 2-D conv module: ``nn.Conv`` or its fast-path twin (same ``name`` and params).
 
     ``fast`` selects the fast path; with it, depthwise convs (``groups == in_features``)
     use ``DepthwiseConvShifted`` and dense convs on maps with max(in_hw) <=
-    ``PATCHES_MAX_SPATIAL`` use ``Conv3x3Patches``. Everything else is ``nn.Conv``.
+    ``PATCHES_MAX_SPATIAL`` use ``Conv3x3Patches``. ``bf16`` (the fast path's bf16
+    precision, ``models.precision``) makes that conv's matmuls bf16 ones; with it the
+    bound is ``PATCHES_MAX_SPATIAL_BF16`` and 1x1 convs are matmuls too. Everything
+    else is ``nn.Conv`` computing in ``dtype`` (None: the input's).
     """
     ks = _pair(kernel_size)
     if fast:
@@ -206,9 +219,12 @@ def conv2d(features: int, kernel_size: int | Sequence[int], *, strides: int = 1,
             return DepthwiseConvShifted(features, ks, strides=strides, padding=padding,
                                         use_bias=use_bias, kernel_init=kernel_init,
                                         name=name)
-        if groups == 1 and in_hw is not None and max(in_hw) <= PATCHES_MAX_SPATIAL:
+        bound = PATCHES_MAX_SPATIAL_BF16 if bf16 else PATCHES_MAX_SPATIAL
+        small = in_hw is not None and max(in_hw) <= bound
+        if groups == 1 and (small or (bf16 and ks == (1, 1))):
             return Conv3x3Patches(features, ks, strides=strides, padding=padding,
-                                  use_bias=use_bias, kernel_init=kernel_init, name=name)
+                                  use_bias=use_bias, kernel_init=kernel_init, name=name,
+                                  bf16=bf16)
     return nn.Conv(features, ks, strides=strides, padding=padding,
                    feature_group_count=groups, use_bias=use_bias,
-                   kernel_init=kernel_init, name=name)
+                   kernel_init=kernel_init, name=name, dtype=dtype)

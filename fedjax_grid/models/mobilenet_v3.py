@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_grid.models import fast_paths
+from fedjax_grid.models.precision import fast_bf16, layer_dot_general, layer_dtype
 
 class Block(NamedTuple):
     """One inverted-residual block: channels before width scaling."""
@@ -90,7 +91,8 @@ class MobileNetV3(nn.Module):
     ``fast_paths.DepthwiseConvShifted`` for depthwise convs; bn_momentum: decay of the
     running statistics (flax convention, default 0.99 as torchvision's 0.01).
     ``bn_mask``: optional bool (N, 1, 1, 1) marking the rows whose batch statistics
-    count in training mode.
+    count in training mode. precision: 'f32' | 'bf16' compute (f32 parameters either way;
+    set by the trainer from ``training.precision``, see ``models.precision``).
     """
     variant: str
     num_classes: int
@@ -98,11 +100,18 @@ class MobileNetV3(nn.Module):
     dropout_rate: float = 0.2
     fast_path: bool | None = None
     bn_momentum: float = 0.99
+    precision: str = "f32"
 
     def _bn(self, train: bool, name: str, mask=None):
+        fast = fast_paths.resolve_fast_path(self.fast_path)
         bn = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                          epsilon=1e-3, name=name)
+                          epsilon=1e-3, dtype=layer_dtype(self.precision, fast), name=name)
         return lambda y: bn(y, mask=mask)
+
+    def _dense(self, features: int, name: str, **kw):
+        fast = fast_paths.resolve_fast_path(self.fast_path)
+        return nn.Dense(features, dtype=layer_dtype(self.precision, fast),
+                        dot_general=layer_dot_general(self.precision, fast), name=name, **kw)
 
     def _conv(self, x, features, kernel, stride, groups, fast, name):
         pad = (kernel - 1) // 2
@@ -110,7 +119,8 @@ class MobileNetV3(nn.Module):
                                  padding=((pad, pad), (pad, pad)), groups=groups,
                                  use_bias=False, fast=fast, in_hw=x.shape[1:3],
                                  in_features=x.shape[-1], kernel_init=_conv_init,
-                                 name=name)(x)
+                                 name=name, dtype=layer_dtype(self.precision, fast),
+                                 bf16=fast_bf16(self.precision, fast))(x)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool, bn_mask: jax.Array | None = None) -> jax.Array:
@@ -133,8 +143,8 @@ class MobileNetV3(nn.Module):
             if b.se:
                 sq = make_divisible(exp_c // 4, 8)
                 s = jnp.mean(y, axis=(1, 2), keepdims=True)
-                s = nn.relu(nn.Dense(sq, name=p + "se_fc1")(s))
-                s = nn.hard_sigmoid(nn.Dense(exp_c, name=p + "se_fc2")(s))
+                s = nn.relu(self._dense(sq, p + "se_fc1")(s))
+                s = nn.hard_sigmoid(self._dense(exp_c, p + "se_fc2")(s))
                 y = y * s
             y = self._conv(y, out_c, 1, 1, 1, fast, p + "project_conv")
             y = self._bn(train, p + "project_bn", bn_mask)(y)
@@ -143,11 +153,10 @@ class MobileNetV3(nn.Module):
         x = self._conv(x, last_conv, 1, 1, 1, fast, "last_conv")
         x = nn.hard_swish(self._bn(train, "last_bn", bn_mask)(x))
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dense(adjust(LAST_CHANNEL[self.variant]), kernel_init=_dense_init,
-                     name="fc")(x)
+        x = self._dense(adjust(LAST_CHANNEL[self.variant]), "fc", kernel_init=_dense_init)(x)
         x = nn.hard_swish(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, kernel_init=_dense_init, name="classifier")(x)
+        return self._dense(self.num_classes, "classifier", kernel_init=_dense_init)(x)
 
 
 # ---------------------------------------------------------------- registration
@@ -161,7 +170,8 @@ from fedjax_grid.registry import Params  # noqa: E402
 
 
 class MobileNetV3Params(Params):
-    width_multiplier: float = Field(1.0, gt=0.0, description="scales every channel count")
+    width_multiplier: float = Field(1.0, gt=0.0, le=4.0, description=(
+        "scales every channel count (at most 4)"))
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier")
     fast_path: Optional[bool] = Field(None, description="shifted depthwise convs (null: on the CPU backend)")
     bn_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_grid.models import fast_paths
+from fedjax_grid.models.precision import fast_bf16, layer_dot_general, layer_dtype
 
 #: Channel plan per config; 'M' is a 2x2/2 max pool.
 CONFIGS: dict[str, tuple] = {
@@ -71,6 +72,8 @@ class VGG(nn.Module):
     BatchNorm running statistics (flax convention: new = m * old + (1 - m) * batch).
     ``bn_mask``: optional bool (N, 1, 1, 1) marking the rows whose batch statistics
     count in training mode (padded rows excluded; see ``training.bn_stats``).
+    precision: 'f32' | 'bf16' compute (f32 parameters either way; set by the trainer from
+    ``training.precision``, see ``models.precision``).
     """
     config: str
     num_classes: int
@@ -80,10 +83,12 @@ class VGG(nn.Module):
     dropout_rate: float | None = None
     fast_path: bool | None = None
     bn_momentum: float = 0.9
+    precision: str = "f32"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool, bn_mask: jax.Array | None = None) -> jax.Array:
         fast = fast_paths.resolve_fast_path(self.fast_path)
+        dtype, dot = layer_dtype(self.precision, fast), layer_dot_general(self.precision, fast)
         i = 0
         for v in CONFIGS[self.config]:
             if v == "M":
@@ -92,12 +97,14 @@ class VGG(nn.Module):
             c = scaled_channels(v, self.width)
             x = fast_paths.conv2d(c, 3, padding=((1, 1), (1, 1)), fast=fast,
                                   in_hw=x.shape[1:3], name=f"conv{i}",
-                                  kernel_init=_conv_init)(x)
+                                  kernel_init=_conv_init, dtype=dtype,
+                                  bf16=fast_bf16(self.precision, fast))(x)
             if self.norm == "batch":
                 x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                                 epsilon=1e-5, name=f"bn{i}")(x, mask=bn_mask)
+                                 epsilon=1e-5, dtype=dtype, name=f"bn{i}")(x, mask=bn_mask)
             elif self.norm == "group":
-                x = nn.GroupNorm(num_groups=_group_count(c), epsilon=1e-5, name=f"gn{i}")(x)
+                x = nn.GroupNorm(num_groups=_group_count(c), epsilon=1e-5, dtype=dtype,
+                                 name=f"gn{i}")(x)
             x = nn.relu(x)
             i += 1
         if self.head == "cifar":
@@ -105,16 +112,19 @@ class VGG(nn.Module):
             x = jnp.mean(x, axis=(1, 2))
             if rate > 0:
                 x = nn.Dropout(rate, deterministic=not train)(x)
-            return nn.Dense(self.num_classes, kernel_init=_dense_init, name="classifier")(x)
+            return nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=dtype,
+                            dot_general=dot, name="classifier")(x)
         rate = 0.5 if self.dropout_rate is None else self.dropout_rate
         x = adaptive_avg_pool(x, (7, 7))
         x = x.reshape(x.shape[0], -1)
         hidden = scaled_channels(4096, self.width)
         for k in range(2):
-            x = nn.Dense(hidden, kernel_init=_dense_init, name=f"fc{k}")(x)
+            x = nn.Dense(hidden, kernel_init=_dense_init, dtype=dtype, dot_general=dot,
+                         name=f"fc{k}")(x)
             x = nn.relu(x)
             x = nn.Dropout(rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, kernel_init=_dense_init, name="classifier")(x)
+        return nn.Dense(self.num_classes, kernel_init=_dense_init, dtype=dtype, dot_general=dot,
+                        name="classifier")(x)
 
 
 # ---------------------------------------------------------------- registration
@@ -131,7 +141,8 @@ class VGGParams(Params):
     norm: Literal["none", "batch", "group"] = Field("none", description="normalisation after each conv")
     head: Literal["cifar", "imagenet"] = Field(
         "cifar", description="cifar: global pool + Dense; imagenet: 7x7 pool + 2 x Dense 4096")
-    width: float = Field(1.0, gt=0.0, description="channel multiplier")
+    width: float = Field(1.0, gt=0.0, le=4.0, description=(
+        "channel multiplier (at most 4: 16x the parameters; beyond, a desktop's memory)"))
     dropout_rate: Optional[float] = Field(None, ge=0.0, lt=1.0, description=(
         "dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)"))
     fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on CPU)")

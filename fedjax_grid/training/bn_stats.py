@@ -29,8 +29,9 @@ import numpy as np
 
 from fedjax_grid import streams
 from fedjax_grid.federated.bn_pooling import layer_map, stats_from_moments
-from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, device_tuple, eval_batches, hash_key,
-                                          shardings, split_collections, to_input)
+from fedjax_grid.training.compile_cache import AotFunction
+from fedjax_grid.training.trainer import (DEFAULT_PREPROCESS, describe, device_tuple, eval_batches,
+                                          hash_key, shardings, split_collections, to_input)
 
 _MOMENTS_CACHE: dict = {}
 _SPREAD_CACHE: dict = {}
@@ -62,7 +63,8 @@ def _get_moments_step(model, preprocess, devs: tuple):
                                    mutable=["batch_stats"])
         return new["batch_stats"]  # per layer: mean and variance of this batch's real rows
 
-    fn = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=rep)
+    fn = AotFunction(jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=rep),
+                     describe("bn_moments", model, preprocess, devs=devs), devs)
     _MOMENTS_CACHE[key] = (fn, model, preprocess)
     return fn
 
@@ -139,7 +141,8 @@ def _get_spread_step(model, preprocess):
         s = lambda z: jnp.mean(jnp.std(z.astype(jnp.float32), axis=0))  # noqa: E731
         return jnp.stack([s(eval_logits), s(train_logits)])
 
-    fn = jax.jit(spread)
+    fn = AotFunction(jax.jit(spread), describe("logit_spread", model, preprocess),
+                     tuple(jax.local_devices()[:1]))
     _SPREAD_CACHE[key] = (fn, model, preprocess)
     return fn
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import optax
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.models.precision import PRECISIONS, check_precision  # noqa: F401 (re-exported)
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
@@ -34,6 +35,9 @@ class HParams:
     prox_mu: FedProx coefficient mu >= 0; adds mu/2 * ||w - w_anchor||^2 over params.
     augment: random crop (with padding H//8) and horizontal flip on training batches.
     grad_clip: clip gradients to this global L2 norm (> 0), or None.
+    precision: 'f32' | 'bf16' compute of the train step (``models.precision``: bf16
+        operands with float32 accumulation; parameters, optimizer state, the loss and
+        BatchNorm statistics stay float32).
     """
     optimizer: str = "sgd"
     learning_rate: float = 0.01
@@ -44,6 +48,7 @@ class HParams:
     prox_mu: float = 0.0
     augment: bool = False
     grad_clip: Optional[float] = None
+    precision: str = "f32"
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -58,6 +63,7 @@ class HParams:
             raise UserError(f"augment must be true or false, got {self.augment!r}")
         if self.grad_clip is not None:
             _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        check_precision(self.precision)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -33,8 +33,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fedjax_grid.errors import UserError
+from fedjax_grid.models.precision import with_precision
 from fedjax_grid.training import batching
 from fedjax_grid.training.augment import Standardize, random_crop_flip
+from fedjax_grid.training.compile_cache import AotFunction, source_digest
 from fedjax_grid.training.hparams import HParams, optimizer_factory
 
 DEFAULT_PREPROCESS = Standardize()
@@ -54,6 +56,14 @@ def hash_key(obj) -> Any:
         return obj
     except TypeError:
         return ("repr", type(obj).__qualname__, repr(obj))
+
+
+def describe(kind: str, model, preprocess=None, *parts, devs: tuple = ()) -> str:
+    """Text naming a compiled function exactly, for ``compile_cache.AotFunction``: its kind,
+    the reprs of model and preprocessing, other static ``parts``, the devices and the
+    digests of the source files defining the model's and preprocessing's classes."""
+    return repr((kind, repr(model), repr(preprocess), parts,
+                 [(d.platform, d.id) for d in devs], source_digest(model, preprocess)))
 
 
 def device_tuple(devices: Optional[Sequence]) -> tuple:
@@ -76,14 +86,14 @@ def _check_divisible(batch_size: int, devs: tuple) -> None:
                         f"devices ({len(devs)})")
 
 
-def _as_key(rng):
+def as_key(rng):
     """A JAX PRNG key from an int seed, a raw uint32 key or a typed key."""
     if isinstance(rng, (int, np.integer)):
         return jax.random.PRNGKey(int(rng))
     return rng
 
 
-def _key_words(rng) -> list[int]:
+def key_words(rng) -> list[int]:
     """The key's bits as Python ints (to seed host-side numpy permutations)."""
     arr = jnp.asarray(rng)
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
@@ -147,13 +157,15 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
             p_rng, d_rng = jax.random.split(rng)
             return model.init({"params": p_rng, "dropout": d_rng},
                               jnp.zeros(shape, jnp.float32), train=False)
-        fn = _INIT_CACHE[key] = jax.jit(init)
-    return dict(fn(_as_key(rng)))
+        fn = _INIT_CACHE[key] = AotFunction(jax.jit(init), describe("init", model, None, shape))
+    return dict(fn(as_key(rng)))
 
 
 # ------------------------------------------------------------ train step
 
-def _opt_hparams(hp: HParams) -> tuple:
+def opt_hparams(hp: HParams) -> tuple:
+    """The optimizer's injected hyper-parameters of ``hp`` (float32: lr, momentum, weight
+    decay[, grad clip]), the second argument of ``get_opt_init``'s function."""
     vals = [hp.learning_rate, hp.momentum, hp.weight_decay]
     if hp.grad_clip is not None:
         vals.append(hp.grad_clip)
@@ -165,7 +177,9 @@ def _inject(name: str, clip: bool, vals):
     return optax.inject_hyperparams(optimizer_factory(name, clip))(**dict(zip(names, vals)))
 
 
-def _get_opt_init(name: str, clip: bool, devs: tuple):
+def get_opt_init(name: str, clip: bool, devs: tuple):
+    """The cached, jitted ``(params, opt_hparams) -> optimizer state`` of optimizer ``name``
+    (``clip``: with gradient clipping), replicated over ``devs``."""
     key = (name, clip, devs)
     fn = _OPT_INIT_CACHE.get(key)
     if fn is None:
@@ -173,21 +187,25 @@ def _get_opt_init(name: str, clip: bool, devs: tuple):
 
         def opt_init(params, vals):
             return _inject(name, clip, vals).init(params)
-        fn = _OPT_INIT_CACHE[key] = jax.jit(opt_init, out_shardings=rep)
+        fn = _OPT_INIT_CACHE[key] = AotFunction(jax.jit(opt_init, out_shardings=rep),
+                                                describe("opt_init", None, None, name, clip, devs=devs),
+                                                devs)
     return fn
 
 
-def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple,
-                    linear: bool = False):
-    """The jitted train step; ``linear``: it takes one more argument, ``offset`` (a tree
-    like the params), and its loss has the linear term ``<offset, params>`` (a client
-    algorithm's gradient correction, e.g. SCAFFOLD's ``c - c_i``)."""
-    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs) + \
-        (("linear",) if linear else ())
-    entry = _TRAIN_CACHE.get(key)
-    if entry is not None:
-        return entry[0]
-    rep, dat = shardings(devs)
+def train_step_fn(model, name: str, clip: bool, augment: bool, preprocess,
+                  linear: bool = False) -> Callable:
+    """The (un-jitted) train step of ``local_train``: one masked batch, pure.
+
+    ``step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx)
+    -> (params, extra, opt_state, sums + [loss sum, correct, count])``; images (B, H, W, C),
+    labels (B,), mask float32 (B,); the step's dropout and augmentation keys are
+    ``split(fold_in(rng, step_idx))``. Optimizer hyper-parameters are read from
+    ``opt_state`` (``optax.inject_hyperparams``). ``linear``: the step takes one more
+    argument, ``offset`` (a tree like the params), and its loss has the linear term
+    ``<offset, params>`` (a client algorithm's gradient correction, e.g. SCAFFOLD's
+    ``c - c_i``).
+    """
     n_dummy = 4 if clip else 3
     tx = _inject(name, clip, (0.0,) * n_dummy)  # update() reads hyper-params from the state
 
@@ -224,8 +242,24 @@ def _get_train_step(model, name: str, clip: bool, augment: bool, preprocess, dev
         def step(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng, step_idx):
             return body(params, extra, opt_state, sums, anchor, mu, images, labels, mask, rng,
                         step_idx, None)
-    fn = jax.jit(step, in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep)
+    return step
+
+
+def get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs: tuple,
+                    linear: bool = False):
+    """The jitted ``train_step_fn`` (with ``linear``: its ``offset`` argument too), its
+    compiled program persisted whole (``compile_cache.AotFunction``)."""
+    key = (hash_key(model), name, clip, augment, hash_key(preprocess), devs) + \
+        (("linear",) if linear else ())
+    entry = _TRAIN_CACHE.get(key)
+    if entry is not None:
+        return entry[0]
+    rep, dat = shardings(devs)
+    fn = jax.jit(train_step_fn(model, name, clip, augment, preprocess, linear),
+                 in_shardings=(rep, rep, rep, rep, rep, rep, dat, dat, dat, rep, rep)
                  + ((rep,) if linear else ()), out_shardings=(rep, rep, rep, rep))
+    fn = AotFunction(fn, describe("train", model, preprocess, name, clip, augment,
+                                  *(("linear",) if linear else ()), devs=devs), devs)
     _TRAIN_CACHE[key] = (fn, model, preprocess)  # keep key objects alive
     return fn
 
@@ -249,6 +283,8 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     devices: devices to shard each batch over (default ``jax.local_devices()``).
     interrupt: called before every step; it may raise to abandon the training (a grid
         task cancelled by the coordinator stops within one step).
+    ``hparams.precision`` picks the compute precision of the train step
+    (``models.precision.with_precision``); the returned variables are float32.
 
     The optimizer state starts fresh on each call. Returns ``(variables,
     metrics)`` with metrics ``{'loss', 'accuracy'}`` (means over the real
@@ -272,12 +308,12 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     extra = jax.device_put(extra, rep)
     anchor = _placed_anchor(anchor_params, params, rep)
     clip = hparams.grad_clip is not None
-    opt_state = _get_opt_init(hparams.optimizer, clip, devs)(params, _opt_hparams(hparams))
-    step = _get_train_step(model, hparams.optimizer, clip, hparams.augment, preprocess, devs,
-                           linear=grad_offset is not None)
+    opt_state = get_opt_init(hparams.optimizer, clip, devs)(params, opt_hparams(hparams))
+    step = get_train_step(with_precision(model, hparams.precision), hparams.optimizer, clip,
+                           hparams.augment, preprocess, devs, linear=grad_offset is not None)
     offset = () if grad_offset is None else (_placed_anchor(grad_offset, params, rep),)
     params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
-                                             images, labels, _as_key(rng), offset, interrupt)
+                                             images, labels, as_key(rng), offset, interrupt)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     metrics = {"loss": loss_sum / count, "accuracy": correct / count,
                "num_examples": int(n), "num_steps": int(steps)}
@@ -302,7 +338,7 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
     Returns ``(params, extra, sums of the last epoch, number of steps)``.
     """
     params, extra, opt_state = state
-    words = _key_words(key)
+    words = key_words(key)
     mu = np.float32(hparams.prox_mu)
     n = len(labels)
     steps = 0
@@ -334,7 +370,8 @@ def _get_eval_step(model, preprocess, devs: tuple):
         batch_sums, _ = _masked_sums(logits, labels, mask)
         return sums + batch_sums
 
-    fn = jax.jit(step, in_shardings=(rep, rep, rep, dat, dat, dat), out_shardings=rep)
+    fn = AotFunction(jax.jit(step, in_shardings=(rep, rep, rep, dat, dat, dat), out_shardings=rep),
+                     describe("eval", model, preprocess, devs=devs), devs)
     _EVAL_CACHE[key] = (fn, model, preprocess)
     return fn
 

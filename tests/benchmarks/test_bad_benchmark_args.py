@@ -1,7 +1,7 @@
 """Benchmarks refuse bad options in one line with exit code 2 (before running anything)."""
 import pytest
 
-from benchmarks import cpu_bound, round_profile
+from benchmarks import client_tasks, cpu_bound, first_round, precision, round_profile
 
 
 @pytest.mark.parametrize("module, argv, words", [
@@ -9,6 +9,12 @@ from benchmarks import cpu_bound, round_profile
     (cpu_bound, ["--short", "8", "--long", "2"], "1 <= short < long required"),
     (round_profile, ["--overlap", "maybe"], "--overlap 'maybe' is invalid: on, off or on,off"),
     (round_profile, ["--clients", "4,x"], "--clients '4,x' is invalid"),
+    (precision, ["--models", "vgg17"], "--models 'vgg17' is invalid: allowed are vgg16"),
+    (precision, ["--steps", "0"], "--steps and --batch must be integers >= 1"),
+    (precision, ["--accuracy", "--seeds", "a"], "--seeds 'a' / --rounds 10 is invalid"),
+    (client_tasks, ["--clients", "4,x"], "--clients '4,x'"),
+    (client_tasks, ["--configs", "seq 3t/1c"], "configs among seq 1t/1c"),
+    (first_round, ["--rounds", "2"], "--rounds 2 is invalid"),
 ])
 def test_bad_option_one_line_exit_2(module, argv, words, capsys):
     assert module.main(argv) == 2

@@ -47,13 +47,15 @@ def test_tiny_run_prints_both_toolkits(tmp_path):
     rows = {}
     for line in proc.stdout.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 6 and cells[0] == "4":
+        if len(cells) == 8 and cells[0] == "4":
             rows[cells[1]] = cells
     assert set(rows) == {"fedjax_grid", "flower"}, proc.stdout
-    for cells in rows.values():
-        wall, steady, rss = (float(c) for c in cells[2:5])
-        assert wall > 0 and steady > 0 and rss > 0, cells
-        assert 0.0 <= float(cells[5].rstrip(" %")) <= 100.0
+    for cells in rows.values():  # "median (min-max)" cells
+        assert cells[2] == "1"
+        wall, steady, rss, acc, load = (float(c.split()[0]) for c in cells[3:8])
+        assert wall > 0 and steady > 0 and rss > 0 and load >= 0, cells
+        assert 0.0 <= acc <= 100.0
+    assert "environment at start:" in proc.stdout and "load average" in proc.stdout
     assert any(line.startswith("| 4 | ") and ("(met)" in line or "(missed)" in line)
                for line in proc.stdout.splitlines()), proc.stdout
     data = json.loads(out.read_text())

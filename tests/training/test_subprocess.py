@@ -85,3 +85,60 @@ def test_persistent_cache_is_populated_and_reused(tmp_path):
     assert second["loss"] == first["loss"]
     # the second process loaded every program from disk: no new cache entries
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == files
+
+
+AOT = """
+    import json, os, numpy as np
+    from training_models import TinyCNN
+    from fedjax_grid.training import HParams, enable_persistent_cache, init_variables, local_train
+    from fedjax_grid.training import trainer
+    traced = []
+    build = trainer.train_step_fn
+
+    def counting(*a, **k):  # counts the Python executions (traces) of the train step
+        step = build(*a, **k)
+        def traced_step(*args):
+            traced.append(1)
+            return step(*args)
+        return traced_step
+    trainer.train_step_fn = counting
+    enable_persistent_cache(os.environ["CACHE_DIR"])
+    model = TinyCNN()
+    variables = init_variables(model, (8, 8, 3), 0)
+    rs = np.random.RandomState(0)
+    data = (rs.randint(0, 256, (10, 8, 8, 3)).astype(np.uint8), rs.randint(0, 10, 10))
+    new, m = local_train(model, variables, data, HParams(batch_size=4, augment=True), 3)
+    total = float(sum(np.abs(np.asarray(a, np.float64)).sum() for a in
+                      __import__("jax").tree.leaves(new)))
+    print(json.dumps(dict(traced=len(traced), loss=m["loss"], total=total)))
+"""
+
+
+def test_programs_persist_whole_a_second_process_traces_nothing(tmp_path):
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    first = _run(AOT, env)
+    programs = sorted((tmp_path / "cache" / "fedjax_grid-aot").glob("*.pkl"))
+    assert first["traced"] >= 1 and len(programs) >= 3  # init, optimizer init, train step
+    second = _run(AOT, env)
+    assert second["traced"] == 0  # loaded: neither traced nor lowered nor compiled
+    assert (second["loss"], second["total"]) == (first["loss"], first["total"])
+    off = _run(AOT, dict(env, FEDJAX_GRID_AOT="0"))
+    assert off["traced"] >= 1 and (off["loss"], off["total"]) == (first["loss"], first["total"])
+    for p in programs:  # damaged entries are compiled again, with the same numbers
+        p.write_bytes(b"not a program")
+    again = _run(AOT, env)
+    assert again["traced"] >= 1 and (again["loss"], again["total"]) == (first["loss"], first["total"])
+    # removed, and stored again where this process compiled the program itself
+    assert all(not p.exists() or p.read_bytes() != b"not a program" for p in programs)
+
+
+def test_a_program_jax_loaded_from_its_cache_is_not_persisted_whole(tmp_path):
+    # jaxlib 0.10.2: an executable JAX loaded from its persistent cache serialises without
+    # its kernels; stored, every later process failed calling it ("NOT_FOUND: Function").
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    off = _run(AOT, dict(env, FEDJAX_GRID_AOT="0"))  # fills JAX's cache only
+    first = _run(AOT, env)  # obtains its programs from JAX's cache: none is stored whole
+    assert not list((tmp_path / "cache").rglob("fedjax_grid-aot/*.pkl"))
+    second = _run(AOT, env)
+    assert (first["loss"], first["total"]) == (second["loss"], second["total"]) == \
+        (off["loss"], off["total"])

@@ -193,3 +193,10 @@ def test_typed_and_raw_keys_are_accepted(tiny):
     c, _ = local_train(model, variables, data, hp, jax.random.PRNGKey(3))
     d, _ = local_train(model, variables, data, hp, 3)
     assert _tree_equal(a, b) and _tree_equal(c, d)
+
+
+def test_aot_description_with_an_address_is_not_persisted():
+    from fedjax_grid.training.compile_cache import AotFunction
+    f = AotFunction(jax.jit(lambda x: x + 1), "model with <function f at 0x7f00>")
+    assert f.description is None
+    assert int(f(np.int32(1))) == 2

@@ -44,6 +44,7 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner.context import RoundStopped, StopRequested
+from fedjax_grid.runner.stall import RunStalled, stall_message
 
 
 def concurrency(cfg) -> int:
@@ -122,14 +123,17 @@ class AsyncRounds:
                 ctx.healthy_workers()  # NoWorkersError after grid.wait_for_workers_s
                 time.sleep(0.2)
                 self._fill(rows)
+                self._stop_if_stalled(rows)
                 continue
             for fut, k, attempt in self.dispatch.completed(
                     self._deadline(), stop=lambda: self.fold.version != v or ctx.stop_requested()):
                 rows += self._arrived(fut, k, attempt)
                 if self.fold.version != v:
                     break  # one server update per step: later arrivals wait for the next
+                self._stop_if_stalled(rows)
                 self._fill(rows)
             rows += self._cancel_overdue()
+            self._stop_if_stalled(rows)
 
     def _stopped(self, rows: list[dict]) -> RoundStopped:
         """Cancel the tasks in flight; record them and this version's arrivals as
@@ -148,6 +152,25 @@ class AsyncRounds:
         if self.dispatch is None:
             return 0
         return self._stopped([]).tasks
+
+    def _stop_if_stalled(self, rows: list[dict]) -> None:
+        """``RunStalled`` once ``grid.max_rounds_without_update`` x K task outcomes in a row
+        brought no update into the buffer; their rows are recorded first."""
+        n = self.ctx.config.grid.max_rounds_without_update
+        tail = []
+        for t in reversed(rows):
+            if t["status"] == "ok":
+                break
+            tail.append(t)
+        if not n or len(tail) < n * self.k:
+            return
+        for t in rows:
+            t["round"] = self.fold.version + 1  # the server update they were meant for
+            self.ctx.records.add_task(t)
+        self.ctx.save_records()
+        raise RunStalled(stall_message(
+            tail, n=n, unit=f"x {self.k} task outcomes in a row (K={self.k} in flight)",
+            done=self.ctx.round))
 
     def _begin(self) -> list[dict]:
         """The fold and dispatch of this process; rows of tasks lost by a resume."""

@@ -1,0 +1,273 @@
+"""Client throughput of local training in f32 vs bf16 (``training.precision``).
+
+Times the jitted train step that ``training.local_train`` runs (the trainer's own
+cached step: momentum SGD, BatchNorm, masked batch, the model's fast path) for each
+model in both precisions, alternating f32 / bf16 repeats, and prints a Markdown
+table of the medians with their spread (min-max over repeats):
+
+    python benchmarks/precision.py                          # the three models below
+    python benchmarks/precision.py --models vgg16_w025 --repeats 3 --steps 4
+    PJRT_NPROC=1 taskset -c 0 python benchmarks/precision.py    # one core, as a pinned worker
+
+Models (batch 32, uint8 input standardised in the step, random data):
+
+* ``vgg16``: VGG-16, BatchNorm, CIFAR head, 32x32, 10 classes (width 1.0);
+* ``vgg16_w025``: the same at width 0.25;
+* ``mobilenet_v3_small``: MobileNetV3-Small, 64x64, 200 classes.
+
+Per repeat: ``--steps`` steps after one warm-up step, each ended with
+``block_until_ready``; examples/s = batch / (median step time). "cpu s/step" is the
+process CPU time per step (all threads): on a shared machine it moves less with other
+jobs' load than the wall clock. The first call of each step (compilation) is
+reported apart. The load average before and after, the CPU's bf16 support and the
+XLA thread-pool size (``PJRT_NPROC``, default the cores this process may use) are
+printed with the table.
+
+Accuracy (``--accuracy``): the same federated run in both precisions through the real
+engine (``python -m fedjax_grid.cli run``, one run at a time, alternating f32 / bf16
+per seed): VGG-16 width 0.25 with BatchNorm on the CIFAR-10 slice
+(``../shared/data/cifar-10-binary-sample.tar.gz``; ``FEDJAX_GRID_SHARED_DATA``
+overrides), 10 iid clients, momentum SGD lr 0.05, batch 32, ``--rounds`` rounds. It
+prints the final global test accuracy per seed, mean +- sd, and the paired difference
+bf16 - f32 (goal: |mean difference| <= 0.5 points):
+
+    python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 10
+    python benchmarks/precision.py --accuracy --data digits --seeds 0,1,2 --rounds 8  # quickstart
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from fedjax_grid.models import fast_paths, get_model
+from fedjax_grid.models.precision import PRECISIONS, with_precision
+from fedjax_grid.training import HParams, Standardize, init_variables, trainer
+
+#: name -> (registry name, input side, classes, model kwargs)
+MODELS = {
+    "vgg16": ("vgg16", 32, 10, {"norm": "batch"}),
+    "vgg16_w025": ("vgg16", 32, 10, {"norm": "batch", "width": 0.25}),
+    "mobilenet_v3_small": ("mobilenet_v3_small", 64, 200, {}),
+}
+
+
+def cpu_bf16_flags() -> str:
+    """The CPU's bf16-related feature flags (Linux), or '?' elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "?"
+    return " ".join(f for f in flags if "bf16" in f or f.startswith("amx")) or "none"
+
+
+class StepTimer:
+    """One model's trainer train step in one precision, with its own state."""
+
+    def __init__(self, model_name: str, precision: str, batch: int):
+        name, hw, classes, kw = MODELS[model_name]
+        model = get_model(name, classes, **kw)
+        self.hp = HParams(optimizer="momentum", learning_rate=0.01, batch_size=batch,
+                          precision=precision)
+        devs = trainer.device_tuple(None)
+        rep, _ = trainer.shardings(devs)
+        variables = init_variables(model, (hw, hw, 3), 0)
+        params, self.extra = trainer.split_collections(variables)
+        self.params = jax.device_put(params, rep)
+        self.opt_state = trainer.get_opt_init("momentum", False, devs)(
+            self.params, trainer.opt_hparams(self.hp))
+        self.step = trainer.get_train_step(with_precision(model, precision), "momentum",
+                                            False, False, Standardize(), devs)
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(0, 256, (batch, hw, hw, 3), dtype=np.uint8)
+        self.labels = rng.integers(0, classes, batch).astype(np.int32)
+        self.mask = np.ones(batch, np.float32)
+        self.key = jax.random.PRNGKey(0)
+        self.calls = 0
+        t0 = time.perf_counter()
+        self._one()
+        self.compile_s = time.perf_counter() - t0
+
+    def _one(self):
+        self.params, self.extra, self.opt_state, sums = self.step(
+            self.params, self.extra, self.opt_state, np.zeros(3, np.float32), self.params,
+            np.float32(0.0), self.images, self.labels, self.mask, self.key, np.int32(self.calls))
+        self.calls += 1
+        jax.block_until_ready(sums)
+        return sums
+
+    def time(self, steps: int) -> tuple[float, float]:
+        """(median wall s/step, mean process-CPU s/step) over ``steps`` steps."""
+        self._one()  # warm-up
+        walls = []
+        c0 = time.process_time()
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            sums = self._one()
+            walls.append(time.perf_counter() - t0)
+        cpu = (time.process_time() - c0) / steps
+        if not np.all(np.isfinite(np.asarray(sums))):
+            raise RuntimeError("non-finite loss")
+        return statistics.median(walls), cpu
+
+
+def _spread(values) -> str:
+    return f"{min(values):.1f}-{max(values):.1f}"
+
+
+def run(models, repeats: int, steps: int, batch: int) -> list[dict]:
+    rows = []
+    for m in models:
+        timers = {p: StepTimer(m, p, batch) for p in PRECISIONS}
+        wall = {p: [] for p in PRECISIONS}
+        cpu = {p: [] for p in PRECISIONS}
+        for r in range(repeats):
+            order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
+            for p in order:
+                w, c = timers[p].time(steps)
+                wall[p].append(w)
+                cpu[p].append(c)
+        for p in PRECISIONS:
+            rows.append({"model": m, "precision": p, "compile_s": timers[p].compile_s,
+                         "ex_s": [batch / w for w in wall[p]],
+                         "cpu_step_s": statistics.median(cpu[p]),
+                         "wall_step_s": statistics.median(wall[p])})
+    return rows
+
+
+def print_table(rows, batch: int) -> None:
+    print("| model | precision | examples/s (median) | spread (min-max) | s/step | cpu s/step "
+          "| compile s | bf16 / f32 (wall) | bf16 / f32 (cpu) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    by = {(r["model"], r["precision"]): r for r in rows}
+    for r in rows:
+        speed = cpu_speed = ""
+        if r["precision"] == "bf16":
+            f = by[(r["model"], "f32")]
+            speed = f"{f['wall_step_s'] / r['wall_step_s']:.2f}x"
+            cpu_speed = f"{f['cpu_step_s'] / r['cpu_step_s']:.2f}x"
+        print(f"| {r['model']} | {r['precision']} | {statistics.median(r['ex_s']):.1f} "
+              f"| {_spread(r['ex_s'])} | {r['wall_step_s']:.3f} | {r['cpu_step_s']:.3f} "
+              f"| {r['compile_s']:.1f} | {speed} | {cpu_speed} |")
+
+
+#: --data: what the accuracy comparison trains (CLI --set overrides besides seed, rounds, precision)
+ACCURACY_DATA = {
+    "cifar10": ("VGG-16 width 0.25, CIFAR-10 slice, 10 iid clients",
+                ["model.name=vgg16", "model.kwargs={width: 0.25, norm: batch, head: cifar}",
+                 "data.source=cifar10", "DATA_PATH", "data.image_size=null",
+                 "partition.num_clients=10", "training.optimizer=momentum", "training.lr=0.05",
+                 "training.batch_size=32"]),
+    "digits": ("the quickstart preset: VGG-11 width 0.25, digits 32x32, 4 iid clients", []),
+}
+
+
+def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
+                 data: str = "cifar10") -> list[float]:
+    """Global test accuracy per round (fractions) of one CLI run."""
+    from fedjax_grid.data.paths import shared_data_dir
+    path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
+    sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
+    sets += [f"training.rounds={rounds}", f"training.precision={precision}", f"seed={seed}",
+             "grid.dashboard_address=null"]
+    cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--out", str(out), "--quiet",
+           "--no-plots"] + (["--preset", "quickstart"] if data == "digits" else []) + \
+        [a for s in sets for a in ("--set", s)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(out / "rounds.csv") as f:
+        return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
+
+
+def accuracy(seeds: list[int], rounds: int, data: str = "cifar10") -> int:
+    """Final accuracy of f32 vs bf16 runs per seed; prints the table. Returns 0."""
+    final = {p: {} for p in PRECISIONS}
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="fedjax_grid-precision-") as tmp:
+        for i, seed in enumerate(seeds):
+            for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
+                t0 = time.time()
+                acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}", data)
+                final[p][seed] = 100 * acc[-1]
+                print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
+                      f"({time.time() - t0:.0f} s)", flush=True)
+    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds; load average "
+          f"{load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print("| precision | final accuracy % (mean +- sd) | per seed |")
+    print("|---|---|---|")
+    for p in PRECISIONS:
+        v = [final[p][s] for s in seeds]
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        print(f"| {p} | {statistics.mean(v):.2f} +- {sd:.2f} | {', '.join(f'{x:.1f}' for x in v)} |")
+    diff = [final["bf16"][s] - final["f32"][s] for s in seeds]
+    sd = statistics.stdev(diff) if len(diff) > 1 else 0.0
+    print(f"| bf16 - f32 (paired) | {statistics.mean(diff):+.2f} +- {sd:.2f} "
+          f"| {', '.join(f'{x:+.1f}' for x in diff)} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated subset of {','.join(MODELS)}")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating repeats per precision")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--patches-max", type=int, default=None, help=(
+        "override fast_paths.PATCHES_MAX_SPATIAL_BF16 (the largest map a bf16 conv runs "
+        f"as patches + matmul; default {fast_paths.PATCHES_MAX_SPATIAL_BF16})"))
+    parser.add_argument("--accuracy", action="store_true",
+                        help="federated accuracy of f32 vs bf16 instead of throughput")
+    parser.add_argument("--seeds", default="0,1,2", help="--accuracy: comma-separated seeds")
+    parser.add_argument("--rounds", type=int, default=10, help="--accuracy: federated rounds")
+    parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
+                        help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
+                             "(the quickstart preset, smaller)")
+    args = parser.parse_args(argv)
+    if args.accuracy:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            seeds = []
+        if not seeds or min(seeds) < 0 or args.rounds < 1:
+            print(f"error: --seeds {args.seeds!r} / --rounds {args.rounds} is invalid: "
+                  "seeds must be integers >= 0 and rounds >= 1", file=sys.stderr)
+            return 2
+        return accuracy(seeds, args.rounds, args.data)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        print(f"error: --models {','.join(bad)!r} is invalid: allowed are {', '.join(MODELS)}",
+              file=sys.stderr)
+        return 2
+    if min(args.repeats, args.steps, args.batch) < 1:
+        print("error: --repeats, --steps and --batch must be integers >= 1", file=sys.stderr)
+        return 2
+    if args.patches_max is not None:
+        fast_paths.PATCHES_MAX_SPATIAL_BF16 = args.patches_max
+    load0 = os.getloadavg()
+    rows = run(models, args.repeats, args.steps, args.batch)
+    load1 = os.getloadavg()
+    print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, bf16 flags: {cpu_bf16_flags()}, XLA threads "
+          f"(PJRT_NPROC) {os.environ.get('PJRT_NPROC', len(os.sched_getaffinity(0)))}, "
+          f"bf16 patches max {fast_paths.PATCHES_MAX_SPATIAL_BF16}, batch {args.batch}, "
+          f"{args.repeats} repeats x {args.steps} steps; load average "
+          f"{load0[0]:.1f} before, {load1[0]:.1f} after")
+    print()
+    print_table(rows, args.batch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
