@@ -333,7 +333,7 @@ class RunContext:
         self.records.set_workers(self.ledger.table_rows())
         stop = {"stopped": {"round": self.round + 1, "tasks": len(rows), "at": time.time()}}
         found = list_checkpoints(self.ckpt_dir)
-        if found and found[-1][0] == self.round:
+        if found:   # the checkpoint a resume starts from (the state after self.round rounds)
             update_meta(found[-1][1], {"records": self.records.to_json_state(), **stop, **(extra or {})})
         else:   # stopped in the first round: the initial state, to resume from
             first = RunContext(self.config, self.exp, out_dir=self.out_dir, notify=self.notify)

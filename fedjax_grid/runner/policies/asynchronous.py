@@ -102,7 +102,10 @@ class AsyncRounds:
         ctx.state, ctx.strategy_state, ctx.round = self.fold.state, strategy_state, self.fold.version
         self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
         if not ctx.done:
-            self._fill(rows)  # the next version's tasks train while this one is evaluated
+            try:
+                self._fill(rows)  # the next version's tasks train while this one is evaluated
+            except StopRequested:
+                pass   # this version is kept; the run stops after it is recorded
         for t in rows:
             t["round"] = ctx.round  # the server update the arrival was folded into (or not)
         row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
