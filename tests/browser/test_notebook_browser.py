@@ -43,6 +43,8 @@ CHROMEDRIVER = os.environ.get("FEDJAX_GRID_CHROMEDRIVER") or shutil.which("chrom
 SHOTS = pathlib.Path(os.environ.get("FEDJAX_GRID_BROWSER_OUT", REPO / "benchmarks" / "out" / "browser"))
 NOTEBOOK = "notebooks/01_quickstart.ipynb"
 STUDY_PRESET = "paper-vgg16-cifar10-independent"
+#: local epochs of the run that is stopped: rounds long enough for Stop to land inside one
+LONG_EPOCHS = 6
 
 
 def _missing() -> list[str]:
@@ -65,6 +67,7 @@ if _missing():
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -355,6 +358,15 @@ def test_run_and_stop_in_the_panel(notebook):
     d = notebook["driver"]
     _choose(d, "preset", "quickstart")                     # 8 rounds, estimated below 10 min
     _wait(d, "the status to forget the cancelled run", lambda d: "cancelled" not in _status(d), 20)
+    # Rounds long enough that Stop lands inside one (still estimated below 10 min): typed
+    # into the field as a user does, then Tab.
+    _open_accordion(d, "training")
+    _wait(d, "the training section", lambda d: "local epochs" in _shown_labels(d), 20)
+    field = d.find_element(By.XPATH, "//div[contains(@class,'widget-inline-hbox')]"
+                                     "[.//label[normalize-space(.)='local epochs']]//input")
+    field.send_keys(Keys.CONTROL, "a")   # select what is there, type over it
+    field.send_keys(str(LONG_EPOCHS), Keys.TAB)
+    _wait(d, "the panel to take the epochs", lambda d: field.get_attribute("value") == str(LONG_EPOCHS), 20)
     _button(d, "Run").click()
     _wait(d, "the estimate", lambda d: re.search(r"estimate: \d+ (s|min) wall time", _status(d)), 300)
     _wait(d, "the run's own cluster (the notebook's grid is closed)",
