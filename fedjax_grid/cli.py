@@ -280,9 +280,12 @@ def cmd_run(args) -> int:
     try:
         records = _run_rounds(run, console, more)
     except KeyboardInterrupt:
-        if run.round:
-            console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}; "
-                                f"continue with: fedjax-grid run --resume --out {out}")
+        cut = getattr(run, "stopped", None)
+        cut = f" (round {cut.round} stopped: {cut.tasks} task(s) recorded as 'stopped')" \
+            if cut is not None and cut.tasks else ""
+        if run.round or cut:
+            console.interrupted(f"interrupted after round {run.round} of {cfg.training.rounds}"
+                                f"{cut}; continue with: fedjax-grid run --resume --out {out}")
         else:
             console.interrupted("interrupted before the first round finished; nothing to resume")
         if not args.no_plots and run.records.num_rounds:
@@ -458,11 +461,12 @@ def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
 
 
 class _ctrl_c_stops_after_the_round:
-    """Ctrl-C raises KeyboardInterrupt as usual and also sets an event that stops the run
-    at the next round boundary: a KeyboardInterrupt raised inside a callback that Python
-    runs for a library (a garbage-collection hook, say) is swallowed ("Exception ignored
-    in ..."), and the run must still end with the one-line message. An ignored SIGINT
-    (``nohup``, a background job) stays ignored."""
+    """The first Ctrl-C sets an event that stops the run as a Stop does (within about a
+    second: the round in flight cut, its tasks cancelled and recorded as ``stopped``, the
+    last checkpoint kept); a second Ctrl-C raises KeyboardInterrupt at once. A
+    KeyboardInterrupt raised inside a callback that Python runs for a library (a
+    garbage-collection hook, say) is swallowed ("Exception ignored in ..."): it stops
+    the run too. An ignored SIGINT (``nohup``, a background job) stays ignored."""
 
     def __enter__(self):
         import threading
@@ -485,8 +489,9 @@ class _ctrl_c_stops_after_the_round:
         self._old_hook(info)
 
     def _handler(self, signum, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
         self.event.set()
-        raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         sys.unraisablehook = self._old_hook

@@ -73,6 +73,8 @@ display(HTML(dashboard_html(grid)))
 # Both variants on the same grid, one after the other, each with a progress bar. A
 # one-round warm-up run comes first: the workers compile the model there, so neither
 # variant's times include compilation and the comparison does not depend on the order.
+# Any compilation left is measured and recorded apart (`compile_s`), and kept out of
+# `round_time_s` and of the time-to-accuracy figure (docs/RECORDS.md, "Compilation").
 
 # %%
 from fedjax_grid import run_variants

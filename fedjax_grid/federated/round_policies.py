@@ -9,7 +9,8 @@ the first time the registry is read.
 
 A policy is a class ``Policy(context)`` over a :class:`~fedjax_grid.runner.context.RunContext`
 with ``step(prelaunch) -> rounds-table row`` (one server update), ``drop_ahead()``
-(cancel work launched ahead for a round that will not run) and ``close()``.
+(cancel work launched ahead for a round that will not run), ``stop()`` (Stop between
+rounds: record the tasks in flight as ``stopped``, return how many) and ``close()``.
 """
 from fedjax_grid.registry import Registry
 

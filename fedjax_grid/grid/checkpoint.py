@@ -224,6 +224,23 @@ def save_checkpoint(directory: os.PathLike | str, round_: int, tree: PyTree,
     return final
 
 
+def update_meta(path: os.PathLike | str, updates: dict) -> Path:
+    """Atomically rewrite the checkpoint ``path`` with ``updates`` merged into its meta
+    (arrays, tree and round unchanged; verified on read, sealed again on write). A Stop
+    adds the tasks of the interrupted round to the records of the checkpoint it resumes from."""
+    path = Path(path)
+    header, entries = _read(path)
+    header = {**header, 'meta': {**header.get('meta', {}), **updates},
+              'created_unix': time.time()}
+    if 'config_hash' in updates:
+        header['config_hash'] = updates['config_hash']
+    _seal(header, entries)
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, allow_pickle=False, **entries)
+    return path
+
+
 def _tree_entries(tree: PyTree) -> tuple[dict[str, np.ndarray], list[dict], Any]:
     """The stored arrays of ``tree``'s leaves (keyed ``tree<path>``), their header
     descriptions and the treedef."""

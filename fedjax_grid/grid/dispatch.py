@@ -51,6 +51,9 @@ from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
 WAIT_SLICE_S = 2.0
+#: Longest wait (s) before ``completed`` asks its ``stop()`` again (a Stop ends a round
+#: within this, plus cancelling and recording).
+STOP_POLL_S = 0.5
 #: Longest broadcast of the global weights when the round has no deadline (s): at least
 #: this, or the time its bytes need on the slowest link (``grid.fetch.payload_limit_s``).
 BROADCAST_LIMIT_S = 60.0
@@ -368,7 +371,7 @@ class RoundDispatch:
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             if timeout == 0.0:
                 return
-            slice_s = WAIT_SLICE_S if timeout is None else min(timeout, WAIT_SLICE_S)
+            slice_s = min(STOP_POLL_S, WAIT_SLICE_S if timeout is None else timeout)
             try:
                 done, _ = dask_wait(list(self.pending), timeout=slice_s,
                                     return_when="FIRST_COMPLETED")

@@ -6,7 +6,7 @@ tables, so plots and comparisons never depend on what happened in a run:
 tasks: ``round, client, worker, attempt, num_samples, local_loss,
 local_accuracy, start_s, end_s, duration_s, status, reason, bytes_in,
 bytes_out, speed_factor, worker_name`` -- times in seconds since the run started;
-status one of ``ok | late | failed | rejected | offline``; bytes as transferred to
+status one of ``ok | late | failed | rejected | offline | dropped | stopped``; bytes as transferred to
 (in) / from (out) the worker; ``worker`` is the worker's address (the key),
 ``worker_name`` its ``dask worker --name`` (<NA> when it has none).
 
@@ -44,8 +44,10 @@ from fedjax_grid.atomic_write import atomic_path
 from fedjax_grid.errors import UserError
 
 #: 'dropped': an asynchronous delta staler than ``server.max_staleness``, or a task in
-#: flight when the coordinator stopped (not folded).
-TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline', 'dropped')
+#: flight when the coordinator stopped (not folded). 'stopped': a task of the round in
+#: progress when Stop was pressed: cancelled in flight, or its update not applied (the
+#: round is run again on resume; the reason says what became of the task).
+TASK_STATUSES = ('ok', 'late', 'failed', 'rejected', 'offline', 'dropped', 'stopped')
 
 TASK_COLUMNS: dict[str, str] = {
     'round': 'int64', 'client': 'int64', 'worker': 'string', 'attempt': 'int64',
@@ -58,17 +60,24 @@ TASK_COLUMNS: dict[str, str] = {
     'version': 'Int64', 'staleness': 'Int64',
     # the upload codec (server.codec, shorthand) and the simulated link time slept (faults.link)
     'codec': 'string', 'transfer_s': 'float64',
+    # seconds this task spent compiling (JAX tracing, lowering, XLA compile or a
+    # persistent-cache read) on its worker: 0 once the worker has compiled the model
+    'compile_s': 'float64',
 }
 #: Columns added after the first release: tables written without them read back with <NA>.
-LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped', 'codec', 'transfer_s')
+LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped', 'codec', 'transfer_s',
+                 'compile_s', 'clients_stopped')
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
     'clients_ok': 'Int64', 'clients_late': 'Int64', 'clients_failed': 'Int64',
     'clients_rejected': 'Int64', 'clients_offline': 'Int64', 'clients_dropped': 'Int64',
-    'bytes_sent': 'Int64',
+    'clients_stopped': 'Int64', 'bytes_sent': 'Int64',
     'bytes_received': 'Int64', 'quorum': 'boolean',
     'logit_spread': 'float64', 'logit_spread_train': 'float64', 'bn_collapse': 'boolean',
+    # compilation the round waited for (s): the coordinator's own plus the longest of its
+    # tasks'; kept out of round_time_s (the round's wall time is round_time_s + compile_s)
+    'compile_s': 'float64',
 }
 #: One row per worker the run has seen (``grid.health.WorkerLedger``): host reliability.
 WORKER_COLUMNS: dict[str, str] = {

@@ -78,6 +78,13 @@ def _cancelled() -> bool:
     return ts is None or ts.state in ("cancelled", "released", "forgotten")
 
 
+def raise_if_cancelled() -> None:
+    """Raise ``TaskCancelled`` when the coordinator cancelled this task (checked between
+    training steps: a Stop frees the worker within one step, not after the epochs)."""
+    if _cancelled():
+        raise TaskCancelled("cancelled by the coordinator")
+
+
 def interruptible_sleep(seconds: float, step: float = 0.05) -> None:
     """Sleep ``seconds``; raise ``TaskCancelled`` as soon as the task is cancelled."""
     end = time.monotonic() + seconds
@@ -103,7 +110,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     received; the coordinator folds the delta into its exact parameters.
     Returns {'update', 'codec_state', 'batch_stats', 'num_examples', 'metrics', 'worker'
     (address), 'worker_name' (its --name or ''), 'start', 'end', 'train_s', 'transfer_s',
-    'plan', 'bn_moments', 'held_version'}: 'update' is the codec payload (``spec['codec']``) of the
+    'plan', 'bn_moments', 'held_version', 'compile_s'}: 'update' is the codec payload
+    (``spec['codec']``) of the
     client's params minus the params it received (the coordinator decodes it with
     ``fedjax_grid.compression.decode``), 'codec_state' the codec's new state for this
     client (the top-k residual; None for stateless codecs), 'batch_stats' its final
@@ -115,9 +123,11 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     and the model has BatchNorm, else None; 'held_version' the broadcast version this
     worker now holds (``server.broadcast='delta'``, else None); 'algorithm_state' the
     client algorithm's new state for this client (``spec['algorithm']``, from the state
-    and server state in ``spec['algorithm_payload']``; None for fedavg).
+    and server state in ``spec['algorithm_payload']``; None for fedavg); 'compile_s' the
+    seconds this task spent compiling (``training.compile_meter``; 0 once compiled here).
     """
-    start = time.time()
+    from fedjax_grid.training.compile_meter import compile_seconds
+    start, compiled0 = time.time(), compile_seconds()
     _check_versions(spec)
     plan = spec.get("plan") or {}
     if plan.get("delay_s"):
@@ -139,7 +149,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
                        "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
                        "start": start, "end": time.time(), "transfer_s": down_s + up_s,
                        "train_s": train_s, "plan": plan, "bn_moments": moments,
-                       "held_version": held_version, "algorithm_state": algorithm_state})
+                       "held_version": held_version, "algorithm_state": algorithm_state,
+                       "compile_s": compile_seconds() - compiled0})
 
 
 class TaskResult(dict):
@@ -287,7 +298,7 @@ def _train(global_variables, spec: dict, shipped: dict | None, grad_offset=None)
     variables, metrics = local_train(
         model, global_variables, train_data, hp, key, indices=indices, preprocess=preprocess,
         anchor_params=global_variables["params"] if hp.prox_mu > 0 else None,
-        grad_offset=grad_offset)
+        grad_offset=grad_offset, interrupt=raise_if_cancelled)
     variables = jax.tree.map(np.asarray, variables)
     moments = None
     if spec.get("bn_moments") and "batch_stats" in variables:

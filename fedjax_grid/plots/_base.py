@@ -36,6 +36,7 @@ STATUS_STYLE: dict[str, dict] = {
     "rejected": {"color": "#8e44ad", "hatch": "\\\\", "edgecolor": "#4a1f5c"},
     "offline": {"color": "#9e9e9e", "hatch": "..", "edgecolor": "#555555"},
     "dropped": {"color": "#5dade2", "hatch": "--", "edgecolor": "#1f618d"},
+    "stopped": {"color": "#ffffff", "hatch": "||", "edgecolor": "#333333"},
 }
 UNKNOWN_STATUS_STYLE = {"color": "#333333", "hatch": "++", "edgecolor": "#000000"}
 
@@ -166,6 +167,27 @@ def split_runs(table: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
         return [(None, table)]
     runs = table["run"].astype(str)
     return [(name, table[runs == name]) for name in names]
+
+
+#: The x label of ``elapsed_s`` once each run's compilation is subtracted.
+NO_COMPILE_LABEL = "wall time without compilation (s)"
+
+
+def without_compile(rounds: pd.DataFrame) -> pd.DataFrame:
+    """``rounds`` with each run's ``elapsed_s`` less the compilation done by then
+    (``cumsum(compile_s)`` in round order); unchanged without a ``compile_s`` column."""
+    if "compile_s" not in rounds.columns or "elapsed_s" not in rounds.columns or not len(rounds):
+        return rounds
+    out = rounds.copy()
+    elapsed = numeric(out["elapsed_s"]).astype(float)
+    compiled = np.nan_to_num(numeric(out["compile_s"]).astype(float))
+    new = pd.Series(elapsed, index=out.index)
+    for _, part in split_runs(out):
+        order = part.sort_values("round", kind="stable").index
+        pos = out.index.get_indexer(order)
+        new.loc[order] = elapsed[pos] - np.cumsum(compiled[pos])
+    out["elapsed_s"] = new.astype(float)
+    return out
 
 
 def select_run(table: pd.DataFrame, run: str | None, func: str) -> pd.DataFrame:

@@ -104,14 +104,19 @@ def global_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
     return _base.finish(ax, title, save, dpi, default=f"global test accuracy per {per}")
 
 
-def time_to_target(rounds: pd.DataFrame, target: float) -> pd.DataFrame:
+def time_to_target(rounds: pd.DataFrame, target: float, *,
+                   include_compile: bool = False) -> pd.DataFrame:
     """First round of each run whose global accuracy reaches ``target``.
 
     Returns DataFrame[run, round, elapsed_s, global_accuracy] (NaN for a run
-    that never reaches it); ``run`` is None for a table without runs.
+    that never reaches it); ``run`` is None for a table without runs. ``elapsed_s``
+    leaves out the compilation done by then (``compile_s``, docs/RECORDS.md) unless
+    ``include_compile``: a run is not charged for compiling first.
     """
     func = "time_to_target"
     _base.check_table(rounds, ["round", "global_accuracy", "elapsed_s"], "rounds", func)
+    if not include_compile:
+        rounds = _base.without_compile(rounds)
     rows = []
     for name, part in _base.split_runs(rounds):
         part = part.sort_values("round", kind="stable")
@@ -130,10 +135,12 @@ def time_to_target(rounds: pd.DataFrame, target: float) -> pd.DataFrame:
 
 def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
                      save: str | os.PathLike | None = None, *, target: float | None = None,
-                     title: str | None = None, dpi: int = _base.DPI) -> Figure:
+                     title: str | None = None, dpi: int = _base.DPI,
+                     include_compile: bool = False) -> Figure:
     """Global accuracy against wall time since the run started; one line per run.
 
-    rounds: columns ``round, global_accuracy, elapsed_s`` (seconds).
+    rounds: columns ``round, global_accuracy, elapsed_s`` (seconds). The time leaves
+    out each run's compilation (its rounds' ``compile_s``) unless ``include_compile``.
     target: optional accuracy drawn as a dashed horizontal line (one extra line
     in ``ax.get_lines()``) with each run's first evaluated round at or above it
     marked by a dot (see ``time_to_target``).
@@ -142,14 +149,18 @@ def time_to_accuracy(rounds: pd.DataFrame, ax: Axes | None = None,
     _base.check_table(rounds, ["round", "global_accuracy", "elapsed_s"], "rounds", func)
     if target is not None and not (0.0 <= float(target) <= 1.0):
         raise UserError(f"{func}: target={target!r} must be an accuracy in [0, 1]")
+    excluded = not include_compile and "compile_s" in rounds.columns
+    rounds = _base.without_compile(rounds) if excluded else rounds
     ax = _base.new_axes(ax)
     colors = _base.run_colors([name for name, _ in _base.split_runs(rounds)])
     run_lines(ax, rounds, "elapsed_s", "global_accuracy", func, colors)
+    if excluded:
+        ax.set_xlabel(_base.NO_COMPILE_LABEL)
     markers = _base.run_markers(list(colors))
     if target is not None:
         ax.axhline(float(target), linestyle="--", color="#555555", linewidth=1.0,
                    label="_nolegend_")
-        hits = time_to_target(rounds, float(target)).dropna()
+        hits = time_to_target(rounds, float(target), include_compile=True).dropna()
         for _, row in hits.iterrows():
             ax.scatter([row["elapsed_s"]], [row["global_accuracy"]], s=60, zorder=3,
                        marker=markers.get(row["run"], "o"), color=colors.get(row["run"]),
@@ -183,7 +194,8 @@ def _compare_inputs(rounds_by_run, metric, x: str, func: str) -> tuple[pd.DataFr
 def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
                  metric: str | Sequence[str] = "global_accuracy", ax: Axes | None = None,
                  save: str | os.PathLike | None = None, *, x: str = "round",
-                 title: str | None = None, modes=None, dpi: int = _base.DPI) -> Figure:
+                 title: str | None = None, modes=None, dpi: int = _base.DPI,
+                 include_compile: bool = False) -> Figure:
     """Several runs on one figure: ``metric`` against ``x``, one line per run.
 
     rounds_by_run: {run name: rounds table} or one table with a ``run`` column
@@ -194,7 +206,9 @@ def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
     for all, or a ``mode`` column): asynchronous runs count server versions, not
     rounds, so a comparison that mixes both is drawn against wall time
     (``elapsed_s``) and says so; all-asynchronous runs get a server-version axis.
-    Every axes is titled by its metric; the figure by ``title`` (default 'runs compared').
+    Against ``elapsed_s`` each run's compilation (``compile_s``) is left out unless
+    ``include_compile``. Every axes is titled by its metric; the figure by ``title``
+    (default 'runs compared').
     """
     func = "compare_runs"
     table, metrics = _compare_inputs(rounds_by_run, metric, x, func)
@@ -210,8 +224,13 @@ def compare_runs(rounds_by_run: Mapping[str, pd.DataFrame] | pd.DataFrame,
     note = ""
     if x == "round" and len(set(modes.values())) > 1:
         x, note = "elapsed_s", " (against wall time: async runs count server versions)"
+    excluded = x == "elapsed_s" and not include_compile and "compile_s" in table.columns
+    if excluded:
+        table = _base.without_compile(table)
     for i, (m, a) in enumerate(zip(metrics, axes)):
         run_lines(a, table, x, m, func, colors, modes=modes)
+        if excluded:
+            a.set_xlabel(_base.NO_COMPILE_LABEL)
         if len(axes) > 1:
             a.set_title(_base.axis_label(m))
         if i < len(axes) - 1 and a.get_legend() is not None:

@@ -13,7 +13,13 @@ a round policy (:mod:`fedjax_grid.runner.policies`) decides *when* to call them:
   cancelled task becomes (``settle``, ``failed_row``, ``cancel``): one task row each, with
   the worker it ran on, its bytes, and its outcome counted in the ledger;
 - evaluation and BatchNorm re-estimation (``evaluate``, ``recalibrated``);
-- records and checkpoints (``finish_round``, ``checkpoint``, ``restore``).
+- records and checkpoints (``finish_round``, ``checkpoint``, ``restore``);
+- Stop (``should_stop``, ``stop_requested``): waits inside a round end early with
+  :class:`StopRequested`; the policy turns the round's tasks into ``stopped`` rows
+  (``stopped_rows``, ``stop_in_flight``) and ``record_stop`` adds them to the records
+  and to the last checkpoint, so the run resumes from there with them on record;
+- compilation the round waited for (``compile_s`` of its row: the coordinator's own,
+  measured by ``training.compile_meter``, plus the longest of its tasks').
 
 Every random draw derives from (seed, stream, round or task, client, attempt); a resumed
 run restores ``state``, ``strategy_state``, ``records``, ``clients`` and the broadcast
@@ -44,10 +50,25 @@ from fedjax_grid.runner.clients import ClientStates
 from fedjax_grid.runner.rows import round_row, task_row
 from fedjax_grid.runner.stall import RunStalled, stall_message, stalled_rounds
 from fedjax_grid.runner.tuning import GridTuner, Settings, auto_settings, reliability, stragglers
+from fedjax_grid.training.compile_meter import compile_seconds
 
 #: ``fold(client, result) -> (status, reason, extra row columns)``: what a policy does with
 #: a finished task's result (fold it into its aggregate, or not).
 Fold = Callable[[int, dict], tuple]
+
+
+class StopRequested(Exception):
+    """Stop was pressed while the round waited (for workers, results): the policy cancels
+    its tasks in flight and records the round as stopped."""
+
+
+class RoundStopped(Exception):
+    """The round in progress was stopped and recorded (its tasks ``stopped``); the state
+    is the last checkpoint's. ``round``: the round (from 1) that was stopped."""
+
+    def __init__(self, round_: int, tasks: int):
+        super().__init__(f"stopped during round {round_} ({tasks} task(s) recorded as stopped)")
+        self.round, self.tasks = int(round_), int(tasks)
 
 
 class RunContext:
@@ -74,6 +95,9 @@ class RunContext:
         self.restored: dict = {}
         #: turnaround history and chosen settings ('auto' grid settings, runner.tuning)
         self.tuner = GridTuner()
+        #: () -> bool: Stop was pressed (``FederatedRun.run(should_stop=...)``)
+        self.should_stop: Callable[[], bool] = lambda: False
+        self._compiled: Optional[float] = None  # compile_seconds() at the last round's end
 
     def new_ledger(self, rows=()) -> WorkerLedger:
         return WorkerLedger(version.__version__, self.config.grid.quarantine_after,
@@ -94,6 +118,17 @@ class RunContext:
     def start_clock(self) -> None:
         if self.t0 is None:
             self.t0 = time.time()
+        if self._compiled is None:
+            self._compiled = compile_seconds()
+
+    def stop_requested(self) -> bool:
+        """Whether Stop was pressed."""
+        return bool(self.should_stop())
+
+    def check_stop(self) -> None:
+        """Raise ``StopRequested`` when Stop was pressed."""
+        if self.stop_requested():
+            raise StopRequested()
 
     def forming(self, r: int) -> tuple:
         """``(assignments, next forming state)``: the local sets of round (version) ``r``."""
@@ -114,7 +149,10 @@ class RunContext:
         deadline, until the deadline (then ``[]``). After the grace period without
         any: ``NoWorkersError`` (the last checkpoint stays resumable)."""
         grace = self.config.grid.wait_for_workers_s
-        check = lambda: check_connected(self.grid.client, self.round)  # noqa: E731
+
+        def check() -> None:
+            check_connected(self.grid.client, self.round)
+            self.check_stop()
         if deadline is not None and deadline - time.time() < grace:
             try:
                 return wait_for_healthy(self.ledger, self.grid.client,
@@ -277,6 +315,59 @@ class RunContext:
                                    worker=running_on.get(fut.key, ""), submitted=submitted)
                 for fut, k, attempt, submitted in dispatch.cancel(futures)]
 
+    # -- Stop ------------------------------------------------------------------------------
+    def stopped_rows(self, rows: list[dict], round_: int) -> list[dict]:
+        """The task rows of a round that was stopped before its server update, as
+        ``stopped`` rows of round ``round_`` (from 1): an update that came back was not
+        applied; the reason keeps what the task's outcome had been."""
+        out = []
+        for t in rows:
+            if t["status"] == "dropped":   # lost by an earlier coordinator, or too stale
+                out.append({**t, "round": int(round_)})
+                continue
+            was = t["status"] if t["status"] != "stopped" else ""
+            why = t["reason"] if was == "" else (
+                f"stopped before round {round_}'s server update; the task was {was}"
+                + (": update not applied" if was == "ok" else "")
+                + (f" ({t['reason']})" if t.get("reason") else ""))
+            out.append({**t, "round": int(round_), "status": "stopped", "reason": why})
+        return out
+
+    def stop_in_flight(self, dispatch, futures, round_: int,
+                       tags_of: Callable = lambda fut: {}) -> list[dict]:
+        """Cancel ``futures`` because the run stops: their ``stopped`` rows of round
+        ``round_`` (from 1), each with the worker it was running on ('' if queued). The
+        workers are not blamed (no ledger entry); a task that is training stops at its next
+        step (``grid.tasks.raise_if_cancelled``)."""
+        futures = list(futures)
+        running_on = task_workers(dispatch.dask_client, [f.key for f in futures])
+        rows = []
+        for fut, k, attempt, submitted in dispatch.cancel(futures):
+            row = self.task_row(round_ - 1, k, attempt, "stopped", span=(submitted, time.time()),
+                                worker=running_on.get(fut.key, ""),
+                                reason="cancelled in flight: the run was stopped")
+            rows.append({**row, **tags_of(fut), "bytes_in": dispatch.task_bytes[fut]})
+        return rows
+
+    def record_stop(self, rows: list[dict], extra: Optional[dict] = None) -> None:
+        """Add the stopped round's ``rows`` to the records and to the meta of the checkpoint
+        the run resumes from (the state after ``self.round`` rounds, written now when there
+        is none yet), then write the records. ``extra``: more meta (asynchronous rounds:
+        their task counter, nothing in flight)."""
+        from fedjax_grid.grid.checkpoint import list_checkpoints, update_meta
+        for t in rows:
+            self.records.add_task(t)
+        self.records.set_workers(self.ledger.table_rows())
+        stop = {"stopped": {"round": self.round + 1, "tasks": len(rows), "at": time.time()}}
+        found = list_checkpoints(self.ckpt_dir)
+        if found:   # the checkpoint a resume starts from (the state after self.round rounds)
+            update_meta(found[-1][1], {"records": self.records.to_json_state(), **stop, **(extra or {})})
+        else:   # stopped in the first round: the initial state, to resume from
+            first = RunContext(self.config, self.exp, out_dir=self.out_dir, notify=self.notify)
+            first.records, first.ledger, first.t0 = self.records, self.ledger, self.t0
+            first.checkpoint({**stop, **(extra or {})})
+        self.save_records()
+
     # -- the coordinator's computations -------------------------------------------------
     def evaluate(self) -> dict:
         """The global model on the test split (:func:`fedjax_grid.runner.evaluation.evaluate`)."""
@@ -294,20 +385,32 @@ class RunContext:
         task rows and the round's row, write the checkpoint (``extra``: more meta, e.g. the
         tasks in flight); ``clock``: a ``PhaseClock`` lapped at 'eval' and 'records'."""
         c = self.config
-        evaluated = (self.round % c.training.eval_every == 0) or self.done
+        # Stop pressed after the server update: the round is kept, its evaluation skipped
+        evaluated = ((self.round % c.training.eval_every == 0) and not self.stop_requested()) \
+            or self.done
         metrics = self.evaluate() if evaluated else {}
         if clock is not None:
             clock.lap("eval")
         for t in task_rows:
             self.records.add_task(t)
         row = round_row(self.round, metrics, self.records.task_counts(self.round), t_start=t_start,
-                        t0=self.t0, sampled=sampled, quorum=quorum, sent=sent, received=received)
+                        t0=self.t0, sampled=sampled, quorum=quorum, sent=sent, received=received,
+                        compile_s=self._round_compile_s(task_rows))
         self.records.add_round(row)
         self.checkpoint(extra)
         if clock is not None:
             clock.lap("records")
         self.stop_if_stalled()
         return row
+
+    def _round_compile_s(self, task_rows: list) -> float:
+        """Compilation the round waited for (s): the coordinator's since the last round
+        (this thread) plus the longest compile among the round's tasks."""
+        now = compile_seconds()
+        own, self._compiled = now - (self._compiled if self._compiled is not None else now), now
+        tasks = [t.get("compile_s") for t in task_rows]
+        tasks = [float(v) for v in tasks if v is not None and np.isfinite(v)]
+        return own + (max(tasks) if tasks else 0.0)
 
     def stop_if_stalled(self) -> None:
         """``RunStalled`` when the last ``grid.max_rounds_without_update`` rounds applied no

@@ -42,7 +42,7 @@ from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.runlock import RunFolderLock
 from fedjax_grid.grid.stages import Stages
-from fedjax_grid.runner.context import RunContext
+from fedjax_grid.runner.context import RoundStopped, RunContext, StopRequested
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
 
 
@@ -77,7 +77,9 @@ class FederatedRun:
     on_stage: called with each start-up event (see :mod:`fedjax_grid.grid.stages`).
 
     ``context`` is the run's :class:`~fedjax_grid.runner.context.RunContext` and
-    ``policy`` its round policy; ``worker_names`` maps the address of every worker
+    ``policy`` its round policy; ``stopped`` (after ``run``): None, or the
+    :class:`~fedjax_grid.runner.context.RoundStopped` that ended it early (its ``round``
+    and how many ``tasks`` were recorded as ``stopped``); ``worker_names`` maps the address of every worker
     seen to its ``--name`` ('' when it has none); ``stages.log`` holds the timed
     start-up stages.
     """
@@ -110,6 +112,7 @@ class FederatedRun:
                             "--resume to continue it or choose another --out")
         #: the round policy (``server.mode``): owns each round over ``context``
         self.policy = ROUND_POLICIES.get(c.server.mode).obj(self.context)
+        self.stopped: Optional[RoundStopped] = None
 
     # -- the run's state (in its context) -----------------------------------------------
     state = _context("state", "the server state (ServerState) after ``round`` rounds")
@@ -211,21 +214,38 @@ class FederatedRun:
 
     def run(self, rounds: Optional[int] = None, callback: Optional[Callable] = None,
             should_stop: Optional[Callable[[], bool]] = None):
-        """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records."""
+        """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records.
+
+        ``should_stop`` is polled between rounds and inside them (at least every 0.5 s
+        while a round waits): a Stop cancels the round's tasks in flight, records them as
+        ``stopped`` and returns; ``stopped`` then says so, the state is the last
+        checkpoint's and the run resumes from it (``FederatedRun(..., resume=True)``)."""
         end = self.config.training.rounds if rounds is None else min(
             self.config.training.rounds, self.round + rounds)
         locked_here = not self.lock.held  # a caller that called start() keeps it till close()
         self.start()
+        self.stopped = None
+        self.context.should_stop = should_stop or (lambda: False)
         try:
             while self.round < end:
-                if should_stop is not None and should_stop():
+                if self.context.stop_requested():
+                    self.stopped = self._stop_between_rounds()
                     break
-                row = self.step(prelaunch=self.config.grid.overlap_rounds and self.round + 1 < end)
+                try:
+                    row = self.step(prelaunch=self.config.grid.overlap_rounds
+                                    and self.round + 1 < end)
+                except RoundStopped as stop:
+                    self.stopped = stop
+                    break
+                except StopRequested:   # waiting for workers: nothing was submitted
+                    self.stopped = self._stop_between_rounds()
+                    break
                 if callback is not None:
                     callback(row)
             self.save_records()
             self._warn_participation()
         finally:
+            self.context.should_stop = lambda: False
             self.drop_next_round()  # stopped early: the round launched ahead is not run
             if locked_here:
                 self.lock.release()
@@ -239,6 +259,10 @@ class FederatedRun:
             message = participation_warning(self.context.participation())
             if message:
                 self.notify(message)
+
+    def _stop_between_rounds(self) -> RoundStopped:
+        """Stop with no round in progress: tasks launched ahead are recorded as stopped."""
+        return RoundStopped(self.round + 1, self.policy.stop())
 
     # -- the coordinator's computations, records -------------------------------------------
     def evaluate(self) -> dict:

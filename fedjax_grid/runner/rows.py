@@ -47,20 +47,24 @@ def task_row(config, r: int, k: int, attempt: int, status: str, *, t0: float,
             "bytes_in": 0, "bytes_out": int((res or {}).get("bytes_out", 0)),
             "speed_factor": fault_sim.speed_factor(config.faults, config.seed, int(k)),
             "version": int(r), "staleness": 0, "codec": str(config.server.codec),
-            "transfer_s": float((res or {}).get("transfer_s", 0.0))}
+            "transfer_s": float((res or {}).get("transfer_s", 0.0)),
+            "compile_s": float(res["compile_s"]) if res and "compile_s" in res else np.nan}
 
 
 def round_row(round_: int, metrics: dict, counts: dict, *, t_start: float, t0: float,
-              sampled: int, quorum: bool, sent: int, received: int) -> dict:
+              sampled: int, quorum: bool, sent: int, received: int,
+              compile_s: float = 0.0) -> dict:
     """A rounds-table row: the evaluation's ``metrics`` ({} when not evaluated), the task
-    ``counts`` (``Records.task_counts``), the wall time since ``t_start`` / ``t0`` and the
-    bytes sent to / received from the workers."""
+    ``counts`` (``Records.task_counts``), the wall time since ``t_start`` (less the
+    ``compile_s`` seconds of compilation the round waited for, recorded apart) and since
+    ``t0``, and the bytes sent to / received from the workers."""
     now = time.time()
     return {"round": int(round_), "global_loss": float(metrics.get("loss", np.nan)),
             "global_accuracy": float(metrics.get("accuracy", np.nan)),
             "logit_spread": metrics.get("logit_spread", np.nan),
             "logit_spread_train": metrics.get("logit_spread_train", np.nan),
             "bn_collapse": metrics.get("bn_collapse"),
-            "round_time_s": now - t_start, "elapsed_s": now - t0,
+            "round_time_s": max(0.0, now - t_start - compile_s), "elapsed_s": now - t0,
+            "compile_s": float(compile_s),
             "clients_sampled": int(sampled), **counts, "quorum": bool(quorum),
             "bytes_sent": int(sent), "bytes_received": int(received)}

@@ -75,9 +75,9 @@ def _read_table(folder: pathlib.Path, name: str) -> Optional[pd.DataFrame]:
     return None
 
 
-def _status(folder: pathlib.Path, done: int, total: int) -> str:
+def _status(folder: pathlib.Path, done: int, total: int, cut: bool = False) -> str:
     """finished (all its rounds, whatever holds its folder), running (its lock is held),
-    stopped (some rounds) or not started."""
+    stopped (some rounds, or ``cut``: a round's tasks recorded as stopped) or not started."""
     from fedjax_grid.grid.runlock import RunFolderBusy, RunFolderLock
     if done >= total:
         return "finished"
@@ -87,7 +87,7 @@ def _status(folder: pathlib.Path, done: int, total: int) -> str:
         return "running"
     except UserError:
         pass
-    return "stopped" if done > 0 else "not started"
+    return "stopped" if done > 0 or cut else "not started"
 
 
 def compile_seconds(rounds: Optional[pd.DataFrame], profile: Optional[pd.DataFrame]) -> float:
@@ -124,12 +124,19 @@ def run_summary(folder, root=None) -> dict:
     return {"run": rel, "name": name, "preset": name if name in list_presets() else "",
             "mode": str(cfg.get("server", {}).get("mode", "sync")),
             "model": str(cfg.get("model", {}).get("name", "")),
-            "status": _status(folder, done, total), "rounds": f"{done}/{total}",
+            "status": _status(folder, done, total, _was_stopped(folder)),
+            "rounds": f"{done}/{total}",
             "rounds_done": done, "rounds_total": total,
             "best_accuracy": float(acc.max()) if len(acc) else math.nan,
             "final_accuracy": float(acc.iloc[-1]) if len(acc) else math.nan,
             "wall_s": wall, "compile_s": compile_seconds(rounds, _read_table(folder, "profile")),
             "path": str(folder.resolve())}
+
+
+def _was_stopped(folder: pathlib.Path) -> bool:
+    """Whether the run recorded tasks of a round cut by a Stop."""
+    tasks = _read_table(folder, "tasks")
+    return tasks is not None and "status" in tasks and bool((tasks["status"] == "stopped").any())
 
 
 def runs_table(root, max_depth: int = MAX_DEPTH) -> pd.DataFrame:

@@ -267,7 +267,8 @@ def get_train_step(model, name: str, clip: bool, augment: bool, preprocess, devs
 def local_train(model, variables: dict, data, hparams: HParams, rng, *,
                 anchor_params=None, indices: Optional[Sequence[int]] = None,
                 preprocess: Optional[Callable] = None,
-                devices: Optional[Sequence] = None, grad_offset=None) -> tuple[dict, dict]:
+                devices: Optional[Sequence] = None, grad_offset=None,
+                interrupt: Optional[Callable[[], None]] = None) -> tuple[dict, dict]:
     """Train ``variables`` for ``hparams.epochs`` local epochs on one client's data.
 
     data: ``(images, labels)`` arrays or an ``ImageDataset`` read at ``indices``.
@@ -280,6 +281,8 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
     preprocess: traceable ``uint8 (B,H,W,C) -> float32`` (default ``Standardize()``);
         pass an equal/hashable object to reuse compilations.
     devices: devices to shard each batch over (default ``jax.local_devices()``).
+    interrupt: called before every step; it may raise to abandon the training (a grid
+        task cancelled by the coordinator stops within one step).
     ``hparams.precision`` picks the compute precision of the train step
     (``models.precision.with_precision``); the returned variables are float32.
 
@@ -310,7 +313,7 @@ def local_train(model, variables: dict, data, hparams: HParams, rng, *,
                            hparams.augment, preprocess, devs, linear=grad_offset is not None)
     offset = () if grad_offset is None else (_placed_anchor(grad_offset, params, rep),)
     params, extra, sums, steps = _run_epochs(step, (params, extra, opt_state), anchor, hparams,
-                                             images, labels, as_key(rng), offset)
+                                             images, labels, as_key(rng), offset, interrupt)
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     metrics = {"loss": loss_sum / count, "accuracy": correct / count,
                "num_examples": int(n), "num_steps": int(steps)}
@@ -327,9 +330,10 @@ def _placed_anchor(anchor_params, params, rep):
 
 
 def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, key,
-                offset: tuple = ()):
+                offset: tuple = (), interrupt: Optional[Callable[[], None]] = None):
     """``hparams.epochs`` passes of ``step`` over the examples, each in the order of a
-    permutation keyed by (``key``, epoch); ``state`` is ``(params, extra, opt_state)``.
+    permutation keyed by (``key``, epoch); ``state`` is ``(params, extra, opt_state)``;
+    ``interrupt()`` before every step (it may raise).
 
     Returns ``(params, extra, sums of the last epoch, number of steps)``.
     """
@@ -343,6 +347,8 @@ def _run_epochs(step, state: tuple, anchor, hparams: HParams, images, labels, ke
         order = np.random.default_rng(words + [epoch]).permutation(n)
         sums = np.zeros(3, np.float32)
         for rows, mask in batching.padded_batches(order, hparams.batch_size):
+            if interrupt is not None:
+                interrupt()
             params, extra, opt_state, sums = step(
                 params, extra, opt_state, sums, anchor, mu,
                 images[rows], labels[rows], mask, key, np.int32(steps), *offset)

@@ -11,8 +11,10 @@ cannot start hours of work by accident. **Estimate** shows the estimate without
 running. After every round the callback moves the progress bar, writes a
 one-line status, and redraws the dashboard (``fedjax_grid.plots.dashboard``)
 into an ``ipywidgets.Output``. Stop sets a flag that ``FederatedRun.run(should_stop=...)``
-checks between rounds: the round in flight finishes, its checkpoint is written,
-and the run can be resumed (here with *resume*, or with ``fedjax-grid run --resume``).
+checks between rounds and inside them: the round in flight is cut at once -- its tasks
+cancelled (workers stop training at their next step) and recorded as ``stopped`` --
+the model stays the last checkpoint's, and the run can be resumed (here with *resume*,
+or with ``fedjax-grid run --resume``), which runs that round again.
 Resuming a finished run says so and what it reached, and starts nothing.
 
 Every Run starts from a clean panel (status, stages, progress, dashboard); a
@@ -221,14 +223,15 @@ class RunPanel:
             self.stage_log.value = _lines_html(self._stage_lines)
 
     def stop(self) -> None:
-        """Ask the run to stop after the round in flight (a checkpoint is written); a run
-        waiting for its confirmation is cancelled."""
+        """Stop the run now: the round in flight is cut (its tasks cancelled and recorded as
+        ``stopped``), the last checkpoint stays to resume from; a run waiting for its
+        confirmation is cancelled."""
         self._stop.set()
         if self.waiting:
             self.decide(False)
         elif self.running:
             self.stop_button.disabled = True
-            self.status.value = _html("stopping after the current round ...")
+            self.status.value = _html("stopping: cancelling the tasks in flight ...")
 
     def decide(self, start: bool) -> None:
         """Answer the confirmation of a run estimated above the threshold."""
@@ -357,9 +360,13 @@ class RunPanel:
             self.progress.bar_style = "success"
             return f"{cfg.name}: finished {run.round} rounds in {time.time() - t0:.1f} s"
         self.progress.bar_style = "warning"
-        return (f"{cfg.name}: stopped after round {run.round} of {cfg.training.rounds}; "
-                f"checkpoint in {run.out_dir} (tick resume or `fedjax-grid run --resume "
-                f"--out {run.out_dir}`)")
+        cut = run.stopped
+        during = f"stopped after round {run.round} of {cfg.training.rounds}"
+        if cut is not None and cut.tasks:
+            during += (f", during round {cut.round}: its {cut.tasks} task(s) cancelled or "
+                       "not applied, recorded as 'stopped'")
+        return (f"{cfg.name}: {during}; checkpoint in {run.out_dir} (tick resume or "
+                f"`fedjax-grid run --resume --out {run.out_dir}`)")
 
     def _failed(self, e: BaseException) -> None:
         self.error = e

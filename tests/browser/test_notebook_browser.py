@@ -43,6 +43,8 @@ CHROMEDRIVER = os.environ.get("FEDJAX_GRID_CHROMEDRIVER") or shutil.which("chrom
 SHOTS = pathlib.Path(os.environ.get("FEDJAX_GRID_BROWSER_OUT", REPO / "benchmarks" / "out" / "browser"))
 NOTEBOOK = "notebooks/01_quickstart.ipynb"
 STUDY_PRESET = "paper-vgg16-cifar10-independent"
+#: local epochs of the run that is stopped: rounds long enough for Stop to land inside one
+LONG_EPOCHS = 6
 
 
 def _missing() -> list[str]:
@@ -65,6 +67,7 @@ if _missing():
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -279,7 +282,7 @@ def notebook(lab, browser):
     n_code = len(_prompts(d))
     _wait(d, "every cell to run", lambda d: (lambda p: len(p) == n_code and all(
         re.fullmatch(r"\[\d+\]:", x) for x in p))(_prompts(d)), 600)
-    return {"driver": d, "run_all_s": time.time() - t0}
+    return {"driver": d, "run_all_s": time.time() - t0, "repo": lab["repo"]}
 
 
 def test_run_all_renders_the_panels(notebook):
@@ -355,6 +358,15 @@ def test_run_and_stop_in_the_panel(notebook):
     d = notebook["driver"]
     _choose(d, "preset", "quickstart")                     # 8 rounds, estimated below 10 min
     _wait(d, "the status to forget the cancelled run", lambda d: "cancelled" not in _status(d), 20)
+    # Rounds long enough that Stop lands inside one (still estimated below 10 min): typed
+    # into the field as a user does, then Tab.
+    _open_accordion(d, "training")
+    _wait(d, "the training section", lambda d: "local epochs" in _shown_labels(d), 20)
+    field = d.find_element(By.XPATH, "//div[contains(@class,'widget-inline-hbox')]"
+                                     "[.//label[normalize-space(.)='local epochs']]//input")
+    field.send_keys(Keys.CONTROL, "a")   # select what is there, type over it
+    field.send_keys(str(LONG_EPOCHS), Keys.TAB)
+    _wait(d, "the panel to take the epochs", lambda d: field.get_attribute("value") == str(LONG_EPOCHS), 20)
     _button(d, "Run").click()
     _wait(d, "the estimate", lambda d: re.search(r"estimate: \d+ (s|min) wall time", _status(d)), 300)
     _wait(d, "the run's own cluster (the notebook's grid is closed)",
@@ -372,9 +384,11 @@ def test_run_and_stop_in_the_panel(notebook):
     moved = _progress_percent(d)
     d.execute_script("arguments[0].scrollIntoView({block: 'start'})", _button(d, "Run"))
     _shot(d, "4-running-progress-and-dashboard")
+    t_stop = time.time()
     _button(d, "Stop").click()
     _wait(d, "the run to stop", lambda d: re.search(r"stopped after round (\d) of 8", _status(d))
           or "finished 8 rounds" in _status(d), 600)
+    stop_s = time.time() - t_stop
     _wait(d, "the run's end (figures written, Run enabled)",
           lambda d: "figures: " in _status(d) and not _button(d, "Run").get_attribute("disabled"), 120)
     status = _status(d)
@@ -383,8 +397,29 @@ def test_run_and_stop_in_the_panel(notebook):
     m = re.search(r"stopped after round (\d) of 8", status)
     assert m, status   # Stop landed before the last round
     assert "fedjax-grid run --resume --out" in status and "figures: global_accuracy.png" in status
+    # Stop cut the round in flight instead of waiting for it: its tasks are recorded as
+    # 'stopped' (cancelled in flight, or their updates not applied), no row for that round.
+    done = int(m.group(1))
+    cut = re.search(r"during round (\d+): its (\d+) task\(s\) cancelled or not applied, "
+                    r"recorded as 'stopped'", status)
+    assert cut and int(cut.group(1)) == done + 1, status
+    folder = pathlib.Path(re.search(r"checkpoint in (\S+) \(tick resume", status).group(1))
+    folder = folder if folder.is_absolute() else notebook["repo"] / "notebooks" / folder
+    rounds, tasks = (_read_csv(folder / f) for f in ("rounds.csv", "tasks.csv"))
+    assert [int(r["round"]) for r in rounds] == list(range(1, done + 1))
+    stopped = [t for t in tasks if t["status"] == "stopped"]
+    assert len(stopped) == int(cut.group(2)) and {int(t["round"]) for t in stopped} == {done + 1}
+    round_s = sorted(float(r["round_time_s"]) for r in rounds)[len(rounds) // 2]
+    print(f"\nStop to 'stopped' in the browser: {stop_s:.1f} s (a round takes {round_s:.1f} s "
+          f"here; {len(stopped)} tasks of round {done + 1} recorded as stopped)")
     assert "IOLoop is closed" not in d.find_element(By.TAG_NAME, "body").text
     assert 0 < moved <= 100 and _progress_percent(d) == pytest.approx(100 * int(m.group(1)) / 8, abs=1)
+
+
+def _read_csv(path: pathlib.Path) -> list[dict]:
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def test_the_runs_panel_lists_and_plots_the_runs(notebook):
@@ -412,8 +447,8 @@ def test_save_leaves_git_status_clean(notebook, lab):
     _click_menu(d, "File", "Save Notebook")
     _wait(d, "the notebook to be saved",
           lambda d: not d.find_elements(By.CSS_SELECTOR, ".jp-mod-dirty"), 60)
-    time.sleep(2)
-    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    _wait(d, "git status to be clean after the save (the extension writes the committed form)",
+          lambda d: _git(repo, "status", "--porcelain", "--untracked-files=all") == "", 60)
     full = json.loads((repo / "runs" / "notebooks" / "01_quickstart.ipynb").read_text())
     outputs = sum(len(c.get("outputs", [])) for c in full["cells"])
     assert outputs >= 10, outputs                      # the outputs are kept, outside git

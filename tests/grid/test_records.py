@@ -155,4 +155,4 @@ def test_task_counts_count_clients_not_attempts():
     rec.add_task({'round': 2, 'client': 7, 'status': 'failed'})
     assert rec.task_counts(1) == {'clients_ok': 1, 'clients_late': 1, 'clients_failed': 1,
                                   'clients_rejected': 0, 'clients_offline': 0,
-                                  'clients_dropped': 0}
+                                  'clients_dropped': 0, 'clients_stopped': 0}

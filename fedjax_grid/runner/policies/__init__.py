@@ -8,7 +8,7 @@
 
 A new policy is one file here: a class taking the run's
 :class:`~fedjax_grid.runner.context.RunContext`, with ``step(prelaunch)``,
-``drop_ahead()`` and ``close()``, registered with ``@ROUND_POLICIES.register(name)``.
+``drop_ahead()``, ``stop()`` and ``close()``, registered with ``@ROUND_POLICIES.register(name)``.
 """
 # the default first (the order names are listed in): a new file needs no line here
 from fedjax_grid.runner.policies import sync, asynchronous  # noqa: F401, E402, I001

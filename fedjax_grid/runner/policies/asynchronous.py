@@ -28,6 +28,11 @@ tasks then in flight (with the worker each ran on). A resumed run records those 
 as ``dropped`` (their results are lost with the old coordinator) and continues from the
 checkpointed version with new task numbers: it is a valid continuation, not a bitwise
 replay of the interrupted run (which would need the interrupted run's arrival timing).
+
+Stop (``RunContext.should_stop``): the tasks in flight are cancelled, and they and the
+arrivals buffered for the next version (not applied) are recorded as ``stopped`` rows of
+that version; the last checkpoint's meta then says nothing is in flight, so a resume
+continues from it without ``dropped`` rows for those tasks.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner.arrivals import ArrivalLog
+from fedjax_grid.runner.context import RoundStopped, StopRequested
 from fedjax_grid.runner.stall import RunStalled, stall_message
 
 
@@ -94,27 +100,17 @@ class AsyncRounds:
         t_start = self._t_version or time.time()
         self.assignments, strategy_state = ctx.forming(v)
         sent0, received0 = self.dispatch.bytes_sent, self.dispatch.bytes_received
-        self._fill(rows)
-        while self.fold.version == v:
-            if not self.dispatch.pending:
-                ctx.healthy_workers()  # NoWorkersError after grid.wait_for_workers_s
-                time.sleep(0.2)
-                self._fill(rows)
-                self._stop_if_stalled(rows)
-                continue
-            for fut, k, attempt in self.dispatch.completed(self._deadline(),
-                                                           stop=lambda: self.fold.version != v):
-                rows += self._arrived(fut, k, attempt)
-                if self.fold.version != v:
-                    break  # one server update per step: later arrivals wait for the next
-                self._stop_if_stalled(rows)
-                self._fill(rows)
-            rows += self._cancel_overdue()
-            self._stop_if_stalled(rows)
+        try:
+            self._until_update(v, rows)
+        except StopRequested:
+            raise self._stopped(rows) from None
         ctx.state, ctx.strategy_state, ctx.round = self.fold.state, strategy_state, self.fold.version
         self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
         if not ctx.done:
-            self._fill(rows)  # the next version's tasks train while this one is evaluated
+            try:
+                self._fill(rows)  # the next version's tasks train while this one is evaluated
+            except StopRequested:
+                pass   # this version is kept; the run stops after it is recorded
         else:
             rows += self._cancel_in_flight(f"still running when the run ended "
                                            f"(training.rounds={ctx.round} server updates)")
@@ -127,6 +123,47 @@ class AsyncRounds:
                                                   "arrivals": self.log.count}})
         self._t_version = time.time()
         return row
+
+    def _until_update(self, v: int, rows: list[dict]) -> None:
+        """Keep K tasks in flight and fold arrivals until version ``v`` is followed by the
+        next server update; task rows are appended to ``rows``. ``StopRequested`` on Stop."""
+        ctx = self.ctx
+        self._fill(rows)
+        while self.fold.version == v:
+            ctx.check_stop()
+            if not self.dispatch.pending:
+                ctx.healthy_workers()  # NoWorkersError after grid.wait_for_workers_s
+                time.sleep(0.2)
+                self._fill(rows)
+                self._stop_if_stalled(rows)
+                continue
+            for fut, k, attempt in self.dispatch.completed(
+                    self._deadline(), stop=lambda: self.fold.version != v or ctx.stop_requested()):
+                rows += self._arrived(fut, k, attempt)
+                if self.fold.version != v:
+                    break  # one server update per step: later arrivals wait for the next
+                self._stop_if_stalled(rows)
+                self._fill(rows)
+            rows += self._cancel_overdue()
+            self._stop_if_stalled(rows)
+
+    def _stopped(self, rows: list[dict]) -> RoundStopped:
+        """Cancel the tasks in flight; record them and this version's arrivals as
+        ``stopped`` rows of the version being built; the exception that ends the run."""
+        ctx, d = self.ctx, self.dispatch
+        version = self.fold.version + 1
+        out = ctx.stopped_rows(rows, version)
+        out += ctx.stop_in_flight(d, list(d.pending), version, tags_of=lambda fut: {
+            "version": d.forget(fut)[1], "staleness": None})
+        ctx.record_stop(out, {"async": {"task": self.task, "in_flight": []}})
+        return RoundStopped(version, len(out))
+
+    def stop(self) -> int:
+        """Stop between server updates: the tasks in flight (training the next version)
+        are cancelled and recorded as ``stopped``; the number of task rows recorded."""
+        if self.dispatch is None:
+            return 0
+        return self._stopped([]).tasks
 
     def _stop_if_stalled(self, rows: list[dict]) -> None:
         """``RunStalled`` once ``grid.max_rounds_without_update`` x K task outcomes in a row

@@ -15,6 +15,11 @@ One ``step`` is one round ``r`` (0-based; recorded as round ``r + 1``):
    aggregation); with a quorum (``grid.quorum``) apply the server step;
 5. re-estimate BatchNorm, evaluate, record, checkpoint (``RunContext.finish_round``).
 
+Stop (``RunContext.should_stop``) during steps 2-3 cancels the round's tasks in flight
+and records every task of the round as ``stopped`` (``RoundStopped``): no server update,
+the run resumes from the last checkpoint and runs the round again. Pressed after the
+server update, the round is kept (its evaluation skipped) and no round is launched ahead.
+
 Overlap (``step(prelaunch=True)``, ``grid.overlap_rounds``): the next round is launched
 (steps 1-2) right after this round's server step, so the workers train while the
 coordinator does step 5; the next ``step`` collects it. Its clients start from this
@@ -36,6 +41,7 @@ from fedjax_grid.grid.dispatch import RoundDispatch
 from fedjax_grid.grid.phases import PhaseClock
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner.tuning import Settings
+from fedjax_grid.runner.context import RoundStopped, StopRequested
 
 
 @dataclasses.dataclass
@@ -72,7 +78,12 @@ class SyncRounds:
         target = min(c.clients_per_round, len(launch.sampled))
         fold = ctx.exp.algorithm.begin(ctx.state)
         self._fold_s, self._train_s, self._arrivals = 0.0, [], []
-        task_rows = launch.task_rows + self._collect(launch, fold, target)
+        collected: list[dict] = []
+        try:
+            self._collect(launch, fold, target, collected)
+        except StopRequested:
+            raise self._stopped(launch, launch.task_rows + collected) from None
+        task_rows = launch.task_rows + collected
         dispatch.release()
         clock.lap("wait")
         clock.move(self._fold_s, "wait", "fold")
@@ -84,7 +95,7 @@ class SyncRounds:
             # their own, and the mean serves the global model's evaluation only.
             ctx.state, _ = fold.finish()
             clock.lap("server")
-        if prelaunch:
+        if prelaunch and not ctx.stop_requested():
             self._prelaunch(ctx.round + 1)
             clock.lap("launch")
         if quorum:
@@ -115,18 +126,22 @@ class SyncRounds:
                                  workers=lambda: ctx.healthy_workers(deadline), deadline=deadline)
         ctx.note_workers()
         clock.lap("forming")
-        task_rows = []
-        for k in sampled:
-            if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
-                task_rows.append(ctx.task_row(r, k, 0, "offline",
-                                              reason="client offline (simulated availability)"))
-            else:
-                task_rows += ctx.submit(dispatch, int(k), 0, assignments[k], index=r, r=r,
-                                        why="before the deadline")
+        task_rows: list[dict] = []
+        launch = Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
+                        dispatch, task_rows, settings)
+        try:
+            for k in sampled:
+                if fault_sim.is_offline(c.faults, c.seed, r, int(k)):
+                    task_rows.append(ctx.task_row(r, k, 0, "offline",
+                                                  reason="client offline (simulated availability)"))
+                else:
+                    task_rows += ctx.submit(dispatch, int(k), 0, assignments[k], index=r, r=r,
+                                            why="before the deadline")
+        except StopRequested:
+            raise self._stopped(launch, task_rows) from None
         clock.lap("submit")
         clock.move(dispatch.broadcast_s, "submit", "broadcast")
-        return Launch(r, t_round, clock, deadline, assignments, new_strategy_state, sampled,
-                      dispatch, task_rows, settings)
+        return launch
 
     def _prelaunch(self, r: int) -> None:
         """Launch round ``r`` (the next one) now, while this one's BatchNorm re-estimation,
@@ -150,6 +165,25 @@ class SyncRounds:
     def close(self) -> None:
         self.drop_ahead()
 
+    # -- Stop --------------------------------------------------------------------------
+    def _stopped(self, launch: Launch, rows: list[dict]) -> RoundStopped:
+        """Cancel ``launch``'s tasks in flight, record all its tasks (``rows``: those done)
+        as ``stopped``; the exception that ends the run."""
+        ctx, round_ = self.ctx, launch.round + 1
+        out = ctx.stopped_rows(rows, round_)
+        out += ctx.stop_in_flight(launch.dispatch, list(launch.dispatch.pending), round_)
+        launch.dispatch.release()
+        ctx.record_stop(out)
+        return RoundStopped(round_, len(out))
+
+    def stop(self) -> int:
+        """Stop between rounds: a round launched ahead is cancelled and its tasks recorded
+        as ``stopped``; the number of task rows recorded."""
+        launch, self.ahead = self.ahead, None
+        if launch is None:
+            return 0
+        return self._stopped(launch, list(launch.task_rows)).tasks
+
     def _take_launch(self) -> Launch:
         """This round's launch: the one made ahead when it is this round's, else a new one."""
         if self.ahead is not None and self.ahead.round == self.ctx.round:
@@ -159,10 +193,11 @@ class SyncRounds:
         return self._launch(self.ctx.round)
 
     # -- collecting --------------------------------------------------------------------
-    def _collect(self, launch: Launch, fold, target: int) -> list[dict]:
+    def _collect(self, launch: Launch, fold, target: int, rows: list[dict]) -> None:
         """Fold finished updates into ``fold`` until all are in, the overcommit quota is
         met or the deadline passes; re-submit failed tasks while retries and time remain;
-        cancel stragglers. Returns the task rows."""
+        cancel stragglers. Appends the task rows to ``rows``; ``StopRequested`` when Stop
+        is pressed meanwhile (``rows`` then holds the tasks done so far)."""
         ctx, g = self.ctx, self.ctx.config.grid
         dispatch, deadline, r = launch.dispatch, launch.deadline, launch.round
         quota_met = (lambda: len(fold.accepted) >= target) if launch.settings.overcommit > 0 \
@@ -181,15 +216,16 @@ class SyncRounds:
                 self._arrivals.append(time.time() - launch.t_round)
             return ("ok" if reason is None else "rejected"), reason, {}
 
-        rows = []
-        for fut, k, attempt in dispatch.completed(deadline, stop=quota_met):
+        for fut, k, attempt in dispatch.completed(
+                deadline, stop=lambda: quota_met() or ctx.stop_requested()):
             row, failed = ctx.settle(dispatch, fut, k, attempt, r, fold_in)
             rows.append(row)
             if failed and attempt < g.retries and (deadline is None or time.time() < deadline):
                 rows += ctx.submit(dispatch, k, attempt + 1, launch.assignments[k], index=r, r=r,
                                    avoid=row["worker"], why="before the deadline")
+        if ctx.stop_requested():
+            raise StopRequested()
         if dispatch.pending:
             rows += ctx.cancel(dispatch, list(dispatch.pending), r,
                                TaskTimeout("past the round deadline") if deadline else
                                NotNeeded("still running when the overcommit quota was met"))
-        return rows
