@@ -157,11 +157,16 @@ class RunContext:
             try:
                 return wait_for_healthy(self.ledger, self.grid.client,
                                         grace_s=max(0.0, deadline - time.time()), t0=self.t0,
-                                        notify=self.notify, check=check)
+                                        notify=self._health_notify, check=check)
             except NoWorkersError:
                 return []
         return wait_for_healthy(self.ledger, self.grid.client, grace_s=grace, t0=self.t0,
-                                notify=self.notify, check=check)
+                                notify=self._health_notify, check=check)
+
+    def _health_notify(self, message: str) -> None:
+        """``notify``, except once Stop was pressed: a stopping run says only that."""
+        if not self.stop_requested():
+            self.notify(message)
 
     def any_healthy_now(self) -> bool:
         """Whether a healthy worker is connected right now (no waiting, no message)."""

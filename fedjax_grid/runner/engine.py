@@ -243,7 +243,8 @@ class FederatedRun:
                 if callback is not None:
                     callback(row)
             self.save_records()
-            self._warn_participation()
+            if self.stopped is None and self.round >= self.config.training.rounds:
+                self._warn_participation()  # of a finished run only
         finally:
             self.context.should_stop = lambda: False
             self.drop_next_round()  # stopped early: the round launched ahead is not run
