@@ -53,6 +53,12 @@ _EXPORTS = {
     # the grid
     "open_cluster": "fedjax_grid.grid.cluster",
     "notebook_dir": "fedjax_grid.grid.run_dirs",
+    "slug": "fedjax_grid.grid.run_dirs",
+    "run_index": "fedjax_grid.runner.run_index",
+    # cost before a run, progress during it, tracking after it
+    "estimate_config": "fedjax_grid.experiments.cost",
+    "RoundBar": "fedjax_grid.progress",
+    "tracking": "fedjax_grid.tracking",
     # data and partitions
     "list_sources": "fedjax_grid.data",
     "load_source": "fedjax_grid.data",
@@ -74,6 +80,7 @@ _EXPORTS = {
     "PlotFigure": "fedjax_grid.plots",
     "ConfigPanel": "fedjax_grid.widgets",
     "RunPanel": "fedjax_grid.widgets",
+    "RunsPanel": "fedjax_grid.widgets",
     "ClusterPanel": "fedjax_grid.widgets",
     "dashboard_html": "fedjax_grid.widgets",
     # an emulated desktop grid on this machine (Linux, root)

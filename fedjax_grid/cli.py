@@ -24,11 +24,15 @@ import signal
 import sys
 import time
 
-from fedjax_grid.errors import SHOW_MAX, UserError, show, show_path
+from fedjax_grid.errors import SHOW_MAX, RunStalled, UserError, show, show_path
 
 EXIT_USAGE = 2
 #: Exit code after Ctrl-C (128 + SIGINT), with one line saying how to continue.
 EXIT_INTERRUPTED = 130
+#: Exit code when the user answers no to starting a run estimated above the threshold.
+EXIT_DECLINED = 1
+#: Exit code of a run stopped because it folded no update (``grid.max_rounds_without_update``).
+EXIT_STALLED = 3
 #: Upper bound of ``run --rounds`` (as for ``training.rounds``).
 MAX_ROUNDS_FLAG = 100_000
 
@@ -92,13 +96,19 @@ rounds:
   ckpt-000003.npz holds the state after round 3). training.rounds is the run's
   total; --more-rounds N stops this invocation after N more rounds.
 
+cost:
+  before the first round the run's training step is measured (cached per machine)
+  and the estimated wall time and bytes are printed; a run estimated above 10 min
+  asks before it starts (--yes: start without asking; without a terminal it is
+  refused in one line, exit 2, unless --yes is given).
+
 examples:
   fedjax-grid run                                   # quickstart preset, LocalCluster on 127.0.0.1
   fedjax-grid run --preset paper-vgg16-cifar10-independent --out runs/vgg
   fedjax-grid run --resume --out runs/vgg           # continue runs/vgg with its config.json
   fedjax-grid run --resume                          # continue runs/quickstart/latest
   fedjax-grid run --resume --out runs/vgg --set training.rounds=120   # extend the run
-  fedjax-grid run --scheduler tcp://10.0.0.5:8786 --more-rounds 2
+  fedjax-grid run --scheduler tls://10.0.0.5:8786 --set grid.tls_dir=certs --more-rounds 2
 """
 
 
@@ -137,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a Dask scheduler "
                                          "(default: a LocalCluster on grid.host, 127.0.0.1)")
     run.add_argument("--workers", type=int, help="LocalCluster worker processes (default: grid.workers)")
+    run.add_argument("--allow-insecure", action="store_true",
+                     help="accept a plain-TCP scheduler or LocalCluster on a non-loopback address "
+                          "(grid.allow_insecure): anyone who reaches it can run code on every "
+                          "desktop -- prefer TLS (fedjax-grid certs, tls://, grid.tls_dir)")
     run.add_argument("--out", help="output folder (default: a new runs/<name>/<YYYYmmdd-HHMMSS>; "
                                    "with --resume: runs/<name>/latest)")
     run.add_argument("--resume", action="store_true",
@@ -147,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "training.rounds; raise that with --set training.rounds=T)")
     run.add_argument("--rounds", dest="rounds_alias", type=int, help=argparse.SUPPRESS)
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    run.add_argument("--yes", "-y", action="store_true",
+                     help="start without asking even when the run is estimated longer than "
+                          "10 min ($FEDJAX_GRID_CONFIRM_ABOVE_S seconds); without a terminal "
+                          "such a run is refused unless --yes is given")
     run.add_argument("--quiet", action="store_true", help="no start-up stages, no progress bar")
     sub.add_parser("presets", help="list the presets and the choices of every plug-in point")
     show = sub.add_parser("show-config", help="print the resolved config as YAML", choices_help=True)
@@ -170,8 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_keys(args) -> None:
+    """A config key given twice (two ``--set``, or ``--set`` and its flag) is refused."""
+    from fedjax_grid.experiments.config import unique_overrides
+    flags = {k: f"{flag} {value}" for k, flag, value in (
+        ("grid.scheduler", "--scheduler", getattr(args, "scheduler", None)),
+        ("grid.workers", "--workers", getattr(args, "workers", None)),
+        ("grid.allow_insecure", "--allow-insecure", getattr(args, "allow_insecure", None) or None))
+        if value is not None}
+    unique_overrides(args.overrides, flags)
+
+
 def resolve_config(args):
     from fedjax_grid.experiments import ExperimentConfig, get_preset
+    check_keys(args)
     if args.config:
         cfg = ExperimentConfig.load(args.config)
     else:
@@ -196,12 +226,16 @@ def _run_target(args):
     """(config, output folder, whether the folder is new and ours to create)."""
     from fedjax_grid.runner.resume import resume_config
     from fedjax_grid.grid import run_dirs
+    if args.out is not None:
+        from fedjax_grid.grid.runlock import check_folder
+        check_folder(args.out)  # control characters, a file: refused before anything
     if not args.resume:
         cfg = resolve_config(args)
         if args.out or cfg.out_dir:
             return cfg, pathlib.Path(args.out or cfg.out_dir), False
         return cfg, run_dirs.new_run_dir(cfg.name), True
     given = resolve_config(args) if (args.config or args.preset) else None
+    check_keys(args)
     if args.out:
         out = pathlib.Path(args.out)
     else:
@@ -219,14 +253,24 @@ def _run_target(args):
 def cmd_run(args) -> int:
     more = _more_rounds(args)
     cfg, out, new_dir = _run_config(args)
+    from fedjax_grid import tracking
     from fedjax_grid.grid import run_dirs
     from fedjax_grid.progress import Console
+    tracking.check(cfg)
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:
         print(f"{cfg.name}: {'resuming' if args.resume else 'output in'} {out.resolve()}",
               flush=True)
+    found = run_dirs.FolderState(out)  # a start that fails puts the folder back as it was
     run = _new_run(cfg, out, args.resume, console)
+    if args.resume and run.done:
+        return _already_finished(run, out)
+    if not _confirm_cost(run, args, console):
+        run.close()
+        found.restore()  # declined: the folder as it was
+        return EXIT_DECLINED
+    first, records = run.round, None
     if new_dir:
         run_dirs.claim(out)
     t_start = time.time()
@@ -238,10 +282,17 @@ def cmd_run(args) -> int:
                                 f"continue with: fedjax-grid run --resume --out {out}")
         else:
             console.interrupted("interrupted before the first round finished; nothing to resume")
+        if not args.no_plots and run.records.num_rounds:
+            _write_plots(cfg, run.records, out)   # Ctrl-C: the figures of the rounds done
         return EXIT_INTERRUPTED
     except UserError:
         console.end_line()
         raise
+    except RunStalled as e:  # nothing folded for grid.max_rounds_without_update rounds
+        console.close()
+        console.end_line()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STALLED
     except OSError as e:
         console.close()
         console.end_line()
@@ -249,6 +300,8 @@ def cmd_run(args) -> int:
     finally:
         _save_grid_events(cfg.grid.scheduler, out, t_start)
         _close_run(run, console, out, new_dir)
+        if records is None and run.round == first:
+            found.restore()
     rounds = records.rounds()
     if not args.no_plots and len(rounds):
         _write_plots(cfg, records, out)
@@ -256,9 +309,46 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _already_finished(run, out) -> int:
+    """--resume of a run that has all its rounds: say so and what it reached; start nothing."""
+    from fedjax_grid.runner.run_index import finished_text
+    run.close()
+    print(finished_text(run.config, run.records.rounds(), out))
+    return 0
+
+
+def _confirm_cost(run, args, console) -> bool:
+    """Print the run's estimate (a measured training step, experiments.cost); above the
+    threshold ask before starting (--yes: do not ask; no terminal: refuse in one line)."""
+    from fedjax_grid.experiments.cost import confirm_above_s, duration_text, estimate_run
+    with run.stages.stage("estimate", f"measuring a training step of {run.config.model.name} "
+                                      "to estimate the run") as info:
+        est = estimate_run(run)
+        info["detail"] = f"{est.step.step_s * 1000:.1f} ms per step"
+    if not args.quiet:
+        print(est.summary(), flush=True)
+    if args.yes or not est.needs_confirmation():
+        return True
+    what = (f"{run.config.name} is estimated at {duration_text(est.wall_s)} of wall time, "
+            f"above {duration_text(confirm_above_s())}")
+    if not sys.stdin.isatty():
+        run.close()
+        raise UserError(f"{what}: not started without confirmation; pass --yes to start it, "
+                        "or make it smaller (e.g. --set training.rounds=N)")
+    try:
+        answer = input(f"{what}. Start it? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("not started")
+    return False
+
+
 def _run_config(args):
     """(validated config with --scheduler/--workers applied, output folder, new folder?)."""
     cfg, out, new_dir = _run_target(args)
+    sets = ["grid.allow_insecure=true"] if args.allow_insecure else []
     scheduler = args.scheduler or cfg.grid.scheduler  # a resumed run's config names it too
     if scheduler:
         # An emulated grid's scheduler (`fedjax-grid grid up`): join its hub namespace now,
@@ -267,10 +357,15 @@ def _run_config(args):
         grid = enter(scheduler)
         if grid is not None:
             scheduler = grid.address  # tls://, also when given without it
-        tls = [f"grid.tls_dir={grid.tls_dir}"] if grid is not None else []
-        cfg = cfg.with_overrides([f"grid.scheduler={scheduler}", *tls])
+            sets.append(f"grid.tls_dir={grid.tls_dir}")
+        sets.append(f"grid.scheduler={scheduler}")
+    if sets:
+        cfg = cfg.with_overrides(sets)
     if args.workers is not None:
         cfg = cfg.with_overrides([f"grid.workers={args.workers}"])
+    from fedjax_grid.grid.cluster import check_local_cluster, check_secure
+    check_secure(cfg.grid)  # before the data is loaded
+    check_local_cluster(cfg.grid)
     return cfg.validate(), out, new_dir
 
 
@@ -349,12 +444,7 @@ def _close_run(run, console, out, new_dir: bool) -> None:
 
 def _write_plots(cfg, records, out) -> None:
     from fedjax_grid import plots
-    plots.global_accuracy(records.rounds(), save=out / "global_accuracy.png",
-                          title=f"{cfg.name}: global test accuracy")
-    tasks = records.tasks()
-    if (tasks["status"] == "ok").any():
-        plots.local_loss(tasks, save=out / "local_loss.png",
-                         title=f"{cfg.name}: local training loss across clients")
+    plots.run_figures(cfg, records, out)
 
 
 def _is_grid_loss(e: OSError, grid_errors: tuple) -> bool:
@@ -500,6 +590,10 @@ def cmd_partition_report(args) -> int:
 
 def cmd_prepare(args) -> int:
     from fedjax_grid.data import prepare_source
+    from fedjax_grid.names import check_path
+    for flag, value in (("--path", args.path), ("--data-dir", args.data_dir)):
+        if value is not None:
+            check_path(value, flag)
     path = prepare_source(args.source, path=args.path, data_dir=args.data_dir)
     print(f"prepared {args.source} in {path}")
     return 0
@@ -507,6 +601,8 @@ def cmd_prepare(args) -> int:
 
 def cmd_certs(args) -> int:
     from fedjax_grid.grid.certs import create_certificates
+    from fedjax_grid.names import check_path
+    check_path(args.directory, "certs DIRECTORY")
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     paths = create_certificates(args.directory, hosts)
     for name, path in paths.items():

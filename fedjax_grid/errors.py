@@ -26,6 +26,11 @@ class CheckpointError(UserError):
     """A checkpoint is missing, damaged, or belongs to another experiment."""
 
 
+class RunStalled(RuntimeError):
+    """A run that folded no update for ``grid.max_rounds_without_update`` rounds: one line
+    naming the cause (``fedjax_grid.runner.stall``); the CLI prints it and exits with 3."""
+
+
 #: Longest value echoed back in an error message (characters).
 SHOW_MAX = 80
 

@@ -104,3 +104,33 @@ def describe_outputs(out_dir) -> dict[str, list[str]]:
     ckpts = sorted((out / "checkpoints").glob("ckpt-*.npz"))
     kinds["checkpoints"] = [f"checkpoints/{p.name}" for p in ckpts]
     return kinds
+
+
+class RoundBar:
+    """A round progress bar for notebooks (``tqdm.auto``: a widget in Jupyter, text elsewhere).
+
+    Pass it as ``run.run(callback=RoundBar(run))`` (or ``callback=bar`` of a bar made once
+    for several runs with ``RoundBar(total=..., desc=...)``): every finished round moves it
+    and shows the accuracy; ``also`` is called with each row too (e.g. a panel's refresh).
+    Rounds count from 1, as everywhere: after round k the bar reads ``k/N``.
+    """
+
+    def __init__(self, run=None, *, total: int | None = None, desc: str | None = None,
+                 also=None):
+        from tqdm.auto import tqdm
+        total = total if total is not None else run.config.training.rounds
+        desc = desc if desc is not None else (run.config.name if run is not None else "rounds")
+        initial = run.round if run is not None else 0
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="round")
+        self.also = also
+
+    def __call__(self, row: dict) -> None:
+        acc = row.get("global_accuracy", float("nan"))
+        self.bar.set_postfix_str(f"accuracy {100 * acc:.1f} %, round {row['round']}",
+                                 refresh=False)
+        self.bar.update(1)
+        if self.also is not None:
+            self.also(row)
+
+    def close(self) -> None:
+        self.bar.close()

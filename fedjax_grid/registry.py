@@ -304,6 +304,10 @@ def parse_call(text: str, registry: Registry, path: str = "") -> dict:
             takes = f"parameters {', '.join(fields)}" if fields else "no parameters"
             raise UserError(f"{where}={show(text)} is invalid: {name} takes {takes}",
                             path=path or None)
+        if key in out:  # 'quant(bits=3, bits=4)', 'stratified(0.9, share=0.8)': not last-wins
+            where = path or registry.kind
+            raise UserError(f"{where}={show(text)} is invalid: parameter {key} is given twice; "
+                            "allowed: each parameter once", path=f"{path}.{key}" if path else None)
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:

@@ -1,11 +1,3 @@
-# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 01 · Quickstart: a federated run on a local Dask cluster
 #
@@ -82,7 +74,10 @@ print(run.stages.summary())   # start-up: data, model, first round (compiles the
 row
 
 # %%
-records = run.run(callback=lambda row: cluster_panel.refresh())  # the remaining rounds
+from fedjax_grid import RoundBar
+
+# the remaining rounds, with a progress bar; the cluster table follows them
+records = run.run(callback=RoundBar(run, also=lambda row: cluster_panel.refresh()))
 rounds, tasks = records.rounds(), records.tasks()   # also in run.out_dir, with checkpoints
 assert list(rounds["round"]) == list(range(1, ROUNDS + 1)) and (tasks["status"] == "ok").all()
 rounds
@@ -115,21 +110,38 @@ plots.label_distribution(label_table(run.train.labels, assignments),
 
 # %% [markdown]
 # ## The same from widgets
-# `ConfigPanel` is generated from `ExperimentConfig` (validation messages in place);
-# `RunPanel` runs it in a background thread: the start-up stages with their times, then
-# a progress bar and a live dashboard; **Stop** ends the run cleanly after the round in
-# flight. Each Run writes a new folder under `OUT/from_widgets/<name>/` (tick *resume* to
-# continue the latest one instead). It works before and after the last cell: once the
-# grid is closed, Run starts its own cluster from the config.
+# `ConfigPanel` is generated from `ExperimentConfig` (validation messages in place; only
+# the fields of the chosen `server.mode`); `RunPanel` runs it in a background thread. Run
+# first measures one training step of the model and shows the estimated wall time and
+# bytes -- **Estimate** shows it without running; a run estimated above 10 minutes (a
+# full-scale study preset from the *preset* list, say) waits for **Start anyway** or
+# **Cancel**. Then the start-up stages with their times, a progress bar and a live
+# dashboard; **Stop** ends the run cleanly after the round in flight. Each Run writes a
+# new folder under `OUT/from_widgets/<name>/` (tick *resume* to continue the latest one
+# instead) with its records and figures. It works before and after the last cell: once
+# the grid is closed, Run starts its own cluster from the config.
 
 # %%
 from IPython.display import display
 
 from fedjax_grid import ConfigPanel, RunPanel
 
-config_panel = ConfigPanel(cfg)
+config_panel = ConfigPanel(cfg, path=str(OUT / "experiment.json"))   # Save JSON goes there
 run_panel = RunPanel(config_panel, grid=grid, runs_root=OUT / "from_widgets")
 display(config_panel, run_panel)
+
+# %% [markdown]
+# ## The runs of this notebook
+# `RunsPanel` lists the runs in a folder -- the notebook's own run and every run started
+# from the panel above (it refreshes after each) -- with their mode, status, rounds, best
+# accuracy and wall time; tick some and **Plot** compares them side by side, **Export to
+# TensorBoard** writes their per-round scalars as event files.
+
+# %%
+from fedjax_grid import RunsPanel
+
+runs_panel = RunsPanel(OUT, grid=grid, follow=run_panel)
+display(runs_panel)
 
 # %% [markdown]
 # Continue the notebook's run from a shell (its folder holds its config.json):

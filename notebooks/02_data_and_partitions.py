@@ -1,11 +1,3 @@
-# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 02 · Data sources and partitions
 #
@@ -52,15 +44,19 @@ print("shared data folder:", SHARED, "(present)" if SHARED.is_dir() else "(absen
 
 # %%
 def gallery(ds, n=GALLERY, title=""):
+    """n images of ``ds`` in a row, each titled with its whole class name (wrapped, not cut)."""
+    import textwrap
     idx = np.linspace(0, len(ds) - 1, n).astype(int)
     batch = ds.__getitems__(idx)
     names = ds.info.class_names
-    fig = Figure(figsize=(1.4 * n, 1.9), layout="constrained")
+    labels = [str(names[int(k)]) if names else str(int(k)) for k in batch["label"]]
+    wrapped = [textwrap.fill(name.replace("_", " "), 12) for name in labels]
+    lines = max(w.count("\n") + 1 for w in wrapped)
+    fig = Figure(figsize=(1.4 * n, 1.7 + 0.18 * lines), layout="constrained")
     for i, ax in enumerate(fig.subplots(1, n)):
         img = batch["image"][i]
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
-        lab = int(batch["label"][i])
-        ax.set_title(str(names[lab])[:10] if names else lab, fontsize=8)
+        ax.set_title(wrapped[i], fontsize=7.5)
         ax.axis("off")
     fig.suptitle(f"{title}: {len(ds)} images {ds.info.image_shape}, {ds.info.num_classes} classes")
     return fig

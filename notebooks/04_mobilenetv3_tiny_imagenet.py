@@ -1,11 +1,3 @@
-# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 04 · MobileNetV3 on Tiny-ImageNet (the study's settings, reduced)
 #
@@ -77,7 +69,9 @@ display(HTML(dashboard_html(grid)))
 
 # %% [markdown]
 # ## Independent vs balanced
-# Both variants on the same grid, one after the other.
+# Both variants on the same grid, one after the other, each with a progress bar. A
+# one-round warm-up run comes first: the workers compile the model there, so neither
+# variant's times include compilation and the comparison does not depend on the order.
 
 # %%
 from fedjax_grid import run_variants

@@ -1,11 +1,3 @@
-# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05 · A desktop grid: connect to a scheduler, see the desktops, run
 #
@@ -96,12 +88,11 @@ display(panel)
 # The client that runs the rounds is this notebook; the training happens on the desktops.
 
 # %%
-from fedjax_grid import FederatedRun
+from fedjax_grid import FederatedRun, RoundBar
 
 run = FederatedRun(cfg, out_dir=OUT / "run", grid=grid)
 panel.records = run   # the table above counts this run's tasks, refreshed every round
-records = run.run(callback=lambda row: (panel.refresh(), print(
-    f"round {row['round']}/{cfg.training.rounds}: accuracy {100 * row['global_accuracy']:.1f} %")))
+records = run.run(callback=RoundBar(run, also=lambda row: panel.refresh()))   # a progress bar
 tasks = records.tasks()
 assert set(tasks["worker"]) <= set(grid.workers())
 

@@ -122,7 +122,7 @@ def test_a_new_distribution_reaches_the_config_partition_and_help():
         assert cfg.partition.distribution.offset == 1
         parts = distribute(np.arange(20) % 2, 2, cfg.partition.distribution, 0)
         assert [p.tolist() for p in parts] == [[1, 5, 9, 13, 17], [3, 7, 11, 15, 19]]
-        strategy = partition_strategy(cfg, np.arange(40) % 4)
+        strategy = partition_strategy(cfg, np.arange(40) % 4, for_run=False)
         assert len(strategy.init(0)["indices"]) == 20
         assert "every_other(offset=0)" in choices_text()
         with pytest.raises(UserError, match="partition.distribution.offset=2"):

@@ -50,7 +50,8 @@ SCALAR_NBYTES = 8
 def raw_below_field():
     """The ``raw_below`` parameter every compressing codec has (declared last, so that the
     ``'name(v)'`` shorthand sets the codec's own first parameter)."""
-    return Field(64, ge=0, description="floating leaves with fewer elements are sent raw "
+    return Field(64, ge=0, le=2 ** 31 - 1, description="floating leaves with fewer elements are "
+                                                      "sent raw "
                                        "(tiny BatchNorm vectors and biases)")
 
 

@@ -28,7 +28,8 @@ LEVELS = 127
 
 
 class Int8Params(Params):
-    block: int = Field(256, ge=0, description="values per scale (0: one scale per tensor)")
+    block: int = Field(256, ge=0, le=2 ** 31 - 1,
+                       description="values per scale (0: one scale per tensor)")
     raw_below: int = raw_below_field()
 
 

@@ -44,7 +44,8 @@ from fedjax_grid.registry import Params
 
 class QuantParams(Params):
     bits: int = Field(4, ge=2, le=8, description="bits per value (levels 2**(bits-1) - 1 a side)")
-    block: int = Field(512, ge=0, description="values per float32 scale (0: one scale per tensor)")
+    block: int = Field(512, ge=0, le=2 ** 31 - 1,
+                       description="values per float32 scale (0: one scale per tensor)")
     feedback: bool = Field(False, description="error feedback: keep each client's rounding "
                                               "error and add it to its next update")
     raw_below: int = raw_below_field()

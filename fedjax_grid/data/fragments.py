@@ -336,14 +336,17 @@ from fedjax_grid.registry import Params  # noqa: E402
 
 class FragmentOptions(Params):
     """Options of ``texture_fragments`` (the yielded side is ``data.image_size``)."""
-    size: int = Field(256, ge=1, description="fragment side in source pixels")
-    stride: Optional[int] = Field(None, ge=1, description="step between fragments (null: size)")
-    angles: list[float] = Field(default_factory=lambda: [0.0], description="rotations in degrees")
+    size: int = Field(256, ge=8, le=4096, description="fragment side in source pixels")
+    stride: Optional[int] = Field(None, ge=8, le=4096, description=(
+        "step between fragments (null: size; at least 8 pixels: each step multiplies the "
+        "fragments a photo yields)"))
+    angles: list[float] = Field(default_factory=lambda: [0.0], min_length=1, max_length=360,
+                                description="rotations in degrees (1-360 of them)")
     flips: bool = Field(False, description="also yield each fragment mirrored")
     normalize: Literal["none", "standardize", "equalize"] = Field("none", description="per-fragment normalisation")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="photos per class held out for test")
-    seed: int = Field(0, ge=0, description="seed of the train/test split by photo")
-    cache_images: int = Field(8, ge=0, description="decoded photos kept per process")
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1, description="seed of the train/test split by photo")
+    cache_images: int = Field(8, ge=0, le=1024, description="decoded photos kept per process")
 
 
 SOURCES.register("texture_fragments", FragmentOptions,

@@ -320,7 +320,7 @@ from fedjax_grid.registry import Params  # noqa: E402
 class TexturesOptions(Params):
     """Options of ``textures`` (the side length is ``data.image_size``)."""
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="photos per class held out for test")
-    seed: int = Field(0, ge=0, description="seed of the train/test split by photo")
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1, description="seed of the train/test split by photo")
     storage: Literal["folder", "array_record"] = Field(
         "folder", description="decode the photos on every read, or a prepared array_record copy")
 

@@ -34,10 +34,21 @@ def worker_argv(state, desktop) -> list[str]:
             "--local-directory", str(scratch), *_tls(state)]
 
 
+#: Seconds a Dask connection of the grid survives without an answer (TCP user timeout and
+#: keep-alive; Dask's default is 30 s). With the default, a desktop's link down for 20 s
+#: ended its worker for good: TCP's retransmission back-off stretched the silence past
+#: 30 s, the worker's connection to the scheduler broke, the worker stopped
+#: ('worker-handle-scheduler-connection-broken') and its nanny closed with it. Measured on
+#: this grid; a real grid with home links wants the same setting on every machine.
+TCP_TIMEOUT = "120s"
+
+
 def environment() -> dict:
     """The processes' environment: ours (PYTHONPATH, XLA_FLAGS, the compile cache) with
     the scheduler's allowed-failures at 0, as the engine records and retries failed
-    tasks itself (``grid.cluster``)."""
+    tasks itself (``grid.cluster``), and connections that outlive a link drop of up to
+    about a minute (``TCP_TIMEOUT``; unless the environment sets its own)."""
     env = dict(os.environ)
     env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+    env.setdefault("DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP", TCP_TIMEOUT)
     return env

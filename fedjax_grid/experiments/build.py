@@ -85,14 +85,32 @@ def build_data(cfg) -> ExperimentData:
                           source_options(cfg))
 
 
-def partition_strategy(cfg, labels: np.ndarray):
-    """The forming strategy over ``labels`` (int (D,)); UserError when C > D."""
+def partition_strategy(cfg, labels: np.ndarray, *, for_run: bool = True):
+    """The forming strategy over ``labels`` (int (D,)); UserError when C > D or -- for a
+    run (``for_run``) -- when a local batch is larger than every local set of round 1."""
     from fedjax_grid.partition import make_strategy
     p = cfg.partition
     if p.num_clients > len(labels):
         raise UserError(f"partition.num_clients={p.num_clients} exceeds the {len(labels)} "
                         f"training examples of {cfg.data.source!r}", path="partition.num_clients")
-    return make_strategy(p.forming, labels, p.num_clients, p.distribution)
+    strategy = make_strategy(p.forming, labels, p.num_clients, p.distribution)
+    if for_run:
+        check_batch_size(cfg, strategy, len(labels))
+    return strategy
+
+
+def check_batch_size(cfg, strategy, num_train: int) -> None:
+    """UserError when ``training.batch_size`` exceeds the largest local set of round 1: a
+    batch is padded to its size with repeated rows, so such a batch only costs memory."""
+    assignments, _ = strategy.apply(strategy.init(cfg.seed), forming_rng(cfg.seed, 0), 0)
+    largest = max((len(a) for a in assignments), default=0)
+    b = cfg.training.batch_size
+    if b > max(largest, 1):
+        raise UserError(f"training.batch_size={b} is invalid: an integer in [1, {largest}] is "
+                        f"required (the largest local set of round 1 holds {largest} examples: "
+                        f"{num_train} training examples of {cfg.data.source!r} over "
+                        f"partition.num_clients={cfg.partition.num_clients})",
+                        path="training.batch_size")
 
 
 def local_sets(cfg, rounds: int = 1, train=None) -> tuple[np.ndarray, list]:
@@ -101,7 +119,7 @@ def local_sets(cfg, rounds: int = 1, train=None) -> tuple[np.ndarray, list]:
     a run draws them; ``train``: the training split when already loaded."""
     train = load_split(cfg, "train") if train is None else train
     labels = np.asarray(train.labels)
-    strategy = partition_strategy(cfg, labels)
+    strategy = partition_strategy(cfg, labels, for_run=False)
     state = strategy.init(cfg.seed)
     for r in range(rounds):  # the 0-based index r = round - 1 keys the randomness
         assignments, state = strategy.apply(state, forming_rng(cfg.seed, r), r)

@@ -20,6 +20,7 @@ Sections:
 - ``grid``      cluster, deadline, quorum, retries, compilation cache
 - ``faults``    heterogeneity and fault simulation (off by default); ``link``: the
                 desktops' simulated network (``LINKS``), applied whenever not ``none``
+- ``tracking``  per-round scalars to TensorBoard / MLflow (off by default)
 
 A choice of a registered component is a mapping holding its name and its own
 parameters, completed with that component's defaults::
@@ -43,6 +44,15 @@ the model's / source's registered parameters).
 ``model.kwargs.width=0.5``; a bare key (``rounds=3``, ``share=0.9``) names the
 unique field or component parameter holding it and is refused, naming the
 candidates, when several do (``lr``: ``training.lr`` and ``server.optimizer.lr``).
+
+Bounds: every count, size and duration has one a run can satisfy, checked before
+anything starts: field bounds (``MAX_*``, ``MIN_SECONDS``) and, across sections
+(``_counts_across_sections``), clients per round <= C, in async mode the tasks in flight
+<= C and the buffer <= the tasks in flight, overcommitted spares <= C - clients per round;
+what needs the data (the local batch <= the largest local set: ``build.check_batch_size``)
+or the machine (LocalCluster workers that fit its memory: ``grid.cluster``) is checked
+when the data is loaded / before the grid starts. ``name`` is one folder name and paths
+hold no control characters (``names.check_name`` / ``check_path``).
 
 Norm settings: ``server.aggregator.max_norm`` (clipped_mean) bounds each client's
 update (clipping); ``server.max_norm_ratio`` rejects an update whose norm exceeds
@@ -96,6 +106,9 @@ MAX_BATCH = 1_000_000
 MAX_SEED = 2 ** 32 - 1
 #: Longest time setting (seconds): one week.
 MAX_SECONDS = 7 * 24 * 3600.0
+#: Shortest deadline or connection timeout (seconds): time for one message to go and come
+#: back on a loaded machine; below it every task would be late, every connection refused.
+MIN_SECONDS = 1.0
 
 DATA_MODES = ("shipped", "resident")
 
@@ -157,6 +170,17 @@ def _choice(registry: Registry, default: str, description: str):
 
 def _names_schema(registry: Registry):
     return lambda schema: schema.update(enum=list(registry))
+
+
+def _paths(*fields: str):
+    """A validator of the path fields ``fields``: no control characters (a NUL byte cannot
+    name a file), not empty (``names.check_path``)."""
+    def check(cls, value, info):
+        if value is not None:
+            from fedjax_grid.names import check_path
+            check_path(value, ".".join(p for p in (cls._prefix(), info.field_name) if p))
+        return value
+    return pydantic.field_validator(*fields)(classmethod(check))
 
 
 # ------------------------------------------------------------------------- sections
@@ -243,6 +267,8 @@ class DataConfig(NamedSection):
     options: dict[str, Any] = Field(default_factory=dict, description=(
         "options of the source loader (e.g. fragment size, storage); only those given are kept"))
 
+    _check_paths = _paths("path", "data_dir")
+
 
 class PartitionConfig(Section):
     model_config = pydantic.ConfigDict(title="partition")
@@ -298,9 +324,10 @@ class ServerConfig(Section):
         "the round policy: sync: rounds with a barrier (FedAvg/FedOpt/FedProx); async: "
         "buffered asynchronous aggregation (FedBuff), no barrier, one server update per buffer"))
     concurrency: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
-        "async: client tasks kept in flight (null: training.clients_per_round)"))
+        "async: client tasks kept in flight, one per client at most (null: "
+        "training.clients_per_round)"))
     buffer_size: Optional[int] = Field(None, ge=1, le=MAX_CLIENTS, description=(
-        "async: deltas per server update (null: max(1, concurrency // 2))"))
+        "async: deltas per server update, at most concurrency (null: max(1, concurrency // 2))"))
     staleness: typing.Annotated[Choice, RegistryChoice(STALENESS)] = _choice(
         STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
     max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
@@ -341,12 +368,13 @@ class GridConfig(Section):
     host: str = Field("127.0.0.1", description="interface the LocalCluster listens on")
     dashboard_address: Optional[str] = Field("127.0.0.1:0", description="Dask dashboard (null: off)")
     local_directory: Optional[str] = Field(None, description="Dask workers' scratch folder")
-    deadline_s: Optional[float] = Field(None, gt=0.0, le=MAX_SECONDS, description=(
-        "seconds a round waits for client updates (null: no deadline)"))
+    deadline_s: Optional[float] = Field(None, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
+        "seconds a round waits for client updates (async: a task may run; null: no deadline)"))
     quorum: float = Field(0.5, ge=0.0, le=1.0, description=(
         "minimum fraction of the sampled clients that must report for the round to count"))
     overcommit: int = Field(0, ge=0, le=MAX_CLIENTS, description=(
-        "extra clients sampled per round; the first to finish are kept"))
+        "extra clients sampled per round; the first to finish are kept (at most "
+        "num_clients - clients_per_round)"))
     pin_workers: bool = Field(True, description=(
         "LocalCluster: pin each worker process to its own share of this machine's cores "
         "(XLA sizes its thread pool to them); false: every worker may use every core"))
@@ -366,13 +394,22 @@ class GridConfig(Section):
         "JAX persistent compilation cache (null: $FEDJAX_GRID_COMPILE_CACHE or ~/.cache/fedjax_grid/jax)"))
     tls_dir: Optional[str] = Field(None, description=(
         "Dask TLS certificates made by `fedjax-grid certs` (null: plain TCP)"))
-    connect_timeout_s: float = Field(30.0, gt=0.0, le=MAX_SECONDS, description=(
+    allow_insecure: bool = Field(False, description=(
+        "connect to (or start) a plain-TCP scheduler on a non-loopback address: whoever "
+        "reaches it can run code on every attached desktop (default: refused; use TLS)"))
+    connect_timeout_s: float = Field(30.0, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
         "seconds to wait for the scheduler / workers to appear"))
     quarantine_after: int = Field(3, ge=0, le=1000, description=(
         "consecutive failed tasks after which a worker is quarantined for the run (0: never)"))
     wait_for_workers_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description=(
         "seconds to wait for a healthy worker when none is connected before stopping "
         "with a resumable checkpoint"))
+    max_rounds_without_update: int = Field(3, ge=0, le=MAX_ROUNDS, description=(
+        "stop the run with a one-line error naming the cause (exit 3) after this many "
+        "rounds in a row applied no update (async: this many x concurrency task outcomes "
+        "in a row brought none); 0: never"))
+
+    _check_paths = _paths("local_directory", "compile_cache_dir", "tls_dir")
 
     @pydantic.model_validator(mode="after")
     def _check_scheduler(self):
@@ -387,6 +424,26 @@ class GridConfig(Section):
             raise UserError(f"grid.scheduler={show(address)} uses TLS but no certificates are set; "
                             "allowed: set grid.tls_dir to a `fedjax-grid certs` folder, or a "
                             "tcp:// address", path="grid.tls_dir")
+        return self
+
+    @pydantic.field_validator("dashboard_address")
+    @classmethod
+    def _check_dashboard(cls, value):
+        m = None if value is None else re.match(r"^([A-Za-z0-9.\-]*|\[[0-9A-Fa-f:]+\]):(\d{1,5})$", value)
+        if value is not None and (m is None or int(m.group(2)) > 65535):
+            raise UserError(f"grid.dashboard_address={show(value)} is invalid: HOST:PORT (port "
+                            "0-65535; 0: any free one), :PORT, or null (off) is required",
+                            path="grid.dashboard_address")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _check_host(self):
+        from fedjax_grid.names import check_host
+        try:
+            check_host(self.host)
+        except UserError:
+            raise UserError(f"grid.host={show(self.host)} is invalid: an IP address or host name "
+                            "is required (127.0.0.1: this machine only)", path="grid.host") from None
         return self
 
 
@@ -416,17 +473,33 @@ class FaultConfig(Section):
                        "transfer time is slept in each task; applies even when enabled is false")
 
 
+class TrackingConfig(Section):
+    """Where the per-round scalars go besides the run's records (``fedjax_grid.tracking``)."""
+    model_config = pydantic.ConfigDict(title="tracking")
+    tensorboard: bool = Field(False, description=(
+        "write each round's scalars as TensorBoard event files in <run folder>/tensorboard "
+        "(needs tensorboardX)"))
+    mlflow: bool = Field(False, description=(
+        "log the config and each round's scalars to MLflow (needs mlflow)"))
+    mlflow_uri: Optional[str] = Field(None, description=(
+        "MLflow tracking URI: a server (http://host:5000) or database (null: MLflow's own "
+        "default, $MLFLOW_TRACKING_URI)"))
+
+
 #: Section name -> model.
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelConfig, "data": DataConfig, "partition": PartitionConfig,
     "training": TrainingConfig, "server": ServerConfig, "grid": GridConfig, "faults": FaultConfig,
+    "tracking": TrackingConfig,
 }
 
 
 class ExperimentConfig(Section):
     """The whole experiment (see the module docstring)."""
     model_config = pydantic.ConfigDict(title="experiment")
-    name: str = Field("experiment", description="name of the experiment (runs/<name>/...)")
+    name: str = Field("experiment", description=(
+        "name of the experiment: one folder name (runs/<name>/...; no '/', '..' or control "
+        "characters)"))
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of everything random in the run")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
     data: DataConfig = Field(default_factory=DataConfig, description="the data set")
@@ -435,19 +508,29 @@ class ExperimentConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="aggregation and server step")
     grid: GridConfig = Field(default_factory=GridConfig, description="the Dask grid")
     faults: FaultConfig = Field(default_factory=FaultConfig, description="fault simulation")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description=(
+        "export of the per-round scalars (TensorBoard, MLflow)"))
     out_dir: Optional[str] = Field(None, description="where records, checkpoints and plots go "
                                                      "(null: runs/<name>/<time>)")
+
+    _check_paths = _paths("out_dir")
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _check_name(cls, value):
+        from fedjax_grid.names import check_name
+        return check_name(value)
 
     #: Flat keys of earlier versions that :func:`migrate` moved (empty for current files).
     _legacy_keys: tuple = pydantic.PrivateAttr(default=())
 
     @pydantic.model_validator(mode="after")
     def _check_across_sections(self):
-        cpr, c = self.training.clients_per_round, self.partition.num_clients
-        if cpr is not None and cpr > c:
-            raise UserError(f"training.clients_per_round={show(cpr)} is invalid: an integer in "
-                            f"[1, {c}] (partition.num_clients) is required",
-                            path="training.clients_per_round")
+        """Counts a run can satisfy: what depends on another section's value."""
+        for key, value, least, most, why in _counts_across_sections(self):
+            if value is not None and value > most:
+                raise UserError(f"{key}={show(value)} is invalid: an integer in [{least}, {most}] "
+                                f"is required ({why})", path=key)
         return self
 
     def __eq__(self, other) -> bool:  # the values, not how they were read (legacy_keys)
@@ -490,7 +573,8 @@ class ExperimentConfig(Section):
 
     @classmethod
     def load(cls, path) -> "ExperimentConfig":
-        path = pathlib.Path(path)
+        from fedjax_grid.names import check_path
+        path = pathlib.Path(check_path(path, "--config"))
         name = show_path(path)
         if path.is_dir():
             raise UserError(f"config file {name} is a directory; allowed: a JSON/YAML file")
@@ -503,11 +587,12 @@ class ExperimentConfig(Section):
             with open(path, "rb") as f:
                 raw = f.read(MAX_CONFIG_BYTES + 1)
             text = raw.decode("utf-8")
-            d = load_bounded(text, f"config file {name}")  # JSON is a subset of YAML
+            # JSON is a subset of YAML; an empty file, a list or a scalar is refused
+            d = load_bounded(text, f"config file {name}", mapping=True)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"config file {name} is not valid JSON/YAML: {show(first, 200)[1:-1]}") from None
-        return cls.from_dict(d or {})
+            raise UserError(f"config file {name}{_yaml_line(e)} is not valid JSON/YAML: "
+                            f"{show(_yaml_problem(e), 200)[1:-1]}") from None
+        return cls.from_dict(d)
 
     @property
     def legacy_keys(self) -> tuple:
@@ -518,13 +603,14 @@ class ExperimentConfig(Section):
         """Hash of everything that determines the trajectory of a run.
 
         Excludes what may change between an interrupted run and its resume:
-        the number of rounds, the output directory and the cluster settings.
+        the number of rounds, the output directory, the cluster and tracking settings.
         """
         d = self.to_dict()
         d["training"].pop("rounds")
         d.pop("out_dir")
         d.pop("grid")
         d.pop("name")
+        d.pop("tracking", None)
         # keys added later: at their defaults they leave older runs' fingerprints unchanged
         for section, key, default in (("server", "codec", "none"), ("server", "broadcast_codec", "none"),
                                       ("faults", "link", "none"), ("training", "algorithm", "fedavg")):
@@ -567,6 +653,29 @@ class ExperimentConfig(Section):
     @property
     def clients_per_round(self) -> int:
         return self.training.clients_per_round or self.partition.num_clients
+
+
+def _counts_across_sections(cfg: "ExperimentConfig") -> list[tuple]:
+    """(key, value, least, largest value a run can satisfy, why) of the counts bounded by
+    another field: clients per round by C; in async mode the tasks in flight by C (one
+    per client) and the buffer by the tasks in flight (it could never fill); the
+    overcommitted spares by the clients not sampled."""
+    c = cfg.partition.num_clients
+    cpr = cfg.training.clients_per_round
+    out = [("training.clients_per_round", cpr, 1, c, "partition.num_clients")]
+    if cfg.server.mode == "async":
+        k = cfg.server.concurrency
+        out.append(("server.concurrency", k, 1, c,
+                    f"at most one task per client in flight: partition.num_clients={c}"))
+        k_eff = k or cpr or c
+        out.append(("server.buffer_size", cfg.server.buffer_size, 1, k_eff,
+                    f"a buffer larger than the {k_eff} tasks in flight (server.concurrency) "
+                    "never fills"))
+    else:
+        out.append(("grid.overcommit", cfg.grid.overcommit, 0, c - (cpr or c),
+                    f"spares are sampled from the clients beyond training.clients_per_round="
+                    f"{cpr or c} out of partition.num_clients={c}"))
+    return out
 
 
 # ------------------------------------------------------------------------- keys
@@ -620,6 +729,21 @@ def resolve_key(key: str, d: Optional[dict] = None) -> list[str]:
     raise UserError(f"unknown config key {show(key)}: {where} has no keys inside"
                     if where not in REGISTRIES else
                     f"unknown config key {show(key)}: use {where}.<parameter>", path=where)
+
+
+def unique_overrides(assignments: list[str], flags: Optional[dict] = None) -> None:
+    """UserError when two ``key=value`` assignments (``--set``) name the same key (after
+    bare keys are resolved: ``rounds`` is ``training.rounds``), or one names a key that a
+    flag sets too (``flags``: dotted key -> flag, e.g. ``{'grid.workers': '--workers'}``)."""
+    seen: dict[str, str] = dict(flags or {})
+    for item in assignments:
+        if "=" not in item:
+            continue  # with_overrides says what is wrong with it
+        key = ".".join(resolve_key(item.split("=", 1)[0].strip()))
+        if key in seen:
+            raise UserError(f"config key {show(key)} is given twice ({seen[key]} and --set "
+                            f"{show(item)[1:-1]}); allowed: each key once", path=key)
+        seen[key] = f"--set {show(item)[1:-1]}"
 
 
 def _assign(d: dict, path: list[str], value: Any, raw: str) -> None:
@@ -691,6 +815,18 @@ def migrate(d: Mapping) -> tuple[dict, list[str]]:
                 and param in registry.get(choice["name"]).params.model_fields:
             sec[field] = {**choice, param: choice.get(param, value)}
     return out, moved
+
+
+def _yaml_line(e: Exception) -> str:
+    """' line N' of a YAML syntax error ('' when it has no position)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f" line {mark.line + 1}" if mark is not None else ""
+
+
+def _yaml_problem(e: Exception) -> str:
+    """What is wrong, in one line, without the position (said by ``_yaml_line``)."""
+    text = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+    return text or (str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _comment_choices(text: str) -> str:

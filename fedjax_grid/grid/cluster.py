@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 from typing import Optional
 
@@ -55,6 +56,44 @@ class GridHandle:
                 self.cluster.close()
 
 
+#: Why a plain-TCP grid beyond this machine is refused, and what is allowed.
+INSECURE = ("lets anyone who can reach it run code on every desktop attached; allowed: "
+            "tls://HOST:PORT with grid.tls_dir (`fedjax-grid certs DIR`), a loopback address "
+            "(127.0.0.1, localhost, ::1), or grid.allow_insecure=true (run --allow-insecure) on "
+            "a network you trust")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach
+    (a host name other than localhost is not resolved here: it may be any machine)."""
+    import ipaddress
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secure(grid) -> None:
+    """UserError unless the grid stays on this machine or is TLS, or ``grid.allow_insecure``:
+    a plain-TCP Dask scheduler runs whatever code anyone who reaches it submits, on every
+    desktop attached to it. Checks ``grid.scheduler`` (to connect to) or, for an embedded
+    LocalCluster, ``grid.host`` (to listen on); sends nothing anywhere."""
+    if grid.allow_insecure:
+        return
+    if grid.scheduler is not None:
+        proto, _, rest = grid.scheduler.rpartition("://")
+        host = rest.rsplit(":", 1)[0]
+        if proto != "tls" and not is_loopback(host):
+            raise UserError(f"grid.scheduler={show(grid.scheduler)} is refused: plain TCP to a "
+                            f"non-loopback address {INSECURE}", path="grid.scheduler")
+    elif grid.tls_dir is None and not is_loopback(grid.host):
+        raise UserError(f"grid.host={show(grid.host)} is refused: a LocalCluster listening on a "
+                        f"non-loopback address without TLS {INSECURE}", path="grid.host")
+
+
 def security_from(tls_dir: Optional[str]):
     """Dask ``Security`` for the coordinator from a ``fedjax-grid certs`` folder."""
     if tls_dir is None:
@@ -78,51 +117,119 @@ def local_cpu_map(n_workers: int) -> dict | None:
     return {str(i): cores[i * per:(i + 1) * per] for i in range(n_workers)}
 
 
+#: Memory one LocalCluster worker process needs at the least, in bytes: Python, JAX, Dask
+#: and a small model (measured: 0.42-0.43 GiB resident for a test worker training VGG-11 at
+#: 1/8 width on digits; 0.8 GiB for a benchmark's full-width VGG worker).
+WORKER_MEMORY = 512 * 2 ** 20
+
+
+def machine_memory() -> Optional[int]:
+    """This machine's physical memory in bytes (None where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_local_cluster(grid) -> None:
+    """UserError when an embedded LocalCluster of ``grid.workers`` processes cannot fit in
+    this machine's memory (WORKER_MEMORY each); nothing to check for an external scheduler."""
+    total = machine_memory()
+    if grid.scheduler is not None or total is None:
+        return
+    most = max(1, total // WORKER_MEMORY)
+    if grid.workers > most:
+        raise UserError(f"grid.workers={grid.workers} is invalid on this machine: an integer in "
+                        f"[1, {most}] is required (each LocalCluster worker process needs about "
+                        f"{WORKER_MEMORY / 2 ** 30:g} GiB; this machine has {total / 2 ** 30:.1f} "
+                        "GiB)", path="grid.workers")
+
+
 def open_cluster(grid, *, local_directory: Optional[str] = None) -> GridHandle:
     """Connect (or start a LocalCluster) per ``GridConfig`` and register the plugin."""
+    check_secure(grid)
+    check_local_cluster(grid)
     security = security_from(grid.tls_dir)
     local_directory = grid.local_directory or local_directory or os.path.join(
         tempfile.gettempdir(), "fedjax_grid-dask")
-    pathlib.Path(local_directory).mkdir(parents=True, exist_ok=True)
     from fedjax_grid.training.compile_cache import default_cache_dir  # imports jax: keep lazy
     cache_dir = grid.compile_cache_dir or default_cache_dir()
     cluster = None
     if grid.scheduler is None:
-        kwargs = dict(n_workers=grid.workers, threads_per_worker=grid.threads_per_worker,
-                      processes=True, host=grid.host, local_directory=local_directory,
-                      dashboard_address=grid.dashboard_address, silence_logs=logging.ERROR)
-        if security is not None:
-            from fedjax_grid.grid.certs import local_cluster_security
-            kwargs["security"] = local_cluster_security(grid.tls_dir)
-            kwargs["protocol"] = "tls://"
-        try:
-            # allowed-failures=0: a task whose worker dies errs with KilledWorker, which the
-            # engine records as 'failed' (naming the lost worker) and re-submits itself;
-            # Dask's default would re-run it silently and hide the loss from the records.
-            # No MALLOC_TRIM_THRESHOLD_ in the workers' environment: see grid.plugin
-            # (it makes XLA's buffers a mmap/munmap each: local training 1.85x slower).
-            environ = {k: v for k, v in dask.config.get(
-                "distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                  "distributed.nanny.pre-spawn-environ": environ}):
-                cluster = distributed.LocalCluster(**kwargs)
-        except Exception as e:  # noqa: BLE001 - reported as one line
-            raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
-                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        dask_client = distributed.Client(cluster, security=kwargs.get("security"))
-    else:
-        try:
-            dask_client = distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
-                                             security=security)
-        except (OSError, TimeoutError, ValueError):
-            raise UserError(f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
-                            f"{grid.connect_timeout_s:g} s; allowed: the address of a running "
-                            "scheduler (is it started, and is the host/port right?)") from None
+        from fedjax_grid.grid.certs import local_cluster_security
+        local = local_cluster_security(grid.tls_dir) if security is not None else None
+        cluster = _local_cluster(grid, local, local_directory)
+        dask_client = distributed.Client(cluster, security=local)
+    else:  # an external scheduler: its workers have their own scratch folders
+        dask_client = connect(grid, security)
     cpu_map = local_cpu_map(grid.workers) if cluster is not None and grid.pin_workers else None
     plugin = JaxWorkerPlugin(version.__version__, compile_cache_dir=cache_dir, cpu_map=cpu_map,
                              xla_threads=grid.xla_threads)
     errors = register_plugin(dask_client, plugin, timeout_s=max(5.0, grid.connect_timeout_s))
     return GridHandle(client=dask_client, cluster=cluster, plugin_errors=errors)
+
+
+def _local_cluster(grid, security, local_directory: str) -> distributed.LocalCluster:
+    """An embedded LocalCluster per ``grid`` (``security``: its own, TLS, or None); its
+    scratch folder is removed again when it was created here and the cluster does not
+    start (a failed start leaves nothing behind)."""
+    scratch = pathlib.Path(local_directory)
+    created = [p for p in (scratch, *scratch.parents) if not p.exists()][::-1]
+    scratch.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(n_workers=grid.workers, threads_per_worker=grid.threads_per_worker,
+                  processes=True, host=grid.host, local_directory=local_directory,
+                  dashboard_address=grid.dashboard_address, silence_logs=logging.ERROR)
+    if security is not None:
+        kwargs.update(security=security, protocol="tls://")
+    try:
+        # allowed-failures=0: a task whose worker dies errs with KilledWorker, which the
+        # engine records as 'failed' (naming the lost worker) and re-submits itself;
+        # Dask's default would re-run it silently and hide the loss from the records.
+        # No MALLOC_TRIM_THRESHOLD_ in the workers' environment: see grid.plugin
+        # (it makes XLA's buffers a mmap/munmap each: local training 1.85x slower).
+        environ = {k: v for k, v in dask.config.get(
+            "distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.nanny.pre-spawn-environ": environ}):
+            return distributed.LocalCluster(**kwargs)
+    except Exception as e:  # noqa: BLE001 - reported as one line
+        if created:
+            shutil.rmtree(created[0], ignore_errors=True)
+        raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def connect(grid, security) -> distributed.Client:
+    """A Client of the scheduler at ``grid.scheduler``; a one-line UserError saying why
+    not: unreachable, a TLS certificate not trusted either way, TLS on one side only, or
+    something that is not a Dask scheduler answering."""
+    try:
+        return distributed.Client(grid.scheduler, timeout=grid.connect_timeout_s,
+                                  security=security)
+    except (OSError, TimeoutError, ValueError):
+        why = _why_not_connected(grid)
+    except Exception as e:  # noqa: BLE001 - e.g. MemoryError reading another protocol's bytes
+        why = (f"something answered at {show(grid.scheduler)}, but not a Dask scheduler "
+               f"({type(e).__name__}); allowed: the address of a running `dask scheduler`")
+    raise UserError(why or f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
+                    f"{grid.connect_timeout_s:g} s; allowed: the address of a running scheduler "
+                    "(is it started, and is the host/port right?)")
+
+
+def _why_not_connected(grid) -> Optional[str]:
+    """What TLS says about a failed connection (None: nothing, e.g. nobody listens)."""
+    from fedjax_grid.grid.certs import diagnose_tls, speaks_tls
+    address, timeout = grid.scheduler, min(5.0, grid.connect_timeout_s)
+    try:
+        if address.startswith("tls://") and grid.tls_dir is not None:
+            return diagnose_tls(address, grid.tls_dir, timeout)
+        if speaks_tls(address, timeout):
+            return (f"the scheduler at {show(address)} speaks TLS; allowed: "
+                    f"{show('tls://' + address.split('://')[-1])} with grid.tls_dir set to the "
+                    "`fedjax-grid certs` folder of its CA")
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def register_plugin(dask_client, plugin, timeout_s: float) -> dict:

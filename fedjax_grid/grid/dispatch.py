@@ -6,7 +6,7 @@ network for it; the engine decides what each finished task means::
     d = RoundDispatch(dask_client, gvars, run_id=..., round_=r, workers=healthy, deadline=t)
     d.submit(k, attempt, spec, shipped)          # False: no worker took the weights
     for fut, k, attempt in d.completed(deadline, stop=lambda: quota_met()):
-        ...  # fut.status == 'finished' -> d.result(fut) (None: unreachable); else failed
+        ...  # fut.status == 'finished' -> d.result(fut) (TaskTimeout: not in time); else failed
     late = d.cancel_pending()   # stragglers: [(fut, k, attempt, submitted_at), ...]
     d.release()
 
@@ -15,15 +15,18 @@ deadline:
 
 - the broadcast sends the global weights to each healthy worker concurrently and
   keeps those that acknowledged in time (``bounded_broadcast``): within the time
-  left to the deadline (``BROADCAST_LIMIT_S`` without one), and at most
-  ``max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD x`` the first acknowledgement's
-  time) after the first worker acknowledged; tasks are then restricted to the
+  left to the deadline (without one: ``BROADCAST_LIMIT_S`` or the time its bytes need
+  on the slowest link, whichever is longer); once ``max(BROADCAST_SPREAD_MIN_S,
+  BROADCAST_SPREAD x`` the first acknowledgement's time) has passed after the first
+  worker acknowledged, a worker still receiving is left out when it has been silent
+  (no heartbeat) for ``BROADCAST_SILENT_S``; tasks are then restricted to the
   workers that hold the weights (``workers=``, ``allow_other_workers=False``);
 - waiting for results happens in slices of at most ``WAIT_SLICE_S`` seconds (so a
   lost scheduler is noticed, ``GridLostError``) and ends at the deadline;
-- fetching a finished result is bounded by the time left (at least 1 s, at most
-  ``RESULT_TIMEOUT_S``); cancelling is a message to the scheduler, never a wait on
-  a worker.
+- fetching a finished result goes on while its desktop heartbeats, within a limit
+  sized from the result's bytes and the round's deadline (``grid.fetch``: a slow link
+  is not an unresponsive desktop); cancelling is a message to the scheduler, never a
+  wait on a worker.
 """
 from __future__ import annotations
 
@@ -42,19 +45,24 @@ from distributed import wait as dask_wait
 from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
-from fedjax_grid.failures import Failed, ResultLost, TaskError, WorkerLost
+from fedjax_grid.failures import Failed, ResultLost, TaskError, TaskTimeout, WorkerLost
+from fedjax_grid.grid.fetch import fetch_result, payload_limit_s
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
 WAIT_SLICE_S = 2.0
-#: Longest broadcast of the global weights when the round has no deadline (s).
+#: Longest broadcast of the global weights when the round has no deadline (s): at least
+#: this, or the time its bytes need on the slowest link (``grid.fetch.payload_limit_s``).
 BROADCAST_LIMIT_S = 60.0
 #: Once one worker acknowledged the weights after t seconds, the others get
 #: max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * t) more seconds before they are left out.
 BROADCAST_SPREAD = 4.0
 BROADCAST_SPREAD_MIN_S = 2.0
-#: Longest wait (s) for a finished task's result to reach the coordinator.
-RESULT_TIMEOUT_S = 10.0
+#: After the spread, a worker still receiving is left out once it has been silent (no
+#: heartbeat) this long (s); one still heard from keeps receiving until the limit.
+BROADCAST_SILENT_S = 3.0
+#: Seconds between two looks at the receiving workers during a broadcast.
+BROADCAST_POLL_S = 0.5
 
 
 class GridLostError(ConnectionError):
@@ -133,10 +141,12 @@ def failure_of(fut) -> Failed:
 def bounded_broadcast(dask_client, value, workers, limit_s: float):
     """Scatter ``value`` under one key to each of ``workers`` concurrently, bounded in time.
 
-    Each worker is sent the value directly by the coordinator; a worker that has not
-    acknowledged within ``limit_s`` seconds, or within the spread after the first
-    acknowledgement (see the module docstring), is left out and its transfer is
-    cancelled. Returns ``(future or None, sorted addresses holding the value)``.
+    Each worker is sent the value directly by the coordinator. Once the first worker
+    acknowledged after t seconds and the spread ``max(BROADCAST_SPREAD_MIN_S,
+    BROADCAST_SPREAD x t)`` has passed, a worker still receiving is left out (its
+    transfer cancelled) only when it is silent -- no heartbeat for ``BROADCAST_SILENT_S``
+    -- so a desktop on a slow downlink that is still receiving keeps its place until
+    ``limit_s``. Returns ``(future or None, sorted addresses holding the value)``.
     """
     workers = list(workers)
     if not workers or limit_s <= 0:
@@ -151,21 +161,22 @@ def bounded_broadcast(dask_client, value, workers, limit_s: float):
         jobs = {asyncio.ensure_future(dask_client._scatter({key: value}, workers=[w], direct=True,
                                                       hash=False, timeout=min(1.0, limit_s))): w
                 for w in workers}
-        pending, ok, futs, spread_set = set(jobs), [], [], False
+        pending, ok, futs, spread_end = set(jobs), [], [], None
         while pending:
             left = end - time.monotonic()
             if left <= 0:
                 break
-            done, pending = await asyncio.wait(pending, timeout=left,
+            done, pending = await asyncio.wait(pending, timeout=min(left, BROADCAST_POLL_S),
                                                return_when=asyncio.FIRST_COMPLETED)
             for d in done:
                 if not d.cancelled() and d.exception() is None:
                     ok.append(jobs[d])
                     futs.append(d.result()[key])
-            if ok and not spread_set:
-                spread_set = True
-                first = time.monotonic() - start
-                end = min(end, time.monotonic() + max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * first))
+            now = time.monotonic()
+            if ok and spread_end is None:
+                spread_end = now + max(BROADCAST_SPREAD_MIN_S, BROADCAST_SPREAD * (now - start))
+            if pending and spread_end is not None and now >= spread_end:
+                pending = await _drop_silent(dask_client, pending, jobs)
         for p in pending:
             p.cancel()
         if pending:
@@ -174,6 +185,22 @@ def bounded_broadcast(dask_client, value, workers, limit_s: float):
 
     ok, futs = dask_client.sync(go)
     return (futs[0] if futs else None), sorted(ok)
+
+
+async def _drop_silent(dask_client, pending: set, jobs: dict) -> set:
+    """The transfers of ``pending`` whose worker was heard from within
+    ``BROADCAST_SILENT_S``; the others are cancelled (all of them when the scheduler
+    cannot say)."""
+    from fedjax_grid.grid.health import scheduler_worker_view
+    try:
+        view = await dask_client._run_on_scheduler(scheduler_worker_view)
+    except Exception:  # noqa: BLE001 - no view: leave every late one out, as before
+        view = {}
+    keep = {p for p in pending
+            if view.get(jobs[p], {}).get("age_s", float("inf")) <= BROADCAST_SILENT_S}
+    for p in pending - keep:
+        p.cancel()
+    return keep
 
 
 def tree_nbytes(tree) -> int:
@@ -246,11 +273,12 @@ class RoundDispatch:
     def _broadcast_until_taken(self) -> None:
         while True:
             candidates = self.workers()  # may wait for workers to (re)join
-            end = self.deadline if self.deadline is not None else time.time() + BROADCAST_LIMIT_S
-            if not candidates or end - time.time() <= 0:
+            if not candidates or (self.deadline is not None and self.deadline - time.time() <= 0):
                 return
             value = self.gvars(candidates) if callable(self.gvars) else self.gvars
             self.model_bytes = sent_nbytes(value)
+            end = self.deadline if self.deadline is not None else \
+                time.time() + max(BROADCAST_LIMIT_S, payload_limit_s(self.model_bytes))
             self._gfut, self.ready = bounded_broadcast(self.dask_client, value, candidates,
                                                        end - time.time())
             self.bytes_sent += self.model_bytes * len(self.ready)
@@ -332,18 +360,20 @@ class RoundDispatch:
                     check_connected(self.dask_client, self.round)  # may mean a lost scheduler
                 yield fut, k, attempt
 
-    def result(self, fut) -> Optional[dict]:
-        """The finished task's result (released on the cluster; its bytes counted), or
-        None when it could not be fetched in time (its worker froze after finishing).
-        Raises :class:`ResultLost` when the result went with its worker (the scheduler
-        forgot the finished task): the task counts as failed and may be re-submitted."""
-        limit = RESULT_TIMEOUT_S if self.deadline is None else \
-            max(1.0, min(RESULT_TIMEOUT_S, self.deadline - time.time()))
+    def result(self, fut) -> dict:
+        """The finished task's result (released on the cluster; its bytes counted).
+
+        Fetched by :func:`fedjax_grid.grid.fetch.fetch_result`: as long as its desktop
+        heartbeats, within a limit sized from the result's bytes and the round's deadline.
+        Raises :class:`~fedjax_grid.failures.TaskTimeout` (naming the desktop and why) when
+        it could not be fetched in time (the task counts as late), :class:`ResultLost`
+        when the result went with its worker (the scheduler forgot the finished task):
+        the task counts as failed and may be re-submitted."""
         try:
-            res = fut.result(timeout=limit)
-        except (TimeoutError, DaskTimeoutError):
+            res = fetch_result(self.dask_client, fut, self.deadline)
+        except TaskTimeout:
             fut.release()
-            return None
+            raise
         except concurrent.futures.CancelledError as e:  # Dask's FutureCancelledError too
             raise ResultLost(f"its worker left holding it ({TaskError.of(e).reason})") from None
         fut.release()

@@ -42,7 +42,7 @@ def setup_report() -> dict:
             "setup_error": WORKER_STATE.get("setup_error")}
 
 
-def _scheduler_worker_view(dask_scheduler=None) -> dict:
+def scheduler_worker_view(dask_scheduler=None) -> dict:
     """(runs on the scheduler) address -> {name, age_s: seconds since its last heartbeat}."""
     now = time.time()
     return {a: {"name": str(ws.name), "age_s": max(0.0, now - ws.last_seen)}
@@ -52,7 +52,7 @@ def _scheduler_worker_view(dask_scheduler=None) -> dict:
 def worker_view(dask_client) -> dict:
     """Worker address -> {'name', 'age_s'} as the scheduler sees them now."""
     try:
-        return dask_client.run_on_scheduler(_scheduler_worker_view)
+        return dask_client.run_on_scheduler(scheduler_worker_view)
     except Exception:  # noqa: BLE001 - fall back to the Dask client's (less precise) view
         info = dask_client.scheduler_info(n_workers=-1).get("workers", {})
         return {a: {"name": str(w.get("name", a)), "age_s": 0.0} for a, w in info.items()}

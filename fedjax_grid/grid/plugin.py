@@ -23,7 +23,9 @@ later too. On each worker it
   sets the thresholds glibc's own adaptation reaches (``mallopt``) in such a worker;
   an embedded LocalCluster does not set the variable at all,
 - enables JAX's persistent compilation cache in ``compile_cache_dir``,
-- records whether the worker's fedjax_grid version equals the coordinator's.
+- records whether the worker's fedjax_grid version equals the coordinator's,
+- leaves the traceback of a task failed by fault simulation out of the worker's log
+  (the tasks table records it, with its reason).
 
 A worker with another version is refused: its plugin set-up fails, the
 coordinator's set-up check (``grid.health``) quarantines it for the run, and any
@@ -70,6 +72,7 @@ class JaxWorkerPlugin(WorkerPlugin):
                 f"worker {worker.address} runs fedjax_grid {version.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
         WORKER_STATE["malloc_tuned"] = tune_malloc()
+        quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
         try:
             configure_jax(self.compile_cache_dir, self.xla_flags, cpus,
@@ -78,6 +81,27 @@ class JaxWorkerPlugin(WorkerPlugin):
             WORKER_STATE["setup_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             raise
         WORKER_STATE["configured"] = True
+
+
+class _SimulatedFaultFilter:
+    """Drops Dask's "Compute Failed" log record of a task that failed by fault simulation
+    (its exception says "(simulated)"): the failure is recorded in the tasks table, with
+    its reason, and the worker's traceback would only bury a notebook or a terminal."""
+
+    def filter(self, record) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - an unformattable record is kept as it is
+            return True
+        return not ("Compute Failed" in message and "(simulated)" in message)
+
+
+def quiet_simulated_faults() -> None:
+    """Install ``_SimulatedFaultFilter`` on the worker's logger (once per process)."""
+    import logging
+    log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _SimulatedFaultFilter) for f in log.filters):
+        log.addFilter(_SimulatedFaultFilter())
 
 
 def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None, xla_threads=None):

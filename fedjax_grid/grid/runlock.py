@@ -6,9 +6,16 @@ dies, so a lock left by a ``kill -9``ed run never blocks the next one). A second
 a held folder -- another process, or another ``FederatedRun`` in this one (a notebook
 and a widget) -- is refused with ``RunFolderBusy``, a one-line ``UserError``, before it
 writes anything there.
+
+A run that wrote nothing leaves nothing: when the lock is released and the folder holds
+nothing new but the lock file this lock created, the file is unlinked while still held (a process
+waiting on the old file then fails to take it, as if it were held) and the folders
+``acquire`` created are removed -- a start that could not reach its scheduler leaves
+``--out`` as it found it.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Optional
 
@@ -24,8 +31,10 @@ class RunFolderBusy(UserError):
 
 
 def check_folder(out_dir) -> pathlib.Path:
-    """``out_dir`` as a Path; ``UserError`` when it, or a folder above it, is not a folder."""
-    path = pathlib.Path(out_dir)
+    """``out_dir`` as a Path; ``UserError`` when it, or a folder above it, is not a folder,
+    or when it holds a control character (``names.check_path``)."""
+    from fedjax_grid.names import check_path
+    path = pathlib.Path(check_path(out_dir, "--out"))
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
             what = "is a file" if p == path else f"lies under {show_path(p)}, which is a file"
@@ -41,6 +50,9 @@ class RunFolderLock:
         self.folder = check_folder(out_dir)
         self.path = self.folder / LOCK_NAME
         self._lock: Optional[FileLock] = None
+        #: what acquire() created: missing folders (outermost first) and the lock file
+        self._created: list[pathlib.Path] = []
+        self._found: set[str] = set()  # the folder's entries when acquire() took the lock
 
     def _busy(self) -> RunFolderBusy:
         return RunFolderBusy(f"--out {show_path(self.folder)} is in use by another run (it holds "
@@ -66,6 +78,8 @@ class RunFolderLock:
         """Take the lock (creating the folder); ``RunFolderBusy`` if another run holds it."""
         if self.held:
             return
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()][::-1]
+        lock_is_new = not self.path.exists()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -80,8 +94,32 @@ class RunFolderLock:
             raise UserError(f"--out {show_path(self.folder)}: cannot lock it "
                             f"({type(e).__name__}: {e.strerror or e}); allowed: a writable folder") from None
         self._lock = lock
+        self._created = missing + ([self.path] if lock_is_new else [])
+        self._found = set(self._entries())
 
     def release(self) -> None:
-        if self._lock is not None:
+        """Release the lock; a folder left holding only the lock file this lock created
+        is put back as it was (the file, then the folders acquire() created, removed)."""
+        if self._lock is None:
+            return
+        try:
+            if self.path in self._created and set(self._entries()) - self._found <= {LOCK_NAME}:
+                os.unlink(self.path)  # while held: nobody can take the old file meanwhile
+        except OSError:
+            pass
+        finally:
             self._lock.release(force=True)
             self._lock = None
+        for folder in reversed([p for p in self._created if p != self.path]):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        self._created = []
+
+    def _entries(self) -> list[str]:
+        """Names in the folder ([LOCK_NAME, '?'] when it cannot be read: keep the lock)."""
+        try:
+            return [p.name for p in self.folder.iterdir()]
+        except OSError:
+            return [LOCK_NAME, "?"]

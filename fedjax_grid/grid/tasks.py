@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+from dask.sizeof import sizeof as dask_sizeof
 
 from fedjax_grid import streams, version
 from fedjax_grid.failures import SimulatedDropout
@@ -133,12 +134,28 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     delta, batch_stats, moments = _simulate_faults(plan, spec, delta,
                                                    variables.get("batch_stats"), moments, train_s)
     update, codec_state, up_s = _send(delta, batch_stats, spec)
-    return {"update": update, "codec_state": codec_state, "batch_stats": batch_stats,
-            "num_examples": int(metrics["num_examples"]),
-            "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
-            "start": start, "end": time.time(), "transfer_s": down_s + up_s,
-            "train_s": train_s, "plan": plan, "bn_moments": moments,
-            "held_version": held_version, "algorithm_state": algorithm_state}
+    return TaskResult({"update": update, "codec_state": codec_state, "batch_stats": batch_stats,
+                       "num_examples": int(metrics["num_examples"]),
+                       "metrics": metrics, "worker": _worker_name(), "worker_name": _worker_label(),
+                       "start": start, "end": time.time(), "transfer_s": down_s + up_s,
+                       "train_s": train_s, "plan": plan, "bn_moments": moments,
+                       "held_version": held_version, "algorithm_state": algorithm_state})
+
+
+class TaskResult(dict):
+    """A client task's result (a dict) whose size Dask knows exactly.
+
+    Dask's ``sizeof`` samples at most 10 items of a list: for the leaves of an update's
+    payload it guessed 0.02 MB for a 2.3 MB float32 update. The scheduler's ``nbytes`` of
+    the task is what the coordinator sizes the result's fetch by (``grid.fetch``), so it is
+    counted here: every array's bytes (``compression.payload_nbytes``), plus 4 KiB of framing.
+    """
+
+
+@dask_sizeof.register(TaskResult)
+def _result_nbytes(result: TaskResult) -> int:
+    from fedjax_grid.compression import payload_nbytes
+    return int(payload_nbytes(dict(result))) + 4096
 
 
 def _client_algorithm(spec: dict):

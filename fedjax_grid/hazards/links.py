@@ -87,23 +87,33 @@ def transfer_seconds(nbytes: int, bandwidth_bps: float, latency_s: float = 0.0) 
 
 
 #: bounds of a link preset's parameters
-_BOUNDS = {"up_mbit": {"gt": 0}, "down_mbit": {"gt": 0}, "latency_ms_min": {"ge": 0},
-           "latency_ms_max": {"ge": 0}, "spread": {"ge": 1}}
+#: (a link slower than MIN_MBIT after the spread would sleep a model's transfer for hours)
+MIN_MBIT, MAX_MBIT, MAX_LATENCY_MS, MAX_SPREAD = 0.01, 1e6, 60_000.0, 100.0
+_BOUNDS = {"up_mbit": {"ge": MIN_MBIT, "le": MAX_MBIT}, "down_mbit": {"ge": MIN_MBIT, "le": MAX_MBIT},
+           "latency_ms_min": {"ge": 0, "le": MAX_LATENCY_MS},
+           "latency_ms_max": {"ge": 0, "le": MAX_LATENCY_MS}, "spread": {"ge": 1, "le": MAX_SPREAD}}
 
 
 class LinkParams(Params):
     """A preset's nominal link and the per-client spread around it."""
-    up_mbit: float = Field(gt=0, description="nominal upload bandwidth, Mbit/s")
-    down_mbit: float = Field(gt=0, description="nominal download bandwidth, Mbit/s")
-    latency_ms_min: float = Field(ge=0, description="smallest one-way latency, ms")
-    latency_ms_max: float = Field(ge=0, description="largest one-way latency, ms")
-    spread: float = Field(ge=1, description="bandwidth factor log-uniform in [1/spread, spread]")
+    up_mbit: float = Field(description="nominal upload bandwidth, Mbit/s", **_BOUNDS["up_mbit"])
+    down_mbit: float = Field(description="nominal download bandwidth, Mbit/s", **_BOUNDS["down_mbit"])
+    latency_ms_min: float = Field(description="smallest one-way latency, ms",
+                                  **_BOUNDS["latency_ms_min"])
+    latency_ms_max: float = Field(description="largest one-way latency, ms",
+                                  **_BOUNDS["latency_ms_max"])
+    spread: float = Field(description="bandwidth factor log-uniform in [1/spread, spread]",
+                          **_BOUNDS["spread"])
 
     @model_validator(mode="after")
     def _latency_order(self):
         if self.latency_ms_max < self.latency_ms_min:
             raise ValueError(f"latency_ms_max={self.latency_ms_max} must be >= "
                              f"latency_ms_min={self.latency_ms_min}")
+        slowest = min(self.up_mbit, self.down_mbit) / self.spread
+        if slowest < MIN_MBIT:
+            raise ValueError(f"the slowest desktop's link, min(up_mbit, down_mbit) / spread = "
+                             f"{slowest:.3g} Mbit/s, is below {MIN_MBIT} Mbit/s")
         return self
 
 

@@ -170,7 +170,8 @@ from fedjax_grid.registry import Params  # noqa: E402
 
 
 class MobileNetV3Params(Params):
-    width_multiplier: float = Field(1.0, gt=0.0, description="scales every channel count")
+    width_multiplier: float = Field(1.0, gt=0.0, le=4.0, description=(
+        "scales every channel count (at most 4)"))
     dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier")
     fast_path: Optional[bool] = Field(None, description="shifted depthwise convs (null: on the CPU backend)")
     bn_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the BatchNorm running statistics")

@@ -141,7 +141,8 @@ class VGGParams(Params):
     norm: Literal["none", "batch", "group"] = Field("none", description="normalisation after each conv")
     head: Literal["cifar", "imagenet"] = Field(
         "cifar", description="cifar: global pool + Dense; imagenet: 7x7 pool + 2 x Dense 4096")
-    width: float = Field(1.0, gt=0.0, description="channel multiplier")
+    width: float = Field(1.0, gt=0.0, le=4.0, description=(
+        "channel multiplier (at most 4: 16x the parameters; beyond, a desktop's memory)"))
     dropout_rate: Optional[float] = Field(None, ge=0.0, lt=1.0, description=(
         "dropout before the classifier (null: 0.5 imagenet head, 0 cifar head)"))
     fast_path: Optional[bool] = Field(None, description="XLA:CPU fast convolutions (null: on CPU)")

@@ -14,18 +14,22 @@ Jupyter by themselves. Bad or empty input raises ``fedjax_grid.errors.UserError`
     time_to_accuracy(rounds)         accuracy against wall time
     compare_runs({name: rounds})     several runs, one or more metrics
     dashboard(rounds, tasks)         2x2 live summary
+    run_figures(config, records, out) the PNGs every run writes beside its records
+
+Every figure has a title (a default naming what it shows, unless ``title=`` is given).
+Accuracies are fractions in [0, 1] in the records and drawn as percent.
 """
-from fedjax_grid.plots._base import (DPI, STATUS_STYLE, STATUSES, NoDataError, PlotFigure,
-                                     save_png)
-from fedjax_grid.plots.curves import (compare_runs, global_accuracy, time_to_accuracy,
-                                      time_to_target)
+from fedjax_grid.plots._base import DPI, STATUS_STYLE, STATUSES, NoDataError, PlotFigure, save_png
+from fedjax_grid.plots.curves import compare_runs, global_accuracy, time_to_accuracy, time_to_target
 from fedjax_grid.plots.dashboard import dashboard
 from fedjax_grid.plots.labels import label_distribution, label_matrix
 from fedjax_grid.plots.loss import local_loss, loss_summary
+from fedjax_grid.plots.run_figures import run_figures
 from fedjax_grid.plots.timeline import worker_timeline
 
 __all__ = [
     "DPI", "STATUSES", "STATUS_STYLE", "NoDataError", "PlotFigure", "save_png",
     "global_accuracy", "local_loss", "loss_summary", "label_distribution", "label_matrix",
     "worker_timeline", "time_to_accuracy", "time_to_target", "compare_runs", "dashboard",
+    "run_figures",
 ]

@@ -230,8 +230,47 @@ def single_point_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray, *, x_is_round:
             ax.set_ylim(min(0.0, y) - 0.05 * abs(y or 1.0), max(0.0, y) + 0.1 * abs(y or 1.0))
 
 
-def finish(ax: Axes, title: str | None, save, dpi: int = DPI) -> Figure:
-    """Set the title, save if asked, return the figure of ``ax``."""
+#: Marker of each run, in order: hollow, so that runs meeting at a point stay visible.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+#: Horizontal offset between the markers of consecutive runs on a round axis (rounds),
+#: and the widest the runs of one round may spread (so many runs stay near their round).
+DODGE = 0.08
+DODGE_SPAN = 0.3
+
+
+def run_markers(names: Sequence[str | None]) -> dict:
+    """A marker shape per run (cycled)."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
+
+
+def dodge(names: Sequence[str | None]) -> dict:
+    """x offset per run on a round axis: runs side by side around each round, in
+    ``DODGE`` steps (none for a single run), so equal values do not hide each other."""
+    n = len(names)
+    step = min(DODGE, DODGE_SPAN / (n - 1)) if n > 1 else 0.0
+    return {name: (i - (n - 1) / 2) * step for i, name in enumerate(names)}
+
+
+ASYNC_X_LABEL = "server version (async: one per buffer of client updates)"
+
+
+def modes_of(table: pd.DataFrame, modes=None) -> dict:
+    """{run (or None): 'sync' | 'async'} from ``modes`` (a str for all runs or a mapping)
+    or a ``mode`` column of the table; runs not named are 'sync'."""
+    names = run_names(table) or [None]
+    if isinstance(modes, str):
+        return {n: modes for n in names}
+    if modes is None and "mode" in table.columns:
+        first = table.drop_duplicates("run" if "run" in table.columns else "mode")
+        key = first["run"].astype(str) if "run" in table.columns else [None] * len(first)
+        modes = dict(zip(key, first["mode"].astype(str)))
+    modes = dict(modes or {})
+    return {n: str(modes.get(n, "sync")) for n in names}
+
+
+def finish(ax: Axes, title: str | None, save, dpi: int = DPI, default: str | None = None) -> Figure:
+    """Set the title (``default`` when None), save if asked, return the figure of ``ax``."""
+    title = title if title is not None else default
     if title is not None:
         ax.set_title(title)
     fig = root_figure(ax)

@@ -27,7 +27,7 @@ FIGSIZE = (12.0, 7.5)
 def dashboard(rounds: pd.DataFrame, tasks: pd.DataFrame, fig: Figure | None = None,
               save: str | os.PathLike | None = None, *, run: str | None = None,
               target: float | None = None, title: str | None = None,
-              name: str | None = None, total: int | None = None,
+              name: str | None = None, total: int | None = None, mode=None,
               dpi: int = _base.DPI) -> Figure:
     """2x2 summary: accuracy, local loss, worker timeline, time-to-accuracy.
 
@@ -37,6 +37,7 @@ def dashboard(rounds: pd.DataFrame, tasks: pd.DataFrame, fig: Figure | None = No
     fig: a figure to clear and redraw into (e.g. the one returned last round).
     name, total: the run's name and its number of rounds, for the default title
     ('quickstart · round 3/8 · accuracy 97.2 % · 21.4 s'; rounds count from 1).
+    mode: 'async' (or {run: mode}) draws the accuracy against server versions.
     A panel whose data is not there yet (no round finished, no ok task) shows a
     short message instead; both tables empty raises ``UserError``.
     """
@@ -57,10 +58,12 @@ def dashboard(rounds: pd.DataFrame, tasks: pd.DataFrame, fig: Figure | None = No
     if run is None:
         names = _base.run_names(tasks) if len(tasks) else None
         run = names[-1] if names else None
+    per = "server version" if mode == "async" else "round"
     _panel(ax_acc, "no evaluated round yet",
-           lambda: global_accuracy(rounds, ax=ax_acc, title="global accuracy"))
+           lambda: global_accuracy(rounds, ax=ax_acc, mode=mode,
+                                   title=f"global test accuracy per {per}"))
     _panel(ax_loss, "no successful client task yet",
-           lambda: local_loss(tasks, ax=ax_loss, title="local loss across clients"))
+           lambda: local_loss(tasks, ax=ax_loss, mode=mode, title="local loss across clients"))
     timeline_rounds = rounds if len(rounds) and "elapsed_s" in rounds.columns else None
     if timeline_rounds is not None and run is not None and "run" in rounds.columns \
             and str(run) not in set(rounds["run"].astype(str)):
@@ -72,7 +75,7 @@ def dashboard(rounds: pd.DataFrame, tasks: pd.DataFrame, fig: Figure | None = No
     _panel(ax_tta, "no evaluated round yet",
            lambda: time_to_accuracy(rounds, ax=ax_tta, target=target,
                                     title="accuracy vs wall time"))
-    fig.suptitle(title if title is not None else _summary(rounds, name, total))
+    fig.suptitle(title if title is not None else _summary(rounds, name, total, mode))
     _base.save_png(fig, save, dpi)
     return fig
 
@@ -86,7 +89,8 @@ def _panel(ax, message: str, draw) -> None:
         _base.placeholder(ax, message)
 
 
-def _summary(rounds: pd.DataFrame, name: str | None = None, total: int | None = None) -> str:
+def _summary(rounds: pd.DataFrame, name: str | None = None, total: int | None = None,
+             mode=None) -> str:
     """'quickstart · round 7/8 · accuracy 81.2 % · 93.4 s' from the last row."""
     if len(rounds) == 0 or "round" not in rounds.columns:
         return " · ".join(p for p in (name, "waiting for the first round") if p)
@@ -94,7 +98,8 @@ def _summary(rounds: pd.DataFrame, name: str | None = None, total: int | None = 
     rnd = last["round"]
     if isinstance(rnd, (int, float, np.integer, np.floating)) and float(rnd).is_integer():
         rnd = int(rnd)
-    parts = [f"round {rnd}" + (f"/{int(total)}" if total else "")]
+    parts = [f"{'version' if mode == 'async' else 'round'} {rnd}"
+             + (f"/{int(total)}" if total else "")]
     if "run" in rounds.columns:
         parts.insert(0, str(last["run"]))
     elif name:

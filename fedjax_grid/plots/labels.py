@@ -99,4 +99,5 @@ def label_distribution(table: pd.DataFrame, ax: Axes | None = None,
                 vmin=0.0, vmax=1.0 if normalize else None)
     ax.set_xlabel("class")
     ax.set_ylabel("client")
-    return _base.finish(ax, title, save, dpi)
+    return _base.finish(ax, title, save, dpi, default=f"labels of the local sets ({n_clients} "
+                                                     f"clients x {n_classes} classes)")

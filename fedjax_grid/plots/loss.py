@@ -61,14 +61,15 @@ def _ok_rows(tasks: pd.DataFrame, func: str) -> pd.DataFrame:
 
 def local_loss(tasks: pd.DataFrame, ax: Axes | None = None,
                save: str | os.PathLike | None = None, *, kind: str = "band",
-               band: str = "iqr", title: str | None = None,
+               band: str = "iqr", title: str | None = None, mode=None,
                dpi: int = _base.DPI) -> Figure:
     """Local-model loss per round across clients (status == 'ok' tasks only).
 
     kind='band': the mean over clients as a line with a shaded band (``band``:
     'iqr' | 'minmax' | 'std'), one line + band per run.
     kind='box': a box per round (grouped by run when there is a ``run`` column).
-    tasks: columns ``round, local_loss, status`` (+ optional ``run``).
+    tasks: columns ``round, local_loss, status`` (+ optional ``run``). mode: 'async' (or
+    {run: mode}, or a ``mode`` column) labels the axis as server versions.
     """
     func = "local_loss"
     if kind not in KINDS:
@@ -84,7 +85,7 @@ def local_loss(tasks: pd.DataFrame, ax: Axes | None = None,
             part = summary if name is None else summary[summary["run"] == name]
             marker = "o" if len(part) <= 30 else None
             ax.plot(part["round"], part["mean"], color=colors[name], marker=marker,
-                    markersize=3.5, linewidth=1.6,
+                    markersize=5, markerfacecolor="white", markeredgewidth=1.3, linewidth=1.6,
                     label=name if name is not None else "_nolegend_")
             ax.fill_between(part["round"].to_numpy(dtype=float),
                             part["low"].to_numpy(dtype=float),
@@ -112,7 +113,8 @@ def local_loss(tasks: pd.DataFrame, ax: Axes | None = None,
         if runs is not None and ax.get_legend() is not None:
             ax.get_legend().set_title("run")
         ylabel = "local training loss"
-    ax.set_xlabel("round")
+    modes = _base.modes_of(tasks, mode)
+    ax.set_xlabel(_base.ASYNC_X_LABEL if all(m == "async" for m in modes.values()) else "round")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    return _base.finish(ax, title, save, dpi)
+    return _base.finish(ax, title, save, dpi, default="local training loss across clients")

@@ -30,6 +30,8 @@ NO_WORKER = "(no worker)"
 LABEL_MAX_TASKS = 40
 #: Up to this many rounds, the boundaries carry their round number.
 LABEL_MAX_ROUNDS = 30
+#: Round numbers closer than this fraction of the time span to the previous one are left out.
+LABEL_MIN_GAP = 0.035
 
 
 def _worker_label(worker: str) -> str:
@@ -95,7 +97,7 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     if rounds is not None:
         _base.check_table(rounds, ["round", "elapsed_s"], "rounds", func)
         rounds = _base.select_run(rounds, run, func)
-        _round_boundaries(ax, rounds)
+        _round_boundaries(ax, rounds, prefix="v" if _versions_differ(tasks) else "r")
     _time_axis(ax, start, end, rounds)
     numbered = rounds is not None and len(rounds) <= LABEL_MAX_ROUNDS
     top = -0.95 if numbered else -0.6   # room for the round numbers
@@ -106,7 +108,8 @@ def worker_timeline(tasks: pd.DataFrame, ax: Axes | None = None,
     ax.set_ylabel("worker")
     if legend:
         _status_legend(ax, statuses)
-    return _base.finish(ax, title, save, dpi)
+    return _base.finish(ax, title, save, dpi, default=f"worker timeline{f' ({run})' if run else ''}"
+                                                     ": tasks per worker, by status")
 
 
 def _worker_rows(tasks: pd.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -139,15 +142,22 @@ def _draw_status(ax: Axes, st: str, of_status: np.ndarray, has_bar: np.ndarray,
                    color=style["color"], zorder=3)
 
 
+def _versions_differ(tasks: pd.DataFrame) -> bool:
+    """Whether tasks trained from versions other than their round's (asynchronous runs:
+    their 'rounds' are server versions)."""
+    if "version" not in tasks.columns or "round" not in tasks.columns:
+        return False
+    version = pd.to_numeric(tasks["version"], errors="coerce")
+    return bool((version.notna() & (version != tasks["round"] - 1)).any())
+
+
 def _bar_labels(tasks: pd.DataFrame) -> np.ndarray:
     """``c<client>``, or ``c<client> v<version>`` when tasks trained from versions other
     than their round's (asynchronous aggregation: the global version each started from)."""
     clients = tasks["client"].astype(str).to_numpy()
-    if "version" not in tasks.columns or "round" not in tasks.columns:
+    if not _versions_differ(tasks):
         return np.array([f"c{c}" for c in clients])
     version = pd.to_numeric(tasks["version"], errors="coerce")
-    if not (version.notna() & (version != tasks["round"] - 1)).any():
-        return np.array([f"c{c}" for c in clients])
     return np.array([f"c{c}" if pd.isna(v) else f"c{c} v{int(v)}"
                      for c, v in zip(clients, version)])
 
@@ -184,16 +194,22 @@ def _status_legend(ax: Axes, statuses: list[str]) -> None:
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def _round_boundaries(ax: Axes, rounds: pd.DataFrame) -> None:
-    """Dashed vertical lines at each round's end (``elapsed_s``), numbered when few."""
+def _round_boundaries(ax: Axes, rounds: pd.DataFrame, prefix: str = "r") -> None:
+    """Dashed vertical lines at each round's end (``elapsed_s``), numbered when few
+    (``r3``; ``v3`` for the server versions of an asynchronous run). A number that would
+    touch the previous one is left out (the line stays)."""
     ends = _base.numeric(rounds["elapsed_s"])
     numbers = rounds["round"].to_numpy()
     keep = np.isfinite(ends)
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     label = keep.sum() <= LABEL_MAX_ROUNDS
     width = 0.8 if label else 0.4
+    span = float(np.ptp(ends[keep])) if keep.any() else 0.0
+    gap = LABEL_MIN_GAP * (span or 1.0)
+    last = -np.inf
     for t, r in zip(ends[keep], numbers[keep]):
         ax.axvline(t, color="#444444", linestyle="--", linewidth=width, zorder=1)
-        if label:
-            ax.text(t, 0.995, f"r{r} ", transform=trans, ha="right", va="top",
+        if label and t - last >= gap:
+            ax.text(t, 0.995, f"{prefix}{r} ", transform=trans, ha="right", va="top",
                     fontsize=6.5, color="#444444", clip_on=True)
+            last = t

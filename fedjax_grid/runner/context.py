@@ -42,6 +42,7 @@ from fedjax_grid.runner import evaluation
 from fedjax_grid.runner.broadcast import Broadcast
 from fedjax_grid.runner.clients import ClientStates
 from fedjax_grid.runner.rows import round_row, task_row
+from fedjax_grid.runner.stall import RunStalled, stall_message, stalled_rounds
 
 #: ``fold(client, result) -> (status, reason, extra row columns)``: what a policy does with
 #: a finished task's result (fold it into its aggregate, or not).
@@ -192,10 +193,8 @@ class RunContext:
                 res = dispatch.result(fut)
             except ResultLost as lost:  # its worker went away holding it: failed, may be retried
                 failure = lost
-            else:
-                if res is None:  # its worker froze after finishing: the result is late
-                    return self.cancelled_row(dispatch, fut, k, attempt, r, tags, TaskTimeout(
-                        "result not fetched in time (worker unresponsive)")), False
+            except TaskTimeout as late:  # its worker froze, or its link is too slow: late
+                return self.cancelled_row(dispatch, fut, k, attempt, r, tags, late), False
         if res is None:
             return {**self.failed_row(dispatch, fut, k, attempt, r, failure), **tags}, True
         self.broadcast.note_held(k, res)
@@ -280,7 +279,18 @@ class RunContext:
         self.checkpoint(extra)
         if clock is not None:
             clock.lap("records")
+        self.stop_if_stalled()
         return row
+
+    def stop_if_stalled(self) -> None:
+        """``RunStalled`` when the last ``grid.max_rounds_without_update`` rounds applied no
+        update (:mod:`fedjax_grid.runner.stall`; called after the round is checkpointed)."""
+        n = self.config.grid.max_rounds_without_update
+        rounds = self.records.rounds().to_dict("records")
+        if stalled_rounds(rounds, n):
+            tasks = self.records.tasks()
+            rows = tasks[tasks["round"] > self.round - n].to_dict("records")
+            raise RunStalled(stall_message(rows, n=n, unit="rounds in a row", done=self.round))
 
     def save_records(self) -> None:
         """Write the records (and the profile) and the config beside them, atomically."""

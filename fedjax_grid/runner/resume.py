@@ -5,7 +5,7 @@ each checkpoint, the same config. Resuming continues *that* experiment, so the
 stored config is the base; a ``--config`` / ``--preset`` / ``--set`` given as
 well may only change what does not alter the run's trajectory (the same keys the
 config's ``fingerprint`` leaves out: ``name``, ``out_dir``, ``training.rounds``
-and ``grid.*``). Anything else is a conflict, reported as one line.
+``grid.*`` and ``tracking.*``). Anything else is a conflict, reported as one line.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fedjax_grid.errors import CheckpointError, UserError
 from fedjax_grid.experiments.config import ExperimentConfig
 
 #: Config keys a resume may change (the rest is the experiment itself).
-MAY_CHANGE = ("name", "out_dir", "training.rounds", "grid.*")
+MAY_CHANGE = ("name", "out_dir", "training.rounds", "grid.*", "tracking.*")
 
 
 def stored_config(run_dir) -> ExperimentConfig:
@@ -69,7 +69,7 @@ def differences(a: ExperimentConfig, b: ExperimentConfig) -> list[str]:
     keys = sorted(set(fa) | set(fb))
     return [k for k in keys if fa.get(k) != fb.get(k) and k not in ("name", "out_dir",
                                                                    "training.rounds")
-            and not k.startswith("grid.")]
+            and not k.startswith(("grid.", "tracking."))]
 
 
 def resume_config(run_dir, given: Optional[ExperimentConfig] = None, given_by: str = "",

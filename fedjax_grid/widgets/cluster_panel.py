@@ -1,9 +1,9 @@
 """``ClusterPanel``: the Dask workers of a grid as an HTML table, and its dashboard link.
 
 ``worker_table(workers, tasks)`` is the pure part: one row per worker with its
-address, name (its ``dask worker --name``; '' when it has none), threads, memory limit (GiB), tasks done (status ok) and failures
-(status failed) taken from the engine's tasks table; ``ClusterPanel.refresh()``
-reads ``client.scheduler_info()`` and the records again and redraws.
+address, name (its ``dask worker --name``; '' when it has none), threads, memory limit
+(GiB), tasks done (status ok) and failures (status failed) taken from the engine's
+tasks table; ``ClusterPanel.refresh()`` reads ``client.scheduler_info()`` and the records again and redraws.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import pathlib
+import re
 from typing import Optional
 
 import ipywidgets as W
@@ -28,8 +29,9 @@ from fedjax_grid.widgets import fields as F
 
 ERROR_STYLE = "color:#b00020;font-size:90%"
 OK_STYLE = "color:#1b7f3b;font-size:90%"
-_DESC_STYLE = {"description_width": "150px"}
-_LAYOUT = {"width": "340px"}
+#: Labels are whole words (``fields.label``): the longest, 'bn calibration examples', fits.
+_DESC_STYLE = {"description_width": "190px"}
+_LAYOUT = {"width": "420px"}
 
 
 def _message_html(text: str, style: str = ERROR_STYLE) -> str:
@@ -47,8 +49,10 @@ class ConfigPanel:
     """
 
     def __init__(self, config: Optional[ExperimentConfig] = None, *,
-                 path: str = "experiment.json"):
+                 path: str = "runs/experiment.json"):
         self.specs: dict[str, F.FieldSpec] = {}
+        #: called (no arguments) after every edit is validated, e.g. by a RunPanel
+        self.change_callbacks: list = []
         self.widgets: dict[str, W.Widget] = {}
         self.messages: dict[str, W.HTML] = {}
         self.rows: dict[str, W.Box] = {}
@@ -98,20 +102,20 @@ class ConfigPanel:
 
     @staticmethod
     def _make_widget(spec: F.FieldSpec) -> W.Widget:
-        common = dict(description=spec.name, style=_DESC_STYLE, layout=_LAYOUT,
-                      tooltip=spec.help or spec.key)
+        common = dict(description=F.label(spec), style=_DESC_STYLE, layout=_LAYOUT,
+                      tooltip=f"{spec.key}: {spec.help}" if spec.help else spec.key)
         if spec.kind in ("component", "choice"):
             options = [("null" if c is None else str(c), c) for c in spec.choices]
             return W.Dropdown(options=options, **common)
         if spec.kind == "bool":
-            return W.Checkbox(indent=False, description=spec.name, tooltip=spec.help or spec.key)
+            return W.Checkbox(indent=False, description=F.label(spec),
+                              tooltip=f"{spec.key}: {spec.help}" if spec.help else spec.key)
         if spec.kind == "int":
             return W.IntText(**common)
-        if spec.kind == "float":
+        if spec.kind in ("float", "fraction"):
+            # a box, not a slider: a slider clamps an out-of-range value without a word;
+            # here the config's validation refuses it, naming the range beside the field
             return W.FloatText(**common)
-        if spec.kind == "slider":
-            return W.FloatSlider(min=spec.minimum, max=spec.maximum, step=0.001,
-                                 readout_format=".3f", continuous_update=False, **common)
         placeholder = "null" if spec.optional else ""
         if spec.kind == "mapping":
             placeholder = "{width: 0.25, norm: batch}"
@@ -223,11 +227,17 @@ class ConfigPanel:
         self._apply_visibility()
         if self._error is None:
             self.status.value = _message_html("configuration is valid", OK_STYLE)
+        for fn in list(self.change_callbacks):
+            fn()
         return self._error
 
     def _show_error(self, e: UserError) -> None:
         self._error = str(e)
-        self._error_key = F.field_for(e.path, self.specs)
+        path = e.path
+        if path is None:   # e.g. a loaded file's unknown key: the first dotted key it names
+            found = re.search(r"'([a-z_]+(?:\.[A-Za-z0-9_]+)+)'", self._error)
+            path = found.group(1) if found else None
+        self._error_key = F.field_for(path, self.specs)
         if self._error_key is not None:
             self.messages[self._error_key].value = _message_html(self._error)
             self._open_section(self.specs[self._error_key].section)

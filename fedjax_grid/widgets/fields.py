@@ -16,13 +16,17 @@ dropdown changes. Widget kinds, from the schema's type and bounds:
 - ``'bool'``     a checkbox
 - ``'int'``      an integer box
 - ``'float'``    a number box
-- ``'slider'``   a number with both bounds inside [0, 1] (fractions and probabilities)
+- ``'fraction'`` a number with both bounds inside [0, 1] (fractions and probabilities),
+  typed in a box: a value outside its range is refused with the range, never clamped
 - ``'text'``     a string; optional: an empty box means null
 - ``'optional'`` an optional int/number typed as text (empty = null, else a number)
 - ``'mapping'`` / ``'list'`` YAML/JSON flow text, e.g. ``{width: 0.25}`` / ``[0, 90]``
 
-Descriptions become the widgets' tooltips. ``VISIBLE_WHEN`` hides fields that only
-matter for some value of another field.
+Descriptions become the widgets' tooltips; ``label(spec)`` is the field's name in
+whole words (``deadline_s`` -> "deadline (s)"). ``VISIBLE_WHEN`` hides fields that
+only matter for some value of another field: the asynchronous policy's fields in
+``server.mode=sync`` and the synchronous barrier's (quorum, overcommit, overlapped
+rounds) in ``async``, the fault parameters while faults are off.
 """
 from __future__ import annotations
 
@@ -38,16 +42,35 @@ from fedjax_grid.registry import Registry
 #: key -> (controlling key, predicate on its value): the field is shown only when true.
 VISIBLE_WHEN: dict[str, tuple[str, Any]] = {
     "training.momentum": ("training.optimizer", lambda v: v == "momentum"),
+    **{f"server.{name}": ("server.mode", lambda v: v == "async") for name in (
+        "concurrency", "buffer_size", "staleness", "max_staleness")},
+    **{f"grid.{name}": ("server.mode", lambda v: v != "async") for name in (
+        "quorum", "overcommit", "overlap_rounds")},
     **{f"faults.{name}": ("faults.enabled", bool) for name in (
         "max_slowdown", "offline_prob", "max_delay_s", "dropout_prob", "error_prob",
         "hang_prob", "hang_s", "attack_fraction", "attack")},
 }
 
 #: Section order of the panel (top-level scalars first, under 'experiment').
-SECTIONS = ("experiment", "model", "data", "partition", "training", "server", "grid", "faults")
+SECTIONS = ("experiment", "model", "data", "partition", "training", "server", "grid", "faults",
+            "tracking")
 
 #: Registry-backed keys and where their parameters live (``model.name`` -> ``model.kwargs``).
 REGISTRIES = C.REGISTRIES
+
+
+#: Units written after a field's name in its label, by the name's suffix.
+_UNITS = {"_s": "s", "_gib": "GiB", "_mb": "MB"}
+
+
+def label(spec: "FieldSpec") -> str:
+    """The field's name in whole words for its label: ``connect_timeout_s`` ->
+    'connect timeout (s)', ``bn_calibration_examples`` -> 'bn calibration examples'."""
+    name = spec.name
+    for suffix, unit in _UNITS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
 
 
 def params_key(key: str) -> str:
@@ -116,7 +139,7 @@ def _kind(schema: dict, optional: bool) -> tuple[str, tuple]:
         return "int", ()
     lo, hi = _bounds(schema)
     if lo is not None and hi is not None and 0.0 <= lo and hi <= 1.0:
-        return "slider", ()
+        return "fraction", ()
     return "float", ()
 
 

@@ -32,6 +32,11 @@ ALLOWED = {
                                       "concurrent broadcast awaits one per worker in one loop",
     ("grid/health.py", "_run"): "distributed.Client's coroutine run: a time-bounded call per "
                                 "worker inside one event loop (Client.run has no per-worker timeout)",
+    ("grid/dispatch.py", "_run_on_scheduler"): "distributed.Client's coroutine "
+                                               "run_on_scheduler: the scheduler's view of the "
+                                               "workers, awaited inside the broadcast's loop",
+    ("grid/fetch.py", "_gather"): "distributed.Client's coroutine gather: one result transfer "
+                                  "polled on the client's loop while its worker heartbeats",
     ("grid/plugin.py", "_src"): "jax._src.xla_bridge: the backend's initialisation state, "
                                 "not exposed publicly",
     ("data/store.py", "_active"): "tensorflow_datasets' tqdm switch (disable its progress "

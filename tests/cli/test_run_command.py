@@ -48,7 +48,14 @@ def test_ctrl_c_then_resume_uses_the_runs_own_config(addr, tmp_path, monkeypatch
                   r"round 1/3: compiling the model on the workers and training \.\.\. \d+\.\d s"):
         assert re.search(stage, log), log
     assert log.index("round 1/3: compiling") < len(log) and "round 1/3" in err  # then the bar
+    # Before the grid: a training step measured, the estimate printed (below the threshold).
+    assert re.search(r"measuring a training step of vgg11 to estimate the run \.\.\. \d+\.\d s "
+                     r"\(\d+\.\d ms per step\)", log), log
+    assert re.search(r"estimate: \d+ (s|min) wall time \(\d+ (s|min) compile \+ 3 rounds x ", log), log
+    assert log.index("estimate:") < log.index("connecting to the Dask scheduler")
     assert "\ninterrupted after round 1 of 3; continue with: fedjax-grid run --resume --out r\n" in err
+    # Ctrl-C writes the figures of the rounds done too.
+    assert (tmp_path / "r" / "global_accuracy.png").stat().st_size > 5000
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
 
@@ -68,6 +75,13 @@ def test_ctrl_c_then_resume_uses_the_runs_own_config(addr, tmp_path, monkeypatch
     assert main(["run", "--resume", "--out", "r", "--set", "training.rounds=4",
                  "--scheduler", addr, "--quiet", "--no-plots"]) == 0
     assert list(pd.read_csv(tmp_path / "r" / "rounds.csv")["round"]) == [1, 2, 3, 4]
+    capsys.readouterr()
+    # Resuming the finished run says so and what it reached; it starts nothing (no grid).
+    assert main(["run", "--resume", "--out", "r", "--scheduler", "tcp://127.0.0.1:9"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"is finished: 4/4 rounds, final global accuracy \d+\.\d % \(best \d+\.\d %\); "
+                     r"nothing to resume in r -- to continue it, raise training\.rounds", out), out
+    assert "connecting to the Dask scheduler" not in out
 
 
 def test_same_command_twice_two_folders_latest_and_summary(addr, tmp_path, monkeypatch, capsys):

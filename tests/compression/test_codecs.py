@@ -295,7 +295,7 @@ def test_byte_counts_match_the_formats():
     ("topk(0)", "compression.fraction", "a finite number in (0, 1] is required"),
     ("topk(1.5)", "compression.fraction", "a finite number in (0, 1] is required"),
     ({"name": "topk", "values": "fp8"}, "compression.values", "float32"),
-    ({"name": "int8", "block": -1}, "compression.block", "an integer >= 0 is required"),
+    ({"name": "int8", "block": -1}, "compression.block", "an integer in [0, 2147483647] is required"),
     ({"name": "int8", "blocks": 4}, "compression.blocks", "unknown config key"),
     ("zip", "compression.name", "allowed are none, bf16, int8, quant, topk"),
     ("quant(9)", "compression.bits", "=9 is invalid: an integer in [2, 8] is required"),

@@ -105,7 +105,7 @@ def test_bare_keys_unique_or_refused_naming_the_candidates():
      "unknown config key 'server.optimizer.momentum': server optimizer fedavg takes parameters lr",
      "server.optimizer.momentum"),
     (["model.name=resnet"], "model.name='resnet' is invalid: allowed are vgg11", "model.name"),
-    (["model.kwargs={width: 0}"], "model.kwargs.width=0 is invalid: a finite number > 0",
+    (["model.kwargs={width: 0}"], "model.kwargs.width=0 is invalid: a finite number in (0, 4]",
      "model.kwargs.width"),
     (["model.kwargs.norm=layer"], "model.kwargs.norm='layer' is invalid: allowed are none, batch, group",
      "model.kwargs.norm"),

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from fedjax_grid.cli import main
+from tests.conftest import SHARED_DATA, within
 from tests.faults.conftest import write_pickled_npz
-from tests.conftest import SHARED_DATA
 
 S = "--set"
 
@@ -310,16 +310,136 @@ CASES = [
     ("long-unknown-flag", ["run", f"--{LONG}"], "…(100002 characters)", None),
 ]
 
+def _nul_name_yaml(tmp):
+    (tmp / "nul.yaml").write_text('name: "run\\0x"\n')
+
+
+def _escape_name_yaml(tmp):
+    (tmp / "esc.yaml").write_text("name: ../../../escaped\nout_dir: null\n")
+
+
+CASES += [
+    # -- names and paths (issue 25): never a folder outside the one chosen, never a traceback --
+    ("name-nul", ["run", S, 'name="a\\0b"'], "name='a\\x00b' is refused (it holds the control", None),
+    ("name-nul-yaml", ["run", "--config", "{tmp}/nul.yaml"], "control character", _nul_name_yaml),
+    ("name-dotdot", ["run", S, "name=../../escaped"], "path separator", None),
+    ("name-dotdot-yaml", ["run", "--config", "{tmp}/esc.yaml"], "'../../../escaped' is refused",
+     _escape_name_yaml),
+    ("name-absolute", ["run", S, "name={tmp}/../abs"], "path separator", None),
+    ("name-parent", ["run", S, "name=.."], "names a parent", None),
+    ("name-backslash", ["run", S, "name=a\\b"], "path separator", None),
+    ("name-newline", ["run", S, 'name="a\\nb"'], "control character '\\n'", None),
+    ("name-bidi-override", ["run", S, "name=abc\u202edcba"], "control character", None),
+    ("name-too-long", ["run", S, f"name={'n' * 101}"], "longer than 100", None),
+    ("name-empty", ["run", S, 'name=""'], "it is empty", None),
+    ("out-nul", ["run", "--out", "{tmp}/o\x00ut"], "--out='", None),
+    ("out-escape", ["run", "--out", "{tmp}/o\x1b[2Jut"], "control character '\\x1b'", None),
+    ("out-empty", ["run", "--out", ""], "--out='' is refused (it is empty)", None),
+    ("out-dir-nul", ["run", S, 'out_dir="o\\0"'], "out_dir='o\\x00' is refused", None),
+    ("data-path-nul", ["run", S, 'data.path="p\\0"'], "data.path=", None),
+    ("data-dir-nul", ["run", S, 'data.data_dir="d\\0"'], "data.data_dir=", None),
+    ("local-directory-nul", ["run", S, 'grid.local_directory="l\\0"'], "grid.local_directory=", None),
+    ("cache-dir-nul", ["run", S, 'grid.compile_cache_dir="c\\0"'], "grid.compile_cache_dir=", None),
+    ("tls-dir-nul", ["run", S, 'grid.tls_dir="t\\0"'], "grid.tls_dir=", None),
+    ("config-nul", ["run", "--config", "{tmp}/c\x00.yaml"], "--config=", None),
+    ("report-out-nul", ["partition-report", "--out", "{tmp}/r\x00"], "--out=", None),
+    ("certs-dir-nul", ["certs", "{tmp}/c\x00"], "certs DIRECTORY=", None),
+    ("prepare-data-dir-nul", ["prepare", "digits", "--data-dir", "{tmp}/d\x00"], "--data-dir=", None),
+]
+
+def _doc(text):
+    def setup(tmp):
+        (tmp / "doc.yaml").write_text(text)
+    return setup
+
+
+DUP_FILE = "name: x\ntraining:\n  rounds: 3\n  lr: 0.1\n  rounds: 4\n"
+DUP_KWARGS = "model:\n  name: vgg11\n  kwargs:\n    width: 0.25\n    norm: batch\n    width: 0.5\n"
+DUP_CHOICE = "server:\n  codec: {name: quant, bits: 3, bits: 4}\n"
+DOC = ["run", "--config", "{tmp}/doc.yaml"]
+
+CASES += [
+    # -- config documents that are not a mapping, keys given twice (issue 25): file and line --
+    ("config-empty", DOC, "doc.yaml' is empty", _doc("")),
+    ("config-only-comments", DOC, "doc.yaml' is empty", _doc("# nothing here\n\n")),
+    ("config-boolean", DOC, "doc.yaml' line 1: the document is a boolean", _doc("true\n")),
+    ("config-number", DOC, "doc.yaml' line 2: the document is a number", _doc("\n42\n")),
+    ("config-null", DOC, "line 1: the document is null", _doc("null\n")),
+    ("config-string", DOC, "line 1: the document is a string", _doc("rounds=3\n")),
+    ("config-list-line", DOC, "line 1: the document is a list", _doc("[training, server]\n")),
+    ("config-duplicate-key", DOC, "doc.yaml' line 5: key 'rounds' is given twice (first on line 3)",
+     _doc(DUP_FILE)),
+    ("config-duplicate-json", DOC, "line 1: key 'rounds' is given twice",
+     _doc('{"training": {"rounds": 3, "rounds": 4}}')),
+    ("config-duplicate-section", DOC, "line 3: key 'training' is given twice",
+     _doc("training: {rounds: 3}\nseed: 1\ntraining: {lr: 0.1}\n")),
+    ("config-duplicate-kwarg", DOC, "line 6: key 'width' is given twice", _doc(DUP_KWARGS)),
+    ("config-duplicate-codec-param", DOC, "line 2: key 'bits' is given twice", _doc(DUP_CHOICE)),
+    ("set-twice", ["run", S, "training.lr=0.1", S, "training.lr=0.2"],
+     "'training.lr' is given twice (--set training.lr=0.1 and --set training.lr=0.2)", None),
+    ("set-bare-and-dotted", ["run", S, "rounds=3", S, "training.rounds=4"],
+     "'training.rounds' is given twice", None),
+    ("set-and-workers-flag", ["run", "--workers", "2", S, "grid.workers=3"],
+     "'grid.workers' is given twice (--workers 2 and --set grid.workers=3)", None),
+    ("set-and-scheduler-flag", ["run", "--scheduler", "tcp://127.0.0.1:9", S,
+                                "grid.scheduler=tcp://127.0.0.1:8"], "--scheduler tcp://127.0.0.1:9", None),
+    ("show-config-set-twice", ["show-config", S, "seed=1", S, "seed=2"], "'seed' is given twice", None),
+    ("set-mapping-duplicate", ["run", S, "model.kwargs={width: 0.25, width: 0.5}"],
+     "--set 'model.kwargs': key 'width' is given twice", None),
+    ("codec-param-twice", ["run", S, "server.codec=quant(bits=3, bits=4)"],
+     "parameter bits is given twice", None),
+    ("choice-positional-and-keyword", ["run", S, "partition.distribution=stratified(0.9, share=0.8)"],
+     "parameter share is given twice", None),
+]
+
+ASYNC = [S, "server.mode=async"]
+
+CASES += [
+    # -- counts, sizes and durations a run could never satisfy (issue 25): refused up front --
+    ("async-concurrency-beyond-clients", ["run", *ASYNC, S, "server.concurrency=1000000"],
+     "server.concurrency=1000000 is invalid: an integer in [1, 4] is required (at most one task", None),
+    ("async-buffer-beyond-concurrency", ["run", *ASYNC, S, "server.concurrency=2", S,
+                                         "server.buffer_size=3"], "never fills", None),
+    ("async-buffer-beyond-default-concurrency", ["run", *ASYNC, S, "server.buffer_size=5"],
+     "server.buffer_size=5 is invalid: an integer in [1, 4]", None),
+    ("overcommit-beyond-clients", ["run", S, "training.clients_per_round=3", S, "grid.overcommit=2"],
+     "grid.overcommit=2 is invalid: an integer in [0, 1]", None),
+    ("batch-beyond-local-sets", ["run", S, "training.batch_size=100000"],
+     "training.batch_size=100000 is invalid: an integer in [1, 359] is required (the largest local",
+     None),
+    ("deadline-below-a-second", ["run", S, "grid.deadline_s=0.001"], "grid.deadline_s=0.001", None),
+    ("connect-timeout-tiny", ["run", S, "grid.connect_timeout_s=1.0e-9"], "[1, 604800]", None),
+    ("workers-beyond-memory", ["run", "--workers", "256"], "grid.workers=256 is invalid on this machine",
+     None),
+    ("model-width-huge", ["run", S, "model.kwargs.width=1000"], "model.kwargs.width=1000", None),
+    ("mobilenet-width-huge", ["run", S, "model.name=mobilenet_v3_small", S,
+                              "model.kwargs={width_multiplier: 64}"], "(0, 4]", None),
+    ("link-bandwidth-tiny", ["run", S, "faults.link=home(up_mbit=1.0e-9)"], "faults.link.up_mbit=1e-09", None),
+    ("link-latency-huge", ["run", S, "faults.link=wifi(latency_ms_max=1.0e+12)"], "[0, 60000]", None),
+    ("link-spread-huge", ["run", S, "faults.link=home(spread=1.0e+9)"], "faults.link.spread=1000000000", None),
+    ("codec-block-huge", ["run", S, "server.codec=quant(block=100000000000000000000)"],
+     "[0, 2147483647]", None),
+    ("codec-raw-below-huge", ["run", S, "server.codec=int8(raw_below=1000000000000000000000000000000)"],
+     "[0, 2147483647]", None),
+    ("fragments-stride-1", ["run", S, "data.source=texture_fragments", S, "data.options={stride: 1}"],
+     "data.options.stride=1", None),
+    ("fragments-cache-huge", ["run", S, "data.source=texture_fragments", S,
+                              "data.options={cache_images: 1000000000}"], "[0, 1024]", None),
+]
+
 COMPLETE_LOOKING = ("rounds.csv", "tasks.csv", "rounds.parquet", "config.json",
                     "global_accuracy.png")
 
 
 @pytest.mark.parametrize("case_id,argv,expected,setup", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"   # the command's folder; tmp_path around it must stay as it is
+    work.mkdir()
+    monkeypatch.chdir(work)
     if setup is not None:
         setup(tmp_path)
         capsys.readouterr()  # what the set-up itself logged is not the command's output
+    outside = sorted(p.name for p in tmp_path.parent.iterdir())
     before = {p for p in tmp_path.rglob("*")}
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     t = time.time()
@@ -330,12 +450,14 @@ def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, cap
     assert err.startswith("error: ") and err.count("\n") == 1, err[:3000]
     assert "Traceback" not in err
     assert len(err) < 700, err[:3000]  # long values are shortened, never echoed whole
-    assert elapsed < 30, elapsed       # nothing hangs (alias bombs, huge numbers)
+    assert within(elapsed, 30), elapsed  # nothing hangs (alias bombs, huge numbers)
     assert expected in err, err
     # Nothing left that looks like a complete (or any) run.
     for p in set(tmp_path.rglob("*")) - before:
         assert p.name not in COMPLETE_LOOKING and not p.name.startswith("ckpt-"), p
     assert not (tmp_path / "UNPICKLED").exists()  # a pickled checkpoint was never unpickled
+    # Nothing written beside the test's folder (a name or path escaping with '..', '/').
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == outside
 
 
 def test_unreachable_scheduler_is_one_line_no_output(tmp_path):
@@ -390,3 +512,53 @@ def test_ctrl_c_during_a_local_cluster_run_is_one_line(tmp_path):
 
 def test_table_is_complete():
     assert len(CASES) + 1 >= 70
+
+
+# -------------------------------------------------------------- a failed start leaves nothing
+
+def _tree(root: pathlib.Path) -> dict:
+    """relative path -> file bytes (None for a folder): everything under ``root``."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("layout", ["fresh", "nested", "existing"])
+def test_a_failed_start_leaves_the_output_folder_as_it_found_it(layout, tmp_path, capsys):
+    """`run --scheduler tcp://127.0.0.1:<closed port> --out DIR` (issue 25): no lock file,
+    no dask/ scratch folder, no created parents; an existing folder byte-identical."""
+    from tests.faults.conftest import free_port
+    out = {"fresh": tmp_path / "fresh", "nested": tmp_path / "a" / "b" / "run",
+           "existing": tmp_path / "existing"}[layout]
+    if layout == "existing":
+        (out / "sub").mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+    before = _tree(tmp_path)
+    code = main(["run", "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--out", str(out),
+                 "--quiet", S, "grid.connect_timeout_s=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot reach the Dask scheduler"), err
+    assert _tree(tmp_path) == before
+
+
+def test_a_failed_start_of_a_notebook_run_leaves_nothing(tmp_path):
+    """The same without the CLI: FederatedRun.start() fails, close() puts the folder back
+    (the run folder lock removes its own file and folders); a LocalCluster that cannot
+    start removes the scratch folder it created."""
+    from fedjax_grid.errors import UserError
+    from fedjax_grid.grid.cluster import open_cluster
+    from fedjax_grid.runner import FederatedRun
+    from tests.faults.conftest import free_port
+    from tests.grid.conftest import tiny_config
+    cfg = tiny_config(**{"grid.scheduler": f"tcp://127.0.0.1:{free_port()}",
+                         "grid.connect_timeout_s": 1, "training.rounds": 1})
+    run = FederatedRun(cfg, out_dir=tmp_path / "nb" / "run")
+    with pytest.raises(UserError, match="cannot reach"):
+        run.start()
+    run.close()
+    assert list(tmp_path.iterdir()) == []
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: binding fails at once, locally.
+    bad = tiny_config(**{"grid.host": "192.0.2.1", "grid.allow_insecure": "true",
+                         "grid.workers": 1}).grid
+    with pytest.raises(UserError, match="cannot start a LocalCluster"):
+        open_cluster(bad, local_directory=str(tmp_path / "scratch" / "dask"))
+    assert list(tmp_path.iterdir()) == []

@@ -94,8 +94,7 @@ def test_lock_of_a_kill9ed_process_does_not_block_and_cli_is_refused_meanwhile(t
         if holder.poll() is None:
             holder.kill()
     from fedjax_grid.grid.runlock import RunFolderLock
-    t = time.time()
     lock = RunFolderLock(out)
-    lock.acquire()  # not blocked by the dead holder's lock file
-    assert lock.held and time.time() - t < 1.0
+    lock.acquire()  # never waits (timeout 0): RunFolderBusy if the dead holder still held it
+    assert lock.held
     lock.release()

@@ -21,18 +21,28 @@ import pytest
 
 from fedjax_grid.grid.checkpoint import latest_checkpoint
 from fedjax_grid.runner import FederatedRun
+from tests.conftest import scaled, slowdown
 from tests.faults.conftest import ExternalGrid, signal_when_busy, stop
 from tests.faults.test_grid_faults import TINY, cfg_for
 
-#: Seconds a round may exceed its deadline: evaluation of the global model (256 test
-#: images), the checkpoint, and at most one bounded result fetch / cancel round trip.
+#: Seconds a round may exceed its deadline on an idle machine: evaluation of the global
+#: model (256 test images), the checkpoint, and at most one bounded result fetch / cancel
+#: round trip. On a loaded machine the slack is a whole normal round measured in the same
+#: run (which does all of that and trains as well) when that is longer.
 SLACK_S = 4.0
 
 
 def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
-    """SIGSTOP of a busy worker in round 2: rounds 2 and 3 end by deadline + slack, quorum."""
+    """SIGSTOP of a busy worker in round 2: round 2 ends by its deadline + the slack (at
+    least the time of round 3, a normal round on the remaining workers), with quorum."""
     pids = external_grid.ensure(3)
-    deadline = 8.0
+    # every worker compiles first, without a deadline (a compile outlasting the deadline
+    # would keep a worker busy into the next round)
+    FederatedRun(cfg_for(external_grid, **{"training.rounds": 1, "partition.num_clients": 6}),
+                 out_dir=tmp_path / "warm", notify=lambda m: None).run()
+    # 8 s on an idle machine (time enough for the healthy workers' tasks), stretched by
+    # the load measured now: a loaded machine must not make the healthy clients late too
+    deadline = round(8.0 * slowdown(), 1)
     cfg = cfg_for(external_grid, **{"training.rounds": 3, "partition.num_clients": 6,
                                     "grid.deadline_s": deadline, "grid.quorum": 0.5,
                                     "grid.retries": 0})
@@ -42,7 +52,7 @@ def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
     stopped = threading.Event()
     times = []
     try:
-        run.step()  # round 1: every worker compiles
+        run.step()  # round 1: a normal round
 
         freezer = signal_when_busy(run, victim_addr, victim_pid, signal.SIGSTOP, settle_s=0.0,
                                    within_s=30.0, poll_s=0.02)
@@ -57,7 +67,8 @@ def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
             os.kill(victim_pid, signal.SIGCONT)
         run.close()
     assert stopped.is_set()
-    assert max(times) < deadline + SLACK_S, times
+    frozen_round_s, normal_round_s = times
+    assert frozen_round_s < deadline + max(SLACK_S, normal_round_s), times
     tasks, rounds = run.records.tasks(), run.records.rounds()
     r1, r2 = tasks[tasks["round"] == 2], tasks[tasks["round"] == 3]  # rounds count from 1
     late1 = r1[r1["status"] == "late"]
@@ -115,7 +126,7 @@ def test_all_workers_gone_then_back_within_grace(tmp_path):
     rounds = pd.read_csv(out / "rounds.csv")
     assert list(rounds["round"]) == [1, 2, 3]  # rounds count from 1
     assert rounds["quorum"].iloc[-1]
-    assert total_s < 120
+    assert total_s < 4 + scaled(120)
 
 
 def test_all_workers_gone_past_grace_exits_2_resumable(tmp_path):
@@ -143,5 +154,5 @@ def test_all_workers_gone_past_grace_exits_2_resumable(tmp_path):
     errors = [l for l in lines if l.startswith("error: ")]
     assert len(errors) == 1 and "no healthy worker" in errors[0] and "--resume" in errors[0], lines
     assert all(l.startswith(("warning: ", "error: ")) for l in lines), lines
-    assert stop_s < 3 + 30, stop_s
+    assert stop_s < 3 + scaled(30), stop_s  # the 3 s grace, not the default 60 s
     assert latest_checkpoint(out / "checkpoints") is not None

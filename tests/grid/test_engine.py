@@ -11,6 +11,7 @@ import pytest
 from fedjax_grid.errors import CheckpointError, UserError
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner import FederatedRun
+from tests.conftest import slowdown
 from tests.grid.conftest import assert_same_state, stopped_and_resumed, tiny_config
 
 
@@ -90,14 +91,17 @@ def test_nan_updates_are_rejected_and_recorded(grid, tmp_path):
 def test_straggler_past_deadline_is_dropped_and_recorded(grid, tmp_path):
     # Warm the workers' compiled steps first, so the deadline measures training, not XLA.
     FederatedRun(tiny_config(**{"training.rounds": 1}), out_dir=tmp_path / "warm", grid=grid).run()
+    # 12 s on an idle machine, stretched by the load measured now (the healthy clients
+    # must make it), and well below the 120 s hang
+    deadline = round(min(60.0, 12.0 * slowdown()), 1)
     cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.hang_prob": 0.3,
-                         "faults.hang_s": 120.0, "grid.deadline_s": 12.0, "grid.quorum": 0.25})
+                         "faults.hang_s": 120.0, "grid.deadline_s": deadline, "grid.quorum": 0.25})
     seed, plans = _seed_with(lambda ps: sum(p.hang_s > 0 for p in ps) == 1, cfg.faults, 4)
     cfg = cfg.with_overrides([f"seed={seed}", "training.rounds=1"])
     run = FederatedRun(cfg, out_dir=tmp_path / "late", grid=grid)
     t = time.time()
     run.run()
-    assert time.time() - t < 60  # the round closed at its deadline, not after the 120 s hang
+    assert time.time() - t < 120  # the round closed at its deadline, not after the 120 s hang
     tasks = run.records.tasks().sort_values("client")
     hung = [k for k, p in enumerate(plans) if p.hang_s > 0]
     late = tasks[tasks["status"] == "late"]
@@ -119,7 +123,7 @@ def test_overcommit_keeps_the_first_clients_to_report(grid, tmp_path):
     before = [np.array(x) for x in _params(run)]
     t = time.time()
     run.run()
-    assert time.time() - t < 60  # the round closed at the quota, not after the hang
+    assert time.time() - t < 120  # the round closed at the quota, not after the 120 s hang
     tasks = run.records.tasks()
     assert len(tasks) == 4 and (tasks["status"] == "ok").sum() == 2
     late = tasks[tasks["status"] == "late"]

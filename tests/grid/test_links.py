@@ -78,8 +78,11 @@ def test_parameters_and_shorthand():
 
 @pytest.mark.parametrize("spec, path, words", [
     ("dialup", "grid.link.name", "allowed are none, lan, wifi, home"),
-    ("wifi(spread=0.5)", "grid.link.spread", "a finite number >= 1 is required"),
-    ({"name": "lan", "up_mbit": 0}, "grid.link.up_mbit", "a finite number > 0 is required"),
+    ("wifi(spread=0.5)", "grid.link.spread", "a finite number in [1, 100] is required"),
+    ({"name": "lan", "up_mbit": 0}, "grid.link.up_mbit", "a finite number in [0.01, 1000000]"),
+    ({"name": "lan", "latency_ms_max": 1e9}, "grid.link.latency_ms_max", "[0, 60000]"),
+    ({"name": "home", "up_mbit": 0.5, "spread": 100}, "grid.link",
+     "min(up_mbit, down_mbit) / spread = 0.005 Mbit/s, is below 0.01 Mbit/s"),
     ({"name": "home", "bandwidth": 3}, "grid.link.bandwidth", "unknown config key"),
     ({"name": "wifi", "latency_ms_min": 40}, "grid.link",
      "latency_ms_max=30.0 must be >= latency_ms_min=40.0"),

@@ -24,8 +24,9 @@ NAMES = ["01_quickstart", "02_data_and_partitions", "03_vgg16_cifar10",
 TINY = {"ROUNDS": 2, "NUM_CLIENTS": 4, "WIDTH": 0.125, "MAX_TEST_EXAMPLES": 256}
 
 
-def _run(name, tmp_path, **params):
-    nb, seconds = execute(name, {"OUT_ROOT": str(tmp_path / "runs"), **params}, tmp_path)
+def _run(name, tmp_path, timeout: int = 240, **params):
+    nb, seconds = execute(name, {"OUT_ROOT": str(tmp_path / "runs"), **params}, tmp_path,
+                          timeout=timeout)
     print(f"{name}: {seconds:.1f} s")
     return nb
 
@@ -38,14 +39,31 @@ def _sync():
     return sync
 
 
+def _committed(name: str) -> str:
+    """The notebook as committed: git's index copy in a checkout, else the file itself."""
+    path = NOTEBOOKS / f"{name}.ipynb"
+    proc = subprocess.run(["git", "show", f":notebooks/{name}.ipynb"], cwd=REPO,
+                          capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else path.read_text()
+
+
 def test_notebooks_are_stripped_and_written_from_their_py_sources():
+    """Each notebook's cells are its .py source's (its stripped form equals what sync.py
+    writes, so a notebook run and saved in this checkout passes), and what git holds is
+    stripped: no outputs, no counts, the committed form of fedjax_grid.jupyter_hygiene."""
     sync = _sync()
     assert sync.NOTEBOOKS == NAMES
     stale = [name for name in NAMES
-             if (NOTEBOOKS / f"{name}.ipynb").read_text() != sync.text_of(sync.build(name))]
+             if sync.stripped_text(NOTEBOOKS / f"{name}.ipynb") != sync.text_of(sync.build(name))]
     assert not stale, f"{stale} differ from their .py sources: run python notebooks/sync.py"
+    assert sync.main(["--check"]) == 0
+    from fedjax_grid.jupyter_hygiene import committed_form
     for name in NAMES:
-        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        text = _committed(name)
+        assert text == sync.text_of(committed_form(nbformat.reads(text, as_version=4))), \
+            f"{name}.ipynb is committed with outputs or run metadata: python notebooks/sync.py --install"
+    for name in NAMES:
+        nb = nbformat.reads(_committed(name), as_version=4)
         nbformat.validate(nb)
         # The same cells as jupytext reads from the percent-format source.
         src = jupytext.read(NOTEBOOKS / f"{name}.py", fmt="py:percent")
@@ -80,6 +98,13 @@ def test_01_quickstart(tmp_path):
     assert [list(o.get("data", {})) for o in panel_cell.outputs] == \
         [["text/plain", "application/vnd.jupyter.widget-view+json"]]
     assert re.search(r"data \d+\.\d s .*model \d+\.\d s .*first_round \d+\.\d s", text)  # timed stages
+    # The runs panel lists the notebook's run; the panel's file box points under OUT.
+    runs_cell = next(c for c in nb.cells if "display(runs_panel)" in c.source)
+    assert [list(o.get("data", {})) for o in runs_cell.outputs] == \
+        [["text/plain", "application/vnd.jupyter.widget-view+json"]]
+    assert "fedjax-grid-runs" in text and "1 run(s) in" in text   # its table, in the widget state
+    assert "XLA's own log lines" in text                      # the XLA note, said once
+    assert text.count("XLA's own log lines") == 1
 
 
 def test_02_data_and_partitions(tmp_path):
@@ -91,12 +116,13 @@ def test_02_data_and_partitions(tmp_path):
 
 
 def test_03_vgg16_cifar10(tmp_path):
-    nb = _run("03_vgg16_cifar10", tmp_path, **TINY, BATCH_SIZE=64, AUGMENT=False)
+    # the comparison cell runs a warm-up round and both variants (a long cell, with bars)
+    nb = _run("03_vgg16_cifar10", tmp_path, timeout=480, **TINY, BATCH_SIZE=64, AUGMENT=False)
     assert len(outputs_of(nb)) >= 4
 
 
 def test_04_mobilenetv3_tiny_imagenet(tmp_path):
-    nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, **{**TINY, "WIDTH": 0.25}, WORKERS=1,
+    nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, timeout=480, **{**TINY, "WIDTH": 0.25}, WORKERS=1,
               MODEL="mobilenet_v3_small", BATCH_SIZE=64, AUGMENT=False)
     assert len(outputs_of(nb)) >= 4
 
@@ -117,15 +143,25 @@ def test_06_heterogeneity_and_faults(tmp_path):
     (out,) = (tmp_path / "runs").iterdir()
     assert (out / "timeline_async.png").stat().st_size > 1000
     import pandas as pd
-    tasks = pd.read_csv(out / "slow, async (FedBuff)" / "tasks.csv")
-    rounds = pd.read_csv(out / "slow, async (FedBuff)" / "rounds.csv")
+    # Run folders without spaces or commas; what the reader sees: tables, no tracebacks.
+    assert not [p.name for p in out.iterdir() if " " in p.name or "," in p.name]
+    text = json.dumps(nb)
+    assert "Compute Failed" not in text and "Traceback" not in text   # simulated faults only
+    assert "ExperimentConfig(" not in text                           # no config repr
+    assert "final accuracy %" in text and "median round s" in text   # the summary table
+    base = pd.read_csv(out / "baseline" / "rounds.csv")
+    deadline = pd.read_csv(out / "slow-deadline" / "tasks.csv")
+    assert (base["round"] == [1, 2]).all() and (deadline["status"] == "late").any(), \
+        deadline["status"].value_counts()   # the deadline (from warm rounds) drops someone
+    tasks = pd.read_csv(out / "slow-async-FedBuff" / "tasks.csv")
+    rounds = pd.read_csv(out / "slow-async-FedBuff" / "rounds.csv")
     assert len(rounds) == TINY["ROUNDS"] * TINY["NUM_CLIENTS"] // 2  # server updates
     ok = tasks[tasks["status"] == "ok"]
     assert (ok.groupby("round").size() == 2).all() and ok["version"].notna().all()
     # the slow-link section: the compressed run downloads and uploads ~10x less from round 2
     assert (out / "links_time_to_accuracy.png").stat().st_size > 1000
-    plain = pd.read_csv(out / "home link, float32" / "tasks.csv")
-    small = pd.read_csv(out / "home link, quant(3) both ways" / "tasks.csv")
+    plain = pd.read_csv(out / "home-link-float32" / "tasks.csv")
+    small = pd.read_csv(out / "home-link-quant-3-both-ways" / "tasks.csv")
     assert (plain["transfer_s"] > 0).all() and small["codec"].str.startswith("quant(bits=3,").all()
     later = small["round"] > 1
     assert (small.loc[later, "bytes_out"].mean() < 0.2 * plain["bytes_out"].mean())

@@ -58,8 +58,9 @@ def test_redraw_into_same_figure_every_round_is_cheap(tmp_path):
         assert len(fig.axes) == 4                        # cleared, not stacked
         assert len(fig.axes[0].get_lines()[0].get_xdata()) == r
     assert_png(tmp_path / "live.png", min_bytes=20_000)
-    # draw + PNG of a 40-round, 400-task dashboard well under the time of a round
-    assert max(times[1:]) < 5.0, times
+    # draw + PNG of a 40-round, 400-task dashboard: about the cost of a 2-round one (the
+    # figure is reused and the timeline is a few collections, not a patch per task)
+    assert times[-1] < 3 * min(times[1:3]) + 0.5, times
 
 
 def test_panels_without_data_show_a_message(rounds_one, tasks_one):

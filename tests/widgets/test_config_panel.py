@@ -18,9 +18,9 @@ def test_every_config_field_has_a_widget_and_choices_come_from_the_registries():
         assert _options(panel.widgets[key]) == list(registry)
     kinds = {s.key: s.kind for s in field_specs()}
     assert kinds["training.augment"] == "bool" and kinds["partition.num_clients"] == "int"
-    assert kinds["grid.quorum"] == "slider" and kinds["grid.deadline_s"] == "optional"
+    assert kinds["grid.quorum"] == "fraction" and kinds["grid.deadline_s"] == "optional"
     assert kinds["partition.distribution"] == "component" and kinds["training.optimizer"] == "choice"
-    assert panel.widgets["training.lr"].tooltip == "the clients' learning rate"   # the description
+    assert panel.widgets["training.lr"].tooltip == "training.lr: the clients' learning rate"
 
 
 def _options(dropdown):
@@ -190,3 +190,77 @@ def test_error_paths_map_to_the_nearest_field():
     assert field_for("partition.distribution.beta", keys) == "partition.distribution"
     assert field_for("model.kwargs.depth", keys) == "model.name"
     assert field_for(None, keys) is None and field_for("grid.x", keys) is None
+
+
+ASYNC_ONLY = ("server.concurrency", "server.buffer_size", "server.staleness", "server.max_staleness")
+SYNC_ONLY = ("grid.quorum", "grid.overcommit", "grid.overlap_rounds")
+
+
+def _shown(panel, key) -> bool:
+    return panel.rows[key].layout.display != "none"
+
+
+def test_only_the_fields_of_the_chosen_mode_are_shown():
+    panel = ConfigPanel()
+    assert panel.widgets["server.mode"].value == "sync"
+    assert not any(_shown(panel, k) for k in ASYNC_ONLY), [k for k in ASYNC_ONLY if _shown(panel, k)]
+    assert panel.param_boxes["server.staleness"].layout.display == "none"   # its parameters too
+    assert all(_shown(panel, k) for k in SYNC_ONLY)
+    panel.widgets["server.mode"].value = "async"
+    assert all(_shown(panel, k) for k in ASYNC_ONLY)
+    assert panel.param_boxes["server.staleness"].layout.display != "none"
+    assert not any(_shown(panel, k) for k in SYNC_ONLY)
+    assert panel.valid and panel.config.server.mode == "async"
+
+
+def test_labels_are_whole_words_with_units():
+    from fedjax_grid.widgets.fields import label
+    panel = ConfigPanel()
+    for key, widget in panel.widgets.items():
+        spec = panel.specs[key]
+        assert widget.description == label(spec), key
+        assert "_" not in widget.description, key
+    assert panel.widgets["grid.deadline_s"].description == "deadline (s)"
+    assert panel.widgets["server.bn_calibration_examples"].description == "bn calibration examples"
+    # the longest label fits its box: 190 px at ~7.5 px per character of the 13 px font
+    longest = max((w.description for w in panel.widgets.values()), key=len)
+    assert len(longest) * 7.5 <= 190, longest
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("grid.quorum", 1.5, "[0, 1]"),
+    ("faults.dropout_prob", -0.2, "[0, 1]"),
+    ("grid.workers", 0, "[1, 256]"),
+    ("partition.num_clients", 10 ** 9, "[1, 1000000]"),
+])
+def test_out_of_range_values_are_refused_with_the_range_not_clamped(key, value, allowed):
+    panel = ConfigPanel()
+    if key.startswith("faults."):
+        panel.widgets["faults.enabled"].value = True
+    panel.widgets[key].value = value
+    assert panel.widgets[key].value == value            # kept as typed, not clamped
+    assert not panel.valid and panel.error_field == key
+    assert allowed in panel.messages[key].value, panel.messages[key].value
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        panel.config
+
+
+def test_model_kwargs_of_another_model_name_the_models_real_fields(tmp_path):
+    import json
+    cfg = get_preset("paper-mobilenetv3-tinyimagenet-independent").to_dict()
+    cfg["model"]["kwargs"] = {"width": 0.25}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    panel = ConfigPanel()
+    panel.path.value = str(path)
+    panel.load_button.click()
+    import html
+    text = html.unescape(panel.status.value)
+    assert "'model.kwargs.width'" in text and "width_multiplier" in text, text
+    assert panel.error_field in ("model.name", "model.kwargs.width")   # beside a model field
+    assert "width_multiplier" in panel.messages[panel.error_field].value
+
+
+def test_the_default_file_is_under_runs_which_git_ignores():
+    panel = ConfigPanel()
+    assert panel.path.value.startswith("runs/")

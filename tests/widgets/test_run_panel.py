@@ -18,10 +18,12 @@ def test_run_records_rounds_without_blocking(grid, tmp_path):
     panel.status.observe(lambda change: seen.append(change["new"]), "value")
     t0 = time.time()
     panel.run_button.click()
-    assert time.time() - t0 < 2.0  # the click returns at once; the run is in the thread
-    assert panel.thread is not None and panel.thread.is_alive()
+    click_s = time.time() - t0
+    # the click returns at once: the run is in the thread, not finished yet
+    assert panel.thread is not None and panel.thread.is_alive() and panel.progress.value == 0
     assert panel.run_button.disabled and not panel.stop_button.disabled
     assert panel.wait(timeout=300), "the run did not finish"
+    assert click_s < 0.25 * (time.time() - t0), click_s  # relative to the run it started
     assert panel.error is None, panel.status.value
     rounds = panel.run.records.rounds()
     assert list(rounds["round"]) == [1, 2] and (rounds["clients_ok"] == 4).all()
@@ -152,3 +154,92 @@ def test_default_output_folder_is_new_per_run(grid, tmp_path, monkeypatch):
         dirs.append(panel.run.out_dir)
     assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == pathlib.Path("runs/quickstart")
     assert (tmp_path / "runs" / "quickstart" / "latest").resolve() == (tmp_path / dirs[1]).resolve()
+
+
+def test_a_long_run_waits_for_confirmation_and_cancel_starts_nothing(grid, tmp_path):
+    """The estimate comes first; above the threshold Run waits for Start anyway / Cancel."""
+    panel = RunPanel(ConfigPanel(tiny_config(rounds=2)), grid=grid, runs_root=tmp_path / "runs",
+                     confirm_above_s=0.001)
+    panel.run_button.click()
+    t_end = time.time() + 300
+    while not panel.waiting and panel.running and time.time() < t_end:
+        time.sleep(0.2)
+    assert panel.waiting, panel.status.value
+    assert panel.estimate is not None and panel.estimate.needs_confirmation(0.001)
+    assert re.search(r"estimate: \d+ (s|min) wall time", panel.estimate_html.value)
+    assert "is estimated at" in panel.status.value and "Start anyway" in panel.status.value
+    assert panel.confirm_box.layout.display != "none" and panel.progress.value == 0
+    panel.cancel_button.click()
+    assert panel.wait(timeout=60)
+    assert "not started" in panel.status.value and "cancelled" in panel.status.value
+    assert panel.run is not None and panel.run.round == 0 and panel.error is None
+    assert not any((tmp_path / "runs").rglob("ckpt-*"))            # nothing was written
+    assert panel.confirm_box.layout.display == "none" and not panel.run_button.disabled
+    # Run again and confirm: it runs.
+    panel.run_button.click()
+    while not panel.waiting and panel.running:
+        time.sleep(0.2)
+    panel.confirm_button.click()
+    assert panel.wait(timeout=300) and panel.error is None, panel.status.value
+    assert panel.run.done and "finished 2 rounds" in panel.status.value
+
+
+def test_a_panel_run_writes_figures_links_the_dashboard_and_resumes_finished_runs(grid, tmp_path):
+    out = tmp_path / "run"
+    config_panel = ConfigPanel(tiny_config(rounds=1))
+    panel = RunPanel(config_panel, grid=grid, out_dir=out)
+    assert grid.dashboard_link in panel.link.value            # linked before any run
+    panel.run_button.click()
+    assert panel.wait(timeout=300) and panel.error is None, panel.status.value
+    assert (out / "global_accuracy.png").stat().st_size > 5000
+    assert (out / "local_loss.png").stat().st_size > 5000
+    assert "figures: global_accuracy.png, local_loss.png" in panel.stage_log.value
+    assert panel.estimate is not None and "estimate:" in panel.estimate_html.value
+    # Resume the finished run: it says so and what it reached; no round runs.
+    panel.resume.value = True
+    panel.run_button.click()
+    assert panel.wait(timeout=120) and panel.error is None, panel.status.value
+    assert re.search(r"is finished: 1/1 rounds, final global accuracy \d+\.\d %",
+                     panel.status.value), panel.status.value
+    assert panel.rows == [] and panel.output.outputs == ()     # the last run's dashboard is gone
+    # Editing the config replaces the status: no previous run's state on display.
+    config_panel.widgets["training.lr"].value = 0.02
+    assert "not started" in panel.status.value and "finished" not in panel.status.value
+    assert panel.estimate_html.value == ""
+
+
+def test_runs_panel_lists_and_compares_the_runs_of_a_folder(grid, tmp_path):
+    from fedjax_grid.widgets import RunsPanel
+    root = tmp_path / "runs"
+    sync = RunPanel(ConfigPanel(tiny_config(rounds=2, name="sync run")), grid=grid,
+                    runs_root=root, live_plot=False)
+    asy = RunPanel(ConfigPanel(tiny_config(rounds=2, name="async", **{
+        "server.mode": "async", "server.concurrency": 2, "server.buffer_size": 2})),
+        grid=grid, runs_root=root, live_plot=False)
+    runs = RunsPanel(root, grid=grid, follow=sync)
+    assert "no runs" in runs.html.value and grid.dashboard_link in runs.link.value
+    for p in (sync, asy):
+        p.start()
+        assert p.wait(timeout=300) and p.error is None, p.status.value
+    table = runs.table                       # refreshed by the followed panel at its end
+    assert list(table["name"]) == ["sync run"]
+    table = runs.refresh()
+    assert sorted(table["name"]) == ["async", "sync run"]
+    assert all(" " not in r and "," not in r for r in table["run"])   # folder names
+    row = table.set_index("name").loc["async"]
+    assert row["mode"] == "async" and row["status"] == "finished" and row["rounds"] == "2/2"
+    assert 0 < row["best_accuracy"] <= 1 and row["wall_s"] > 0
+    html = runs.html.value
+    for header in ("run", "preset", "mode", "status", "rounds", "best accuracy", "wall time",
+                   "compile time"):
+        assert f">{header}</th>" in html, header
+    assert re.search(r">\d+\.\d %</td>", html)
+    runs.select.value = tuple(table["path"])
+    runs.plot_button.click()
+    assert runs.figure is not None, runs.status.value
+    assert runs.figure.axes[0].get_xlabel() == "elapsed wall time (s)"   # async among them
+    assert runs.output.outputs and "against wall time" in runs.status.value
+    runs.export_button.click()
+    assert "wrote TensorBoard event files for 2 run(s)" in runs.status.value, runs.status.value
+    assert all(list((pathlib.Path(p) / "tensorboard").glob("events.out.tfevents.*"))
+               for p in table["path"])

@@ -38,6 +38,7 @@ from fedjax_grid.federated.fedbuff import Arrival, AsyncFold
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
+from fedjax_grid.runner.stall import RunStalled, stall_message
 
 
 def concurrency(cfg) -> int:
@@ -94,14 +95,17 @@ class AsyncRounds:
                 ctx.healthy_workers()  # NoWorkersError after grid.wait_for_workers_s
                 time.sleep(0.2)
                 self._fill(rows)
+                self._stop_if_stalled(rows)
                 continue
             for fut, k, attempt in self.dispatch.completed(self._deadline(),
                                                            stop=lambda: self.fold.version != v):
                 rows += self._arrived(fut, k, attempt)
                 if self.fold.version != v:
                     break  # one server update per step: later arrivals wait for the next
+                self._stop_if_stalled(rows)
                 self._fill(rows)
             rows += self._cancel_overdue()
+            self._stop_if_stalled(rows)
         ctx.state, ctx.strategy_state, ctx.round = self.fold.state, strategy_state, self.fold.version
         self.dispatch.set_version(ctx.round, ctx.broadcast.value(ctx.global_variables, ctx.round))
         if not ctx.done:
@@ -114,6 +118,25 @@ class AsyncRounds:
                                extra={"async": {"task": self.task, "in_flight": self.in_flight()}})
         self._t_version = time.time()
         return row
+
+    def _stop_if_stalled(self, rows: list[dict]) -> None:
+        """``RunStalled`` once ``grid.max_rounds_without_update`` x K task outcomes in a row
+        brought no update into the buffer; their rows are recorded first."""
+        n = self.ctx.config.grid.max_rounds_without_update
+        tail = []
+        for t in reversed(rows):
+            if t["status"] == "ok":
+                break
+            tail.append(t)
+        if not n or len(tail) < n * self.k:
+            return
+        for t in rows:
+            t["round"] = self.fold.version + 1  # the server update they were meant for
+            self.ctx.records.add_task(t)
+        self.ctx.save_records()
+        raise RunStalled(stall_message(
+            tail, n=n, unit=f"x {self.k} task outcomes in a row (K={self.k} in flight)",
+            done=self.ctx.round))
 
     def _begin(self) -> list[dict]:
         """The fold and dispatch of this process; rows of tasks lost by a resume."""
