@@ -37,7 +37,8 @@ from fedjax_grid.models import precision
 #: conv's input is at most this (measured on XLA:CPU, see docs/THROUGHPUT.md).
 PATCHES_MAX_SPATIAL = 4
 #: The same bound when the matmuls take bf16 operands (``models.precision``): XLA:CPU
-#: runs bf16 only in dots, so more convs pay for their patches (docs/THROUGHPUT.md).
+#: runs bf16 only in dots, so more convs pay for their patches (chosen with
+#: ``benchmarks/precision.py --patches-max``; not recorded; see docs/RESULTS.md, "Client speed").
 PATCHES_MAX_SPATIAL_BF16 = 8
 
 PaddingLike = Any
