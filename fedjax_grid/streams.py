@@ -51,6 +51,7 @@ STREAMS: dict[str, int] = {
     "broadcast_codec": 29,
     "link": 31,
     "attack": 37,
+    "grid_schedule": 41,   # an emulated grid's availability schedule (emulation/schedule.py)
     "partition": 0x5EED,
 }
 
@@ -66,6 +67,7 @@ UPLOAD_CODEC = STREAMS["upload_codec"]
 BROADCAST_CODEC = STREAMS["broadcast_codec"]
 LINK = STREAMS["link"]
 ATTACK = STREAMS["attack"]
+GRID_SCHEDULE = STREAMS["grid_schedule"]
 PARTITION = STREAMS["partition"]
 
 

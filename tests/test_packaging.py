@@ -12,9 +12,10 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def _bound(requirement: str) -> tuple[str, str]:
-    """('filelock', '>=3.30') of 'filelock>=3.30' (extras dropped, name normalised)."""
+    """('filelock', '>=3.30') of 'filelock>=3.30' (extras and environment markers dropped,
+    name normalised)."""
     m = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(.*)$", requirement)
-    return m.group(1).lower().replace("_", "-"), m.group(3).split("#")[0].strip()
+    return m.group(1).lower().replace("_", "-"), m.group(3).split("#")[0].split(";")[0].strip()
 
 
 def test_license_is_an_spdx_string_and_the_backend_supports_it():

@@ -77,7 +77,7 @@ def test_a_missing_library_is_one_line_naming_the_package(monkeypatch):
 
 
 def test_tracking_may_change_on_resume_and_leaves_the_fingerprint():
-    from fedjax_grid.experiments.resume import differences
+    from fedjax_grid.runner.resume import differences
     a = get_preset("quickstart")
     b = a.with_overrides(["tracking.tensorboard=true"])
     assert a.fingerprint() == b.fingerprint() and differences(a, b) == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
+from fedjax_grid import streams
 
 #: Hazard kind -> (its number in the random stream's key, the action that ends it).
 KINDS = {"link_down": (0, "link_up"), "freeze": (1, "thaw"), "kill": (2, "rejoin")}
@@ -29,7 +29,7 @@ class Event:
 
 
 def _starts(hazard, seed: int, index: int, kind: str, start: float, horizon: float):
-    rng = np.random.default_rng([seed, index, KINDS[kind][0]])
+    rng = streams.rng(seed, streams.GRID_SCHEDULE, index, KINDS[kind][0])
     lo, hi = hazard.duration_s
     t = start + rng.exponential(hazard.every_s)
     while t < horizon:

@@ -101,8 +101,9 @@ def test_same_command_twice_two_folders_latest_and_summary(addr, tmp_path, monke
     assert latest is not None and latest.resolve() == runs[-1].resolve()
     for text, folder in ((first, runs[0]), (second, runs[1])):
         assert f"output folder: {folder.resolve()}\n" in text  # absolute
-        assert re.search(r"records: +config\.json profile\.csv rounds\.csv rounds\.parquet tasks\.csv "
-                         r"tasks\.parquet", text), text
+        assert re.search(r"records: +config\.json participation\.csv profile\.csv rounds\.csv "
+                         r"rounds\.parquet tasks\.csv tasks\.parquet tuning\.csv workers\.csv "
+                         r"workers\.parquet\n", text), text
         assert re.search(r"plots: +global_accuracy\.png local_loss\.png", text), text
         assert "checkpoints/ckpt-000001.npz" in text
     # PNGs and CSVs get the same permissions (0666 minus the umask), not mkstemp's 0600.
