@@ -33,11 +33,16 @@ def execute(name: str, params: dict, workdir: pathlib.Path, timeout: int = 240):
     inject_parameters(nb, params)
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env_path) if p)
+    # the kernel starts as a fresh Jupyter kernel would: without the XLA log level that an
+    # earlier test in this process may have set (the notebooks set it and say so once)
+    xla_level = os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     t0 = time.time()
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                        resources={"metadata": {"path": str(workdir)}}).execute()
     finally:
+        if xla_level is not None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = xla_level
         if env_path:
             os.environ["PYTHONPATH"] = env_path
         else:

@@ -237,7 +237,7 @@ def test_runs_panel_lists_and_compares_the_runs_of_a_folder(grid, tmp_path):
     runs.select.value = tuple(table["path"])
     runs.plot_button.click()
     assert runs.figure is not None, runs.status.value
-    assert runs.figure.axes[0].get_xlabel() == "elapsed wall time (s)"   # async among them
+    assert runs.figure.axes[0].get_xlabel() == "wall time without compilation (s)"   # async among them
     assert runs.output.outputs and "against wall time" in runs.status.value
     runs.export_button.click()
     assert "wrote TensorBoard event files for 2 run(s)" in runs.status.value, runs.status.value
