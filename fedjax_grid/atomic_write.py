@@ -9,6 +9,8 @@ removed and the target is left as it was.
 * ``write_atomic(path, data)``: bytes or text (UTF-8).
 * ``with atomic_path(path) as tmp: writer(tmp)``: for writers that want a path
   (``DataFrame.to_parquet``, ``Figure.savefig``, ``np.savez``, ...).
+* ``write_if_changed(path, data, memo)``: ``write_atomic`` unless this writer already
+  wrote exactly ``data`` there (files rewritten after every round: the records).
 
 ``mode`` is the new file's permission bits before the umask (0o666: as ``open``
 gives; 0o600 for private keys).
@@ -74,3 +76,19 @@ def write_atomic(path: os.PathLike | str, data: bytes | str, *, fsync: bool = Tr
         with open(tmp, "wb") as f:
             f.write(data)
     return Path(path)
+
+
+def write_if_changed(path: os.PathLike | str, data: bytes | str, memo: dict) -> bool:
+    """``write_atomic(path, data)`` unless ``memo`` (the writer's own dict) says this
+    writer last wrote exactly ``data`` there and the file is still there; True when
+    written. Saves the temporary file, fsync and rename of files that did not change."""
+    import hashlib
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = Path(path)
+    key, digest = str(path.resolve()), hashlib.blake2b(data, digest_size=16).digest()
+    if memo.get(key) == digest and path.is_file():
+        return False
+    write_atomic(path, data)
+    memo[key] = digest
+    return True

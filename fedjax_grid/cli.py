@@ -267,7 +267,7 @@ def cmd_run(args) -> int:
               flush=True)
     found = run_dirs.FolderState(out)  # a start that fails puts the folder back as it was
     run = _new_run(cfg, out, args.resume, console)
-    if args.resume and run.done:
+    if args.resume and run.done and not run.evaluation_pending:
         return _already_finished(run, out)
     if not _confirm_cost(run, args, console):
         run.close()

@@ -53,7 +53,7 @@ from fedjax_grid.grid.tasks import client_update
 WAIT_SLICE_S = 2.0
 #: Longest wait (s) before ``completed`` asks its ``stop()`` again (a Stop ends a round
 #: within this, plus cancelling and recording).
-STOP_POLL_S = 0.5
+STOP_POLL_S = 0.2
 #: Longest broadcast of the global weights when the round has no deadline (s): at least
 #: this, or the time its bytes need on the slowest link (``grid.fetch.payload_limit_s``).
 BROADCAST_LIMIT_S = 60.0

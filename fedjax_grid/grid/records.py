@@ -32,6 +32,7 @@ round-trips through JSON (for checkpoints: :meth:`to_json_state` /
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -40,7 +41,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from fedjax_grid.atomic_write import atomic_path
+from fedjax_grid.atomic_write import write_if_changed
 from fedjax_grid.errors import UserError
 
 #: 'dropped': an asynchronous delta staler than ``server.max_staleness``, or a task in
@@ -66,7 +67,12 @@ TASK_COLUMNS: dict[str, str] = {
 }
 #: Columns added after the first release: tables written without them read back with <NA>.
 LATER_COLUMNS = ('worker_name', 'version', 'staleness', 'clients_dropped', 'codec', 'transfer_s',
-                 'compile_s', 'clients_stopped')
+                 'compile_s', 'clients_stopped', 'evaluation')
+#: The rounds table's ``evaluation``: the global model was evaluated in the round
+#: ('done'), on a resume after a Stop had cut it ('on resume'), not in this round
+#: (``training.eval_every``: 'not due'), or Stop was pressed before or during it
+#: ('stopped': no accuracy yet; a resume evaluates that state and writes 'on resume').
+EVALUATIONS = ('done', 'on resume', 'not due', 'stopped')
 ROUND_COLUMNS: dict[str, str] = {
     'round': 'int64', 'global_loss': 'float64', 'global_accuracy': 'float64',
     'round_time_s': 'float64', 'elapsed_s': 'float64', 'clients_sampled': 'Int64',
@@ -78,6 +84,8 @@ ROUND_COLUMNS: dict[str, str] = {
     # compilation the round waited for (s): the coordinator's own plus the longest of its
     # tasks'; kept out of round_time_s (the round's wall time is round_time_s + compile_s)
     'compile_s': 'float64',
+    # whether the global model was evaluated (EVALUATIONS)
+    'evaluation': 'string',
 }
 #: One row per worker the run has seen (``grid.health.WorkerLedger``): host reliability.
 WORKER_COLUMNS: dict[str, str] = {
@@ -140,6 +148,9 @@ def _normalise(table: str, columns: dict[str, str], row: Mapping) -> dict:
             raise UserError(f"task status {out['status']!r} is not known; allowed: {', '.join(TASK_STATUSES)}")
         if out['duration_s'] is None and out['start_s'] is not None and out['end_s'] is not None:
             out['duration_s'] = out['end_s'] - out['start_s']
+    if table == 'rounds' and out['evaluation'] is not None and out['evaluation'] not in EVALUATIONS:
+        raise UserError(f"rounds evaluation {out['evaluation']!r} is not known; allowed: "
+                        f"{', '.join(EVALUATIONS)}")
     return out
 
 
@@ -175,6 +186,7 @@ class Records:
         self._tasks: list[dict] = []
         self._rounds: list[dict] = []
         self._workers: list[dict] = []
+        self._written: dict = {}   # file -> digest of what save() last wrote there
         for r in tasks:
             self.add_task(r)
         for r in rounds:
@@ -200,6 +212,20 @@ class Records:
         out = _normalise('rounds', ROUND_COLUMNS, row)
         self._rounds.append(out)
         return out
+
+    def round_row(self, round_: int):
+        """The rounds row of round ``round_`` (from 1) as a dict, or None."""
+        found = [r for r in self._rounds if r['round'] == round_]
+        return dict(found[-1]) if found else None
+
+    def update_round(self, round_: int, **values) -> dict:
+        """Set ``values`` (ROUND_COLUMNS) in the row of round ``round_`` (a stopped
+        evaluation done on resume fills in its metrics); KeyError if there is none."""
+        for i in range(len(self._rounds) - 1, -1, -1):
+            if self._rounds[i]['round'] == round_:
+                self._rounds[i] = _normalise('rounds', ROUND_COLUMNS, {**self._rounds[i], **values})
+                return dict(self._rounds[i])
+        raise KeyError(f"no rounds row for round {round_}")
 
     def task_counts(self, round_: int) -> dict:
         """``clients_<status>`` for each of ``TASK_STATUSES``: how many distinct clients
@@ -263,11 +289,14 @@ class Records:
                          ('workers', self.workers())):
             for ext in ('csv', 'parquet'):
                 p = out / f'{name}.{ext}'
-                with atomic_path(p) as tmp:
-                    if ext == 'csv':
-                        df.to_csv(tmp, index=False)
-                    else:
-                        df.to_parquet(tmp, index=False)
+                if ext == 'csv':
+                    data = df.to_csv(index=False).encode('utf-8')
+                else:
+                    buf = io.BytesIO()
+                    df.to_parquet(buf, index=False)
+                    data = buf.getvalue()
+                # a table that did not change since this Records wrote it is not rewritten
+                write_if_changed(p, data, self._written)
                 paths[f'{name}.{ext}'] = p
         return paths
 

@@ -17,7 +17,10 @@ a round policy (:mod:`fedjax_grid.runner.policies`) decides *when* to call them:
 - Stop (``should_stop``, ``stop_requested``): waits inside a round end early with
   :class:`StopRequested`; the policy turns the round's tasks into ``stopped`` rows
   (``stopped_rows``, ``stop_in_flight``) and ``record_stop`` adds them to the records
-  and to the last checkpoint, so the run resumes from there with them on record;
+  and to the last checkpoint, so the run resumes from there with them on record; the
+  evaluation after a server update is abandoned at once (``evaluate_stoppable``), the
+  round kept with ``evaluation`` 'stopped', and a resume evaluates it first
+  (``evaluate_pending``);
 - compilation the round waited for (``compile_s`` of its row: the coordinator's own,
   measured by ``training.compile_meter``, plus the longest of its tasks').
 
@@ -47,8 +50,9 @@ from fedjax_grid.hazards.links import link_of
 from fedjax_grid.runner import evaluation
 from fedjax_grid.runner.broadcast import Broadcast
 from fedjax_grid.runner.clients import ClientStates
-from fedjax_grid.runner.rows import round_row, task_row
+from fedjax_grid.runner.rows import eval_columns, round_row, task_row
 from fedjax_grid.runner.stall import RunStalled, stall_message, stalled_rounds
+from fedjax_grid.runner.stoppable import Abandoned, run_stoppable
 from fedjax_grid.runner.tuning import GridTuner, Settings, auto_settings, reliability, stragglers
 from fedjax_grid.training.compile_meter import compile_seconds
 
@@ -98,6 +102,8 @@ class RunContext:
         #: () -> bool: Stop was pressed (``FederatedRun.run(should_stop=...)``)
         self.should_stop: Callable[[], bool] = lambda: False
         self._compiled: Optional[float] = None  # compile_seconds() at the last round's end
+        self._eval_compile_s = 0.0  # evaluations' compilation (their own thread) this round
+        self._written: dict = {}  # file -> digest of what save_records last wrote there
 
     def new_ledger(self, rows=()) -> WorkerLedger:
         return WorkerLedger(version.__version__, self.config.grid.quarantine_after,
@@ -378,6 +384,54 @@ class RunContext:
         """The global model on the test split (:func:`fedjax_grid.runner.evaluation.evaluate`)."""
         return evaluation.evaluate(self.exp, self.config, self.global_variables)
 
+    def evaluate_stoppable(self) -> Optional[dict]:
+        """``evaluate()`` that a Stop abandons (:mod:`fedjax_grid.runner.stoppable`): the
+        metrics, or None when Stop was pressed before or during it. Its compilation is
+        counted in the round's ``compile_s``."""
+        gvars, exp, config = self.global_variables, self.exp, self.config
+        try:
+            metrics, spent = run_stoppable(
+                lambda check: evaluation.evaluate(exp, config, gvars, interrupt=check),
+                self.stop_requested)
+        except Abandoned:
+            return None
+        self._eval_compile_s += spent
+        return metrics
+
+    def _evaluate_round(self) -> tuple[dict, str]:
+        """``(metrics, evaluation)`` of the round just done (``grid.records.EVALUATIONS``):
+        due every ``training.eval_every`` rounds and after the last; 'stopped' when Stop
+        was pressed before or during it (a resume evaluates it: ``evaluate_pending``)."""
+        c = self.config
+        if self.round % c.training.eval_every and not self.done:
+            return {}, "not due"
+        metrics = self.evaluate_stoppable()
+        return ({}, "stopped") if metrics is None else (metrics, "done")
+
+    @property
+    def evaluation_pending(self) -> bool:
+        """The last round's evaluation was stopped (a resume does it first)."""
+        row = self.records.round_row(self.round) if self.round else None
+        return row is not None and row.get("evaluation") == "stopped"
+
+    def evaluate_pending(self) -> bool:
+        """Evaluate the state of the last round when a Stop cut its evaluation, and fill in
+        that round's row (``evaluation`` 'on resume'; records and the checkpoint's meta
+        rewritten). False when Stop abandons it again; True otherwise."""
+        if not self.evaluation_pending:
+            return True
+        metrics = self.evaluate_stoppable()
+        if metrics is None:
+            return False
+        self._eval_compile_s = 0.0  # not a round's: the row's compile_s stays as recorded
+        self.records.update_round(self.round, **eval_columns(metrics), evaluation="on resume")
+        from fedjax_grid.grid.checkpoint import list_checkpoints, update_meta
+        found = list_checkpoints(self.ckpt_dir)
+        if found:
+            update_meta(found[-1][1], {"records": self.records.to_json_state()})
+        self.save_records()
+        return True
+
     def recalibrated(self, state):
         """``state`` with re-estimated BatchNorm statistics where ``server.bn_mode`` asks
         for it (:func:`fedjax_grid.runner.evaluation.recalibrated`)."""
@@ -389,18 +443,15 @@ class RunContext:
         """After the server step of round ``self.round``: evaluate (when due), record the
         task rows and the round's row, write the checkpoint (``extra``: more meta, e.g. the
         tasks in flight); ``clock``: a ``PhaseClock`` lapped at 'eval' and 'records'."""
-        c = self.config
-        # Stop pressed after the server update: the round is kept, its evaluation skipped
-        evaluated = ((self.round % c.training.eval_every == 0) and not self.stop_requested()) \
-            or self.done
-        metrics = self.evaluate() if evaluated else {}
+        # Stop pressed after the server update: the round is kept, its evaluation stopped
+        metrics, evaluated = self._evaluate_round()
         if clock is not None:
             clock.lap("eval")
         for t in task_rows:
             self.records.add_task(t)
         row = round_row(self.round, metrics, self.records.task_counts(self.round), t_start=t_start,
                         t0=self.t0, sampled=sampled, quorum=quorum, sent=sent, received=received,
-                        compile_s=self._round_compile_s(task_rows))
+                        compile_s=self._round_compile_s(task_rows), evaluation=evaluated)
         self.records.add_round(row)
         self.checkpoint(extra)
         if clock is not None:
@@ -413,6 +464,7 @@ class RunContext:
         (this thread) plus the longest compile among the round's tasks."""
         now = compile_seconds()
         own, self._compiled = now - (self._compiled if self._compiled is not None else now), now
+        own, self._eval_compile_s = own + self._eval_compile_s, 0.0
         tasks = [t.get("compile_s") for t in task_rows]
         tasks = [float(v) for v in tasks if v is not None and np.isfinite(v)]
         return own + (max(tasks) if tasks else 0.0)
@@ -429,20 +481,21 @@ class RunContext:
 
     def save_records(self) -> None:
         """Write the records (and the profile) and the config beside them, atomically."""
-        self.records.set_workers(self.ledger.table_rows())
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.out_dir / "config.json")
-        self.records.save(self.out_dir)
         import pandas as pd
 
-        from fedjax_grid.atomic_write import atomic_path
+        from fedjax_grid.atomic_write import write_if_changed
+        self.records.set_workers(self.ledger.table_rows())
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # files that did not change since this run wrote them are not rewritten
+        write_if_changed(self.out_dir / "config.json", self.config.to_json(), self._written)
+        self.records.save(self.out_dir)
         for name, rows in (("profile.csv", self.profile), ("tuning.csv", self.tuner.rows)):
             if rows:
-                with atomic_path(self.out_dir / name) as tmp:
-                    pd.DataFrame(rows).to_csv(tmp, index=False)
+                write_if_changed(self.out_dir / name, pd.DataFrame(rows).to_csv(index=False),
+                                 self._written)
         if self.records.num_tasks:
-            with atomic_path(self.out_dir / "participation.csv") as tmp:
-                self.participation().to_csv(tmp, index=False)
+            write_if_changed(self.out_dir / "participation.csv",
+                             self.participation().to_csv(index=False), self._written)
 
     def participation(self):
         """Tasks run and updates folded per client (:mod:`fedjax_grid.runner.participation`)."""

@@ -131,6 +131,8 @@ class FederatedRun:
     global_variables = property(lambda self: self.context.global_variables,
                                 doc="{'params', ['batch_stats']} of the server state")
     done = property(lambda self: self.context.done, doc="all training.rounds are done")
+    evaluation_pending = property(lambda self: self.context.evaluation_pending,
+                                  doc="the last round's evaluation was stopped (run() does it)")
     # -- what the builders made (fedjax_grid.experiments.build) -------------------------
     train = _built("train", "training ImageDataset (D examples)")
     test = _built("test", "test ImageDataset")
@@ -197,6 +199,7 @@ class FederatedRun:
         ``run`` does this when ``grid.overlap_rounds`` is on and another round follows."""
         if self.grid is None or not self.lock.held:
             self.start()
+        self.context.evaluate_pending()  # a Stop cut the last round's evaluation: do it now
         if not self._first_step:
             return self.policy.step(prelaunch=prelaunch)
         self._first_step = False
@@ -216,10 +219,12 @@ class FederatedRun:
             should_stop: Optional[Callable[[], bool]] = None):
         """Run until ``rounds`` (default: the config's) or ``should_stop()``; return records.
 
-        ``should_stop`` is polled between rounds and inside them (at least every 0.5 s
+        ``should_stop`` is polled between rounds and inside them (at least every 0.2 s
         while a round waits): a Stop cancels the round's tasks in flight, records them as
         ``stopped`` and returns; ``stopped`` then says so, the state is the last
-        checkpoint's and the run resumes from it (``FederatedRun(..., resume=True)``)."""
+        checkpoint's and the run resumes from it (``FederatedRun(..., resume=True)``).
+        A Stop during the evaluation after a server update abandons it (the round is
+        kept, its ``evaluation`` 'stopped'); the resumed run evaluates it first."""
         end = self.config.training.rounds if rounds is None else min(
             self.config.training.rounds, self.round + rounds)
         locked_here = not self.lock.held  # a caller that called start() keeps it till close()
@@ -227,7 +232,9 @@ class FederatedRun:
         self.stopped = None
         self.context.should_stop = should_stop or (lambda: False)
         try:
-            while self.round < end:
+            if not self.context.evaluate_pending():   # Stop pressed again meanwhile
+                self.stopped = RoundStopped(self.round, 0)
+            while self.stopped is None and self.round < end:
                 if self.context.stop_requested():
                     self.stopped = self._stop_between_rounds()
                     break
@@ -242,7 +249,8 @@ class FederatedRun:
                     break
                 if callback is not None:
                     callback(row)
-            self.save_records()
+            if self.stopped is None:   # a Stop wrote them already (record_stop, finish_round)
+                self.save_records()
             if self.stopped is None and self.round >= self.config.training.rounds:
                 self._warn_participation()  # of a finished run only
         finally:

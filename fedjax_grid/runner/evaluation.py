@@ -6,19 +6,23 @@ and its config; neither touches the grid.
 from __future__ import annotations
 
 
-def evaluate(exp, config, gvars: dict) -> dict:
+def evaluate(exp, config, gvars: dict, interrupt=None) -> dict:
     """The global model ``gvars`` on the test split: ``{'loss', 'accuracy', 'num_examples'}``
     plus the collapse check on the first test batch (``training.bn_stats.logit_spread``):
     ``logit_spread`` / ``logit_spread_train`` (evaluation- / training-mode logits)
-    and ``bn_collapse``."""
+    and ``bn_collapse``. ``interrupt()`` is called before every test batch and before
+    the collapse check (it may raise: a Stop, :mod:`fedjax_grid.runner.stoppable`)."""
     from fedjax_grid.training import Standardize
     from fedjax_grid.training import evaluate as evaluate_model
     from fedjax_grid.training.bn_stats import logit_spread
     images, labels = exp.data.test_arrays
     prep = Standardize(mean=exp.data.mean, std=exp.data.std)
     batch = config.training.test_batch_size
-    out = evaluate_model(exp.model, gvars, (images, labels), batch, preprocess=prep)
+    out = evaluate_model(exp.model, gvars, (images, labels), batch, preprocess=prep,
+                         interrupt=interrupt)
     if len(images) >= 2:
+        if interrupt is not None:
+            interrupt()
         spread = logit_spread(exp.model, gvars, images[:batch], preprocess=prep)
         out.update(logit_spread=spread["eval"], logit_spread_train=spread["train"],
                    bn_collapse=spread["collapsed"])

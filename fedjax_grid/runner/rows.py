@@ -51,19 +51,25 @@ def task_row(config, r: int, k: int, attempt: int, status: str, *, t0: float,
             "compile_s": float(res["compile_s"]) if res and "compile_s" in res else np.nan}
 
 
-def round_row(round_: int, metrics: dict, counts: dict, *, t_start: float, t0: float,
-              sampled: int, quorum: bool, sent: int, received: int,
-              compile_s: float = 0.0) -> dict:
-    """A rounds-table row: the evaluation's ``metrics`` ({} when not evaluated), the task
-    ``counts`` (``Records.task_counts``), the wall time since ``t_start`` (less the
-    ``compile_s`` seconds of compilation the round waited for, recorded apart) and since
-    ``t0``, and the bytes sent to / received from the workers."""
-    now = time.time()
-    return {"round": int(round_), "global_loss": float(metrics.get("loss", np.nan)),
+def eval_columns(metrics: dict) -> dict:
+    """The rounds-table columns of an evaluation's ``metrics`` ({}: all empty)."""
+    return {"global_loss": float(metrics.get("loss", np.nan)),
             "global_accuracy": float(metrics.get("accuracy", np.nan)),
             "logit_spread": metrics.get("logit_spread", np.nan),
             "logit_spread_train": metrics.get("logit_spread_train", np.nan),
-            "bn_collapse": metrics.get("bn_collapse"),
+            "bn_collapse": metrics.get("bn_collapse")}
+
+
+def round_row(round_: int, metrics: dict, counts: dict, *, t_start: float, t0: float,
+              sampled: int, quorum: bool, sent: int, received: int,
+              compile_s: float = 0.0, evaluation: str = "done") -> dict:
+    """A rounds-table row: the evaluation's ``metrics`` ({} when not evaluated;
+    ``evaluation`` says why, ``grid.records.EVALUATIONS``), the task ``counts``
+    (``Records.task_counts``), the wall time since ``t_start`` (less the ``compile_s``
+    seconds of compilation the round waited for, recorded apart) and since ``t0``, and
+    the bytes sent to / received from the workers."""
+    now = time.time()
+    return {"round": int(round_), **eval_columns(metrics), "evaluation": evaluation,
             "round_time_s": max(0.0, now - t_start - compile_s), "elapsed_s": now - t0,
             "compile_s": float(compile_s),
             "clients_sampled": int(sampled), **counts, "quorum": bool(quorum),

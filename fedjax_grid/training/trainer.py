@@ -393,12 +393,15 @@ def eval_batches(data, indices, batch_size):
 def evaluate(model, variables: dict, data, batch_size: int, *,
              indices: Optional[Sequence[int]] = None,
              preprocess: Optional[Callable] = None,
-             devices: Optional[Sequence] = None) -> dict:
+             devices: Optional[Sequence] = None,
+             interrupt: Optional[Callable[[], None]] = None) -> dict:
     """Mean loss and accuracy of ``variables`` on ``data`` (inference mode).
 
     data/indices/preprocess/devices as in ``local_train``; batches of
     ``batch_size`` rows are padded and masked. Returns ``{'loss', 'accuracy'}``
-    as floats (NaN for no data) and ``num_examples`` as int.
+    as floats (NaN for no data) and ``num_examples`` as int. ``interrupt()`` is
+    called before every batch (it may raise); with it, at most one batch runs ahead
+    of the check (without it, batches are dispatched as fast as JAX queues them).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -412,7 +415,11 @@ def evaluate(model, variables: dict, data, batch_size: int, *,
     step = _get_eval_step(model, preprocess, devs)
     sums = np.zeros(3, np.float32)
     for images, labels, mask in eval_batches(data, indices, batch_size):
-        sums = step(params, extra, sums, images, labels, mask)
+        if interrupt is not None:
+            interrupt()
+        before, sums = sums, step(params, extra, sums, images, labels, mask)
+        if interrupt is not None and hasattr(before, "block_until_ready"):
+            before.block_until_ready()  # the batch before this one: checks keep pace
     loss_sum, correct, count = (float(v) for v in jax.device_get(sums))
     if count == 0:
         return {"loss": math.nan, "accuracy": math.nan, "num_examples": 0}

@@ -323,7 +323,7 @@ class RunPanel:
                                on_stage=self._on_stage)
             self.run = run
             self.progress.value = run.round
-            if resume and run.done:
+            if resume and run.done and not run.evaluation_pending:
                 from fedjax_grid.runner.run_index import finished_text
                 self.status.value = _html(finished_text(cfg, run.records.rounds(), run.out_dir),
                                           OK_STYLE)

@@ -137,3 +137,91 @@ def test_stop_before_the_first_round_starts_nothing(grid, tmp_path, mode):
     run.run(should_stop=lambda: True)
     assert run.stopped is not None and run.stopped.tasks == 0
     assert run.round == 0 and run.records.num_tasks == 0
+
+
+# -- Stop during the coordinator's evaluation --------------------------------------------
+
+#: the test set repeated this many times: an evaluation of seconds (about 0.5 s per copy
+#: of the 256 test images of tiny_config on a loaded 2-core machine)
+EVAL_COPIES = 25
+
+
+def _repeat_test_set(run, copies: int) -> None:
+    """The run's test set repeated ``copies`` times (same accuracy, ``copies`` x the time)."""
+    images, labels = run.context.exp.data.test_arrays
+    run.context.exp.data.test_arrays = (np.tile(images, (copies, 1, 1, 1)), np.tile(labels, copies))
+
+
+def _evaluating() -> bool:
+    return any(t.name == "fedjax-grid-stoppable" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.slow   # three short runs on the grid (about a minute)
+def test_stop_during_the_evaluation_keeps_the_round_and_resume_evaluates_it(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 2})
+    ref = FederatedRun(cfg, out_dir=tmp_path / "ref", grid=grid)
+    ref.run()
+    ref.close()
+
+    run = FederatedRun(cfg, out_dir=tmp_path / "stopped", grid=grid)
+    _repeat_test_set(run, EVAL_COPIES)
+    t0 = time.perf_counter()
+    run.evaluate()   # the whole evaluation, measured here (compiled by the reference run)
+    eval_s = time.perf_counter() - t0
+    stop, out = threading.Event(), {}
+    thread = threading.Thread(target=lambda: out.update(records=run.run(should_stop=stop.is_set)),
+                              daemon=True)
+    thread.start()
+    _poll(_evaluating, 600, "round 1's evaluation", step=0.01)
+    time.sleep(0.2 * eval_s)   # inside it: some batches done, most not
+    t_stop = time.perf_counter()
+    stop.set()
+    thread.join(600)
+    took = time.perf_counter() - t_stop
+    print(f"\nevaluation takes {eval_s:.2f} s here; Stop during it ended the run in {took:.2f} s")
+    assert "records" in out and took < 0.5 * eval_s, (took, eval_s)
+    _poll(lambda: not _evaluating(), 30, "the abandoned evaluation to end at its next batch")
+
+    # round 1 is kept (its server update applied and checkpointed), without an accuracy
+    rounds = run.records.rounds()
+    assert run.round == 1 and list(rounds["round"]) == [1]
+    assert rounds["evaluation"].iloc[0] == "stopped" and np.isnan(rounds["global_accuracy"].iloc[0])
+    assert run.evaluation_pending
+    _, meta, _ = load_checkpoint(latest_checkpoint(run.ckpt_dir))
+    assert meta["round"] == 1
+    # round 2, launched ahead while round 1 was evaluated, is recorded as stopped
+    tasks = run.records.tasks()
+    assert run.stopped is not None and run.stopped.round == 2
+    assert set(tasks.loc[tasks["round"] == 2, "status"]) <= {"stopped"}
+
+    resumed = FederatedRun(cfg, out_dir=tmp_path / "stopped", grid=grid, resume=True)
+    assert resumed.evaluation_pending
+    resumed.run()
+    rounds, reference = resumed.records.rounds(), ref.records.rounds()
+    assert list(rounds["round"]) == [1, 2]
+    assert list(rounds["evaluation"]) == ["on resume", "done"]
+    # the same state evaluated on resume: round 1's accuracy is the reference run's
+    np.testing.assert_array_equal(rounds["global_accuracy"], reference["global_accuracy"])
+    assert_same_state(ref, resumed)
+    on_disk = run.records.__class__.load(resumed.out_dir, fmt="csv").rounds()
+    assert list(on_disk["evaluation"]) == ["on resume", "done"]
+
+
+@pytest.mark.slow   # a run on the grid and a resume (about half a minute)
+def test_stop_during_the_last_evaluation_leaves_a_run_that_resume_evaluates(grid, tmp_path):
+    cfg = tiny_config(**{"training.rounds": 1})
+    run = FederatedRun(cfg, out_dir=tmp_path / "x", grid=grid)
+    _repeat_test_set(run, EVAL_COPIES)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: run.run(should_stop=stop.is_set), daemon=True)
+    thread.start()
+    _poll(_evaluating, 600, "round 1's evaluation", step=0.01)
+    stop.set()
+    thread.join(600)
+    assert run.done and run.evaluation_pending   # all rounds done, the final accuracy not yet
+    resumed = FederatedRun(cfg, out_dir=tmp_path / "x", resume=True, grid=grid)
+    assert resumed.done and resumed.evaluation_pending
+    resumed.run()
+    row = resumed.records.rounds().iloc[-1]
+    assert row["evaluation"] == "on resume" and 0.0 <= row["global_accuracy"] <= 1.0
+    assert not resumed.evaluation_pending
