@@ -54,8 +54,8 @@ class Console:
         """Advance the bar after a round (``rounds_done``: rounds done so far, 1-based count)."""
         if self.quiet:
             return
-        acc = row.get("global_accuracy", float("nan"))
-        postfix = (f"round {rounds_done}/{self.total}, accuracy {100 * acc:.1f} %, "
+        from fedjax_grid.grid.records import accuracy_text
+        postfix = (f"round {rounds_done}/{self.total}, accuracy {accuracy_text(row)}, "
                    f"clients ok {row['clients_ok']}/{row['clients_sampled']}")
         if self.bar is None:
             from tqdm.auto import tqdm

@@ -337,6 +337,17 @@ def concat_runs(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def accuracy_text(row: Mapping) -> str:
+    """A rounds row's global accuracy for people: '99.2 %', or why there is none
+    ('not evaluated this round', 'evaluation stopped: measured on resume')."""
+    acc = row.get('global_accuracy')
+    if not _is_missing(acc):
+        return f"{100 * float(acc):.1f} %"
+    if row.get('evaluation') == 'stopped':
+        return "evaluation stopped: measured on resume"
+    return "not evaluated this round"
+
+
 def round_warnings(row: Mapping) -> list[str]:
     """One-line warnings about a row of the rounds table (for the CLI and the widgets).
 

@@ -75,11 +75,13 @@ def _read_table(folder: pathlib.Path, name: str) -> Optional[pd.DataFrame]:
     return None
 
 
-def _status(folder: pathlib.Path, done: int, total: int, cut: bool = False) -> str:
-    """finished (all its rounds, whatever holds its folder), running (its lock is held),
-    stopped (some rounds, or ``cut``: a round's tasks recorded as stopped) or not started."""
+def _status(folder: pathlib.Path, done: int, total: int, cut: bool = False,
+            unevaluated: bool = False) -> str:
+    """finished (all its rounds and the last one evaluated -- ``unevaluated``: a Stop cut
+    that evaluation --, whatever holds its folder), running (its lock is held), stopped
+    (some rounds, or ``cut``: a round's tasks recorded as stopped) or not started."""
     from fedjax_grid.grid.runlock import RunFolderBusy, RunFolderLock
-    if done >= total:
+    if done >= total and not unevaluated:
         return "finished"
     try:
         RunFolderLock(folder).probe()
@@ -124,13 +126,19 @@ def run_summary(folder, root=None) -> dict:
     return {"run": rel, "name": name, "preset": name if name in list_presets() else "",
             "mode": str(cfg.get("server", {}).get("mode", "sync")),
             "model": str(cfg.get("model", {}).get("name", "")),
-            "status": _status(folder, done, total, _was_stopped(folder)),
+            "status": _status(folder, done, total, _was_stopped(folder), _unevaluated(rounds)),
             "rounds": f"{done}/{total}",
             "rounds_done": done, "rounds_total": total,
             "best_accuracy": float(acc.max()) if len(acc) else math.nan,
             "final_accuracy": float(acc.iloc[-1]) if len(acc) else math.nan,
             "wall_s": wall, "compile_s": compile_seconds(rounds, _read_table(folder, "profile")),
             "path": str(folder.resolve())}
+
+
+def _unevaluated(rounds) -> bool:
+    """Whether a Stop cut the evaluation of the run's last round (a resume does it)."""
+    return rounds is not None and len(rounds) > 0 and "evaluation" in rounds \
+        and str(rounds["evaluation"].iloc[-1]) == "stopped"
 
 
 def _was_stopped(folder: pathlib.Path) -> bool:

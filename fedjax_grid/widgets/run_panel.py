@@ -247,8 +247,10 @@ class RunPanel:
 
     @property
     def stopped(self) -> bool:
-        """True when the last run ended because Stop was pressed before its last round."""
-        return self._stop.is_set() and self.run is not None and not self.run.done
+        """True when the last run ended because Stop was pressed before its last round
+        (or its last evaluation) was done."""
+        return self._stop.is_set() and self.run is not None and (
+            not self.run.done or self.run.evaluation_pending)
 
     # -- estimate ----------------------------------------------------------------------
     def start_estimate(self) -> Optional[threading.Thread]:
@@ -333,7 +335,9 @@ class RunPanel:
             tracker = self._tracker(cfg, run, out_dir)
             self._rounds(run, tracker)
             self.status.value = _html(self._end_text(cfg, run, t0), OK_STYLE)
-            if self.live_plot and self.rows and (len(self.rows) % self.plot_every):
+            # the last round not drawn yet, or a Stop's 'stopped' tasks: the timeline shows them
+            if self.live_plot and self.rows and (len(self.rows) % self.plot_every
+                                                 or run.stopped is not None):
                 self._redraw()
         except BaseException as e:  # noqa: BLE001 - reported in the panel, kept in .error
             self._failed(e)
@@ -356,12 +360,15 @@ class RunPanel:
         run.run(callback=self._on_round, should_stop=self._stop.is_set)
 
     def _end_text(self, cfg, run, t0: float) -> str:
-        if run.done:
+        if run.done and not run.evaluation_pending:
             self.progress.bar_style = "success"
             return f"{cfg.name}: finished {run.round} rounds in {time.time() - t0:.1f} s"
         self.progress.bar_style = "warning"
         cut = run.stopped
         during = f"stopped after round {run.round} of {cfg.training.rounds}"
+        if run.evaluation_pending:
+            during += (f", during its evaluation (round {run.round} is kept; its accuracy is "
+                       "measured on resume)")
         if cut is not None and cut.tasks:
             during += (f", during round {cut.round}: its {cut.tasks} task(s) cancelled or "
                        "not applied, recorded as 'stopped'")
@@ -415,9 +422,9 @@ class RunPanel:
     def _on_round(self, row: dict) -> None:
         self.rows.append(row)
         self.progress.value = self.run.round
-        acc = row.get("global_accuracy", float("nan"))
+        from fedjax_grid.grid.records import accuracy_text
         self.status.value = _html(
-            f"round {row['round']}/{self.progress.max}: global accuracy {100 * acc:.1f} %, "
+            f"round {row['round']}/{self.progress.max}: global accuracy {accuracy_text(row)}, "
             f"clients ok {row['clients_ok']}/{row['clients_sampled']}, "
             f"{row['round_time_s']:.1f} s")
         from fedjax_grid.grid.records import round_warnings

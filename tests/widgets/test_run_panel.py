@@ -73,6 +73,14 @@ def test_stop_then_resume_from_cli_then_from_panel(grid, tmp_path):
     assert list(panel.run.records.rounds()["round"]) == [1]
     assert "stopped after round 1 of 3" in panel.status.value
     assert len(list((out / "checkpoints").glob("ckpt-*"))) == 1
+    # round 2, launched ahead, was cut: the dashboard is drawn again after the Stop and its
+    # timeline shows those tasks as 'stopped'
+    stopped = panel.run.records.tasks().query("status == 'stopped'")
+    assert len(stopped) and set(stopped["round"]) == {2}
+    assert panel.redraws == 2, panel.redraws
+    legends = [t.get_text() for ax in panel.figure.axes if ax.get_legend() is not None
+               for t in ax.get_legend().get_texts()]
+    assert "stopped" in legends, legends
 
     # The CLI continues the run the panel stopped (one more round) ...
     saved = config_panel.save(tmp_path / "saved.json")
