@@ -124,9 +124,10 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     worker now holds (``server.broadcast='delta'``, else None); 'algorithm_state' the
     client algorithm's new state for this client (``spec['algorithm']``, from the state
     and server state in ``spec['algorithm_payload']``; None for fedavg); 'compile_s' the
-    seconds this task spent compiling (``training.compile_meter``; 0 once compiled here).
+    seconds this task spent compiling (``training.compile_meter``; 0 once compiled here),
+    'compile_spans' when: ``[(start, end), ...]`` in seconds since the epoch (worker clock).
     """
-    from fedjax_grid.training.compile_meter import compile_seconds
+    from fedjax_grid.training.compile_meter import compile_seconds, compile_spans
     start, compiled0 = time.time(), compile_seconds()
     _check_versions(spec)
     plan = spec.get("plan") or {}
@@ -150,7 +151,8 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
                        "start": start, "end": time.time(), "transfer_s": down_s + up_s,
                        "train_s": train_s, "plan": plan, "bn_moments": moments,
                        "held_version": held_version, "algorithm_state": algorithm_state,
-                       "compile_s": compile_seconds() - compiled0})
+                       "compile_s": compile_seconds() - compiled0,
+                       "compile_spans": compile_spans(start)})
 
 
 class TaskResult(dict):

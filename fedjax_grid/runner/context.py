@@ -439,10 +439,14 @@ class RunContext:
 
     # -- records and checkpoints ---------------------------------------------------------
     def finish_round(self, task_rows: list, *, t_start: float, sampled: int, quorum: bool,
-                     sent: int, received: int, clock=None, extra: Optional[dict] = None) -> dict:
+                     sent: int, received: int, clock=None, extra: Optional[dict] = None,
+                     charge: Optional[Callable[[float], float]] = None) -> dict:
         """After the server step of round ``self.round``: evaluate (when due), record the
         task rows and the round's row, write the checkpoint (``extra``: more meta, e.g. the
-        tasks in flight); ``clock``: a ``PhaseClock`` lapped at 'eval' and 'records'."""
+        tasks in flight); ``clock``: a ``PhaseClock`` lapped at 'eval' and 'records'.
+        ``charge(own)``: the round's ``compile_s`` given the coordinator's own compile
+        seconds (asynchronous rounds, ``runner.compile_time``); default: own plus the
+        longest compile among ``task_rows``."""
         # Stop pressed after the server update: the round is kept, its evaluation stopped
         metrics, evaluated = self._evaluate_round()
         if clock is not None:
@@ -451,7 +455,8 @@ class RunContext:
             self.records.add_task(t)
         row = round_row(self.round, metrics, self.records.task_counts(self.round), t_start=t_start,
                         t0=self.t0, sampled=sampled, quorum=quorum, sent=sent, received=received,
-                        compile_s=self._round_compile_s(task_rows), evaluation=evaluated)
+                        compile_s=self._round_compile_s(task_rows, charge),
+                        evaluation=evaluated)
         self.records.add_round(row)
         self.checkpoint(extra)
         if clock is not None:
@@ -459,12 +464,15 @@ class RunContext:
         self.stop_if_stalled()
         return row
 
-    def _round_compile_s(self, task_rows: list) -> float:
+    def _round_compile_s(self, task_rows: list, charge=None) -> float:
         """Compilation the round waited for (s): the coordinator's since the last round
-        (this thread) plus the longest compile among the round's tasks."""
+        (this thread and the evaluation's) plus the longest compile among the round's
+        tasks -- or ``charge(own)`` when given."""
         now = compile_seconds()
         own, self._compiled = now - (self._compiled if self._compiled is not None else now), now
         own, self._eval_compile_s = own + self._eval_compile_s, 0.0
+        if charge is not None:
+            return float(charge(own))
         tasks = [t.get("compile_s") for t in task_rows]
         tasks = [float(v) for v in tasks if v is not None and np.isfinite(v)]
         return own + (max(tasks) if tasks else 0.0)

@@ -62,3 +62,11 @@ def compile_seconds() -> float:
     """Seconds this thread has spent compiling since the meter was installed (installs it)."""
     install()
     return float(getattr(_local, "total", 0.0))
+
+
+def compile_spans(since: float) -> list[tuple[float, float]]:
+    """This thread's compile spans (start, end; seconds since the epoch, ``time.time``
+    as JAX records them) that ended after ``since``, clipped to start there: when, not
+    only how long, a piece of work compiled (the newest ``_KEEP`` spans are kept)."""
+    install()
+    return [(max(s, since), e) for s, e in getattr(_local, "spans", []) if e > since]

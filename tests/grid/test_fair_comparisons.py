@@ -49,3 +49,28 @@ def test_run_variants_charges_compilation_to_no_variant_in_either_order(grid, tm
         f = forward[forward["run"] == variant]["compile_s"].to_numpy()
         g = backward[backward["run"] == variant]["compile_s"].to_numpy()
         np.testing.assert_allclose(f, g, atol=0.05 * warmed)
+
+
+def test_async_compilation_is_charged_to_the_versions_it_was_spent_in(grid, tmp_path):
+    # a model shape no other test compiled on these workers; one update per arrival: the
+    # second worker's first task compiled during version 1 and arrives in version 2
+    cfg = tiny_config(**{"training.rounds": 4, "server.mode": "async", "server.buffer_size": 1,
+                         "server.concurrency": 2,
+                         "model.kwargs": "{width: 0.1875, norm: batch, head: cifar}"})
+    run = FederatedRun(cfg, out_dir=tmp_path / "a", grid=grid)
+    run.run()
+    run.close()
+    rounds, tasks = run.records.rounds(), run.records.tasks()
+    wall = np.diff(np.concatenate([[0.0], rounds["elapsed_s"].to_numpy()]))   # each version's
+    compiled = tasks["compile_s"].fillna(0.0)
+    assert compiled.max() > 0.2, tasks[["round", "compile_s"]]   # the workers compiled
+    # no version is charged more compilation than its own wall time (arrival-based
+    # charging gave version 2 the compilation that happened during version 1) ...
+    assert (rounds["compile_s"].to_numpy() <= wall + 0.05).all(), (rounds["compile_s"], wall)
+    assert (rounds["round_time_s"] >= 0).all()
+    # ... and what the tasks compiled is charged somewhere: at least the longest compile
+    # (parallel compiles count once), at most all of them plus the coordinator's own
+    assert rounds["compile_s"].sum() >= compiled.max() - 0.05
+    print("\nasync compile_s per version:", [round(float(c), 2) for c in rounds["compile_s"]],
+          "wall per version:", [round(float(w), 2) for w in wall],
+          "tasks' compile_s:", [round(float(c), 2) for c in compiled])

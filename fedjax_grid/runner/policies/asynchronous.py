@@ -46,6 +46,7 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.dispatch import VersionedDispatch, task_workers
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner.arrivals import ArrivalLog
+from fedjax_grid.runner.compile_time import CompileCharge
 from fedjax_grid.runner.context import RoundStopped, StopRequested
 from fedjax_grid.runner.stall import RunStalled, stall_message
 
@@ -87,6 +88,8 @@ class AsyncRounds:
         #: every arrival in order, in the run folder (``runner.arrivals``; ``fedjax-grid replay``)
         self.log = ArrivalLog(ctx.out_dir, start=int(ctx.restored.get("async", {}).get("arrivals", 0)))
         self._t_version = None
+        #: tasks' compile spans and the versions' intervals (``runner.compile_time``)
+        self.compile = CompileCharge()
 
     # -- one server update -------------------------------------------------------
     def step(self, prelaunch: bool = False) -> dict:
@@ -116,13 +119,32 @@ class AsyncRounds:
                                            f"(training.rounds={ctx.round} server updates)")
         for t in rows:
             t["round"] = ctx.round  # the server update the arrival was folded into (or not)
+        self._recharge()
+        closing = {}
+
+        def charge(own: float) -> float:   # compilation spent within this version
+            closing.update(start=t_start, end=time.time(), own=own)
+            return self.compile.charge(t_start, closing["end"], own)
         row = ctx.finish_round(rows, t_start=t_start, sampled=len({t["client"] for t in rows}),
                                quorum=True, sent=self.dispatch.bytes_sent - sent0,
                                received=self.dispatch.bytes_received - received0,
                                extra={"async": {"task": self.task, "in_flight": self.in_flight(),
-                                                  "arrivals": self.log.count}})
+                                                  "arrivals": self.log.count}}, charge=charge)
+        self.compile.close(ctx.round, **closing)
         self._t_version = time.time()
         return row
+
+    def _recharge(self) -> None:
+        """Earlier versions' rows get the compilation that tasks arrived since spent in
+        them (``compile_s`` up, ``round_time_s`` down by as much); versions no task in
+        flight can reach any more are forgotten."""
+        records = self.ctx.records
+        current = {v: (records.round_row(v) or {}).get("compile_s") for v in self.compile.windows}
+        for v, (compile_s, round_time_s) in self.compile.recharged(current).items():
+            records.update_round(v, compile_s=compile_s, round_time_s=round_time_s)
+        d = self.dispatch
+        oldest = min((d.submitted_at[f] for f in d.pending), default=time.time())
+        self.compile.prune(oldest - 60.0)   # a minute's margin for desktops' clocks
 
     def _until_update(self, v: int, rows: list[dict]) -> None:
         """Keep K tasks in flight and fold arrivals until version ``v`` is followed by the
@@ -233,6 +255,7 @@ class AsyncRounds:
             arrival = Arrival(client, version, res["delta"], max(1, res["num_examples"]),
                               res["batch_stats"], res["bn_moments"], res["algorithm_upload"])
             self.log.write(arrival)  # before it is folded: the log never misses one
+            self.compile.add(res.get("compile_spans"))
             verdict = self.fold.arrive(arrival)
             if verdict.status == "ok":
                 self.ctx.tuner.observe_task(time.time() - submitted)
