@@ -18,7 +18,9 @@ One ``step`` is one round ``r`` (0-based; recorded as round ``r + 1``):
 Stop (``RunContext.should_stop``) during steps 2-3 cancels the round's tasks in flight
 and records every task of the round as ``stopped`` (``RoundStopped``): no server update,
 the run resumes from the last checkpoint and runs the round again. Pressed after the
-server update, the round is kept (its evaluation skipped) and no round is launched ahead.
+server update -- also during the evaluation, which is abandoned at once -- the round is
+kept and checkpointed (``evaluation`` 'stopped'; a resume evaluates it first), and a
+round launched ahead is cancelled and recorded as ``stopped``.
 
 Overlap (``step(prelaunch=True)``, ``grid.overlap_rounds``): the next round is launched
 (steps 1-2) right after this round's server step, so the workers train while the
