@@ -63,3 +63,18 @@ def test_run_folder_names_have_no_spaces_or_commas(tmp_path):
     assert run_dirs.slug(" , ") == "run"
     path = run_dirs.new_run_dir("my run, v2", tmp_path)
     assert path.parent.name == "my-run-v2" and " " not in str(path.relative_to(tmp_path))
+
+
+def test_a_run_whose_last_evaluation_was_stopped_is_not_finished(tmp_path):
+    cfg = get_preset("quickstart").with_overrides(["training.rounds=2"])
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    cfg.save(folder / "config.json")
+    Records(rounds=[{"round": 1, "global_accuracy": 0.9, "elapsed_s": 10.0, "evaluation": "done"},
+                    {"round": 2, "elapsed_s": 20.0, "evaluation": "stopped"}]).save(folder)
+    row = runs_table(tmp_path).iloc[0]
+    assert (row["status"], row["rounds"], row["final_accuracy"]) == ("stopped", "2/2", 0.9)
+    rec = Records.load(folder)
+    rec.update_round(2, global_accuracy=0.95, evaluation="on resume")
+    rec.save(folder)
+    assert runs_table(tmp_path).iloc[0]["status"] == "finished"
