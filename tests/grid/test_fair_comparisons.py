@@ -3,6 +3,7 @@ of ``round_time_s``, and ``run_variants`` charges it to no variant, in either or
 import math
 
 import numpy as np
+import pytest
 
 from fedjax_grid.grid.records import Records
 from fedjax_grid.runner import FederatedRun
@@ -51,12 +52,13 @@ def test_run_variants_charges_compilation_to_no_variant_in_either_order(grid, tm
         np.testing.assert_allclose(f, g, atol=0.05 * warmed)
 
 
+@pytest.mark.slow   # compiles a new model shape on both workers (20 s - 2 min)
 def test_async_compilation_is_charged_to_the_versions_it_was_spent_in(grid, tmp_path):
     # a model shape no other test compiled on these workers; one update per arrival: the
     # second worker's first task compiled during version 1 and arrives in version 2
     cfg = tiny_config(**{"training.rounds": 4, "server.mode": "async", "server.buffer_size": 1,
                          "server.concurrency": 2,
-                         "model.kwargs": "{width: 0.1875, norm: batch, head: cifar}"})
+                         "model.kwargs": "{width: 0.3125, norm: batch, head: cifar}"})
     run = FederatedRun(cfg, out_dir=tmp_path / "a", grid=grid)
     run.run()
     run.close()
