@@ -54,6 +54,18 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+def params_digest(state) -> str:
+    """sha256 (first 16 hex digits) of the global parameters' bytes, leaf by leaf."""
+    import hashlib
+
+    import jax
+    import numpy as np
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(state.params):
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
 def one(address: str, workers: int, clients: int, out: str) -> dict:
     """(in a fresh process) one round; the stages' seconds and the coordinator's RSS."""
     from fedjax_grid.experiments import get_preset
@@ -65,15 +77,20 @@ def one(address: str, workers: int, clients: int, out: str) -> dict:
         "training.batch_size=1", "training.local_epochs=1", "data.max_test_examples=256",
         "model.kwargs={width: 0.125, norm: batch, head: cifar}"]).validate()
     t0 = time.perf_counter()
-    run = FederatedRun(cfg, out_dir=out, notify=lambda m: None)
+    notes = []
+    run = FederatedRun(cfg, out_dir=out, notify=notes.append)
     try:
         rounds = run.run().rounds()
+        tasks = run.records.tasks()
     finally:
         run.close()
     return {"workers": workers, "clients": clients,
             **{stage: seconds for stage, _, seconds, _ in run.stages.log},
             "total_s": time.perf_counter() - t0, "workers_seen": len(run.ledger.rows),
+            "task_workers": int(tasks.loc[tasks["status"] == "ok", "worker"].nunique()),
             "clients_ok": int(rounds["clients_ok"].iloc[-1]),
+            "accuracy": float(rounds["global_accuracy"].iloc[-1]), "params": params_digest(run.state),
+            "sklearn_imported": "sklearn" in sys.modules, "notes": notes,
             "rss_start_mib": rss0, "rss_peak_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -123,7 +140,8 @@ def grid_of(n: int, tmp: pathlib.Path, memory_limit: str):
 
 
 COLUMNS = ["workers", "clients", "grid_up_s", "data", "model", "grid", "first_round",
-           "total_s", "workers_seen", "clients_ok", "rss_start_mib", "rss_peak_mib"]
+           "total_s", "workers_seen", "task_workers", "clients_ok", "rss_start_mib",
+           "rss_peak_mib", "accuracy", "params", "load"]
 
 
 def main(argv=None) -> None:
@@ -144,21 +162,34 @@ def main(argv=None) -> None:
             address, procs, up_s = grid_of(n, pathlib.Path(tmp), args.memory_limit)
             try:
                 for c in args.clients:
+                    load0 = os.getloadavg()[0]
                     r = subprocess.run([sys.executable, __file__, "--one", address, str(n), str(c),
                                         os.path.join(tmp, f"run-{n}-{c}")],
                                        capture_output=True, text=True, timeout=1800)
                     if r.returncode != 0:
                         print(r.stderr[-3000:], file=sys.stderr)
                         continue
-                    rows.append({"grid_up_s": up_s, **json.loads(r.stdout.strip().splitlines()[-1])})
+                    rows.append({"grid_up_s": up_s, **json.loads(r.stdout.strip().splitlines()[-1]),
+                                 "load": f"{load0:.0f}-{os.getloadavg()[0]:.0f}"})
                     print(rows[-1], file=sys.stderr, flush=True)
             finally:
                 _stop(procs[1:] + procs[:1])
+    print_table(rows)
+
+
+def print_table(rows) -> None:
+    """The Markdown table, then whether the parameters agree across worker counts."""
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + " --- |" * len(COLUMNS))
     for row in rows:
         print("| " + " | ".join(f"{row.get(k, float('nan')):.1f}" if isinstance(row.get(k), float)
                                 else str(row.get(k, "")) for k in COLUMNS) + " |")
+    for c in sorted({r["clients"] for r in rows}):
+        digests = {r["workers"]: r["params"] for r in rows if r["clients"] == c}
+        if len(digests) > 1:
+            same = len(set(digests.values())) == 1
+            print(f"{c} clients: final parameters {'identical' if same else 'DIFFERENT'} across "
+                  f"{', '.join(str(w) for w in sorted(digests))} workers")
 
 
 if __name__ == "__main__":
