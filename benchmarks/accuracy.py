@@ -94,6 +94,18 @@ def parse_names(text: str, allowed, flag: str) -> list[str]:
     return names
 
 
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """Distinct integers >= 0, comma-separated; UserError naming the text otherwise."""
+    try:
+        seeds = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"{flag}={text!r} is invalid: distinct integers >= 0, "
+                        "comma-separated, are required")
+    return seeds
+
+
 @dataclasses.dataclass
 class Spec:
     """One run of a suite: a federated config or the centralized baseline of one."""
@@ -579,12 +591,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --width={args.width} is invalid: a number in (0, 4] is required", file=sys.stderr)
         return 2
     try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            raise ValueError
-    except ValueError:
-        print(f"error: --seeds={args.seeds!r} is invalid: distinct integers >= 0, "
-              "comma-separated, are required", file=sys.stderr)
+        seeds = parse_seeds(args.seeds)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if args.max_rounds is not None and (not args.plateau or args.max_rounds < (args.rounds or 1)):
         print(f"error: --max-rounds={args.max_rounds} is invalid: it needs --plateau and "

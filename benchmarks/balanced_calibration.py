@@ -179,12 +179,9 @@ def main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            raise ValueError
-    except ValueError:
-        print(f"error: --seeds {args.seeds!r} is invalid: distinct integers >= 0, "
-              "comma-separated, are required", file=sys.stderr)
+        seeds = accuracy.parse_seeds(args.seeds)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     data = accuracy.shared_data_dir() / accuracy.SLICES["vgg"]
     if not data.is_file():

@@ -1,33 +1,32 @@
 """Start-up at scale: a coordinator connecting to many real desktops, with many clients.
 
 Real processes on 127.0.0.1: one `dask scheduler` and N `dask worker --no-nanny --nthreads 1
---memory-limit M` (started and connected before the clock starts: they are the grid, not
-the coordinator's start-up). For each (workers, clients) a fresh coordinator process runs
-one round of the quickstart preset sized to the clients (digits; ``batch_size=1``; 4
-clients in the round, so that the first round measures the broadcast to every worker and
-not 32 compilations sharing this machine's cores) and reports its start-up stages
+--memory-limit M`, started afresh for every row and connected before the clock starts (they
+are the grid, not the coordinator's start-up; every row is a cold start: the workers have
+not imported JAX yet). For each (workers, clients) a fresh coordinator process runs one
+round of the quickstart preset sized to the clients (digits; ``batch_size=1``; 4 clients in
+the round, so that the first round measures the broadcast to every worker and not 32
+compilations sharing this machine's cores) and reports its start-up stages
 (``FederatedRun.stages``):
 
   data         loading digits and partitioning it into C local sets
   model        building the model and the server state
-  grid         connecting: the worker plugin on every worker, the set-up check of each
-  first_round  the broadcast to every healthy worker, one task per client sampled,
-               compiling on the workers that got one, folding, evaluation
+  grid         connecting: registering the worker plugin (bounded by grid.connect_timeout_s)
+  first_round  waiting for the first worker that finished its set-up (grid.health: up to
+               grid.wait_for_workers_s + 10 s per connected worker while they set up), the
+               broadcast to every healthy worker, one task per client sampled, compiling on
+               the workers that got one, folding, evaluation
 
 plus the coordinator's peak RSS (``ru_maxrss``) at the end of the round and its RSS before
-the run (after importing JAX). Prints one table row per (workers, clients)::
+the run (after importing JAX), the workers that ran a task, the accuracy, a digest of the
+final parameters (and whether they are identical across worker counts for the same
+clients), and the load average before and after the row. Prints one table row per
+(workers, clients)::
 
     python benchmarks/startup_scale.py                              # 4 and 32 workers, 64 and 1000 clients
     python benchmarks/startup_scale.py --workers 8 --clients 1000 --memory-limit 1GiB
 
-Measured here (2 shared cores, load average 25-47 from other work, 2026-12-03,
-``--workers 4 32 --clients 1000``): 4 workers -- data 22.0 s, model 10.0 s, grid 30.4 s,
-first round 126.5 s, coordinator RSS 264 MiB after imports, 653 MiB peak. 32 workers:
-no row -- the run stopped with ``NoWorkersError: no healthy worker for 60 s (32
-connected, 0 of them quarantined)``: every worker was still importing JAX for the worker
-plugin, so the set-up check (``grid.health``, 5 s per worker) timed out for all 32 until
-``grid.wait_for_workers_s`` ran out. Not fixed yet (the probe's time limit should grow
-with the workers sharing a machine, or the wait should count answering workers).
+Measured: docs/RESULTS.md, "Start-up at scale".
 """
 from __future__ import annotations
 
@@ -54,6 +53,18 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+def params_digest(state) -> str:
+    """sha256 (first 16 hex digits) of the global parameters' bytes, leaf by leaf."""
+    import hashlib
+
+    import jax
+    import numpy as np
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(state.params):
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
 def one(address: str, workers: int, clients: int, out: str) -> dict:
     """(in a fresh process) one round; the stages' seconds and the coordinator's RSS."""
     from fedjax_grid.experiments import get_preset
@@ -65,15 +76,21 @@ def one(address: str, workers: int, clients: int, out: str) -> dict:
         "training.batch_size=1", "training.local_epochs=1", "data.max_test_examples=256",
         "model.kwargs={width: 0.125, norm: batch, head: cifar}"]).validate()
     t0 = time.perf_counter()
-    run = FederatedRun(cfg, out_dir=out, notify=lambda m: None)
+    notes = []
+    run = FederatedRun(cfg, out_dir=out, notify=notes.append)
     try:
         rounds = run.run().rounds()
+        tasks = run.records.tasks()
     finally:
         run.close()
     return {"workers": workers, "clients": clients,
             **{stage: seconds for stage, _, seconds, _ in run.stages.log},
             "total_s": time.perf_counter() - t0, "workers_seen": len(run.ledger.rows),
+            "task_workers": int(tasks.loc[tasks["status"] == "ok", "worker"].nunique()),
             "clients_ok": int(rounds["clients_ok"].iloc[-1]),
+            "accuracy": float(rounds["global_accuracy"].iloc[-1]), "params": params_digest(run.state),
+            "sklearn_imported": "sklearn" in sys.modules,
+            "notes": [m for m in notes if "worker" in m and "contributed" not in m],
             "rss_start_mib": rss0, "rss_peak_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -122,8 +139,26 @@ def grid_of(n: int, tmp: pathlib.Path, memory_limit: str):
     return address, procs, time.perf_counter() - t
 
 
+def cold_row(n: int, c: int, tmp: pathlib.Path, memory_limit: str):
+    """One coordinator run of ``c`` clients on a grid of ``n`` workers started for it."""
+    tmp.mkdir(parents=True)
+    address, procs, up_s = grid_of(n, tmp, memory_limit)
+    try:
+        load0 = os.getloadavg()[0]
+        r = subprocess.run([sys.executable, __file__, "--one", address, str(n), str(c),
+                            str(tmp / "run")], capture_output=True, text=True, timeout=1800)
+        if r.returncode != 0:
+            print(r.stderr[-3000:], file=sys.stderr)
+            return None
+        return {"grid_up_s": up_s, **json.loads(r.stdout.strip().splitlines()[-1]),
+                "load": f"{load0:.0f}-{os.getloadavg()[0]:.0f}"}
+    finally:
+        _stop(procs[1:] + procs[:1])
+
+
 COLUMNS = ["workers", "clients", "grid_up_s", "data", "model", "grid", "first_round",
-           "total_s", "workers_seen", "clients_ok", "rss_start_mib", "rss_peak_mib"]
+           "total_s", "workers_seen", "task_workers", "clients_ok", "rss_start_mib",
+           "rss_peak_mib", "accuracy", "params", "load"]
 
 
 def main(argv=None) -> None:
@@ -141,24 +176,27 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         for n in args.workers:
-            address, procs, up_s = grid_of(n, pathlib.Path(tmp), args.memory_limit)
-            try:
-                for c in args.clients:
-                    r = subprocess.run([sys.executable, __file__, "--one", address, str(n), str(c),
-                                        os.path.join(tmp, f"run-{n}-{c}")],
-                                       capture_output=True, text=True, timeout=1800)
-                    if r.returncode != 0:
-                        print(r.stderr[-3000:], file=sys.stderr)
-                        continue
-                    rows.append({"grid_up_s": up_s, **json.loads(r.stdout.strip().splitlines()[-1])})
-                    print(rows[-1], file=sys.stderr, flush=True)
-            finally:
-                _stop(procs[1:] + procs[:1])
+            for c in args.clients:  # a fresh grid for each row: every start-up is a cold one
+                row = cold_row(n, c, pathlib.Path(tmp) / f"grid-{n}-{c}", args.memory_limit)
+                if row is not None:
+                    rows.append(row)
+                    print(row, file=sys.stderr, flush=True)
+    print_table(rows)
+
+
+def print_table(rows) -> None:
+    """The Markdown table, then whether the parameters agree across worker counts."""
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + " --- |" * len(COLUMNS))
     for row in rows:
         print("| " + " | ".join(f"{row.get(k, float('nan')):.1f}" if isinstance(row.get(k), float)
                                 else str(row.get(k, "")) for k in COLUMNS) + " |")
+    for c in sorted({r["clients"] for r in rows}):
+        digests = {r["workers"]: r["params"] for r in rows if r["clients"] == c}
+        if len(digests) > 1:
+            same = len(set(digests.values())) == 1
+            print(f"{c} clients: final parameters {'identical' if same else 'DIFFERENT'} across "
+                  f"{', '.join(str(w) for w in sorted(digests))} workers")
 
 
 if __name__ == "__main__":

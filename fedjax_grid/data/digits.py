@@ -45,27 +45,62 @@ def upsample(images8: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), resample)) for im in images8])
 
 
+#: The test split's members as a bit mask (``np.packbits``, 1797 bits, hex): scikit-learn's
+#: ``train_test_split(np.arange(1797), test_size=0.2, stratify=target, random_state=0)``,
+#: stored so that loading the digits needs no scikit-learn import (~165 MiB and 2-8 s here,
+#: most of a run's "data" stage; tests/data/test_digits.py checks it against scikit-learn).
+TEST_MASK_HEX = (
+    "000004883524104000064100934205001a00080100240028062c12001000940a009019120420f8a0028110a000"
+    "080a8820441524494240a00a0000004004d80000818020004805c400104008a0100005404800301000020ec409"
+    "000224840083a8013c20a6980a0000000b08400804a0184802024041c1008004404684376a8102160044800040"
+    "42a0a4180a5000840b8561c608108008004c80c02004068e00010882008100380803c008190000100e01008410"
+    "a0210033282904c044c080680e0102830082008822a6402c24042108a860809081a00c02820242120138a41500")
+NUM_IMAGES = 1797
+
+
+def digits_file() -> pathlib.Path:
+    """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn."""
+    import importlib.util
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.origin:
+        raise UserError("the digits need scikit-learn installed (its bundled digits.csv.gz); "
+                        "allowed: `pip install scikit-learn`")
+    return pathlib.Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """``(images float64 (1797, 8, 8) in 0..16, target int (1797,))`` as ``load_digits``
+    returns them: the same file read the same way (``np.loadtxt``, ``delimiter=','``)."""
+    import gzip
+    path = digits_file()
+    if not path.is_file():  # another scikit-learn layout: ask it (slower import)
+        from sklearn.datasets import load_digits
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int, copy=False)
+
+
 @functools.lru_cache(maxsize=8)
 def _arrays(image_size: int, channels: int, interpolation: str):
-    from sklearn.datasets import load_digits
-    bunch = load_digits()
-    raw = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # (1797, 8, 8)
+    images8, target = raw_digits()
+    raw = np.rint(images8 * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # (1797, 8, 8)
     images = upsample(raw, image_size, interpolation)[..., None]
     if channels == 3:
         images = np.repeat(images, 3, axis=-1)
     images.setflags(write=False)
-    return images, bunch.target.astype(np.int32)
+    return images, target.astype(np.int32)
 
 
 @functools.lru_cache(maxsize=1)
 def split_indices() -> dict[str, np.ndarray]:
-    """{'train': int64 indices, 'test': ...}: stratified 80/20, seed 0, sorted."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    labels = load_digits().target
-    train, test = train_test_split(np.arange(len(labels)), test_size=TEST_FRACTION,
-                                   stratify=labels, random_state=SPLIT_SEED)
-    return {"train": np.sort(train), "test": np.sort(test)}
+    """{'train': int64 indices, 'test': ...}: stratified 80/20, seed 0, sorted
+    (``TEST_MASK_HEX``)."""
+    mask = np.unpackbits(np.frombuffer(bytes.fromhex(TEST_MASK_HEX), np.uint8))[:NUM_IMAGES]
+    idx = np.arange(NUM_IMAGES, dtype=np.int64)
+    return {"train": idx[mask == 0], "test": idx[mask == 1]}
 
 
 def _info(image_size, channels):

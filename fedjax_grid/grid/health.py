@@ -22,8 +22,16 @@ from typing import Callable, Iterable, Optional
 
 #: A worker whose last heartbeat is older than this (seconds) is treated as frozen.
 STALE_S = 5.0
-#: Seconds the set-up check waits for one worker's answer.
+#: Seconds the set-up check waits for a worker's answer: ``PROBE_TIMEOUT_S`` +
+#: ``PROBE_S_PER_WORKER`` x the workers checked at once (``probe_timeout_s``): the checks
+#: run concurrently, and workers that share a machine answer more slowly the more they are.
 PROBE_TIMEOUT_S = 5.0
+PROBE_S_PER_WORKER = 0.25
+#: While connected workers answer that they are still setting up (importing JAX for the
+#: worker plugin), the wait for the first healthy one goes on past
+#: ``grid.wait_for_workers_s`` by up to this many seconds per connected worker (importing
+#: JAX costs CPU seconds per worker: 32 workers on one 2-core machine take minutes).
+SETUP_S_PER_WORKER = 10.0
 
 
 class NoWorkersError(ConnectionError):
@@ -39,7 +47,21 @@ def setup_report() -> dict:
     from fedjax_grid import version
     from fedjax_grid.grid.plugin import WORKER_STATE
     return {"version": version.__version__, "configured": bool(WORKER_STATE["configured"]),
+            "setting_up": bool(WORKER_STATE.get("setting_up")),
             "setup_error": WORKER_STATE.get("setup_error")}
+
+
+def probe_timeout_s(n: int) -> float:
+    """Seconds the set-up check of ``n`` workers at once waits for each answer."""
+    return PROBE_TIMEOUT_S + PROBE_S_PER_WORKER * max(0, n)
+
+
+def still_setting_up(result, expected_version: str) -> bool:
+    """Whether a ``setup_report`` result says the plugin's set-up is still running there
+    (or has not started yet: the plugin reaches every worker when it registers, and a
+    worker whose JAX is not configured yet must not compute -- other numbers)."""
+    return (isinstance(result, dict) and result.get("version") == expected_version
+            and not result.get("configured") and not result.get("setup_error"))
 
 
 def scheduler_worker_view(dask_scheduler=None) -> dict:
@@ -115,6 +137,8 @@ class WorkerLedger:
         self.rows: dict[str, dict] = {r["address"]: dict(r) for r in rows}
         self._streak: dict[str, int] = {}
         self._checked: set[str] = {a for a, r in self.rows.items() if r.get("quarantined")}
+        #: workers whose last set-up check answered "still setting up" (alive, importing)
+        self.setting_up: set[str] = set()
 
     def _row(self, address: str, name: str = "", t0: Optional[float] = None) -> dict:
         if address not in self.rows:
@@ -145,8 +169,12 @@ class WorkerLedger:
         fresh = [a for a in new if view[a]["age_s"] <= STALE_S]
         if not fresh:
             return
-        results = each_worker(dask_client, setup_report, fresh, PROBE_TIMEOUT_S)
+        results = each_worker(dask_client, setup_report, fresh, probe_timeout_s(len(fresh)))
         for a, res in results.items():
+            if still_setting_up(res, self.expected_version):
+                self.setting_up.add(a)  # alive and importing: check it again on the next poll
+                continue
+            self.setting_up.discard(a)
             why = setup_problem(res, self.expected_version)
             if isinstance(res, asyncio.TimeoutError):
                 continue  # check it again when it answers
@@ -183,15 +211,18 @@ class WorkerLedger:
 
 def wait_for_healthy(ledger: WorkerLedger, dask_client, *, grace_s: float, t0: Optional[float],
                      notify: Callable[[str], None], check: Callable[[], None] = lambda: None,
-                     poll_s: float = 1.0) -> list[str]:
+                     poll_s: float = 1.0, setup_s_per_worker: float = 0.0) -> list[str]:
     """Healthy worker addresses, waiting up to ``grace_s`` seconds for one to appear.
 
-    Says once through ``notify`` that it is waiting (and again when workers return);
-    raises ``NoWorkersError`` when none is healthy after ``grace_s``. ``check()`` is
-    called on every poll (e.g. to notice a lost scheduler).
+    While connected workers answer that they are still setting up (a worker importing
+    JAX is not a dead one), the wait goes on up to ``grace_s`` + ``setup_s_per_worker`` x
+    the connected workers (``setup_bound_s``). Says once through ``notify`` that it is
+    waiting (and again when workers are ready); raises ``NoWorkersError`` (one line) when
+    none is healthy after that. ``check()`` is called on every poll (e.g. to notice a lost
+    scheduler).
     """
     start = time.time()
-    said = False
+    said = ""
     while True:
         check()
         view = worker_view(dask_client)
@@ -199,17 +230,44 @@ def wait_for_healthy(ledger: WorkerLedger, dask_client, *, grace_s: float, t0: O
         healthy = ledger.healthy(view)
         if healthy:
             if said:
-                notify(f"{len(healthy)} worker(s) available again after "
-                       f"{time.time() - start:.0f} s; continuing")
+                notify(f"{len(healthy)} worker(s) {'ready' if said == 'setup' else 'available again'}"
+                       f" after {time.time() - start:.0f} s; continuing")
             return healthy
         waited = time.time() - start
-        if waited >= grace_s:
-            quarantined = sum(1 for a in view if ledger.is_quarantined(a))
-            raise NoWorkersError(
-                f"no healthy worker for {waited:.0f} s (grid.wait_for_workers_s={grace_s:g}; "
-                f"{len(view)} connected, {quarantined} of them quarantined)")
-        if not said:
-            notify(f"no healthy worker connected ({len(view)} connected); waiting up to "
-                   f"{grace_s:g} s (grid.wait_for_workers_s) for desktops to return")
-            said = True
-        time.sleep(min(poll_s, max(0.05, grace_s - waited)))
+        setting_up = [a for a in view if a in ledger.setting_up and view[a]["age_s"] <= STALE_S]
+        bound = setup_bound_s(grace_s, setup_s_per_worker, len(view)) if setting_up else grace_s
+        if waited >= bound:
+            raise NoWorkersError(_no_workers_line(ledger, view, waited, grace_s,
+                                                  setup_s_per_worker, setting_up))
+        kind = "setup" if setting_up and setup_s_per_worker > 0 else "gone"
+        if kind != said:
+            notify(_waiting_line(kind, view, setting_up, bound, grace_s, setup_s_per_worker))
+            said = kind
+        time.sleep(min(poll_s, max(0.05, bound - waited)))
+
+
+def setup_bound_s(grace_s: float, setup_s_per_worker: float, connected: int) -> float:
+    """The longest wait for a first healthy worker while ``connected`` workers set up."""
+    return grace_s + setup_s_per_worker * connected
+
+
+def _waiting_line(kind, view, setting_up, bound, grace_s, per) -> str:
+    if kind == "setup":
+        return (f"{len(setting_up)} of {len(view)} connected worker(s) still setting up "
+                f"(importing JAX); waiting up to {bound:.0f} s (grid.wait_for_workers_s="
+                f"{grace_s:g} + {per:g} s x {len(view)} workers) for the first")
+    return (f"no healthy worker connected ({len(view)} connected); waiting up to "
+            f"{grace_s:g} s (grid.wait_for_workers_s) for desktops to return")
+
+
+def _no_workers_line(ledger, view, waited, grace_s, per, setting_up) -> str:
+    quarantined = sum(1 for a in view if ledger.is_quarantined(a))
+    if setting_up and per > 0:
+        bound = setup_bound_s(grace_s, per, len(view))
+        return (f"no healthy worker for {waited:.0f} s: {len(setting_up)} of {len(view)} "
+                f"connected still setting up (importing JAX) past the set-up bound of "
+                f"{bound:g} s (grid.wait_for_workers_s={grace_s:g} + {per:g} s x {len(view)} "
+                f"workers); {quarantined} quarantined. Allowed: fewer workers per machine or "
+                "a larger grid.wait_for_workers_s")
+    return (f"no healthy worker for {waited:.0f} s (grid.wait_for_workers_s={grace_s:g}; "
+            f"{len(view)} connected, {quarantined} of them quarantined)")

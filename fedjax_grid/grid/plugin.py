@@ -33,6 +33,7 @@ client task that still reaches it raises ``VersionMismatch`` before touching dat
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -64,7 +65,15 @@ class JaxWorkerPlugin(WorkerPlugin):
         self.cpu_map = cpu_map or {}
         self.xla_threads = xla_threads
 
-    def setup(self, worker):
+    async def setup(self, worker):
+        """Configure this worker. Everything that must happen before JAX starts (version,
+        malloc, CPU affinity, ``PJRT_NPROC``, ``XLA_FLAGS``) runs here, on the worker's
+        event loop; importing JAX for the compilation cache (seconds alone; minutes when 32
+        workers share two cores) runs in a thread, so that the worker keeps heartbeating and
+        answers the set-up check with ``setting_up`` meanwhile (``grid.health``: a worker
+        still importing is not a dead one). A synchronous ``setup`` blocked the worker's
+        event loop for the whole import: no heartbeat, no answer, indistinguishable from a
+        frozen desktop."""
         WORKER_STATE["expected_version"] = self.version
         WORKER_STATE["version_ok"] = version.__version__ == self.version
         if not WORKER_STATE["version_ok"]:
@@ -74,13 +83,21 @@ class JaxWorkerPlugin(WorkerPlugin):
         WORKER_STATE["malloc_tuned"] = tune_malloc()
         quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
+        WORKER_STATE["setting_up"] = True
         try:
-            configure_jax(self.compile_cache_dir, self.xla_flags, cpus,
-                          getattr(self, "xla_threads", None))
+            configure_environment(self.xla_flags, cpus, getattr(self, "xla_threads", None))
+            await asyncio.to_thread(self.import_jax)
         except Exception as e:  # noqa: BLE001 - reported by grid.health's set-up check
             WORKER_STATE["setup_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             raise
+        finally:
+            WORKER_STATE["setting_up"] = False
         WORKER_STATE["configured"] = True
+
+    def import_jax(self) -> None:
+        """(in a thread of the worker, from ``setup``) import JAX and enable the cache."""
+        if self.compile_cache_dir:
+            enable_compile_cache(self.compile_cache_dir)
 
 
 class _SimulatedFaultFilter:
@@ -106,6 +123,14 @@ def quiet_simulated_faults() -> None:
 
 def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None, xla_threads=None):
     """Apply JAX settings in this process (they only take effect before JAX starts)."""
+    configure_environment(xla_flags, cpus, xla_threads)
+    if compile_cache_dir:
+        enable_compile_cache(compile_cache_dir)
+
+
+def configure_environment(xla_flags=None, cpus=None, xla_threads=None) -> None:
+    """The settings JAX reads when it starts (pool size, CPU affinity of this thread and the
+    threads it starts later, ``XLA_FLAGS``); imports nothing heavy."""
     started = _jax_backend_started()
     WORKER_STATE["jax_started_before_setup"] = started
     if xla_threads is not None:
@@ -118,9 +143,12 @@ def configure_jax(compile_cache_dir=None, xla_flags=None, cpus=None, xla_threads
     if "jax" not in sys.modules:
         if xla_flags:
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()
-    if compile_cache_dir:
-        from fedjax_grid.training.compile_cache import enable_persistent_cache
-        enable_persistent_cache(compile_cache_dir)
+
+
+def enable_compile_cache(compile_cache_dir) -> None:
+    """Import JAX and point its persistent compilation cache at ``compile_cache_dir``."""
+    from fedjax_grid.training.compile_cache import enable_persistent_cache
+    enable_persistent_cache(compile_cache_dir)
 
 
 class XlaThreadsMismatch(RuntimeError):

@@ -43,7 +43,7 @@ from fedjax_grid.experiments.build import forming_rng
 from fedjax_grid.failures import Failed, Late, NoWorker, ResultLost, StaleCopy, TaskTimeout, WorkerLost
 from fedjax_grid.federated.client_algorithms import local_run
 from fedjax_grid.grid.dispatch import check_connected, failure_of, task_workers
-from fedjax_grid.grid.health import NoWorkersError, WorkerLedger, wait_for_healthy
+from fedjax_grid.grid.health import SETUP_S_PER_WORKER, NoWorkersError, WorkerLedger, wait_for_healthy
 from fedjax_grid.grid.records import Records
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.hazards.links import link_of
@@ -151,7 +151,8 @@ class RunContext:
 
     def healthy_workers(self, deadline: Optional[float] = None) -> list[str]:
         """Addresses of the healthy workers (see ``grid.health``), waiting for one to
-        connect up to ``grid.wait_for_workers_s`` seconds -- or, inside a round with a
+        connect up to ``grid.wait_for_workers_s`` seconds (+ ``SETUP_S_PER_WORKER`` per
+        connected worker while workers are still setting up) -- or, inside a round with a
         deadline, until the deadline (then ``[]``). After the grace period without
         any: ``NoWorkersError`` (the last checkpoint stays resumable)."""
         grace = self.config.grid.wait_for_workers_s
@@ -167,7 +168,8 @@ class RunContext:
             except NoWorkersError:
                 return []
         return wait_for_healthy(self.ledger, self.grid.client, grace_s=grace, t0=self.t0,
-                                notify=self._health_notify, check=check)
+                                notify=self._health_notify, check=check,
+                                setup_s_per_worker=SETUP_S_PER_WORKER)
 
     def _health_notify(self, message: str) -> None:
         """``notify``, except once Stop was pressed: a stopping run says only that."""

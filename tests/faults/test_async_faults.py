@@ -41,6 +41,7 @@ def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_p
     assert ok.groupby("round").size().tolist() == [2, 2, 2]
 
 
+@pytest.mark.slow
 def test_async_coordinator_sigkill_then_resume(external_grid, tmp_path):
     external_grid.ensure(3)
     sets = [a for k, v in {**ASYNC, "training.rounds": 4}.items() if k != "grid.connect_timeout_s"

@@ -503,7 +503,8 @@ def test_ctrl_c_during_a_local_cluster_run_is_one_line(tmp_path):
     """SIGINT to the CLI's process group mid-run: one line, exit 130, no traceback anywhere
     (the LocalCluster's worker processes ignore it), the checkpoint stays resumable."""
     code, err = _interrupt_when(tmp_path, lambda out: any((out / "checkpoints").glob("ckpt-*")))
-    lines = [l for l in err.splitlines() if l.strip()]
+    # warnings said on the way (a slow worker start on a loaded machine) are not the interrupt
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("warning: ")]
     assert code == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert len(lines) == 1 and lines[0].startswith("interrupted after round "), lines

@@ -68,6 +68,7 @@ def test_setup_check_quarantines_other_version_and_missing_package(grid_with, tm
     assert pd.read_csv(out / "rounds.csv")["quorum"].all()
 
 
+@pytest.mark.slow
 def test_failing_desktop_quarantined_after_n_failures_retries_elsewhere(grid_with, tmp_path):
     """Every task fails on one desktop: after grid.quarantine_after=2 in a row it gets none."""
     g = grid_with("failing-tasks")

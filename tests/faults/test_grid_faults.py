@@ -34,6 +34,7 @@ def cfg_for(grid, **kw):
     return tiny_config(**{"grid.scheduler": grid.address, "grid.connect_timeout_s": 20, **kw})
 
 
+@pytest.mark.slow
 def test_worker_kill9_mid_round_is_recorded_and_retried(external_grid, tmp_path):
     """kill -9 of a busy worker: its task errs KilledWorker, is recorded, re-run elsewhere."""
     pids = external_grid.ensure(3)

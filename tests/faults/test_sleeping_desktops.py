@@ -129,6 +129,7 @@ def test_all_workers_gone_then_back_within_grace(tmp_path):
     assert total_s < 4 + scaled(120)
 
 
+@pytest.mark.slow
 def test_all_workers_gone_past_grace_exits_2_resumable(tmp_path):
     """No worker returns within grid.wait_for_workers_s=3: one line, exit 2, resumable."""
     g = ExternalGrid(tmp_path)

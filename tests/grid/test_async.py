@@ -3,6 +3,7 @@ per server update, tasks recorded with version and staleness, the final paramete
 bitwise replay of the recorded arrivals, and a resume that records lost tasks."""
 import jax
 import numpy as np
+import pytest
 
 from fedjax_grid.federated.fedbuff import replay
 from fedjax_grid.runner import FederatedRun
@@ -80,6 +81,7 @@ def test_async_resume_records_the_tasks_in_flight_as_dropped(grid, tmp_path):
     assert list(second.records.rounds()["round"]) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_the_arrival_log_replays_bitwise_across_a_resume_and_from_the_cli(grid, tmp_path):
     """Every arrival is logged in the run folder before it is folded; the checkpoint counts
     them; a resume drops the arrivals of the buffer the stopped coordinator never flushed;

@@ -105,6 +105,7 @@ def _link_checks(run, tasks, preset):
         assert t["transfer_s"] > 0.2 and t["duration_s"] > t["transfer_s"]
 
 
+@pytest.mark.slow
 def test_link_preset_adds_transfer_time_sync(grid, tmp_path):
     preset = "home(up_mbit=1.0, down_mbit=2.0)"
     cfg = tiny_config(**{"training.rounds": 1, "faults.link": preset})

@@ -42,6 +42,7 @@ def test_run_through_external_scheduler(external_grid, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_nanny_malloc_setting_is_undone_on_dask_workers(tmp_path):
     """`dask worker` (with its nanny) starts the worker with MALLOC_TRIM_THRESHOLD_=65536,
     which makes XLA's buffers an mmap/munmap each; the plugin re-tunes malloc there. An

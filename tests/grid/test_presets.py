@@ -19,7 +19,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", [
     "paper-vgg16-cifar10-independent", "paper-vgg16-cifar10-balanced",
-    "paper-mobilenetv3-tinyimagenet-independent", "paper-mobilenetv3-tinyimagenet-balanced"])
+    pytest.param("paper-mobilenetv3-tinyimagenet-independent", marks=pytest.mark.slow),
+    pytest.param("paper-mobilenetv3-tinyimagenet-balanced", marks=pytest.mark.slow)])
 def test_paper_preset_runs_a_round(preset, grid, data_dir, tmp_path):
     cfg = get_preset(preset)
     path = shared_file(SLICES[cfg.data.source])

@@ -6,6 +6,7 @@ client (no task is sent) and a task no worker took the weights for (its reason s
 """
 import numpy as np
 import pandas as pd
+import pytest
 
 from fedjax_grid.hazards import faults as fault_sim
 from fedjax_grid.runner import FederatedRun
@@ -64,6 +65,7 @@ def _first_tasks(cfg, seed, n=3):
     return plans
 
 
+@pytest.mark.slow
 def test_async_rows_name_their_worker_for_every_outcome_and_after_a_resume(grid, tmp_path):
     # warm the workers' compiled steps, so the 8 s per-task deadline measures training
     FederatedRun(tiny_config(**{"training.rounds": 1}), out_dir=tmp_path / "warm", grid=grid).run()

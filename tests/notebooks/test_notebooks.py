@@ -115,12 +115,14 @@ def test_02_data_and_partitions(tmp_path):
     assert "Why the four round-1 heatmaps below look identical" in text
 
 
+@pytest.mark.slow
 def test_03_vgg16_cifar10(tmp_path):
     # the comparison cell runs a warm-up round and both variants (a long cell, with bars)
     nb = _run("03_vgg16_cifar10", tmp_path, timeout=480, **TINY, BATCH_SIZE=64, AUGMENT=False)
     assert len(outputs_of(nb)) >= 4
 
 
+@pytest.mark.slow
 def test_04_mobilenetv3_tiny_imagenet(tmp_path):
     nb = _run("04_mobilenetv3_tiny_imagenet", tmp_path, timeout=480, **{**TINY, "WIDTH": 0.25}, WORKERS=1,
               MODEL="mobilenet_v3_small", BATCH_SIZE=64, AUGMENT=False)

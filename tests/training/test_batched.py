@@ -30,6 +30,7 @@ def _close(a, b):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_each_client_as_local_train_would(setup):
     model, variables = setup
     hp = HParams(optimizer="momentum", learning_rate=0.05, batch_size=16, epochs=2,

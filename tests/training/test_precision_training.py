@@ -41,6 +41,7 @@ def test_config_switch_reaches_hparams_and_keeps_old_fingerprints():
         "properties"]["precision"]["description"]
 
 
+@pytest.mark.slow
 def test_local_train_bf16_f32_state_deterministic_and_close_to_f32():
     model = get_model("vgg11", 10, width=0.125, norm="batch")
     variables = init_variables(model, (32, 32, 3), 0)

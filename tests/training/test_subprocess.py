@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import pytest
 
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -132,6 +133,7 @@ def test_programs_persist_whole_a_second_process_traces_nothing(tmp_path):
     assert all(not p.exists() or p.read_bytes() != b"not a program" for p in programs)
 
 
+@pytest.mark.slow
 def test_a_program_jax_loaded_from_its_cache_is_not_persisted_whole(tmp_path):
     # jaxlib 0.10.2: an executable JAX loaded from its persistent cache serialises without
     # its kernels; stored, every later process failed calling it ("NOT_FOUND: Function").

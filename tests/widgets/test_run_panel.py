@@ -4,6 +4,7 @@ import re
 import time
 
 import pandas as pd
+import pytest
 
 from fedjax_grid import cli
 from fedjax_grid.widgets import ClusterPanel, ConfigPanel, RunPanel, worker_table
@@ -132,6 +133,7 @@ def test_worker_table_counts_and_departed_workers():
     assert len(t) == 3  # offline tasks have no worker and add no row
 
 
+@pytest.mark.slow
 def test_run_after_the_grid_was_closed_opens_its_own(tmp_path):
     """Notebook 01 after Run All: its last cell closed the grid, then Run is clicked."""
     from fedjax_grid.grid.cluster import open_cluster
