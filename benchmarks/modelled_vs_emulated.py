@@ -199,6 +199,7 @@ def frozen_round(cfg, out, victim_busy, freeze, thaw) -> dict:
 def frozen_modelled(seeds, tmp) -> list:
     """A SIGSTOPped LocalCluster-like worker (a real dask scheduler + 3 workers on 127.0.0.1)."""
     from tests.faults.conftest import ExternalGrid
+    (tmp / "frozen-grid").mkdir(parents=True, exist_ok=True)
     grid = ExternalGrid(tmp / "frozen-grid")
     grid.start_scheduler()
     rows = []
@@ -285,13 +286,14 @@ def _outage_run(g, lf, out, direction: str, seed: int, rounds: int = 3):
     return out, cut_at, back_s
 
 
-def measure(claims, seeds, tmp) -> list:
+def measure(claims, seeds, tmp, sides=("modelled", "emulated")) -> list:
     from fedjax_grid.emulation import EmulatedGrid, profiles
     rows = []
     for claim in claims:
         print(f"# {claim}: load {load()} at start", flush=True)
         if claim in VARIANTS:
-            rows += claim_runs(claim, seeds, tmp, emulated=False)
+            if "modelled" in sides:
+                rows += claim_runs(claim, seeds, tmp, emulated=False)
             with EmulatedGrid(profiles.from_dict(PROFILES[claim], claim)) as g:
                 rows += claim_runs(claim, seeds, tmp, emulated=True, grid=g)
         elif claim == "frozen":
@@ -342,6 +344,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--claims", nargs="+", default=list(CLAIMS), choices=CLAIMS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--sides", nargs="+", default=["modelled", "emulated"],
+                   choices=["modelled", "emulated"], help="async/codec: which sides to run")
     p.add_argument("--target", type=float, default=TARGET, help="accuracy (default 0.95)")
     p.add_argument("--csv")
     p.add_argument("--keep", help="keep every run's records in this folder")
@@ -354,7 +358,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelled_vs_emulated-") as tmp:
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
-        rows = measure(args.claims, args.seeds, pathlib.Path(args.keep or tmp))
+        rows = measure(args.claims, args.seeds, pathlib.Path(args.keep or tmp), args.sides)
     print("\n".join(summary(rows)))
     if args.csv:
         import pandas as pd
