@@ -459,7 +459,8 @@ class RoundDispatch:
         when the result went with its worker (the scheduler forgot the finished task):
         the task counts as failed and may be re-submitted."""
         try:
-            res = fetch_result(self.dask_client, fut, self.deadline, self._transfers.pop(fut, None))
+            res = fetch_result(self.dask_client, fut, self.deadline, self._transfers.pop(fut, None),
+                               meanwhile=lambda: self._prefetch(list(self.pending)))
         except TaskTimeout:
             fut.release()
             raise

@@ -96,11 +96,14 @@ def start_transfer(dask_client, fut) -> tuple:
     return asyncio.run_coroutine_threadsafe(dask_client._gather([fut]), loop), time.monotonic()
 
 
-def fetch_result(dask_client, fut, deadline: Optional[float], started: Optional[tuple] = None):
+def fetch_result(dask_client, fut, deadline: Optional[float], started: Optional[tuple] = None,
+                 meanwhile=lambda: None):
     """The result of the finished future ``fut`` (see the module); raises ``TaskTimeout``
     when giving up, ``concurrent.futures.CancelledError`` when the result went with its
     worker, or what the task raised. ``started``: its transfer, begun earlier by
-    :func:`start_transfer` (the limits count from then)."""
+    :func:`start_transfer` (the limits count from then); ``meanwhile()`` is called every
+    ``POLL_S`` while it travels (the dispatch starts the transfers of results that finished
+    since)."""
     transfer, start = started or start_transfer(dask_client, fut)
     holder = {}
     try:
@@ -109,6 +112,7 @@ def fetch_result(dask_client, fut, deadline: Optional[float], started: Optional[
                 return transfer.result(timeout=POLL_S)[0]
             except (concurrent.futures.TimeoutError, TimeoutError, DaskTimeoutError):
                 pass
+            meanwhile()
             try:
                 holder = dask_client.run_on_scheduler(result_holder, key=fut.key) or holder
             except Exception:  # noqa: BLE001 - no answer this time: judge by the last one
