@@ -219,21 +219,19 @@ plots.time_to_accuracy(link_rounds, save=OUT / "links_time_to_accuracy.png")
 # section is skipped with one line saying what is missing.
 
 # %%
-from fedjax_grid.emulation import skip_reason
+from fedjax_grid import EmulatedGrid, emulation
 
 EMULATED_DESKTOPS = {"desktops": 2, "machines": [
     {"kind": "office", "cpu": 1.0, "memory": "2GiB", "down": "100Mbit", "up": "100Mbit"},
     {"kind": "home", "cpu": 0.25, "memory": "2GiB", "down": "16Mbit", "up": "1Mbit"}]}
-why_not = skip_reason() if EMULATE else "EMULATE = False in the parameters cell"
+why_not = emulation.skip_reason() if EMULATE else "EMULATE = False in the parameters cell"
 print(f"emulated-grid section skipped: {why_not}" if why_not else
       "this machine can emulate a grid: the desktops start now")
 
 # %%
 emulated = None
 if not why_not:
-    from fedjax_grid.emulation import EmulatedGrid, profiles
-
-    with EmulatedGrid(profiles.from_dict(EMULATED_DESKTOPS, "notebook-06")) as egrid:
+    with EmulatedGrid(EMULATED_DESKTOPS) as egrid:
         desktops = egrid.status()[["name", "kind", "cpu", "up_bps", "down_bps"]]
         with egrid.entered():   # this kernel's thread joins the grid's network
             cfg_e = base.with_overrides([
