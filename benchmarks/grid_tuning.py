@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--csv")
     p.add_argument("--png")
+    p.add_argument("--keep", help="keep every run's records in this folder (default: a "
+                                  "temporary one, removed)")
     args = p.parse_args(argv)
     for name in args.settings:
         setting_overrides(name)  # refuse a bad name before anything starts
@@ -166,6 +168,9 @@ def main(argv=None) -> int:
         return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="grid_tuning-") as tmp:
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            tmp = args.keep
         for profile in args.profiles:
             rows += sweep(profile, args.desktops, args.seeds, args.settings, args.rounds,
                           args.target, tmp)

@@ -85,6 +85,7 @@ _EXPORTS = {
     "dashboard_html": "fedjax_grid.widgets",
     # an emulated desktop grid on this machine (Linux, root)
     "EmulatedGrid": "fedjax_grid.emulation.api",
+    "emulation": "fedjax_grid.emulation",   # emulation.skip_reason(): why not, in one line
     # simulated faults and links
     "faults": "fedjax_grid.hazards.faults",
     "links": "fedjax_grid.hazards.links",

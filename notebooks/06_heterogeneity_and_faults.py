@@ -20,6 +20,7 @@ SLOWDOWN = 4.0            # slowest client trains this many times slower
 DEADLINE_FACTOR = 1.5     # deadline = this x the baseline round time
 SCHEDULER = None
 OUT_ROOT = "../runs/notebooks"
+EMULATE = True            # the emulated-grid section at the end (Linux + root; ~1-2 min)
 
 # %%
 from fedjax_grid import notebook_dir
@@ -201,6 +202,72 @@ link_tasks.pivot_table(index=["run", "round"], values=["bytes_in", "bytes_out", 
 
 # %%
 plots.time_to_accuracy(link_rounds, save=OUT / "links_time_to_accuracy.png")
+
+# %% [markdown]
+# ## The same hazards on an emulated grid: real CPU shares, real bytes on a shaped link
+#
+# Everything above is *modelled* inside the worker processes: a slow desktop sleeps
+# (factor - 1) x its training time, a home link sleeps the time its bytes would take.
+# Both workers still share this machine's cores as equals, and no byte crosses a slow
+# link. `fedjax_grid.emulation` (Linux, root) makes the desktops real: each is a
+# `dask worker` in its own network namespace behind a veth pair whose two directions
+# are rate-limited (`tc tbf`), in its own cgroup with a CPU quota and a memory limit
+# (and a freezer), reached over TLS -- what `fedjax-grid grid up` starts. Below: one
+# desktop with a whole core on a fast link, one with a quarter of a core on a home link
+# (16 Mbit/s down, 1 Mbit/s up), and the compressed run of the previous section on them.
+# Where this machine cannot (no root, no network namespaces, no tbf, no cgroups) the
+# section is skipped with one line saying what is missing.
+
+# %%
+from fedjax_grid import EmulatedGrid, emulation
+
+EMULATED_DESKTOPS = {"desktops": 2, "machines": [
+    {"kind": "office", "cpu": 1.0, "memory": "2GiB", "down": "100Mbit", "up": "100Mbit"},
+    {"kind": "home", "cpu": 0.25, "memory": "2GiB", "down": "16Mbit", "up": "1Mbit"}]}
+why_not = emulation.skip_reason() if EMULATE else "EMULATE = False in the parameters cell"
+print(f"emulated-grid section skipped: {why_not}" if why_not else
+      "this machine can emulate a grid: the desktops start now")
+
+# %%
+emulated = None
+if not why_not:
+    with EmulatedGrid(EMULATED_DESKTOPS) as egrid:
+        desktops = egrid.status()[["name", "kind", "cpu", "up_bps", "down_bps"]]
+        with egrid.entered():   # this kernel's thread joins the grid's network
+            cfg_e = base.with_overrides([
+                f"grid.scheduler={egrid.address}", f"grid.tls_dir={egrid.tls_dir}",
+                "server.codec=quant(3)", "server.broadcast=delta", "server.broadcast_codec=quant(3)"])
+            erun = FederatedRun(cfg_e, out_dir=OUT / "emulated", notify=lambda m: None)
+            try:
+                emulated = erun.run(callback=RoundBar(erun, desc="emulated grid, quant(3) both ways"))
+            finally:
+                erun.close()
+    # leaving the with block removed every namespace, link, cgroup and process it made
+    display(desktops)
+
+# %% [markdown]
+# Per desktop: the same client work takes ~4x longer on the quarter core (a real CPU
+# quota, compilation included in round 1), and its upload crosses a real 1 Mbit/s link.
+# `bytes_in` / `bytes_out` are the task's payloads; the round time is set by the slow
+# desktop unless a deadline, overcommit or `server.mode=async` says otherwise.
+
+# %%
+if emulated is not None:
+    etasks = emulated.tasks()
+    display(etasks.groupby("worker_name").agg(
+        tasks=("client", "size"), ok=("status", lambda s: int((s == "ok").sum())),
+        median_task_s=("duration_s", "median"), mean_bytes_in=("bytes_in", "mean"),
+        mean_bytes_out=("bytes_out", "mean")).round(2))
+    display(plots.worker_timeline(etasks, save=OUT / "timeline_emulated.png"))
+
+# %% [markdown]
+# Which one to use: the modelled hazards (`faults.*`) run anywhere, in seconds, and are
+# seeded and exactly repeatable -- use them to explore policies (deadlines, quorum,
+# async) over many settings. The emulated grid (`fedjax-grid grid up`, or `EmulatedGrid`
+# here) needs Linux and root and runs in real time -- use it to check that what the model
+# predicts happens to real processes: CPU contention, TCP over a slow or dropped link,
+# frozen and killed desktops, timeouts. docs/ARCHITECTURE.md ("Heterogeneity: modelled vs
+# emulated") says what each one covers.
 
 # %%
 grid.close()

@@ -9,7 +9,7 @@
         with g.entered():          # this thread joins the hub: run an experiment here
             ...
 
-``profile``: a built-in name, a YAML path or a ``profiles.Profile``;
+``profile``: a built-in name, a YAML path, a ``profiles.Profile`` or its parsed mapping;
 ``schedule=True`` replays the profile's availability schedule from ``up`` on (off by
 default: tests act on the desktops themselves); ``start_schedule()`` (re)starts it
 with time 0 now, e.g. right before a run. Leaving the ``with`` block (or ``close()``)
@@ -37,6 +37,9 @@ class EmulatedGrid:
 
     def __init__(self, profile="home", desktops: Optional[int] = None, *, schedule: bool = False,
                  seed: Optional[int] = None):
+        if isinstance(profile, dict):   # parsed YAML, e.g. {desktops: 2, machines: [...]}
+            from fedjax_grid.emulation.profiles import from_dict
+            profile = from_dict(profile, "custom")
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self.state = up(self.profile, desktops, schedule=schedule, seed=seed)
         self.control = GridControl(self.state, source="api")

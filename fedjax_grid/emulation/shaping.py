@@ -33,7 +33,6 @@ def burst_bytes(rate_bps: float) -> int:
     return int(max(MIN_BURST_BYTES, rate_bps / 8 * 0.004))
 
 
-@outside_event_loop
 def queue_bytes(rate_bps: float) -> int:
     """Queue beyond the bucket: 100 ms of the rate, at least two 64 KiB TSO/GSO packets
     (tbf cuts a large packet into frames that must all fit, else TCP loses a burst
@@ -41,6 +40,7 @@ def queue_bytes(rate_bps: float) -> int:
     return int(max(rate_bps / 8 * QUEUE_MS / 1000, MIN_QUEUE_BYTES) + burst_bytes(rate_bps))
 
 
+@outside_event_loop
 def shape(ns: str, ifname: str, rate_bps: float) -> None:
     """Limit what ``ifname`` (in namespace ``ns``) sends to ``rate_bps`` bits/s."""
     if not 0 < rate_bps <= MAX_RATE_BPS:

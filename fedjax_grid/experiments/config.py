@@ -332,6 +332,10 @@ class ServerConfig(Section):
         STALENESS, "polynomial", "async: weighting of a delta by its staleness, with its parameters")
     max_staleness: int = Field(10, ge=0, le=MAX_ROUNDS, description=(
         "async: deltas staler than this many server updates are dropped (recorded)"))
+    max_lag: Optional[int] = Field(None, ge=1, le=MAX_ROUNDS, description=(
+        "async fairness: a client that has folded this many updates more than the least "
+        "folded client gets no new task while a task is in flight that could close the gap "
+        "(null: no bound; slow desktops' clients may then contribute nothing)"))
     codec: typing.Annotated[Choice, RegistryChoice(CODECS)] = _choice(
         CODECS, "none", "how clients encode their update for the upload (topk keeps an "
                         "error-feedback residual per client on the coordinator)")

@@ -46,7 +46,7 @@ from distributed.client import FuturesCancelledError
 
 from fedjax_grid.compression import decode, payload_nbytes
 from fedjax_grid.failures import Failed, InputLost, ResultLost, TaskError, TaskTimeout, WorkerLost
-from fedjax_grid.grid.fetch import fetch_result, payload_limit_s
+from fedjax_grid.grid.fetch import fetch_result, payload_limit_s, start_transfer
 from fedjax_grid.grid.tasks import client_update
 
 #: Longest single wait for task results (s) before the engine checks its scheduler link.
@@ -288,6 +288,7 @@ class RoundDispatch:
         self.submitted_at: dict = {}  # future -> time.time() of submission
         self.task_bytes: dict = {}    # future -> bytes sent for it (weights + its data)
         self._args: dict = {}         # future -> (spec, shipped, avoid): to send it again
+        self._transfers: dict = {}    # future -> its result's transfer, begun (start_transfer)
         self.resent = 0               # tasks sent again after their input was lost
         self._gfut = None
 
@@ -389,6 +390,7 @@ class RoundDispatch:
                 done = {f for f in self.pending if f.status != "pending"}
                 if self._gfut is not None and self._gfut.status != "finished":
                     self.ready = []  # re-broadcast on the next submit
+            self._prefetch(done)
             for fut in sorted(done, key=lambda f: self.pending[f]):
                 k, attempt = self.pending.pop(fut)
                 if fut.status != "finished":
@@ -397,6 +399,13 @@ class RoundDispatch:
                     continue
                 self._args.pop(fut, None)
                 yield fut, k, attempt
+
+    def _prefetch(self, done) -> None:
+        """Begin fetching every finished result of ``done`` at once: each desktop sends
+        over its own link, side by side (``result`` then waits for its transfer)."""
+        for f in done:
+            if f.status == "finished" and f not in self._transfers:
+                self._transfers[f] = start_transfer(self.dask_client, f)
 
     def take_back(self, address: str) -> int:
         """Keep this dispatch's pending tasks away from ``address`` (just quarantined,
@@ -450,7 +459,8 @@ class RoundDispatch:
         when the result went with its worker (the scheduler forgot the finished task):
         the task counts as failed and may be re-submitted."""
         try:
-            res = fetch_result(self.dask_client, fut, self.deadline)
+            res = fetch_result(self.dask_client, fut, self.deadline, self._transfers.pop(fut, None),
+                               meanwhile=lambda: self._prefetch(list(self.pending)))
         except TaskTimeout:
             fut.release()
             raise
@@ -467,6 +477,10 @@ class RoundDispatch:
                if f in self.pending]
         for f, *_ in out:
             self._args.pop(f, None)
+        for f in futures:
+            transfer = self._transfers.pop(f, None)
+            if transfer is not None:
+                transfer[0].cancel()
         if out:
             self.dask_client.cancel([f for f, *_ in out], force=True)
         return out
@@ -476,7 +490,10 @@ class RoundDispatch:
         return self.cancel(list(self.pending))
 
     def release(self) -> None:
-        """Drop the broadcast weights from the cluster."""
+        """Drop the broadcast weights from the cluster (and transfers never read)."""
+        for transfer, _ in self._transfers.values():
+            transfer.cancel()
+        self._transfers.clear()
         for f in self._old_gfuts + ([self._gfut] if self._gfut is not None else []):
             f.release()
         self._old_gfuts, self._gfut = [], None

@@ -86,19 +86,33 @@ def result_holder(dask_scheduler=None, key=None) -> dict:
     return {"worker": ws.address, "nbytes": nbytes, "age_s": max(0.0, time.time() - ws.last_seen)}
 
 
-def fetch_result(dask_client, fut, deadline: Optional[float]):
+def start_transfer(dask_client, fut) -> tuple:
+    """Begin fetching the finished future ``fut``'s result now: ``(transfer, started)``
+    (a concurrent future and its ``time.monotonic()``) for :func:`fetch_result`. Started
+    for every result that is ready at once, the desktops' results travel side by side,
+    each over its own link; fetched one after another they queued behind each other
+    (3 float32 updates on three 1 Mbit/s uplinks: ~60 s instead of ~20 s)."""
+    loop = dask_client.loop.asyncio_loop
+    return asyncio.run_coroutine_threadsafe(dask_client._gather([fut]), loop), time.monotonic()
+
+
+def fetch_result(dask_client, fut, deadline: Optional[float], started: Optional[tuple] = None,
+                 meanwhile=lambda: None):
     """The result of the finished future ``fut`` (see the module); raises ``TaskTimeout``
     when giving up, ``concurrent.futures.CancelledError`` when the result went with its
-    worker, or what the task raised."""
-    loop = dask_client.loop.asyncio_loop
-    transfer = asyncio.run_coroutine_threadsafe(dask_client._gather([fut]), loop)
-    start, holder = time.monotonic(), {}
+    worker, or what the task raised. ``started``: its transfer, begun earlier by
+    :func:`start_transfer` (the limits count from then); ``meanwhile()`` is called every
+    ``POLL_S`` while it travels (the dispatch starts the transfers of results that finished
+    since)."""
+    transfer, start = started or start_transfer(dask_client, fut)
+    holder = {}
     try:
         while True:
             try:
                 return transfer.result(timeout=POLL_S)[0]
             except (concurrent.futures.TimeoutError, TimeoutError, DaskTimeoutError):
                 pass
+            meanwhile()
             try:
                 holder = dask_client.run_on_scheduler(result_holder, key=fut.key) or holder
             except Exception:  # noqa: BLE001 - no answer this time: judge by the last one

@@ -11,6 +11,7 @@ Jupyter by themselves. Bad or empty input raises ``fedjax_grid.errors.UserError`
     local_loss(tasks)                local loss across clients per round (band or box)
     label_distribution(label_table)  clients x classes heatmap
     worker_timeline(tasks)           Gantt chart per worker, statuses marked
+    participation(tasks)             tasks per client by status (ok: updates folded)
     time_to_accuracy(rounds)         accuracy against wall time
     compare_runs({name: rounds})     several runs, one or more metrics
     dashboard(rounds, tasks)         2x2 live summary
@@ -24,6 +25,7 @@ from fedjax_grid.plots.curves import compare_runs, global_accuracy, time_to_accu
 from fedjax_grid.plots.dashboard import dashboard
 from fedjax_grid.plots.labels import label_distribution, label_matrix
 from fedjax_grid.plots.loss import local_loss, loss_summary
+from fedjax_grid.plots.participation import participation, participation_counts
 from fedjax_grid.plots.run_figures import run_figures
 from fedjax_grid.plots.timeline import worker_timeline
 
@@ -31,5 +33,5 @@ __all__ = [
     "DPI", "STATUSES", "STATUS_STYLE", "NoDataError", "PlotFigure", "save_png",
     "global_accuracy", "local_loss", "loss_summary", "label_distribution", "label_matrix",
     "worker_timeline", "time_to_accuracy", "time_to_target", "compare_runs", "dashboard",
-    "run_figures",
+    "run_figures", "participation", "participation_counts",
 ]

@@ -2,7 +2,8 @@
 
 ``run_figures(config, records, out_dir)`` draws ``global_accuracy.png`` (against server
 versions for an asynchronous run) and, when a client task succeeded,
-``local_loss.png``, titled with the run's name; it returns the paths written.
+``local_loss.png`` and ``participation.png`` (tasks per client by status: who the
+model learned from), titled with the run's name; it returns the paths written.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pathlib
 
 from fedjax_grid.plots.curves import global_accuracy
 from fedjax_grid.plots.loss import local_loss
+from fedjax_grid.plots.participation import participation
 
 
 def run_figures(config, records, out_dir) -> list[pathlib.Path]:
@@ -26,5 +28,9 @@ def run_figures(config, records, out_dir) -> list[pathlib.Path]:
     if len(tasks) and (tasks["status"] == "ok").any():
         path = out / "local_loss.png"
         local_loss(tasks, save=path, title=f"{config.name}: local training loss across clients")
+        written.append(path)
+        path = out / "participation.png"
+        participation(tasks, save=path, num_clients=config.partition.num_clients,
+                      title=f"{config.name}: participation per client (ok: updates folded)")
         written.append(path)
     return written

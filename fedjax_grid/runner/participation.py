@@ -7,7 +7,9 @@ in every seed. With non-IID data that is a bias the researcher must see.
 :func:`participation` counts, per client, the tasks that ran and the updates folded
 (``participation.csv`` beside the records); :func:`participation_warning` is one line
 when a client contributed nothing while others did, or the most frequent contributor
-folded more than ``IMBALANCE`` x the least frequent one's updates.
+folded more than ``IMBALANCE`` x the least frequent one's updates; ``participation.png``
+(:func:`fedjax_grid.plots.participation`) draws it, and ``server.max_lag`` bounds it in
+asynchronous runs.
 """
 from __future__ import annotations
 
@@ -41,10 +43,12 @@ def participation_warning(table: pd.DataFrame) -> Optional[str]:
     if none:
         return (f"client(s) {', '.join(map(str, none))} contributed none of the {total} "
                 f"updates folded (per client {counts}); with non-IID data the model is "
-                "biased toward the others (participation.csv)")
+                "biased toward the others (participation.csv, participation.png; async: "
+                "server.max_lag bounds the lag)")
     hi, lo = int(table["folded"].max()), int(table["folded"].min())
     if hi > IMBALANCE * lo:
         return (f"participation is lopsided: {hi} vs {lo} updates folded per client "
                 f"(per client {counts}); with non-IID data the model is biased toward the "
-                "frequent ones (participation.csv)")
+                "frequent ones (participation.csv, participation.png; async: server.max_lag "
+                "bounds the lag)")
     return None

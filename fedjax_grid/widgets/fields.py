@@ -44,7 +44,7 @@ from fedjax_grid.registry import Registry
 VISIBLE_WHEN: dict[str, tuple[str, Any]] = {
     "training.momentum": ("training.optimizer", lambda v: v == "momentum"),
     **{f"server.{name}": ("server.mode", lambda v: v == "async") for name in (
-        "concurrency", "buffer_size", "staleness", "max_staleness")},
+        "concurrency", "buffer_size", "staleness", "max_staleness", "max_lag")},
     **{f"grid.{name}": ("server.mode", lambda v: v != "async") for name in (
         "quorum", "overcommit", "overlap_rounds")},
     **{f"faults.{name}": ("faults.enabled", bool) for name in (

@@ -98,3 +98,23 @@ def test_netlink_calls_work_inside_a_running_event_loop():
         return network.links()
 
     assert "lo" in asyncio.run(in_a_cell())
+
+
+def test_every_kernel_feature_probe_works_inside_a_running_event_loop():
+    """What a notebook cell does first (``skip_reason()``), in a running asyncio loop as in
+    a Jupyter kernel: namespaces, bridge, veth, tbf, port state and cgroups all tried and
+    removed (before: the tbf step failed with 'This event loop is already running' and the
+    notebook's emulated-grid section said the machine lacked sch_tbf)."""
+    import asyncio
+
+    from fedjax_grid.emulation import network, support
+    reason = support.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    before = set(network.namespaces())
+
+    async def in_a_cell():
+        return support.probe()
+
+    assert asyncio.run(in_a_cell()) is None
+    assert set(network.namespaces()) == before

@@ -94,5 +94,5 @@ def test_run_figures_are_written_titled(tmp_path):
                               for r in rounds.to_dict("records")])
     cfg = get_preset("quickstart").with_overrides(["server.mode=async"])
     written = plots.run_figures(cfg, records, tmp_path)
-    assert [p.name for p in written] == ["global_accuracy.png", "local_loss.png"]
+    assert [p.name for p in written] == ["global_accuracy.png", "local_loss.png", "participation.png"]
     assert all(p.stat().st_size > 5000 for p in written)

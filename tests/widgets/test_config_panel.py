@@ -192,7 +192,8 @@ def test_error_paths_map_to_the_nearest_field():
     assert field_for(None, keys) is None and field_for("grid.x", keys) is None
 
 
-ASYNC_ONLY = ("server.concurrency", "server.buffer_size", "server.staleness", "server.max_staleness")
+ASYNC_ONLY = ("server.concurrency", "server.buffer_size", "server.staleness", "server.max_staleness",
+              "server.max_lag")
 SYNC_ONLY = ("grid.quorum", "grid.overcommit", "grid.overlap_rounds")
 
 

@@ -11,7 +11,10 @@ updates. New tasks start on the new version while it is evaluated and checkpoint
 Who trains on what: task number ``t`` (0, 1, ... over the run; it keys the task's
 randomness -- fault plan, training key -- as the round does in synchronous mode) goes
 to a client drawn uniformly, seeded by ``(seed, t)``, from those not in flight and not
-offline at ``t``; it trains on that client's local set of the version being built
+offline at ``t`` (with ``server.max_lag`` = L, a fairness bound: not from those L or
+more folded updates ahead of the least folded client while a task is in flight, so that
+a slow desktop's clients are waited for instead of left out); it trains on that
+client's local set of the version being built
 (the forming strategy re-draws local sets once per version, as once per round in
 synchronous mode). A failed task is re-submitted (same task number, attempt + 1) on
 the newest version while ``grid.retries`` allow; a task running longer than
@@ -61,13 +64,29 @@ def buffer_size(cfg) -> int:
     return int(cfg.server.buffer_size or max(1, concurrency(cfg) // 2))
 
 
-def next_client(cfg, task: int, busy: set) -> Optional[int]:
-    """The client task number ``task`` trains (None: every client is busy or offline)."""
+def next_client(cfg, task: int, busy: set, folded: Optional[dict] = None) -> Optional[int]:
+    """The client task number ``task`` trains (None: every client is busy or offline, or
+    the fairness bound makes the free ones wait). ``folded``: client -> updates folded so
+    far; with ``server.max_lag`` = L a client L or more ahead of the least folded client
+    is not drawn while a task is in flight (the laggard's may close the gap)."""
     free = [k for k in range(cfg.partition.num_clients)
             if k not in busy and not fault_sim.is_offline(cfg.faults, cfg.seed, task, k)]
+    free = fair_clients(free, busy, folded or {}, cfg.partition.num_clients, cfg.server.max_lag)
     if not free:
         return None
     return int(free[streams.rng(cfg.seed, streams.ASYNC_DRAW, task).integers(len(free))])
+
+
+def fair_clients(free: list, busy: set, folded: dict, num_clients: int,
+                 max_lag: Optional[int]) -> list:
+    """``free`` without the clients ``max_lag`` or more updates ahead of the least folded
+    client (all of ``free`` without a bound, or when nothing is in flight: never wait on
+    nobody)."""
+    if not max_lag or not free:
+        return free
+    floor = min(int(folded.get(k, 0)) for k in range(num_clients))
+    fair = [k for k in free if int(folded.get(k, 0)) - floor < max_lag]
+    return fair if fair or busy else free
 
 
 @ROUND_POLICIES.register("async")
@@ -82,6 +101,8 @@ class AsyncRounds:
         self.dispatch: Optional[VersionedDispatch] = None
         self.task = int(ctx.restored.get("async", {}).get("task", 0))
         self.assignments = None
+        #: client -> updates folded so far (``server.max_lag``)
+        self.folded: dict[int, int] = {}
         #: every arrival in order, with its delta (``fedbuff.replay`` input); tests only
         self.keep_arrivals = False
         self.arrivals: list[Arrival] = []
@@ -210,6 +231,7 @@ class AsyncRounds:
         """The fold and dispatch of this process; rows of tasks lost by a resume."""
         ctx, s = self.ctx, self.ctx.config.server
         self.log.truncate()  # arrivals of a buffer the stopped coordinator never flushed
+        self.folded = self._folded_so_far()
         self.fold = AsyncFold(ctx.exp.algorithm, ctx.state, buffer_size=self.m,
                               staleness=s.staleness, max_staleness=s.max_staleness,
                               on_flush=ctx.recalibrated)
@@ -228,12 +250,19 @@ class AsyncRounds:
                        "lost (resume)"), "version": int(version), "staleness": None})
         return rows
 
+    def _folded_so_far(self) -> dict:
+        """client -> updates folded by the records so far (a resumed run keeps its counts)."""
+        tasks = self.ctx.records.tasks()
+        if not len(tasks):
+            return {}
+        return {int(k): int(n) for k, n in tasks[tasks["status"] == "ok"].groupby("client").size().items()}
+
     # -- tasks ------------------------------------------------------------------------
     def _fill(self, rows: list[dict]) -> None:
         """Submit tasks on the newest version until K are in flight."""
         while len(self.dispatch.pending) < self.k:
             busy = {k for k, _ in self.dispatch.pending.values()}
-            k = next_client(self.ctx.config, self.task, busy)
+            k = next_client(self.ctx.config, self.task, busy, self.folded)
             if k is None:
                 return
             if not self._submit(self.task, k, 0, rows):
@@ -258,6 +287,7 @@ class AsyncRounds:
             self.compile.add(res.get("compile_spans"))
             verdict = self.fold.arrive(arrival)
             if verdict.status == "ok":
+                self.folded[client] = self.folded.get(client, 0) + 1
                 self.ctx.tuner.observe_task(time.time() - submitted)
             if self.keep_arrivals:
                 self.arrivals.append(arrival)
