@@ -572,7 +572,7 @@ def parse_variant(text: str) -> tuple[str, tuple]:
 #: dashboard agent a fixed 15 s to write its port file: ray-project/ray#65983); such a run
 #: is repeated up to RAY_START_RETRIES times (counted in ``ray_start_failures``).
 RAY_START_FAILED = "The current node timed out during startup"
-RAY_START_RETRIES = 2
+RAY_START_RETRIES = 6
 
 
 def one_run(toolkit: str, clients: int, rounds: int, root: pathlib.Path, tag: str,
