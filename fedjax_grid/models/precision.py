@@ -12,9 +12,11 @@ implementations, picked by the model's fast path (``fast_paths.resolve_fast_path
   Why not bf16 activations: XLA:CPU has native bf16 only in its dot kernels (bf16 x
   bf16 -> f32, AVX512-BF16); a bf16 convolution, a bf16 x bf16 -> bf16 dot and bf16
   elementwise ops or copies are computed by converting to float32 and back, which is
-  slower than float32 throughout (measured when this was written, not recorded).
-  Measured whole steps: bf16 gains ~1.0x over f32 on VGG-16 and MobileNetV3-Small
-  although its dots are 1.2-1.8x faster (docs/RESULTS.md, "Client speed"). Convolutions on
+  slower than float32 throughout (the profile in docs/RESULTS.md shows it: a bf16 pad,
+  slice or concatenate becomes convert, move, convert back).
+  Measured whole steps (CPU per step): bf16 gains 1.09x over f32 on VGG-16 (one run) and
+  ~1.0x on MobileNetV3-Small although its dots are 1.2-1.8x faster: 46 % of VGG-16's MACs
+  run as bf16 dots (docs/RESULTS.md, "Client speed"). Convolutions on
   larger maps (``nn.Conv``: XLA's float32 conv kernel is already at the f32 matmul
   peak there, and patches would cost more than bf16 saves) and the depthwise
   shifted-slice convs compute in float32.
