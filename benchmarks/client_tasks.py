@@ -23,7 +23,10 @@ initial global model with the engine's keys. Configurations, each in a fresh pro
 Each process compiles (warm-up pass, persistent cache enabled) and then times
 ``--passes`` passes over the share; the parent alternates configurations ``--reps``
 times and prints medians of the per-client time with the spread (min-max), the load
-average and versions. On a shared machine the 2-core figures depend on what else runs.
+average and versions, and the process CPU time per client task (all threads): when
+every core is busy (a full round at 20 clients), a task's cost is its CPU time, so a
+configuration that is faster in wall time but needs more CPU per task only wins while
+cores idle. On a shared machine the 2-core figures depend on what else runs.
 """
 from __future__ import annotations
 
@@ -74,11 +77,14 @@ def child(mode: str, clients: int, passes: int) -> dict:
         jax.block_until_ready(jax.tree.leaves([v for v, _ in out]))
     one_pass()  # compile (or load from the persistent cache)
     times = []
+    c0 = time.process_time()
     for _ in range(passes):
         t0 = time.perf_counter()
         one_pass()
         times.append(time.perf_counter() - t0)
-    return {"per_client_s": statistics.median(times) / len(share), "share": len(share)}
+    cpu = (time.process_time() - c0) / passes
+    return {"per_client_s": statistics.median(times) / len(share), "share": len(share),
+            "cpu_per_client_s": cpu / len(share)}
 
 
 def run_child(name: str, clients: int, passes: int) -> dict:
@@ -118,22 +124,29 @@ def main(argv=None) -> int:
         counts, args.reps, args.passes = [4], 1, 1
     load0 = os.getloadavg()
     res = {(c, n): [] for c in counts for n in names}
+    cpu = {(c, n): [] for c in counts for n in names}
     for rep in range(args.reps):
         for c in counts:
             for n in (names if rep % 2 == 0 else names[::-1]):
-                res[(c, n)].append(run_child(n, c, args.passes)["per_client_s"])
+                out = run_child(n, c, args.passes)
+                res[(c, n)].append(out["per_client_s"])
+                cpu[(c, n)].append(out["cpu_per_client_s"])
     import jax
     print(f"jax {jax.__version__}, {platform.machine()}, {os.cpu_count()} cores; load average "
           f"{load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after; {args.reps} reps x "
           f"{args.passes} passes\n")
-    print("| clients | worker's share | configuration | s per client task (median) | spread | vs seq 1t/1c |")
-    print("|---|---|---|---|---|---|")
+    print(f"| clients | worker's share | configuration | s per client task (median) | spread | "
+          f"vs {names[0]} | process CPU s per task (median) | spread | CPU vs {names[0]} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in counts:
         base = statistics.median(res[(c, names[0])])
+        cpu_base = statistics.median(cpu[(c, names[0])])
         for n in names:
-            v = res[(c, n)]
+            v, u = res[(c, n)], cpu[(c, n)]
             print(f"| {c} | {len(range(0, c, 2))} | {n} | {statistics.median(v):.3f} "
-                  f"| {min(v):.3f}-{max(v):.3f} | {statistics.median(v) / base:.2f}x |")
+                  f"| {min(v):.3f}-{max(v):.3f} | {statistics.median(v) / base:.2f}x "
+                  f"| {statistics.median(u):.3f} | {min(u):.3f}-{max(u):.3f} "
+                  f"| {statistics.median(u) / cpu_base:.2f}x |")
     return 0
 
 

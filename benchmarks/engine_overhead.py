@@ -171,7 +171,7 @@ def main():
         part_memory_child(args.memory_child)
         return
     parts = {int(p) for p in args.parts.split(",")}
-    rows = []
+    rows = _Rows()
     for mode in (args.modes.split(",") if 1 in parts else []):
         r = part_overhead(args.rounds, mode.strip())
         rows.append((f"engine ({mode.strip()}) vs sequential wall time (2-worker LocalCluster)",
@@ -192,11 +192,21 @@ def main():
         rows.append(("XLA compilations after round 1 (workers / coordinator)", "",
                      f"{r['worker_compilations_after_round_1']} / "
                      f"{r['coordinator_compilations_after_round_1']}", "0"))
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print("| measurement | values | result | target |")
     print("|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+class _Rows(list):
+    """The table's rows, each also printed (with the load average) as soon as it is
+    measured: a part that fails or runs out of time does not take the others with it."""
+
+    def append(self, row) -> None:
+        super().append(row)
+        print(f"measured (load average {os.getloadavg()[0]:.1f}): " + " | ".join(row), flush=True)
 
 
 if __name__ == "__main__":

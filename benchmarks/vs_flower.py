@@ -6,6 +6,8 @@
     python benchmarks/vs_flower.py --check           # client updates equal to client_update?
     python benchmarks/vs_flower.py --only flower --clients 4 --reps 1   # one toolkit (debugging)
     python benchmarks/vs_flower.py --quick           # smoke test: 4 clients, 1 rep of 3 rounds
+    python benchmarks/vs_flower.py --clients 20 --variant idle=grid.xla_threads=2,grid.pin_workers=false
+                                                     # also fedjax_grid with those overrides
 
 To reproduce a published figure on a 2-core machine: let it be quiet first (the load
 average is printed with every run; above ~1.5 the other jobs take a share of the 2
@@ -227,13 +229,16 @@ def steady(ends: list[float]) -> tuple[list[float], float]:
     return rounds, float(np.median(rounds[1:])) if len(rounds) > 1 else float("nan")
 
 
-def run_fedjax(clients: int, rounds: int, work: pathlib.Path, timeout: float) -> dict:
-    """One fedjax-grid CLI run; the steady state from its rounds.csv."""
+def run_fedjax(clients: int, rounds: int, work: pathlib.Path, timeout: float,
+               sets: tuple = ()) -> dict:
+    """One fedjax-grid CLI run (``sets``: extra ``--set`` overrides of a variant); the
+    steady state from its rounds.csv."""
     import pandas as pd
     out = work / "run"
     cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--preset", "quickstart",
            "--set", f"partition.num_clients={clients}", "--set", f"training.rounds={rounds}",
            "--set", "grid.host=127.0.0.1", "--set", "grid.dashboard_address=127.0.0.1:0",
+           *[a for kv in sets for a in ("--set", kv)],
            "--out", str(out), "--quiet", "--no-plots"]
     m = measure(cmd, work / "fedjax_grid.log", timeout)
     if m["rc"] == 0:
@@ -461,10 +466,17 @@ def flower_child(args) -> None:
         run_simulation(server_app=app, client_app=make_client_app(), num_supernodes=clients,
                        backend_name="ray", backend_config={"init_args": dict(RAY_INIT),
                                                            "client_resources": dict(CLIENT_RESOURCES)})
-    finally:
-        import ray
-        if ray.is_initialized():
-            ray.shutdown()
+    except BaseException:  # noqa: BLE001 - e.g. Ray's node did not start: exit, do not hang
+        # ray.shutdown() after a failed start waits for a raylet that is gone; the parent
+        # stops the leftover Ray processes (only those of this run).
+        import traceback
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(3)
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
     if len(server.accuracy) != cfg.training.rounds:
         raise SystemExit(f"error: Flower ran {len(server.accuracy)} of {cfg.training.rounds} rounds")
     pathlib.Path(args.child_out).write_text(json.dumps(
@@ -534,15 +546,51 @@ def check(clients: int, timeout: float) -> int:
 # --------------------------------------------------------------- the benchmark
 
 RUNNERS = {"fedjax_grid": run_fedjax, "flower": run_flower}
+#: fedjax_grid variants measured besides the default (``--variant NAME=KEY=V,KEY=V``):
+#: toolkit name ``fedjax_grid[NAME]`` -> its ``--set`` overrides.
+VARIANTS: dict[str, tuple] = {}
+
+
+def runner(toolkit: str):
+    """The function that runs one measured run of ``toolkit`` (a variant: fedjax_grid
+    with that variant's overrides)."""
+    if toolkit in VARIANTS:
+        return functools.partial(run_fedjax, sets=VARIANTS[toolkit])
+    return RUNNERS[toolkit]
+
+
+def parse_variant(text: str) -> tuple[str, tuple]:
+    """``'NAME=KEY=V,KEY=V'`` -> ``('fedjax_grid[NAME]', ('KEY=V', 'KEY=V'))``."""
+    name, _, sets = text.partition("=")
+    pairs = tuple(kv.strip() for kv in sets.split(",") if kv.strip())
+    if not name.strip() or not pairs or not all("=" in kv for kv in pairs):
+        raise ValueError(text)
+    return f"fedjax_grid[{name.strip()}]", pairs
+
+
+#: What Flower's log says when Ray's node did not start (under load, Ray's raylet gives its
+#: dashboard agent a fixed 15 s to write its port file: ray-project/ray#65983); such a run
+#: is repeated up to RAY_START_RETRIES times (counted in ``ray_start_failures``).
+RAY_START_FAILED = "The current node timed out during startup"
+RAY_START_RETRIES = 6
 
 
 def one_run(toolkit: str, clients: int, rounds: int, root: pathlib.Path, tag: str,
             timeout: float) -> dict:
-    work = root / f"{toolkit}-{clients}-{tag}"
-    work.mkdir(parents=True)
-    load_start = os.getloadavg()[0]
-    m = RUNNERS[toolkit](clients, rounds, work, timeout)
-    m["load_start"], m["load_end"] = load_start, os.getloadavg()[0]
+    failures = 0
+    while True:
+        work = root / f"{toolkit.replace('[', '-').replace(']', '')}-{clients}-{tag}" / str(failures)
+        work.mkdir(parents=True)
+        load_start = os.getloadavg()[0]
+        m = runner(toolkit)(clients, rounds, work, timeout)
+        m["load_start"], m["load_end"] = load_start, os.getloadavg()[0]
+        if (m["rc"] == 0 or failures >= RAY_START_RETRIES
+                or RAY_START_FAILED not in pathlib.Path(m["log"]).read_text(errors="replace")):
+            break
+        failures += 1
+        print(f"  {toolkit}: Ray's node did not start (load average {load_start:.1f}); "
+              f"again ({failures} of {RAY_START_RETRIES})", flush=True)
+    m["ray_start_failures"] = failures
     if m["rc"] != 0:
         raise SystemExit(f"error: {toolkit} with {clients} clients failed (exit {m['rc']}); "
                          f"see {m['log']}")
@@ -610,21 +658,28 @@ def print_tables(rows: list[dict], rounds: int) -> None:
     pairs = {}
     for r in rows:
         pairs.setdefault(r["clients"], {})[r["toolkit"]] = r
-    if not all(len(p) == 2 for p in pairs.values()):
+    if not all("flower" in p and len(p) >= 2 for p in pairs.values()):
         return
-    print("\n| clients | steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 0.8) | "
+    variants = len(next(iter(pairs.values()))) > 2
+    print("\n| clients | " + ("fedjax_grid | " if variants else "")
+          + "steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 0.8) | "
           "peak RSS (goal <= 0.6) |")
-    print("|---|---|---|---|")
+    print("|---|---|---|---|" + ("---|" if variants else ""))
     for clients, p in pairs.items():
-        cells = []
-        for key, goal in GOALS.items():
-            ratio = p["fedjax_grid"][key] / p["flower"][key]
-            paired = [p["fedjax_grid"]["per_rep"][k][key] / p["flower"]["per_rep"][k][key]
-                      for k in p["fedjax_grid"]["per_rep"] if k in p["flower"]["per_rep"]]
-            span = f", runs {min(paired):.2f}-{max(paired):.2f}" if paired else ""
-            cells.append(f"{ratio:.2f}{span} ({'met' if ratio <= goal else 'missed'})")
-        print(f"| {clients} | " + " | ".join(cells) + " |")
+        for mine in (t for t in p if t != "flower"):
+            print(f"| {clients} | " + (f"{mine} | " if variants else "")
+                  + " | ".join(_ratio_cell(p[mine], p["flower"], key, goal)
+                               for key, goal in GOALS.items()) + " |")
     print("\nratio of the medians; runs: the ratios of the paired runs (rep k of both toolkits)")
+
+
+def _ratio_cell(mine: dict, flower: dict, key: str, goal: float) -> str:
+    """'ratio of the medians, runs min-max of the paired ratios (met|missed)'."""
+    ratio = mine[key] / flower[key]
+    paired = [mine["per_rep"][k][key] / flower["per_rep"][k][key]
+              for k in mine["per_rep"] if k in flower["per_rep"]]
+    span = f", runs {min(paired):.2f}-{max(paired):.2f}" if paired else ""
+    return f"{ratio:.2f}{span} ({'met' if ratio <= goal else 'missed'})"
 
 
 def environment() -> str:
@@ -668,6 +723,10 @@ def parse_args(argv=None):
                     help="rounds of the unmeasured warm-up run of each toolkit per client "
                          "count (fills the compilation cache; 0: no warm-up)")
     ap.add_argument("--only", choices=TOOLKITS, help="run one toolkit only (debugging)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=V[,KEY=V]",
+                    help="also measure fedjax_grid with these config overrides, as toolkit "
+                         "fedjax_grid[NAME] (repeatable; runs alternate with the others), e.g. "
+                         "--variant idle=grid.xla_threads=2,grid.pin_workers=false")
     ap.add_argument("--check", action="store_true",
                     help="only check that Flower's client updates equal client_update's "
                          "(round 1, the first --clients count)")
@@ -687,6 +746,10 @@ def parse_args(argv=None):
         args.clients = []
     if not args.clients or min(args.clients) < 1 or args.reps < 1 or args.warmup_rounds < 0:
         ap.error("--clients must be integers >= 1, --reps >= 1, --warmup-rounds >= 0")
+    try:
+        args.variant = [parse_variant(v) for v in args.variant]
+    except ValueError as e:
+        ap.error(f"--variant {e} is invalid: NAME=KEY=VALUE[,KEY=VALUE...] is required")
     if args.rounds < 2 and not (args.flower_child or args.check):
         ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
     return args
@@ -700,7 +763,9 @@ def main(argv=None) -> int:
         import vs_flower
         vs_flower.flower_child(args)
         return 0
+    VARIANTS.update(args.variant)
     toolkits = [args.only] if args.only else list(TOOLKITS)
+    toolkits[1:1] = [name for name in VARIANTS if args.only in (None, "fedjax_grid")]
     if ("flower" in toolkits or args.check) and not flower_available():
         print(FLOWER_MISSING, file=sys.stderr)
         return 2

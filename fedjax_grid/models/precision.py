@@ -12,9 +12,11 @@ implementations, picked by the model's fast path (``fast_paths.resolve_fast_path
   Why not bf16 activations: XLA:CPU has native bf16 only in its dot kernels (bf16 x
   bf16 -> f32, AVX512-BF16); a bf16 convolution, a bf16 x bf16 -> bf16 dot and bf16
   elementwise ops or copies are computed by converting to float32 and back, which is
-  slower than float32 throughout (measured when this was written, not recorded).
-  Measured whole steps: bf16 gains ~1.0x over f32 on VGG-16 and MobileNetV3-Small
-  although its dots are 1.2-1.8x faster (docs/RESULTS.md, "Client speed"). Convolutions on
+  slower than float32 throughout (the profile in docs/RESULTS.md shows it: a bf16 pad,
+  slice or concatenate becomes convert, move, convert back).
+  Measured whole steps (CPU per step): bf16 gains 1.09x over f32 on VGG-16 (one run) and
+  ~1.0x on MobileNetV3-Small although its dots are 1.2-1.8x faster: 46 % of VGG-16's MACs
+  run as bf16 dots (docs/RESULTS.md, "Client speed"). Convolutions on
   larger maps (``nn.Conv``: XLA's float32 conv kernel is already at the f32 matmul
   peak there, and patches would cost more than bf16 saves) and the depthwise
   shifted-slice convs compute in float32.
@@ -140,16 +142,21 @@ def _row_patches(xp, kw: int, ow: int):
 def _conv_rows(x, kernel, pads):
     """Stride-1 NHWC conv of f32 ``x`` (N, H, W, C) with f32 ``kernel`` (kh, kw, C, F):
     kh matmuls of bf16 W-patches (N*oh*ow, kw*C) by bf16 kernel rows (kw*C, F), summed
-    in float32. pads: ((lo, hi), (lo, hi)), negative values crop."""
+    in float32. pads: ((lo, hi), (lo, hi)), negative values crop.
+
+    The padding, shifted slices and concatenation run in float32 and each matmul operand
+    is rounded to bf16 once, right before its dot: XLA:CPU has no bf16 data movement (it
+    wraps a bf16 pad, slice or concatenate in converts to f32 and back), and rounding
+    commutes with moving data, so the result is bitwise the same as rounding first."""
     kh, kw, c, f = kernel.shape
-    xp = lax.pad(x.astype(_BF16), jnp.array(0, _BF16),
+    xp = lax.pad(x.astype(_F32), jnp.array(0, _F32),
                  [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
     oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     rows = _row_patches(xp, kw, ow)
-    k16 = kernel.astype(_BF16)
     y = None
     for i in range(kh):
-        part = _mm(rows[:, i:i + oh].reshape(-1, kw * c), k16[i].reshape(kw * c, f), ((1,), (0,)))
+        lhs = rows[:, i:i + oh].reshape(-1, kw * c).astype(_BF16)
+        part = _mm(lhs, kernel[i].reshape(kw * c, f).astype(_BF16), ((1,), (0,)))
         y = part if y is None else y + part
     return y.reshape(x.shape[0], oh, ow, f)
 

@@ -68,3 +68,19 @@ def test_without_flower_one_line_and_exit_2():
     proc = run_script("--clients", "4", "--reps", "1", timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "Flower is not installed: pip install -e '.[compare]'\n"
+
+
+def test_a_variant_names_its_overrides_and_a_bad_one_is_one_line_exit_2():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import vs_flower
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert vs_flower.parse_variant("idle=grid.xla_threads=2, grid.pin_workers=false") == (
+        "fedjax_grid[idle]", ("grid.xla_threads=2", "grid.pin_workers=false"))
+    for bad in ("idle", "=grid.xla_threads=2", "idle=grid.xla_threads"):
+        with pytest.raises(ValueError):
+            vs_flower.parse_variant(bad)
+    proc = run_script("--variant", "idle", "--clients", "4", timeout=120)
+    assert proc.returncode == 2
+    assert "--variant idle is invalid: NAME=KEY=VALUE[,KEY=VALUE...] is required" in proc.stderr
