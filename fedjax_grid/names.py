@@ -3,8 +3,9 @@
 An experiment name is one folder name -- no path separator, not ``.``/``..``, no control
 character -- so ``<root>/<name>/...`` never leaves ``<root>``; a path (``--out``,
 ``out_dir``, the data and cache folders) may be relative, absolute or use ``..`` (the user
-chose it) but holds no control character (a NUL byte cannot name a file; a newline or
-escape sequence makes the folder's name lie when printed); a host name is an IP address or
+chose it) but holds no control or unprintable character (a NUL byte cannot name a file;
+a newline, an escape sequence or an unassigned code point makes the folder's name lie
+when printed); a host name is an IP address or
 an RFC 1123 DNS name. Each is refused in one line (``UserError``), never rewritten.
 
 Pure checks with no dependency beyond ``errors``: the config (``experiments``) and the
@@ -27,22 +28,30 @@ MAX_PATH = 4096
 
 
 def _control(text: str) -> Optional[str]:
-    """The first control or format character in ``text`` (NUL, newline, ESC, U+202E ...)."""
+    """The first character of ``text`` that does not print as itself: control and format
+    characters (NUL, newline, ESC, U+202E ...), separators other than the space, surrogates,
+    private-use and unassigned code points (``str.isprintable`` is False for each)."""
     for c in text:
-        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"):
+        if not c.isprintable():
             return c
     return None
+
+
+def _why_char(c: str) -> str:
+    """'it holds the control character '\\n'' / '... the unprintable character ...'."""
+    kind = "control" if unicodedata.category(c) in ("Cc", "Cf") else "unprintable"
+    return f"it holds the {kind} character {c!r}"
 
 
 def check_name(name, what: str = "name") -> str:
     """``name`` if it can be one folder name inside the runs folder, else a one-line
     ``UserError`` (refused, not rewritten: the folder is the name the user gave)."""
     rule = (f"one folder name of 1-{MAX_NAME} characters (no '/' or '\\', not '.' or '..', "
-            "no control characters, no leading or trailing space) is required")
+            "no control or unprintable characters, no leading or trailing space) is required")
     if not isinstance(name, str):
         raise UserError(f"{what}={show(name)} is invalid: {rule}", path=what)
     bad = _control(name)
-    why = (f"it holds the control character {bad!r}" if bad is not None else
+    why = (_why_char(bad) if bad is not None else
            "it holds a path separator" if ("/" in name or "\\" in name) else
            "it names a parent or the current folder" if name in (".", "..") else
            "it is empty" if not name else
@@ -60,12 +69,12 @@ def check_path(path, what: str):
     if text is None:
         raise UserError(f"{what}={show(path)} is invalid: a folder or file path is required")
     bad = _control(text)
-    why = (f"it holds the control character {bad!r}" if bad is not None else
+    why = (_why_char(bad) if bad is not None else
            "it is empty" if not text.strip() else
            f"it is longer than {MAX_PATH} characters" if len(text) > MAX_PATH else None)
     if why is not None:
         raise UserError(f"{what}={show(text)} is refused ({why}): a path without control "
-                        f"characters, at most {MAX_PATH} characters, is required", path=what)
+                        f"or unprintable characters, at most {MAX_PATH} characters, is required", path=what)
     return path
 
 

@@ -334,6 +334,9 @@ CASES += [
     ("name-empty", ["run", S, 'name=""'], "it is empty", None),
     ("out-nul", ["run", "--out", "{tmp}/o\x00ut"], "--out='", None),
     ("out-escape", ["run", "--out", "{tmp}/o\x1b[2Jut"], "control character '\\x1b'", None),
+    # an unassigned code point (hypothesis found it) and a no-break space print as something else
+    ("out-unassigned", ["run", "--out", "{tmp}/o\U00018cd6"], "unprintable character '\\U00018cd6'", None),
+    ("name-no-break-space", ["run", S, "name=a\u00a0b"], "unprintable character '\\xa0'", None),
     ("out-empty", ["run", "--out", ""], "--out='' is refused (it is empty)", None),
     ("out-dir-nul", ["run", S, 'out_dir="o\\0"'], "out_dir='o\\x00' is refused", None),
     ("data-path-nul", ["run", S, 'data.path="p\\0"'], "data.path=", None),
