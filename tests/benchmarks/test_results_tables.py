@@ -206,6 +206,7 @@ def test_assembling_refuses_a_modified_tree(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_bad_override_exits_2_with_one_line(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -27,6 +27,7 @@ def test_long_run_without_a_terminal_is_refused_in_one_line(tmp_path, monkeypatc
     assert not (tmp_path / "r" / "checkpoints").exists()     # nothing started
 
 
+@pytest.mark.slow
 def test_answering_no_starts_nothing_and_yes_skips_the_question(tmp_path, monkeypatch, capsys,
                                                                 low_threshold, grid):
     monkeypatch.chdir(tmp_path)

@@ -35,6 +35,7 @@ def _interrupt_on_call(monkeypatch, n):
     monkeypatch.setattr(engine.FederatedRun, "step", step)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_uses_the_runs_own_config(addr, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     _interrupt_on_call(monkeypatch, 2)
@@ -84,6 +85,7 @@ def test_ctrl_c_then_resume_uses_the_runs_own_config(addr, tmp_path, monkeypatch
     assert "connecting to the Dask scheduler" not in out
 
 
+@pytest.mark.slow
 def test_same_command_twice_two_folders_latest_and_summary(addr, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     old = os.umask(0o022)

@@ -119,6 +119,7 @@ def test_link_down_is_silent_and_comes_back(grid):
     assert 3.5 <= mine["time"].diff().iloc[-1] <= 6.0
 
 
+@pytest.mark.slow
 def test_kill_and_rejoin_with_the_same_name(grid):
     from fedjax_grid.emulation.attach import worker_names
     before = grid.wait_for(["desk2"])["desk2"]

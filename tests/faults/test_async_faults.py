@@ -24,6 +24,7 @@ def cfg_for(grid, **kw):
     return tiny_config(**{"grid.scheduler": grid.address, **ASYNC, **kw})
 
 
+@pytest.mark.slow
 def test_async_worker_kill9_is_recorded_and_the_run_goes_on(external_grid, tmp_path):
     pids = external_grid.ensure(3)
     cfg = cfg_for(external_grid, **{"training.rounds": 3, "faults.enabled": True,
@@ -61,6 +62,7 @@ def test_async_coordinator_sigkill_then_resume(external_grid, tmp_path):
     assert (tasks.loc[tasks["status"] == "ok"].groupby("round").size() == 2).all()
 
 
+@pytest.mark.slow
 def test_async_hung_task_quick_form(external_grid, tmp_path):
     """Default form of the per-task deadline: one task in flight (K = M = 1), and the first
     one (seed chosen so) hangs 30 s: it is cut at grid.deadline_s (4 s on an idle machine,

@@ -43,6 +43,7 @@ def _quarantine_lines(stderr: str) -> list[str]:
     return [l for l in stderr.splitlines() if "quarantined" in l]
 
 
+@pytest.mark.slow
 def test_setup_check_quarantines_other_version_and_missing_package(grid_with, tmp_path):
     """Set-up check: another version and no package -> one warning each, no task, no crash."""
     g = grid_with("other-version", "no-package")
@@ -108,6 +109,7 @@ def test_failing_desktop_quarantined_after_n_failures_retries_elsewhere(grid_wit
     assert rounds["quorum"].all() and (rounds["clients_ok"] == 4).all()
 
 
+@pytest.mark.slow
 def test_tasks_queued_on_a_desktop_are_taken_back_when_it_is_quarantined(grid_with, tmp_path):
     """A desktop whose tasks fail after 3 s of work holds a queue of this round's tasks when
     its first failure quarantines it (grid.quarantine_after=1): those tasks are sent to the

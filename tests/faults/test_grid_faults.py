@@ -83,7 +83,7 @@ def _poll(condition, timeout_s: float) -> bool:
 
 
 @pytest.mark.parametrize("mode", [
-    "sync-quick", pytest.param("sync", marks=pytest.mark.slow),
+    pytest.param("sync-quick", marks=pytest.mark.slow), pytest.param("sync", marks=pytest.mark.slow),
     pytest.param("async", marks=pytest.mark.slow)])
 def test_worker_joining_mid_run_gets_tasks(external_grid, tmp_path, mode):
     """A 4th worker started after round 1 receives tasks in the following rounds (the
@@ -165,6 +165,7 @@ def _params_of(out_dir):
     return meta["round"], jax.tree.leaves(tree.params if hasattr(tree, "params") else tree)
 
 
+@pytest.mark.slow
 def test_coordinator_sigkill_then_resume_equals_uninterrupted(external_grid, tmp_path):
     """SIGKILL the CLI coordinator after round 1; `--resume` reaches the same parameters."""
     external_grid.ensure(3)
@@ -212,6 +213,7 @@ def _start_killing_scheduler_when_busy(grid: ExternalGrid, out) -> dict:
     return killed
 
 
+@pytest.mark.slow
 def test_scheduler_lost_quick_form_is_one_line_and_resumable(tmp_path):
     """Default form of the scheduler loss: 2 rounds on 1 worker, the scheduler SIGKILLed
     while round 2 runs: exit 2 with one stderr line, round 1 checkpointed (the resume on a

@@ -32,6 +32,7 @@ from tests.faults.test_grid_faults import TINY, cfg_for
 SLACK_S = 4.0
 
 
+@pytest.mark.slow
 def test_frozen_worker_round_keeps_its_deadline(external_grid, tmp_path):
     """SIGSTOP of a busy worker in round 2: round 2 ends by its deadline + the slack (at
     least the time of round 3, a normal round on the remaining workers), with quorum."""

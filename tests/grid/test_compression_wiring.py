@@ -56,6 +56,7 @@ def test_each_codec_learns_and_counts_its_bytes(grid, tmp_path, codec):
     assert bool(run.clients.of("codec")) == make_codec(codec).stateful
 
 
+@pytest.mark.slow
 def test_topk_residual_is_checkpointed_and_resume_is_bitwise(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 3, "server.codec": "topk(0.01)"})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
@@ -114,6 +115,7 @@ def test_link_preset_adds_transfer_time_sync(grid, tmp_path):
     _link_checks(run, tasks, preset)
 
 
+@pytest.mark.slow
 def test_async_topk_bf16_broadcast_and_link(grid, tmp_path):
     preset = "wifi(up_mbit=1.0, down_mbit=2.0)"
     cfg = tiny_config(**{"training.rounds": 2, "server.mode": "async", "server.codec": "topk(0.05)",

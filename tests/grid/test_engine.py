@@ -138,6 +138,7 @@ def test_overcommit_keeps_the_first_clients_to_report(grid, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, _params(run)))
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_round_run_completes(grid, tmp_path):
     pids = grid.client.run(os.getpid)
     cfg = tiny_config(**{"training.rounds": 2, "faults.enabled": True, "faults.max_delay_s": 4.0})

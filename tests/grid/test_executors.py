@@ -27,6 +27,7 @@ def _run(out, *extra):
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                     reason="one core: LocalCluster and dask workers see the same XLA pool anyway")
+@pytest.mark.slow
 def test_local_cluster_and_dask_workers_give_the_same_numbers(tmp_path):
     local = _run(tmp_path / "local")
     grid = ExternalGrid(tmp_path)

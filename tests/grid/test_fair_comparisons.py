@@ -33,6 +33,7 @@ def _charged(rounds, variant) -> float:
     return float(rounds.loc[rounds["run"] == variant, "compile_s"].sum())
 
 
+@pytest.mark.slow
 def test_run_variants_charges_compilation_to_no_variant_in_either_order(grid, tmp_path):
     base = tiny_config(**{"training.rounds": 2,
                           "model.kwargs": "{width: 0.1875, norm: batch, head: cifar}"})

@@ -2,11 +2,13 @@
 BatchNorm, evaluates and checkpoints -- with bitwise the same results as without."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from fedjax_grid.runner import FederatedRun
 from tests.grid.conftest import assert_same_state, tiny_config
 
 
+@pytest.mark.slow
 def test_overlapped_rounds_are_bitwise_the_sequential_ones_and_start_early(grid, tmp_path):
     runs = {}
     for overlap in (False, True):
@@ -34,6 +36,7 @@ def test_overlapped_rounds_are_bitwise_the_sequential_ones_and_start_early(grid,
     assert (prof["launch"].iloc[:-1] > 0).all() and prof["launch"].iloc[-1] == 0
 
 
+@pytest.mark.slow
 def test_a_run_stopped_early_leaves_no_round_in_flight_and_resumes_bitwise(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 3})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)

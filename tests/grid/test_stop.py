@@ -100,6 +100,7 @@ def test_stop_mid_round_sync_cancels_records_and_resumes(grid, tmp_path):
     assert_same_state(ref, resumed)
 
 
+@pytest.mark.slow
 def test_stop_in_the_first_async_version_resumes_without_dropped_tasks(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 2, "training.local_epochs": EPOCHS,
                          "server.mode": "async", "server.buffer_size": 2})

@@ -107,6 +107,7 @@ def test_01_quickstart(tmp_path):
     assert text.count("XLA's own log lines") == 1
 
 
+@pytest.mark.slow
 def test_02_data_and_partitions(tmp_path):
     nb = _run("02_data_and_partitions", tmp_path, NUM_CLIENTS=6, ROUNDS_SHOWN=3)
     # digits gallery, distributions, forming strategies at round 1, examples kept, iid later
@@ -129,6 +130,7 @@ def test_04_mobilenetv3_tiny_imagenet(tmp_path):
     assert len(outputs_of(nb)) >= 4
 
 
+@pytest.mark.slow
 def test_05_desktop_grid(tmp_path):
     nb = _run("05_desktop_grid", tmp_path, **TINY, DESKTOPS=2)
     assert len(outputs_of(nb)) >= 1
@@ -139,6 +141,7 @@ def test_05_desktop_grid(tmp_path):
     assert "desktop-0" in html and "tcp://" not in html  # tables by worker name, not ip:port
 
 
+@pytest.mark.slow
 def test_06_heterogeneity_and_faults(tmp_path):
     # the emulated-grid section is left off here (test_06_emulated_grid_section runs it)
     # A wider spread of client speeds and a tighter deadline than the notebook's defaults:

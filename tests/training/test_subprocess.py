@@ -115,6 +115,7 @@ AOT = """
 """
 
 
+@pytest.mark.slow
 def test_programs_persist_whole_a_second_process_traces_nothing(tmp_path):
     env = {"CACHE_DIR": str(tmp_path / "cache")}
     first = _run(AOT, env)
