@@ -35,24 +35,23 @@ def config(address: str, deadline: float, rounds: int):
     ]).validate()
 
 
-def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
-    """Run with one worker frozen for ``stop_s`` seconds from its first task of round 2."""
-    from fedjax_grid.runner import FederatedRun
-    pids = grid.ensure(3)
-    victim_addr, victim_pid = sorted(pids.items())[-1]
-    rounds = 2 + int(math.ceil(stop_s / deadline)) + 1
-    run = FederatedRun(config(grid.address, deadline, rounds), out_dir=out, notify=lambda m: None)
+def timed_rounds_with_a_freeze(run, victim_busy, freeze, thaw, *, hold_s: float,
+                               window_s: float) -> tuple[list[float], bool]:
+    """Run ``run`` to the end; once round 1 (compilation) is done and ``victim_busy()``,
+    ``freeze()``, hold ``hold_s`` s, ``thaw()`` (from a thread, within ``window_s`` s).
+    Returns (the wall time of every round after round 1 in s, whether it froze); always
+    thaws and closes the run."""
     run.start()
     times, frozen = [], threading.Event()
 
     def freezer():
-        end = time.time() + 120
-        while time.time() < end:
-            if run.round >= 1 and run.grid.client.processing().get(victim_addr):
-                os.kill(victim_pid, signal.SIGSTOP)
+        end = time.time() + window_s
+        while time.time() < end and not run.done:
+            if run.round >= 1 and victim_busy():
+                freeze()
                 frozen.set()
-                time.sleep(stop_s)
-                os.kill(victim_pid, signal.SIGCONT)
+                time.sleep(hold_s)
+                thaw()
                 return
             time.sleep(0.02)
 
@@ -64,11 +63,25 @@ def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
             t = time.time()
             run.step()
             times.append(time.time() - t)
-        th.join(timeout=stop_s + 5)
+        th.join(timeout=hold_s + 5)
     finally:
         if frozen.is_set():
-            os.kill(victim_pid, signal.SIGCONT)
+            thaw()
         run.close()
+    return times, frozen.is_set()
+
+
+def one(grid, deadline: float, stop_s: float, out: pathlib.Path) -> dict:
+    """Run with one worker frozen for ``stop_s`` seconds from its first task of round 2."""
+    from fedjax_grid.runner import FederatedRun
+    pids = grid.ensure(3)
+    victim_addr, victim_pid = sorted(pids.items())[-1]
+    rounds = 2 + int(math.ceil(stop_s / deadline)) + 1
+    run = FederatedRun(config(grid.address, deadline, rounds), out_dir=out, notify=lambda m: None)
+    times, _ = timed_rounds_with_a_freeze(
+        run, lambda: bool(run.grid.client.processing().get(victim_addr)),
+        lambda: os.kill(victim_pid, signal.SIGSTOP), lambda: os.kill(victim_pid, signal.SIGCONT),
+        hold_s=stop_s, window_s=120)
     r, tasks = run.records.rounds(), run.records.tasks()
     later = tasks[tasks["round"] >= 2]  # rounds count from 1
     return {"deadline_s": deadline, "stopped_s": stop_s, "rounds_after_0": len(times),

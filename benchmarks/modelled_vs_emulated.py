@@ -53,11 +53,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from frozen_worker import timed_rounds_with_a_freeze  # noqa: E402  (the freeze-a-round loop)
 
 BASE = ["data.max_test_examples=512"]
 TARGET = 0.95
@@ -162,38 +163,13 @@ def frozen_round(cfg, out, victim_busy, freeze, thaw) -> dict:
     """Run ``cfg`` in this process; freeze the victim once it runs a task of round 2."""
     from fedjax_grid.runner import FederatedRun
     run = FederatedRun(cfg, out_dir=out, notify=lambda m: None)
-    run.start()
-    times, frozen = [], threading.Event()
-
-    def freezer():
-        end = time.time() + 180
-        while time.time() < end and not run.done:
-            if run.round >= 1 and victim_busy(run):
-                freeze()
-                frozen.set()
-                time.sleep(FREEZE_S)
-                thaw()
-                return
-            time.sleep(0.02)
-
-    try:
-        run.step()  # round 1: compilation
-        th = threading.Thread(target=freezer, daemon=True)
-        th.start()
-        while not run.done:
-            t = time.time()
-            run.step()
-            times.append(time.time() - t)
-        th.join(timeout=FREEZE_S + 5)
-    finally:
-        if frozen.is_set():
-            thaw()
-        run.close()
+    times, froze = timed_rounds_with_a_freeze(run, lambda: victim_busy(run), freeze, thaw,
+                                              hold_s=FREEZE_S, window_s=180)
     tasks = run.records.tasks()
     later = tasks[tasks["round"] >= 2]
     return {"worst_round_s": max(times), "over_deadline_s": max(times) - DEADLINE_S,
             "late": int((later["status"] == "late").sum()), "ok": int((later["status"] == "ok").sum()),
-            "froze": frozen.is_set(), "final": float(run.records.rounds()["global_accuracy"].iloc[-1])}
+            "froze": froze, "final": float(run.records.rounds()["global_accuracy"].iloc[-1])}
 
 
 def frozen_modelled(seeds, tmp) -> list:
