@@ -65,19 +65,22 @@ def still_setting_up(result, expected_version: str) -> bool:
 
 
 def scheduler_worker_view(dask_scheduler=None) -> dict:
-    """(runs on the scheduler) address -> {name, age_s: seconds since its last heartbeat}."""
+    """(runs on the scheduler) address -> {name, age_s: seconds since its last heartbeat,
+    nthreads: its task slots}."""
     now = time.time()
-    return {a: {"name": str(ws.name), "age_s": max(0.0, now - ws.last_seen)}
+    return {a: {"name": str(ws.name), "age_s": max(0.0, now - ws.last_seen),
+                "nthreads": int(ws.nthreads)}
             for a, ws in dask_scheduler.workers.items()}
 
 
 def worker_view(dask_client) -> dict:
-    """Worker address -> {'name', 'age_s'} as the scheduler sees them now."""
+    """Worker address -> {'name', 'age_s', 'nthreads'} as the scheduler sees them now."""
     try:
         return dask_client.run_on_scheduler(scheduler_worker_view)
     except Exception:  # noqa: BLE001 - fall back to the Dask client's (less precise) view
         info = dask_client.scheduler_info(n_workers=-1).get("workers", {})
-        return {a: {"name": str(w.get("name", a)), "age_s": 0.0} for a, w in info.items()}
+        return {a: {"name": str(w.get("name", a)), "age_s": 0.0,
+                    "nthreads": int(w.get("nthreads", 1))} for a, w in info.items()}
 
 
 def each_worker(dask_client, function, workers: Iterable[str], timeout_s: float) -> dict:

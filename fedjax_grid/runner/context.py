@@ -192,14 +192,16 @@ class RunContext:
         if not auto:
             return fixed
         from fedjax_grid.grid.health import worker_view
-        healthy = self.ledger.healthy(worker_view(self.grid.client))
+        view = worker_view(self.grid.client)
+        healthy = self.ledger.healthy(view)
+        slots = sum(int(view.get(a, {}).get("nthreads", 1)) for a in healthy)
         tasks = self.records.tasks()
         ok = tasks[(tasks["status"] == "ok") & tasks["worker"].isin(healthy)]
         times = {w: list(g_["duration_s"].tail(20)) for w, g_ in ok.groupby("worker")}
         return auto_settings(self.tuner.history(), n=c.clients_per_round,
                              num_clients=c.partition.num_clients,
                              rho=reliability(tasks, healthy),
-                             slow=stragglers(times), fixed=fixed)
+                             slow=stragglers(times), fixed=fixed, slots=slots)
 
     # -- tasks ---------------------------------------------------------------------------
     def task_spec(self, index: int, k: int, attempt: int, indices: np.ndarray) -> dict:

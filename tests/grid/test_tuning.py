@@ -58,6 +58,25 @@ def test_auto_settings_follow_history_reliability_and_stragglers():
     assert auto_settings([], n=4, num_clients=8, rho=1.0, slow=0, fixed=AUTO).deadline_s is None
 
 
+def test_auto_overcommit_spares_only_go_to_idle_task_slots():
+    history = [[2.0, 3.0, 4.0, 9.0]]
+    # unreliable grid, a straggler: 2 spares wanted (ceil(4 / 0.8) - 4 + 1) ...
+    free = auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO)
+    assert free.overcommit == 2
+    # ... 6 slots leave 2 idle, 5 leave 1; 3 desktops of one thread leave none (home profile:
+    # a spare would queue behind a running task on its desktop)
+    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
+                         slots=6).overcommit == 2
+    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
+                         slots=5).overcommit == 1
+    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
+                         slots=3).overcommit == 0
+    # a fixed overcommit is not capped
+    fixed = Settings(None, 0.5, 3, auto=("deadline_s",))
+    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=fixed,
+                         slots=3).overcommit == 3
+
+
 def test_the_tuner_keeps_a_window_and_the_first_round_only_until_others_exist():
     t = GridTuner()
     t.observe_round([30.0, 20.0])  # the compiling round
