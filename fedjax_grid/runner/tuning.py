@@ -18,10 +18,11 @@ The rules (:func:`auto_settings`, pure):
 - overcommit = ``ceil(n / rho) - n`` spares for the tasks expected to be lost, plus one
   per healthy desktop whose median task time is over ``SLOW_FACTOR`` x the median of the
   desktops' medians (a straggler: its task would hold the barrier), at most
-  ``num_clients - n`` and at most the task slots left idle by the round's n tasks
-  (``slots - n``, slots = the healthy desktops' Dask threads): a spare queued behind a
-  running task on the same desktop cannot finish first, and on one machine it only takes
-  CPU from the next round;
+  ``num_clients - n``. The straggler spares go only to task slots the round's n tasks leave
+  idle (``slots - n``, slots = the healthy desktops' Dask threads): a spare queued behind a
+  running task cannot overtake a straggler, and on one machine it only takes CPU from the
+  next round. The reliability spares are not capped so: they replace tasks that are lost
+  (a laptop that goes away mid-round), queued or not;
 - deadline = ``DEADLINE_FACTOR`` x the ``DEADLINE_QUANTILE`` quantile, over the window, of
   the arrival of the round's n-th accepted update (the last one when fewer arrived), at
   least ``MIN_DEADLINE_S``; no deadline while there is no history (the first round);
@@ -96,10 +97,9 @@ def auto_settings(history: list, *, n: int, num_clients: int, rho: float, slow: 
     slots: the healthy desktops' task slots (None: not capped by them)."""
     deadline, quorum, overcommit = fixed.deadline_s, fixed.quorum, fixed.overcommit
     if "overcommit" in fixed.auto:
-        cap = max(0, num_clients - n)
         if slots is not None:
-            cap = min(cap, max(0, int(slots) - n))
-        overcommit = min(cap, math.ceil(n / max(rho, 0.05)) - n + slow)
+            slow = min(slow, max(0, int(slots) - n))
+        overcommit = min(max(0, num_clients - n), math.ceil(n / max(rho, 0.05)) - n + slow)
     if "deadline_s" in fixed.auto:
         nth = [a[min(n, len(a)) - 1] for a in history if len(a)]
         deadline = (max(MIN_DEADLINE_S, DEADLINE_FACTOR * float(np.quantile(nth, DEADLINE_QUANTILE)))

@@ -58,19 +58,20 @@ def test_auto_settings_follow_history_reliability_and_stragglers():
     assert auto_settings([], n=4, num_clients=8, rho=1.0, slow=0, fixed=AUTO).deadline_s is None
 
 
-def test_auto_overcommit_spares_only_go_to_idle_task_slots():
+def test_auto_overcommit_straggler_spares_only_go_to_idle_task_slots():
     history = [[2.0, 3.0, 4.0, 9.0]]
-    # unreliable grid, a straggler: 2 spares wanted (ceil(4 / 0.8) - 4 + 1) ...
-    free = auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO)
-    assert free.overcommit == 2
-    # ... 6 slots leave 2 idle, 5 leave 1; 3 desktops of one thread leave none (home profile:
-    # a spare would queue behind a running task on its desktop)
-    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
-                         slots=6).overcommit == 2
-    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
-                         slots=5).overcommit == 1
-    assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=AUTO,
-                         slots=3).overcommit == 0
+
+    def oc(rho, slow, slots):
+        return auto_settings(history, n=4, num_clients=10, rho=rho, slow=slow, fixed=AUTO,
+                             slots=slots).overcommit
+
+    # a reliable grid with 2 stragglers: 2 spares when 2 slots idle, 1 with one, none
+    # when the round's 4 tasks fill the 3 desktops (home profile: they would queue)
+    assert oc(1.0, 2, None) == 2 and oc(1.0, 2, 6) == 2 and oc(1.0, 2, 5) == 1
+    assert oc(1.0, 2, 3) == 0
+    # spares for lost tasks stay, idle slots or not (a laptop leaving mid-round)
+    assert oc(0.8, 0, 3) == math.ceil(4 / 0.8) - 4 == 1
+    assert oc(0.8, 1, 3) == 1 and oc(0.8, 1, 5) == 2
     # a fixed overcommit is not capped
     fixed = Settings(None, 0.5, 3, auto=("deadline_s",))
     assert auto_settings(history, n=4, num_clients=10, rho=0.8, slow=1, fixed=fixed,
