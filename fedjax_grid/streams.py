@@ -52,6 +52,7 @@ STREAMS: dict[str, int] = {
     "link": 31,
     "attack": 37,
     "grid_schedule": 41,   # an emulated grid's availability schedule (emulation/schedule.py)
+    "worker_speed": 43,    # faults.slow_by=worker: a worker's slow-down, keyed by its name
     "partition": 0x5EED,
 }
 
@@ -68,6 +69,7 @@ BROADCAST_CODEC = STREAMS["broadcast_codec"]
 LINK = STREAMS["link"]
 ATTACK = STREAMS["attack"]
 GRID_SCHEDULE = STREAMS["grid_schedule"]
+WORKER_SPEED = STREAMS["worker_speed"]
 PARTITION = STREAMS["partition"]
 
 

@@ -38,3 +38,12 @@ def test_no_stream_is_numbered_outside_the_table():
     found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "streams.py"
              for hit in _hand_numbered(path)]
     assert not found, "seed lists built by hand (use fedjax_grid.streams.rng):\n" + "\n".join(found)
+
+
+def test_a_workers_slow_down_is_fixed_by_seed_and_name_and_in_range():
+    from fedjax_grid.hazards.faults import worker_speed_factor
+    a = [worker_speed_factor(6.7, 0, f"desk{i}") for i in range(20)]
+    assert a == [worker_speed_factor(6.7, 0, f"desk{i}") for i in range(20)]
+    assert all(1.0 <= x <= 6.7 for x in a) and len(set(a)) == 20
+    assert worker_speed_factor(6.7, 1, "desk1") != worker_speed_factor(6.7, 0, "desk1")
+    assert worker_speed_factor(1.0, 0, "desk1") == 1.0

@@ -462,6 +462,10 @@ class FaultConfig(Section):
     enabled: bool = Field(False, description="simulate the faults below")
     max_slowdown: float = Field(1.0, ge=1.0, le=1000.0, description=(
         "per-client slow-down factors are drawn log-uniformly from [1, max_slowdown]"))
+    slow_by: Literal["client", "worker"] = Field("client", description=(
+        "whose the slow-down is: 'client' -- a client is slow wherever its task runs (its data "
+        "lives on one slow desktop); 'worker' -- a worker is slow for every task it runs (a "
+        "grid where any desktop trains any client: shipped data); drawn per worker name"))
     offline_prob: float = Field(0.0, ge=0.0, le=1.0, description=(
         "probability that a client is offline in a round"))
     max_delay_s: float = Field(0.0, ge=0.0, le=MAX_SECONDS, description=(

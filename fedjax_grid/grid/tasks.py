@@ -130,7 +130,7 @@ def client_update(global_variables, spec: dict, shipped: dict | None = None) -> 
     from fedjax_grid.training.compile_meter import compile_seconds, compile_spans
     start, compiled0 = time.time(), compile_seconds()
     _check_versions(spec)
-    plan = spec.get("plan") or {}
+    plan = _worker_plan(spec.get("plan") or {}, spec)
     if plan.get("delay_s"):
         interruptible_sleep(plan["delay_s"])
     global_variables, down_s, held_version = _receive(global_variables, spec)
@@ -308,6 +308,18 @@ def _train(global_variables, spec: dict, shipped: dict | None, grad_offset=None)
         moments = bn_moments(model, variables, train_data, hp.batch_size, indices=indices,
                              preprocess=preprocess)
     return variables, metrics, moments, time.perf_counter() - t0
+
+
+def _worker_plan(plan: dict, spec: dict) -> dict:
+    """The plan with this worker's speed factor when the slow-down belongs to the workers
+    (``faults.slow_by: worker``, ``plan['worker_max_slowdown'] > 1``): drawn from the run's
+    seed and the worker's name (its address when it has none); the plan as given otherwise."""
+    top = float(plan.get("worker_max_slowdown") or 0.0)
+    if top <= 1.0:
+        return plan
+    from fedjax_grid.hazards.faults import worker_speed_factor
+    name = _worker_label() or _worker_name()
+    return dict(plan, speed_factor=worker_speed_factor(top, int(spec["seed"]), name))
 
 
 def _simulate_faults(plan: dict, spec: dict, delta, batch_stats, moments, train_s: float):

@@ -6,8 +6,9 @@ The task that receives it (``grid.tasks``) applies it on the real worker: it
 sleeps to emulate a slow or delayed desktop, raises to emulate a drop-out,
 returns a corrupted (NaN) update to emulate a faulty node, or hangs.
 
-- speed factor: per client, fixed for the whole run, log-uniform in
-  [1, max_slowdown]; the task sleeps (factor - 1) x its training time.
+- speed factor: per client (``slow_by: client``) or per worker (``slow_by: worker``: drawn
+  on the worker from its name, :func:`worker_speed_factor`), fixed for the whole run,
+  log-uniform in [1, max_slowdown]; the task sleeps (factor - 1) x its training time.
 - availability: per (client, round), offline with probability offline_prob;
   offline clients are not sent a task at all (status ``offline``).
 - delay: uniform in [0, max_delay_s] seconds, per task.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -85,6 +87,9 @@ def attack_delta(kind: str, params: Mapping, delta, seed=()):
 @dataclasses.dataclass(frozen=True)
 class FaultPlan:
     speed_factor: float = 1.0
+    #: > 1: the slow-down belongs to the worker (``slow_by: worker``): the task draws its
+    #: factor from this maximum, the run's seed and its worker's name; speed_factor is then 1.
+    worker_max_slowdown: float = 0.0
     offline: bool = False
     delay_s: float = 0.0
     dropout: bool = False
@@ -105,11 +110,22 @@ NO_FAULTS = FaultPlan()
 
 
 def speed_factor(faults, seed: int, client: int) -> float:
-    """Fixed slow-down of a client (>= 1), log-uniform in [1, faults.max_slowdown]."""
-    if not faults.enabled or faults.max_slowdown <= 1.0:
+    """Fixed slow-down of a client (>= 1), log-uniform in [1, faults.max_slowdown]; 1.0 when
+    the slow-down belongs to the workers (``faults.slow_by == 'worker'``)."""
+    if not faults.enabled or faults.max_slowdown <= 1.0 or getattr(faults, "slow_by", "client") == "worker":
         return 1.0
     u = streams.rng(seed, streams.SPEED, client).random()
     return float(math.exp(u * math.log(faults.max_slowdown)))
+
+
+def worker_speed_factor(max_slowdown: float, seed: int, worker: str) -> float:
+    """Fixed slow-down of the worker named ``worker`` (>= 1), log-uniform in [1, max_slowdown],
+    keyed by the run's seed and the CRC-32 of the name: the same desktop is as slow in every
+    task, round and resume of a run."""
+    if max_slowdown <= 1.0:
+        return 1.0
+    u = streams.rng(seed, streams.WORKER_SPEED, zlib.crc32(str(worker).encode())).random()
+    return float(math.exp(u * math.log(max_slowdown)))
 
 
 def is_offline(faults, seed: int, round_: int, client: int) -> bool:
@@ -140,6 +156,8 @@ def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0,
     u_delay, u_drop, u_err, u_hang = rng.random(4)
     return FaultPlan(
         speed_factor=speed_factor(faults, seed, client),
+        worker_max_slowdown=(float(faults.max_slowdown)
+                             if getattr(faults, "slow_by", "client") == "worker" else 0.0),
         offline=is_offline(faults, seed, round_, client),
         delay_s=float(u_delay * faults.max_delay_s),
         dropout=bool(u_drop < faults.dropout_prob),

@@ -23,8 +23,9 @@ def task_row(config, r: int, k: int, attempt: int, status: str, *, t0: float,
     res: the task's result (its worker, times, metrics, fault plan), or None for a task
     without one -- then ``span`` = (start, end) in seconds since the epoch (default:
     now) and ``worker`` / ``worker_name`` say where it ran ('' when it reached no worker).
-    The fault plan is not drawn again: the speed factor is the client's own, and a
-    hostile update is named from the plan the task ran (``res['plan']``)."""
+    The fault plan is not drawn again: the speed factor is the client's own (with
+    ``faults.slow_by: worker``, the factor the worker drew, from ``res['plan']``; 1.0 for a
+    task without a result), and a hostile update is named from the plan the task ran."""
     plan = (res or {}).get("plan") or {}
     if res is not None:
         start, end = res["start"], res["end"]
@@ -45,7 +46,8 @@ def task_row(config, r: int, k: int, attempt: int, status: str, *, t0: float,
             "start_s": start - t0, "end_s": end - t0, "duration_s": end - start,
             "status": status, "reason": str(reason)[:300],
             "bytes_in": 0, "bytes_out": int((res or {}).get("bytes_out", 0)),
-            "speed_factor": fault_sim.speed_factor(config.faults, config.seed, int(k)),
+            "speed_factor": (float(plan["speed_factor"]) if plan.get("worker_max_slowdown")
+                             else fault_sim.speed_factor(config.faults, config.seed, int(k))),
             "version": int(r), "staleness": 0, "codec": str(config.server.codec),
             "transfer_s": float((res or {}).get("transfer_s", 0.0)),
             "compile_s": float(res["compile_s"]) if res and "compile_s" in res else np.nan}

@@ -48,7 +48,7 @@ VISIBLE_WHEN: dict[str, tuple[str, Any]] = {
     **{f"grid.{name}": ("server.mode", lambda v: v != "async") for name in (
         "quorum", "overcommit", "overlap_rounds")},
     **{f"faults.{name}": ("faults.enabled", bool) for name in (
-        "max_slowdown", "offline_prob", "max_delay_s", "dropout_prob", "error_prob",
+        "max_slowdown", "slow_by", "offline_prob", "max_delay_s", "dropout_prob", "error_prob",
         "hang_prob", "hang_s", "attack_fraction", "attack")},
 }
 

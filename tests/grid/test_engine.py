@@ -252,3 +252,25 @@ def test_local_workers_are_pinned_to_disjoint_cores(grid):
     cores = list(grid.client.run(_affinity).values())
     assert len(cores) == 2 and all(cores)
     assert not set(cores[0]) & set(cores[1])  # XLA in each worker uses its own share
+
+
+def test_slow_by_worker_draws_one_factor_per_worker_and_records_it(grid, tmp_path):
+    """faults.slow_by=worker: the slow-down belongs to the desktop that runs the task (any
+    desktop trains any client), not to the client; each task records its worker's factor."""
+    cfg = tiny_config(**{"training.rounds": 1, "faults.enabled": True,
+                         "faults.max_slowdown": 3.0, "faults.slow_by": "worker",
+                         "partition.num_clients": 4})
+    plan = fault_sim.fault_plan(cfg.faults, cfg.seed, 0, 1)
+    assert plan.speed_factor == 1.0 and plan.worker_max_slowdown == 3.0
+    run = FederatedRun(cfg, out_dir=tmp_path / "slow_by_worker", grid=grid)
+    run.run()
+    tasks = run.records.tasks()
+    ok = tasks[tasks["status"] == "ok"]
+    assert len(ok) == 4
+    for _, row in ok.iterrows():
+        name = row["worker_name"] if isinstance(row["worker_name"], str) and row["worker_name"] \
+            else row["worker"]
+        assert row["speed_factor"] == pytest.approx(
+            fault_sim.worker_speed_factor(3.0, cfg.seed, name))
+    # one factor per worker, whichever clients it trained
+    assert (ok.groupby("worker")["speed_factor"].nunique() == 1).all()
