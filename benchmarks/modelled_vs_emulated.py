@@ -325,8 +325,12 @@ def main(argv=None) -> int:
     p.add_argument("--target", type=float, default=TARGET, help="accuracy (default 0.95)")
     p.add_argument("--csv")
     p.add_argument("--keep", help="keep every run's records in this folder")
+    p.add_argument("--model-slow-by", choices=["client", "worker"], default="client",
+                   help="async, modelled side: whose the slow-down is (faults.slow_by): 'client' "
+                        "(default, as before) or 'worker' (the desktop that runs the task)")
     args = p.parse_args(argv)
     globals()["TARGET"] = args.target   # time_to_target and the summary read it
+    MODEL_SETS["async"] = MODEL_SETS["async"] + [f"faults.slow_by={args.model_slow_by}"]
     from fedjax_grid.emulation import skip_reason
     if (reason := skip_reason()) is not None:
         print(f"skipped: {reason}")
