@@ -109,23 +109,27 @@ class FaultPlan:
 NO_FAULTS = FaultPlan()
 
 
+def _log_uniform(top: float, rng: np.random.Generator) -> float:
+    """One draw log-uniform in [1, top] (1.0 when top <= 1)."""
+    if top <= 1.0:
+        return 1.0
+    return float(math.exp(rng.random() * math.log(top)))
+
+
 def speed_factor(faults, seed: int, client: int) -> float:
     """Fixed slow-down of a client (>= 1), log-uniform in [1, faults.max_slowdown]; 1.0 when
     the slow-down belongs to the workers (``faults.slow_by == 'worker'``)."""
-    if not faults.enabled or faults.max_slowdown <= 1.0 or getattr(faults, "slow_by", "client") == "worker":
+    if not faults.enabled or faults.slow_by == "worker":
         return 1.0
-    u = streams.rng(seed, streams.SPEED, client).random()
-    return float(math.exp(u * math.log(faults.max_slowdown)))
+    return _log_uniform(faults.max_slowdown, streams.rng(seed, streams.SPEED, client))
 
 
 def worker_speed_factor(max_slowdown: float, seed: int, worker: str) -> float:
     """Fixed slow-down of the worker named ``worker`` (>= 1), log-uniform in [1, max_slowdown],
     keyed by the run's seed and the CRC-32 of the name: the same desktop is as slow in every
     task, round and resume of a run."""
-    if max_slowdown <= 1.0:
-        return 1.0
-    u = streams.rng(seed, streams.WORKER_SPEED, zlib.crc32(str(worker).encode())).random()
-    return float(math.exp(u * math.log(max_slowdown)))
+    return _log_uniform(max_slowdown, streams.rng(seed, streams.WORKER_SPEED,
+                                                  zlib.crc32(str(worker).encode())))
 
 
 def is_offline(faults, seed: int, round_: int, client: int) -> bool:
@@ -156,8 +160,7 @@ def fault_plan(faults, seed: int, round_: int, client: int, attempt: int = 0,
     u_delay, u_drop, u_err, u_hang = rng.random(4)
     return FaultPlan(
         speed_factor=speed_factor(faults, seed, client),
-        worker_max_slowdown=(float(faults.max_slowdown)
-                             if getattr(faults, "slow_by", "client") == "worker" else 0.0),
+        worker_max_slowdown=float(faults.max_slowdown) if faults.slow_by == "worker" else 0.0,
         offline=is_offline(faults, seed, round_, client),
         delay_s=float(u_delay * faults.max_delay_s),
         dropout=bool(u_drop < faults.dropout_prob),
