@@ -394,6 +394,17 @@ class GridConfig(Section):
         "numbers independent of the executor (LocalCluster or dask worker) and of the desktop "
         "a client ran on (same CPU kind); null: each worker's own cores (faster for a lone task "
         "on a many-core desktop, numbers then depend on the desktop)"))
+    coordinator_xla_threads: Optional[int] = Field(1, ge=1, le=256, description=(
+        "XLA:CPU threads the coordinator re-estimates BatchNorm and evaluates with (set "
+        "before JAX starts in its process: the CLI, or a notebook before its first JAX call; "
+        "later it stays as JAX started). 1: its numbers do not depend on the coordinator's "
+        "cores, and an embedded LocalCluster's workers keep the cores (measured: 0.2 "
+        "CPU-seconds less per quickstart round); null: all its cores (a coordinator that "
+        "does nothing else)"))
+    dask_profiler: bool = Field(False, description=(
+        "Dask's statistical profiler on an embedded LocalCluster's workers (the dashboard's "
+        "Profile page; it samples every thread every 10 ms: measured 0.14 CPU-seconds per "
+        "20-client quickstart round); external workers keep their own Dask settings"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "
         "coordinator re-estimates BatchNorm, evaluates and checkpoints (same results)"))

@@ -226,6 +226,26 @@ def tune_malloc(environ=None) -> bool:
     return ok
 
 
+def size_own_xla_pool(n: int | None) -> bool:
+    """Start JAX's CPU backend in this process (the coordinator) with an intra-op pool of
+    ``n`` threads; True if it did. ``PJRT_NPROC`` is set only while the backend starts:
+    worker processes spawned later inherit this process's environment as it was. False
+    (nothing changed) when ``n`` is None or JAX's backends already started here."""
+    if n is None or _jax_backend_started():
+        return False
+    old = os.environ.get("PJRT_NPROC")
+    os.environ["PJRT_NPROC"] = str(int(n))
+    try:
+        import jax
+        jax.devices("cpu")
+    finally:
+        if old is None:
+            os.environ.pop("PJRT_NPROC", None)
+        else:
+            os.environ["PJRT_NPROC"] = old
+    return True
+
+
 def malloc_state() -> tuple:
     """``(MALLOC_TRIM_THRESHOLD_ or None, whether tune_malloc changed malloc)`` of this
     process (e.g. ``client.run(malloc_state)`` on the workers)."""

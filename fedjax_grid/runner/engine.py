@@ -43,6 +43,7 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.runlock import RunFolderLock
 from fedjax_grid.grid.stages import Stages
 from fedjax_grid.runner.context import RoundStopped, RunContext, StopRequested
+from fedjax_grid.grid.plugin import size_own_xla_pool
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
 
 
@@ -88,6 +89,8 @@ class FederatedRun:
                  grid=None, notify: Optional[Callable[[str], None]] = None,
                  on_stage: Optional[Callable[[dict], None]] = None):
         self.config = c = config.validate()
+        # before anything here starts JAX: the coordinator's XLA pool (its numbers, its cores)
+        size_own_xla_pool(c.grid.coordinator_xla_threads)
         self.stages = Stages(on_stage)
         self.out_dir = pathlib.Path(out_dir or config.out_dir or pathlib.Path("runs") / config.name)
         #: Held from ``start()`` (or the first ``step()``) until ``run()`` returns or ``close()``.

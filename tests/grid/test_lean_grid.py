@@ -1,0 +1,72 @@
+"""CPU the grid's machinery takes from the rounds: the coordinator's XLA pool
+(``grid.coordinator_xla_threads``) and an embedded LocalCluster's Dask settings
+(``grid.dask_profiler``, the monitors' polling)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.grid.conftest import tiny_config
+
+_POOL_CHILD = r"""
+import json, os, sys
+from fedjax_grid.grid.plugin import size_own_xla_pool
+n = None if sys.argv[1] == "none" else int(sys.argv[1])
+first = size_own_xla_pool(n)
+env_after = os.environ.get("PJRT_NPROC")
+import jax, jax.numpy as jnp
+x = jnp.ones((512, 512)); (x @ x).block_until_ready()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(json.dumps({"first": first, "again": size_own_xla_pool(1), "env_after": env_after,
+                  "xla_threads": sum("XLAEigen" in s for s in names)}))
+"""
+
+
+def _pool_child(arg: str, cpus: str = "0-1") -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC")}
+    out = subprocess.run(["taskset", "-c", cpus, sys.executable, "-c", _POOL_CHILD, arg],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux /proc and 2 cores")
+def test_coordinator_pool_is_sized_before_jax_starts_and_leaves_the_environment():
+    one = _pool_child("1")
+    # the backend started with one XLA thread; PJRT_NPROC is not left for spawned workers
+    assert one == {"first": True, "again": False, "env_after": None, "xla_threads": 1}
+    own = _pool_child("none")  # null: XLA's own choice, the process's 2 cores
+    assert own["first"] is False and own["env_after"] is None and own["xla_threads"] == 2
+
+
+def test_local_cluster_runs_without_the_worker_profiler_and_with_slower_monitors(grid):
+    def callbacks(dask_worker):
+        pcs = dask_worker.periodic_callbacks
+        return sorted(pcs), pcs["monitor"].callback_time
+    seen = grid.client.run(callbacks)
+    assert len(seen) == 2
+    for names, monitor_ms in seen.values():
+        assert "profile" not in names and "heartbeat" in names
+        assert monitor_ms == 2000  # the system monitor polls every 2 s (Dask: 0.5 s)
+    nanny_ms = [n.periodic_callbacks["memory_monitor"].callback_time
+                for n in grid.cluster.workers.values()]
+    assert nanny_ms == [500, 500]
+
+
+def test_the_worker_profiler_comes_back_when_asked(tmp_path):
+    from fedjax_grid.grid.cluster import lean_settings
+    cfg = tiny_config(**{"grid.dask_profiler": "true"})
+    assert cfg.grid.dask_profiler is True
+    assert lean_settings(cfg.grid)["distributed.worker.profile.enabled"] is True
+    assert lean_settings(tiny_config().grid)["distributed.worker.profile.enabled"] is False
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "many"])
+def test_bad_coordinator_threads_are_refused_in_one_line(bad):
+    from fedjax_grid.errors import UserError
+    with pytest.raises(UserError) as e:
+        tiny_config(**{"grid.coordinator_xla_threads": bad})
+    assert "grid.coordinator_xla_threads" in str(e.value) and "\n" not in str(e.value)
