@@ -401,6 +401,11 @@ class GridConfig(Section):
         "cores, and an embedded LocalCluster's workers keep the cores (measured: 0.2 "
         "CPU-seconds less per quickstart round); null: all its cores (a coordinator that "
         "does nothing else)"))
+    worker_nice: int = Field(5, ge=0, le=19, description=(
+        "added to an embedded LocalCluster's worker processes' niceness: the coordinator, "
+        "whose dispatch, server step and evaluation every round waits for, is not starved "
+        "by its own workers on a shared machine (results unchanged); 0: equal priority; "
+        "external workers are left as they are"))
     dask_profiler: bool = Field(False, description=(
         "Dask's statistical profiler on an embedded LocalCluster's workers (the dashboard's "
         "Profile page; it samples every thread every 10 ms: measured 0.14 CPU-seconds per "

@@ -56,14 +56,16 @@ class JaxWorkerPlugin(WorkerPlugin):
 
     def __init__(self, version: str, compile_cache_dir: str | None = None,
                  xla_flags: str | None = None, cpu_map: dict | None = None,
-                 xla_threads: int | None = None):
+                 xla_threads: int | None = None, nice: int = 0):
         """cpu_map: worker name (str) -> CPU core ids it may use (LocalCluster only);
-        xla_threads: XLA:CPU intra-op threads per worker (``grid.xla_threads``; None: its cores)."""
+        xla_threads: XLA:CPU intra-op threads per worker (``grid.xla_threads``; None: its cores);
+        nice: added to the worker process's niceness (``grid.worker_nice``, LocalCluster only)."""
         self.version = version
         self.compile_cache_dir = compile_cache_dir
         self.xla_flags = xla_flags
         self.cpu_map = cpu_map or {}
         self.xla_threads = xla_threads
+        self.nice = nice
 
     async def setup(self, worker):
         """Configure this worker. Everything that must happen before JAX starts (version,
@@ -81,6 +83,7 @@ class JaxWorkerPlugin(WorkerPlugin):
                 f"worker {worker.address} runs fedjax_grid {version.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
         WORKER_STATE["malloc_tuned"] = tune_malloc()
+        WORKER_STATE["nice"] = lower_priority(getattr(self, "nice", 0))
         quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
         WORKER_STATE["setting_up"] = True
@@ -224,6 +227,21 @@ def tune_malloc(environ=None) -> bool:
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to undo
         return False
     return ok
+
+
+def lower_priority(by: int) -> int:
+    """Raise the niceness of every thread of this process by ``by`` (Linux keeps it per
+    thread; threads started later inherit it from the one that starts them); the
+    process's niceness after it. 0 (or no /proc): nothing changes."""
+    if by > 0 and os.path.isdir("/proc/self/task"):
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                tid = int(tid)
+                os.setpriority(os.PRIO_PROCESS, tid,
+                               min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+            except (OSError, ValueError):
+                pass  # a thread that ended meanwhile
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def size_own_xla_pool(n: int | None) -> bool:

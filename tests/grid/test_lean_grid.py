@@ -45,12 +45,14 @@ def test_coordinator_pool_is_sized_before_jax_starts_and_leaves_the_environment(
 def test_local_cluster_runs_without_the_worker_profiler_and_with_slower_monitors(grid):
     def callbacks(dask_worker):
         pcs = dask_worker.periodic_callbacks
-        return sorted(pcs), pcs["monitor"].callback_time
+        return sorted(pcs), pcs["monitor"].callback_time, pcs["tick"].callback_time
     seen = grid.client.run(callbacks)
     assert len(seen) == 2
-    for names, monitor_ms in seen.values():
+    for names, monitor_ms, tick_ms in seen.values():
         assert "profile" not in names and "heartbeat" in names
         assert monitor_ms == 2000  # the system monitor polls every 2 s (Dask: 0.5 s)
+        assert tick_ms == 500  # the event loop's tick (Dask: every 20 ms)
+    assert grid.cluster.scheduler.periodic_callbacks["tick"].callback_time == 500
     nanny_ms = [n.periodic_callbacks["memory_monitor"].callback_time
                 for n in grid.cluster.workers.values()]
     assert nanny_ms == [500, 500]
@@ -70,3 +72,20 @@ def test_bad_coordinator_threads_are_refused_in_one_line(bad):
     with pytest.raises(UserError) as e:
         tiny_config(**{"grid.coordinator_xla_threads": bad})
     assert "grid.coordinator_xla_threads" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_local_cluster_workers_yield_the_cores_to_the_coordinator(grid):
+    def niceness():
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        return sorted({os.getpriority(os.PRIO_PROCESS, t) for t in tids})
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = grid.client.run(niceness)
+    # every thread of both workers (XLA's pool and the task thread included) is 5 nicer
+    assert list(seen.values()) == [[min(19, base + 5)]] * 2
+    assert tiny_config().grid.worker_nice == 5
+
+
+def test_lower_priority_by_zero_changes_nothing():
+    from fedjax_grid.grid.plugin import lower_priority
+    assert lower_priority(0) == os.getpriority(os.PRIO_PROCESS, 0)
