@@ -68,14 +68,19 @@ def child(setting: str, seconds: float) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--reps", default="3")
+    ap.add_argument("--seconds", default="20")
     ap.add_argument("--child", choices=["dask", "engine"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.reps < 1 or args.seconds <= 0:
-        print(f"--reps={args.reps} --seconds={args.seconds}: need reps >= 1 and seconds > 0",
-              file=sys.stderr)
+    try:
+        reps, seconds = int(args.reps), float(args.seconds)
+        if reps < 1 or not 0 < seconds < 3600:
+            raise ValueError
+    except ValueError:
+        print(f"error: --reps {args.reps!r} --seconds {args.seconds!r} is invalid: an integer "
+              ">= 1 and seconds in (0, 3600)", file=sys.stderr)
         return 2
+    args.reps, args.seconds = reps, seconds
     if args.child:
         print(json.dumps(child(args.child, args.seconds)))
         return 0

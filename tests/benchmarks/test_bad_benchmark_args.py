@@ -1,7 +1,8 @@
 """Benchmarks refuse bad options in one line with exit code 2 (before running anything)."""
 import pytest
 
-from benchmarks import client_tasks, cpu_bound, first_round, precision, round_profile
+from benchmarks import (client_tasks, cpu_bound, first_round, grid_idle_cpu, precision,
+                        round_profile, thread_cpu)
 
 
 @pytest.mark.parametrize("module, argv, words", [
@@ -15,6 +16,10 @@ from benchmarks import client_tasks, cpu_bound, first_round, precision, round_pr
     (client_tasks, ["--clients", "4,x"], "--clients '4,x'"),
     (client_tasks, ["--configs", "seq 3t/1c"], "configs among seq 1t/1c"),
     (first_round, ["--rounds", "2"], "--rounds 2 is invalid"),
+    (thread_cpu, ["--clients", "four"], "--clients 'four' --rounds '14' is invalid"),
+    (thread_cpu, ["--rounds", "3"], "--clients '20' --rounds '3' is invalid"),
+    (grid_idle_cpu, ["--reps", "0"], "--reps '0' --seconds '20' is invalid"),
+    (grid_idle_cpu, ["--seconds", "x"], "--reps '3' --seconds 'x' is invalid"),
 ])
 def test_bad_option_one_line_exit_2(module, argv, words, capsys):
     assert module.main(argv) == 2
