@@ -211,15 +211,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                 table = accuracy.run_federated(spec, out / f"s{spec.seed}" / spec.cfg.name, grid,
                                                log=lambda m: print(m, flush=True))
             table = table[table["round"] <= args.rounds].reset_index(drop=True)
-            summary = accuracy.summarize(spec, table, float(table["elapsed_s"].iloc[-1]))
+            run = accuracy.summarize(spec, table, float(table["elapsed_s"].iloc[-1]))
             reading, _, value = spec.name.partition("(")
             rows.append({"reading": reading, "value": float(value[:-1]) if value else None,
-                         "seed": spec.seed, "tail_acc": summary["tail_acc"],
-                         "final_acc": summary["final_acc"], "wall_s": summary["wall_s"],
+                         "seed": spec.seed, "tail_acc": run["tail_acc"],
+                         "final_acc": run["final_acc"], "wall_s": run["wall_s"],
                          "curve": [float(a) for a in table["global_accuracy"]],
                          "from_suite": found is not None})
             print(f"[calibration] {spec.name} seed {spec.seed}: mean of last 3 "
-                  f"{100 * summary['tail_acc']:.2f} %", flush=True)
+                  f"{100 * run['tail_acc']:.2f} %", flush=True)
     finally:
         grid.close()
     settings = summary_rows = summary(rows)
