@@ -398,7 +398,7 @@ class GridConfig(Section):
         "XLA:CPU threads the coordinator re-estimates BatchNorm and evaluates with (set "
         "before JAX starts in its process: the CLI, or a notebook before its first JAX call; "
         "later it stays as JAX started). 1: its numbers do not depend on the coordinator's "
-        "cores, and an embedded LocalCluster's workers keep the cores (measured: 0.2 "
+        "cores, and an embedded LocalCluster's workers keep the cores (measured: 0.1-0.2 "
         "CPU-seconds less per quickstart round); null: all its cores (a coordinator that "
         "does nothing else)"))
     worker_nice: int = Field(5, ge=0, le=19, description=(
@@ -408,7 +408,7 @@ class GridConfig(Section):
         "external workers are left as they are"))
     dask_profiler: bool = Field(False, description=(
         "Dask's statistical profiler on an embedded LocalCluster's workers (the dashboard's "
-        "Profile page; it samples every thread every 10 ms: measured 0.14 CPU-seconds per "
+        "Profile page; it samples every thread every 10 ms: about 0.14 CPU-seconds per "
         "20-client quickstart round); external workers keep their own Dask settings"))
     overlap_rounds: bool = Field(True, description=(
         "sync: launch the next round's tasks right after the server step, while the "

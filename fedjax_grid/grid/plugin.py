@@ -83,7 +83,8 @@ class JaxWorkerPlugin(WorkerPlugin):
                 f"worker {worker.address} runs fedjax_grid {version.__version__}, "
                 f"coordinator runs {self.version}: install the same version")
         WORKER_STATE["malloc_tuned"] = tune_malloc()
-        WORKER_STATE["nice"] = lower_priority(getattr(self, "nice", 0))
+        if "nice" not in WORKER_STATE:  # once per worker process, however often set up
+            WORKER_STATE["nice"] = lower_priority(getattr(self, "nice", 0))
         quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
         WORKER_STATE["setting_up"] = True

@@ -89,3 +89,14 @@ def test_local_cluster_workers_yield_the_cores_to_the_coordinator(grid):
 def test_lower_priority_by_zero_changes_nothing():
     from fedjax_grid.grid.plugin import lower_priority
     assert lower_priority(0) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_setting_a_worker_up_again_does_not_lower_it_further(grid):
+    from fedjax_grid import version
+    from fedjax_grid.grid.cluster import register_plugin
+    from fedjax_grid.grid.plugin import JaxWorkerPlugin
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    plugin = JaxWorkerPlugin(version.__version__, xla_threads=1, nice=5)
+    assert not register_plugin(grid.client, plugin, timeout_s=60)
+    seen = grid.client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0))
+    assert list(seen.values()) == [min(19, base + 5)] * 2
