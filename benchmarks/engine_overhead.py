@@ -127,10 +127,11 @@ def part_memory() -> dict:
 
 
 def part_scheduling(clients: int) -> dict:
-    # A tiny model and 1000 logical clients with ~1 example each: the round is all overhead.
+    # A tiny model and 1000 logical clients with 1 example each (batch 1: the size check
+    # refuses a batch larger than a local set): the round is all overhead.
     cfg = base_config(**{"model.kwargs": "{width: 0.0625, norm: none, head: cifar}",
                          "partition.num_clients": clients, "training.rounds": 2,
-                         "training.batch_size": 8, "data.max_test_examples": 64})
+                         "training.batch_size": 1, "data.max_test_examples": 64})
     from fedjax_grid.runner import FederatedRun
     with FederatedRun(cfg, out_dir=tempfile.mkdtemp()) as run:
         run.run(rounds=1)  # warm-up
