@@ -92,16 +92,21 @@ def run_policy(cfg, grid, out: pathlib.Path, budget_s: float) -> pd.DataFrame:
 
 
 def summary(name: str, rounds: pd.DataFrame, target: float, budget_s: float) -> dict:
-    acc = rounds["global_accuracy"].to_numpy(float)
-    t = rounds["elapsed_s"].to_numpy(float)
+    acc_all = rounds["global_accuracy"].to_numpy(float)
+    t_all = rounds["elapsed_s"].to_numpy(float)
+    # rounds without an evaluation (eval_every, or the one the budget's stop cut short)
+    # have no accuracy: the figures are of the evaluated rounds
+    evaluated = ~np.isnan(acc_all)
+    acc, t = acc_all[evaluated], t_all[evaluated]
     hit = np.flatnonzero(acc >= target)
     tail = acc[t >= 0.9 * budget_s]
+    last = float(acc[-1]) if len(acc) else math.nan
     return {"policy": name, "server_updates": len(rounds),
             "client_updates_folded": rounds.attrs.get("updates", 0),
             "tasks": rounds.attrs.get("tasks", 0),
             "time_to_target_s": float(t[hit[0]]) if len(hit) else math.nan,
-            "acc_at_budget": float(np.mean(tail)) if len(tail) else float(acc[-1]),
-            "final_acc": float(acc[-1]), "wall_s": float(t[-1])}
+            "acc_at_budget": float(np.mean(tail)) if len(tail) else last,
+            "final_acc": last, "wall_s": float(t_all[-1]) if len(t_all) else math.nan}
 
 
 def speed_ratio(cfg) -> float:

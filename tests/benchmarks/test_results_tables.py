@@ -243,3 +243,21 @@ def test_first_epochs_joins_a_long_seed_with_short_ones(tmp_path):
     assert iid[0]["tail_acc"] == pytest.approx(0.4 * 9 / 12)
     assert iid[0]["wall_s"] == pytest.approx(100.0)
     assert report.first_epochs([long], 13, "x") is None
+
+
+def test_async_vs_sync_figures_skip_a_round_whose_evaluation_the_budget_cut():
+    """The last round of a budget-stopped run may have no accuracy (its evaluation was
+    stopped): the accuracy at the budget and the final accuracy are of evaluated rounds."""
+    import math
+
+    import pandas as pd
+
+    from benchmarks.async_vs_sync import summary
+    rounds = pd.DataFrame({"global_accuracy": [0.5, 0.92, 0.95, float("nan")],
+                           "elapsed_s": [10.0, 40.0, 95.0, 101.0]})
+    s = summary("sync", rounds, target=0.9, budget_s=100.0)
+    assert s["time_to_target_s"] == 40.0
+    assert s["final_acc"] == 0.95 and s["acc_at_budget"] == 0.95
+    assert s["wall_s"] == 101.0 and s["server_updates"] == 4
+    none = summary("sync", rounds.assign(global_accuracy=float("nan")), 0.9, 100.0)
+    assert math.isnan(none["final_acc"]) and math.isnan(none["time_to_target_s"])
