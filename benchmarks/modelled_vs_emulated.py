@@ -126,14 +126,16 @@ def cli_run(out: pathlib.Path, sets: list, seed: int, scheduler: str | None = No
     return {"rc": p.returncode, "wall_s": time.time() - t0, "error": err if p.returncode else ""}
 
 
-def claim_runs(claim: str, seeds, tmp: pathlib.Path, emulated: bool, grid=None) -> list:
-    """``async`` / ``codec``: every variant and seed on one side; one row each."""
+def claim_runs(claim: str, seeds, tmp: pathlib.Path, emulated: bool, grid=None,
+               model_sets: dict = MODEL_SETS) -> list:
+    """``async`` / ``codec``: every variant and seed on one side; one row each
+    (``model_sets``: the modelled side's extra settings per claim)."""
     rows = []
     for seed in seeds:
         for variant, sets in VARIANTS[claim].items():
             side = "emulated" if emulated else "modelled"
             out = tmp / f"{claim}-{side}-{variant.replace('(', '').replace(')', '')}-{seed}"
-            extra = [] if emulated else MODEL_SETS[claim]
+            extra = [] if emulated else model_sets[claim]
             res = cli_run(out, sets + extra, seed, grid.address if emulated else None)
             row = {"claim": claim, "side": side, "variant": variant, "seed": seed, "load": load(),
                    **res, **time_to_target(out, TARGET)}
@@ -262,14 +264,15 @@ def _outage_run(g, lf, out, direction: str, seed: int, rounds: int = 3):
     return out, cut_at, back_s
 
 
-def measure(claims, seeds, tmp, sides=("modelled", "emulated")) -> list:
+def measure(claims, seeds, tmp, sides=("modelled", "emulated"),
+            model_sets: dict = MODEL_SETS) -> list:
     from fedjax_grid.emulation import EmulatedGrid, profiles
     rows = []
     for claim in claims:
         print(f"# {claim}: load {load()} at start", flush=True)
         if claim in VARIANTS:
             if "modelled" in sides:
-                rows += claim_runs(claim, seeds, tmp, emulated=False)
+                rows += claim_runs(claim, seeds, tmp, emulated=False, model_sets=model_sets)
             with EmulatedGrid(profiles.from_dict(PROFILES[claim], claim)) as g:
                 rows += claim_runs(claim, seeds, tmp, emulated=True, grid=g)
         elif claim == "frozen":
@@ -330,7 +333,8 @@ def main(argv=None) -> int:
                         "(default, as before) or 'worker' (the desktop that runs the task)")
     args = p.parse_args(argv)
     globals()["TARGET"] = args.target   # time_to_target and the summary read it
-    MODEL_SETS["async"] = MODEL_SETS["async"] + [f"faults.slow_by={args.model_slow_by}"]
+    model_sets = {**MODEL_SETS,
+                  "async": MODEL_SETS["async"] + [f"faults.slow_by={args.model_slow_by}"]}
     from fedjax_grid.emulation import skip_reason
     if (reason := skip_reason()) is not None:
         print(f"skipped: {reason}")
@@ -338,7 +342,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelled_vs_emulated-") as tmp:
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
-        rows = measure(args.claims, args.seeds, pathlib.Path(args.keep or tmp), args.sides)
+        rows = measure(args.claims, args.seeds, pathlib.Path(args.keep or tmp), args.sides,
+                       model_sets)
     print("\n".join(summary(rows)))
     if args.csv:
         import pandas as pd

@@ -5,7 +5,7 @@
 
 Starts ``fedjax-grid run --preset quickstart`` (``--set`` overrides passed on), waits
 until ``rounds.csv`` shows round 3, reads the CPU time (user + system, from
-``/proc/<pid>/task/<tid>/stat``) of every thread of the coordinator and of its Dask
+psutil's per-thread times) of every thread of the coordinator and of its Dask
 worker processes, again when round ``--rounds - 1`` is recorded, and prints CPU seconds
 per round by process (coordinator / workers, summed over both workers) and thread: XLA's
 compute pool (``tf_XLAEigen``), the main thread, Dask's IO loop, the task thread, ...
@@ -28,36 +28,22 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except OSError:
-                pass
-    return out
-
-
 def _threads_cpu(pids) -> dict:
-    """(pid, tid) -> (thread name, CPU ticks)."""
+    """(pid, tid) -> (thread name, CPU seconds: user + system), via psutil."""
+    import psutil
     out = {}
     for pid in pids:
         try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
+            threads = psutil.Process(pid).threads()
+        except psutil.Error:
             continue
-        for tid in tids:
+        for t in threads:
             try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                with open(f"/proc/{pid}/task/{t.id}/comm") as f:
                     name = f.read().strip()
             except OSError:
-                continue
-            out[(pid, int(tid))] = (name, int(fields[11]) + int(fields[12]))
+                continue  # ended meanwhile
+            out[(pid, t.id)] = (name, t.user_time + t.system_time)
     return out
 
 
@@ -90,8 +76,9 @@ def measure(clients: int, rounds: int, sets: list[str], out: str) -> tuple[int, 
                             text=True)
     while _rounds_done(out) < 3 and proc.poll() is None:
         time.sleep(0.05)
-    workers = [p for p in _children(proc.pid)
-               if "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+    import psutil
+    workers = [c.pid for c in psutil.Process(proc.pid).children()
+               if "spawn_main" in " ".join(c.cmdline())]
     pids = [proc.pid, *workers]
     r0, t0, before = _rounds_done(out), time.monotonic(), _threads_cpu(pids)
     names = {}
@@ -103,13 +90,13 @@ def measure(clients: int, rounds: int, sets: list[str], out: str) -> tuple[int, 
     err = proc.communicate()[1]
     if proc.returncode != 0 or r1 <= r0:
         raise SystemExit(f"the run failed: {(err or '').strip().splitlines()[-1:]}")
-    ticks, n = os.sysconf("SC_CLK_TCK"), r1 - r0
+    n = r1 - r0
     per_round: dict = collections.Counter()
     for key, (name, cpu) in after.items():
         role = "coordinator" if key[0] == proc.pid else "workers"
         label = "XLA compute pool" if "XLAEigen" in name else \
             re.sub(r"\d+", "#", names.get(key, name))[:40]
-        per_round[(role, label)] += (cpu - before.get(key, (name, 0))[1]) / ticks / n
+        per_round[(role, label)] += (cpu - before.get(key, (name, 0))[1]) / n
     return n, (t1 - t0) / n, dict(per_round)
 
 

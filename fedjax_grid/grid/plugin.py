@@ -84,7 +84,7 @@ class JaxWorkerPlugin(WorkerPlugin):
                 f"coordinator runs {self.version}: install the same version")
         WORKER_STATE["malloc_tuned"] = tune_malloc()
         if "nice" not in WORKER_STATE:  # once per worker process, however often set up
-            WORKER_STATE["nice"] = lower_priority(getattr(self, "nice", 0))
+            WORKER_STATE["nice"] = lower_priority(self.nice)
         quiet_simulated_faults()
         cpus = self.cpu_map.get(str(worker.name))
         WORKER_STATE["setting_up"] = True
@@ -256,7 +256,7 @@ def size_own_xla_pool(n: int | None) -> bool:
     os.environ["PJRT_NPROC"] = str(int(n))
     try:
         import jax
-        jax.devices("cpu")
+        jax.devices()  # starts the configured backends (the CPU one reads PJRT_NPROC now)
     finally:
         if old is None:
             os.environ.pop("PJRT_NPROC", None)

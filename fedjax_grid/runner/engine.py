@@ -40,10 +40,10 @@ from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.build import build_data, build_experiment, partition_strategy
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
+from fedjax_grid.grid.plugin import size_own_xla_pool
 from fedjax_grid.grid.runlock import RunFolderLock
 from fedjax_grid.grid.stages import Stages
 from fedjax_grid.runner.context import RoundStopped, RunContext, StopRequested
-from fedjax_grid.grid.plugin import size_own_xla_pool
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
 
 

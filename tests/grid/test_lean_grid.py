@@ -59,11 +59,14 @@ def test_local_cluster_runs_without_the_worker_profiler_and_with_slower_monitors
 
 
 def test_the_worker_profiler_comes_back_when_asked(tmp_path):
-    from fedjax_grid.grid.cluster import lean_settings
-    cfg = tiny_config(**{"grid.dask_profiler": "true"})
-    assert cfg.grid.dask_profiler is True
-    assert lean_settings(cfg.grid)["distributed.worker.profile.enabled"] is True
-    assert lean_settings(tiny_config().grid)["distributed.worker.profile.enabled"] is False
+    from fedjax_grid.grid.cluster import open_cluster
+    cfg = tiny_config(**{"grid.dask_profiler": "true", "grid.workers": 1})
+    handle = open_cluster(cfg.grid, local_directory=str(tmp_path / "dask"))
+    try:
+        seen = handle.client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+    finally:
+        handle.close()
+    assert [("profile" in names) for names in seen.values()] == [True]
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "many"])
