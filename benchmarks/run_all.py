@@ -61,6 +61,25 @@ PERF = {
     "client-tasks": ["benchmarks/client_tasks.py"],
     # compile once per grid: round 1 against a steady round, cold and warm caches
     "first-round": ["benchmarks/first_round.py"],
+    # the grid's own CPU: an idle cluster with Dask's defaults vs the engine's settings,
+    # then every thread's CPU per steady 20-client round
+    "grid-idle-cpu": ["benchmarks/grid_idle_cpu.py", "--reps", "3", "--seconds", "15"],
+    "thread-cpu": ["benchmarks/thread_cpu.py", "--clients", "20", "--rounds", "14"],
+    # cold start of real `dask scheduler` / `dask worker` grids: 4 and 32 workers
+    "startup-scale": ["benchmarks/startup_scale.py"],
+    # root: the modelled grid's claims re-measured on emulated desktops (namespaces, tbf, cgroups)
+    "emulated-codec": ["benchmarks/modelled_vs_emulated.py", "--claims", "codec",
+                       "--seeds", "0", "1", "2", "--target", "0.9"],
+    "emulated-frozen": ["benchmarks/modelled_vs_emulated.py", "--claims", "frozen",
+                        "--seeds", "0", "1", "2"],
+    "emulated-async": ["benchmarks/modelled_vs_emulated.py", "--claims", "async",
+                       "--seeds", "0", "1", "2", "--target", "0.97"],
+    "emulated-linkdrop": ["benchmarks/modelled_vs_emulated.py", "--claims", "linkdrop",
+                          "--seeds", "0", "1", "2"],
+    # root: fixed grid parameters vs `auto` on the emulated home and laptop grids
+    "grid-tuning": ["benchmarks/grid_tuning.py", "--profiles", "home", "laptops",
+                    "--seeds", "0", "1", "2", "--settings", "default", "d30-o1", "auto",
+                    "--target", "0.97", "--rounds", "8"],
 }
 #: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
 SEEDS = ["--seeds", "0,1,2"]
@@ -79,6 +98,10 @@ ACCURACY = {
                                  "--seeds", "1,2", "--rounds", "10", "--tag=-10e"],
     "accuracy-vgg-forming": ["benchmarks/accuracy.py", "--suite", "vgg-forming", *SEEDS],
     "accuracy-texture": ["benchmarks/accuracy.py", "--suite", "texture", *SEEDS],
+    # FedAvg over 2 clients instead of 10: how much of the 10-client lag is the clients' count
+    "accuracy-mobilenet-2clients": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
+                                    "iid static", "--set", "partition.num_clients=2",
+                                    "--tag=-2clients", "--rounds", "3", *SEEDS],
 }
 #: Which reading of the study's "balanced" matches its 0.988 ratio (figure in docs/results).
 STUDY_PIECES = {
@@ -87,6 +110,9 @@ STUDY_PIECES = {
                     "balanced,stratified"],
     # FedAvg vs SCAFFOLD vs FedNova on Dirichlet(0.1) clients, digits and the CIFAR-10 slice
     "client-algorithms": ["benchmarks/client_algorithms.py"],
+    # the study's four presets at CPU scale (2 rounds, width 0.25, 10 clients)
+    "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
+                    "--clients", "10", "--max-test-examples", "2000"],
 }
 PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
@@ -104,6 +130,19 @@ TITLES = {
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
     "client-tasks": "Client tasks: vmapped clients and XLA threads (benchmarks/client_tasks.py)",
     "first-round": "Compile once per grid: round 1 vs a steady round (benchmarks/first_round.py)",
+    "grid-idle-cpu": "The grid's own CPU: an idle cluster (benchmarks/grid_idle_cpu.py)",
+    "thread-cpu": "Where a steady round's CPU goes, thread by thread (benchmarks/thread_cpu.py)",
+    "startup-scale": "Start-up at scale: 4 and 32 workers, 64 and 1,000 clients "
+                     "(benchmarks/startup_scale.py)",
+    "emulated-codec": "Modelled vs emulated grid: quant(3) + delta broadcast on home links",
+    "emulated-frozen": "Modelled vs emulated grid: a frozen laptop under the deadline",
+    "emulated-async": "Modelled vs emulated grid: asynchronous vs synchronous rounds",
+    "emulated-linkdrop": "Modelled vs emulated grid: a link that drops mid-broadcast and mid-upload",
+    "grid-tuning": "Grid parameters from what the grid shows: fixed vs `auto` "
+                   "(benchmarks/grid_tuning.py)",
+    "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients "
+                                   "instead of 10",
+    "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
     "accuracy-vgg": "Accuracy: VGG-16 on the CIFAR-10 slice, data distributions vs centralized",
     "accuracy-vgg-forming": "Accuracy: VGG-16 on the CIFAR-10 slice, the four forming strategies",
     "accuracy-mobilenet": "Accuracy: MobileNetV3-Small on the medium Tiny-ImageNet set",
@@ -241,7 +280,7 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
 #: accuracy piece -> the suite folder its results.json is in (benchmarks/out/accuracy/<suite>)
 SUITE_OF = {"accuracy-vgg": "vgg", "accuracy-mobilenet": "mobilenet",
             "accuracy-mobilenet-seeds": "mobilenet-10e", "accuracy-vgg-forming": "vgg-forming",
-            "accuracy-texture": "texture"}
+            "accuracy-texture": "texture", "accuracy-mobilenet-2clients": "mobilenet-2clients"}
 
 #: a piece of seeds run for the first epochs only -> (the suite whose longer runs give the
 #: other seeds' first epochs, epochs): shown together, cut to those epochs
