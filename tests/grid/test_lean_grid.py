@@ -20,7 +20,8 @@ import jax, jax.numpy as jnp
 x = jnp.ones((512, 512)); (x @ x).block_until_ready()
 names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
 print(json.dumps({"first": first, "again": size_own_xla_pool(1), "env_after": env_after,
-                  "xla_threads": sum("XLAEigen" in s for s in names)}))
+                  "xla_threads": sum("XLAEigen" in s for s in names),
+                  "async_dispatch": jax.config.read("jax_cpu_enable_async_dispatch")}))
 """
 
 
@@ -37,9 +38,12 @@ def _pool_child(arg: str, cpus: str = "0-1") -> dict:
 def test_coordinator_pool_is_sized_before_jax_starts_and_leaves_the_environment():
     one = _pool_child("1")
     # the backend started with one XLA thread; PJRT_NPROC is not left for spawned workers
-    assert one == {"first": True, "again": False, "env_after": None, "xla_threads": 1}
+    # and runs its computations inline (no asynchronous dispatch)
+    assert one == {"first": True, "again": False, "env_after": None, "xla_threads": 1,
+                   "async_dispatch": False}
     own = _pool_child("none")  # null: XLA's own choice, the process's 2 cores
     assert own["first"] is False and own["env_after"] is None and own["xla_threads"] == 2
+    assert own["async_dispatch"] is True
 
 
 def test_local_cluster_runs_without_the_worker_profiler_and_with_slower_monitors(grid):
