@@ -153,6 +153,13 @@ def main(argv=None) -> int:
         print(f"error: --seeds={args.seeds!r} / --rounds={args.rounds!r} is invalid: seeds are "
               "integers >= 0, rounds an integer in [1, 1000]", file=sys.stderr)
         return 2
+    if args.json:  # before the runs: a folder that cannot be made must not cost them
+        try:
+            pathlib.Path(args.json).resolve().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"error: --json {args.json!r}: its folder cannot be made ({e.strerror}); "
+                  "a writable path is required", file=sys.stderr)
+            return 2
     t = time.time()
     rows = measure(suites, algorithms, seeds, args.rounds, tempfile.mkdtemp(prefix="clientalg-"))
     print(f"\n# client algorithms, Dirichlet(0.1), 10 clients, seeds {seeds}, "

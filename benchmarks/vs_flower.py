@@ -752,6 +752,13 @@ def parse_args(argv=None):
         ap.error(f"--variant {e} is invalid: NAME=KEY=VALUE[,KEY=VALUE...] is required")
     if args.rounds < 2 and not (args.flower_child or args.check):
         ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
+    if args.json and not args.flower_child:
+        # checked before the runs: a folder that cannot be made must not cost the measurements
+        try:
+            pathlib.Path(args.json).resolve().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            ap.error(f"--json {args.json!r}: its folder cannot be made ({e.strerror}); "
+                     "a writable path is required")
     return args
 
 

@@ -25,3 +25,20 @@ def test_bad_option_one_line_exit_2(module, argv, words, capsys):
     assert module.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_json_folder_is_made_or_refused_before_any_run(tmp_path, capsys):
+    """The measurements of an 11-minute run were lost once to a --json folder that did not
+    exist; now it is made (or refused, exit 2) before anything runs."""
+    from benchmarks import client_algorithms, vs_flower
+    target = tmp_path / "a" / "b" / "raw.json"
+    args = vs_flower.parse_args(["--json", str(target), "--clients", "4", "--reps", "1"])
+    assert args.json == str(target) and target.parent.is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        vs_flower.parse_args(["--json", str(blocker / "raw.json")])
+    assert e.value.code == 2 and "--json" in capsys.readouterr().err
+    assert client_algorithms.main(["--json", str(blocker / "rows.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --json") and err.count("\n") == 1
