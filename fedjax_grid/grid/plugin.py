@@ -252,7 +252,9 @@ def size_own_xla_pool(n: int | None) -> bool:
     environment as it was. The coordinator's loops (BatchNorm re-estimation, evaluation)
     wait on every result, so its computations run inline on the calling thread instead of
     being handed to a dispatch thread (measured beside two busy workers: 0.73-0.80 ->
-    0.65-0.68 CPU-s for the quickstart's re-estimation, results unchanged). False (nothing
+    0.65-0.68 CPU-s for the quickstart's re-estimation, results unchanged; the 4-client
+    quickstart's steady round did not move beyond its noise: medians 2.08 vs 2.09 s over 4
+    alternating runs each). False (nothing
     changed) when ``n`` is None or JAX's backends already started here."""
     if n is None or _jax_backend_started():
         return False
