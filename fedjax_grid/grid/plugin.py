@@ -254,8 +254,8 @@ def size_own_xla_pool(n: int | None) -> bool:
     being handed to a dispatch thread (measured beside two busy workers: 0.73-0.80 ->
     0.65-0.68 CPU-s for the quickstart's re-estimation, results unchanged; the 4-client
     quickstart's steady round did not move beyond its noise: medians 2.08 vs 2.09 s over 4
-    alternating runs each). False (nothing
-    changed) when ``n`` is None or JAX's backends already started here."""
+    alternating runs each). False (nothing changed) when ``n`` is None or JAX's backends
+    already started here."""
     if n is None or _jax_backend_started():
         return False
     old = os.environ.get("PJRT_NPROC")
