@@ -53,12 +53,14 @@ def load(path: pathlib.Path) -> Optional[dict]:
 
 
 def curves_of(data: dict) -> dict:
-    """(run, seed) -> {column: np.array} of a suite's results.json."""
+    """(run, seed) -> {column: np.array} of a suite's results.json; text columns (the
+    rounds' ``evaluation`` state, e.g. 'done') are left out."""
     out = {}
     for key, table in data.get("curves", {}).items():
         run, _, seed = key.rpartition("|")
         out[(run, int(seed))] = {c: np.asarray([math.nan if v is None else v for v in vals],
-                                               float) for c, vals in table.items()}
+                                               float) for c, vals in table.items()
+                                 if not any(isinstance(v, str) for v in vals)}
     return out
 
 

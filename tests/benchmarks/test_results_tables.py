@@ -261,3 +261,11 @@ def test_async_vs_sync_figures_skip_a_round_whose_evaluation_the_budget_cut():
     assert s["wall_s"] == 101.0 and s["server_updates"] == 4
     none = summary("sync", rounds.assign(global_accuracy=float("nan")), 0.9, 100.0)
     assert math.isnan(none["final_acc"]) and math.isnan(none["time_to_target_s"])
+
+
+def test_curves_leave_out_text_columns():
+    data = {"curves": {"iid static|0": {"round": [1, 2], "global_accuracy": [0.1, None],
+                                        "evaluation": ["done", "done"]}}}
+    curves = report.curves_of(data)
+    assert set(curves[("iid static", 0)]) == {"round", "global_accuracy"}
+    assert math.isnan(curves[("iid static", 0)]["global_accuracy"][1])
