@@ -35,6 +35,8 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from output_paths import output_error  # noqa: E402
 
 ALGORITHMS = ("fedavg", "scaffold", "fednova")
 SUITES = ("digits", "cifar10")
@@ -153,13 +155,9 @@ def main(argv=None) -> int:
         print(f"error: --seeds={args.seeds!r} / --rounds={args.rounds!r} is invalid: seeds are "
               "integers >= 0, rounds an integer in [1, 1000]", file=sys.stderr)
         return 2
-    if args.json:  # before the runs: a folder that cannot be made must not cost them
-        try:
-            pathlib.Path(args.json).resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            print(f"error: --json {args.json!r}: its folder cannot be made ({e.strerror}); "
-                  "a writable path is required", file=sys.stderr)
-            return 2
+    if error := output_error(json=args.json):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     t = time.time()
     rows = measure(suites, algorithms, seeds, args.rounds, tempfile.mkdtemp(prefix="clientalg-"))
     print(f"\n# client algorithms, Dirichlet(0.1), 10 clients, seeds {seeds}, "

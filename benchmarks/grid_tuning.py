@@ -30,6 +30,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from output_paths import output_error  # noqa: E402
 WORKLOAD = ["server.codec=quant(3)", "server.broadcast=delta", "server.broadcast_codec=quant(3)",
             "data.max_test_examples=512", "partition.num_clients=8", "training.clients_per_round=4"]
 SETTING = re.compile(r"^d(\d+(?:\.\d+)?)-o(\d+)(?:-q(\d(?:\.\d+)?))?$")
@@ -161,6 +163,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     for name in args.settings:
         setting_overrides(name)  # refuse a bad name before anything starts
+    if error := output_error(csv=args.csv, png=args.png):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from fedjax_grid.emulation import skip_reason
     reason = skip_reason()
     if reason:

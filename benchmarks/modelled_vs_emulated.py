@@ -59,6 +59,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from frozen_worker import timed_rounds_with_a_freeze  # noqa: E402  (the freeze-a-round loop)
+from output_paths import output_error  # noqa: E402
 
 BASE = ["data.max_test_examples=512"]
 TARGET = 0.95
@@ -332,6 +333,9 @@ def main(argv=None) -> int:
                    help="async, modelled side: whose the slow-down is (faults.slow_by): 'client' "
                         "(default, as before) or 'worker' (the desktop that runs the task)")
     args = p.parse_args(argv)
+    if error := output_error(csv=args.csv):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     globals()["TARGET"] = args.target   # time_to_target and the summary read it
     model_sets = {**MODEL_SETS,
                   "async": MODEL_SETS["async"] + [f"faults.slow_by={args.model_slow_by}"]}

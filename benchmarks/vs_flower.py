@@ -75,6 +75,8 @@ import time
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from output_paths import output_error  # noqa: E402
 SCRIPT = pathlib.Path(__file__).resolve()
 FLOWER_MISSING = "Flower is not installed: pip install -e '.[compare]'"
 TOOLKITS = ("fedjax_grid", "flower")
@@ -752,13 +754,8 @@ def parse_args(argv=None):
         ap.error(f"--variant {e} is invalid: NAME=KEY=VALUE[,KEY=VALUE...] is required")
     if args.rounds < 2 and not (args.flower_child or args.check):
         ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
-    if args.json and not args.flower_child:
-        # checked before the runs: a folder that cannot be made must not cost the measurements
-        try:
-            pathlib.Path(args.json).resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            ap.error(f"--json {args.json!r}: its folder cannot be made ({e.strerror}); "
-                     "a writable path is required")
+    if not args.flower_child and (error := output_error(json=args.json)):
+        ap.error(error)
     return args
 
 

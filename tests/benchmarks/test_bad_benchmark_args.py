@@ -27,18 +27,34 @@ def test_bad_option_one_line_exit_2(module, argv, words, capsys):
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
 
 
-def test_json_folder_is_made_or_refused_before_any_run(tmp_path, capsys):
+
+def test_output_folders_are_made_before_any_run(tmp_path):
     """The measurements of an 11-minute run were lost once to a --json folder that did not
-    exist; now it is made (or refused, exit 2) before anything runs."""
-    from benchmarks import client_algorithms, vs_flower
+    exist: every output's folder is now made before the runs."""
+    from benchmarks import vs_flower
     target = tmp_path / "a" / "b" / "raw.json"
     args = vs_flower.parse_args(["--json", str(target), "--clients", "4", "--reps", "1"])
     assert args.json == str(target) and target.parent.is_dir()
+
+
+@pytest.mark.parametrize("script, flag", [("client_algorithms", "--json"),
+                                          ("grid_tuning", "--csv"), ("grid_tuning", "--png"),
+                                          ("modelled_vs_emulated", "--csv")])
+def test_an_output_that_cannot_be_written_is_refused_before_any_run(script, flag, tmp_path,
+                                                                    capsys):
+    import importlib
+    module = importlib.import_module(f"benchmarks.{script}")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the output's folder would be
+    assert module.main([flag, str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} ") and "cannot be made" in err and err.count("\n") == 1
+
+
+def test_vs_flower_refuses_an_unwritable_json(tmp_path, capsys):
+    from benchmarks import vs_flower
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(SystemExit) as e:
         vs_flower.parse_args(["--json", str(blocker / "raw.json")])
     assert e.value.code == 2 and "--json" in capsys.readouterr().err
-    assert client_algorithms.main(["--json", str(blocker / "rows.json")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --json") and err.count("\n") == 1
