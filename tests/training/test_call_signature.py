@@ -36,3 +36,10 @@ def test_one_program_per_signature_and_results_of_jit():
     np.testing.assert_array_equal(a, [3, 3, 3])
     np.testing.assert_array_equal(b, [4, 4, 4])
     assert c.shape == (4,)
+
+
+def test_the_stored_programs_key_text_keeps_its_form():
+    """Programs on disk are named by this text: a change of form would orphan every cache."""
+    assert signature(({"w": np.zeros((2, 3), np.float32)}, jnp.asarray(1.0), 3)) == (
+        "PyTreeDef(({'w': *}, *, *))",
+        (((2, 3), "float32", False), ((), "float32", True), ((), "int64", False)))
