@@ -399,8 +399,9 @@ class GridConfig(Section):
         "before JAX starts in its process: the CLI, or a notebook before its first JAX call; "
         "later it stays as JAX started). 1: its numbers do not depend on the coordinator's "
         "cores, and an embedded LocalCluster's workers keep the cores (measured: 0.1-0.2 "
-        "CPU-seconds less per quickstart round); null: all its cores (a coordinator that "
-        "does nothing else)"))
+        "CPU-seconds less per quickstart round); with a number its computations also run "
+        "inline, without JAX's asynchronous dispatch; null: all its cores and JAX's own "
+        "dispatch (a coordinator that does nothing else)"))
     worker_nice: int = Field(5, ge=0, le=19, description=(
         "added to an embedded LocalCluster's worker processes' niceness: the coordinator, "
         "whose dispatch, server step and evaluation every round waits for, is not starved "
