@@ -20,6 +20,10 @@ def np_tree_sub(a: PyTree, b: PyTree) -> PyTree:
         lambda x, y: np.subtract(np.asarray(x), np.asarray(y), dtype=np.asarray(x).dtype), a, b)
 
 
+#: Elements per float64 block of ``np_tree_l2_norm`` (256 KiB: stays in cache).
+_NORM_CHUNK = 1 << 15
+
+
 def np_tree_l2_norm(tree: PyTree) -> float:
     """Global L2 norm over every leaf of ``tree`` (float64 on host, a Python float).
 
@@ -38,10 +42,6 @@ def np_tree_l2_norm(tree: PyTree) -> float:
             np.copyto(block, x[a:a + _NORM_CHUNK], casting="unsafe")
             total += float(np.dot(block, block))
     return float(np.sqrt(total))
-
-
-#: Elements per float64 block of ``np_tree_l2_norm`` (256 KiB: stays in cache).
-_NORM_CHUNK = 1 << 15
 
 
 def leaf_dtype(x: Any) -> np.dtype:
