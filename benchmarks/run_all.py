@@ -3,19 +3,25 @@
     python benchmarks/run_all.py                       # everything (many hours on 2 cores)
     python benchmarks/run_all.py --skip-perf           # only the accuracy suites
     python benchmarks/run_all.py --only throughput,accuracy-vgg
-    python benchmarks/run_all.py --assemble            # rebuild RESULTS.md from benchmarks/out/
+    python benchmarks/run_all.py --assemble            # rebuild RESULTS.md from benchmarks/records/
     # long runs from a snapshot worktree of a commit, records into this checkout:
-    python benchmarks/run_all.py --only accuracy-vgg --no-assemble --out ../sci/benchmarks/out
+    python benchmarks/run_all.py --only accuracy-vgg --no-assemble --out ../sci/out \
+        --records "$PWD/../main/benchmarks/records"
+    python benchmarks/run_all.py --keep --only accuracy-vgg --out ../sci/out  # partial results
 
 Each piece runs as a subprocess (``nice -n 10`` with ``--nice``); its printed output
 goes to ``<out>/<piece>.out`` and ``<piece>.json`` records the command, the commit,
-start/end, wall time (earlier interrupted attempts added up) and the machine. The
-accuracy suites run every configuration with seeds 0, 1, 2 and resume their runs from
-checkpoints when re-run after an interruption. ``docs/RESULTS.md`` is assembled from
-the pieces' records alone (tables, ratios over seeds and figures generated here, see
-``accuracy_report.py``); a piece without an accepted record (not run, running,
-failed, or recorded from a modified tree) shows only its command. Running pieces and
-assembling both refuse a modified tree: every number comes from a commit.
+start/end, wall time (earlier interrupted attempts added up) and the machine. When a
+piece ends, those two files and the small result files its section needs (an accuracy
+suite's ``results.json``, see ``record_files``) are copied into ``benchmarks/records/``,
+which is committed: run folders and checkpoints stay in ``<out>``, and a record outlives
+the machine that wrote it. The accuracy suites run every configuration with seeds 0,
+1, 2 and resume their runs from checkpoints when re-run after an interruption.
+``docs/RESULTS.md`` is assembled from the kept records alone (tables, ratios over seeds
+and figures generated here, see ``accuracy_report.py``); a piece without an accepted
+record (not run, running, failed, or recorded from a modified tree) shows only its
+command. Running pieces refuses a modified tree (new records excepted) and assembling
+refuses any change: every number comes from a commit.
 """
 from __future__ import annotations
 
@@ -37,6 +43,11 @@ import accuracy_report  # noqa: E402  (the accuracy pieces' tables and figures)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
+#: The records the page is assembled from, committed: each piece's ``.json`` and ``.out``
+#: and the small result files listed in KEPT, copied here from OUT when the piece ends
+#: (OUT keeps the bulky run folders and checkpoints, and is lost with the machine).
+RECORDS = REPO / "benchmarks" / "records"
+RECORDS_REL = "benchmarks/records"
 RESULTS = REPO / "docs" / "RESULTS.md"
 
 PERF = {
@@ -52,7 +63,7 @@ PERF = {
                "--compute-s", "2.0"],
     "cpu-bound": ["benchmarks/cpu_bound.py"],
     # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
-    "vs-flower": ["benchmarks/vs_flower.py", "--json", "benchmarks/out/vs_flower-raw.json"],
+    "vs-flower": ["benchmarks/vs_flower.py", "--json", "{out}/vs_flower-raw.json"],
     # training.precision: client throughput f32 vs bf16, then accuracy over 3 seeds
     "precision": ["benchmarks/precision.py"],
     "precision-accuracy": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
@@ -215,22 +226,25 @@ def machine_line(m: dict) -> str:
             f"{'n/a' if load is None else f'{load:.1f}'} (the 2 cores are shared with other jobs)")
 
 
-def git_state(repo: pathlib.Path = REPO) -> tuple[str, bool]:
+def git_state(repo: pathlib.Path = REPO, ignore: str = "") -> tuple[str, bool]:
     """(short HEAD commit or 'unknown', whether the tree differs from it: modified, staged
-    or untracked-not-ignored files)."""
+    or untracked-not-ignored files, except those under the repository path ``ignore``)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
-                                text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=repo,
+                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown", True
-    return head or "unknown", bool(status.stdout.strip()) or status.returncode != 0
+    changed = [ln[3:].strip('"') for ln in status.stdout.splitlines() if ln.strip()]
+    if ignore:
+        changed = [c for c in changed if not c.startswith(ignore.rstrip("/") + "/")]
+    return head or "unknown", bool(changed) or status.returncode != 0
 
 
-def dirty_refusal(what: str) -> str:
-    """'' on a clean tree, else the one-line refusal for ``what``."""
-    commit, dirty = git_state()
+def dirty_refusal(what: str, ignore: str = "") -> str:
+    """'' on a clean tree (changes under ``ignore`` allowed), else the one-line refusal."""
+    commit, dirty = git_state(ignore=ignore)
     if not dirty:
         return ""
     return (f"error: refusing to {what} from a modified tree (commit {commit} plus changes, "
@@ -239,13 +253,20 @@ def dirty_refusal(what: str) -> str:
 
 # ---------------------------------------------------------------- running
 
+def shown_command(name: str, extra: tuple = ()) -> str:
+    """A piece's command as the page shows it ("{out}" in its arguments, the folder it writes
+    to, shown as benchmarks/out)."""
+    return "python " + shlex.join([a.replace("{out}", "benchmarks/out") for a in PIECES[name]]
+                                  + list(extra))
+
+
 def run_piece(name: str, extra: list[str], nice: bool) -> int:
     """Run one piece as a subprocess; write <out>/<name>.out and .json (the .json first with
     ``returncode`` null while it runs; a re-run after an interruption adds the earlier
     attempts' wall time to ``wall_s_earlier``)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, *PIECES[name], *extra]
-    shown = "python " + shlex.join(PIECES[name] + extra)
+    cmd = [sys.executable, *(a.replace("{out}", str(OUT)) for a in PIECES[name]), *extra]
+    shown = shown_command(name, extra)
     if nice:
         cmd = ["nice", "-n", "10", *cmd]
     commit, _ = git_state()
@@ -259,7 +280,7 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
         pass
     meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": commit,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            "returncode": None, "wall_s": None, "wall_s_earlier": earlier}
+            "returncode": None, "wall_s": None, "wall_s_earlier": earlier, "out": str(OUT)}
     meta_path.write_text(json.dumps(meta, indent=1))
     print(f"== {name}: {shown}", flush=True)
     t = time.perf_counter()
@@ -273,8 +294,44 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
     meta.update(finished=datetime.datetime.now().isoformat(timespec="seconds"),
                 wall_s=round(time.perf_counter() - t, 1), returncode=proc.returncode)
     meta_path.write_text(json.dumps(meta, indent=1))
-    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {name}.out", flush=True)
+    kept = keep_records(name)
+    print(f"   exit {proc.returncode} after {meta['wall_s']:.0f} s -> {name}.out; "
+          f"{len(kept)} record file(s) kept in {relative(str(RECORDS))}", flush=True)
     return proc.returncode
+
+
+#: piece -> more files (relative to OUT) that its section is assembled from
+KEPT = {"vs-flower": ["vs_flower-raw.json"], "calibration": ["calibration/results.json"],
+        "codecs": ["compression-run1.json", "compression-run2.json", "compression-run3.json"]}
+
+
+def record_files(name: str) -> list[str]:
+    """The files (relative to OUT) a piece's section is assembled from: its ``.json`` and
+    ``.out``, its suite's ``results.json`` and those in KEPT; no run folders, no checkpoints."""
+    files = [f"{name}.json", f"{name}.out", *KEPT.get(name, [])]
+    if name in SUITE_OF:
+        files.append(f"accuracy/{SUITE_OF[name]}/results.json")
+    return files
+
+
+def keep_records(name: str) -> list[str]:
+    """Copy a piece's record files that exist from OUT into RECORDS (each written to a
+    temporary name and renamed: an interrupted copy leaves the old record whole).
+    Returns the files copied, relative to RECORDS."""
+    kept = []
+    if OUT.resolve() == RECORDS.resolve():
+        return kept
+    for rel in record_files(name):
+        src = OUT / rel
+        if not src.is_file():
+            continue
+        dst = RECORDS / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".part")
+        tmp.write_bytes(src.read_bytes())
+        os.replace(tmp, dst)
+        kept.append(rel)
+    return kept
 
 
 #: accuracy piece -> the suite folder its results.json is in (benchmarks/out/accuracy/<suite>)
@@ -328,25 +385,28 @@ _ABS = re.compile(r"(?<![\w.~-])/(?:root|home|work|tmp|mnt|srv|var|opt|Users|pri
                   r"(?:/[^\s`'\"|,;:()\[\]]+)+")
 
 
-def relative(text: str) -> str:
+def relative(text: str, out: Optional[str] = None) -> str:
     """``text`` without absolute paths of this machine: under the repository (or the folder
-    the pieces wrote to) relative to it, any other absolute path reduced to its name."""
-    for root, repl in ((OUT, "benchmarks/out"), (REPO, "."), (REPO.parent / "shared", "../shared")):
+    the pieces wrote to, ``out`` if given: a record's own) relative to it, any other
+    absolute path reduced to its name."""
+    roots = [(OUT, "benchmarks/out"), (RECORDS, "benchmarks/records"), (REPO, "."),
+             (REPO.parent / "shared", "../shared")]
+    for root, repl in ([(pathlib.Path(out), "benchmarks/out")] if out else []) + roots:
         text = text.replace(str(root) + "/", repl + "/").replace(str(root), repl)
     return _ABS.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 def piece_meta(name: str) -> tuple[Optional[dict], str]:
     """(meta of a piece's accepted run, '') or (None, why it is not shown)."""
-    meta = accuracy_report.load(OUT / f"{name}.json")
-    if meta is None or not (OUT / f"{name}.out").is_file():
+    meta = accuracy_report.load(RECORDS / f"{name}.json")
+    if meta is None or not (RECORDS / f"{name}.out").is_file():
         return None, "not run"
     commit = str(meta.get("commit") or "unknown")
     if "dirty" in commit or commit == "unknown":
         return None, (f"its recorded run (commit {commit.split('+')[0]} plus changes) was not "
                       "made from a clean commit; re-run it")
     if meta.get("returncode") is None:
-        if name in SUITE_OF and (OUT / "accuracy" / SUITE_OF[name] / "results.json").is_file():
+        if name in SUITE_OF and (RECORDS / "accuracy" / SUITE_OF[name] / "results.json").is_file():
             return dict(meta, partial=True), ""  # the runs finished so far, marked as such
         return None, f"still running or interrupted (commit {commit}, started {meta.get('started')})"
     if meta.get("returncode") != 0:
@@ -374,10 +434,10 @@ def provenance(meta: dict) -> str:
 def accuracy_section(name: str, meta: dict) -> str:
     """Provenance, runs table over seeds, targets, ratios by epoch, figures of one suite."""
     suite = SUITE_OF[name]
-    data = accuracy_report.load(OUT / "accuracy" / suite / "results.json")
+    data = accuracy_report.load(RECORDS / "accuracy" / suite / "results.json")
     if name in FIRST_EPOCHS and data is not None:
         other, epochs = FIRST_EPOCHS[name]
-        extra = accuracy_report.load(OUT / "accuracy" / other / "results.json")
+        extra = accuracy_report.load(RECORDS / "accuracy" / other / "results.json")
         data = accuracy_report.first_epochs([d for d in (extra, data) if d], epochs, suite)
     if data is None:
         return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
@@ -418,7 +478,7 @@ def accuracy_section(name: str, meta: dict) -> str:
 
 
 def calibration_section(meta: dict) -> str:
-    data = accuracy_report.load(OUT / "calibration" / "results.json")
+    data = accuracy_report.load(RECORDS / "calibration" / "results.json")
     if data is None or "settings" not in data:
         return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
     import balanced_calibration
@@ -442,7 +502,7 @@ def study_table() -> str:
              "this machine |", "|---|---|---|---|---|---|---|"]
     indep = {}
     for label, setting, acc, row, suite, run in STUDY:
-        data = accuracy_report.load(OUT / "accuracy" / suite / "results.json") or {}
+        data = accuracy_report.load(RECORDS / "accuracy" / suite / "results.json") or {}
         t = accuracy_report.tails(accuracy_report.curves_of(data)) if data else {}
         rows = [r for r in data.get("rows", []) if r["run"] == run]
         if rows:
@@ -471,7 +531,7 @@ def study_table() -> str:
 INTRO = """# Measured results
 
 Every number and figure on this page is generated by `python benchmarks/run_all.py`
-from the records its pieces wrote (`benchmarks/out/`), and the page is assembled
+from the records its pieces wrote (`benchmarks/records/`, committed), and the page is assembled
 only from a clean commit (`run_all.py` refuses to run pieces or to assemble from a
 modified tree). Each section names its command, the commit it ran at, its seeds and
 its wall time; a piece without an accepted record (never run, interrupted, failed, or
@@ -516,7 +576,7 @@ a Dask grid (or drop `--scheduler` for a LocalCluster, e.g. on a GPU machine):
 
 
 def assemble() -> str:
-    """RESULTS.md text from the pieces' records in OUT (figures into docs/results)."""
+    """RESULTS.md text from the pieces' records in RECORDS (figures into docs/results)."""
     commit, _ = git_state()
     parts = [INTRO, ASSEMBLY_NOTE.format(commit=commit),
              "## The study's table beside this machine's\n", study_table(), "",
@@ -526,7 +586,7 @@ def assemble() -> str:
         meta, why = piece_meta(name)
         if meta is None:
             parts.append(f"Not in this assembly ({why}). Reproduce: "
-                         f"`python {shlex.join(PIECES[name])}`"
+                         f"`{shown_command(name)}`"
                          + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER
                             else "") + "\n")
             continue
@@ -535,12 +595,12 @@ def assemble() -> str:
         elif name == "calibration":
             parts.append(calibration_section(meta))
         else:
-            body = "\n".join(ln for ln in (OUT / f"{name}.out").read_text().strip().splitlines()
+            body = "\n".join(ln for ln in (RECORDS / f"{name}.out").read_text().strip().splitlines()
                              if not ln.startswith("WARNING:absl")).strip()
             if len(body) > 12000:
                 body = "...\n" + body[-12000:]
             parts.append(provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
-                         + "\n```\n" + relative(body) + "\n```\n")
+                         + "\n```\n" + relative(body, meta.get("out")) + "\n```\n")
             parts += [f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, [])]
     return "\n".join(parts)
 
@@ -552,22 +612,30 @@ def main(argv=None) -> int:
                     help="comma-separated pieces: " + ", ".join(PIECES))
     ap.add_argument("--skip-perf", action="store_true", help="skip the performance benchmarks")
     ap.add_argument("--assemble", action="store_true",
-                    help="only rebuild docs/RESULTS.md from benchmarks/out/")
+                    help="only rebuild docs/RESULTS.md from the records (benchmarks/records/)")
+    ap.add_argument("--keep", action="store_true",
+                    help="only copy the record files of the pieces (--only; default all) from "
+                    "--out into the records (e.g. a long run's partial results)")
     ap.add_argument("--no-assemble", action="store_true",
                     help="run the pieces only (e.g. a chain of long runs in a snapshot worktree)")
     ap.add_argument("--rounds", type=int, default=None, help="passed to accuracy.py")
     ap.add_argument("--width", type=float, default=None, help="passed to accuracy.py")
     ap.add_argument("--nice", action="store_true", help="run pieces under nice -n 10")
     ap.add_argument("--out", default=None,
-                    help="folder of the pieces' outputs and records (default benchmarks/out; "
-                    "e.g. a snapshot worktree's runs writing into the main checkout's)")
+                    help="folder of the pieces' outputs, run folders and checkpoints (default "
+                    "benchmarks/out; e.g. a snapshot worktree's runs writing outside it)")
+    ap.add_argument("--records", default=None,
+                    help="folder of the kept records the page is assembled from (default "
+                    "benchmarks/records, committed; e.g. the main checkout's, from a snapshot)")
     ap.add_argument("--accuracy-args", default="",
                     help="more arguments for accuracy.py pieces, one shell-quoted string, e.g. "
                     "\"--seeds 0,1,2 --plateau\"")
     args = ap.parse_args(argv)
-    global OUT
+    global OUT, RECORDS
     if args.out:
         OUT = pathlib.Path(args.out).resolve()
+    if args.records:
+        RECORDS = pathlib.Path(args.records).resolve()
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         bad = [n for n in names if n not in PIECES]
@@ -580,7 +648,14 @@ def main(argv=None) -> int:
     if args.skip_perf:
         names = [n for n in names if n not in PERF]
     failed = 0
-    refusal = dirty_refusal("run benchmarks" if not args.assemble else "assemble RESULTS.md")
+    if args.keep:
+        for name in names:
+            kept = keep_records(name)
+            print(f"{name}: {len(kept)} record file(s) kept in {relative(str(RECORDS))}")
+        return 0
+    # the records folder fills as pieces end: running more pieces does not wait for a commit
+    refusal = (dirty_refusal("assemble RESULTS.md") if args.assemble
+               else dirty_refusal("run benchmarks", ignore=RECORDS_REL))
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

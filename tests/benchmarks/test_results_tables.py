@@ -152,7 +152,7 @@ def _meta(tmp_path, name, command, commit="abc1234567", rc=0):
     (tmp_path / f"{name}.json").write_text(json.dumps(
         {"piece": name, "command": command, "commit": commit, "started": "t0", "finished": "t1",
          "wall_s": 7200.0, "wall_s_earlier": 600.0, "returncode": rc,
-         "machine": {"cpu": "cpu", "cores": 2}}))
+         "machine": {"cpu": "cpu", "cores": 2}, "out": str(tmp_path)}))
 
 
 def test_assemble_from_records_only_with_provenance_and_no_absolute_paths(tmp_path, monkeypatch):
@@ -163,7 +163,7 @@ def test_assemble_from_records_only_with_provenance_and_no_absolute_paths(tmp_pa
     _meta(out, "throughput", "python benchmarks/throughput.py", commit="abc1234567+dirty")
     _meta(out, "data_reads", "python benchmarks/data_reads.py", rc=None)
     _meta(out, "fragments", "python benchmarks/fragments.py")
-    monkeypatch.setattr(run_all, "OUT", out)
+    monkeypatch.setattr(run_all, "RECORDS", out)
     monkeypatch.setattr(run_all, "RESULTS", tmp_path / "docs" / "RESULTS.md")
     text = run_all.assemble()
     assert str(tmp_path) not in text and "/tmp/" not in text and "+dirty" not in text
@@ -183,6 +183,45 @@ def test_assemble_from_records_only_with_provenance_and_no_absolute_paths(tmp_pa
         assert (tmp_path / "docs" / "results" / fig).read_bytes()[:4] == b"\x89PNG"
     assert "Not in this assembly (not run). Reproduce: `python benchmarks/accuracy.py --suite " \
            "mobilenet" in text
+
+
+def test_a_piece_keeps_only_its_small_records_and_the_page_reads_them(tmp_path, monkeypatch):
+    out, records = tmp_path / "out", tmp_path / "records"
+    _suite(out)
+    _meta(out, "accuracy-vgg", "python benchmarks/accuracy.py --suite vgg --seeds 0,1,2")
+    ckpt = out / "accuracy" / "vgg" / "iid static-s0" / "checkpoint.msgpack"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x" * 1000)
+    (records / "accuracy-vgg.out").parent.mkdir(parents=True)
+    (records / "accuracy-vgg.out").write_text("an older record\n")
+    monkeypatch.setattr(run_all, "OUT", out)
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "docs" / "RESULTS.md")
+    kept = run_all.keep_records("accuracy-vgg")
+    assert sorted(kept) == ["accuracy-vgg.json", "accuracy-vgg.out", "accuracy/vgg/results.json"]
+    files = sorted(str(f.relative_to(records)) for f in records.rglob("*") if f.is_file())
+    assert files == sorted(kept)  # no checkpoint, no half-written .part file
+    assert (records / "accuracy-vgg.out").read_text().startswith("output of accuracy-vgg")
+    import shutil
+    shutil.rmtree(out)  # the machine that ran it is gone: the page comes from the records
+    text = run_all.assemble()
+    assert "| VGG-16, CIFAR-10, independent |" in text and "35.00 ± 1.67" in text
+
+
+def test_running_allows_new_records_but_not_changed_code(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "records").mkdir(parents=True)
+    (repo / "benchmarks" / "tool.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "x"], check=True)
+    assert run_all.git_state(repo)[1] is False
+    (repo / "benchmarks" / "records" / "throughput.out").write_text("new record\n")
+    assert run_all.git_state(repo, ignore="benchmarks/records")[1] is False
+    assert run_all.git_state(repo)[1] is True  # assembling wants the records committed too
+    (repo / "benchmarks" / "tool.py").write_text("x = 2\n")
+    assert run_all.git_state(repo, ignore="benchmarks/records")[1] is True
 
 
 def test_relative_paths():
