@@ -260,6 +260,9 @@ def cmd_run(args) -> int:
     from fedjax_grid.grid import run_dirs
     from fedjax_grid.progress import Console
     tracking.check(cfg)
+    if cfg.grid.tls_dir is not None:  # before the data and the step estimate, not after
+        from fedjax_grid.grid.certs import require_certs
+        require_certs(cfg.grid.tls_dir)
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:

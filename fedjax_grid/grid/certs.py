@@ -111,7 +111,8 @@ def create_certificates(directory, hosts=("127.0.0.1", "localhost"), *,
     return {f: d / f for f in FILES}
 
 
-def _require(directory) -> pathlib.Path:
+def require_certs(directory) -> pathlib.Path:
+    """The folder, or a one-line UserError naming the first certificate file it lacks."""
     d = pathlib.Path(directory)
     for f in FILES[:1] + FILES[2:]:
         if not (d / f).is_file():
@@ -123,7 +124,7 @@ def _require(directory) -> pathlib.Path:
 def client_security(directory):
     """Security for the coordinator's Client (require encryption, verify the CA)."""
     from distributed.security import Security
-    d = _require(directory)
+    d = require_certs(directory)
     return Security(tls_ca_file=str(d / "ca.pem"), tls_client_cert=str(d / "client.pem"),
                     tls_client_key=str(d / "client.key"), require_encryption=True)
 
@@ -131,7 +132,7 @@ def client_security(directory):
 def local_cluster_security(directory):
     """Security for an embedded TLS-only LocalCluster (scheduler, workers, client)."""
     from distributed.security import Security
-    d = _require(directory)
+    d = require_certs(directory)
     node, key = str(d / "node.pem"), str(d / "node.key")
     return Security(tls_ca_file=str(d / "ca.pem"), tls_scheduler_cert=node, tls_scheduler_key=key,
                     tls_worker_cert=node, tls_worker_key=key, tls_client_cert=str(d / "client.pem"),

@@ -35,8 +35,9 @@ def _compare(stock: nn.Module, fast: nn.Module, x: jax.Array):
 
 
 @pytest.mark.parametrize("hw,stride,padding", [
-    (2, 1, "SAME"), (4, 1, ((1, 1), (1, 1))), (5, 2, "SAME"), (6, 2, ((1, 1), (1, 1))),
-    (6, 2, "VALID"), (3, 1, 1)])
+    (2, 1, "SAME"), pytest.param(4, 1, ((1, 1), (1, 1)), marks=pytest.mark.slow), (5, 2, "SAME"),
+    (6, 2, ((1, 1), (1, 1))), pytest.param(6, 2, "VALID", marks=pytest.mark.slow),
+    pytest.param(3, 1, 1, marks=pytest.mark.slow)])  # default run: one per stride and padding kind
 def test_patches_conv_matches_nn_conv(hw, stride, padding):
     x = jax.random.normal(jax.random.key(1), (2, hw, hw, 5))
     stock = nn.Conv(7, (3, 3), strides=stride, padding=padding)
@@ -45,8 +46,9 @@ def test_patches_conv_matches_nn_conv(hw, stride, padding):
 
 
 @pytest.mark.parametrize("k,hw,stride,padding", [
-    (3, 5, 1, ((1, 1), (1, 1))), (3, 6, 2, ((1, 1), (1, 1))), (5, 7, 2, ((2, 2), (2, 2))),
-    (5, 8, 1, "SAME"), (3, 6, 2, "SAME"), (3, 2, 1, "SAME")])
+    (3, 5, 1, ((1, 1), (1, 1))), pytest.param(3, 6, 2, ((1, 1), (1, 1)), marks=pytest.mark.slow),
+    (5, 7, 2, ((2, 2), (2, 2))), pytest.param(5, 8, 1, "SAME", marks=pytest.mark.slow),
+    (3, 6, 2, "SAME"), pytest.param(3, 2, 1, "SAME", marks=pytest.mark.slow)])
 def test_depthwise_matches_grouped_nn_conv(k, hw, stride, padding):
     c = 6
     x = jax.random.normal(jax.random.key(2), (2, hw, hw, c))

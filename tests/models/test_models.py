@@ -85,7 +85,8 @@ def _init(model, hw, batch=2):
 
 
 @pytest.mark.parametrize("name,kw,collections", [
-    ("vgg11", {"width": 0.25}, {"params"}),
+    # without a norm: the batch-norm case's layers less its statistics (-m slow)
+    pytest.param("vgg11", {"width": 0.25}, {"params"}, marks=pytest.mark.slow),
     ("vgg11", {"width": 0.25, "norm": "batch"}, {"params", "batch_stats"}),
     ("vgg11", {"width": 0.25, "norm": "group"}, {"params"}),
     ("vgg11", {"width": 0.125, "head": "imagenet"}, {"params"}),
