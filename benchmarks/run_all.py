@@ -582,27 +582,29 @@ def assemble() -> str:
              "## The study's table beside this machine's\n", study_table(), "",
              SCALE_NOTE.format(command=FULL_COMMAND)]
     for name in [*ACCURACY, *STUDY_PIECES, *PERF]:  # the science first, then performance
-        parts.append(f"## {TITLES[name]}\n")
-        meta, why = piece_meta(name)
-        if meta is None:
-            parts.append(f"Not in this assembly ({why}). Reproduce: "
-                         f"`{shown_command(name)}`"
-                         + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER
-                            else "") + "\n")
-            continue
-        if name in ACCURACY:
-            parts.append(accuracy_section(name, meta))
-        elif name == "calibration":
-            parts.append(calibration_section(meta))
-        else:
-            body = "\n".join(ln for ln in (RECORDS / f"{name}.out").read_text().strip().splitlines()
-                             if not ln.startswith("WARNING:absl")).strip()
-            if len(body) > 12000:
-                body = "...\n" + body[-12000:]
-            parts.append(provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
-                         + "\n```\n" + relative(body, meta.get("out")) + "\n```\n")
-            parts += [f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, [])]
+        parts += [f"## {TITLES[name]}\n", piece_section(name)]
     return "\n".join(parts)
+
+
+def piece_section(name: str) -> str:
+    """One piece's section below its title, from its kept records: provenance and its
+    output or tables and figures, or the command alone when it has no accepted record."""
+    meta, why = piece_meta(name)
+    if meta is None:
+        return (f"Not in this assembly ({why}). Reproduce: `{shown_command(name)}`"
+                + (f"  \nEarlier measurements: {EARLIER[name]}." if name in EARLIER else "")
+                + "\n")
+    if name in ACCURACY:
+        return accuracy_section(name, meta)
+    if name == "calibration":
+        return calibration_section(meta)
+    body = "\n".join(ln for ln in (RECORDS / f"{name}.out").read_text().strip().splitlines()
+                     if not ln.startswith("WARNING:absl")).strip()
+    if len(body) > 12000:
+        body = "...\n" + body[-12000:]
+    return "\n".join([provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
+                      + "\n```\n" + relative(body, meta.get("out")) + "\n```\n",
+                      *(f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, []))])
 
 
 def main(argv=None) -> int:
