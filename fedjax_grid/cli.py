@@ -253,16 +253,22 @@ def _run_target(args):
     return resume_config(out, given, given_by, args.overrides), out, False
 
 
+def _check_before_start(cfg) -> None:
+    """What can be refused before the data load and the step estimate: tracking packages,
+    the TLS folder's certificates (one-line UserError)."""
+    from fedjax_grid import tracking
+    tracking.check(cfg)
+    if cfg.grid.tls_dir is not None:
+        from fedjax_grid.grid.certs import require_certs
+        require_certs(cfg.grid.tls_dir)
+
+
 def cmd_run(args) -> int:
     more = _more_rounds(args)
     cfg, out, new_dir = _run_config(args)
-    from fedjax_grid import tracking
     from fedjax_grid.grid import run_dirs
     from fedjax_grid.progress import Console
-    tracking.check(cfg)
-    if cfg.grid.tls_dir is not None:  # before the data and the step estimate, not after
-        from fedjax_grid.grid.certs import require_certs
-        require_certs(cfg.grid.tls_dir)
+    _check_before_start(cfg)
     _quiet_dask_connection_logs()
     console = Console(cfg.name, cfg.training.rounds, quiet=args.quiet)
     if not args.quiet:

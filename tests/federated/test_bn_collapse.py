@@ -20,6 +20,11 @@ from fedjax_grid.training.bn_stats import (bn_moments, calibration_indices, logi
 
 ROUNDS, CLIENTS = 2, 5
 
+# ~45 s of MobileNetV3 compilations: -m slow. The default run guards the same defect at
+# engine level (tests/results: skipping the re-estimation changes the recorded accuracy)
+# and its detection (tests/training/test_bn_stats.py, tests/grid/test_records.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def digits():

@@ -17,13 +17,27 @@ def tiny_config(**sections) -> ExperimentConfig:
     return cfg.with_overrides(flat).validate() if flat else cfg
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory):
-    """One real 2-worker LocalCluster per test module, bound to 127.0.0.1."""
+def _open_grid(tmp_path_factory):
     from fedjax_grid.grid.cluster import open_cluster
-    local = tmp_path_factory.mktemp("dask")
-    cfg = tiny_config()
-    handle = open_cluster(cfg.grid, local_directory=str(local))
+    return open_cluster(tiny_config().grid,
+                        local_directory=str(tmp_path_factory.mktemp("dask")))
+
+
+@pytest.fixture(scope="session")
+def grid(tmp_path_factory):
+    """One real 2-worker LocalCluster for the engine tests, bound to 127.0.0.1: a cluster
+    and its workers' first compilation cost ~5 s, once instead of once per module. A test
+    must leave it as it found it (no task left running, every worker up); a module that
+    needs workers that compiled nothing yet takes ``fresh_grid`` as its ``grid``."""
+    handle = _open_grid(tmp_path_factory)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture(scope="module")
+def fresh_grid(tmp_path_factory):
+    """A 2-worker LocalCluster of this module alone (workers that compiled nothing yet)."""
+    handle = _open_grid(tmp_path_factory)
     yield handle
     handle.close()
 

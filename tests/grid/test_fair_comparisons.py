@@ -11,6 +11,12 @@ from fedjax_grid.runner.variants import run_variants
 from tests.grid.conftest import tiny_config
 
 
+@pytest.fixture(scope="module")
+def grid(fresh_grid):
+    """Workers that compiled none of these shapes yet (the session's grid may have)."""
+    return fresh_grid
+
+
 def test_compile_time_is_recorded_apart_and_kept_out_of_round_times(grid, tmp_path):
     # a model shape no other test compiled on these workers: round 1 compiles it
     cfg = tiny_config(**{"training.rounds": 2,

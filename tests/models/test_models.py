@@ -136,7 +136,9 @@ def test_imagenet_head_dropout_active_only_in_training():
 
 @pytest.mark.parametrize("name,kw", [
     ("vgg11", {"width": 0.25, "norm": "batch"}),
-    ("mobilenet_v3_small", {"width_multiplier": 0.5}),
+    # MobileNet's stock grouped convs take ~20 s to compile: -m slow (its fast depthwise
+    # path is checked against them layer by layer in test_fast_paths.py by default)
+    pytest.param("mobilenet_v3_small", {"width_multiplier": 0.5}, marks=pytest.mark.slow),
     pytest.param("mobilenet_v3_large", {"width_multiplier": 0.35}, marks=pytest.mark.slow),
 ])
 def test_fast_and_stock_models_agree(name, kw):
