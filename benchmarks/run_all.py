@@ -20,7 +20,7 @@ the machine that wrote it. The accuracy suites run every configuration with seed
 ``docs/RESULTS.md`` is assembled from the kept records alone (tables, ratios over seeds
 and figures generated here, see ``accuracy_report.py``); a piece without an accepted
 record (not run, running, failed, or recorded from a modified tree) shows only its
-command. Running pieces refuses a modified tree (new records excepted) and assembling
+command. Running pieces refuses a modified tree (new records and figures excepted) and assembling
 refuses any change: every number comes from a commit.
 """
 from __future__ import annotations
@@ -47,7 +47,9 @@ OUT = REPO / "benchmarks" / "out"
 #: and the small result files listed in KEPT, copied here from OUT when the piece ends
 #: (OUT keeps the bulky run folders and checkpoints, and is lost with the machine).
 RECORDS = REPO / "benchmarks" / "records"
-RECORDS_REL = "benchmarks/records"
+#: what pieces write into the tree while they run (their records, the figures some of them
+#: draw into docs/results): running more pieces does not wait for these to be committed
+PIECE_OUTPUTS = ("benchmarks/records", "docs/results")
 RESULTS = REPO / "docs" / "RESULTS.md"
 
 PERF = {
@@ -226,9 +228,9 @@ def machine_line(m: dict) -> str:
             f"{'n/a' if load is None else f'{load:.1f}'} (the 2 cores are shared with other jobs)")
 
 
-def git_state(repo: pathlib.Path = REPO, ignore: str = "") -> tuple[str, bool]:
+def git_state(repo: pathlib.Path = REPO, ignore: tuple = ()) -> tuple[str, bool]:
     """(short HEAD commit or 'unknown', whether the tree differs from it: modified, staged
-    or untracked-not-ignored files, except those under the repository path ``ignore``)."""
+    or untracked-not-ignored files, except those under the repository paths ``ignore``)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo,
                               capture_output=True, text=True, timeout=10).stdout.strip()
@@ -237,12 +239,11 @@ def git_state(repo: pathlib.Path = REPO, ignore: str = "") -> tuple[str, bool]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", True
     changed = [ln[3:].strip('"') for ln in status.stdout.splitlines() if ln.strip()]
-    if ignore:
-        changed = [c for c in changed if not c.startswith(ignore.rstrip("/") + "/")]
+    changed = [c for c in changed if not any(c.startswith(d.rstrip("/") + "/") for d in ignore)]
     return head or "unknown", bool(changed) or status.returncode != 0
 
 
-def dirty_refusal(what: str, ignore: str = "") -> str:
+def dirty_refusal(what: str, ignore: tuple = ()) -> str:
     """'' on a clean tree (changes under ``ignore`` allowed), else the one-line refusal."""
     commit, dirty = git_state(ignore=ignore)
     if not dirty:
@@ -655,9 +656,9 @@ def main(argv=None) -> int:
             kept = keep_records(name)
             print(f"{name}: {len(kept)} record file(s) kept in {relative(str(RECORDS))}")
         return 0
-    # the records folder fills as pieces end: running more pieces does not wait for a commit
+    # records and figures appear as pieces end: running more pieces does not wait for a commit
     refusal = (dirty_refusal("assemble RESULTS.md") if args.assemble
-               else dirty_refusal("run benchmarks", ignore=RECORDS_REL))
+               else dirty_refusal("run benchmarks", ignore=PIECE_OUTPUTS))
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

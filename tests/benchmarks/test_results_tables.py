@@ -218,10 +218,12 @@ def test_running_allows_new_records_but_not_changed_code(tmp_path):
                     "commit", "-qm", "x"], check=True)
     assert run_all.git_state(repo)[1] is False
     (repo / "benchmarks" / "records" / "throughput.out").write_text("new record\n")
-    assert run_all.git_state(repo, ignore="benchmarks/records")[1] is False
+    (repo / "docs" / "results").mkdir(parents=True)
+    (repo / "docs" / "results" / "async_vs_sync_digits.png").write_bytes(b"png")  # a piece's figure
+    assert run_all.git_state(repo, ignore=run_all.PIECE_OUTPUTS)[1] is False
     assert run_all.git_state(repo)[1] is True  # assembling wants the records committed too
     (repo / "benchmarks" / "tool.py").write_text("x = 2\n")
-    assert run_all.git_state(repo, ignore="benchmarks/records")[1] is True
+    assert run_all.git_state(repo, ignore=run_all.PIECE_OUTPUTS)[1] is True
 
 
 def test_relative_paths():
