@@ -21,7 +21,10 @@ process CPU time per step (all threads): on a shared machine it moves less with 
 jobs' load than the wall clock. The first call of each step (compilation) is
 reported apart. The load average before and after, the CPU's bf16 support and the
 XLA thread-pool size (``PJRT_NPROC``, default the cores this process may use) are
-printed with the table.
+printed with the table. Then the bound: a matmul alone (a square 2048^3 one and VGG-16's
+conv as patches) with bf16 operands and f32 accumulation against f32, GFLOP/s: a step
+cannot gain more from bf16 than its matmuls do (XLA:CPU has a native bf16 dot only on
+CPUs with ``avx512_bf16`` or ``amx_bf16``; elsewhere it converts to f32).
 
 Accuracy (``--accuracy``): the same federated run in both precisions through the real
 engine (``python -m fedjax_grid.cli run``, one run at a time, alternating f32 / bf16
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import pathlib
 import platform
@@ -48,6 +52,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fedjax_grid.models import fast_paths, get_model
@@ -144,6 +149,64 @@ def run(models, repeats: int, steps: int, batch: int) -> list[dict]:
                          "cpu_step_s": statistics.median(cpu[p]),
                          "wall_step_s": statistics.median(wall[p])})
     return rows
+
+
+#: (m, k, n) of the matmuls timed by :func:`matmul_bound`: a square one and VGG-16's
+#: 3x3 conv of 128 channels on 16x16 maps at batch 32 as patches (32*16*16, 9*128) x (9*128, 128).
+MATMUL_SHAPES = ((2048, 2048, 2048), (8192, 1152, 128))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _dot(a, b, bf16: bool):
+    if bf16:  # what the fast path's bf16 matmuls do: bf16 operands, f32 accumulation
+        return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                       preferred_element_type=jnp.float32)
+    return jnp.dot(a, b)
+
+
+@jax.jit
+def _bf16_dot(a, b):
+    """The dot kernel alone: operands already bf16, f32 accumulation."""
+    return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+
+def matmul_bound(repeats: int = 5) -> list[dict]:
+    """Per shape in :data:`MATMUL_SHAPES`: GFLOP/s of the f32 matmul and of the bf16 one
+    (operands rounded to bf16 inside the step, f32 accumulation), medians of ``repeats``
+    alternating timings after a warm-up, and their ratio: the most a bf16 step can gain
+    on its matmuls on this CPU."""
+    rows = []
+    for m, k, n in MATMUL_SHAPES:
+        a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
+        b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
+        a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+        calls = {"f32": lambda: _dot(a, b, False), "bf16": lambda: _dot(a, b, True),
+                 "bf16_kernel": lambda: _bf16_dot(a16, b16)}
+        times = {name: [] for name in calls}
+        for call in calls.values():
+            call().block_until_ready()
+        for r in range(repeats):
+            for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                t = time.perf_counter()
+                calls[name]().block_until_ready()
+                times[name].append(time.perf_counter() - t)
+        gflops = {p: 2 * m * k * n / statistics.median(t) / 1e9 for p, t in times.items()}
+        rows.append({"shape": (m, k, n), "f32_gflops": gflops["f32"],
+                     "bf16_gflops": gflops["bf16"], "kernel_gflops": gflops["bf16_kernel"],
+                     "ratio": gflops["bf16"] / gflops["f32"],
+                     "kernel_ratio": gflops["bf16_kernel"] / gflops["f32"]})
+    return rows
+
+
+def print_matmul_bound(rows) -> None:
+    print("\nthe bound: a matmul alone, bf16 operands (f32 accumulation) vs f32, on this CPU\n")
+    print("| matmul (m x k x n) | f32 GFLOP/s | bf16 GFLOP/s (rounding in the step) | bf16 / f32 "
+          "| bf16 kernel alone GFLOP/s (operands already bf16) | kernel / f32 |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {' x '.join(map(str, r['shape']))} | {r['f32_gflops']:.1f} | "
+              f"{r['bf16_gflops']:.1f} | {r['ratio']:.2f}x | {r['kernel_gflops']:.1f} | "
+              f"{r['kernel_ratio']:.2f}x |")
 
 
 def print_table(rows, batch: int) -> None:
@@ -266,6 +329,7 @@ def main(argv=None) -> int:
           f"{load0[0]:.1f} before, {load1[0]:.1f} after")
     print()
     print_table(rows, args.batch)
+    print_matmul_bound(matmul_bound())
     return 0
 
 

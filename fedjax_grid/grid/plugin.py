@@ -186,6 +186,28 @@ def set_xla_threads(n: int, started: bool) -> None:
     WORKER_STATE["xla_threads"] = int(n)
 
 
+def cpu_flags() -> set:
+    """This machine's CPU feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return set()
+
+
+#: CPU flags of a native bf16 matmul. Without one, XLA:CPU computes a bf16 dot by
+#: converting to float32: ``training.precision=bf16`` is then slower than f32.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def bf16_support() -> dict:
+    """``{'backend': JAX's default backend, 'native_bf16': whether the CPU has a native
+    bf16 matmul}`` of this process (on the workers: ``client.run(bf16_support)``)."""
+    import jax
+    return {"backend": jax.default_backend(),
+            "native_bf16": any(f in cpu_flags() for f in NATIVE_BF16_FLAGS)}
+
+
 def numerics_signature() -> dict:
     """What this process's numbers depend on beyond the task: jax/jaxlib versions,
     ``XLA_FLAGS``, the XLA:CPU pool size and the CPU's vector extensions (e.g.
@@ -193,13 +215,7 @@ def numerics_signature() -> dict:
     update bitwise alike)."""
     import jax
     import jaxlib
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next(line for line in f if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        pass
-    isa = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    isa = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "xla_threads": xla_pool_size(),
             "devices": jax.local_device_count(), "cpu": " ".join(isa)}

@@ -49,6 +49,20 @@ def check_precision(precision) -> str:
     return precision
 
 
+def emulated_bf16_warning(reports: dict) -> str | None:
+    """One line naming the workers where bf16 compute is emulated (a CPU backend without
+    a native bf16 matmul), or None. ``reports``: worker address -> ``{'backend',
+    'native_bf16'}`` (``grid.plugin.bf16_support`` run on each worker)."""
+    slow = sorted(a for a, r in reports.items()
+                  if isinstance(r, dict) and r.get("backend") == "cpu" and not r.get("native_bf16"))
+    if not slow:
+        return None
+    return (f"training.precision=bf16 on {len(slow)} of {len(reports)} workers whose CPUs have no "
+            f"native bf16 matmul (avx512_bf16 or amx_bf16; e.g. {slow[0]}): XLA converts to "
+            "float32 there, and a bf16 step ran at 0.79-0.99x the speed of f32 on such a CPU "
+            "(docs/RESULTS.md, precision); f32 is the faster choice on them")
+
+
 def with_precision(model, precision: str):
     """``model`` computing in ``precision`` (a clone with its ``precision`` field set).
 

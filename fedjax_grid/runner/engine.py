@@ -43,8 +43,20 @@ from fedjax_grid.federated.round_policies import ROUND_POLICIES
 from fedjax_grid.grid.plugin import size_own_xla_pool
 from fedjax_grid.grid.runlock import RunFolderLock
 from fedjax_grid.grid.stages import Stages
+from fedjax_grid.models.precision import emulated_bf16_warning
 from fedjax_grid.runner.context import RoundStopped, RunContext, StopRequested
 from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
+
+
+def worker_bf16_support(dask_client, timeout_s: float = 10.0) -> dict:
+    """Worker address -> ``grid.plugin.bf16_support()`` there; {} when the workers do not
+    all answer within ``timeout_s`` (a frozen desktop must not hold up the start)."""
+    from fedjax_grid.grid.plugin import bf16_support
+    try:
+        return dask_client.sync(dask_client._run, bf16_support, on_error="return",
+                                callback_timeout=timeout_s) or {}
+    except Exception:  # noqa: BLE001 - a timeout or a lost scheduler: no advice then
+        return {}
 
 
 def warn_stderr(message: str) -> None:
@@ -116,6 +128,7 @@ class FederatedRun:
         #: the round policy (``server.mode``): owns each round over ``context``
         self.policy = ROUND_POLICIES.get(c.server.mode).obj(self.context)
         self.stopped: Optional[RoundStopped] = None
+        self._bf16_checked = False
 
     # -- the run's state (in its context) -----------------------------------------------
     state = _context("state", "the server state (ServerState) after ``round`` rounds")
@@ -162,6 +175,10 @@ class FederatedRun:
             with self.stages.stage("grid", text) as info:
                 self.grid = open_cluster(g, local_directory=str(self.out_dir / "dask"))
                 info["detail"] = f"{len(self.note_workers())} workers"
+        if self.config.training.precision == "bf16" and not self._bf16_checked:
+            self._bf16_checked = True
+            if message := emulated_bf16_warning(worker_bf16_support(self.grid.client)):
+                self.notify(message)
         return self.grid
 
     def note_workers(self) -> dict:

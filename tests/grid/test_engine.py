@@ -274,3 +274,27 @@ def test_slow_by_worker_draws_one_factor_per_worker_and_records_it(grid, tmp_pat
             fault_sim.worker_speed_factor(3.0, cfg.seed, name))
     # one factor per worker, whichever clients it trained
     assert (ok.groupby("worker")["speed_factor"].nunique() == 1).all()
+
+
+def test_bf16_on_workers_without_a_native_bf16_matmul_is_warned_at_start(grid, tmp_path):
+    from fedjax_grid.grid.plugin import NATIVE_BF16_FLAGS, cpu_flags
+    from fedjax_grid.runner.engine import worker_bf16_support
+    reports = worker_bf16_support(grid.client)
+    assert set(reports) == set(grid.workers())
+    native = any(f in cpu_flags() for f in NATIVE_BF16_FLAGS)  # the workers run here
+    assert all(r == {"backend": "cpu", "native_bf16": native} for r in reports.values())
+    for precision, warned in (("f32", False), ("bf16", not native)):
+        notes = []
+        run = FederatedRun(tiny_config(**{"training.precision": precision}),
+                           out_dir=tmp_path / precision, grid=grid, notify=notes.append)
+        try:
+            run.start()
+            run.start()  # asked once per run
+        finally:
+            run.close()
+        if warned:
+            assert len(notes) == 1 and notes[0].startswith(
+                "training.precision=bf16 on 2 of 2 workers whose CPUs have no native bf16 "
+                "matmul"), notes
+        else:
+            assert notes == [], (precision, notes)

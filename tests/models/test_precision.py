@@ -147,3 +147,18 @@ def test_models_in_bf16_keep_f32_state_and_agree_with_f32(name, kw, hw, fast):
     if fast:  # bf16 is a compute policy only: a bf16 model's variables are an f32 model's
         assert jax.tree.map(jnp.shape, bf.init(jax.random.key(1), x, train=False)) == \
             jax.tree.map(jnp.shape, variables)
+
+
+def test_emulated_bf16_warning_names_the_cpu_workers_without_a_native_bf16_matmul():
+    from fedjax_grid.models.precision import emulated_bf16_warning
+    native = {"backend": "cpu", "native_bf16": True}
+    emulated = {"backend": "cpu", "native_bf16": False}
+    gpu = {"backend": "gpu", "native_bf16": False}
+    assert emulated_bf16_warning({}) is None
+    assert emulated_bf16_warning({"tcp://a:1": native, "tcp://b:2": gpu}) is None
+    # a worker that failed to answer (an exception object) is no evidence either way
+    assert emulated_bf16_warning({"tcp://a:1": RuntimeError("lost")}) is None
+    msg = emulated_bf16_warning({"tcp://c:3": emulated, "tcp://a:1": native,
+                                 "tcp://b:2": dict(emulated)})
+    assert msg.startswith("training.precision=bf16 on 2 of 3 workers ")
+    assert "e.g. tcp://b:2" in msg and "\n" not in msg and "f32 is the faster choice" in msg
