@@ -82,19 +82,23 @@ def pure_child(clients: int, rounds: int) -> dict:
         t3 = time.perf_counter()
         logit_spread(exp.model, params, exp.data.test_arrays[0][:tb], preprocess=pre)
         t4 = time.perf_counter()
-        parts["train"] += t1 - t0
-        parts["bn"] += t2 - t1
-        parts["eval"] += t3 - t2
-        parts["check"] += t4 - t3
+        this = {"train": t1 - t0, "bn": t2 - t1, "eval": t3 - t2, "check": t4 - t3}
+        for k, v in this.items():
+            parts[k] += v
+        per_round.append(this)
         return params, state
 
+    per_round = []
     params, state = one_round(0, params, state)           # compiles
     parts.update(train=0.0, bn=0.0, eval=0.0, check=0.0)
+    per_round.clear()
     t = time.perf_counter()
     for r in range(1, rounds + 1):
         params, state = one_round(r, params, state)
     total = time.perf_counter() - t
-    return {"round_s": total / rounds, **{k: v / rounds for k, v in parts.items()}}
+    fastest = min(per_round, key=lambda p: sum(p.values()))
+    return {"round_s": total / rounds, **{k: v / rounds for k, v in parts.items()},
+            "fastest": fastest}
 
 
 def pure_compute(clients: int, rounds: int) -> dict:

@@ -56,14 +56,6 @@ markdown table of the medians over the reps with their spread (min-max), then th
 ratios fedjax_grid / Flower of the medians with the range of the ratios of the paired
 runs (rep k of each toolkit ran back to back) and the goals (issue 28: steady-state <=
 0.8, wall <= 0.8; peak RSS <= 0.6). ``--json PATH`` writes every run's raw measurements.
-
-Then the bound (``--bound-rounds``, 0: skip): the same round's numerical work -- every
-client's ``local_train``, the BatchNorm re-estimation and the central evaluation -- timed
-in one fresh process pinned to one core (``cpu_bound.pure_compute``). Any toolkit doing
-that work on this machine's usable cores spends at least that CPU per round, so the
-pure compute divided by the usable cores is the shortest steady round possible here;
-printed beside Flower's median steady round, it says how far below Flower's round any
-toolkit can get on this machine without making the work itself cheaper.
 """
 from __future__ import annotations
 
@@ -683,45 +675,6 @@ def print_tables(rows: list[dict], rounds: int) -> None:
     print("\nratio of the medians; runs: the ratios of the paired runs (rep k of both toolkits)")
 
 
-def bound_rows(rows: list[dict], pure: dict, cores: int) -> list[dict]:
-    """Per client count: the shortest steady round (s) the work allows -- its pure compute
-    on one core (train + bn + eval; not the engine's own collapse check, which Flower's
-    server does not do) over ``cores`` -- and its ratio to Flower's and fedjax_grid's
-    median steady rounds (``rows``: :func:`summarize`'s)."""
-    out = []
-    for clients, p in sorted(pure.items()):
-        by = {r["toolkit"]: r for r in rows if r["clients"] == clients}
-        work = p["train"] + p["bn"] + p["eval"]
-        row = {"clients": clients, "pure_s": work, "train_s": p["train"], "bn_s": p["bn"],
-               "eval_s": p["eval"], "cores": cores, "floor_s": work / cores}
-        if "flower" in by:
-            row["floor_vs_flower"] = row["floor_s"] / by["flower"]["steady_s"]
-        if "fedjax_grid" in by:
-            row["fedjax_grid_vs_floor"] = by["fedjax_grid"]["steady_s"] / row["floor_s"]
-        out.append(row)
-    return out
-
-
-def print_bound(bounds: list[dict], goal: float = GOALS["steady_s"]) -> None:
-    print(f"\nthe bound: the round's pure compute in one process pinned to one core, over the "
-          f"usable cores ({bounds[0]['cores']}) = the shortest steady round any toolkit can "
-          "run this work in here\n")
-    print("| clients | pure compute per round, one core (s): train / bn / eval | shortest "
-          "steady round (s) | shortest / Flower's steady round | fedjax_grid's steady round / "
-          "shortest |")
-    print("|---|---|---|---|---|")
-    for b in bounds:
-        fl = b.get("floor_vs_flower")
-        if fl is None:
-            vs_flower = "-"
-        else:
-            reach = f"the goal {goal:g} is below the bound" if fl > goal else "goal within reach"
-            vs_flower = f"{fl:.2f} ({reach})"
-        mine = f"{b['fedjax_grid_vs_floor']:.2f}" if "fedjax_grid_vs_floor" in b else "-"
-        print(f"| {b['clients']} | {b['pure_s']:.2f}: {b['train_s']:.2f} / {b['bn_s']:.2f} / "
-              f"{b['eval_s']:.2f} | {b['floor_s']:.2f} | {vs_flower} | {mine} |")
-
-
 def _ratio_cell(mine: dict, flower: dict, key: str, goal: float) -> str:
     """'ratio of the medians, runs min-max of the paired ratios (met|missed)'."""
     ratio = mine[key] / flower[key]
@@ -783,24 +736,18 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 4 clients, 1 run of 3 rounds per toolkit, 1 warm-up round")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
-    ap.add_argument("--bound-rounds", type=int, default=3,
-                    help="rounds of the pure-compute bound per client count, after one "
-                         "compiling round, in a process pinned to one core (0: skip)")
     ap.add_argument("--flower-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--dump-updates", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.clients, args.reps, args.rounds, args.warmup_rounds = "4", 1, 3, 1
-        args.bound_rounds = min(args.bound_rounds, 1)
     try:
         args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
     except ValueError:
         args.clients = []
-    if (not args.clients or min(args.clients) < 1 or args.reps < 1 or args.warmup_rounds < 0
-            or args.bound_rounds < 0):
-        ap.error("--clients must be integers >= 1, --reps >= 1, --warmup-rounds >= 0, "
-                 "--bound-rounds >= 0")
+    if not args.clients or min(args.clients) < 1 or args.reps < 1 or args.warmup_rounds < 0:
+        ap.error("--clients must be integers >= 1, --reps >= 1, --warmup-rounds >= 0")
     try:
         args.variant = [parse_variant(v) for v in args.variant]
     except ValueError as e:
@@ -836,21 +783,13 @@ def main(argv=None) -> int:
     print(f"medians of {args.reps} alternating runs of {args.rounds} rounds per toolkit and "
           f"client count, after {args.warmup_rounds}-round warm-up runs")
     print_tables(rows, args.rounds)
-    bounds = []
-    if args.bound_rounds:
-        import cpu_bound
-        pure = {c: cpu_bound.pure_compute(c, args.bound_rounds) for c in args.clients}
-        bounds = bound_rows(rows, pure, len(os.sched_getaffinity(0)))
-        print_bound(bounds)
-        print(f"environment after the bound: {environment()}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
             {"clients": args.clients, "reps": args.reps, "rounds": args.rounds,
              "warmup_rounds": args.warmup_rounds, "machine": {"cpus": os.cpu_count(),
                                                               "python": platform.python_version()},
              "environment": environment(), "argv": sys.argv, "runs": runs,
-             "summary": [{k: v for k, v in r.items() if k != "per_rep"} for r in rows],
-             "bound": bounds},
+             "summary": [{k: v for k, v in r.items() if k != "per_rep"} for r in rows]},
             indent=1))
     return 0
 

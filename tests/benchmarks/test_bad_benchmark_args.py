@@ -59,10 +59,3 @@ def test_vs_flower_refuses_an_unwritable_json(tmp_path, capsys):
         vs_flower.parse_args(["--json", str(blocker / "raw.json")])
     assert e.value.code == 2 and "--json" in capsys.readouterr().err
 
-
-def test_vs_flower_refuses_negative_bound_rounds(capsys):
-    from benchmarks import vs_flower
-    with pytest.raises(SystemExit) as e:
-        vs_flower.parse_args(["--bound-rounds", "-1"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "--bound-rounds >= 0" in err and "Traceback" not in err
