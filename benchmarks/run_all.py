@@ -4,6 +4,7 @@
     python benchmarks/run_all.py --skip-perf           # only the accuracy suites
     python benchmarks/run_all.py --only throughput,accuracy-vgg
     python benchmarks/run_all.py --assemble            # rebuild RESULTS.md from benchmarks/records/
+    python benchmarks/run_all.py --refresh --only precision  # one piece's block in the page
     # long runs from a snapshot worktree of a commit, records into this checkout:
     python benchmarks/run_all.py --only accuracy-vgg --no-assemble --out ../sci/out \
         --records "$PWD/../main/benchmarks/records"
@@ -21,7 +22,9 @@ the machine that wrote it. The accuracy suites run every configuration with seed
 and figures generated here, see ``accuracy_report.py``); a piece without an accepted
 record (not run, running, failed, or recorded from a modified tree) shows only its
 command. Running pieces refuses a modified tree (new records and figures excepted) and assembling
-refuses any change: every number comes from a commit.
+refuses any change: every number comes from a commit. While the page is still hand-merged
+(earlier blocks' records were lost), ``--refresh`` replaces only the named pieces' blocks
+in it (each found by its ``Command:`` line) from their committed records.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ from typing import Optional
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import accuracy_report  # noqa: E402  (the accuracy pieces' tables and figures)
+
+from fedjax_grid.atomic_write import write_atomic  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -608,6 +613,44 @@ def piece_section(name: str) -> str:
                       *(f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, []))])
 
 
+def block_span(lines: list[str], start: int) -> int:
+    """End (exclusive) of the generated block starting at ``lines[start]`` (its
+    ``Command:`` line): through the second line opening with a code fence after it (the
+    end of its output), then the figure lines that follow (blank lines between them)."""
+    j, fences = start, 0
+    while j < len(lines) and fences < 2:
+        fences += lines[j].startswith("```")
+        j += 1
+    if fences < 2:
+        return start + 1 + next((k for k, ln in enumerate(lines[start + 1:])
+                                 if ln.startswith(("Command:", "## "))), len(lines) - start - 1)
+    while j < len(lines) and (lines[j].startswith("![") or (
+            lines[j] == "" and j + 1 < len(lines) and lines[j + 1].startswith("!["))):
+        j += 1
+    return j
+
+
+def refresh(page: str, names: list[str]) -> tuple[str, list[str]]:
+    """``page`` (a hand-merged RESULTS.md) with each piece's generated block replaced by
+    :func:`piece_section` from its kept records, and one line per piece saying what was
+    done. A block is found by its exact ``Command: `<command>``` line; a piece whose
+    line is not there exactly once, or that has no accepted record, is left as it is."""
+    lines, said = page.split("\n"), []
+    for name in names:
+        head = f"Command: `{shown_command(name)}`  "
+        starts = [i for i, ln in enumerate(lines) if ln == head]
+        new = piece_section(name).rstrip("\n").split("\n")
+        if not new[0].startswith("Command:"):
+            said.append(f"{name}: left as it is: {new[0]}")
+        elif len(starts) != 1:
+            said.append(f"{name}: left as it is: {len(starts)} blocks start with {head.strip()!r}")
+        else:
+            end = block_span(lines, starts[0])
+            lines[starts[0]:end] = new
+            said.append(f"{name}: lines {starts[0] + 1}-{end} replaced from its records")
+    return "\n".join(lines), said
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -616,6 +659,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-perf", action="store_true", help="skip the performance benchmarks")
     ap.add_argument("--assemble", action="store_true",
                     help="only rebuild docs/RESULTS.md from the records (benchmarks/records/)")
+    ap.add_argument("--refresh", action="store_true",
+                    help="only replace, in the hand-merged docs/RESULTS.md, the generated "
+                    "block of each piece (--only) with one built from its committed records")
     ap.add_argument("--keep", action="store_true",
                     help="only copy the record files of the pieces (--only; default all) from "
                     "--out into the records (e.g. a long run's partial results)")
@@ -655,6 +701,15 @@ def main(argv=None) -> int:
         for name in names:
             kept = keep_records(name)
             print(f"{name}: {len(kept)} record file(s) kept in {relative(str(RECORDS))}")
+        return 0
+    if args.refresh:
+        refusal = dirty_refusal("refresh RESULTS.md", ignore=("docs/RESULTS.md", "docs/results"))
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
+        text, said = refresh(RESULTS.read_text(), names)
+        write_atomic(RESULTS, text)
+        print("\n".join(said))
         return 0
     # records and figures appear as pieces end: running more pieces does not wait for a commit
     refusal = (dirty_refusal("assemble RESULTS.md") if args.assemble

@@ -208,6 +208,58 @@ def test_a_piece_keeps_only_its_small_records_and_the_page_reads_them(tmp_path, 
     assert "| VGG-16, CIFAR-10, independent |" in text and "35.00 ± 1.67" in text
 
 
+def test_refresh_replaces_only_the_named_pieces_blocks_and_keeps_the_hand_text(tmp_path,
+                                                                            monkeypatch):
+    records = tmp_path / "records"
+    records.mkdir()
+    _meta(records, "fragments", "python benchmarks/fragments.py", commit="fedcba9876")
+    _meta(records, "data_reads", "python benchmarks/data_reads.py")
+    _meta(records, "throughput", "python benchmarks/throughput.py", commit="abc1234567+dirty")
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    block = ["Command: `python benchmarks/fragments.py`  ", "Commit: 0000000; old provenance",
+             "", "```", "old output", "```", "", "![old figure](results/old.png)"]
+    reads = ["Command: `python benchmarks/data_reads.py --batches 50`  ", "Commit: 1111111", "",
+             "```", "old reads", "```"]
+    throughput = ["Command: `python benchmarks/throughput.py --steps 5`  ", "```", "kept", "```"]
+    page = "\n".join(["# Results", "", "Hand text above.", "", *block, "", "Hand analysis below.",
+                      "", *reads, "", *reads, "", *throughput, "", "## Next", "end"])
+    text, said = run_all.refresh(page, ["fragments", "data_reads", "throughput", "cpu-bound"])
+    lines = text.split("\n")
+    assert lines[:4] == ["# Results", "", "Hand text above.", ""]
+    assert lines[4] == "Command: `python benchmarks/fragments.py`  "
+    assert lines[5].startswith("Commit: fedcba9876; ")
+    assert lines[6:9] == ["", "```", "output of fragments in benchmarks/out/x.csv"]
+    assert "old output" not in text and "old figure" not in text
+    assert "Hand analysis below." in lines and lines[-2:] == ["## Next", "end"]
+    assert text.count("old reads") == 2  # two blocks with that command: not touched
+    assert "kept" in lines  # a record from a modified tree is not shown
+    assert said[0].startswith("fragments: lines 5-12 replaced from its records")
+    assert said[1] == ("data_reads: left as it is: 2 blocks start with "
+                       "'Command: `python benchmarks/data_reads.py --batches 50`'")
+    assert said[2].startswith("throughput: left as it is: Not in this assembly (")
+    assert said[3].startswith("cpu-bound: left as it is: Not in this assembly (not run)")
+
+
+def test_refresh_refuses_a_modified_tree_but_not_hand_edits_of_the_page(tmp_path, monkeypatch):
+    page = tmp_path / "RESULTS.md"
+    page.write_text("hand text\n")
+    monkeypatch.setattr(run_all, "RESULTS", page)
+    monkeypatch.setattr(run_all, "RECORDS", tmp_path)
+    asked = []
+
+    def git_state(repo=None, ignore=()):
+        asked.append(ignore)
+        return "abc1234", dirty
+    monkeypatch.setattr(run_all, "git_state", git_state)
+    dirty = True
+    assert run_all.main(["--refresh", "--only", "fragments"]) == 2
+    assert page.read_text() == "hand text\n"
+    assert set(asked[-1]) == {"docs/RESULTS.md", "docs/results"}  # the page may hold hand edits
+    dirty = False
+    assert run_all.main(["--refresh", "--only", "fragments"]) == 0
+    assert page.read_text() == "hand text\n"  # no block of that piece: nothing replaced
+
+
 def test_running_allows_new_records_but_not_changed_code(tmp_path):
     repo = tmp_path / "repo"
     (repo / "benchmarks" / "records").mkdir(parents=True)
