@@ -128,9 +128,9 @@ STUDY_PIECES = {
                     "balanced,stratified"],
     # FedAvg vs SCAFFOLD vs FedNova on Dirichlet(0.1) clients, digits and the CIFAR-10 slice
     "client-algorithms": ["benchmarks/client_algorithms.py"],
-    # the study's four presets at CPU scale (2 rounds, width 0.25, 10 clients)
+    # the study's four presets at CPU scale (2 rounds, width 0.25, 10 clients), 3 seeds
     "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
-                    "--clients", "10", "--max-test-examples", "2000"],
+                    "--clients", "10", "--max-test-examples", "2000", *SEEDS],
 }
 PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
