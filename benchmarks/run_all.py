@@ -421,8 +421,12 @@ def piece_meta(name: str) -> tuple[Optional[dict], str]:
 
 
 def _seeds_of(command: str) -> str:
-    m = re.search(r"--seeds[= ](\S+)", command)
-    return m.group(1).replace(",", ", ") if m else "n/a (no random seeds in this piece)"
+    """The seeds a piece's command names: ``--seeds 0,1,2``, ``--seeds=0,1,2`` or
+    ``--seeds 0 1 2`` (argparse nargs) -> '0, 1, 2'."""
+    m = re.search(r"--seeds(?:=|\s+)(\d+(?:(?:,|\s+)\d+)*)(?=\s+-|\s*$)", command)
+    if not m:
+        return "n/a (no random seeds in this piece)"
+    return ", ".join(re.split(r"[,\s]+", m.group(1).strip()))
 
 
 def provenance(meta: dict) -> str:

@@ -362,3 +362,13 @@ def test_curves_leave_out_text_columns():
     curves = report.curves_of(data)
     assert set(curves[("iid static", 0)]) == {"round", "global_accuracy"}
     assert math.isnan(curves[("iid static", 0)]["global_accuracy"][1])
+
+
+@pytest.mark.parametrize("command,seeds", [
+    ("python b.py --seeds 0,1,2", "0, 1, 2"),
+    ("python b.py --seeds=0,1,2 --rounds 3", "0, 1, 2"),
+    ("python b.py --claims codec --seeds 0 1 2 --target 0.9", "0, 1, 2"),  # nargs
+    ("python b.py --seeds 1,2 --tag=-10e", "1, 2"),
+    ("python b.py --steps 5", "n/a (no random seeds in this piece)")])
+def test_provenance_names_every_seed_of_the_command(command, seeds):
+    assert run_all._seeds_of(command) == seeds
