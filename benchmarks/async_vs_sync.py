@@ -23,8 +23,11 @@ of the budget). Policies:
 - ``async``: FedBuff, K = C tasks in flight, M = C/2 deltas per server update,
   polynomial staleness weight (1 + s)^-0.5, max staleness 10.
 
-Writes ``benchmarks/out/async_vs_sync/<data>.json`` and one figure per data set
-(``docs/results/async_vs_sync_<data>.png``, accuracy against wall time).
+``--seeds 1,2,3`` runs every policy once per seed (each seed its own slow-down factors,
+partition and keys) and adds a table over the seeds: time to target and the ratio to
+sync as mean ± sd with the values per seed. Writes
+``benchmarks/out/async_vs_sync/<data>-s<seed>.json`` and one figure per data set, of the
+first seed (``docs/results/async_vs_sync_<data>.png``, accuracy against wall time).
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ POLICIES = {
 }
 
 
-def config(data: str, policy: str, args):
+def config(data: str, policy: str, args, seed: int = None):
     from fedjax_grid.experiments import get_preset
     sets, _ = DATA[data]
     c = args.clients
@@ -71,7 +74,7 @@ def config(data: str, policy: str, args):
         f"grid.workers={args.workers}", "grid.threads_per_worker=1",
         "grid.dashboard_address=null", "faults.enabled=true",
         f"faults.max_slowdown={args.slowdown}", f"faults.offline_prob={args.offline}",
-        f"seed={args.seed}"]).validate()
+        f"seed={args.seed if seed is None else seed}"]).validate()
 
 
 def run_policy(cfg, grid, out: pathlib.Path, budget_s: float) -> pd.DataFrame:
@@ -115,15 +118,19 @@ def speed_ratio(cfg) -> float:
     return max(f) / min(f)
 
 
-def bench(data: str, args) -> list[dict]:
+def bench(data: str, args, seed: int = None, figure_too: bool = True) -> list[dict]:
+    """Every policy for ``args.budget`` s on one grid, seed ``seed`` (default ``args.seed``):
+    the summary row per policy, with its ``seed`` and ``time_vs_sync``."""
     from fedjax_grid.grid.cluster import open_cluster
+    seed = args.seed if seed is None else seed
     out = REPO / "benchmarks" / "out" / "async_vs_sync"
     out.mkdir(parents=True, exist_ok=True)
     target = args.target or DATA[data][1]
-    cfgs = {p: config(data, p, args) for p in POLICIES}
-    print(f"## {data}: {args.clients} clients, {args.workers} workers, slowest/fastest client "
-          f"{speed_ratio(cfgs['sync']):.1f}x, offline probability {args.offline}, target "
-          f"{100 * target:.0f} %, budget {args.budget:.0f} s per policy", flush=True)
+    cfgs = {p: config(data, p, args, seed) for p in POLICIES}
+    print(f"## {data}: {args.clients} clients, {args.workers} workers, seed {seed}, "
+          f"slowest/fastest client {speed_ratio(cfgs['sync']):.1f}x, offline probability "
+          f"{args.offline}, target {100 * target:.0f} %, budget {args.budget:.0f} s per policy",
+          flush=True)
     grid = open_cluster(cfgs["sync"].grid, local_directory=str(out / "dask"))
     tables, rows = {}, []
     try:
@@ -137,9 +144,11 @@ def bench(data: str, args) -> list[dict]:
         grid.close()
     sync_t = rows[0]["time_to_target_s"]
     for r in rows:
+        r["seed"] = seed
         r["time_vs_sync"] = r["time_to_target_s"] / sync_t if sync_t == sync_t else math.nan
-    figure(data, tables, target)
-    (out / f"{data}.json").write_text(json.dumps(
+    if figure_too:
+        figure(data, tables, target)
+    (out / f"{data}-s{seed}.json").write_text(json.dumps(
         {"rows": rows, "curves": {p: t[["elapsed_s", "global_accuracy"]].to_dict("list")
                                   for p, t in tables.items()}}, indent=1))
     return rows
@@ -157,14 +166,45 @@ def figure(data: str, tables: dict, target: float) -> None:
 
 
 def markdown(data: str, rows: list[dict]) -> str:
-    lines = [f"| {data}: policy | server updates | client updates folded | tasks | "
+    """One line per policy and seed; with more than one seed, then one per policy over the
+    seeds: mean ± sd and the values per seed (a seed that missed the target: nan)."""
+    seeds = sorted({r.get("seed") for r in rows}, key=str)
+    lines = [f"| {data}: policy | seed | server updates | client updates folded | tasks | "
              "time to target s | vs sync | accuracy at equal wall time % | final % |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['policy']} | {r['server_updates']} | {r['client_updates_folded']} "
-                     f"| {r['tasks']} | {r['time_to_target_s']:.1f} | {r['time_vs_sync']:.2f}x "
+        t = (f"{r['time_to_target_s']:.1f}" if math.isfinite(r["time_to_target_s"])
+             else "missed")
+        ratio = f"{r['time_vs_sync']:.2f}x" if math.isfinite(r["time_vs_sync"]) else "-"
+        lines.append(f"| {r['policy']} | {r.get('seed', '-')} | {r['server_updates']} "
+                     f"| {r['client_updates_folded']} | {r['tasks']} | {t} | {ratio} "
                      f"| {100 * r['acc_at_budget']:.2f} | {100 * r['final_acc']:.2f} |")
+    if len(seeds) < 2:
+        return "\n".join(lines)
+    lines += ["", f"| {data}: policy | seeds | time to target s, mean ± sd | vs sync, mean ± sd "
+              "(per seed) | accuracy at equal wall time %, mean ± sd |", "|---|---|---|---|---|"]
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        mine = [r for r in rows if r["policy"] == policy]
+        t, ratio, acc = (np.array([r[k] for r in mine], float)
+                         for k in ("time_to_target_s", "time_vs_sync", "acc_at_budget"))
+        lines.append(f"| {policy} | {', '.join(str(r['seed']) for r in mine)} | {_mean_sd(t, '.1f')} "
+                     f"| {_mean_sd(ratio, '.2f')} ("
+                     + " / ".join(f"{r['seed']}: {r['time_vs_sync']:.2f}"
+                                  if math.isfinite(r["time_vs_sync"]) else f"{r['seed']}: missed"
+                                  for r in mine)
+                     + f") | {_mean_sd(100 * acc, '.2f', 'without an evaluation')} |")
     return "\n".join(lines)
+
+
+def _mean_sd(values: np.ndarray, fmt: str, missing: str = "missed") -> str:
+    """'mean ± sd' of the finite values (sd 0 for one), with how many are ``missing`` (no
+    value: the target missed, or no evaluation) when some are."""
+    ok = values[np.isfinite(values)]
+    if not len(ok):
+        return f"nan (all {missing})"
+    sd = float(np.std(ok, ddof=1)) if len(ok) > 1 else 0.0
+    missed = f" ({len(values) - len(ok)} {missing})" if len(ok) < len(values) else ""
+    return f"{np.mean(ok):{fmt}} ± {sd:{fmt}}{missed}"
 
 
 def main(argv=None) -> int:
@@ -179,14 +219,27 @@ def main(argv=None) -> int:
     ap.add_argument("--slowdown", type=float, default=7.0)
     ap.add_argument("--offline", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1, help="seed 1: slowest client 5.9x the fastest")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds, each a run of every "
+                    "policy (its own slow-downs, partition and keys); overrides --seed; >= 3 "
+                    "for a published ratio (mean ± sd and the values per seed)")
     args = ap.parse_args(argv)
+    try:
+        seeds = ([int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds is not None
+                 else [args.seed])
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        print(f"error: --seeds {args.seeds!r} is invalid: distinct integers >= 0, comma-separated",
+              file=sys.stderr)
+        return 2
     names = [d.strip() for d in args.data.split(",") if d.strip()]
     bad = [d for d in names if d not in DATA]
     if bad or args.budget <= 0 or args.clients < 2:
         print(f"error: --data {bad[0] if bad else args.data!r} / --budget / --clients invalid; "
               f"allowed: {', '.join(DATA)}, budget > 0, clients >= 2", file=sys.stderr)
         return 2
-    tables = [markdown(d, bench(d, args)) for d in names]
+    tables = [markdown(d, [row for i, seed in enumerate(seeds)
+                           for row in bench(d, args, seed, figure_too=i == 0)]) for d in names]
     print()
     for t in tables:
         print(t + "\n")

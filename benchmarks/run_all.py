@@ -62,9 +62,11 @@ PERF = {
     "data_reads": ["benchmarks/data_reads.py", "--batches", "50"],
     "fragments": ["benchmarks/fragments.py"],
     "engine_overhead": ["benchmarks/engine_overhead.py"],
-    "async-vs-sync-digits": ["benchmarks/async_vs_sync.py", "--data", "digits", "--budget", "100"],
+    # every policy once per seed (each seed its own slow-downs): ratios over 3 seeds
+    "async-vs-sync-digits": ["benchmarks/async_vs_sync.py", "--data", "digits", "--budget", "100",
+                             "--seeds", "1,2,3"],
     "async-vs-sync-cifar10": ["benchmarks/async_vs_sync.py", "--data", "cifar10", "--budget", "240",
-                              "--target", "0.25"],
+                              "--target", "0.25", "--seeds", "1,2,3"],
     # the runs behind it (benchmarks/out/compression-run{1,2,3}.json): see its note
     "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run3.json",
                "--compute-s", "2.0"],
