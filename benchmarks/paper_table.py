@@ -150,7 +150,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for row, row_cfg in cfgs.items():
             for seed in seeds:
                 cfg = row_config_seed(row_cfg, seed)
-                spec = accuracy.Spec("paper", row, cfg)
+                spec = accuracy.Spec("paper", row, cfg, seed=seed)
                 t = time.perf_counter()
                 table = accuracy.run_federated(spec, out / f"{row}-s{seed}", grid,
                                                log=lambda m: print(m, flush=True))

@@ -68,5 +68,6 @@ def test_a_tiny_row_runs_once_per_seed_and_the_seeds_differ(tmp_path):
     assert all(0 <= r["final"] <= 100 for r in runs)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("vgg")) == [
         "vgg-balanced-s0", "vgg-balanced-s1"]
+    assert "[paper] vgg-balanced seed 1 round 1: acc" in proc.stdout  # progress names its seed
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| vgg-balanced |"))
     assert "| 0, 1 | 85.18 |" in line
