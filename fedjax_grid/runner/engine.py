@@ -53,8 +53,8 @@ def worker_bf16_support(dask_client, timeout_s: float = 10.0) -> dict:
     all answer within ``timeout_s`` (a frozen desktop must not hold up the start)."""
     from fedjax_grid.grid.plugin import bf16_support
     try:
-        return dask_client.sync(dask_client._run, bf16_support, on_error="return",
-                                callback_timeout=timeout_s) or {}
+        # Client.run hands callback_timeout to its sync wrapper, not to the function
+        return dask_client.run(bf16_support, on_error="return", callback_timeout=timeout_s) or {}
     except Exception:  # noqa: BLE001 - a timeout or a lost scheduler: no advice then
         return {}
 
