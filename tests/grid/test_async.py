@@ -28,6 +28,7 @@ def test_policy_defaults_and_client_draws():
     assert next_client(cfg, 0, busy=set(range(5))) is None
 
 
+@pytest.mark.slow   # suite budget (~12 s); async rounds stay in the default run (resume below)
 def test_async_run_records_versions_and_replays_bitwise(grid, tmp_path):
     cfg = tiny_config(**ASYNC, **{"training.rounds": 4})
     run = FederatedRun(cfg, out_dir=tmp_path / "async", grid=grid)

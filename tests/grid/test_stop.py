@@ -60,6 +60,8 @@ def _stop_mid_round(run, grid, prefix: str, timeout: float):
     return out["t_end"] - t_stop, idle
 
 
+@pytest.mark.slow   # suite budget (~27 s); stop and resume stay in the default run through the
+# panel (tests/widgets/test_run_panel.py) and before the first round (below)
 def test_stop_mid_round_sync_cancels_records_and_resumes(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 2, "training.local_epochs": EPOCHS})
     ref = FederatedRun(cfg, out_dir=tmp_path / "ref", grid=grid)
