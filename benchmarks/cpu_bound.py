@@ -15,8 +15,7 @@ For the quickstart (digits, VGG-11 width 0.25, 1 local epoch) with C clients, pr
    long run, for comparison with (1);
 3. **pure compute per round**: the same round's numerical work in one process pinned to
    one core (``local_train`` of every client, BatchNorm re-estimation on the
-   calibration examples, evaluation and the collapse check on one test batch: ``check``),
-   timed over ``--long``
+   calibration examples, evaluation and the collapse check), timed over ``--long``
    rounds after a warm-up round: what any toolkit running the same client and server
    work must spend; the engine's CPU beyond it is its overhead.
 """
@@ -69,7 +68,7 @@ def pure_child(clients: int, rounds: int) -> dict:
     state = exp.strategy.init(cfg.seed)
     idx = calibration_indices(len(exp.data.train), cfg.server.bn_calibration_examples, cfg.seed)
     b, tb = cfg.training.batch_size, cfg.training.test_batch_size
-    parts = {"train": 0.0, "bn": 0.0, "eval": 0.0, "check": 0.0}
+    parts = {"train": 0.0, "bn": 0.0, "eval": 0.0}
 
     def one_round(r, params, state):
         t0 = time.perf_counter()
@@ -79,26 +78,20 @@ def pure_child(clients: int, rounds: int) -> dict:
             exp.model, params, exp.data.train, b, indices=idx, preprocess=pre))
         t2 = time.perf_counter()
         evaluate(exp.model, params, exp.data.test_arrays, tb, preprocess=pre)
-        t3 = time.perf_counter()
         logit_spread(exp.model, params, exp.data.test_arrays[0][:tb], preprocess=pre)
-        t4 = time.perf_counter()
-        this = {"train": t1 - t0, "bn": t2 - t1, "eval": t3 - t2, "check": t4 - t3}
-        for k, v in this.items():
-            parts[k] += v
-        per_round.append(this)
+        t3 = time.perf_counter()
+        parts["train"] += t1 - t0
+        parts["bn"] += t2 - t1
+        parts["eval"] += t3 - t2
         return params, state
 
-    per_round = []
     params, state = one_round(0, params, state)           # compiles
-    parts.update(train=0.0, bn=0.0, eval=0.0, check=0.0)
-    per_round.clear()
+    parts.update(train=0.0, bn=0.0, eval=0.0)
     t = time.perf_counter()
     for r in range(1, rounds + 1):
         params, state = one_round(r, params, state)
     total = time.perf_counter() - t
-    fastest = min(per_round, key=lambda p: sum(p.values()))
-    return {"round_s": total / rounds, **{k: v / rounds for k, v in parts.items()},
-            "fastest": fastest}
+    return {"round_s": total / rounds, **{k: v / rounds for k, v in parts.items()}}
 
 
 def pure_compute(clients: int, rounds: int) -> dict:

@@ -68,13 +68,9 @@ MODELS = {
 
 
 def cpu_bf16_flags() -> str:
-    """The CPU's bf16-related feature flags (Linux), or '?' elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "?"
-    return " ".join(f for f in flags if "bf16" in f or f.startswith("amx")) or "none"
+    """The CPU's bf16-related feature flags (Linux), or 'none'."""
+    from fedjax_grid.grid.plugin import cpu_flags
+    return " ".join(sorted(f for f in cpu_flags() if "bf16" in f or f.startswith("amx"))) or "none"
 
 
 class StepTimer:

@@ -299,8 +299,8 @@ class TrainingConfig(Section):
     precision: Literal["f32", "bf16"] = Field("f32", description=(
         "compute precision of local training: bf16 rounds the operands of the model's "
         "matmuls to bfloat16 (float32 accumulation; faster only on CPUs with AVX512-BF16 "
-        "or AMX and on accelerators: elsewhere XLA emulates it, a step ran at 0.8-1.0x f32, "
-        "and the run warns at start); weights, optimizer state, updates, aggregation, loss "
+        "or AMX and on accelerators: elsewhere XLA emulates it, slower than f32, and the run "
+        "warns at start); weights, optimizer state, updates, aggregation, loss "
         "and BatchNorm statistics stay float32; evaluation is float32"))
     eval_every: int = Field(1, ge=1, le=MAX_ROUNDS, description=(
         "evaluate the global model every this many rounds (and after the last)"))
