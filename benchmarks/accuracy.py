@@ -41,7 +41,12 @@ less than 0.5 points over 5 epochs) and then every run of the suite to the epoch
 of the latest seed's plateau. Every run checkpoints after each round/epoch under
 ``<out>/<suite>/s<seed>/<name>/``: the same command, re-run after a kill, resumes
 each run where it stopped (bitwise the same curves) and only reads back finished
-ones (``--fresh`` discards them).
+ones (``--fresh`` discards them). Run folders live on one machine; ``--resume-records
+PATH`` (an earlier attempt's ``results.json``, e.g. the piece's committed record under
+``benchmarks/records/accuracy/``) also takes every finished run from there that ran the
+same experiment (suite, config fingerprint) for at least the epochs asked, so a suite
+longer than one machine's life goes on where the last record left it; each row keeps the
+commit it ran at.
 
 Targets (from the study's shape of results): federated independent accuracy
 >= 0.9 x centralized at equal epochs; balanced and dirichlet below independent.
@@ -350,7 +355,72 @@ def summarize(spec: Spec, rounds: pd.DataFrame, wall_s: float) -> dict:
             "width": width,
             "clients": 1 if spec.centralized else c.partition.num_clients,
             "rounds": int(len(rounds)), "final_acc": final, "tail_acc": tail, "best_acc": best,
-            "wall_s": wall_s, "t90_s": t90, "r90": r90}
+            "wall_s": wall_s, "t90_s": t90, "r90": r90,
+            "fingerprint": experiment_id(c), "commit": COMMIT}
+
+
+def experiment_id(cfg) -> str:
+    """The config's fingerprint (everything that decides a run's trajectory but its rounds)
+    with this machine's paths left out: the data archive by its file name, no prepared-data
+    folder. Equal on two machines for the same experiment."""
+    data = cfg.data.model_copy(update={
+        "path": pathlib.Path(cfg.data.path).name if cfg.data.path else None, "data_dir": None})
+    return cfg.model_copy(update={"data": data}).fingerprint()
+
+
+def head_commit() -> str:
+    """Short HEAD commit of this checkout ('unknown' outside git), with '+dirty' when the
+    tree differs from it (a row's provenance in results.json)."""
+    import subprocess
+    here = pathlib.Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=here,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if head and dirty else "")
+
+
+COMMIT = head_commit()
+
+
+def load_record(path) -> dict:
+    """'<run>|<seed>' -> (row, rounds table) of the runs in an earlier ``results.json``
+    (``write_results``' format) whose rows carry a config fingerprint; {} when ``path`` does
+    not exist. UserError naming the path when it is not such a file."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+        out = {}
+        for row in data["rows"]:
+            key = f"{row['run']}|{row.get('seed', 0)}"
+            curve = data["curves"].get(key)
+            if curve and row.get("fingerprint"):
+                out[key] = (row, pd.DataFrame(curve))
+        return out
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"--resume-records {p} is not an accuracy suite's results.json "
+                        f"({type(e).__name__}: {e})") from None
+
+
+def from_record(prior: dict, spec: Spec, rounds: Optional[int] = None) -> Optional[pd.DataFrame]:
+    """``spec``'s run out of an earlier record (``load_record``): its table cut to ``rounds``
+    (default the spec's) when the record ran the same suite and experiment (``experiment_id``:
+    everything but the rounds, folders, paths and grid) for at least that many
+    rounds; None otherwise (the run is trained here)."""
+    hit = prior.get(spec.key)
+    if hit is None:
+        return None
+    row, table = hit
+    need = spec.cfg.training.rounds if rounds is None else rounds
+    if (row.get("suite") != spec.suite or row.get("fingerprint") != experiment_id(spec.cfg)
+            or "round" not in table or int((table["round"] <= need).sum()) < need):
+        return None
+    return table[table["round"] <= need].reset_index(drop=True)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -464,13 +534,22 @@ def with_rounds(spec: Spec, rounds: int) -> Spec:
 
 
 def plateau_epochs(specs: list[Spec], out: pathlib.Path, plateau: tuple, log=print,
-                   fresh: bool = False) -> tuple[int, dict]:
+                   fresh: bool = False, prior: Optional[dict] = None) -> tuple[int, dict]:
     """Run each centralized spec until its curve plateaus (``plateau_epoch`` at or after
     ``plateau[0]`` epochs, at most ``plateau[1]``); (epochs E every run of the suite then
-    goes to, seed -> plateau epoch or None when not reached within the cap)."""
+    goes to, seed -> plateau epoch or None when not reached within the cap). A curve in
+    ``prior`` (``load_record``) that reached its plateau is taken instead of a run."""
     low, cap = plateau
     at, ends = {}, []
     for spec in specs:
+        same = from_record(prior or {}, spec, rounds=1) is not None  # same experiment
+        curve = prior[spec.key][1]["global_accuracy"] if same else []
+        if same and plateau_epoch(curve, low) is not None:
+            at[spec.seed] = plateau_epoch(curve, low)
+            ends.append(at[spec.seed])
+            log(f"[{spec.suite}] centralized seed {spec.seed}: plateau at epoch "
+                f"{at[spec.seed]} (from the record, commit {prior[spec.key][0].get('commit')})")
+            continue
         run_dir = spec.run_dir(out)
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
@@ -498,16 +577,21 @@ def write_results(suite: str, out: pathlib.Path, rows: dict, tables: dict, meta:
 
 def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib.Path,
               grid_holder: dict, log=print, seeds: tuple = (0,),
-              plateau: Optional[tuple] = None, fresh: bool = False) -> list[dict]:
+              plateau: Optional[tuple] = None, fresh: bool = False,
+              prior: Optional[dict] = None) -> list[dict]:
     """Run ``specs`` once per seed (resuming what an earlier, stopped call left); with
     ``plateau=(min, cap)`` the centralized runs go on until they plateau and every run
-    then goes to the same number of epochs. Writes results.json; returns the rows."""
+    then goes to the same number of epochs. Finished runs in ``prior`` (``load_record``)
+    are taken from it (``from_record``), not trained again. Writes results.json (meta
+    ``from_record``: the keys taken); returns the rows."""
+    prior = prior or {}
     from fedjax_grid.grid.cluster import open_cluster
     specs = expand_seeds(specs, list(seeds))
     meta = {"suite": suite, "seeds": list(seeds), "plateau": None,
             "epochs": specs[0].cfg.training.rounds}
     if plateau is not None and any(s.centralized for s in specs):
-        epochs, at = plateau_epochs([s for s in specs if s.centralized], out, plateau, log, fresh)
+        epochs, at = plateau_epochs([s for s in specs if s.centralized], out, plateau, log, fresh,
+                                    prior)
         meta.update(epochs=epochs, plateau={
             "rule": f"best {PLATEAU_SMOOTH}-epoch mean of the centralized test accuracy rose by "
                     f"< {100 * PLATEAU_GAIN:g} points over {PLATEAU_WINDOW} epochs",
@@ -515,7 +599,18 @@ def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib
             "at": {str(k): v for k, v in at.items()}})
         specs = [with_rounds(s, epochs) for s in specs]
     rows, tables = {}, {}
+    meta["from_record"] = []
     for spec in specs:
+        kept = from_record(prior, spec)
+        if kept is not None:
+            row = {**prior[spec.key][0], **summarize(spec, kept, float(kept["elapsed_s"].iloc[-1])),
+                   "commit": prior[spec.key][0].get("commit")}
+            tables[spec.key], rows[spec.key] = kept, row
+            meta["from_record"].append(spec.key)
+            log(f"[{suite}] {spec.name} seed {spec.seed}: {len(kept)} epochs taken from the "
+                f"record (commit {row['commit']}), final {100 * row['final_acc']:.2f} %")
+            write_results(suite, out, rows, tables, meta)
+            continue
         run_dir = spec.run_dir(out)
         if fresh and run_dir.exists() and not (spec.centralized and plateau):
             shutil.rmtree(run_dir)
@@ -572,6 +667,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="cap of --plateau (default 3 x --rounds)")
     ap.add_argument("--fresh", action="store_true",
                     help="discard the runs' earlier folders instead of resuming them")
+    ap.add_argument("--resume-records", default=None, metavar="RESULTS_JSON",
+                    help="an earlier attempt's results.json (e.g. benchmarks/records/accuracy/"
+                    "<suite>/results.json): its finished runs of the same experiment are taken, "
+                    "not trained again (a missing file: nothing taken)")
     ap.add_argument("--out", default=str(BENCH_OUT / "accuracy"))
     ap.add_argument("--figures", default=str(BENCH_OUT / "figures"),
                     help="figures of the first seed (docs/results' figures are drawn by run_all)")
@@ -598,6 +697,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.max_rounds is not None and (not args.plateau or args.max_rounds < (args.rounds or 1)):
         print(f"error: --max-rounds={args.max_rounds} is invalid: it needs --plateau and "
               "must be >= --rounds", file=sys.stderr)
+        return 2
+    try:
+        prior = load_record(args.resume_records) if args.resume_records else {}
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out, fig_dir = pathlib.Path(args.out), pathlib.Path(args.figures)
     out.mkdir(parents=True, exist_ok=True)
@@ -636,7 +740,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             try:
                 rows += run_suite(suite + args.tag, specs, out, fig_dir, holder,
                                   log=lambda m: print(m, flush=True), seeds=tuple(seeds),
-                                  plateau=plateau, fresh=args.fresh)
+                                  plateau=plateau, fresh=args.fresh, prior=prior)
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2

@@ -103,19 +103,30 @@ PERF = {
 }
 #: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
 SEEDS = ["--seeds", "0,1,2"]
+
+
+def resume_from(suite: str) -> list[str]:
+    """accuracy.py's arguments that take the finished runs of a suite from its committed
+    record (``{records}``: the records folder): a suite longer than one machine's life
+    goes on, on the next machine, from the last record kept (``--keep``) and committed."""
+    return ["--resume-records", f"{{records}}/accuracy/{suite}/results.json"]
+
+
 ACCURACY = {
     # to the centralized plateau (>= 30 epochs, at most 45), every run to the same epochs
     "accuracy-vgg": ["benchmarks/accuracy.py", "--suite", "vgg", *SEEDS, "--rounds", "30",
-                     "--plateau", "--max-rounds", "45"],
+                     "--plateau", "--max-rounds", "45", *resume_from("vgg")],
     # one seed to the plateau (an epoch costs ~7 min per configuration here), the study's
     # two settings: 10 clients independent, 5 clients balanced (the presets' reading)
     "accuracy-mobilenet": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
                            "centralized,iid static,stratified(0.9) 5 clients", "--seeds", "0",
-                           "--rounds", "10", "--plateau", "--max-rounds", "40"],
+                           "--rounds", "10", "--plateau", "--max-rounds", "40",
+                           *resume_from("mobilenet")],
     # the same configurations, seeds 1 and 2, the first 10 epochs (seed 0: the run above)
     "accuracy-mobilenet-seeds": ["benchmarks/accuracy.py", "--suite", "mobilenet", "--runs",
                                  "centralized,iid static,stratified(0.9) 5 clients",
-                                 "--seeds", "1,2", "--rounds", "10", "--tag=-10e"],
+                                 "--seeds", "1,2", "--rounds", "10", "--tag=-10e",
+                                 *resume_from("mobilenet-10e")],
     "accuracy-vgg-forming": ["benchmarks/accuracy.py", "--suite", "vgg-forming", *SEEDS],
     "accuracy-texture": ["benchmarks/accuracy.py", "--suite", "texture", *SEEDS],
     # FedAvg over 2 clients instead of 10: how much of the 10-client lag is the clients' count
@@ -264,7 +275,8 @@ def dirty_refusal(what: str, ignore: tuple = ()) -> str:
 def shown_command(name: str, extra: tuple = ()) -> str:
     """A piece's command as the page shows it ("{out}" in its arguments, the folder it writes
     to, shown as benchmarks/out)."""
-    return "python " + shlex.join([a.replace("{out}", "benchmarks/out") for a in PIECES[name]]
+    return "python " + shlex.join([a.replace("{out}", "benchmarks/out")
+                                   .replace("{records}", "benchmarks/records") for a in PIECES[name]]
                                   + list(extra))
 
 
@@ -273,19 +285,26 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
     ``returncode`` null while it runs; a re-run after an interruption adds the earlier
     attempts' wall time to ``wall_s_earlier``)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, *(a.replace("{out}", str(OUT)) for a in PIECES[name]), *extra]
+    cmd = [sys.executable, *(a.replace("{out}", str(OUT)).replace("{records}", str(RECORDS))
+                             for a in PIECES[name]), *extra]
     shown = shown_command(name, extra)
     if nice:
         cmd = ["nice", "-n", "10", *cmd]
     commit, _ = git_state()
     meta_path = OUT / f"{name}.json"
     earlier = 0.0
-    try:
-        old = json.loads(meta_path.read_text())
+    # an interrupted attempt: this machine's, else the one whose partial record was kept
+    for path in (meta_path, RECORDS / f"{name}.json"):
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError, TypeError):
+            continue
         if old.get("command") == shown and old.get("returncode") != 0:
             earlier = float(old.get("wall_s_earlier", 0.0)) + float(old.get("wall_s") or 0.0)
-    except (OSError, ValueError, TypeError):
-        pass
+            kept_out = RECORDS / f"{name}.out"
+            if path != meta_path and kept_out.is_file() and not (OUT / f"{name}.out").is_file():
+                (OUT / f"{name}.out").write_bytes(kept_out.read_bytes())  # appended to below
+        break
     meta = {"piece": name, "command": shown, "machine": machine_info(), "commit": commit,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "returncode": None, "wall_s": None, "wall_s_earlier": earlier, "out": str(OUT)}
@@ -458,6 +477,13 @@ def accuracy_section(name: str, meta: dict) -> str:
                "was assembled; shown are the runs finished by then, each with the seeds it has "
                f"(wall time so far). Finish it with `{meta['command']}` (it resumes).\n"
                if meta.get("partial") else "")
+    commits = sorted({str(r["commit"]) for r in data["rows"] if r.get("commit")}
+                     - {str(meta.get("commit"))})
+    if commits:  # runs taken from an earlier attempt's record (--resume-records)
+        partial += ("\nRuns taken from the record of an earlier attempt ran at "
+                    + ", ".join(f"commit {c}: " + ", ".join(
+                        f"{r['run']} seed {r.get('seed', 0)}" for r in data["rows"]
+                        if str(r.get("commit")) == c) for c in commits) + ".\n")
     parts = [provenance(meta) + partial, f"Model {r0['model']} (width {r0['width']:g}); "
              + accuracy_report.plateau_text(data), "", accuracy_report.runs_table(data), ""]
     for target, ok, detail in accuracy_report.targets(data):

@@ -24,14 +24,23 @@ def test_quick_prints_table_and_writes_figure(cifar10_sample, tmp_path):
     lines = proc.stdout.splitlines()
     header = [ln for ln in lines if ln.startswith("| suite | run |")]
     assert header, proc.stdout
-    rows = [ln for ln in lines if ln.startswith("| vgg | iid static | vgg16 | 0.0625 | 4 | 1 |")]
+    rows = [ln for ln in lines if ln.startswith("| vgg | iid static | 0 | vgg16 | 0.0625 | 4 | 1 |")]
     assert len(rows) == 1, proc.stdout
-    final = float(rows[0].split("|")[7])
+    final = float(rows[0].split("|")[8])
     assert 0.0 <= final <= 100.0
     fig = tmp_path / "fig" / "vgg_time_to_accuracy.png"
     assert fig.is_file() and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert 1000 < fig.stat().st_size < 300_000
     assert (tmp_path / "out" / "vgg" / "results.json").is_file()
+    # another machine (no run folders) takes the finished run from the kept record
+    again = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "new"),
+                            "--figures", str(tmp_path / "fig2"), "--resume-records",
+                            str(tmp_path / "out" / "vgg" / "results.json")],
+                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "iid static seed 0: 1 epochs taken from the record (commit " in again.stdout
+    assert [ln for ln in again.stdout.splitlines() if ln.startswith(rows[0][:60])] == rows
+    assert not (tmp_path / "new" / "vgg" / "s0").exists()  # nothing trained
 
 
 def test_missing_slices_exit_with_message(tmp_path):

@@ -372,3 +372,90 @@ def test_curves_leave_out_text_columns():
     ("python b.py --steps 5", "n/a (no random seeds in this piece)")])
 def test_provenance_names_every_seed_of_the_command(command, seeds):
     assert run_all._seeds_of(command) == seeds
+
+
+def _record(path, specs_tables):
+    """results.json as accuracy.py writes it, for (spec, table) pairs."""
+    rows = [accuracy.summarize(s, t, float(t["elapsed_s"].iloc[-1])) for s, t in specs_tables]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"suite": specs_tables[0][0].suite, "rows": rows,
+                                "curves": {s.key: t.to_dict("list") for s, t in specs_tables}},
+                               default=float))
+    return path
+
+
+def test_from_record_takes_only_the_same_experiment_with_enough_epochs(tmp_path):
+    spec = accuracy.with_rounds(_spec("mobilenet-10e", "iid static"), 4)
+    path = _record(tmp_path / "r.json", [(spec, _table([0.1, 0.2, 0.3, 0.4, 0.5]))])
+    prior = accuracy.load_record(path)
+    got = accuracy.from_record(prior, spec)
+    assert list(got["global_accuracy"]) == [0.1, 0.2, 0.3, 0.4]  # cut to the spec's 4 epochs
+    assert accuracy.from_record(prior, accuracy.with_rounds(spec, 6)) is None  # too few epochs
+    other = accuracy.dataclasses.replace(spec, cfg=spec.cfg.with_overrides(["training.lr=0.5"]))
+    assert accuracy.from_record(prior, other) is None  # another experiment, same name
+    assert accuracy.from_record(prior, accuracy.dataclasses.replace(spec, suite="vgg")) is None
+    assert accuracy.from_record(prior, accuracy.dataclasses.replace(spec, seed=1)) is None
+    row = json.loads(path.read_text())["rows"][0]
+    assert row["fingerprint"] == accuracy.experiment_id(spec.cfg) and row["commit"] == accuracy.COMMIT
+    moved = accuracy.dataclasses.replace(spec, cfg=spec.cfg.with_overrides(
+        [f"data.path={tmp_path / 'cifar-10-binary-sample.tar.gz'}", f"data.data_dir={tmp_path}"]))
+    elsewhere = accuracy.dataclasses.replace(moved, cfg=moved.cfg.with_overrides(
+        [f"data.path={tmp_path / 'x' / 'cifar-10-binary-sample.tar.gz'}", "data.data_dir=null"]))
+    assert accuracy.experiment_id(moved.cfg) == accuracy.experiment_id(elsewhere.cfg)
+    assert moved.cfg.fingerprint() != elsewhere.cfg.fingerprint()
+    # rows without a fingerprint (records written before it) are never taken
+    data = json.loads(path.read_text())
+    data["rows"][0].pop("fingerprint")
+    path.write_text(json.dumps(data))
+    assert accuracy.load_record(path) == {}
+    assert accuracy.load_record(tmp_path / "absent.json") == {}
+    path.write_text("{not json")
+    with pytest.raises(accuracy.UserError, match="is not an accuracy suite's results.json"):
+        accuracy.load_record(path)
+
+
+def test_a_plateaued_centralized_curve_in_the_record_is_not_run_again(tmp_path):
+    """The plateau phase takes a recorded curve that reached its plateau (no data, no
+    training here: running it would fail on the missing data set)."""
+    central = _spec("mobilenet", "centralized", centralized=True)
+    curve = [0.1, 0.2, 0.3, 0.35, 0.4, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41]
+    prior = accuracy.load_record(_record(tmp_path / "r.json", [(central, _table(curve))]))
+    said = []
+    epochs, at = accuracy.plateau_epochs([central], tmp_path / "out", (4, 40), said.append,
+                                         prior=prior)
+    assert at == {0: accuracy.plateau_epoch(curve, 4)} and epochs == at[0]
+    assert "from the record" in said[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_accuracy_cli_refuses_a_broken_record_with_one_line(tmp_path, cifar10_sample):
+    bad = tmp_path / "results.json"
+    bad.write_text("[1, 2]")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--suite",
+                           "vgg", "--resume-records", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**__import__("os").environ,
+                               "FEDJAX_GRID_SHARED_DATA": str(cifar10_sample.parent)})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert str(bad) in proc.stderr and "is not an accuracy suite's results.json" in proc.stderr
+
+
+def test_long_pieces_resume_from_their_committed_record_on_another_machine(tmp_path, monkeypatch):
+    """A long suite's command names its record; run_piece on a fresh machine (no output
+    folder) adds the kept partial record's wall time and keeps its printed output."""
+    shown = run_all.shown_command("accuracy-mobilenet-seeds")
+    assert shown.endswith("--resume-records benchmarks/records/accuracy/mobilenet-10e/results.json")
+    out, records = tmp_path / "out", tmp_path / "records"
+    records.mkdir()
+    monkeypatch.setattr(run_all, "OUT", out)
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    monkeypatch.setitem(run_all.PIECES, "accuracy-mobilenet-seeds",
+                        ["-c", "import sys; print('args', sys.argv[1:])", "{records}/x"])
+    _meta(records, "accuracy-mobilenet-seeds", run_all.shown_command("accuracy-mobilenet-seeds"),
+          rc=None)
+    assert run_all.run_piece("accuracy-mobilenet-seeds", [], nice=False) == 0
+    meta = json.loads((records / "accuracy-mobilenet-seeds.json").read_text())
+    assert meta["wall_s_earlier"] == 7800.0 and meta["returncode"] == 0
+    printed = (records / "accuracy-mobilenet-seeds.out").read_text()
+    assert printed.startswith("output of accuracy-mobilenet-seeds")  # the earlier attempt's
+    assert f"args ['{records}/x']" in printed
