@@ -662,18 +662,39 @@ def block_span(lines: list[str], start: int) -> int:
     return j
 
 
+def section_end(lines: list[str], heading: int) -> int:
+    """End (exclusive) of the section whose ``## `` heading is ``lines[heading]``: the next
+    ``## `` heading outside code fences (a piece's output may print such lines), or the end."""
+    fenced = False
+    for j in range(heading + 1, len(lines)):
+        if lines[j].startswith("```"):
+            fenced = not fenced
+        elif not fenced and lines[j].startswith("## "):
+            return j
+    return len(lines)
+
+
 def refresh(page: str, names: list[str]) -> tuple[str, list[str]]:
     """``page`` (a hand-merged RESULTS.md) with each piece's generated block replaced by
     :func:`piece_section` from its kept records, and one line per piece saying what was
-    done. A block is found by its exact ``Command: `<command>``` line; a piece whose
-    line is not there exactly once, or that has no accepted record, is left as it is."""
+    done. A block is found by its exact ``Command: `<command>``` line; without one (a
+    hand-run section, or a block of an older command), the whole section under the
+    piece's ``## <title>`` heading is replaced, hand text included (it stays in git's
+    history). A piece whose block or heading is not there exactly once, or that has no
+    accepted record, is left as it is."""
     lines, said = page.split("\n"), []
     for name in names:
         head = f"Command: `{shown_command(name)}`  "
         starts = [i for i, ln in enumerate(lines) if ln == head]
         new = piece_section(name).rstrip("\n").split("\n")
+        titles = [i for i, ln in enumerate(lines) if ln == f"## {TITLES[name]}"]
         if not new[0].startswith("Command:"):
             said.append(f"{name}: left as it is: {new[0]}")
+        elif not starts and len(titles) == 1:
+            end = section_end(lines, titles[0])
+            lines[titles[0] + 1:end] = ["", *new, ""]
+            said.append(f"{name}: section lines {titles[0] + 2}-{end} replaced from its records "
+                        "(no block of its command)")
         elif len(starts) != 1:
             said.append(f"{name}: left as it is: {len(starts)} blocks start with {head.strip()!r}")
         else:

@@ -459,3 +459,28 @@ def test_long_pieces_resume_from_their_committed_record_on_another_machine(tmp_p
     printed = (records / "accuracy-mobilenet-seeds.out").read_text()
     assert printed.startswith("output of accuracy-mobilenet-seeds")  # the earlier attempt's
     assert f"args ['{records}/x']" in printed
+
+
+def test_refresh_replaces_a_hand_run_section_without_a_block_of_its_command(tmp_path,
+                                                                           monkeypatch):
+    """A section with a hand run (or a block of an older command) is replaced whole under
+    its title; a '## ' line inside a code fence is not the next section."""
+    records = tmp_path / "records"
+    records.mkdir()
+    _meta(records, "fragments", "python benchmarks/fragments.py", commit="fedcba9876")
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    page = "\n".join(["# Results", "", f"## {run_all.TITLES['fragments']}", "",
+                      "Reproduce: `python benchmarks/fragments.py --old`", "hand numbers 1.23x",
+                      "```", "## a printed line, not a heading", "```", "",
+                      "### A hand subsection", "more hand numbers", "",
+                      f"## {run_all.TITLES['cpu-bound']}", "kept"])
+    text, said = run_all.refresh(page, ["fragments"])
+    assert said == ["fragments: section lines 4-13 replaced from its records (no block of "
+                    "its command)"]
+    assert "hand numbers" not in text and "printed line" not in text and "--old" not in text
+    lines = text.split("\n")
+    at = lines.index(f"## {run_all.TITLES['fragments']}")
+    assert lines[at + 1:at + 3] == ["", "Command: `python benchmarks/fragments.py`  "]
+    assert lines[-2:] == [f"## {run_all.TITLES['cpu-bound']}", "kept"]
+    again, said = run_all.refresh(text, ["fragments"])  # now found by its block
+    assert again == text and said[0].startswith("fragments: lines ")
