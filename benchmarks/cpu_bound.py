@@ -18,6 +18,9 @@ For the quickstart (digits, VGG-11 width 0.25, 1 local epoch) with C clients, pr
    calibration examples, evaluation and the collapse check), timed over ``--long``
    rounds after a warm-up round: what any toolkit running the same client and server
    work must spend; the engine's CPU beyond it is its overhead.
+
+``ideal_round`` (used by ``benchmarks/vs_flower.py``) runs that pure compute in two
+processes on two cores at once: the shortest steady round the work allows there.
 """
 from __future__ import annotations
 
@@ -52,8 +55,22 @@ def engine_cpu(clients: int, rounds: int, work: str) -> tuple[float, list]:
     return cpu, list(np.diff(elapsed))
 
 
-def pure_child(clients: int, rounds: int) -> dict:
-    """(in a child pinned to one core) seconds per round of the round's numerical work."""
+def wait_at(barrier: str, parties: int, timeout: float = 900.0) -> None:
+    """A barrier of ``parties`` processes through the folder ``barrier``: mark this
+    process there, then wait until every party has (polled every 5 ms)."""
+    os.makedirs(barrier, exist_ok=True)
+    open(os.path.join(barrier, str(os.getpid())), "w").close()
+    end = time.monotonic() + timeout
+    while len(os.listdir(barrier)) < parties:
+        if time.monotonic() > end:
+            raise TimeoutError(f"barrier {barrier}: {len(os.listdir(barrier))} of {parties}")
+        time.sleep(0.005)
+
+
+def pure_child(clients: int, rounds: int, barrier: str | None = None, parties: int = 1) -> dict:
+    """(in a child pinned to one core) seconds per round of the round's numerical work;
+    with ``barrier``, the timed rounds start when all ``parties`` (other such children)
+    have compiled (``wait_at``)."""
     import jax
     from engine_overhead import sequential_fedavg
 
@@ -87,6 +104,8 @@ def pure_child(clients: int, rounds: int) -> dict:
 
     params, state = one_round(0, params, state)           # compiles
     parts.update(train=0.0, bn=0.0, eval=0.0)
+    if barrier:
+        wait_at(barrier, parties)
     t = time.perf_counter()
     for r in range(1, rounds + 1):
         params, state = one_round(r, params, state)
@@ -105,6 +124,38 @@ def pure_compute(clients: int, rounds: int) -> dict:
     if proc.returncode != 0 or not line:
         raise RuntimeError((proc.stderr.strip().splitlines() or ["pure compute run failed"])[-1])
     return json.loads(line[0][len("RESULT "):])
+
+
+def ideal_round(clients: int, rounds: int, work: str, timeout: float = 1800) -> dict:
+    """The shortest steady round of this work on this machine's first two cores: two
+    processes, each pinned to its own core (one XLA thread), each running the round's
+    whole pure compute (``pure_child``) at the same time after both compiled. Two rounds'
+    work then takes one process's round time ``t``: with perfect balance, no coordination,
+    no transfers and no Python around the kernels, a round takes ``t / 2``. Any toolkit
+    doing the same client and server work with the same kernels on these two cores
+    (fedjax_grid, Flower) needs at least about that. Returns ``{'round_s': t / 2,
+    'process_round_s': [t0, t1], 'cores': [...], 'wall_s': ...}``."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    barrier = os.path.join(work, "barrier")
+    procs = []
+    t = time.perf_counter()
+    for core in cores:
+        code = (f"import os, json, sys; os.sched_setaffinity(0, {{{core}}}); "
+                f"sys.path.insert(0, {os.path.join(REPO, 'benchmarks')!r}); import cpu_bound; "
+                f"print('RESULT', json.dumps(cpu_bound.pure_child({clients}, {rounds}, "
+                f"{barrier!r}, {len(cores)})))")
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=REPO, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError((err.strip().splitlines() or ["ideal round run failed"])[-1])
+        results.append(json.loads(line[0][len("RESULT "):]))
+    each = [r["round_s"] for r in results]
+    return {"round_s": float(np.mean(each)) / len(cores), "process_round_s": each,
+            "cores": cores, "wall_s": time.perf_counter() - t}
 
 
 def main(argv=None) -> int:

@@ -56,6 +56,13 @@ markdown table of the medians over the reps with their spread (min-max), then th
 ratios fedjax_grid / Flower of the medians with the range of the ratios of the paired
 runs (rep k of each toolkit ran back to back) and the goals (issue 28: steady-state <=
 0.8, wall <= 0.8; peak RSS <= 0.6). ``--json PATH`` writes every run's raw measurements.
+
+The floor (``ideal``, alternating with the two toolkits): the round's pure numerical work
+(``benchmarks/cpu_bound.py``'s ``ideal_round``) run by two processes pinned to the two
+cores at the same time, one XLA thread each, after both compiled; half of one process's
+round time is the shortest steady round this work allows on these cores. ideal / Flower
+is then the lowest steady ratio any toolkit could reach against Flower; fedjax_grid /
+ideal is what the engine costs beyond it.
 """
 from __future__ import annotations
 
@@ -79,7 +86,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from output_paths import output_error  # noqa: E402
 SCRIPT = pathlib.Path(__file__).resolve()
 FLOWER_MISSING = "Flower is not installed: pip install -e '.[compare]'"
-TOOLKITS = ("fedjax_grid", "flower")
+TOOLKITS = ("fedjax_grid", "flower", "ideal")
 #: Goals of fedjax_grid / Flower (issue 28; peak RSS: issue 17): steady-state s/round,
 #: wall time, peak RSS.
 GOALS = {"steady_s": 0.8, "wall_s": 0.8, "peak_rss_mb": 0.6}
@@ -252,6 +259,32 @@ def run_fedjax(clients: int, rounds: int, work: pathlib.Path, timeout: float,
                  train_s=[float(x) for x in train_s],
                  final_accuracy=float(table["global_accuracy"].iloc[-1]))
     return m
+
+
+def run_ideal(clients: int, rounds: int, work: pathlib.Path, timeout: float) -> dict:
+    """The floor of the steady round (``cpu_bound.ideal_round`` in a child: the round's pure
+    compute in two processes pinned to two cores, ``rounds - 1`` timed rounds after one that
+    compiles). Not a toolkit: its wall time and memory are not comparable (``nan``; the
+    child's own under ``child_*``)."""
+    result = work / "ideal.json"
+    cmd = [sys.executable, str(SCRIPT), "--ideal-child", "--clients", str(clients),
+           "--rounds", str(rounds), "--child-out", str(result)]
+    m = measure(cmd, work / "ideal.log", timeout)
+    m.update(child_wall_s=m["wall_s"], child_peak_rss_mb=m["peak_rss_mb"], wall_s=float("nan"),
+             peak_rss_mb=float("nan"), final_accuracy=float("nan"), train_s=[])
+    if m["rc"] == 0:
+        r = json.loads(result.read_text())
+        m.update(steady_s=r["round_s"], process_round_s=r["process_round_s"], cores=r["cores"])
+    return m
+
+
+def ideal_child(args) -> None:
+    """(``--ideal-child``) ``cpu_bound.ideal_round`` for the first ``--clients`` count,
+    written to ``--child-out`` as JSON."""
+    import cpu_bound
+    with tempfile.TemporaryDirectory(prefix="ideal-") as work:
+        r = cpu_bound.ideal_round(args.clients[0], args.rounds - 1, work, args.timeout)
+    pathlib.Path(args.child_out).write_text(json.dumps(r))
 
 
 def run_flower(clients: int, rounds: int, work: pathlib.Path, timeout: float,
@@ -547,7 +580,7 @@ def check(clients: int, timeout: float) -> int:
 
 # --------------------------------------------------------------- the benchmark
 
-RUNNERS = {"fedjax_grid": run_fedjax, "flower": run_flower}
+RUNNERS = {"fedjax_grid": run_fedjax, "flower": run_flower, "ideal": run_ideal}
 #: fedjax_grid variants measured besides the default (``--variant NAME=KEY=V,KEY=V``):
 #: toolkit name ``fedjax_grid[NAME]`` -> its ``--set`` overrides.
 VARIANTS: dict[str, tuple] = {}
@@ -612,6 +645,14 @@ def benchmark(args, toolkits: list[str]) -> list[dict]:
         for rep in range(1, args.reps + 1):
             for t in toolkits:
                 r = one_run(t, clients, args.rounds, root, f"rep{rep}", args.timeout)
+                if t == "ideal":
+                    print(f"ideal, {clients} clients, rep {rep}: {r['steady_s']:.2f} s/round (the "
+                          "round's pure compute in 2 processes pinned to 2 cores at once: "
+                          + " / ".join(f"{x:.2f}" for x in r["process_round_s"])
+                          + f" s per round each; load average {r['load_start']:.1f} -> "
+                          f"{r['load_end']:.1f})", flush=True)
+                    runs.append(r)
+                    continue
                 print(f"{t}, {clients} clients, rep {rep}: wall {r['wall_s']:.1f} s, "
                       f"{r['steady_s']:.2f} s/round ({r['steady_train_s']:.2f} s of local training "
                       f"per client task), peak RSS {r['peak_rss_mb']:.0f} MB "
@@ -641,6 +682,8 @@ def summarize(runs: list[dict], toolkits: list[str], clients_list: list[int]) ->
 
 
 def _spread(row: dict, key: str, fmt: str) -> str:
+    if not np.isfinite(row[key]):
+        return "-"
     lo, hi = row[key + "_range"]
     return f"{fmt.format(row[key])} ({fmt.format(lo)}-{fmt.format(hi)})"
 
@@ -662,17 +705,47 @@ def print_tables(rows: list[dict], rounds: int) -> None:
         pairs.setdefault(r["clients"], {})[r["toolkit"]] = r
     if not all("flower" in p and len(p) >= 2 for p in pairs.values()):
         return
-    variants = len(next(iter(pairs.values()))) > 2
+    variants = len([t for t in next(iter(pairs.values())) if t not in ("flower", "ideal")]) > 1
     print("\n| clients | " + ("fedjax_grid | " if variants else "")
           + "steady-state fedjax_grid/Flower (goal <= 0.8) | wall (goal <= 0.8) | "
           "peak RSS (goal <= 0.6) |")
     print("|---|---|---|---|" + ("---|" if variants else ""))
     for clients, p in pairs.items():
-        for mine in (t for t in p if t != "flower"):
+        for mine in (t for t in p if t not in ("flower", "ideal")):
             print(f"| {clients} | " + (f"{mine} | " if variants else "")
                   + " | ".join(_ratio_cell(p[mine], p["flower"], key, goal)
                                for key, goal in GOALS.items()) + " |")
     print("\nratio of the medians; runs: the ratios of the paired runs (rep k of both toolkits)")
+    if all("ideal" in p for p in pairs.values()):
+        print_floor(pairs)
+
+
+def print_floor(pairs: dict) -> None:
+    """The floor of the steady-round ratio: the ideal round (``run_ideal``) against Flower's
+    steady round, and fedjax_grid's against the ideal one, medians and paired runs."""
+    print("\n| clients | ideal round s (2 pinned processes, no coordination) | Flower steady s "
+          "| ideal / Flower: the lowest steady ratio this work allows here (goal 0.8) "
+          "| fedjax_grid / ideal |")
+    print("|---|---|---|---|---|")
+    for clients, p in pairs.items():
+        ideal, flower, mine = p["ideal"], p["flower"], p.get("fedjax_grid")
+        cells = [str(clients), _spread(ideal, "steady_s", "{:.2f}"),
+                 _spread(flower, "steady_s", "{:.2f}"), _paired(ideal, flower),
+                 _paired(mine, ideal) if mine else "-"]
+        print("| " + " | ".join(cells) + " |")
+    print("\nideal: every core runs the round's whole numerical work (local_train of every "
+          "client, BatchNorm re-estimation, evaluation) at once, one XLA thread each, so a "
+          "round's work takes half a process's round time: no toolkit doing this work with "
+          "these kernels on these cores can be faster. When ideal / Flower is above a goal, "
+          "the goal is below what the work allows.")
+
+
+def _paired(num: dict, den: dict, key: str = "steady_s") -> str:
+    """'ratio of the medians, runs min-max of the paired ratios'."""
+    ratio = num[key] / den[key]
+    paired = [num["per_rep"][k][key] / den["per_rep"][k][key]
+              for k in num["per_rep"] if k in den["per_rep"]]
+    return f"{ratio:.2f}" + (f", runs {min(paired):.2f}-{max(paired):.2f}" if paired else "")
 
 
 def _ratio_cell(mine: dict, flower: dict, key: str, goal: float) -> str:
@@ -737,6 +810,7 @@ def parse_args(argv=None):
                     help="smoke test: 4 clients, 1 run of 3 rounds per toolkit, 1 warm-up round")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     ap.add_argument("--flower-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ideal-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--dump-updates", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -752,9 +826,9 @@ def parse_args(argv=None):
         args.variant = [parse_variant(v) for v in args.variant]
     except ValueError as e:
         ap.error(f"--variant {e} is invalid: NAME=KEY=VALUE[,KEY=VALUE...] is required")
-    if args.rounds < 2 and not (args.flower_child or args.check):
+    if args.rounds < 2 and not (args.flower_child or args.ideal_child or args.check):
         ap.error("--rounds must be >= 2 (the steady state is rounds 2..R)")
-    if not args.flower_child and (error := output_error(json=args.json)):
+    if not (args.flower_child or args.ideal_child) and (error := output_error(json=args.json)):
         ap.error(error)
     return args
 
@@ -766,6 +840,9 @@ def main(argv=None) -> int:
         # handler by reference (its per-process caches then persist in each actor).
         import vs_flower
         vs_flower.flower_child(args)
+        return 0
+    if args.ideal_child:
+        ideal_child(args)
         return 0
     VARIANTS.update(args.variant)
     toolkits = [args.only] if args.only else list(TOOLKITS)
