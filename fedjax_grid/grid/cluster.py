@@ -49,11 +49,33 @@ class GridHandle:
         return self.client.status in ("closing", "closed")
 
     def close(self) -> None:
+        """Close the client and, when this handle started it, the embedded cluster (its
+        workers first told that the scheduler's going is expected: ``quiet_shutdown``)."""
         try:
+            if self.cluster is not None and not self.closed:
+                try:
+                    self.client.run(quiet_shutdown, on_error="return", callback_timeout=5)
+                except Exception:  # noqa: BLE001 - closing goes on whatever the workers say
+                    pass
             self.client.close()
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+#: Loggers a closing embedded cluster's workers stop reporting errors on.
+SHUTDOWN_QUIET = ("distributed.worker",)
+
+
+def quiet_shutdown() -> int:
+    """(run on every worker of an embedded cluster about to close) Raise the level of
+    ``SHUTDOWN_QUIET`` to CRITICAL: a worker whose heartbeat meets the scheduler already
+    gone (Dask retires workers and terminates the scheduler concurrently) would print
+    "Failed to communicate with scheduler during heartbeat" and a traceback into the
+    run's output. Returns the level set."""
+    for name in SHUTDOWN_QUIET:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return logging.CRITICAL
 
 
 #: Why a plain-TCP grid beyond this machine is refused, and what is allowed.

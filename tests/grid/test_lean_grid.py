@@ -107,3 +107,27 @@ def test_setting_a_worker_up_again_does_not_lower_it_further(grid):
     assert not register_plugin(grid.client, plugin, timeout_s=60)
     seen = grid.client.run(lambda: os.getpriority(os.PRIO_PROCESS, 0))
     assert list(seen.values()) == [min(19, base + 5)] * 2
+
+
+def test_closing_an_embedded_cluster_first_quiets_its_workers_heartbeat_errors(tmp_path):
+    """Dask retires the workers and terminates the scheduler at once: a worker's heartbeat
+    meeting the gone scheduler would print an ERROR and a traceback into the run's output.
+    ``close`` first raises those loggers to CRITICAL on every worker (a real cluster)."""
+    import logging
+
+    from fedjax_grid.grid.cluster import SHUTDOWN_QUIET, open_cluster
+    handle = open_cluster(tiny_config().grid, local_directory=str(tmp_path))
+    levels = lambda: handle.client.run(  # noqa: E731
+        lambda: [logging.getLogger(n).getEffectiveLevel() for n in SHUTDOWN_QUIET])
+    assert all(lv < logging.CRITICAL for v in levels().values() for lv in v)
+    calls, run = [], handle.client.run
+
+    def spy(fn, *a, **kw):
+        out = run(fn, *a, **kw)
+        calls.append((fn.__name__, out))
+        return out
+    handle.client.run = spy
+    handle.close()
+    assert [name for name, _ in calls] == ["quiet_shutdown"]
+    assert sorted(calls[0][1].values()) == [logging.CRITICAL] * 2  # both workers, before closing
+    assert handle.closed
