@@ -636,13 +636,42 @@ def piece_section(name: str) -> str:
         return accuracy_section(name, meta)
     if name == "calibration":
         return calibration_section(meta)
-    body = "\n".join(ln for ln in (RECORDS / f"{name}.out").read_text().strip().splitlines()
-                     if not ln.startswith("WARNING:absl")).strip()
+    body = "\n".join(ln for ln in cut_shutdown_noise(
+        (RECORDS / f"{name}.out").read_text().strip().splitlines())
+        if not ln.startswith("WARNING:absl")).strip()
     if len(body) > 12000:
         body = "...\n" + body[-12000:]
     return "\n".join([provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
                       + "\n```\n" + relative(body, meta.get("out")) + "\n```\n",
                       *(f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, []))])
+
+
+#: Dask's log line when a worker's heartbeat met a scheduler that had closed (a cluster
+#: closing; since 4885df4 the grid quiets it), and the lines of its traceback.
+HEARTBEAT_ERROR = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ - distributed\.worker - ERROR - "
+                             r"Failed to communicate with scheduler during heartbeat\.$")
+TRACEBACK_LINE = re.compile(r"^(Traceback \(most recent call last\):|  File \".*|    .*|"
+                            r"The above exception was the direct cause of the following exception:"
+                            r"|[\w.]+(Error|Exception)(: .*)?|)$")
+
+
+def cut_shutdown_noise(lines: list[str]) -> list[str]:
+    """``lines`` of a piece's output with each of Dask's heartbeat-at-shutdown errors and
+    its traceback replaced by one line saying so (they are the closing cluster's race,
+    not the measurement's)."""
+    out, i = [], 0
+    while i < len(lines):
+        if not HEARTBEAT_ERROR.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and TRACEBACK_LINE.match(lines[j]) and not HEARTBEAT_ERROR.match(lines[j]):
+            j += 1
+        out.append(f"[{lines[i][:19]}: Dask: a worker's heartbeat met the closed scheduler while "
+                   f"the cluster closed; its traceback ({j - i - 1} lines) cut]")
+        i = j
+    return out
 
 
 def block_span(lines: list[str], start: int) -> int:

@@ -484,3 +484,23 @@ def test_refresh_replaces_a_hand_run_section_without_a_block_of_its_command(tmp_
     assert lines[-2:] == [f"## {run_all.TITLES['cpu-bound']}", "kept"]
     again, said = run_all.refresh(text, ["fragments"])  # now found by its block
     assert again == text and said[0].startswith("fragments: lines ")
+
+
+def test_dasks_heartbeat_error_at_shutdown_is_cut_from_a_records_output():
+    lines = ["  async: {'policy': 'async'}",
+             "2026-12-04 09:28:29,134 - distributed.worker - ERROR - Failed to communicate with "
+             "scheduler during heartbeat.",
+             "Traceback (most recent call last):", '  File "…/tcp.py", line 226, in read',
+             "    frames = await stream.read_bytes(fmt_size)", "                ^^^^^^",
+             "tornado.iostream.StreamClosedError: Stream is closed", "",
+             "The above exception was the direct cause of the following exception:", "",
+             "Traceback (most recent call last):", '  File "…/worker.py", line 1165, in heartbeat',
+             "distributed.comm.core.CommClosedError: in <TCP (closed)>: Stream is closed",
+             "  figure: …/async_vs_sync_digits.png", "| sync | 1 |"]
+    got = run_all.cut_shutdown_noise(lines)
+    assert got == ["  async: {'policy': 'async'}",
+                   "[2026-12-04 09:28:29: Dask: a worker's heartbeat met the closed scheduler "
+                   "while the cluster closed; its traceback (11 lines) cut]",
+                   "  figure: …/async_vs_sync_digits.png", "| sync | 1 |"]
+    other = ["2026-12-04 09:28:29,134 - distributed.worker - ERROR - Worker stream died", "x"]
+    assert run_all.cut_shutdown_noise(other) == other  # any other error stays
