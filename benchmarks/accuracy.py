@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -356,7 +357,7 @@ def summarize(spec: Spec, rounds: pd.DataFrame, wall_s: float) -> dict:
             "clients": 1 if spec.centralized else c.partition.num_clients,
             "rounds": int(len(rounds)), "final_acc": final, "tail_acc": tail, "best_acc": best,
             "wall_s": wall_s, "t90_s": t90, "r90": r90,
-            "fingerprint": experiment_id(c), "commit": COMMIT}
+            "fingerprint": experiment_id(c), "commit": head_commit()}
 
 
 def experiment_id(cfg) -> str:
@@ -368,22 +369,17 @@ def experiment_id(cfg) -> str:
     return cfg.model_copy(update={"data": data}).fingerprint()
 
 
+@functools.lru_cache(maxsize=1)
 def head_commit() -> str:
-    """Short HEAD commit of this checkout ('unknown' outside git), with '+dirty' when the
-    tree differs from it (a row's provenance in results.json)."""
-    import subprocess
-    here = pathlib.Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=here,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if head and dirty else "")
-
-
-COMMIT = head_commit()
+    """A row's provenance in results.json: ``run_all.git_state``'s short HEAD commit, with
+    '+dirty' when the tree differs from it beyond what pieces write (records, figures).
+    Read once per process."""
+    here = str(pathlib.Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from run_all import PIECE_OUTPUTS, git_state
+    commit, dirty = git_state(ignore=PIECE_OUTPUTS)
+    return commit + ("+dirty" if dirty and commit != "unknown" else "")
 
 
 def load_record(path) -> dict:
@@ -407,20 +403,26 @@ def load_record(path) -> dict:
                         f"({type(e).__name__}: {e})") from None
 
 
-def from_record(prior: dict, spec: Spec, rounds: Optional[int] = None) -> Optional[pd.DataFrame]:
-    """``spec``'s run out of an earlier record (``load_record``): its table cut to ``rounds``
-    (default the spec's) when the record ran the same suite and experiment (``experiment_id``:
-    everything but the rounds, folders, paths and grid) for at least that many
-    rounds; None otherwise (the run is trained here)."""
+def recorded(prior: dict, spec: Spec) -> Optional[tuple[dict, pd.DataFrame]]:
+    """(row, whole table) of ``spec``'s run in an earlier record (``load_record``) when the
+    record ran the same suite and experiment (``experiment_id``: everything but the rounds,
+    folders, paths and grid); None otherwise."""
     hit = prior.get(spec.key)
-    if hit is None:
+    if hit is None or "round" not in hit[1]:
         return None
-    row, table = hit
-    need = spec.cfg.training.rounds if rounds is None else rounds
-    if (row.get("suite") != spec.suite or row.get("fingerprint") != experiment_id(spec.cfg)
-            or "round" not in table or int((table["round"] <= need).sum()) < need):
+    row = hit[0]
+    same = row.get("suite") == spec.suite and row.get("fingerprint") == experiment_id(spec.cfg)
+    return hit if same else None
+
+
+def from_record(prior: dict, spec: Spec) -> Optional[pd.DataFrame]:
+    """``spec``'s run out of an earlier record (``recorded``), its table cut to the spec's
+    rounds, when the record has at least that many; None otherwise (trained here)."""
+    hit = recorded(prior, spec)
+    need = spec.cfg.training.rounds
+    if hit is None or int((hit[1]["round"] <= need).sum()) < need:
         return None
-    return table[table["round"] <= need].reset_index(drop=True)
+    return hit[1][hit[1]["round"] <= need].reset_index(drop=True)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -542,13 +544,13 @@ def plateau_epochs(specs: list[Spec], out: pathlib.Path, plateau: tuple, log=pri
     low, cap = plateau
     at, ends = {}, []
     for spec in specs:
-        same = from_record(prior or {}, spec, rounds=1) is not None  # same experiment
-        curve = prior[spec.key][1]["global_accuracy"] if same else []
-        if same and plateau_epoch(curve, low) is not None:
-            at[spec.seed] = plateau_epoch(curve, low)
-            ends.append(at[spec.seed])
-            log(f"[{spec.suite}] centralized seed {spec.seed}: plateau at epoch "
-                f"{at[spec.seed]} (from the record, commit {prior[spec.key][0].get('commit')})")
+        hit = recorded(prior or {}, spec)
+        done = plateau_epoch(hit[1]["global_accuracy"], low) if hit else None
+        if done is not None:
+            at[spec.seed] = done
+            ends.append(done)
+            log(f"[{spec.suite}] centralized seed {spec.seed}: plateau at epoch {done} "
+                f"(from the record, commit {hit[0].get('commit')})")
             continue
         run_dir = spec.run_dir(out)
         if fresh and run_dir.exists():
@@ -603,8 +605,8 @@ def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib
     for spec in specs:
         kept = from_record(prior, spec)
         if kept is not None:
-            row = {**prior[spec.key][0], **summarize(spec, kept, float(kept["elapsed_s"].iloc[-1])),
-                   "commit": prior[spec.key][0].get("commit")}
+            row = dict(summarize(spec, kept, float(kept["elapsed_s"].iloc[-1])),
+                       commit=prior[spec.key][0].get("commit"))
             tables[spec.key], rows[spec.key] = kept, row
             meta["from_record"].append(spec.key)
             log(f"[{suite}] {spec.name} seed {spec.seed}: {len(kept)} epochs taken from the "

@@ -134,11 +134,10 @@ def ideal_round(clients: int, rounds: int, work: str, timeout: float = 1800) -> 
     no transfers and no Python around the kernels, a round takes ``t / 2``. Any toolkit
     doing the same client and server work with the same kernels on these two cores
     (fedjax_grid, Flower) needs at least about that. Returns ``{'round_s': t / 2,
-    'process_round_s': [t0, t1], 'cores': [...], 'wall_s': ...}``."""
+    'process_round_s': [t0, t1], 'cores': [...]}``."""
     cores = sorted(os.sched_getaffinity(0))[:2]
     barrier = os.path.join(work, "barrier")
     procs = []
-    t = time.perf_counter()
     for core in cores:
         code = (f"import os, json, sys; os.sched_setaffinity(0, {{{core}}}); "
                 f"sys.path.insert(0, {os.path.join(REPO, 'benchmarks')!r}); import cpu_bound; "
@@ -155,7 +154,7 @@ def ideal_round(clients: int, rounds: int, work: str, timeout: float = 1800) -> 
         results.append(json.loads(line[0][len("RESULT "):]))
     each = [r["round_s"] for r in results]
     return {"round_s": float(np.mean(each)) / len(cores), "process_round_s": each,
-            "cores": cores, "wall_s": time.perf_counter() - t}
+            "cores": cores}
 
 
 def main(argv=None) -> int:

@@ -396,7 +396,8 @@ def test_from_record_takes_only_the_same_experiment_with_enough_epochs(tmp_path)
     assert accuracy.from_record(prior, accuracy.dataclasses.replace(spec, suite="vgg")) is None
     assert accuracy.from_record(prior, accuracy.dataclasses.replace(spec, seed=1)) is None
     row = json.loads(path.read_text())["rows"][0]
-    assert row["fingerprint"] == accuracy.experiment_id(spec.cfg) and row["commit"] == accuracy.COMMIT
+    assert row["fingerprint"] == accuracy.experiment_id(spec.cfg)
+    assert row["commit"] == accuracy.head_commit() != "unknown"  # this checkout's HEAD
     moved = accuracy.dataclasses.replace(spec, cfg=spec.cfg.with_overrides(
         [f"data.path={tmp_path / 'cifar-10-binary-sample.tar.gz'}", f"data.data_dir={tmp_path}"]))
     elsewhere = accuracy.dataclasses.replace(moved, cfg=moved.cfg.with_overrides(
