@@ -25,14 +25,18 @@ see pyproject.toml):
   models/        Flax VGG and MobileNetV3, with XLA:CPU fast paths
   data/          indexable sources (tfds array_record), fragments (uint8 images)
   compression/   update and broadcast codecs (pure)
-  streams, failures, registry, errors, version: the named random streams, failure
-                 kinds, the plug-in registry, one-line errors, the version
+  streams, failures, registry, errors, version, accelerator: the named random
+                 streams, failure kinds, the plug-in registry, one-line errors, the
+                 version, one GPU shared by a desktop's processes
 """
 from __future__ import annotations
 
 import importlib
 
+from fedjax_grid.accelerator import share_accelerator_memory
 from fedjax_grid.version import __version__
+
+share_accelerator_memory()  # before any JAX backend starts here: GPUs are shared (accelerator)
 
 #: public name -> the module that defines it (a module itself when the name is its last part)
 _EXPORTS = {

@@ -131,3 +131,32 @@ def test_closing_an_embedded_cluster_first_quiets_its_workers_heartbeat_errors(t
     assert [name for name, _ in calls] == ["quiet_shutdown"]
     assert sorted(calls[0][1].values()) == [logging.CRITICAL] * 2  # both workers, before closing
     assert handle.closed
+
+
+def test_processes_sharing_a_gpu_allocate_on_demand_unless_the_user_said_otherwise():
+    from fedjax_grid.accelerator import share_accelerator_memory
+    env = {}
+    assert share_accelerator_memory(env) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    assert env == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    mine = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+    assert share_accelerator_memory(mine) == {}
+    assert mine == {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+
+
+def test_importing_the_toolkit_lets_a_process_share_the_gpu_before_jax_starts():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    code = "import os, fedjax_grid; print(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip() == "false", out.stderr[-2000:]
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true"  # the user's choice stays
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip() == "true", out.stderr[-2000:]
+
+
+def test_local_cluster_workers_and_coordinator_share_the_accelerator(grid):
+    # the coordinator set it (on import) before starting the workers; their set-up keeps it
+    want = os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"]
+    seen = grid.client.run(lambda: os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
+    assert list(seen.values()) == [want] * 2
