@@ -40,6 +40,7 @@ bf16 - f32 (goal: |mean difference| <= 0.5 points):
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import functools
 import os
@@ -65,6 +66,11 @@ MODELS = {
     "vgg16_w025": ("vgg16", 32, 10, {"norm": "batch", "width": 0.25}),
     "mobilenet_v3_small": ("mobilenet_v3_small", 64, 200, {}),
 }
+
+
+def backend_name() -> str:
+    """JAX's default backend and its first device's kind, e.g. 'cpu (cpu)', 'gpu (NVIDIA H200)'."""
+    return f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
 
 
 def cpu_bf16_flags() -> str:
@@ -195,7 +201,8 @@ def matmul_bound(repeats: int = 5) -> list[dict]:
 
 
 def print_matmul_bound(rows) -> None:
-    print("\nthe bound: a matmul alone, bf16 operands (f32 accumulation) vs f32, on this CPU\n")
+    print("\nthe bound: a matmul alone, bf16 operands (f32 accumulation) vs f32, on "
+          f"{backend_name()}\n")
     print("| matmul (m x k x n) | f32 GFLOP/s | bf16 GFLOP/s (rounding in the step) | bf16 / f32 "
           "| bf16 kernel alone GFLOP/s (operands already bf16) | kernel / f32 |")
     print("|---|---|---|---|---|---|")
@@ -248,20 +255,28 @@ def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
         return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
 
 
-def accuracy(seeds: list[int], rounds: int, data: str = "cifar10") -> int:
-    """Final accuracy of f32 vs bf16 runs per seed; prints the table. Returns 0."""
+def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1) -> int:
+    """Final accuracy of f32 vs bf16 runs per seed; prints the table. Returns 0.
+    ``jobs`` > 1 runs that many seeds at once (each seed's two runs one after the other):
+    for a machine with cores and accelerator memory to spare, e.g. a GPU host."""
     final = {p: {} for p in PRECISIONS}
     load0 = os.getloadavg()
+
+    def one_seed(i, seed, tmp):
+        for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
+            t0 = time.time()
+            acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}", data)
+            final[p][seed] = 100 * acc[-1]
+            print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="fedjax_grid-precision-") as tmp:
-        for i, seed in enumerate(seeds):
-            for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
-                t0 = time.time()
-                acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}", data)
-                final[p][seed] = 100 * acc[-1]
-                print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
-                      f"({time.time() - t0:.0f} s)", flush=True)
-    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds; load average "
-          f"{load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+        with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+            for f in [pool.submit(one_seed, i, s, tmp) for i, s in enumerate(seeds)]:
+                f.result()
+    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds, backend {backend_name()}, {jobs} "
+          f"seed(s) at a time; load average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} "
+          "after\n")
     print("| precision | final accuracy % (mean +- sd) | per seed |")
     print("|---|---|---|")
     for p in PRECISIONS:
@@ -289,6 +304,8 @@ def main(argv=None) -> int:
                         help="federated accuracy of f32 vs bf16 instead of throughput")
     parser.add_argument("--seeds", default="0,1,2", help="--accuracy: comma-separated seeds")
     parser.add_argument("--rounds", type=int, default=10, help="--accuracy: federated rounds")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="--accuracy: seeds run at once (default 1: one run at a time)")
     parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
                         help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
                              "(the quickstart preset, smaller)")
@@ -298,11 +315,12 @@ def main(argv=None) -> int:
             seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         except ValueError:
             seeds = []
-        if not seeds or min(seeds) < 0 or args.rounds < 1:
-            print(f"error: --seeds {args.seeds!r} / --rounds {args.rounds} is invalid: "
-                  "seeds must be integers >= 0 and rounds >= 1", file=sys.stderr)
+        if not seeds or min(seeds) < 0 or args.rounds < 1 or args.jobs < 1:
+            print(f"error: --seeds {args.seeds!r} / --rounds {args.rounds} / --jobs {args.jobs} "
+                  "is invalid: seeds must be integers >= 0, rounds and jobs >= 1",
+                  file=sys.stderr)
             return 2
-        return accuracy(seeds, args.rounds, args.data)
+        return accuracy(seeds, args.rounds, args.data, args.jobs)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad:
@@ -317,7 +335,8 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     rows = run(models, args.repeats, args.steps, args.batch)
     load1 = os.getloadavg()
-    print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
+    print(f"jax {jax.__version__}, backend {backend_name()}, "
+          f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, bf16 flags: {cpu_bf16_flags()}, XLA threads "
           f"(PJRT_NPROC) {os.environ.get('PJRT_NPROC', len(os.sched_getaffinity(0)))}, "
           f"bf16 patches max {fast_paths.PATCHES_MAX_SPATIAL_BF16}, batch {args.batch}, "
