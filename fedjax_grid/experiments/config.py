@@ -371,7 +371,8 @@ class GridConfig(Section):
     workers: int = Field(2, ge=1, le=256, description="LocalCluster worker processes")
     threads_per_worker: int = Field(1, ge=1, le=256, description="threads per LocalCluster worker")
     host: str = Field("127.0.0.1", description="interface the LocalCluster listens on")
-    dashboard_address: Optional[str] = Field("127.0.0.1:0", description="Dask dashboard (null: off)")
+    dashboard_address: Optional[str] = Field("127.0.0.1:0", description=(
+        "Dask dashboard (null: off; Dask's health and metrics routes then take a random port)"))
     local_directory: Optional[str] = Field(None, description="Dask workers' scratch folder")
     deadline_s: Optional[typing.Union[typing.Annotated[float, Field(ge=MIN_SECONDS, le=MAX_SECONDS)],
                                       Literal["auto"]]] = Field(None, description=(

@@ -228,6 +228,10 @@ def _local_cluster(grid, security, local_directory: str) -> distributed.LocalClu
                   dashboard_address=grid.dashboard_address, silence_logs=logging.ERROR)
     if security is not None:
         kwargs.update(security=security, protocol="tls://")
+    if grid.dashboard_address is None:
+        # Dask's "no dashboard" still serves its HTTP routes (health, metrics) on port 8787
+        # of the host, or on a random port when 8787 is taken, with a warning: a random port.
+        kwargs["scheduler_kwargs"] = {"dashboard_address": _host_port(grid.host, 0)}
     try:
         # allowed-failures=0: a task whose worker dies errs with KilledWorker, which the
         # engine records as 'failed' (naming the lost worker) and re-submits itself;
@@ -246,6 +250,11 @@ def _local_cluster(grid, security, local_directory: str) -> distributed.LocalClu
             shutil.rmtree(created[0], ignore_errors=True)
         raise UserError(f"cannot start a LocalCluster on host {show(grid.host)}: "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port`` (IPv6 hosts in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def lean_settings(grid) -> dict:

@@ -160,3 +160,28 @@ def test_local_cluster_workers_and_coordinator_share_the_accelerator(grid):
     want = os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"]
     seen = grid.client.run(lambda: os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
     assert list(seen.values()) == [want] * 2
+
+
+def test_a_local_cluster_without_dashboard_serves_no_dashboard_and_leaves_port_8787(tmp_path):
+    import urllib.error
+    import urllib.request
+    import warnings
+
+    from fedjax_grid.grid.cluster import open_cluster
+    cfg = tiny_config().with_overrides(["grid.dashboard_address=null", "grid.workers=1"])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        handle = open_cluster(cfg.grid, local_directory=str(tmp_path / "dask"))
+    try:
+        # with 8787 taken (by another cluster) Dask would warn and move; free, it would take it
+        assert not [w for w in seen if "8787" in str(w.message)]
+        sched = handle.cluster.scheduler
+        ports = [s.getsockname()[1] for s in sched.http_server._sockets.values()]
+        assert ports and 8787 not in ports  # Dask's default HTTP port is left to others
+        base = f"http://127.0.0.1:{ports[0]}"
+        assert urllib.request.urlopen(base + "/health", timeout=10).status == 200
+        with pytest.raises(urllib.error.HTTPError) as e:  # no Bokeh dashboard behind it
+            urllib.request.urlopen(base + "/status", timeout=10)
+        assert e.value.code == 404
+    finally:
+        handle.close()
