@@ -162,8 +162,7 @@ def test_local_cluster_workers_and_coordinator_share_the_accelerator(grid):
     assert list(seen.values()) == [want] * 2
 
 
-def test_a_local_cluster_without_dashboard_serves_no_dashboard_and_leaves_port_8787(tmp_path):
-    import urllib.error
+def test_a_local_cluster_without_dashboard_leaves_port_8787(tmp_path):
     import urllib.request
     import warnings
 
@@ -180,8 +179,5 @@ def test_a_local_cluster_without_dashboard_serves_no_dashboard_and_leaves_port_8
         assert ports and 8787 not in ports  # Dask's default HTTP port is left to others
         base = f"http://127.0.0.1:{ports[0]}"
         assert urllib.request.urlopen(base + "/health", timeout=10).status == 200
-        with pytest.raises(urllib.error.HTTPError) as e:  # no Bokeh dashboard behind it
-            urllib.request.urlopen(base + "/status", timeout=10)
-        assert e.value.code == 404
     finally:
         handle.close()
