@@ -5,12 +5,12 @@
 #
 #   bash benchmarks/gpu_check.sh throughput OUT_DIR
 #   bash benchmarks/gpu_check.sh accuracy OUT_DIR [SEEDS] [JOBS] [ROUNDS]
-#   bash benchmarks/gpu_check.sh smoke OUT_DIR        # one seed, one round: the engine starts
+#   bash benchmarks/gpu_check.sh accuracy OUT_DIR 0 1 1   # one seed, one round: the engine starts
 #
 # Needs JAX with a GPU backend; the data from FEDJAX_GRID_SHARED_DATA (or ../shared/data).
-# Each part's table goes to stdout and OUT_DIR/<part>.md.
+# Each part's tables go to stdout and OUT_DIR/<part>*.md.
 set -uo pipefail
-part=${1:?part: throughput, accuracy or smoke}; out=${2:?OUT_DIR}
+part=${1:?part: throughput or accuracy}; out=${2:?OUT_DIR}
 seeds=${3:-0,1,2,3,4,5}; jobs=${4:-6}; rounds=${5:-10}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -24,8 +24,5 @@ case $part in
   accuracy)
     $py benchmarks/precision.py --accuracy --data cifar10 --seeds "$seeds" --jobs "$jobs" \
       --rounds "$rounds" 2>&1 | tee "$out/accuracy.md" ;;
-  smoke)
-    $py benchmarks/precision.py --accuracy --data cifar10 --seeds 0 --rounds 1 2>&1 \
-      | tee "$out/smoke.md" ;;
-  *) echo "error: part '$part' is invalid: allowed are throughput, accuracy, smoke" >&2; exit 2 ;;
+  *) echo "error: part '$part' is invalid: allowed are throughput, accuracy" >&2; exit 2 ;;
 esac

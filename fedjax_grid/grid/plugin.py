@@ -22,12 +22,13 @@ later too. On each worker it
   local training took 1.85x as long (0.74 s vs 0.40 s per task). ``tune_malloc``
   sets the thresholds glibc's own adaptation reaches (``mallopt``) in such a worker;
   an embedded LocalCluster does not set the variable at all,
-- (lets the processes of one desktop share its GPU: not here but on import of the package,
-  which the plugin's arrival triggers in a ``dask worker``: ``fedjax_grid.accelerator``),
 - enables JAX's persistent compilation cache in ``compile_cache_dir``,
 - records whether the worker's fedjax_grid version equals the coordinator's,
 - leaves the traceback of a task failed by fault simulation out of the worker's log
   (the tasks table records it, with its reason).
+
+That the processes of one desktop share its GPU is set on import of the package, which the
+plugin's arrival triggers in a ``dask worker`` (``fedjax_grid.accelerator``).
 
 A worker with another version is refused: its plugin set-up fails, the
 coordinator's set-up check (``grid.health``) quarantines it for the run, and any

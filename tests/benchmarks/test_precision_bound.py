@@ -61,4 +61,4 @@ def test_gpu_check_refuses_an_unknown_part_in_one_line(tmp_path):
     out = subprocess.run(["bash", str(script), "speed", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr == "error: part 'speed' is invalid: allowed are throughput, accuracy, smoke\n"
+    assert out.stderr == "error: part 'speed' is invalid: allowed are throughput, accuracy\n"
