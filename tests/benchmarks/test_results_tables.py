@@ -441,6 +441,7 @@ def test_accuracy_cli_refuses_a_broken_record_with_one_line(tmp_path, cifar10_sa
     assert str(bad) in proc.stderr and "is not an accuracy suite's results.json" in proc.stderr
 
 
+@pytest.mark.slow  # suite budget (benchmark tooling, ~10 s)
 def test_long_pieces_resume_from_their_committed_record_on_another_machine(tmp_path, monkeypatch):
     """A long suite's command names its record; run_piece on a fresh machine (no output
     folder) adds the kept partial record's wall time and keeps its printed output."""

@@ -14,7 +14,8 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-@pytest.mark.parametrize("algorithm", ["scaffold", "fednova"])
+# suite budget: SCAFFOLD runs in the default suite through its stop-and-resume test
+@pytest.mark.parametrize("algorithm", [pytest.param("scaffold", marks=pytest.mark.slow), "fednova"])
 def test_client_algorithm_learns_on_digits(grid, tmp_path, algorithm):
     cfg = tiny_config(**{"training.rounds": 3, "training.algorithm": algorithm})
     run = FederatedRun(cfg, out_dir=tmp_path / algorithm, grid=grid)

@@ -17,6 +17,7 @@ def grid(fresh_grid):
     return fresh_grid
 
 
+@pytest.mark.slow  # suite budget (~16 s with its fresh grid); test_phases checks compile_s in the default run
 def test_compile_time_is_recorded_apart_and_kept_out_of_round_times(grid, tmp_path):
     # a model shape no other test compiled on these workers: round 1 compiles it
     cfg = tiny_config(**{"training.rounds": 2,

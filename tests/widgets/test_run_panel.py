@@ -154,6 +154,7 @@ def test_run_after_the_grid_was_closed_opens_its_own(tmp_path):
     assert panel.output.outputs and "stderr" not in str(panel.output.outputs)  # no traceback
 
 
+@pytest.mark.slow  # suite budget (two runs)
 def test_default_output_folder_is_new_per_run(grid, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     panel = RunPanel(ConfigPanel(tiny_config(rounds=1)), grid=grid, live_plot=False)
@@ -218,6 +219,7 @@ def test_a_panel_run_writes_figures_links_the_dashboard_and_resumes_finished_run
     assert panel.estimate_html.value == ""
 
 
+@pytest.mark.slow  # suite budget; the quickstart notebook test checks the panel lists its run
 def test_runs_panel_lists_and_compares_the_runs_of_a_folder(grid, tmp_path):
     from fedjax_grid.widgets import RunsPanel
     root = tmp_path / "runs"
