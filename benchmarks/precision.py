@@ -31,21 +31,28 @@ engine (``python -m fedjax_grid.cli run``, one run at a time, alternating f32 / 
 per seed): VGG-16 width 0.25 with BatchNorm on the CIFAR-10 slice
 (``../shared/data/cifar-10-binary-sample.tar.gz``; ``FEDJAX_GRID_SHARED_DATA``
 overrides), 10 iid clients, momentum SGD lr 0.05, batch 32, ``--rounds`` rounds. It
-prints the final global test accuracy per seed, mean +- sd, and the paired difference
-bf16 - f32 (goal: |mean difference| <= 0.5 points):
+prints the global test accuracy per seed at the final round and as the mean of the last
+3 rounds (the accuracy suites' measure), each as mean +- sd, and the paired differences
+bf16 - f32 (goal: |mean difference| <= 0.5 points). With ``--out DIR`` the runs are kept
+in ``DIR/<data>-<precision>-s<seed>``: an interrupted run resumes from its checkpoint and
+a finished one is extended to a larger ``--rounds`` (``fedjax-grid run --resume --set
+training.rounds=N``; a run's first rounds do not depend on its length), so a longer
+comparison costs only the new rounds:
 
-    python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 10
+    python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 20 --out benchmarks/out/prec
     python benchmarks/precision.py --accuracy --data digits --seeds 0,1,2 --rounds 8  # quickstart
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import functools
 import os
 import pathlib
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -239,54 +246,101 @@ ACCURACY_DATA = {
 }
 
 
-def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
-                 data: str = "cifar10") -> list[float]:
-    """Global test accuracy per round (fractions) of one CLI run."""
-    from fedjax_grid.data.paths import shared_data_dir
-    path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
-    sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
-    sets += [f"training.rounds={rounds}", f"training.precision={precision}", f"seed={seed}",
-             "grid.dashboard_address=null"]
-    cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--out", str(out), "--quiet",
-           "--no-plots"] + (["--preset", "quickstart"] if data == "digits" else []) + \
-        [a for s in sets for a in ("--set", s)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+def _recorded(out: pathlib.Path) -> list[float]:
+    """Global test accuracy per recorded round (fractions) of the run in ``out``; [] if none."""
+    if not (out / "rounds.csv").is_file():
+        return []
     with open(out / "rounds.csv") as f:
         return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
 
 
-def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1) -> int:
-    """Final accuracy of f32 vs bf16 runs per seed; prints the table. Returns 0.
+def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
+                 data: str = "cifar10") -> list[float]:
+    """Global test accuracy of rounds 1..``rounds`` (fractions) of one CLI run in ``out``.
+
+    A run already in ``out`` with that many rounds is read, not re-run; one with fewer
+    (interrupted, or finished at a smaller ``rounds``) is resumed from its last
+    checkpoint and extended to ``rounds``; a folder without a checkpoint starts afresh."""
+    done = _recorded(out)
+    if len(done) >= rounds:
+        return done[:rounds]
+    resume = any((out / "checkpoints").glob("ckpt-*"))
+    if out.exists() and not resume:
+        shutil.rmtree(out)   # a start that never reached a checkpoint: nothing to keep
+    cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--out", str(out), "--quiet",
+           "--no-plots"]
+    if resume:
+        sets = [f"training.rounds={rounds}"]
+        cmd.append("--resume")
+    else:
+        from fedjax_grid.data.paths import shared_data_dir
+        path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
+        sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
+        sets += [f"training.rounds={rounds}", f"training.precision={precision}",
+                 f"seed={seed}", "grid.dashboard_address=null"]
+        cmd += ["--preset", "quickstart"] if data == "digits" else []
+    subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return _recorded(out)[:rounds]
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def print_accuracy_table(curves: dict, seeds: list[int], measure: str, last: int) -> None:
+    """Markdown table of ``measure`` (the mean of each run's last ``last`` rounds, in %)
+    per precision: mean +- sd and per seed; then bf16 - f32 paired by seed.
+    ``curves``: precision -> seed -> accuracies per round (fractions)."""
+    value = {p: {s: 100 * statistics.mean(curves[p][s][-last:]) for s in seeds} for p in PRECISIONS}
+    print(f"| precision | {measure} % (mean +- sd) | per seed |")
+    print("|---|---|---|")
+    for p in PRECISIONS:
+        v = [value[p][s] for s in seeds]
+        print(f"| {p} | {_mean_sd(v)[0]:.2f} +- {_mean_sd(v)[1]:.2f} "
+              f"| {', '.join(f'{x:.1f}' for x in v)} |")
+    diff = [value["bf16"][s] - value["f32"][s] for s in seeds]
+    mean, sd = _mean_sd(diff)
+    print(f"| bf16 - f32 (paired) | {mean:+.2f} +- {sd:.2f} "
+          f"| {', '.join(f'{x:+.1f}' for x in diff)} |")
+
+
+def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1,
+             out: pathlib.Path | None = None) -> int:
+    """Accuracy of f32 vs bf16 runs per seed, at the final round and as the mean of the
+    last 3 rounds; prints the tables. Returns 0.
     ``jobs`` > 1 runs that many seeds at once (each seed's two runs one after the other):
-    for a machine with cores and accelerator memory to spare, e.g. a GPU host."""
-    final = {p: {} for p in PRECISIONS}
+    for a machine with cores and accelerator memory to spare, e.g. a GPU host. ``out``:
+    keep (and resume or extend) the runs there, else in a temporary folder."""
+    curves = {p: {} for p in PRECISIONS}
     load0 = os.getloadavg()
 
-    def one_seed(i, seed, tmp):
+    def one_seed(i, seed, root):
         for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
-            t0 = time.time()
-            acc = accuracy_run(seed, p, rounds, pathlib.Path(tmp) / f"{p}-{seed}", data)
-            final[p][seed] = 100 * acc[-1]
+            t0, run_dir = time.time(), pathlib.Path(root) / f"{data}-{p}-s{seed}"
+            had = len(_recorded(run_dir))
+            acc = accuracy_run(seed, p, rounds, run_dir, data)
+            curves[p][seed] = acc
+            kept = f", rounds 1-{min(had, rounds)} kept from {run_dir.name}" if had else ""
             print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+                  f"({time.time() - t0:.0f} s{kept})", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="fedjax_grid-precision-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            root = stack.enter_context(tempfile.TemporaryDirectory(prefix="fedjax_grid-precision-"))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            root = out
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-            for f in [pool.submit(one_seed, i, s, tmp) for i, s in enumerate(seeds)]:
+            for f in [pool.submit(one_seed, i, s, root) for i, s in enumerate(seeds)]:
                 f.result()
     print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds, backend {backend_name()}, {jobs} "
           f"seed(s) at a time; load average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} "
           "after\n")
-    print("| precision | final accuracy % (mean +- sd) | per seed |")
-    print("|---|---|---|")
-    for p in PRECISIONS:
-        v = [final[p][s] for s in seeds]
-        sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        print(f"| {p} | {statistics.mean(v):.2f} +- {sd:.2f} | {', '.join(f'{x:.1f}' for x in v)} |")
-    diff = [final["bf16"][s] - final["f32"][s] for s in seeds]
-    sd = statistics.stdev(diff) if len(diff) > 1 else 0.0
-    print(f"| bf16 - f32 (paired) | {statistics.mean(diff):+.2f} +- {sd:.2f} "
-          f"| {', '.join(f'{x:+.1f}' for x in diff)} |")
+    print_accuracy_table(curves, seeds, "final accuracy", 1)
+    if rounds >= 3:
+        print()
+        print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3)
     return 0
 
 
@@ -306,6 +360,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="--accuracy: federated rounds")
     parser.add_argument("--jobs", type=int, default=1,
                         help="--accuracy: seeds run at once (default 1: one run at a time)")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="--accuracy: keep the runs in this folder and resume or extend "
+                             "them (default: a temporary folder)")
     parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
                         help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
                              "(the quickstart preset, smaller)")
@@ -320,7 +377,11 @@ def main(argv=None) -> int:
                   "is invalid: seeds must be integers >= 0, rounds and jobs >= 1",
                   file=sys.stderr)
             return 2
-        return accuracy(seeds, args.rounds, args.data, args.jobs)
+        if args.out is not None and args.out.exists() and not args.out.is_dir():
+            print(f"error: --out {str(args.out)!r} is invalid: it is a file, not a folder",
+                  file=sys.stderr)
+            return 2
+        return accuracy(seeds, args.rounds, args.data, args.jobs, args.out)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad:

@@ -75,8 +75,10 @@ PERF = {
     "vs-flower": ["benchmarks/vs_flower.py", "--json", "{out}/vs_flower-raw.json"],
     # training.precision: client throughput f32 vs bf16, then accuracy over 3 seeds
     "precision": ["benchmarks/precision.py"],
+    # 20 rounds: at 10 the curves still rise and a lag in learning speed reads as a loss;
+    # the runs are kept in {out} and extended by a larger --rounds
     "precision-accuracy": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
-                           "--rounds", "10"],
+                           "--rounds", "20", "--out", "{out}/precision-accuracy"],
     # one client per compiled step vs vmapped clients vs more XLA threads per task
     "client-tasks": ["benchmarks/client_tasks.py"],
     # compile once per grid: round 1 against a steady round, cold and warm caches

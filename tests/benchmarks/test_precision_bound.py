@@ -62,3 +62,77 @@ def test_gpu_check_refuses_an_unknown_part_in_one_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr == "error: part 'speed' is invalid: allowed are throughput, accuracy\n"
+
+
+def test_accuracy_tables_give_the_final_round_and_the_last_3_rounds_mean(monkeypatch, capsys):
+    curves = {("f32", 0): [0.1, 0.2, 0.3, 0.4], ("bf16", 0): [0.1, 0.1, 0.2, 0.5],
+              ("f32", 1): [0.2, 0.3, 0.4, 0.5], ("bf16", 1): [0.2, 0.3, 0.3, 0.4]}
+    monkeypatch.setattr(precision, "accuracy_run",
+                        lambda seed, p, rounds, out, data: curves[(p, seed)][:rounds])
+    assert precision.accuracy([0, 1], 4, "digits") == 0
+    out = capsys.readouterr().out
+    assert "| precision | final accuracy % (mean +- sd) | per seed |" in out
+    assert "| bf16 - f32 (paired) | +0.00 +- 14.14 | +10.0, -10.0 |" in out
+    # last 3: f32 30.0, 40.0; bf16 26.7, 33.3 -> paired -3.3, -6.7
+    assert "| precision | mean of the last 3 rounds % (mean +- sd) | per seed |" in out
+    assert "| f32 | 35.00 +- 7.07 | 30.0, 40.0 |" in out
+    assert "| bf16 - f32 (paired) | -5.00 +- 2.36 | -3.3, -6.7 |" in out
+
+
+def _fake_cli(calls):
+    """A stand-in for `fedjax_grid.cli run`: records its arguments, writes rounds.csv up to
+    training.rounds (accuracy 0.01 x round, 0.5 added for bf16) and a checkpoint."""
+    def run(cmd, check, stdout):
+        import pathlib
+        out = pathlib.Path(cmd[cmd.index("--out") + 1])
+        sets = dict(a.split("=", 1) for a in cmd[1:] if "=" in a and not a.startswith("-"))
+        calls.append(("--resume" in cmd, sets))
+        out.mkdir(parents=True, exist_ok=True)
+        bf16 = 0.5 if "bf16" in out.name else 0.0
+        rounds = int(sets["training.rounds"])
+        rows = ["round,global_accuracy"] + [f"{r},{0.01 * r + bf16}" for r in range(1, rounds + 1)]
+        (out / "rounds.csv").write_text("\n".join(rows) + "\n")
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "checkpoints" / f"ckpt-{rounds}").write_text("")
+    return run
+
+
+def test_kept_runs_are_read_resumed_or_extended_never_repeated(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(precision.subprocess, "run", _fake_cli(calls))
+    run_dir = tmp_path / "cifar10-f32-s0"
+    assert precision.accuracy_run(0, "f32", 2, run_dir) == [0.01, 0.02]
+    assert calls[-1][0] is False and calls[-1][1]["seed"] == "0"        # a fresh run
+    assert calls[-1][1]["training.precision"] == "f32"
+    assert precision.accuracy_run(0, "f32", 2, run_dir) == [0.01, 0.02]  # read, not re-run
+    assert precision.accuracy_run(0, "f32", 1, run_dir) == [0.01]        # its first round
+    assert len(calls) == 1
+    assert precision.accuracy_run(0, "f32", 4, run_dir) == [0.01, 0.02, 0.03, 0.04]
+    assert calls[-1] == (True, {"training.rounds": "4"})                 # extended by resume
+    # a folder left by a start that reached no checkpoint starts afresh
+    broken = tmp_path / "cifar10-bf16-s1"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    assert precision.accuracy_run(1, "bf16", 1, broken) == [0.51]
+    assert calls[-1][0] is False and calls[-1][1]["seed"] == "1"
+
+
+def test_out_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "f"
+    bad.write_text("x")
+    assert precision.main(["--accuracy", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {str(bad)!r} is invalid" in err
+
+
+@pytest.mark.slow  # two real CLI runs of the quickstart preset (~1 min)
+def test_a_kept_run_extended_by_resume_keeps_its_first_rounds(tmp_path):
+    """The real CLI: 1 round, then extended to 2 by --resume; round 1 is the same number
+    and a second call with 2 rounds re-runs nothing."""
+    run_dir = tmp_path / "digits-f32-s0"
+    first = precision.accuracy_run(0, "f32", 1, run_dir, "digits")
+    both = precision.accuracy_run(0, "f32", 2, run_dir, "digits")
+    assert len(first) == 1 and len(both) == 2 and both[0] == first[0]
+    mtime = (run_dir / "rounds.csv").stat().st_mtime
+    assert precision.accuracy_run(0, "f32", 2, run_dir, "digits") == both
+    assert (run_dir / "rounds.csv").stat().st_mtime == mtime
