@@ -460,7 +460,9 @@ def provenance(meta: dict) -> str:
     return relative(
         f"Command: `{meta['command']}`  \nCommit: {meta['commit']}; seeds: "
         f"{_seeds_of(meta['command'])}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
-        f"ran {meta['started']} to {meta.get('finished') or 'not finished'} on: "
+        + (f"ran {meta['started']} to {meta['finished']}" if meta.get("finished")
+           else f"started {meta['started']}, not finished (kept when interrupted)")
+        + " on: "
         f"{machine_line(meta.get('machine') or {})}.\n")
 
 

@@ -506,3 +506,16 @@ def test_dasks_heartbeat_error_at_shutdown_is_cut_from_a_records_output():
                    "  figure: …/async_vs_sync_digits.png", "| sync | 1 |"]
     other = ["2026-12-04 09:28:29,134 - distributed.worker - ERROR - Worker stream died", "x"]
     assert run_all.cut_shutdown_noise(other) == other  # any other error stays
+
+
+def test_provenance_says_when_a_kept_piece_did_not_finish():
+    meta = {"command": "python benchmarks/accuracy.py --seeds 0,1", "commit": "abc1234567",
+            "started": "2026-12-04T15:37:54", "wall_s": 2180.6, "wall_s_earlier": 8571.3,
+            "machine": {}}
+    kept = run_all.provenance(meta)
+    assert "started 2026-12-04T15:37:54, not finished (kept when interrupted) on: " in kept
+    assert "wall time 10752 s (2.99 h, of which 8571 s in earlier interrupted attempts)" in kept
+    assert "seeds: 0, 1;" in kept and "Commit: abc1234567;" in kept
+    done = run_all.provenance({**meta, "finished": "2026-12-04T18:00:00", "wall_s_earlier": 0})
+    assert "ran 2026-12-04T15:37:54 to 2026-12-04T18:00:00 on: " in done
+    assert "not finished" not in done and "earlier" not in done
