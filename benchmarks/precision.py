@@ -49,6 +49,7 @@ import concurrent.futures
 import contextlib
 import csv
 import functools
+import json
 import os
 import pathlib
 import platform
@@ -254,13 +255,38 @@ def _recorded(out: pathlib.Path) -> list[float]:
         return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
 
 
+#: --bf16-path: the bf16 runs' extra settings. fast: the model's CPU fast path (bf16 operands
+#: in the matmuls, activations f32); stock: Flax's own bf16 policy (bf16 activations through
+#: every layer, as on a GPU; on XLA:CPU ~2x slower than f32)
+BF16_PATHS = {"fast": [], "stock": ["model.kwargs.fast_path=false"]}
+
+
+class KeptRunMismatch(ValueError):
+    """A kept run folder holds another run than the one asked for."""
+
+
+def _check_kept(out: pathlib.Path, seed: int, precision: str, extra: list[str]) -> None:
+    """A kept run must be the run asked for (seed, precision, fast path), else one line."""
+    cfg = json.loads((out / "config.json").read_text())
+    fast = (cfg.get("model", {}).get("kwargs") or {}).get("fast_path")
+    want = (seed, precision, False if extra else None)
+    have = (cfg.get("seed"), cfg.get("training", {}).get("precision"), fast)
+    if have != want:
+        raise KeptRunMismatch(f"--out: {str(out)!r} holds another run (seed, precision, "
+                              f"fast_path {have}, asked {want}): move it away or use another --out")
+
+
 def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
-                 data: str = "cifar10") -> list[float]:
+                 data: str = "cifar10", extra: list[str] | None = None) -> list[float]:
     """Global test accuracy of rounds 1..``rounds`` (fractions) of one CLI run in ``out``.
 
     A run already in ``out`` with that many rounds is read, not re-run; one with fewer
     (interrupted, or finished at a smaller ``rounds``) is resumed from its last
-    checkpoint and extended to ``rounds``; a folder without a checkpoint starts afresh."""
+    checkpoint and extended to ``rounds``; a folder without a checkpoint starts afresh.
+    ``extra``: further settings of a new run (``BF16_PATHS``)."""
+    extra = extra or []
+    if (out / "config.json").is_file() and (out / "rounds.csv").is_file():
+        _check_kept(out, seed, precision, extra)
     done = _recorded(out)
     if len(done) >= rounds:
         return done[:rounds]
@@ -277,7 +303,7 @@ def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
         path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
         sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
         sets += [f"training.rounds={rounds}", f"training.precision={precision}",
-                 f"seed={seed}", "grid.dashboard_address=null"]
+                 f"seed={seed}", "grid.dashboard_address=null", *extra]
         cmd += ["--preset", "quickstart"] if data == "digits" else []
     subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True,
                    stdout=subprocess.DEVNULL)
@@ -306,20 +332,23 @@ def print_accuracy_table(curves: dict, seeds: list[int], measure: str, last: int
 
 
 def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1,
-             out: pathlib.Path | None = None) -> int:
+             out: pathlib.Path | None = None, bf16_path: str = "fast") -> int:
     """Accuracy of f32 vs bf16 runs per seed, at the final round and as the mean of the
     last 3 rounds; prints the tables. Returns 0.
     ``jobs`` > 1 runs that many seeds at once (each seed's two runs one after the other):
     for a machine with cores and accelerator memory to spare, e.g. a GPU host. ``out``:
-    keep (and resume or extend) the runs there, else in a temporary folder."""
+    keep (and resume or extend) the runs there, else in a temporary folder. ``bf16_path``:
+    a key of ``BF16_PATHS`` (the f32 runs are the same either way)."""
     curves = {p: {} for p in PRECISIONS}
     load0 = os.getloadavg()
 
     def one_seed(i, seed, root):
         for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
-            t0, run_dir = time.time(), pathlib.Path(root) / f"{data}-{p}-s{seed}"
+            tag = f"{p}-stock" if p == "bf16" and bf16_path == "stock" else p
+            t0, run_dir = time.time(), pathlib.Path(root) / f"{data}-{tag}-s{seed}"
             had = len(_recorded(run_dir))
-            acc = accuracy_run(seed, p, rounds, run_dir, data)
+            acc = accuracy_run(seed, p, rounds, run_dir, data,
+                               BF16_PATHS[bf16_path] if p == "bf16" else [])
             curves[p][seed] = acc
             kept = f", rounds 1-{min(had, rounds)} kept from {run_dir.name}" if had else ""
             print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
@@ -334,7 +363,8 @@ def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
             for f in [pool.submit(one_seed, i, s, root) for i, s in enumerate(seeds)]:
                 f.result()
-    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds, backend {backend_name()}, {jobs} "
+    print(f"\n{ACCURACY_DATA[data][0]}, {rounds} rounds, bf16 on the {bf16_path} path, "
+          f"backend {backend_name()}, {jobs} "
           f"seed(s) at a time; load average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} "
           "after\n")
     print_accuracy_table(curves, seeds, "final accuracy", 1)
@@ -363,6 +393,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="--accuracy: keep the runs in this folder and resume or extend "
                              "them (default: a temporary folder)")
+    parser.add_argument("--bf16-path", default="fast", choices=sorted(BF16_PATHS),
+                        help="--accuracy: the bf16 runs on the model's CPU fast path (bf16 "
+                             "operands in the matmuls) or Flax's stock bf16 policy")
     parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
                         help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
                              "(the quickstart preset, smaller)")
@@ -381,7 +414,11 @@ def main(argv=None) -> int:
             print(f"error: --out {str(args.out)!r} is invalid: it is a file, not a folder",
                   file=sys.stderr)
             return 2
-        return accuracy(seeds, args.rounds, args.data, args.jobs, args.out)
+        try:
+            return accuracy(seeds, args.rounds, args.data, args.jobs, args.out, args.bf16_path)
+        except KeptRunMismatch as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad:

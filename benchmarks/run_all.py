@@ -79,6 +79,10 @@ PERF = {
     # the runs are kept in {out} and extended by a larger --rounds
     "precision-accuracy": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
                            "--rounds", "20", "--out", "{out}/precision-accuracy"],
+    # the same comparison with bf16 on Flax's stock policy (bf16 activations, as on a GPU)
+    "precision-accuracy-stock": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
+                                 "--rounds", "20", "--bf16-path", "stock",
+                                 "--out", "{out}/precision-accuracy"],
     # one client per compiled step vs vmapped clients vs more XLA threads per task
     "client-tasks": ["benchmarks/client_tasks.py"],
     # compile once per grid: round 1 against a steady round, cold and warm caches
@@ -161,6 +165,8 @@ TITLES = {
     "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
     "precision": "Client throughput in bf16 vs f32 (benchmarks/precision.py)",
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
+    "precision-accuracy-stock": "Accuracy in bf16 vs f32, bf16 on Flax's stock path, 3 seeds "
+                                "(benchmarks/precision.py --accuracy --bf16-path stock)",
     "client-tasks": "Client tasks: vmapped clients and XLA threads (benchmarks/client_tasks.py)",
     "first-round": "Compile once per grid: round 1 vs a steady round (benchmarks/first_round.py)",
     "grid-idle-cpu": "The grid's own CPU: an idle cluster (benchmarks/grid_idle_cpu.py)",

@@ -39,7 +39,7 @@ def test_accuracy_table_pairs_each_seeds_runs_whatever_runs_at_once(monkeypatch,
              ("f32", 2): 0.30, ("bf16", 2): 0.30}
     calls = []
 
-    def fake_run(seed, p, rounds, out, data):
+    def fake_run(seed, p, rounds, out, data, extra):
         calls.append((seed, p, rounds, data))
         return [0.1] * (rounds - 1) + [final[(p, seed)]]
     monkeypatch.setattr(precision, "accuracy_run", fake_run)
@@ -68,7 +68,7 @@ def test_accuracy_tables_give_the_final_round_and_the_last_3_rounds_mean(monkeyp
     curves = {("f32", 0): [0.1, 0.2, 0.3, 0.4], ("bf16", 0): [0.1, 0.1, 0.2, 0.5],
               ("f32", 1): [0.2, 0.3, 0.4, 0.5], ("bf16", 1): [0.2, 0.3, 0.3, 0.4]}
     monkeypatch.setattr(precision, "accuracy_run",
-                        lambda seed, p, rounds, out, data: curves[(p, seed)][:rounds])
+                        lambda seed, p, rounds, out, data, extra: curves[(p, seed)][:rounds])
     assert precision.accuracy([0, 1], 4, "digits") == 0
     out = capsys.readouterr().out
     assert "| precision | final accuracy % (mean +- sd) | per seed |" in out
@@ -136,3 +136,27 @@ def test_a_kept_run_extended_by_resume_keeps_its_first_rounds(tmp_path):
     mtime = (run_dir / "rounds.csv").stat().st_mtime
     assert precision.accuracy_run(0, "f32", 2, run_dir, "digits") == both
     assert (run_dir / "rounds.csv").stat().st_mtime == mtime
+
+
+def test_stock_bf16_runs_are_kept_apart_and_set_flax_s_policy(monkeypatch, tmp_path, capsys):
+    calls = []
+    monkeypatch.setattr(precision.subprocess, "run", _fake_cli(calls))
+    assert precision.accuracy([0], 3, "cifar10", out=tmp_path, bf16_path="stock") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10-bf16-stock-s0", "cifar10-f32-s0"]
+    bf16 = [sets for _, sets in calls if sets["training.precision"] == "bf16"]
+    f32 = [sets for _, sets in calls if sets["training.precision"] == "f32"]
+    assert bf16[0]["model.kwargs.fast_path"] == "false" and "model.kwargs.fast_path" not in f32[0]
+    assert "bf16 on the stock path" in capsys.readouterr().out
+
+
+def test_a_kept_folder_holding_another_run_is_refused_in_one_line(tmp_path, capsys):
+    import json
+    run = tmp_path / "cifar10-f32-s0"
+    run.mkdir()
+    (run / "rounds.csv").write_text("round,global_accuracy\n1,0.5\n")
+    (run / "config.json").write_text(json.dumps({"seed": 1, "training": {"precision": "f32"},
+                                                 "model": {"kwargs": {}}}))
+    assert precision.main(["--accuracy", "--seeds", "0", "--rounds", "1", "--out",
+                           str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds another run" in err and "(1, 'f32', None)" in err
