@@ -39,7 +39,8 @@ a finished one is extended to a larger ``--rounds`` (``fedjax-grid run --resume 
 training.rounds=N``; a run's first rounds do not depend on its length), so a longer
 comparison costs only the new rounds:
 
-    python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 20 --out benchmarks/out/prec
+    python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 20 \
+        --out benchmarks/out/precision-accuracy
     python benchmarks/precision.py --accuracy --data digits --seeds 0,1,2 --rounds 8  # quickstart
 """
 from __future__ import annotations
@@ -255,21 +256,21 @@ def _recorded(out: pathlib.Path) -> list[float]:
         return [float(r["global_accuracy"]) for r in csv.DictReader(f)]
 
 
-#: --bf16-path: the bf16 runs' extra settings. fast: the model's CPU fast path (bf16 operands
-#: in the matmuls, activations f32); stock: Flax's own bf16 policy (bf16 activations through
-#: every layer, as on a GPU; on XLA:CPU ~2x slower than f32)
-BF16_PATHS = {"fast": [], "stock": ["model.kwargs.fast_path=false"]}
+#: --bf16-path -> the bf16 runs' ``model.kwargs.fast_path``. fast: None, the model's CPU fast
+#: path (bf16 operands in the matmuls, activations f32); stock: False, Flax's own bf16 policy
+#: (bf16 activations through every layer, as on a GPU; on XLA:CPU ~2x slower than f32)
+BF16_PATHS = {"fast": None, "stock": False}
 
 
 class KeptRunMismatch(ValueError):
     """A kept run folder holds another run than the one asked for."""
 
 
-def _check_kept(out: pathlib.Path, seed: int, precision: str, extra: list[str]) -> None:
+def _check_kept(out: pathlib.Path, seed: int, precision: str, fast_path: bool | None) -> None:
     """A kept run must be the run asked for (seed, precision, fast path), else one line."""
     cfg = json.loads((out / "config.json").read_text())
     fast = (cfg.get("model", {}).get("kwargs") or {}).get("fast_path")
-    want = (seed, precision, False if extra else None)
+    want = (seed, precision, fast_path)
     have = (cfg.get("seed"), cfg.get("training", {}).get("precision"), fast)
     if have != want:
         raise KeptRunMismatch(f"--out: {str(out)!r} holds another run (seed, precision, "
@@ -277,16 +278,15 @@ def _check_kept(out: pathlib.Path, seed: int, precision: str, extra: list[str]) 
 
 
 def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
-                 data: str = "cifar10", extra: list[str] | None = None) -> list[float]:
+                 data: str = "cifar10", fast_path: bool | None = None) -> list[float]:
     """Global test accuracy of rounds 1..``rounds`` (fractions) of one CLI run in ``out``.
 
     A run already in ``out`` with that many rounds is read, not re-run; one with fewer
     (interrupted, or finished at a smaller ``rounds``) is resumed from its last
     checkpoint and extended to ``rounds``; a folder without a checkpoint starts afresh.
-    ``extra``: further settings of a new run (``BF16_PATHS``)."""
-    extra = extra or []
+    ``fast_path``: the model's ``fast_path`` (None: the model's default; ``BF16_PATHS``)."""
     if (out / "config.json").is_file() and (out / "rounds.csv").is_file():
-        _check_kept(out, seed, precision, extra)
+        _check_kept(out, seed, precision, fast_path)
     done = _recorded(out)
     if len(done) >= rounds:
         return done[:rounds]
@@ -303,7 +303,9 @@ def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
         path = shared_data_dir() / "cifar-10-binary-sample.tar.gz"
         sets = [f"data.path={path}" if s == "DATA_PATH" else s for s in ACCURACY_DATA[data][1]]
         sets += [f"training.rounds={rounds}", f"training.precision={precision}",
-                 f"seed={seed}", "grid.dashboard_address=null", *extra]
+                 f"seed={seed}", "grid.dashboard_address=null"]
+        if fast_path is not None:
+            sets.append(f"model.kwargs.fast_path={str(fast_path).lower()}")
         cmd += ["--preset", "quickstart"] if data == "digits" else []
     subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True,
                    stdout=subprocess.DEVNULL)
@@ -323,7 +325,8 @@ def print_accuracy_table(curves: dict, seeds: list[int], measure: str, last: int
     print("|---|---|---|")
     for p in PRECISIONS:
         v = [value[p][s] for s in seeds]
-        print(f"| {p} | {_mean_sd(v)[0]:.2f} +- {_mean_sd(v)[1]:.2f} "
+        mean, sd = _mean_sd(v)
+        print(f"| {p} | {mean:.2f} +- {sd:.2f} "
               f"| {', '.join(f'{x:.1f}' for x in v)} |")
     diff = [value["bf16"][s] - value["f32"][s] for s in seeds]
     mean, sd = _mean_sd(diff)
@@ -348,7 +351,7 @@ def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1
             t0, run_dir = time.time(), pathlib.Path(root) / f"{data}-{tag}-s{seed}"
             had = len(_recorded(run_dir))
             acc = accuracy_run(seed, p, rounds, run_dir, data,
-                               BF16_PATHS[bf16_path] if p == "bf16" else [])
+                               BF16_PATHS[bf16_path] if p == "bf16" else None)
             curves[p][seed] = acc
             kept = f", rounds 1-{min(had, rounds)} kept from {run_dir.name}" if had else ""
             print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "

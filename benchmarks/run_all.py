@@ -463,13 +463,12 @@ def provenance(meta: dict) -> str:
     wall = float(meta.get("wall_s") or 0) + float(meta.get("wall_s_earlier") or 0)
     earlier = (f", of which {meta['wall_s_earlier']:.0f} s in earlier interrupted attempts"
                if meta.get("wall_s_earlier") else "")
+    when = (f"ran {meta['started']} to {meta['finished']}" if meta.get("finished")
+            else f"started {meta['started']}, not finished (kept when interrupted)")
     return relative(
         f"Command: `{meta['command']}`  \nCommit: {meta['commit']}; seeds: "
         f"{_seeds_of(meta['command'])}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
-        + (f"ran {meta['started']} to {meta['finished']}" if meta.get("finished")
-           else f"started {meta['started']}, not finished (kept when interrupted)")
-        + " on: "
-        f"{machine_line(meta.get('machine') or {})}.\n")
+        f"{when} on: {machine_line(meta.get('machine') or {})}.\n")
 
 
 def accuracy_section(name: str, meta: dict) -> str:

@@ -39,7 +39,7 @@ def test_accuracy_table_pairs_each_seeds_runs_whatever_runs_at_once(monkeypatch,
              ("f32", 2): 0.30, ("bf16", 2): 0.30}
     calls = []
 
-    def fake_run(seed, p, rounds, out, data, extra):
+    def fake_run(seed, p, rounds, out, data, fast_path):
         calls.append((seed, p, rounds, data))
         return [0.1] * (rounds - 1) + [final[(p, seed)]]
     monkeypatch.setattr(precision, "accuracy_run", fake_run)
@@ -68,7 +68,7 @@ def test_accuracy_tables_give_the_final_round_and_the_last_3_rounds_mean(monkeyp
     curves = {("f32", 0): [0.1, 0.2, 0.3, 0.4], ("bf16", 0): [0.1, 0.1, 0.2, 0.5],
               ("f32", 1): [0.2, 0.3, 0.4, 0.5], ("bf16", 1): [0.2, 0.3, 0.3, 0.4]}
     monkeypatch.setattr(precision, "accuracy_run",
-                        lambda seed, p, rounds, out, data, extra: curves[(p, seed)][:rounds])
+                        lambda seed, p, rounds, out, data, fast_path: curves[(p, seed)][:rounds])
     assert precision.accuracy([0, 1], 4, "digits") == 0
     out = capsys.readouterr().out
     assert "| precision | final accuracy % (mean +- sd) | per seed |" in out
