@@ -19,7 +19,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", [
     "paper-vgg16-cifar10-independent",
-    # suite budget: the balanced preset differs by its partition only (tested apart)
+    # suite budget: the balanced preset differs by its partition (stratified(0.8), tested in
+    # tests/partition) and its rounds (150, not run here) only
     pytest.param("paper-vgg16-cifar10-balanced", marks=pytest.mark.slow),
     pytest.param("paper-mobilenetv3-tinyimagenet-independent", marks=pytest.mark.slow),
     pytest.param("paper-mobilenetv3-tinyimagenet-balanced", marks=pytest.mark.slow)])
