@@ -30,6 +30,9 @@ with one figure ``docs/results/compression.png``:
 
     python benchmarks/compression.py                  # 6 rounds, width 0.25
     python benchmarks/compression.py --rounds 3 --width 0.125
+    # run_all's piece `codecs`: every setting on 3 seeds, each finished run kept (resumable)
+    python benchmarks/compression.py --seeds 0,1,2 --compute-s 2.0 \
+        --runs-file benchmarks/out/compression-runs.json
 """
 from __future__ import annotations
 
@@ -131,9 +134,10 @@ def base_config(rounds: int, width: float, data: pathlib.Path):
 
 
 def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.Path,
-                  todo: list) -> dict:
+                  todo: list, on_done=None) -> dict:
     """Part 2: one engine run per (label, seed) in ``todo`` on a shared LocalCluster;
-    (label, seed) -> (rounds, tasks)."""
+    (label, seed) -> (rounds, tasks). ``on_done(label, seed, rounds, tasks)`` is called
+    after each run (e.g. to keep it before the next one starts)."""
     from fedjax_grid.grid.cluster import open_cluster
     from fedjax_grid.runner import FederatedRun
     base = base_config(rounds, width, data)
@@ -154,6 +158,8 @@ def accuracy_runs(rounds: int, width: float, data: pathlib.Path, work: pathlib.P
                         f"received {row['bytes_received'] / 1e6:.2f} MB", flush=True))
                     out[(label, seed)] = (run.records.rounds(), run.records.tasks())
                 print(f"  [{tag}] {time.time() - t:.0f} s", flush=True)
+                if on_done is not None:
+                    on_done(label, seed, *out[(label, seed)])
     finally:
         grid.close()
     return out
@@ -204,6 +210,35 @@ def measured(runs: dict, into: dict | None = None) -> dict:
                      sent_per_round_mb=float(rounds["bytes_sent"].mean() / 1e6),
                      received_per_round_mb=float(rounds["bytes_received"].mean() / 1e6))
     return out
+
+
+def read_runs_file(path: pathlib.Path, rounds: int, width: float) -> dict:
+    """The runs a ``--runs-file`` keeps (label -> measured entry, as :func:`measured`
+    gives); {} when it does not exist. ValueError (one line) when it holds runs of other
+    ``--rounds`` / ``--width`` or is not such a file."""
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+        kept = (old["rounds"], old["width"])
+        runs = old["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--runs-file {path} is not a runs file of this benchmark "
+                         f"({type(err).__name__}: {err})") from None
+    if kept != (rounds, width):
+        raise ValueError(f"--runs-file {path} keeps runs of {kept[0]} rounds at width "
+                         f"{kept[1]}, not {rounds} at {width}; give another file")
+    return runs
+
+
+def write_runs_file(path: pathlib.Path, rounds: int, width: float, runs: dict) -> None:
+    """Keep ``runs`` (label -> measured entry) in ``path``: written to a temporary name
+    and renamed, so an interrupted write leaves the earlier runs whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"rounds": rounds, "width": width, "runs": runs}, indent=1,
+                              default=float))
+    tmp.replace(path)
 
 
 def as_runs(old: dict) -> dict:
@@ -344,6 +379,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", default=None, metavar="JSON",
                     help="take the accuracy runs of the settings a previous --out has (same "
                          "--rounds and --width required) and run only the others")
+    ap.add_argument("--runs-file", default=None, metavar="JSON",
+                    help="keep every finished accuracy run in JSON and run only those it "
+                         "does not hold yet (an interrupted benchmark resumes; same --rounds "
+                         "and --width required)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "compression.json"))
     ap.add_argument("--figure", default=str(REPO / "docs" / "results" / "compression.png"))
     args = ap.parse_args(argv)
@@ -371,6 +410,26 @@ def main(argv=None) -> int:
             runs = as_runs(old)
             print(f"  reused from {args.reuse}: " + "; ".join(
                 f"{k} (seeds {','.join(v['curves'])})" for k, v in runs.items()), flush=True)
+        runs_file = pathlib.Path(args.runs_file) if args.runs_file else None
+        if runs_file is not None:
+            try:
+                for label, m in read_runs_file(runs_file, args.rounds, args.width).items():
+                    have = runs.setdefault(label, {"curves": {}})
+                    have["curves"] = {**m["curves"], **have["curves"]}
+                    for k, v in m.items():
+                        have.setdefault(k, v)
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            if runs:
+                print(f"  kept in {runs_file}: " + "; ".join(
+                    f"{k} (seeds {','.join(v['curves'])})" for k, v in runs.items()), flush=True)
+
+        def keep(label, seed, rounds, tasks):
+            measured({(label, seed): (rounds, tasks)}, into=runs)
+            if runs_file is not None:
+                write_runs_file(runs_file, args.rounds, args.width, runs)
+
         labels = [label for label, *_ in SETTINGS]
         only = labels if args.only is None else [x.strip() for x in args.only.split(";")]
         bad = [x for x in only if x not in labels]
@@ -382,8 +441,7 @@ def main(argv=None) -> int:
         todo = [(label, s) for label in only for s in seeds
                 if str(s) not in runs.get(label, {}).get("curves", {})]
         with tempfile.TemporaryDirectory(prefix="fedjax-compression-") as work:
-            runs = measured(accuracy_runs(args.rounds, args.width, data, pathlib.Path(work), todo),
-                            into=runs)
+            accuracy_runs(args.rounds, args.width, data, pathlib.Path(work), todo, on_done=keep)
         arows, curves = accuracy_rows(runs, brows, args.target, compute_s=args.compute_s)
     text = tables(brows, arows)
     compute = "measured task durations" if args.compute_s is None else \

@@ -57,6 +57,8 @@ RECORDS = REPO / "benchmarks" / "records"
 PIECE_OUTPUTS = ("benchmarks/records", "docs/results")
 RESULTS = REPO / "docs" / "RESULTS.md"
 
+#: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
+SEEDS = ["--seeds", "0,1,2"]
 PERF = {
     "throughput": ["benchmarks/throughput.py", "--steps", "5"],
     "data_reads": ["benchmarks/data_reads.py", "--batches", "50"],
@@ -67,9 +69,10 @@ PERF = {
                              "--seeds", "1,2,3"],
     "async-vs-sync-cifar10": ["benchmarks/async_vs_sync.py", "--data", "cifar10", "--budget", "240",
                               "--target", "0.25", "--seeds", "1,2,3"],
-    # the runs behind it (benchmarks/out/compression-run{1,2,3}.json): see its note
-    "codecs": ["benchmarks/compression.py", "--recompute", "benchmarks/out/compression-run3.json",
-               "--compute-s", "2.0"],
+    # every setting on seeds 0, 1, 2; each finished run is kept in {out} (an interrupted
+    # piece runs only the missing ones) and its curves in the record
+    "codecs": ["benchmarks/compression.py", *SEEDS, "--compute-s", "2.0",
+               "--runs-file", "{out}/compression-runs.json", "--out", "{out}/compression.json"],
     "cpu-bound": ["benchmarks/cpu_bound.py"],
     # needs the optional extra: pip install -e ".[compare]" (Flower); else exit 2
     "vs-flower": ["benchmarks/vs_flower.py", "--json", "{out}/vs_flower-raw.json"],
@@ -107,8 +110,6 @@ PERF = {
                     "--seeds", "0", "1", "2", "--settings", "default", "d30-o1", "auto",
                     "--target", "0.97", "--rounds", "8"],
 }
-#: The accuracy suites, every configuration with seeds 0, 1, 2 (mean +- sd, per seed).
-SEEDS = ["--seeds", "0,1,2"]
 
 
 def resume_from(suite: str) -> list[str]:
@@ -337,7 +338,7 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
 
 #: piece -> more files (relative to OUT) that its section is assembled from
 KEPT = {"vs-flower": ["vs_flower-raw.json"], "calibration": ["calibration/results.json"],
-        "codecs": ["compression-run1.json", "compression-run2.json", "compression-run3.json"]}
+        "codecs": ["compression.json", "compression-runs.json"]}
 
 
 def record_files(name: str) -> list[str]:

@@ -68,3 +68,68 @@ def test_several_seeds_are_averaged_and_compared_with_none_on_the_same_seeds():
     assert math.isclose(by[labels[1]]["target"], 0.36)
     text = B.tables(_bytes_rows(), rows)
     assert "| 0,1 |" in text and "+0.0 / -6.7" in text
+
+
+def test_runs_file_keeps_runs_and_refuses_other_rounds_or_width(tmp_path):
+    path = tmp_path / "runs.json"
+    assert B.read_runs_file(path, 6, 0.25) == {}          # nothing kept yet: run everything
+    runs = {"none": {"curves": {"0": [0.1, 0.2]}, "compute": [{"0": 1.5}],
+                     "sent_per_round_mb": 3.0, "received_per_round_mb": 4.0}}
+    B.write_runs_file(path, 6, 0.25, runs)
+    assert B.read_runs_file(path, 6, 0.25) == runs
+    assert not (tmp_path / "runs.json.tmp").exists()
+    with pytest.raises(ValueError, match=r"6 rounds at width 0.25, not 8 at 0.25"):
+        B.read_runs_file(path, 8, 0.25)
+    with pytest.raises(ValueError, match=r"not 6 at 0.5"):
+        B.read_runs_file(path, 6, 0.5)
+    path.write_text('{"rounds": 6}')
+    with pytest.raises(ValueError, match=r"is not a runs file of this benchmark") as err:
+        B.read_runs_file(path, 6, 0.25)
+    assert "\n" not in str(err.value)
+
+
+def test_a_finished_run_is_kept_before_the_next_starts(tmp_path, monkeypatch, capsys):
+    """main with --runs-file: each run is written as it finishes, so a killed benchmark keeps
+    the runs it finished; a second call runs only the missing (setting, seed) pairs."""
+    import pandas as pd
+    calls = []
+    state = {"fail_after": 1}
+
+    def fake_accuracy_runs(rounds, width, data, work, todo, on_done=None):
+        for label, seed in todo:
+            if len(calls) >= state["fail_after"]:
+                raise KeyboardInterrupt
+            calls.append((label, seed))
+            frame = pd.DataFrame({"global_accuracy": [0.1 * (1 + seed)] * rounds,
+                                  "bytes_sent": [1e6] * rounds, "bytes_received": [2e6] * rounds})
+            tasks = pd.DataFrame({"round": [1], "client": [0], "status": ["ok"],
+                                  "duration_s": [1.0]})
+            on_done(label, seed, frame, tasks)
+        return {}
+
+    monkeypatch.setattr(B, "accuracy_runs", fake_accuracy_runs)
+    monkeypatch.setattr(B, "byte_rows", lambda repeats: _bytes_rows())
+    monkeypatch.setattr(B, "figure", lambda *a, **k: None)
+    data = tmp_path / "cifar-10-binary-sample.tar.gz"
+    data.write_bytes(b"")
+    monkeypatch.setenv("FEDJAX_GRID_SHARED_DATA", str(tmp_path))
+    runs_file = tmp_path / "kept.json"
+    args = ["--only", "none;bf16", "--seeds", "0,1", "--rounds", "4", "--compute-s", "2.0",
+            "--runs-file", str(runs_file), "--out", str(tmp_path / "c.json")]
+    with pytest.raises(KeyboardInterrupt):
+        B.main(args)
+    assert calls == [("none", 0)]
+    assert B.read_runs_file(runs_file, 4, 0.25)["none"]["curves"] == {"0": [0.1] * 4}
+    state["fail_after"] = 99
+    assert B.main(args) == 0
+    assert calls == [("none", 0), ("none", 1), ("bf16", 0), ("bf16", 1)]
+    kept = B.read_runs_file(runs_file, 4, 0.25)
+    assert {k: sorted(v["curves"]) for k, v in kept.items()} == {"none": ["0", "1"],
+                                                                "bf16": ["0", "1"]}
+    assert "| bf16 | 0,1 |" in capsys.readouterr().out
+    # a runs file of other rounds: one line, exit 2, the file untouched
+    before = runs_file.read_bytes()
+    assert B.main([*args[:-6], "--rounds", "5", *args[-4:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not 5 at 0.25" in err
+    assert runs_file.read_bytes() == before
