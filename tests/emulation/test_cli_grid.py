@@ -3,6 +3,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.emulation.conftest import leftovers, require_emulation
 
 
@@ -11,6 +13,9 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+# suite budget (~19 s of CLI processes): the same grid's library path (up, limits, link and
+# freeze actions, down) stays in the default run in test_emulated_grid.py
+@pytest.mark.slow
 def test_grid_up_status_actions_down():
     require_emulation()
     r = _cli("up", "--profile", "laptops", "--desktops", "1", "--seed", "4")

@@ -160,10 +160,10 @@ def test_the_profile_schedule_is_replayed_and_logged(grid):
 def test_quickstart_through_the_emulated_grid(grid, tmp_path):
     """`fedjax-grid run --scheduler ADDRESS` (the address as `grid up` prints it) on
     fast links: real bytes through the veths, TLS with the grid's certificates."""
-    for d in grid.state.desktops:  # fast links and half a core each for this run
+    for d in grid.state.desktops:  # fast links and a core each for this run
         shaping.shape(d.netns, d.desktop_link, 1e9)  # (tbf replaced in place)
         shaping.shape(grid.state.hub_ns, d.hub_link, 1e9)
-        grid.control.cgroup(d.name).set_cpu(0.5)
+        grid.control.cgroup(d.name).set_cpu(1.0)
     out = tmp_path / "run"
     sent0 = _link_bytes(grid)
     try:

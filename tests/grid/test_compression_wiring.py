@@ -142,6 +142,9 @@ DELTA = {"server.broadcast": "delta", "server.broadcast_codec": "quant(3)",
          "server.codec": "quant(3)"}
 
 
+# suite budget (~14 s): each client's download is also counted by the two delta tests below
+# (lost copies, async versions in flight); -m slow adds the bitwise resume
+@pytest.mark.slow
 def test_delta_broadcast_counts_each_clients_download_and_resumes_bitwise(grid, tmp_path):
     """server.broadcast='delta': round 1 sends the full reference, later rounds one
     quant(3) step (~10x fewer bytes), per task and at the Dask level; every worker and
