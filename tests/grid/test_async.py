@@ -28,7 +28,7 @@ def test_policy_defaults_and_client_draws():
     assert next_client(cfg, 0, busy=set(range(5))) is None
 
 
-@pytest.mark.slow   # suite budget (~12 s); async rounds stay in the default run (resume below)
+@pytest.mark.slow   # suite budget (~12 s); async rounds stay in the default run (test_compression_wiring.py)
 def test_async_run_records_versions_and_replays_bitwise(grid, tmp_path):
     cfg = tiny_config(**ASYNC, **{"training.rounds": 4})
     run = FederatedRun(cfg, out_dir=tmp_path / "async", grid=grid)
@@ -57,6 +57,8 @@ def test_async_run_records_versions_and_replays_bitwise(grid, tmp_path):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.slow  # suite budget (~17 s): async rounds stay in the default run in
+# test_compression_wiring.py (delta broadcast with versions in flight)
 def test_async_resume_records_the_tasks_in_flight_as_dropped(grid, tmp_path):
     cfg = tiny_config(**ASYNC, **{"training.rounds": 3})
     out = tmp_path / "resume"

@@ -215,13 +215,23 @@ def test_worker_with_other_version_is_refused(tmp_path):
         handle.close()
 
 
-def test_local_batchnorm_statistics_stay_with_clients_and_resume(grid, tmp_path):
+def _local_batchnorm_run(grid, tmp_path):
     cfg = tiny_config(**{"training.rounds": 2, "server.bn_mode": "local"})
     full = FederatedRun(cfg, out_dir=tmp_path / "full", grid=grid)
     full.run()
     assert sorted(full.clients.of("batch_stats")) == [0, 1, 2, 3]
     stats = [jax.tree.leaves(full.clients.of("batch_stats")[k])[0] for k in range(4)]
     assert not np.array_equal(stats[0], stats[1])  # each client kept its own statistics
+    return cfg, full
+
+
+def test_local_batchnorm_statistics_stay_with_clients(grid, tmp_path):
+    _local_batchnorm_run(grid, tmp_path)
+
+
+@pytest.mark.slow  # suite budget (~8 s): resume of the other client state (SCAFFOLD) stays
+def test_local_batchnorm_statistics_stay_with_clients_and_resume(grid, tmp_path):
+    cfg, full = _local_batchnorm_run(grid, tmp_path)
     _, resumed = stopped_and_resumed(cfg, tmp_path / "part", grid, 1)
     assert sorted(resumed.clients.of("batch_stats")) == [0, 1, 2, 3]
     resumed.run()

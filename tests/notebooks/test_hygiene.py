@@ -108,6 +108,7 @@ def test_an_edited_cell_still_shows_in_git_status(repo):
     assert "An added line." in (repo / "notebooks" / f"{NAME}.py").read_text()
 
 
+@pytest.mark.slow  # suite budget (~10 s): the save hook's stripping stays in the default run
 def test_git_filter_commits_a_notebook_with_outputs_stripped(repo):
     """Without the Jupyter extension (another editor saved it), the git filter (nbstripout's
     stripping plus the kernelspec) still commits the committed form: nothing to diff,
