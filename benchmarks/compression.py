@@ -222,7 +222,10 @@ def read_runs_file(path: pathlib.Path, rounds: int, width: float) -> dict:
         old = json.loads(path.read_text())
         kept = (old["rounds"], old["width"])
         runs = old["runs"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        bad = [label for label, m in runs.items() if not isinstance(m["curves"], dict)]
+        if bad:
+            raise TypeError(f"the curves of {bad[0]!r} are not a mapping of seed to curve")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"--runs-file {path} is not a runs file of this benchmark "
                          f"({type(err).__name__}: {err})") from None
     if kept != (rounds, width):

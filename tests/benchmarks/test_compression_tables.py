@@ -82,6 +82,9 @@ def test_runs_file_keeps_runs_and_refuses_other_rounds_or_width(tmp_path):
         B.read_runs_file(path, 8, 0.25)
     with pytest.raises(ValueError, match=r"not 6 at 0.5"):
         B.read_runs_file(path, 6, 0.5)
+    path.write_text('{"rounds": 6, "width": 0.25, "runs": {"none": {"curves": [0.1]}}}')
+    with pytest.raises(ValueError, match=r"the curves of 'none' are not a mapping"):
+        B.read_runs_file(path, 6, 0.25)
     path.write_text('{"rounds": 6}')
     with pytest.raises(ValueError, match=r"is not a runs file of this benchmark") as err:
         B.read_runs_file(path, 6, 0.25)
