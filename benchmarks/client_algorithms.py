@@ -20,6 +20,8 @@ clients taking different numbers of local steps (here: different local set sizes
 
     python benchmarks/client_algorithms.py                          # both suites, seeds 0,1,2
     python benchmarks/client_algorithms.py --suites digits --rounds 5 --seeds 0
+    # run_all's piece: each finished run kept as it ends; a re-run runs only the missing ones
+    python benchmarks/client_algorithms.py --rows-file benchmarks/out/client-algorithms-rows.json
 """
 from __future__ import annotations
 
@@ -82,17 +84,53 @@ def run_one(cfg, grid, out: str) -> dict:
             "curve": [float(a) for a in rounds["global_accuracy"]], "wall_s": time.time() - t}
 
 
-def measure(suites, algorithms, seeds, rounds, work: str, log=print) -> list[dict]:
-    """One row per (suite, algorithm, seed)."""
+def _key(row: dict) -> tuple:
+    return (row["suite"], row["algorithm"], int(row["seed"]), int(row["rounds"]))
+
+
+def read_rows_file(path: pathlib.Path) -> list[dict]:
+    """The rows a ``--rows-file`` keeps ([] when it does not exist); ValueError (one line)
+    when it is not such a file."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+        for row in rows:
+            _key(row), float(row["tail_acc"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--rows-file {path} is not a rows file of this benchmark "
+                         f"({type(err).__name__}: {err})") from None
+    return rows
+
+
+def write_rows_file(path: pathlib.Path, rows: list[dict]) -> None:
+    """Keep ``rows`` in ``path`` (written aside and renamed: an interrupted write leaves the
+    earlier rows whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(path)
+
+
+def measure(suites, algorithms, seeds, rounds, work: str, log=print,
+            kept: list[dict] | None = None, on_row=None) -> list[dict]:
+    """One row per (suite, algorithm, seed); a row of ``kept`` with the same suite,
+    algorithm, seed and rounds is taken instead of running it again; ``on_row(rows)`` is
+    called after each run with the rows so far."""
     from fedjax_grid.grid.cluster import open_cluster
+    have = {_key(r): r for r in kept or []}
     rows, grid = [], None
     try:
         for suite in suites:
             r, epochs = DEFAULTS[suite]
             base = suite_config(suite, rounds or r, epochs, f"{work}/data")
-            grid = grid or open_cluster(base.grid, local_directory=f"{work}/dask")
             for seed in seeds:
                 for alg in algorithms:
+                    if (suite, alg, seed, base.training.rounds) in have:
+                        rows.append(have[(suite, alg, seed, base.training.rounds)])
+                        log(f"{suite} {alg} seed {seed}: kept")
+                        continue
+                    grid = grid or open_cluster(base.grid, local_directory=f"{work}/dask")
                     cfg = base.with_overrides([f"seed={seed}", f"training.algorithm={alg}",
                                                f"name={suite}-{alg}-{seed}"])
                     res = run_one(cfg, grid, f"{work}/{suite}-{alg}-{seed}")
@@ -100,6 +138,8 @@ def measure(suites, algorithms, seeds, rounds, work: str, log=print) -> list[dic
                                  "rounds": cfg.training.rounds, **res})
                     log(f"{suite} {alg} seed {seed}: last-{TAIL} accuracy "
                         f"{100 * res['tail_acc']:.2f} % ({res['wall_s']:.0f} s)")
+                    if on_row is not None:
+                        on_row(rows)
     finally:
         if grid is not None:
             grid.close()
@@ -144,6 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (>= 3 for RESULTS)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default per suite)")
     ap.add_argument("--json", default=None, help="also write the rows (with curves) here")
+    ap.add_argument("--rows-file", default=None, metavar="JSON",
+                    help="keep every finished run's row in JSON as it ends and run only the "
+                         "(suite, algorithm, seed, rounds) it does not hold (resumable)")
     args = ap.parse_args(argv)
     suites = parse_list(args.suites, SUITES, "--suites")
     algorithms = parse_list(args.algorithms, ALGORITHMS, "--algorithms")
@@ -155,11 +198,24 @@ def main(argv=None) -> int:
         print(f"error: --seeds={args.seeds!r} / --rounds={args.rounds!r} is invalid: seeds are "
               "integers >= 0, rounds an integer in [1, 1000]", file=sys.stderr)
         return 2
-    if error := output_error(json=args.json):
+    if error := output_error(json=args.json, rows_file=args.rows_file):
         print(f"error: {error}", file=sys.stderr)
         return 2
+    rows_file = pathlib.Path(args.rows_file) if args.rows_file else None
+    try:
+        kept = read_rows_file(rows_file) if rows_file else []
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    def keep(rows):
+        if rows_file is not None:
+            done = {_key(r) for r in rows}
+            write_rows_file(rows_file, [r for r in kept if _key(r) not in done] + rows)
+
     t = time.time()
-    rows = measure(suites, algorithms, seeds, args.rounds, tempfile.mkdtemp(prefix="clientalg-"))
+    rows = measure(suites, algorithms, seeds, args.rounds, tempfile.mkdtemp(prefix="clientalg-"),
+                   kept=kept, on_row=keep)
     print(f"\n# client algorithms, Dirichlet(0.1), 10 clients, seeds {seeds}, "
           f"total wall {time.time() - t:.0f} s\n")
     print(markdown_table(rows))

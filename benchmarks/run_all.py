@@ -147,7 +147,8 @@ STUDY_PIECES = {
     "calibration": ["benchmarks/balanced_calibration.py", *SEEDS, "--readings",
                     "balanced,stratified"],
     # FedAvg vs SCAFFOLD vs FedNova on Dirichlet(0.1) clients, digits and the CIFAR-10 slice
-    "client-algorithms": ["benchmarks/client_algorithms.py"],
+    "client-algorithms": ["benchmarks/client_algorithms.py", "--rows-file",
+                          "{out}/client-algorithms-rows.json"],
     # the study's four presets at CPU scale (2 rounds, width 0.25, 10 clients), 3 seeds
     "paper-table": ["benchmarks/paper_table.py", "--rounds", "2", "--width", "0.25",
                     "--clients", "10", "--max-test-examples", "2000", *SEEDS],
@@ -338,7 +339,8 @@ def run_piece(name: str, extra: list[str], nice: bool) -> int:
 
 #: piece -> more files (relative to OUT) that its section is assembled from
 KEPT = {"vs-flower": ["vs_flower-raw.json"], "calibration": ["calibration/results.json"],
-        "codecs": ["compression.json", "compression-runs.json"]}
+        "codecs": ["compression.json", "compression-runs.json"],
+        "client-algorithms": ["client-algorithms-rows.json"]}
 
 
 def record_files(name: str) -> list[str]:

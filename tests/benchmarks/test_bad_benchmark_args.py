@@ -39,6 +39,7 @@ def test_output_folders_are_made_before_any_run(tmp_path):
 
 
 @pytest.mark.parametrize("script, flag", [("client_algorithms", "--json"),
+                                          ("client_algorithms", "--rows-file"),
                                           ("grid_tuning", "--csv"), ("grid_tuning", "--png"),
                                           ("modelled_vs_emulated", "--csv")])
 def test_an_output_that_cannot_be_written_is_refused_before_any_run(script, flag, tmp_path,
