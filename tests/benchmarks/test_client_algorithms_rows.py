@@ -16,8 +16,7 @@ def fake_runs(monkeypatch):
     def run_one(cfg, grid, out):
         if state["stop"] and len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append((cfg.training.algorithm.name if hasattr(cfg.training.algorithm, "name")
-                      else str(cfg.training.algorithm), cfg.seed))
+        calls.append((out, cfg.seed))
         acc = 0.5 + 0.01 * cfg.seed
         return {"tail_acc": acc, "final_acc": acc, "curve": [acc] * cfg.training.rounds,
                 "wall_s": 1.0}
