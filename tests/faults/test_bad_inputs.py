@@ -463,6 +463,9 @@ def test_bad_input_one_line_exit_2(case_id, argv, expected, setup, tmp_path, cap
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == outside
 
 
+# suite budget (~8 s, a CLI process): the same refusal, its exit code 2 and the untouched
+# folder stay in the default run in-process (test_a_failed_start_leaves_the_output_folder_...)
+@pytest.mark.slow
 def test_unreachable_scheduler_is_one_line_no_output(tmp_path):
     out = tmp_path / "o"
     r = subprocess.run([sys.executable, "-m", "fedjax_grid.cli", "run", "--scheduler",
