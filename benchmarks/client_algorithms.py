@@ -104,12 +104,11 @@ def read_rows_file(path: pathlib.Path) -> list[dict]:
 
 
 def write_rows_file(path: pathlib.Path, rows: list[dict]) -> None:
-    """Keep ``rows`` in ``path`` (written aside and renamed: an interrupted write leaves the
-    earlier rows whole)."""
+    """Keep ``rows`` in ``path`` atomically (an interrupted write leaves the earlier rows
+    whole)."""
+    from fedjax_grid.atomic_write import write_atomic
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(rows, indent=1))
 
 
 def measure(suites, algorithms, seeds, rounds, work: str, log=print,

@@ -235,13 +235,12 @@ def read_runs_file(path: pathlib.Path, rounds: int, width: float) -> dict:
 
 
 def write_runs_file(path: pathlib.Path, rounds: int, width: float, runs: dict) -> None:
-    """Keep ``runs`` (label -> measured entry) in ``path``: written to a temporary name
-    and renamed, so an interrupted write leaves the earlier runs whole."""
+    """Keep ``runs`` (label -> measured entry) in ``path`` atomically (an interrupted write
+    leaves the earlier runs whole)."""
+    from fedjax_grid.atomic_write import write_atomic
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"rounds": rounds, "width": width, "runs": runs}, indent=1,
-                              default=float))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"rounds": rounds, "width": width, "runs": runs}, indent=1,
+                                  default=float))
 
 
 def as_runs(old: dict) -> dict:

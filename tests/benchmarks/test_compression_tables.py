@@ -77,7 +77,7 @@ def test_runs_file_keeps_runs_and_refuses_other_rounds_or_width(tmp_path):
                      "sent_per_round_mb": 3.0, "received_per_round_mb": 4.0}}
     B.write_runs_file(path, 6, 0.25, runs)
     assert B.read_runs_file(path, 6, 0.25) == runs
-    assert not (tmp_path / "runs.json.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.json"]   # no temporary left
     with pytest.raises(ValueError, match=r"6 rounds at width 0.25, not 8 at 0.25"):
         B.read_runs_file(path, 8, 0.25)
     with pytest.raises(ValueError, match=r"not 6 at 0.5"):

@@ -40,8 +40,8 @@ def test_paper_presets_hold_the_studys_settings(preset):
 
 
 @pytest.mark.parametrize("preset", [
-    # suite budget (~12 s, a VGG-16 compile): the presets' configs are checked in
-    # tests/experiments (round trips, the study's values); -m slow runs each one a round
+    # suite budget (~12 s, a VGG-16 compile): the presets' settings are checked above and
+    # their round trips in tests/experiments; -m slow runs each one a round
     pytest.param("paper-vgg16-cifar10-independent", marks=pytest.mark.slow),
     # suite budget: the balanced preset differs by its partition (stratified(0.8), tested in
     # tests/partition) and its rounds (150, not run here) only
