@@ -285,9 +285,38 @@ def connect(grid, security) -> distributed.Client:
     except Exception as e:  # noqa: BLE001 - e.g. MemoryError reading another protocol's bytes
         why = (f"something answered at {show(grid.scheduler)}, but not a Dask scheduler "
                f"({type(e).__name__}); allowed: the address of a running `dask scheduler`")
-    raise UserError(why or f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
-                    f"{grid.connect_timeout_s:g} s; allowed: the address of a running scheduler "
-                    "(is it started, and is the host/port right?)")
+    raise UserError(why or _unreachable(grid))
+
+
+def _unreachable(grid) -> str:
+    return (f"cannot reach the Dask scheduler at {show(grid.scheduler)} within "
+            f"{grid.connect_timeout_s:g} s; allowed: the address of a running scheduler "
+            "(is it started, and is the host/port right?)")
+
+
+def require_listening(grid) -> None:
+    """Refuse, before a run loads data and compiles, a ``grid.scheduler`` whose TCP port
+    does not accept a connection within ``grid.connect_timeout_s`` seconds (it is retried
+    every 0.2 s: a scheduler started a moment later is waited for): the one-line UserError
+    of ``connect``. Only the port is probed (the config allows tcp:// and tls:// addresses
+    with a port): whether a Dask scheduler answers there is ``connect``'s to say. No-op for
+    an embedded cluster."""
+    import socket
+    import time
+    from distributed.comm import parse_address, parse_host_port
+    if grid.scheduler is None:
+        return
+    host, port = parse_host_port(parse_address(grid.scheduler)[1])
+    deadline = time.monotonic() + grid.connect_timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, min(left, 5.0))).close()
+            return
+        except OSError:
+            if time.monotonic() + 0.2 >= deadline:
+                raise UserError(_unreachable(grid)) from None
+            time.sleep(0.2)
 
 
 def _why_not_connected(grid) -> Optional[str]:

@@ -541,10 +541,12 @@ def test_a_failed_start_leaves_the_output_folder_as_it_found_it(layout, tmp_path
         (out / "notes.txt").write_text("mine")
     before = _tree(tmp_path)
     code = main(["run", "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--out", str(out),
-                 "--quiet", S, "grid.connect_timeout_s=1"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: cannot reach the Dask scheduler"), err
+                 S, "grid.connect_timeout_s=1"])
+    cap = capsys.readouterr()
+    assert code == 2 and cap.err.startswith("error: cannot reach the Dask scheduler"), cap.err
     assert _tree(tmp_path) == before
+    # refused before the data load and the step estimate (which compiles the model)
+    assert "estimate" not in cap.out and "loading" not in cap.out, cap.out
 
 
 def test_a_failed_start_of_a_notebook_run_leaves_nothing(tmp_path):
