@@ -64,6 +64,14 @@ def within(elapsed: float, seconds: float) -> bool:
 SLOW_TIMEOUT_S = 1800
 
 
+def pytest_configure(config):
+    """The engine's persistent compilation cache (``$FEDJAX_GRID_COMPILE_CACHE`` or
+    ``~/.cache/fedjax_grid/jax``) from the first test on, as in the product: a test of a
+    model or a step alone reuses what an earlier run compiled, whatever the tests' order."""
+    from fedjax_grid.training.compile_cache import default_cache_dir, enable_persistent_cache
+    enable_persistent_cache(default_cache_dir())
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow tests get SLOW_TIMEOUT_S unless they set a limit themselves."""
     for item in items:
