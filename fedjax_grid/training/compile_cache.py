@@ -202,14 +202,18 @@ class AotFunction:
 
     description: text naming exactly what ``jitted`` computes (None: never persisted).
     devices: the devices the program runs on (its device assignment, in order).
+    compiler_options: XLA options of its compilation (``Lowered.compile``'s; None: XLA's
+        defaults), part of the stored program's key.
     Calls with a new argument signature load the program from disk or compile and store
     it; ``lower`` is ``jitted.lower``. Results are those of ``jitted``, bitwise.
     """
 
-    def __init__(self, jitted: Callable, description: Optional[str], devices: tuple = ()):
+    def __init__(self, jitted: Callable, description: Optional[str], devices: tuple = (),
+                 compiler_options: Optional[dict] = None):
         if description is not None and " at 0x" in description:
             description = None  # a repr with an address names no function across processes
         self.jitted, self.description, self.devices = jitted, description, tuple(devices)
+        self.compiler_options = dict(compiler_options) if compiler_options else None
         self._programs: dict = {}
         self._loaded: dict = {}  # signature -> file of a loaded program not yet called
         self._lock = threading.Lock()
@@ -241,16 +245,19 @@ class AotFunction:
     def _obtain(self, sig, args) -> Callable:
         folder = aot_dir()
         if folder is None or self.description is None:
-            return self.jitted
+            if self.compiler_options is None:
+                return self.jitted
+            return self.jitted.lower(*args).compile(self.compiler_options)
+        options = (tuple(sorted(self.compiler_options.items())),) if self.compiler_options else ()
         key = hashlib.sha256(repr((self.description, signature(args),
-                                   environment_key())).encode()).hexdigest()
+                                   environment_key()) + options).encode()).hexdigest()
         path = folder / f"{key[:40]}.pkl"
         loaded = _load(path, self.devices)
         if loaded is not None:
             self._loaded[sig] = path
             return loaded
         hits = _persistent_hits
-        compiled = self.jitted.lower(*args).compile()
+        compiled = self.jitted.lower(*args).compile(self.compiler_options)
         if _persistent_hits == hits:
             # Only a program XLA compiled here: one that JAX loaded from its persistent
             # cache serialises without its kernels (jaxlib 0.10.2, XLA:CPU: calling the
