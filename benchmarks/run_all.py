@@ -636,6 +636,11 @@ def assemble() -> str:
     return "\n".join(parts)
 
 
+#: Pieces whose output is per-run progress (kept in the record) and then a summary: the
+#: section shows the output from the last line that starts so (its last attempt's summary).
+SUMMARY_FROM = {"codecs": "VGG-16 CIFAR head; bytes at width"}
+
+
 def piece_section(name: str) -> str:
     """One piece's section below its title, from its kept records: provenance and its
     output or tables and figures, or the command alone when it has no accepted record."""
@@ -648,9 +653,10 @@ def piece_section(name: str) -> str:
         return accuracy_section(name, meta)
     if name == "calibration":
         return calibration_section(meta)
-    body = "\n".join(ln for ln in cut_shutdown_noise(
-        (RECORDS / f"{name}.out").read_text().strip().splitlines())
-        if not ln.startswith("WARNING:absl")).strip()
+    lines = cut_shutdown_noise((RECORDS / f"{name}.out").read_text().strip().splitlines())
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(SUMMARY_FROM.get(name, "\0"))]
+    lines = lines[starts[-1]:] if starts else lines
+    body = "\n".join(ln for ln in lines if not ln.startswith("WARNING:absl")).strip()
     if len(body) > 12000:
         body = "...\n" + body[-12000:]
     return "\n".join([provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")

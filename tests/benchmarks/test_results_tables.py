@@ -519,3 +519,21 @@ def test_provenance_says_when_a_kept_piece_did_not_finish():
     done = run_all.provenance({**meta, "finished": "2026-12-04T18:00:00", "wall_s_earlier": 0})
     assert "ran 2026-12-04T15:37:54 to 2026-12-04T18:00:00 on: " in done
     assert "not finished" not in done and "earlier" not in done
+
+
+def test_a_resumed_pieces_section_shows_its_last_summary_not_its_progress(tmp_path,
+                                                                          monkeypatch):
+    """codecs' output is every run's round lines, over several attempts (a resumed run
+    appends), then a summary: the section shows the last attempt's summary alone."""
+    _meta(tmp_path, "codecs", run_all.shown_command("codecs"))
+    head = run_all.SUMMARY_FROM["codecs"]
+    (tmp_path / "codecs.out").write_text("\n".join([
+        "  [none, seed 0] round 1: acc 15.04 %, 19.4 s", f"{head} 1.0; 6 rounds; 12 s in all",
+        "| none | first attempt |", "  [none, seed 1] round 1: acc 16.00 %, 20.0 s",
+        "  [none, seed 1] 150 s", "", f"{head} 1.0; 6 rounds; 3236 s in all", "",
+        "| setting | up MB |", "| none | 58.95 |", "target accuracy: 33.30 %"]) + "\n")
+    monkeypatch.setattr(run_all, "RECORDS", tmp_path)
+    text = run_all.piece_section("codecs")
+    body = text[text.index("```\n") + 4:text.rindex("\n```")].split("\n")
+    assert body == [f"{head} 1.0; 6 rounds; 3236 s in all", "", "| setting | up MB |",
+                    "| none | 58.95 |", "target accuracy: 33.30 %"]
