@@ -146,8 +146,14 @@ def _masked_sums(logits, labels, mask):
 #: 3.4 s, VGG-16 (width 0.25) 10.5 -> 2.7 s, MobileNetV3-Small (0.5, 64 px) 26.9 -> 12.0 s
 #: on this 2-core machine; paid once per model and shape by each coordinator with a cold
 #: compilation cache. A train step is not compiled so: level 2 is not bitwise equal there
-#: (MobileNetV3-Small) and saves no compile time (VGG-11).
+#: (MobileNetV3-Small) and saves no compile time (VGG-11). CPU only: on a GPU neither the
+#: slow compile nor the equality was measured, so XLA's defaults stay.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
+
+
+def _init_options() -> Optional[dict]:
+    return INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+
 
 def init_variables(model, input_shape: Sequence[int], rng) -> dict:
     """Initial ``{'params', 'batch_stats'?}`` of ``model`` for inputs of ``input_shape``.
@@ -168,7 +174,7 @@ def init_variables(model, input_shape: Sequence[int], rng) -> dict:
             return model.init({"params": p_rng, "dropout": d_rng},
                               jnp.zeros(shape, jnp.float32), train=False)
         fn = _INIT_CACHE[key] = AotFunction(jax.jit(init), describe("init", model, None, shape),
-                                            compiler_options=INIT_COMPILER_OPTIONS)
+                                            compiler_options=_init_options())
     return dict(fn(as_key(rng)))
 
 
