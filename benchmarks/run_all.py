@@ -179,8 +179,8 @@ TITLES = {
     "emulated-frozen": "Modelled vs emulated grid: a frozen laptop under the deadline",
     "emulated-async": "Modelled vs emulated grid: asynchronous vs synchronous rounds",
     "emulated-linkdrop": "Modelled vs emulated grid: a link that drops mid-broadcast and mid-upload",
-    "grid-tuning": "Grid parameters from what the grid shows: fixed vs `auto` "
-                   "(benchmarks/grid_tuning.py)",
+    "grid-tuning": "Grid parameters from what the grid shows: fixed vs `auto` on the emulated "
+                   "home and laptop grids (benchmarks/grid_tuning.py)",
     "accuracy-mobilenet-2clients": "Accuracy: MobileNetV3-Small federated over 2 clients "
                                    "instead of 10",
     "paper-table": "The study's table at CPU scale (benchmarks/paper_table.py)",
