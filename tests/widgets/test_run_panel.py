@@ -258,3 +258,24 @@ def test_runs_panel_lists_and_compares_the_runs_of_a_folder(grid, tmp_path):
     assert "wrote TensorBoard event files for 2 run(s)" in runs.status.value, runs.status.value
     assert all(list((pathlib.Path(p) / "tensorboard").glob("events.out.tfevents.*"))
                for p in table["path"])
+
+
+def test_an_unreachable_scheduler_fails_before_the_data_load(tmp_path):
+    """The panel's own grid at a port nobody listens on: one line in the status after
+    grid.connect_timeout_s, no start-up stage run (no data load, no compile), nothing
+    written."""
+    from fedjax_grid.errors import UserError
+    from tests.faults.conftest import free_port
+    port = free_port()
+    cfg = tiny_config(rounds=1, **{"grid.scheduler": f"tcp://127.0.0.1:{port}",
+                                   "grid.connect_timeout_s": 1})
+    panel = RunPanel(ConfigPanel(cfg), out_dir=tmp_path / "run")
+    t = time.monotonic()
+    panel.run_button.click()
+    assert panel.wait(timeout=60)
+    assert isinstance(panel.error, UserError) and time.monotonic() - t < 30
+    import html
+    assert ("failed: cannot reach the Dask scheduler at "
+            f"'tcp://127.0.0.1:{port}' within 1 s") in html.unescape(panel.status.value)
+    assert panel.stage_log.value.count("loading") == 0, panel.stage_log.value
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("*.npz"))
