@@ -452,12 +452,17 @@ def piece_meta(name: str) -> tuple[Optional[dict], str]:
     return meta, ""
 
 
+#: Scripts whose seeds default to several when the command names none.
+DEFAULT_SEEDS = {"benchmarks/client_algorithms.py": "0, 1, 2 (the script's default)"}
+
+
 def _seeds_of(command: str) -> str:
     """The seeds a piece's command names: ``--seeds 0,1,2``, ``--seeds=0,1,2`` or
-    ``--seeds 0 1 2`` (argparse nargs) -> '0, 1, 2'."""
+    ``--seeds 0 1 2`` (argparse nargs) -> '0, 1, 2'; else its script's default seeds."""
     m = re.search(r"--seeds(?:=|\s+)(\d+(?:(?:,|\s+)\d+)*)(?=\s+-|\s*$)", command)
     if not m:
-        return "n/a (no random seeds in this piece)"
+        script = next((w for w in command.split() if w.endswith(".py")), "")
+        return DEFAULT_SEEDS.get(script, "n/a (no random seeds in this piece)")
     return ", ".join(re.split(r"[,\s]+", m.group(1).strip()))
 
 
@@ -638,7 +643,8 @@ def assemble() -> str:
 
 #: Pieces whose output is per-run progress (kept in the record) and then a summary: the
 #: section shows the output from the last line that starts so (its last attempt's summary).
-SUMMARY_FROM = {"codecs": "VGG-16 CIFAR head; bytes at width"}
+SUMMARY_FROM = {"codecs": "VGG-16 CIFAR head; bytes at width",
+                "client-algorithms": "# client algorithms, "}
 
 
 def piece_section(name: str) -> str:

@@ -369,7 +369,10 @@ def test_curves_leave_out_text_columns():
     ("python b.py --seeds=0,1,2 --rounds 3", "0, 1, 2"),
     ("python b.py --claims codec --seeds 0 1 2 --target 0.9", "0, 1, 2"),  # nargs
     ("python b.py --seeds 1,2 --tag=-10e", "1, 2"),
-    ("python b.py --steps 5", "n/a (no random seeds in this piece)")])
+    ("python b.py --steps 5", "n/a (no random seeds in this piece)"),
+    ("python benchmarks/client_algorithms.py --rows-file r.json",
+     "0, 1, 2 (the script's default)"),
+    ("python benchmarks/client_algorithms.py --seeds 4 --rows-file r.json", "4")])
 def test_provenance_names_every_seed_of_the_command(command, seeds):
     assert run_all._seeds_of(command) == seeds
 
