@@ -255,15 +255,13 @@ def _run_target(args):
 
 def _check_before_start(cfg) -> None:
     """What can be refused before the data load and the step estimate: tracking packages,
-    the TLS folder's certificates, a scheduler whose port nobody listens on (one-line
-    UserError; the step estimate compiles the model, ~20 s on a 2-core desktop)."""
+    the TLS folder's certificates (one-line UserError; a scheduler nobody listens on is
+    FederatedRun's to refuse, before its data load)."""
     from fedjax_grid import tracking
-    from fedjax_grid.grid.cluster import require_listening
     tracking.check(cfg)
     if cfg.grid.tls_dir is not None:
         from fedjax_grid.grid.certs import require_certs
         require_certs(cfg.grid.tls_dir)
-    require_listening(cfg.grid)
 
 
 def cmd_run(args) -> int:

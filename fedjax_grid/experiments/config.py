@@ -426,8 +426,8 @@ class GridConfig(Section):
         "connect to (or start) a plain-TCP scheduler on a non-loopback address: whoever "
         "reaches it can run code on every attached desktop (default: refused; use TLS)"))
     connect_timeout_s: float = Field(30.0, ge=MIN_SECONDS, le=MAX_SECONDS, description=(
-        "seconds to wait for the scheduler / workers to appear (`fedjax-grid run` waits "
-        "this long for the scheduler's port before it loads data and compiles)"))
+        "seconds to wait for the scheduler / workers to appear (a new run waits this long "
+        "for the scheduler's port before it loads data and compiles)"))
     quarantine_after: int = Field(3, ge=0, le=1000, description=(
         "consecutive failed tasks after which a worker is quarantined for the run (0: never)"))
     wait_for_workers_s: float = Field(60.0, ge=0.0, le=MAX_SECONDS, description=(

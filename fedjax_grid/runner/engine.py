@@ -40,6 +40,7 @@ from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.build import build_data, build_experiment, partition_strategy
 from fedjax_grid.experiments.config import ExperimentConfig
 from fedjax_grid.federated.round_policies import ROUND_POLICIES
+from fedjax_grid.grid.cluster import require_listening
 from fedjax_grid.grid.plugin import size_own_xla_pool
 from fedjax_grid.grid.runlock import RunFolderLock
 from fedjax_grid.grid.stages import Stages
@@ -108,6 +109,10 @@ class FederatedRun:
         #: Held from ``start()`` (or the first ``step()``) until ``run()`` returns or ``close()``.
         self.lock = RunFolderLock(self.out_dir)
         self.lock.probe()  # another run writes there now: refuse before reading anything
+        if grid is None and not resume:
+            # nobody at grid.scheduler's port: said now, not after the data load and the
+            # compile (a resumed run may be finished: it needs no scheduler to say so)
+            require_listening(c.grid)
         self._own_grid, self._first_step = grid is None, True
         with self.stages.stage("data", f"loading and partitioning {c.data.source} "
                                f"({c.partition.num_clients} clients, "

@@ -318,15 +318,9 @@ class RunPanel:
 
     # -- the background thread ---------------------------------------------------
     def _work(self, cfg, resume: bool, out_dir, new_dir: bool) -> None:
-        from fedjax_grid.grid.cluster import require_listening
         from fedjax_grid.runner import FederatedRun
         run, tracker, t0 = None, None, time.time()
         try:
-            if self.grid is None and cfg.grid.scheduler is not None:
-                # an unreachable scheduler is said before the data load and the compile
-                self.status.value = _html(f"{cfg.name}: waiting for the scheduler at "
-                                          f"{cfg.grid.scheduler} ...")
-                require_listening(cfg.grid)
             run = FederatedRun(cfg, out_dir=out_dir, resume=resume, grid=self.grid,
                                on_stage=self._on_stage)
             self.run = run

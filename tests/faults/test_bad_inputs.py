@@ -550,18 +550,29 @@ def test_a_failed_start_leaves_the_output_folder_as_it_found_it(layout, tmp_path
 
 
 def test_a_failed_start_of_a_notebook_run_leaves_nothing(tmp_path):
-    """The same without the CLI: FederatedRun.start() fails, close() puts the folder back
-    (the run folder lock removes its own file and folders); a LocalCluster that cannot
-    start removes the scratch folder it created."""
+    """The same without the CLI: FederatedRun(cfg) refuses a port nobody listens on before
+    it reads anything; a scheduler gone between the run's creation and start() (a port
+    that listened, then closed): start() fails, close() puts the folder back (the run
+    folder lock removes its own file and folders); a LocalCluster that cannot start
+    removes the scratch folder it created."""
+    import socket
     from fedjax_grid.errors import UserError
     from fedjax_grid.grid.cluster import open_cluster
     from fedjax_grid.runner import FederatedRun
     from tests.faults.conftest import free_port
     from tests.grid.conftest import tiny_config
-    cfg = tiny_config(**{"grid.scheduler": f"tcp://127.0.0.1:{free_port()}",
+    port = free_port()
+    cfg = tiny_config(**{"grid.scheduler": f"tcp://127.0.0.1:{port}",
                          "grid.connect_timeout_s": 1, "training.rounds": 1})
-    run = FederatedRun(cfg, out_dir=tmp_path / "nb" / "run")
+    stages = []
     with pytest.raises(UserError, match="cannot reach"):
+        FederatedRun(cfg, out_dir=tmp_path / "nb" / "run", on_stage=stages.append)
+    assert stages == [] and list(tmp_path.iterdir()) == []  # no data load, nothing written
+    with socket.socket() as listener:  # something listens while the run is made ...
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        run = FederatedRun(cfg, out_dir=tmp_path / "nb" / "run")
+    with pytest.raises(UserError, match="cannot reach"):  # ... and is gone at its start
         run.start()
     run.close()
     assert list(tmp_path.iterdir()) == []
