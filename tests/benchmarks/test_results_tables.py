@@ -540,3 +540,12 @@ def test_a_resumed_pieces_section_shows_its_last_summary_not_its_progress(tmp_pa
     body = text[text.index("```\n") + 4:text.rindex("\n```")].split("\n")
     assert body == [f"{head} 1.0; 6 rounds; 3236 s in all", "", "| setting | up MB |",
                     "| none | 58.95 |", "target accuracy: 33.30 %"]
+
+
+@pytest.mark.parametrize("name", sorted(run_all.SUMMARY_FROM))
+def test_each_summary_marker_is_in_its_pieces_committed_output(name):
+    """SUMMARY_FROM names a line the piece prints: its committed record has it (a changed
+    print would otherwise show the whole progress again, silently)."""
+    out = run_all.REPO / "benchmarks" / "records" / f"{name}.out"
+    assert any(ln.startswith(run_all.SUMMARY_FROM[name])
+               for ln in out.read_text().splitlines()), out

@@ -10,6 +10,7 @@ import pytest
 from fedjax_grid.errors import UserError
 from fedjax_grid.experiments.config import GridConfig
 from fedjax_grid.grid.cluster import require_listening
+from tests.conftest import within
 from tests.faults.conftest import free_port
 
 
@@ -20,7 +21,7 @@ def test_nobody_listening_is_refused_in_one_line_after_the_timeout():
     with pytest.raises(UserError) as e:
         require_listening(grid)
     waited = time.monotonic() - t
-    assert 0.7 <= waited < 5.0, waited  # retried for the timeout, not refused at once
+    assert 0.7 <= waited and within(waited, 5.0), waited  # retried for the timeout
     assert str(e.value) == (f"cannot reach the Dask scheduler at 'tcp://127.0.0.1:{port}' "
                             "within 1 s; allowed: the address of a running scheduler (is it "
                             "started, and is the host/port right?)")
@@ -40,7 +41,8 @@ def test_a_scheduler_that_starts_within_the_timeout_is_waited_for():
     try:
         t = time.monotonic()
         require_listening(GridConfig(scheduler=f"127.0.0.1:{port}", connect_timeout_s=10.0))
-        assert 0.7 <= time.monotonic() - t < 5.0
+        waited = time.monotonic() - t
+        assert 0.7 <= waited and within(waited, 5.0), waited
     finally:
         thread.join()
         server.close()
