@@ -603,9 +603,12 @@ mean ± sample sd with each seed's value, and a target is decided on the mean ov
 the seeds, with the spread stated. A ratio is taken per seed (the two runs of that
 seed), then averaged.
 
-**No GPU machine was lent to this task**: the full-scale rows of the study were not
-run; their command and a compute estimate from this machine's measured step times
-are in the table below.
+**One GPU, for 15 minutes** (an NVIDIA H200 lent on 2026-12-04): it ran the bf16 checks
+of `benchmarks/gpu_check.sh` (the last section; its records are that script's outputs,
+kept in `benchmarks/records/gpu-h200/` with the commit and commands, as run_all.py runs
+on this machine). The full-scale rows of the study were not run on it (15 minutes hold
+no 90-epoch run, and the full data sets are not here): their command and a compute
+estimate from this machine's measured step times are in the table below.
 """
 
 ASSEMBLY_NOTE = """*Assembled at commit {commit}.*
@@ -638,6 +641,81 @@ def assemble() -> str:
              SCALE_NOTE.format(command=FULL_COMMAND)]
     for name in [*ACCURACY, *STUDY_PIECES, *PERF]:  # the science first, then performance
         parts += [f"## {TITLES[name]}\n", piece_section(name)]
+    for folder, title in DEVICE_RECORDS.items():
+        parts += [f"## {title}\n", device_section(folder)]
+    return "\n".join(parts)
+
+
+#: Records a lent device wrote (not run_all.py, which runs on this machine): folder of
+#: RECORDS -> section title. The folder's README.md names the commit, the machine and each
+#: output file's command; the section is that README and the files it names, in its order.
+DEVICE_RECORDS = {"gpu-h200": "bf16 on a GPU: one NVIDIA H200, 15 minutes "
+                              "(benchmarks/gpu_check.sh)"}
+
+#: Dask's notice when a second cluster on one machine finds the dashboard's port taken.
+PORT_NOTICE = re.compile(r"(.*UserWarning: Port \d+ is already in use\.|Perhaps you already "
+                         r"have a cluster running\?|Hosting the HTTP server on port \d+ instead"
+                         r"|  warnings\.warn\($)")
+#: A line of ``precision.py --accuracy``: ``seed 1 bf16: 17.8 20.6 ... 44.6 (57 s)``, the
+#: global test accuracy (%) per round.
+SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16): ([\d. ]+?) \(\d+ s\)$")
+
+
+def paired_precision_table(text: str) -> str:
+    """Markdown table of bf16 - f32 per seed from ``precision.py --accuracy`` output lines
+    (final round and mean of the last 3 rounds, points), for the seeds run in both
+    precisions; '' when there are none."""
+    import statistics
+    curves = {}
+    for line in text.splitlines():
+        m = SEED_CURVE.match(line.strip())
+        if m:
+            curves[(int(m.group(1)), m.group(2))] = [float(v) for v in m.group(3).split()]
+    seeds = sorted(s for s, p in curves if p == "f32" and (s, "bf16") in curves)
+    if not seeds:
+        return ""
+
+    def row(label, f):
+        vals = {p: [f(curves[(s, p)]) for s in seeds] for p in ("f32", "bf16")}
+        diff = [b - a for a, b in zip(vals["f32"], vals["bf16"])]
+
+        def ms(v, sign=""):
+            return (f"{statistics.mean(v):{sign}.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1
+                    else f"{v[0]:{sign}.2f} (one seed)")
+        return (f"| {label} | {ms(vals['f32'])} | {ms(vals['bf16'])} | **{ms(diff, '+')}** | "
+                + ", ".join(f"{d:+.2f}" for d in diff) + " |")
+    return "\n".join([
+        f"From the `seed ...` lines above (seeds {', '.join(map(str, seeds))}, run in both "
+        "precisions; the printed per-round accuracies, %, rounded to 0.1; mean ± sample sd "
+        "over the seeds):", "",
+        "| measure | f32 | bf16 | bf16 - f32 (paired), points | per seed |",
+        "|---|---|---|---|---|",
+        row("final round", lambda c: c[-1]),
+        row("mean of the last 3 rounds", lambda c: sum(c[-3:]) / len(c[-3:])), ""])
+
+
+def device_section(folder: str) -> str:
+    """A lent device's records (RECORDS/folder): its README (provenance, without its title),
+    then each output file the README names, verbatim but for Dask's port notices, with a
+    paired bf16 - f32 table under an accuracy output; the command alone when missing."""
+    readme = RECORDS / folder / "README.md"
+    if not readme.is_file():
+        return f"Not in this assembly (no `benchmarks/records/{folder}/README.md`).\n"
+    text = readme.read_text().strip()
+    if text.startswith("# "):
+        text = text.split("\n", 1)[1].strip() if "\n" in text else ""
+    parts = [relative(text), ""]
+    for name in dict.fromkeys(re.findall(r"`([\w.-]+\.out)`", text)):
+        path = RECORDS / folder / name
+        if not path.is_file():
+            parts += [f"`{name}`: missing from the records.", ""]
+            continue
+        lines = [ln for ln in path.read_text().strip().splitlines() if not PORT_NOTICE.match(ln)]
+        body = "\n".join(lines)
+        parts += [f"`{name}`:", "", "```", relative(body), "```", ""]
+        table = paired_precision_table(body)
+        if table:
+            parts += [table]
     return "\n".join(parts)
 
 

@@ -549,3 +549,45 @@ def test_each_summary_marker_is_in_its_pieces_committed_output(name):
     out = run_all.REPO / "benchmarks" / "records" / f"{name}.out"
     assert any(ln.startswith(run_all.SUMMARY_FROM[name])
                for ln in out.read_text().splitlines()), out
+
+
+def test_a_lent_devices_records_become_the_last_section_with_paired_differences(tmp_path,
+                                                                                monkeypatch):
+    records = tmp_path / "records"
+    dev = records / "gpu-h200"
+    dev.mkdir(parents=True)
+    (dev / "README.md").write_text(
+        "# bf16 on a GPU\n\nWritten by `benchmarks/gpu_check.sh` at commit abc1234.\n\n"
+        "| file | command |\n|---|---|\n| `acc.out` | `bash benchmarks/gpu_check.sh accuracy` |\n"
+        "| `gone.out` | lost |\n")
+    (dev / "acc.out").write_text(
+        "/tmp/site/distributed/node.py:195: UserWarning: Port 8787 is already in use.\n"
+        "Perhaps you already have a cluster running?\nHosting the HTTP server on port 39881 instead\n"
+        "  warnings.warn(\n"
+        "seed 0 f32: 10.0 20.0 30.0 40.0 (5 s)\n"
+        "seed 0 bf16: 10.0 21.0 31.0 41.5 (5 s)\n"
+        "seed 1 f32: 10.0 20.0 30.0 40.0 (6 s)\n"
+        "seed 1 bf16: 10.0 19.0 29.0 39.5 (6 s)\n"
+        "seed 2 bf16: 10.0 19.0 29.0 99.0 (6 s)\n")  # no f32 run of seed 2: not paired
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "docs" / "RESULTS.md")
+    text = run_all.assemble()
+    section = text.split("## bf16 on a GPU: one NVIDIA H200")[1]
+    assert "Written by `benchmarks/gpu_check.sh` at commit abc1234." in section
+    assert "# bf16 on a GPU" not in section  # the README's title gives way to the section's
+    assert "UserWarning" not in section and "Hosting the HTTP" not in section
+    assert "seed 0 bf16: 10.0 21.0 31.0 41.5 (5 s)" in section
+    assert "`gone.out`: missing from the records." in section
+    # final: +1.5 / -0.5 -> +0.50 ± 1.41; last 3: (+1.0+1.0+1.5)/3 = 1.1667, -0.8333 -> +0.17
+    assert "(seeds 0, 1, run in both precisions" in section
+    assert "| final round | 40.00 ± 0.00 | 40.50 ± 1.41 | **+0.50 ± 1.41** | +1.50, -0.50 |" \
+        in section
+    assert "| mean of the last 3 rounds | 30.00 ± 0.00 | 30.17 ± 1.41 | **+0.17 ± 1.41** | " \
+           "+1.17, -0.83 |" in section
+    assert "One GPU, for 15 minutes" in text and "No GPU machine was lent" not in text
+
+
+def test_without_a_devices_readme_its_section_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "RECORDS", tmp_path / "records")
+    assert run_all.device_section("gpu-h200") == \
+        "Not in this assembly (no `benchmarks/records/gpu-h200/README.md`).\n"
