@@ -591,3 +591,21 @@ def test_without_a_devices_readme_its_section_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(run_all, "RECORDS", tmp_path / "records")
     assert run_all.device_section("gpu-h200") == \
         "Not in this assembly (no `benchmarks/records/gpu-h200/README.md`).\n"
+
+
+def test_calibration_names_the_reading_closest_to_the_study_and_those_within_one_sd():
+    def setting(reading, value, ratio, sd):
+        return {"reading": reading, "value": value, "ratio": ratio, "ratio_sd": sd,
+                "per_seed": {"0": ratio - sd, "1": ratio, "2": ratio + sd},
+                "acc_per_seed": {"0": 0.3, "1": 0.3, "2": 0.3}}
+    data = {"study_ratio": 0.988, "settings": [
+        setting("iid", None, 1.0, 0.0), setting("balanced", 0.8, 0.31, 0.02),
+        setting("stratified", 0.8, 0.970, 0.01), setting("stratified", 0.9, 0.981, 0.002),
+        setting("dirichlet", 0.5, 0.988, 0.1)]}  # not a 0.8-0.9 skew reading: left out
+    text = report.calibration_table(data)
+    assert ("Closest to the study's 0.988 (on the mean over 3 seeds): **stratified(0.9)**, "
+            "0.981 ± 0.002 (-0.007). The study's ratio lies within one sd of the mean of: "
+            "none.") in text
+    data["settings"][2]["ratio_sd"] = 0.02  # |0.970 - 0.988| = 0.018 <= 0.02
+    assert "within one sd of the mean of: stratified(0.8)." in report.calibration_table(data)
+    assert report.calibration_verdict({"settings": data["settings"][:1]}) == []
