@@ -86,6 +86,8 @@ PERF = {
     "precision-accuracy-stock": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
                                  "--rounds", "20", "--bf16-path", "stock",
                                  "--out", "{out}/precision-accuracy"],
+    # one step's gradient in bf16 against f32's, on the fast and on the stock path
+    "bf16-gradients": ["benchmarks/bf16_gradients.py"],
     # one client per compiled step vs vmapped clients vs more XLA threads per task
     "client-tasks": ["benchmarks/client_tasks.py"],
     # compile once per grid: round 1 against a steady round, cold and warm caches
@@ -169,6 +171,8 @@ TITLES = {
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
     "precision-accuracy-stock": "Accuracy in bf16 vs f32, bf16 on Flax's stock path, 3 seeds "
                                 "(benchmarks/precision.py --accuracy --bf16-path stock)",
+    "bf16-gradients": "A bf16 gradient against float32's, fast vs stock path "
+                      "(benchmarks/bf16_gradients.py)",
     "client-tasks": "Client tasks: vmapped clients and XLA threads (benchmarks/client_tasks.py)",
     "first-round": "Compile once per grid: round 1 vs a steady round (benchmarks/first_round.py)",
     "grid-idle-cpu": "The grid's own CPU: an idle cluster (benchmarks/grid_idle_cpu.py)",
