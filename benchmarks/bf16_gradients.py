@@ -8,7 +8,8 @@ on XLA:CPU's fast path the matmuls round their operands to bf16 and accumulate i
 (activations stay f32); on Flax's stock path every layer computes in bf16. This script
 takes one model's initial weights (``benchmarks/precision.py``'s models, seed 0) and
 ``--batches`` batches of 32 random standardised images with random labels, and computes the
-gradient of the mean cross-entropy (BatchNorm in training mode) five ways: f32 on the fast
+gradient of the mean cross-entropy (BatchNorm in training mode, the same dropout masks)
+four ways: f32 on the fast
 path (the reference), f32 on the stock path (the reference's own rounding noise), bf16 on
 the fast path, and bf16 on the stock path. Per way it prints, as median (min-max) over the
 batches, the relative error ``||g - g_ref|| / ||g_ref||`` and the cosine of ``g`` with
@@ -86,6 +87,7 @@ def gradients(model_name: str, batches: int) -> dict:
 
         def loss(p, x, y, model=model):
             logits, _ = model.apply({"params": p, **rest}, x, train=True,
+                                    rngs={"dropout": jax.random.PRNGKey(0)},  # same masks
                                     mutable=list(rest) or False)
             return optax.softmax_cross_entropy_with_integer_labels(
                 logits.astype(jnp.float32), y).mean()

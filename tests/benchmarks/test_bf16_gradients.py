@@ -37,10 +37,11 @@ def test_bad_arguments_exit_2_with_one_line(argv, word, capsys):
 
 
 @pytest.mark.slow
-def test_bf16_moves_the_gradient_and_f32_on_the_stock_path_does_not(capsys):
-    assert bg.main(["--models", "vgg16_w025", "--batches", "1"]) == 0
+@pytest.mark.parametrize("model", ["vgg16_w025", "mobilenet_v3_small"])  # BatchNorm; dropout
+def test_bf16_moves_the_gradient_and_f32_on_the_stock_path_does_not(model, capsys):
+    assert bg.main(["--models", model, "--batches", "1"]) == 0
     rows = {ln.split("|")[2].strip(): ln for ln in capsys.readouterr().out.splitlines()
-            if ln.startswith("| vgg16_w025 |")}
+            if ln.startswith(f"| {model} |")}
     assert set(rows) == {"f32, stock path", "bf16, fast path", "bf16, stock path"}
     err = {k: float(v.split("|")[3].split()[0]) for k, v in rows.items()}
     assert err["f32, stock path"] < 1e-4 < err["bf16, fast path"] < 1.0
