@@ -726,7 +726,8 @@ def device_section(folder: str) -> str:
 #: Pieces whose output is per-run progress (kept in the record) and then a summary: the
 #: section shows the output from the last line that starts so (its last attempt's summary).
 SUMMARY_FROM = {"codecs": "VGG-16 CIFAR head; bytes at width",
-                "client-algorithms": "# client algorithms, "}
+                "client-algorithms": "# client algorithms, ",
+                "bf16-gradients": "jax "}
 
 
 def piece_section(name: str) -> str:

@@ -15,6 +15,9 @@ def test_compare_gives_relative_error_cosine_and_the_worst_parameter():
     err, cos, worst, worst_err = bg.compare(ref, {"a": ref["a"], "b": np.array([1.0, 0.0])})
     assert err == pytest.approx(np.sqrt(2 / 26)) and cos == pytest.approx(25 / 26)
     assert worst == "b" and worst_err == pytest.approx(np.sqrt(2))
+    # a leaf with (next to) no gradient is never the worst, however far it moves
+    tiny = {"a": np.array([3.0, 4.0]), "z": np.array([1e-9, 0.0])}
+    assert bg.compare(tiny, {"a": tiny["a"] * 1.1, "z": np.array([1.0, 1.0])})[2] == "a"
     with pytest.raises(ValueError, match="different parameters"):
         bg.compare(ref, {"a": ref["a"]})
 
