@@ -536,11 +536,14 @@ def with_rounds(spec: Spec, rounds: int) -> Spec:
 
 
 def plateau_epochs(specs: list[Spec], out: pathlib.Path, plateau: tuple, log=print,
-                   fresh: bool = False, prior: Optional[dict] = None) -> tuple[int, dict]:
+                   fresh: bool = False, prior: Optional[dict] = None,
+                   on_run: Optional[Callable] = None) -> tuple[int, dict]:
     """Run each centralized spec until its curve plateaus (``plateau_epoch`` at or after
     ``plateau[0]`` epochs, at most ``plateau[1]``); (epochs E every run of the suite then
     goes to, seed -> plateau epoch or None when not reached within the cap). A curve in
-    ``prior`` (``load_record``) that reached its plateau is taken instead of a run."""
+    ``prior`` (``load_record``) that reached its plateau is taken instead of a run.
+    ``on_run(spec, table)`` is called after each run trained here (its whole curve), so
+    that a suite stopped in this phase keeps the runs it finished (``run_suite``)."""
     low, cap = plateau
     at, ends = {}, []
     for spec in specs:
@@ -557,6 +560,8 @@ def plateau_epochs(specs: list[Spec], out: pathlib.Path, plateau: tuple, log=pri
             shutil.rmtree(run_dir)
         table = run_centralized(with_rounds(spec, cap), run_dir, log,
                                 stop=lambda accs: plateau_epoch(accs, low) is not None)
+        if on_run is not None:
+            on_run(spec, table)
         at[spec.seed] = plateau_epoch(table["global_accuracy"], low)
         ends.append(at[spec.seed] or len(table))
         log(f"[{spec.suite}] centralized seed {spec.seed}: "
@@ -591,17 +596,22 @@ def run_suite(suite: str, specs: list[Spec], out: pathlib.Path, fig_dir: pathlib
     specs = expand_seeds(specs, list(seeds))
     meta = {"suite": suite, "seeds": list(seeds), "plateau": None,
             "epochs": specs[0].cfg.training.rounds}
+    rows, tables = {}, {}
+    meta["from_record"] = []
+
+    def keep(spec, table):  # a centralized run at its plateau, before the epochs are known
+        tables[spec.key] = table
+        rows[spec.key] = summarize(spec, table, float(table["elapsed_s"].iloc[-1]))
+        write_results(suite, out, rows, tables, meta)
     if plateau is not None and any(s.centralized for s in specs):
         epochs, at = plateau_epochs([s for s in specs if s.centralized], out, plateau, log, fresh,
-                                    prior)
+                                    prior, on_run=keep)
         meta.update(epochs=epochs, plateau={
             "rule": f"best {PLATEAU_SMOOTH}-epoch mean of the centralized test accuracy rose by "
                     f"< {100 * PLATEAU_GAIN:g} points over {PLATEAU_WINDOW} epochs",
             "min_epochs": plateau[0], "max_epochs": plateau[1],
             "at": {str(k): v for k, v in at.items()}})
         specs = [with_rounds(s, epochs) for s in specs]
-    rows, tables = {}, {}
-    meta["from_record"] = []
     for spec in specs:
         kept = from_record(prior, spec)
         if kept is not None:

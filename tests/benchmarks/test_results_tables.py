@@ -609,3 +609,36 @@ def test_calibration_names_the_reading_closest_to_the_study_and_those_within_one
     data["settings"][2]["ratio_sd"] = 0.02  # |0.970 - 0.988| = 0.018 <= 0.02
     assert "within one sd of the mean of: stratified(0.8)." in report.calibration_table(data)
     assert report.calibration_verdict({"settings": data["settings"][:1]}) == []
+
+
+def test_a_suite_stopped_in_its_plateau_phase_keeps_the_centralized_runs_it_finished(
+        tmp_path, monkeypatch):
+    """The centralized runs go to their plateau first; each is written to results.json as
+    it ends, so a suite stopped before the federated runs (a machine that goes) keeps them
+    for the next attempt's --resume-records."""
+    curve = [0.1, 0.2, 0.3, 0.35, 0.4, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41]
+
+    def fake_central(spec, run_dir, log, stop=None):
+        if spec.seed == 1:
+            raise KeyboardInterrupt  # the machine goes during seed 1's run
+        accs = []
+        for a in curve:
+            accs.append(a)
+            if stop(accs):
+                break
+        return _table(accs)
+    monkeypatch.setattr(accuracy, "run_centralized", fake_central)
+    central = _spec("vgg", "centralized", centralized=True)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy.run_suite("vgg", [central], tmp_path / "out", tmp_path / "figs", {},
+                           log=lambda m: None, seeds=(0, 1), plateau=(4, 40))
+    prior = accuracy.load_record(tmp_path / "out" / "vgg" / "results.json")
+    assert list(prior) == ["centralized|0"]
+    kept = prior["centralized|0"][1]["global_accuracy"].tolist()
+    assert kept == curve[:len(kept)] and accuracy.plateau_epoch(kept, 4) is not None
+    said = []  # the next attempt takes seed 0 from the record and trains seed 1 only
+    monkeypatch.setattr(accuracy, "run_centralized",
+                        lambda spec, *a, **k: said.append(spec.seed) or _table(curve))
+    accuracy.plateau_epochs(accuracy.expand_seeds([central], [0, 1]), tmp_path / "out2",
+                            (4, 40), log=lambda m: None, prior=prior)
+    assert said == [1]
