@@ -549,7 +549,7 @@ def calibration_section(meta: dict) -> str:
             f"the same configuration and seed: {', '.join(reused)}.\n" if reused else "")
     return (provenance(meta) + f"\nVGG-16 width {data['width']:g}, {data['rounds']} rounds, "
             f"seeds {', '.join(map(str, data['seeds']))}; ratios taken per seed against iid of "
-            f"the same seed. {note}\n" + accuracy_report.calibration_table(data)
+            f"the same seed. {note}".rstrip() + "\n\n" + accuracy_report.calibration_table(data)
             + f"\n\n![balanced calibration](results/{path.name})\n")
 
 
@@ -783,17 +783,24 @@ def cut_shutdown_noise(lines: list[str]) -> list[str]:
 
 def block_span(lines: list[str], start: int) -> int:
     """End (exclusive) of the generated block starting at ``lines[start]`` (its
-    ``Command:`` line): through the second line opening with a code fence after it (the
-    end of its output), then the figure lines that follow (blank lines between them)."""
+    ``Command:`` line), within its section (up to the next ``## `` heading outside code
+    fences): through the second line opening with a code fence after it (the end of its
+    output), then the figure lines that follow (blank lines between them); a block without
+    an output in fences (the calibration's: tables, then a figure) ends after its last
+    figure line; without either, at the next ``Command:`` line or the section's end."""
+    end = section_end(lines, start)
     j, fences = start, 0
-    while j < len(lines) and fences < 2:
+    while j < end and fences < 2:
         fences += lines[j].startswith("```")
         j += 1
     if fences < 2:
-        return start + 1 + next((k for k, ln in enumerate(lines[start + 1:])
-                                 if ln.startswith(("Command:", "## "))), len(lines) - start - 1)
-    while j < len(lines) and (lines[j].startswith("![") or (
-            lines[j] == "" and j + 1 < len(lines) and lines[j + 1].startswith("!["))):
+        figures = [k for k in range(start + 1, end) if lines[k].startswith("![")]
+        if figures:
+            return figures[-1] + 1
+        return start + 1 + next((k for k, ln in enumerate(lines[start + 1:end])
+                                 if ln.startswith("Command:")), end - start - 1)
+    while j < end and (lines[j].startswith("![") or (
+            lines[j] == "" and j + 1 < end and lines[j + 1].startswith("!["))):
         j += 1
     return j
 

@@ -642,3 +642,34 @@ def test_a_suite_stopped_in_its_plateau_phase_keeps_the_centralized_runs_it_fini
     accuracy.plateau_epochs(accuracy.expand_seeds([central], [0, 1]), tmp_path / "out2",
                             (4, 40), log=lambda m: None, prior=prior)
     assert said == [1]
+
+
+def test_refresh_of_a_block_without_fenced_output_stops_at_its_figure(tmp_path, monkeypatch):
+    """The calibration's block is provenance, tables and a figure (no output in fences):
+    refreshing it keeps the hand text after its figure and the next section, fenced
+    output included."""
+    records = tmp_path / "records"
+    (records / "calibration").mkdir(parents=True)
+    _meta(records, "calibration",
+          "python benchmarks/balanced_calibration.py --seeds 0,1,2 --readings balanced,stratified")
+    setting = {"reading": "stratified", "value": 0.9, "ratio": 0.98, "ratio_sd": 0.05,
+               "per_seed": {"0": 0.95, "1": 1.0, "2": 0.99}, "acc": 0.38, "acc_sd": 0.01,
+               "acc_per_seed": {"0": 0.37, "1": 0.38, "2": 0.39}}
+    (records / "calibration" / "results.json").write_text(json.dumps(
+        {"settings": [setting], "rows": [], "rounds": 8, "width": 0.25, "seeds": [0, 1, 2]}))
+    monkeypatch.setattr(run_all, "RECORDS", records)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "docs" / "RESULTS.md")
+    title = "## " + run_all.TITLES["calibration"]
+    old = ["Command: `" + run_all.shown_command("calibration") + "`  ", "Commit: 0000000", "",
+           "| reading | old |", "|---|---|", "| stratified | 0.5 |", "",
+           "![balanced calibration](results/balanced_calibration.png)"]
+    nxt = ["## The study's table at CPU scale", "", "Command: `python benchmarks/paper_table.py`  ",
+           "", "```", "| paper | table |", "```", "", "Paper reading."]
+    page = "\n".join([title, "", *old, "", "Calibration reading.", "", *nxt])
+    text, said = run_all.refresh(page, ["calibration"])
+    assert said == ["calibration: lines 3-10 replaced from its records"]
+    assert "| stratified | 0.5 |" not in text and "Commit: abc1234567; " in text
+    assert text.endswith("\n".join(["", "Calibration reading.", "", *nxt]))
+    # the table is its own block: a blank line between the sentence above it and the table
+    assert "same seed.\n\n| reading | parameter |" in text
+    assert text.count("![balanced calibration]") == 1
