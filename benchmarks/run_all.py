@@ -640,14 +640,42 @@ a Dask grid (or drop `--scheduler` for a LocalCluster, e.g. on a GPU machine):
 def assemble() -> str:
     """RESULTS.md text from the pieces' records in RECORDS (figures into docs/results)."""
     commit, _ = git_state()
+    sections = [(TITLES[name], piece_section(name))  # the science first, then performance
+                for name in [*ACCURACY, *STUDY_PIECES, *PERF]]
+    sections += [(title, device_section(folder)) for folder, title in DEVICE_RECORDS.items()]
     parts = [INTRO, ASSEMBLY_NOTE.format(commit=commit),
              "## The study's table beside this machine's\n", study_table(), "",
-             SCALE_NOTE.format(command=FULL_COMMAND)]
-    for name in [*ACCURACY, *STUDY_PIECES, *PERF]:  # the science first, then performance
-        parts += [f"## {TITLES[name]}\n", piece_section(name)]
-    for folder, title in DEVICE_RECORDS.items():
-        parts += [f"## {title}\n", device_section(folder)]
+             SCALE_NOTE.format(command=FULL_COMMAND), targets_at_a_glance(sections)]
+    for title, body in sections:
+        parts += [f"## {title}\n", body]
     return "\n".join(parts)
+
+
+#: Lines of a section that state a verdict over seeds (the accuracy targets, the calibration).
+VERDICT = re.compile(r"^(- (PASS|FAIL) \(on the mean over seeds\): |Closest to the study's )")
+
+
+def targets_at_a_glance(sections: list[tuple[str, str]]) -> str:
+    """'## Targets at a glance': each section's verdict lines (``VERDICT``) under its
+    title, in page order; sections without one are left out, and the pieces not in this
+    assembly are named."""
+    lines = ["## Targets at a glance", "",
+             "The accuracy targets and the calibration's verdict, as their sections below state "
+             "them (decided on the mean over the seeds, with the spread and the per-seed "
+             "values); the performance pieces state their goals in their own output.", ""]
+    missing = []
+    for title, body in sections:
+        if body.startswith("Not in this assembly"):
+            missing.append(title)
+        for ln in body.splitlines():
+            m = VERDICT.match(ln)
+            if m and m.group(2):
+                lines.append(f"- **{m.group(2)}** ({title}): {ln[m.end():]}")
+            elif m:
+                lines.append(f"- ({title}): {ln}")
+    if missing:
+        lines += ["", "Not in this assembly (no accepted record yet): " + "; ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
 
 
 #: Records a lent device wrote (not run_all.py, which runs on this machine): folder of

@@ -673,3 +673,21 @@ def test_refresh_of_a_block_without_fenced_output_stops_at_its_figure(tmp_path, 
     # the table is its own block: a blank line between the sentence above it and the table
     assert "same seed.\n\n| reading | parameter |" in text
     assert text.count("![balanced calibration]") == 1
+
+
+def test_targets_at_a_glance_gathers_each_sections_verdicts_and_names_the_missing():
+    sections = [("Accuracy: A", "Command: x\n\n- PASS (on the mean over seeds): a: ratio 0.96 ± "
+                 "0.03 (per seed 0: 0.93 / 1: 0.99 / 2: 0.96)\n- FAIL (on the mean over seeds): "
+                 "b: ratio 0.65\n"),
+                ("Accuracy: B", "Not in this assembly (not run). Reproduce: `y`\n"),
+                ("Calibration", "Command: z\n\nClosest to the study's 0.988 (on the mean over 3 "
+                 "seeds): **s(0.9)**\n"),
+                ("Throughput", "Command: t\n\n```\n- PASS in an output, not a verdict\n```\n")]
+    text = run_all.targets_at_a_glance(sections)
+    assert text.startswith("## Targets at a glance\n")
+    assert "- **PASS** (Accuracy: A): a: ratio 0.96 ± 0.03 (per seed 0: 0.93 / 1: 0.99 / 2: " \
+           "0.96)\n- **FAIL** (Accuracy: A): b: ratio 0.65\n" in text
+    assert "- (Calibration): Closest to the study's 0.988 (on the mean over 3 seeds): " \
+           "**s(0.9)**\n" in text
+    assert "in an output" not in text
+    assert text.rstrip().endswith("Not in this assembly (no accepted record yet): Accuracy: B.")
