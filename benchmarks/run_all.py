@@ -456,18 +456,21 @@ def piece_meta(name: str) -> tuple[Optional[dict], str]:
     return meta, ""
 
 
-#: Scripts whose seeds default to several when the command names none.
-DEFAULT_SEEDS = {"benchmarks/client_algorithms.py": "0, 1, 2 (the script's default)"}
+#: A piece's printed seeds, e.g. ``# client algorithms, ..., seeds [0, 1, 2], ...``.
+PRINTED_SEEDS = re.compile(r"\bseeds \[(\d+(?:, \d+)*)\]")
 
 
-def _seeds_of(command: str) -> str:
+def _seeds_of(command: str, output: str = "") -> str:
     """The seeds a piece's command names: ``--seeds 0,1,2``, ``--seeds=0,1,2`` or
-    ``--seeds 0 1 2`` (argparse nargs) -> '0, 1, 2'; else its script's default seeds."""
+    ``--seeds 0 1 2`` (argparse nargs) -> '0, 1, 2'; when it names none, the seeds its
+    ``output`` printed last (``seeds [0, 1, 2]``: a script's default), else none."""
     m = re.search(r"--seeds(?:=|\s+)(\d+(?:(?:,|\s+)\d+)*)(?=\s+-|\s*$)", command)
-    if not m:
-        script = next((w for w in command.split() if w.endswith(".py")), "")
-        return DEFAULT_SEEDS.get(script, "n/a (no random seeds in this piece)")
-    return ", ".join(re.split(r"[,\s]+", m.group(1).strip()))
+    if m:
+        return ", ".join(re.split(r"[,\s]+", m.group(1).strip()))
+    printed = PRINTED_SEEDS.findall(output)
+    if printed:
+        return f"{printed[-1]} (the script's default, as its output names them)"
+    return "n/a (no random seeds in this piece)"
 
 
 def provenance(meta: dict) -> str:
@@ -477,9 +480,11 @@ def provenance(meta: dict) -> str:
                if meta.get("wall_s_earlier") else "")
     when = (f"ran {meta['started']} to {meta['finished']}" if meta.get("finished")
             else f"started {meta['started']}, not finished (kept when interrupted)")
+    out = RECORDS / f"{meta.get('piece')}.out"
+    output = out.read_text(errors="replace") if meta.get("piece") and out.is_file() else ""
     return relative(
         f"Command: `{meta['command']}`  \nCommit: {meta['commit']}; seeds: "
-        f"{_seeds_of(meta['command'])}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
+        f"{_seeds_of(meta['command'], output)}; wall time {wall:.0f} s ({wall / 3600:.2f} h{earlier}); "
         f"{when} on: {machine_line(meta.get('machine') or {})}.\n")
 
 

@@ -370,11 +370,23 @@ def test_curves_leave_out_text_columns():
     ("python b.py --claims codec --seeds 0 1 2 --target 0.9", "0, 1, 2"),  # nargs
     ("python b.py --seeds 1,2 --tag=-10e", "1, 2"),
     ("python b.py --steps 5", "n/a (no random seeds in this piece)"),
-    ("python benchmarks/client_algorithms.py --rows-file r.json",
-     "0, 1, 2 (the script's default)"),
     ("python benchmarks/client_algorithms.py --seeds 4 --rows-file r.json", "4")])
 def test_provenance_names_every_seed_of_the_command(command, seeds):
     assert run_all._seeds_of(command) == seeds
+
+
+def test_seeds_a_command_does_not_name_are_the_ones_its_output_printed(tmp_path, monkeypatch):
+    out = "# first attempt, seeds [0]\n...\n# client algorithms, Dirichlet(0.1), 10 clients, " \
+          "seeds [0, 1, 2], total wall 2081 s\n"
+    assert run_all._seeds_of("python benchmarks/client_algorithms.py --rows-file r.json", out) \
+        == "0, 1, 2 (the script's default, as its output names them)"
+    assert run_all._seeds_of("python b.py --seeds 4", out) == "4"  # the command's come first
+    monkeypatch.setattr(run_all, "RECORDS", tmp_path)
+    _meta(tmp_path, "client-algorithms", "python benchmarks/client_algorithms.py")
+    (tmp_path / "client-algorithms.out").write_text(out)
+    meta = json.loads((tmp_path / "client-algorithms.json").read_text())
+    assert "; seeds: 0, 1, 2 (the script's default, as its output names them); " \
+        in run_all.provenance(meta)
 
 
 def _record(path, specs_tables):
