@@ -819,19 +819,19 @@ def block_span(lines: list[str], start: int) -> int:
     ``Command:`` line), within its section (up to the next ``## `` heading outside code
     fences): through the second line opening with a code fence after it (the end of its
     output), then the figure lines that follow (blank lines between them); a block without
-    an output in fences (the calibration's: tables, then a figure) ends after its last
-    figure line; without either, at the next ``Command:`` line or the section's end."""
+    an output in fences (the calibration's: tables, then a figure) ends after its first
+    figure lines (hand text after them may hold figures of its own); without either, at
+    the next ``Command:`` line or the section's end."""
     end = section_end(lines, start)
     j, fences = start, 0
     while j < end and fences < 2:
         fences += lines[j].startswith("```")
         j += 1
     if fences < 2:
-        figures = [k for k in range(start + 1, end) if lines[k].startswith("![")]
-        if figures:
-            return figures[-1] + 1
-        return start + 1 + next((k for k, ln in enumerate(lines[start + 1:end])
-                                 if ln.startswith("Command:")), end - start - 1)
+        j = next((k for k in range(start + 1, end) if lines[k].startswith("![")), None)
+        if j is None:
+            return start + 1 + next((k for k, ln in enumerate(lines[start + 1:end])
+                                     if ln.startswith("Command:")), end - start - 1)
     while j < end and (lines[j].startswith("![") or (
             lines[j] == "" and j + 1 < end and lines[j + 1].startswith("!["))):
         j += 1

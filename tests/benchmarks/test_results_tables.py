@@ -677,11 +677,12 @@ def test_refresh_of_a_block_without_fenced_output_stops_at_its_figure(tmp_path, 
            "![balanced calibration](results/balanced_calibration.png)"]
     nxt = ["## The study's table at CPU scale", "", "Command: `python benchmarks/paper_table.py`  ",
            "", "```", "| paper | table |", "```", "", "Paper reading."]
-    page = "\n".join([title, "", *old, "", "Calibration reading.", "", *nxt])
+    hand = ["Calibration reading.", "", "![a hand-made figure](results/hand.png)"]
+    page = "\n".join([title, "", *old, "", *hand, "", *nxt])
     text, said = run_all.refresh(page, ["calibration"])
     assert said == ["calibration: lines 3-10 replaced from its records"]
     assert "| stratified | 0.5 |" not in text and "Commit: abc1234567; " in text
-    assert text.endswith("\n".join(["", "Calibration reading.", "", *nxt]))
+    assert text.endswith("\n".join(["", *hand, "", *nxt]))
     # the table is its own block: a blank line between the sentence above it and the table
     assert "same seed.\n\n| reading | parameter |" in text
     assert text.count("![balanced calibration]") == 1
