@@ -38,7 +38,8 @@ from fedjax_grid.models import precision
 PATCHES_MAX_SPATIAL = 4
 #: The same bound when the matmuls take bf16 operands (``models.precision``): XLA:CPU
 #: runs bf16 only in dots, so more convs pay for their patches (chosen with
-#: ``benchmarks/precision.py --patches-max``; not recorded; see docs/RESULTS.md, "Client speed").
+#: ``benchmarks/precision.py --patches-max``; not recorded; docs/RESULTS.md, "Client
+#: throughput in bf16 vs f32", has the default's steps).
 PATCHES_MAX_SPATIAL_BF16 = 8
 
 PaddingLike = Any

@@ -16,7 +16,7 @@ implementations, picked by the model's fast path (``fast_paths.resolve_fast_path
   slice or concatenate becomes convert, move, convert back).
   Measured whole steps (CPU per step): bf16 gains 1.09x over f32 on VGG-16 (one run) and
   ~1.0x on MobileNetV3-Small although its dots are 1.2-1.8x faster: 46 % of VGG-16's MACs
-  run as bf16 dots (docs/RESULTS.md, "Client speed"). Convolutions on
+  run as bf16 dots (the per-op profile of ``benchmarks/bf16_profile.py``). Convolutions on
   larger maps (``nn.Conv``: XLA's float32 conv kernel is already at the f32 matmul
   peak there, and patches would cost more than bf16 saves) and the depthwise
   shifted-slice convs compute in float32.
