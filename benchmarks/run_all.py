@@ -699,36 +699,29 @@ SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16): ([\d. ]+?) \(\d+ s\)$")
 
 
 def paired_precision_table(text: str) -> str:
-    """Markdown table of bf16 - f32 per seed from ``precision.py --accuracy`` output lines
-    (final round and mean of the last 3 rounds, points), for the seeds run in both
-    precisions; '' when there are none."""
-    import statistics
-    curves = {}
+    """bf16 - f32 paired by seed from ``precision.py --accuracy`` output lines, for the seeds
+    run in both precisions: ``precision.print_accuracy_table``'s tables (final round, mean
+    of the last 3 rounds) of the printed per-round accuracies; '' when there are none."""
+    import contextlib
+    import io
+
+    import precision
+    curves = {"f32": {}, "bf16": {}}
     for line in text.splitlines():
         m = SEED_CURVE.match(line.strip())
         if m:
-            curves[(int(m.group(1)), m.group(2))] = [float(v) for v in m.group(3).split()]
-    seeds = sorted(s for s, p in curves if p == "f32" and (s, "bf16") in curves)
+            curves[m.group(2)][int(m.group(1))] = [float(v) / 100 for v in m.group(3).split()]
+    seeds = sorted(set(curves["f32"]) & set(curves["bf16"]))
     if not seeds:
         return ""
-
-    def row(label, f):
-        vals = {p: [f(curves[(s, p)]) for s in seeds] for p in ("f32", "bf16")}
-        diff = [b - a for a, b in zip(vals["f32"], vals["bf16"])]
-
-        def ms(v, sign=""):
-            return (f"{statistics.mean(v):{sign}.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1
-                    else f"{v[0]:{sign}.2f} (one seed)")
-        return (f"| {label} | {ms(vals['f32'])} | {ms(vals['bf16'])} | **{ms(diff, '+')}** | "
-                + ", ".join(f"{d:+.2f}" for d in diff) + " |")
-    return "\n".join([
-        f"From the `seed ...` lines above (seeds {', '.join(map(str, seeds))}, run in both "
-        "precisions; the printed per-round accuracies, %, rounded to 0.1; mean ± sample sd "
-        "over the seeds):", "",
-        "| measure | f32 | bf16 | bf16 - f32 (paired), points | per seed |",
-        "|---|---|---|---|---|",
-        row("final round", lambda c: c[-1]),
-        row("mean of the last 3 rounds", lambda c: sum(c[-3:]) / len(c[-3:])), ""])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        precision.print_accuracy_table(curves, seeds, "final round", 1)
+        print()
+        precision.print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3)
+    return (f"From the `seed ...` lines above (seeds {', '.join(map(str, seeds))}, run in both "
+            "precisions; the printed per-round accuracies, rounded to 0.1 %), by "
+            "`precision.print_accuracy_table`:\n\n" + buf.getvalue())
 
 
 def device_section(folder: str) -> str:
