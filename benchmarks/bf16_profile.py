@@ -20,8 +20,9 @@ own jitted train step, momentum SGD, BatchNorm, the model's fast path) and preci
    their sum is the step's compute time.
 
 Prints, per model: a table of the ops (count, GMAC per step, converted elements) and a
-table of time per kind (ms per step, share) for f32 and bf16 side by side, with the
-load average and the XLA thread-pool size. On a shared machine absolute times move with
+table of time per kind (ms per step, share) for f32 and bf16 side by side, the share of
+the bf16 step's multiply-adds that run as bf16 x bf16 dots, with the load average and the
+XLA thread-pool size. On a shared machine absolute times move with
 the load; shares within a run and the op inventory do not.
 """
 from __future__ import annotations
@@ -178,6 +179,15 @@ def summarize(ops: dict, top: set, times: dict, steps: int) -> dict:
     return dict(rows)
 
 
+def bf16_mac_share(rows: dict) -> tuple[float, float]:
+    """(GMAC in dots with bf16 x bf16 operands, GMAC in every dot and conv) per step, from
+    :func:`summarize`'s rows (a fusion counts by the dot or conv it holds)."""
+    heavy = {k: r["gmac"] for k, r in rows.items()
+             if re.search(r"\b(dot|conv) ", k) and r["gmac"] > 0}
+    bf16 = sum(g for k, g in heavy.items() if re.search(r"\bdot bf16xbf16->", k))
+    return bf16, sum(heavy.values())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="vgg16", help=f"comma-separated, of {', '.join(MODELS)}")
@@ -230,6 +240,10 @@ def print_tables(model: str, results: dict) -> None:
     print(f"| **sum of traced ops** | | | {tot['f32']:.1f} | | | | {tot['bf16']:.1f} |")
     for p, (_, wall, cpu) in results.items():
         print(f"{p}: {wall * 1e3:.1f} ms/step wall, {cpu * 1e3:.1f} ms cpu/step")
+    low, total = bf16_mac_share(results["bf16"][0])
+    if total:
+        print(f"bf16: {100 * low / total:.0f} % of the step's multiply-adds run as bf16 x bf16 "
+              f"dots ({low:.3f} of {total:.3f} GMAC per step)")
 
 
 if __name__ == "__main__":

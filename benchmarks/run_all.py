@@ -86,6 +86,8 @@ PERF = {
     "precision-accuracy-stock": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
                                  "--rounds", "20", "--bf16-path", "stock",
                                  "--out", "{out}/precision-accuracy"],
+    # where a bf16 step's time goes, op by op, and the share of its MACs in bf16 dots
+    "bf16-profile": ["benchmarks/bf16_profile.py", "--models", "vgg16,mobilenet_v3_small"],
     # one step's gradient in bf16 against f32's, on the fast and on the stock path
     "bf16-gradients": ["benchmarks/bf16_gradients.py"],
     # one client per compiled step vs vmapped clients vs more XLA threads per task
@@ -171,6 +173,8 @@ TITLES = {
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
     "precision-accuracy-stock": "Accuracy in bf16 vs f32, bf16 on Flax's stock path, 3 seeds "
                                 "(benchmarks/precision.py --accuracy --bf16-path stock)",
+    "bf16-profile": "Where a bf16 train step's time goes on XLA:CPU, op by op "
+                    "(benchmarks/bf16_profile.py)",
     "bf16-gradients": "A bf16 gradient against float32's, fast vs stock path "
                       "(benchmarks/bf16_gradients.py)",
     "client-tasks": "Client tasks: vmapped clients and XLA threads (benchmarks/client_tasks.py)",
