@@ -14,9 +14,10 @@ implementations, picked by the model's fast path (``fast_paths.resolve_fast_path
   elementwise ops or copies are computed by converting to float32 and back, which is
   slower than float32 throughout (the profile in docs/RESULTS.md shows it: a bf16 pad,
   slice or concatenate becomes convert, move, convert back).
-  Measured whole steps (CPU per step): bf16 gains 1.09x over f32 on VGG-16 (one run) and
-  ~1.0x on MobileNetV3-Small although its dots are 1.2-1.8x faster: 46 % of VGG-16's MACs
-  run as bf16 dots (the per-op profile of ``benchmarks/bf16_profile.py``). Convolutions on
+  46 % of VGG-16's and 63 % of MobileNetV3-Small's multiply-adds run as bf16 dots (the
+  per-op profile, docs/RESULTS.md "Where a bf16 train step's time goes on XLA:CPU"); on a
+  CPU without a native bf16 matmul (AVX2) a bf16 step is slower than f32, 0.78-0.92x
+  ("Client throughput in bf16 vs f32"). Convolutions on
   larger maps (``nn.Conv``: XLA's float32 conv kernel is already at the f32 matmul
   peak there, and patches would cost more than bf16 saves) and the depthwise
   shifted-slice convs compute in float32.
