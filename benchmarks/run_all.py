@@ -402,11 +402,11 @@ STUDY = [("VGG-16, CIFAR-10, independent", "50 nodes, lr 0.01, batch 10, 90 epoc
          ("MobileNetV3, Tiny-ImageNet, balanced (0.9)", "5 nodes, lr 0.001, batch 32, 60 epochs",
           40.31, "mobilenet-balanced", "mobilenet", "stratified(0.9) 5 clients")]
 
-#: Full-scale estimate inputs: training images/s of one 2-core desktop like this machine on
-#: the fast XLA:CPU path (docs/THROUGHPUT.md, batch 32: VGG-16 width 1 at 32x32 70.8,
-#: MobileNetV3-Large at 64x64 158.6), evaluation taken as 3x the training rate (forward
+#: Full-scale estimate inputs: the model of each study row whose training images/s on one
+#: 2-core desktop like this machine (the fast XLA:CPU path, batch 32) the throughput
+#: record gives (:func:`measured_rates`), evaluation taken as 3x the training rate (forward
 #: only); (train images, test images, nodes, epochs) of each study row.
-RATE = {"vgg": 70.8, "mobilenet": 158.6}
+RATE_MODEL = {"vgg": "vgg16", "mobilenet": "mobilenet_v3_large"}
 FULL = {"vgg-independent": ("vgg", 50_000, 10_000, 50, 90),
         "vgg-balanced": ("vgg", 50_000, 10_000, 50, 150),
         "mobilenet-independent": ("mobilenet", 100_000, 10_000, 10, 80),
@@ -415,11 +415,37 @@ FULL_COMMAND = ("python benchmarks/paper_table.py --cifar10 cifar-10-binary.tar.
                 "--tiny-imagenet tiny-imagenet-200.zip --scheduler tcp://SCHEDULER:8786")
 
 
-def full_scale_hours(row: str) -> tuple[float, float]:
+def measured_rates(records: Optional[pathlib.Path] = None) -> dict:
+    """suite -> training images/s of ``RATE_MODEL``'s model on the fast path, read from the
+    throughput piece's record (``throughput.out``'s table: ``| model | input | classes |
+    path | images/s | ...``); a suite whose row is missing is left out."""
+    path = (records or RECORDS) / "throughput.out"
+    text = path.read_text() if path.is_file() else ""
+    rates = {}
+    for suite, model in RATE_MODEL.items():
+        m = re.search(rf"^\| {re.escape(model)} \| [^|]+ \| [^|]+ \| fast \| ([\d.]+) \|", text,
+                      re.M)
+        if m:
+            rates[suite] = float(m.group(1))
+    return rates
+
+
+def rates_text(rates: dict) -> str:
+    """'VGG-16 width 1 31.0 img/s, MobileNetV3-Large 66.5 img/s at batch 32 (the record of
+    "Train-step throughput ...")' from :func:`measured_rates`."""
+    names = {"vgg": "VGG-16 width 1 at 32x32", "mobilenet": "MobileNetV3-Large at 64x64"}
+    if not rates:
+        return "no throughput record: no estimate"
+    shown = ", ".join(f"{names[k]} {v:.1f} img/s" for k, v in rates.items())
+    return f'{shown} at batch 32, the section "{TITLES["throughput"]}"'
+
+
+def full_scale_hours(row: str, rates: dict) -> tuple[float, float]:
     """(hours on a grid of one such desktop per node, hours on this one machine) of the study's
-    row at full scale: epochs x (local set / rate + test set / (3 x rate)), compute only."""
+    row at full scale: epochs x (local set / rate + test set / (3 x rate)), compute only;
+    ``rates``: suite -> training images/s (:func:`measured_rates`)."""
     model, train, test, nodes, epochs = FULL[row]
-    rate = RATE[model]
+    rate = rates[model]
     evaluation = test / (3 * rate)
     return (epochs * (train / nodes / rate + evaluation) / 3600,
             epochs * (train / rate + evaluation) / 3600)
@@ -568,7 +594,7 @@ def study_table() -> str:
              "scale | here: mean of last 3 %, mean ± sd (per seed) | balanced ÷ independent: "
              "study / here (per seed) | full scale, compute estimate: grid of desktops / "
              "this machine |", "|---|---|---|---|---|---|---|"]
-    indep = {}
+    indep, rates = {}, measured_rates()
     for label, setting, acc, row, suite, run in STUDY:
         data = accuracy_report.load(RECORDS / "accuracy" / suite / "results.json") or {}
         t = accuracy_report.tails(accuracy_report.curves_of(data)) if data else {}
@@ -590,9 +616,12 @@ def study_table() -> str:
             r = accuracy_report.ratios(t, run, "iid static")
             ratio = (f"{acc / indep[suite]:.3f} / "
                      + (accuracy_report.ratio_cell(r) if r else "n/a"))
-        grid_h, here_h = full_scale_hours(row)
+        estimate = "n/a (no throughput record)"
+        if FULL[row][0] in rates:
+            grid_h, here_h = full_scale_hours(row, rates)
+            estimate = f"{grid_h:.1f} h / {here_h:.0f} h"
         lines.append(f"| {label} | {setting} | {acc:.2f} % | {here} | {value} | {ratio} "
-                     f"| {grid_h:.1f} h / {here_h:.0f} h |")
+                     f"| {estimate} |")
     return "\n".join(lines)
 
 
@@ -637,8 +666,7 @@ one local epoch per round, every client every round, FedAvg, BatchNorm statistic
 re-estimated by the coordinator after each server step. "Balanced (0.8/0.9)" is read
 as stratified(share), the presets' reading (see the calibration). The full-scale
 estimate is compute only (training at the measured images/s of one such 2-core desktop
-per node, VGG-16 width 1 70.8 img/s, MobileNetV3-Large 158.6 img/s at batch 32,
-docs/THROUGHPUT.md, plus evaluation at 3x that rate), without transfers or stragglers;
+per node, {rates}, plus evaluation at 3x that rate), without transfers or stragglers;
 on a GPU it was not measured. The single command for all four rows at full scale, on
 a Dask grid (or drop `--scheduler` for a LocalCluster, e.g. on a GPU machine):
 `{command}` (the study's nodes, epochs, lr, batch and augmentation are the presets'
@@ -654,7 +682,8 @@ def assemble() -> str:
     sections += [(title, device_section(folder)) for folder, title in DEVICE_RECORDS.items()]
     parts = [INTRO, ASSEMBLY_NOTE.format(commit=commit),
              "## The study's table beside this machine's\n", study_table(), "",
-             SCALE_NOTE.format(command=FULL_COMMAND), targets_at_a_glance(sections)]
+             SCALE_NOTE.format(command=FULL_COMMAND, rates=rates_text(measured_rates())),
+             targets_at_a_glance(sections)]
     for title, body in sections:
         parts += [f"## {title}\n", body]
     return "\n".join(parts)

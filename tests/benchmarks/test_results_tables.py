@@ -703,3 +703,22 @@ def test_targets_at_a_glance_gathers_each_sections_verdicts_and_names_the_missin
            "**s(0.9)**\n" in text
     assert "in an output" not in text
     assert text.rstrip().endswith("Not in this assembly (no accepted record yet): Accuracy: B.")
+
+
+def test_full_scale_estimate_reads_the_throughput_record(tmp_path):
+    """The study table's compute estimate uses the images/s of the throughput piece's record
+    (fast path rows of vgg16 and mobilenet_v3_large), not a constant; no record, no estimate."""
+    (tmp_path / "throughput.out").write_text(
+        "| model | input | classes | path | images/s | s/step |\n|---|---|---|---|---|---|\n"
+        "| vgg16 | 32x32 | 10 | fast | 40.0 | 0.8 |\n| vgg16 | 32x32 | 10 | stock | 9.9 | 3.2 |\n"
+        "| mobilenet_v3_small | 64x64 | 200 | fast | 306.9 | 0.1 |\n"
+        "| mobilenet_v3_large | 64x64 | 200 | fast | 80.0 | 0.4 |\n")
+    rates = run_all.measured_rates(tmp_path)
+    assert rates == {"vgg": 40.0, "mobilenet": 80.0}
+    grid_h, here_h = run_all.full_scale_hours("vgg-independent", rates)
+    # 90 epochs x (50,000 / 50 nodes / 40 img/s + 10,000 / 120 img/s)
+    assert grid_h == pytest.approx(90 * (1000 / 40 + 10_000 / 120) / 3600)
+    assert here_h == pytest.approx(90 * (50_000 / 40 + 10_000 / 120) / 3600)
+    assert "40.0 img/s" in run_all.rates_text(rates)
+    assert run_all.measured_rates(tmp_path / "none") == {}
+    assert run_all.rates_text({}).startswith("no throughput record")
