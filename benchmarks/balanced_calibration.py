@@ -1,6 +1,6 @@
 """Which reading of the study's "balanced" data type matches the study's numbers?
 
-    python benchmarks/balanced_calibration.py                 # 8 rounds, ~10 min on 2 quiet cores
+    python benchmarks/balanced_calibration.py                 # 8 rounds, seeds 0,1,2: ~32 min here
     python benchmarks/balanced_calibration.py --rounds 4 --readings stratified --values 0.8
 
 The study (ITP RAS, GRID'2023) does not define "balanced"; it says a parameter of

@@ -11,16 +11,18 @@ the Tiny-ImageNet slice, and texture fragments of the DTD slice when
 Slices come from ``shared_data_dir()`` ($FEDJAX_GRID_SHARED_DATA, else
 ../shared/data); missing ones are skipped.
 
-Measured on the 2-core development container shared with other jobs (numbers
-vary ~±30% run to run), 2026-11-25, ``--batches 50``:
+Measured (``python benchmarks/run_all.py --only data_reads``, 2026-12-04, AVX2 machine,
+``--batches 50``; the record: docs/RESULTS.md, "Random-access reads of every prepared
+source"; run-to-run spread on a shared machine is large, e.g. digits in memory 2.2 M vs
+4.0 M examples/s in an earlier hand run):
 
     source                                      N   image  prepare s  on disk  examples/s
-    digits (memory)                          1437 32x32x3       0.0        -   3,954,572
-    digits (array_record)                    1437 32x32x3       0.4  3.7 MiB       9,972
-    cifar10 slice (raw)                      5085 32x32x3       0.8 17.3 MiB       6,709
-    cifar10 slice (png)                      5085 32x32x3       2.0 14.0 MiB       5,818
-    tiny_imagenet slice (raw)                5000 64x64x3       3.1 75.0 MiB      14,165
-    texture_fragments (128px/64 -> 64px)     2539 64x64x3       0.0        -       1,324
+    digits (memory)                          1437 32x32x3       0.0        -   2,203,341
+    digits (array_record)                    1437 32x32x3       0.5  3.7 MiB      10,356
+    cifar10 slice (raw)                      5085 32x32x3       1.0 17.3 MiB       9,443
+    cifar10 slice (png)                      5085 32x32x3       2.4 14.0 MiB       3,585
+    tiny_imagenet slice (raw)                5000 64x64x3       3.2 75.0 MiB       8,814
+    texture_fragments (128px/64 -> 64px)     2539 64x64x3       0.0        -       1,392
 
 Reads from array_record cost ~70-100 us per example, almost all tfds
 ``tf.train.Example`` parsing (protobuf), nearly independent of image size.

@@ -9,17 +9,17 @@
    654 synthetic photos of 2272x1074 (the study's photos; no image is decoded),
    including the int32 label array. Target: < 200 MB.
 
-Measured on the 2-core development container under load from other jobs (load
-average ~4), 2026-11-25:
+Measured (``python benchmarks/run_all.py --only fragments``, 2026-12-04, AVX2 machine;
+the record: docs/RESULTS.md, "Texture fragments: read speed and index memory"):
 
-    index: 1,088,256 fragments (1664 per photo, stride 64): 32 ms,
-           tracemalloc peak 5.2 MB, RSS delta 10.8 MB              [target < 200 MB]
-    index: 4,353,024 fragments (6656 per photo, stride 32): 10-20 ms,
+    index: 1,088,256 fragments (1664 per photo, stride 64): 28.6 ms,
+           tracemalloc peak 5.2 MB, RSS delta 10.4 MB              [target < 200 MB]
+    index: 4,353,024 fragments (6656 per photo, stride 32): 6.1 ms,
            tracemalloc peak 17.0 MB, RSS delta 16.6 MB
     read: DTD slice, 24,632 fragments (128 px, stride 64, 4 rotations x flip -> 64 px,
           standardize), random batches of 256:
-          cold (cache 8 photos, ~90 JPEG decodes per batch): 300-420 fragments/s
-          warm (cache holds every photo):                 2,000-2,300 fragments/s
+          cold (cache 8 photos, ~90 JPEG decodes per batch): 554 fragments/s
+          warm (cache holds every photo):                 1,873 fragments/s
 
 (The script prints the exact numbers of the run; see the end of its output.)
 """

@@ -265,8 +265,9 @@ def lean_settings(grid) -> dict:
     its worker's memory every 0.5 s instead of 0.1 s: a worker over its memory limit is
     still stopped within half a second) and the event loops' tick (every 0.5 s instead
     of 20 ms: it only times the loop, and a loop blocked for over 3 s is still reported).
-    Measured on an idle 2-worker LocalCluster: 117-136 ms of CPU per second with Dask's
-    defaults, 18 ms with these (``benchmarks/grid_idle_cpu.py``)."""
+    Measured on an idle 2-worker LocalCluster: 104.6 ms of CPU per second with Dask's
+    defaults, 17.3 ms with these (medians of 3, ``benchmarks/grid_idle_cpu.py``;
+    docs/RESULTS.md, "The grid's own CPU: an idle cluster")."""
     return {"distributed.worker.profile.enabled": bool(grid.dask_profiler),
             "distributed.admin.system-monitor.interval": "2s",
             "distributed.worker.memory.monitor-interval": "500ms",

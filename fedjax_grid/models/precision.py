@@ -61,7 +61,7 @@ def emulated_bf16_warning(reports: dict) -> str | None:
     return (f"training.precision=bf16 on {len(slow)} of {len(reports)} workers whose CPUs have no "
             f"native bf16 matmul (avx512_bf16 or amx_bf16; e.g. {slow[0]}): XLA converts to "
             "float32 there, so a bf16 step is slower than f32 on them (measured: "
-            "docs/RESULTS.md, precision); f32 is the faster choice")
+            "docs/RESULTS.md, \"Client throughput in bf16 vs f32\"); f32 is the faster choice")
 
 
 def with_precision(model, precision: str):
