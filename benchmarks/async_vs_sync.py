@@ -8,7 +8,7 @@ simulated desktop is its own worker process, as on a real grid; the simulated
 slow-downs are sleeps, so a slow desktop holds its worker without using a core, as a
 slow remote desktop uses none of the others' resources). With fewer workers than
 clients the slow clients' sleeps block shared workers and the comparison measures the
-worker pool, not the desktops (4 workers for 10 clients, measured: async 1.01x sync). Every client has a
+worker pool, not the desktops (4 workers for 10 clients, one hand run: async 1.01x sync). Every client has a
 recorded, seeded slow-down factor (``faults.max_slowdown``: log-uniform in [1, S];
 the realised slowest / fastest ratio is printed) and limited uptime (each client is
 offline with probability ``faults.offline_prob`` per round or task). Each policy runs
