@@ -61,6 +61,9 @@ RESULTS = REPO / "docs" / "RESULTS.md"
 SEEDS = ["--seeds", "0,1,2"]
 PERF = {
     "throughput": ["benchmarks/throughput.py", "--steps", "5"],
+    # the fast path's patches bound (fast_paths.PATCHES_MAX_SPATIAL), re-checked on this CPU
+    "patches-bound": ["benchmarks/throughput.py", "--models", "vgg16,mobilenet_v3_small",
+                      "--paths", "fast", "--patches-max", "2,4,8,16,32", "--steps", "5"],
     "data_reads": ["benchmarks/data_reads.py", "--batches", "50"],
     "fragments": ["benchmarks/fragments.py"],
     "engine_overhead": ["benchmarks/engine_overhead.py"],
@@ -161,6 +164,8 @@ PIECES = {**PERF, **ACCURACY, **STUDY_PIECES}
 
 TITLES = {
     "throughput": "Train-step throughput (XLA:CPU, fast vs stock conv path)",
+    "patches-bound": "The fast path's patches bound on this CPU (benchmarks/throughput.py "
+                     "--patches-max)",
     "data_reads": "Random-access reads of every prepared source",
     "fragments": "Texture fragments: read speed and index memory",
     "engine_overhead": "Engine overhead vs a sequential loop",

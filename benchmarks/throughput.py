@@ -11,6 +11,11 @@ paths are credited with the same useful work.
 
     python benchmarks/throughput.py                       # all models, both paths
     python benchmarks/throughput.py --models vgg16 --steps 3
+    python benchmarks/throughput.py --models vgg16 --paths fast --patches-max 4,8,16,32
+
+``--patches-max`` times the fast path once per bound of ``fast_paths.PATCHES_MAX_SPATIAL``
+(the largest map side whose 3x3 convs run as patches + matmul; rows ``fast<=N``): how the
+bound was chosen, re-checkable on any CPU.
 
 The CPU may be shared with other processes: timings are the median over steps.
 """
@@ -27,7 +32,7 @@ import numpy as np
 import jax.extend
 import optax
 
-from fedjax_grid.models import get_model
+from fedjax_grid.models import fast_paths, get_model
 
 #: name -> (registry name, input side, classes, kw)
 MODELS = {
@@ -141,6 +146,11 @@ def time_train_step(name: str, hw: int, classes: int, kw: dict, fast: bool,
     return statistics.median(times), compile_s
 
 
+def _refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model/path")
@@ -148,12 +158,31 @@ def main(argv=None) -> int:
                         help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--paths", default="fast,stock", help="fast,stock or one of them")
+    parser.add_argument("--patches-max", default=None, metavar="N[,N...]", help=(
+        "time the fast path at each of these bounds of fast_paths.PATCHES_MAX_SPATIAL "
+        f"(default: only {fast_paths.PATCHES_MAX_SPATIAL})"))
     args = parser.parse_args(argv)
+    try:
+        bounds = ([int(b) for b in args.patches_max.split(",") if b.strip()]
+                  if args.patches_max else [fast_paths.PATCHES_MAX_SPATIAL])
+    except ValueError:
+        bounds = []
+    if not bounds or min(bounds) < 1:
+        return _refuse(f"--patches-max {args.patches_max!r} is invalid: comma-separated "
+                       "integers >= 1")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in names:
-        if m not in MODELS:
-            parser.error(f"unknown model {m!r}; allowed: {', '.join(MODELS)}")
+    bad = [m for m in names if m not in MODELS]
+    if bad or not names or args.steps < 1 or args.batch < 1:
+        return _refuse(f"--models {args.models!r} / --steps {args.steps} / --batch {args.batch} "
+                       f"is invalid: models among {', '.join(MODELS)}, steps and batch >= 1")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    bad = [p for p in paths if p not in ("fast", "stock")]
+    if bad or not paths:
+        return _refuse(f"--paths {args.paths!r} is invalid: fast, stock or both, comma-separated")
+    default = fast_paths.PATCHES_MAX_SPATIAL
+    if args.patches_max:  # one fast row per bound, then stock
+        paths = [f"fast<={b}" for b in bounds if "fast" in paths] + [p for p in paths
+                                                                     if p == "stock"]
 
     peak = matmul_peak_gflops()
     print(f"backend={jax.default_backend()} devices={jax.devices()} "
@@ -167,12 +196,18 @@ def main(argv=None) -> int:
         train_flops = 3.0 * forward_flops_per_image(name, hw, classes, kw)
         ips = {}
         for path in paths:
-            sec, comp = time_train_step(name, hw, classes, kw, path == "fast",
-                                        args.batch, args.steps)
+            fast_paths.PATCHES_MAX_SPATIAL = (int(path.split("<=")[1]) if "<=" in path
+                                              else default)
+            try:
+                sec, comp = time_train_step(name, hw, classes, kw, path.startswith("fast"),
+                                            args.batch, args.steps)
+            finally:
+                fast_paths.PATCHES_MAX_SPATIAL = default
             ips[path] = args.batch / sec
             gflops = ips[path] * train_flops / 1e9
-            ratio = (f"{ips['fast'] / ips['stock']:.2f}x"
-                     if path == "stock" and "fast" in ips else "")
+            ref = "fast" if "fast" in ips else f"fast<={default}"
+            ratio = (f"{ips[ref] / ips['stock']:.2f}x"
+                     if path == "stock" and ref in ips else "")
             print(f"| {m} | {hw}x{hw} | {classes} | {path} | {ips[path]:.1f} | {sec:.3f} "
                   f"| {comp:.1f} | {train_flops / 1e9:.3f} | {gflops:.1f} "
                   f"| {100 * gflops / peak:.1f}% | {ratio} |", flush=True)

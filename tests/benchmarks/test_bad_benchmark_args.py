@@ -2,7 +2,7 @@
 import pytest
 
 from benchmarks import (client_tasks, cpu_bound, first_round, grid_idle_cpu, precision,
-                        round_profile, thread_cpu)
+                        round_profile, thread_cpu, throughput)
 
 
 @pytest.mark.parametrize("module, argv, words", [
@@ -21,6 +21,10 @@ from benchmarks import (client_tasks, cpu_bound, first_round, grid_idle_cpu, pre
     (thread_cpu, ["--rounds", "3"], "--clients '20' --rounds '3' is invalid"),
     (grid_idle_cpu, ["--reps", "0"], "--reps '0' --seconds '20' is invalid"),
     (grid_idle_cpu, ["--seconds", "x"], "--reps '3' --seconds 'x' is invalid"),
+    (throughput, ["--patches-max", "4,x"], "--patches-max '4,x' is invalid"),
+    (throughput, ["--patches-max", "0"], "--patches-max '0' is invalid"),
+    (throughput, ["--paths", "slow"], "--paths 'slow' is invalid"),
+    (throughput, ["--models", "vgg17"], "--models 'vgg17' / --steps 5 / --batch 32 is invalid"),
 ])
 def test_bad_option_one_line_exit_2(module, argv, words, capsys):
     assert module.main(argv) == 2
