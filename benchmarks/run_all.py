@@ -437,8 +437,8 @@ def measured_rates(records: Optional[pathlib.Path] = None) -> dict:
 
 def rates_text(rates: dict) -> str:
     """The estimate's inputs in words, from :func:`measured_rates`: 'VGG-16 width 1 at 32x32
-    31.0 img/s, MobileNetV3-Large at 64x64 66.5 img/s at batch 32, the section "Train-step
-    throughput ..."'."""
+    31.0 img/s, MobileNetV3-Large at 64x64 66.5 img/s at batch 32', then the throughput
+    piece's section title."""
     names = {"vgg": "VGG-16 width 1 at 32x32", "mobilenet": "MobileNetV3-Large at 64x64"}
     if not rates:
         return "no throughput record: no estimate"
