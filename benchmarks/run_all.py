@@ -212,6 +212,17 @@ FIGURES = {"async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
            "codecs": ["results/compression.png"]}
 
 #: Where a performance piece's earlier measurements are written down (shown when it was not run).
+#: Why an accuracy piece runs the seeds and epochs it runs (shown under its provenance).
+SCOPE = {
+    "accuracy-mobilenet": "One seed to the plateau: a configuration costs more than two hours "
+                          "per seed on this machine (seed 0's three runs to the plateau took "
+                          "4.7 h), so the first 10 epochs run over three seeds (the section "
+                          "\"Accuracy: MobileNetV3-Small, seeds 1 and 2, first 10 epochs\").",
+    "accuracy-mobilenet-seeds": "The first 10 epochs over three seeds: seeds 1 and 2 run here, "
+                                "seed 0's plateau run (the section \"Accuracy: MobileNetV3-Small "
+                                "on the medium Tiny-ImageNet set\") cut to its first 10 epochs.",
+}
+
 EARLIER = {
     "throughput": "[THROUGHPUT.md](THROUGHPUT.md)",
     "data_reads": "the docstring of `benchmarks/data_reads.py`",
@@ -546,6 +557,8 @@ def accuracy_section(name: str, meta: dict) -> str:
                     + ", ".join(f"commit {c}: " + ", ".join(
                         f"{r['run']} seed {r.get('seed', 0)}" for r in data["rows"]
                         if str(r.get("commit")) == c) for c in commits) + ".\n")
+    if name in SCOPE:
+        partial += f"\n{SCOPE[name]}\n"
     parts = [provenance(meta) + partial, f"Model {r0['model']} (width {r0['width']:g}); "
              + accuracy_report.plateau_text(data), "", accuracy_report.runs_table(data), ""]
     for target, ok, detail in accuracy_report.targets(data):

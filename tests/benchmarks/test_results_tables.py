@@ -722,3 +722,13 @@ def test_full_scale_estimate_reads_the_throughput_record(tmp_path):
     assert "40.0 img/s" in run_all.rates_text(rates)
     assert run_all.measured_rates(tmp_path / "none") == {}
     assert run_all.rates_text({}).startswith("no throughput record")
+
+
+def test_scope_notes_name_pieces_that_exist_and_sections_of_the_page():
+    """Each accuracy piece's note on its seeds and epochs belongs to a piece and names
+    sections by their titles."""
+    import re as _re
+    for name, text in run_all.SCOPE.items():
+        assert name in run_all.ACCURACY
+        for title in _re.findall(r'"([^"]+)"', text):
+            assert title in run_all.TITLES.values(), title
