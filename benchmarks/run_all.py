@@ -211,7 +211,6 @@ FIGURES = {"async-vs-sync-digits": ["results/async_vs_sync_digits.png"],
            "async-vs-sync-cifar10": ["results/async_vs_sync_cifar10.png"],
            "codecs": ["results/compression.png"]}
 
-#: Where a performance piece's earlier measurements are written down (shown when it was not run).
 #: Why an accuracy piece runs the seeds and epochs it runs (shown under its provenance).
 SCOPE = {
     "accuracy-mobilenet": "One seed to the plateau: a configuration costs more than two hours "
@@ -223,6 +222,7 @@ SCOPE = {
                                 "on the medium Tiny-ImageNet set\") cut to its first 10 epochs.",
 }
 
+#: Where a performance piece's earlier measurements are written down (shown when it was not run).
 EARLIER = {
     "throughput": "[THROUGHPUT.md](THROUGHPUT.md)",
     "data_reads": "the docstring of `benchmarks/data_reads.py`",
@@ -607,13 +607,14 @@ def calibration_section(meta: dict) -> str:
             + f"\n\n![balanced calibration](results/{path.name})\n")
 
 
-def study_table() -> str:
-    """The study's four settings beside what the suites measured here, and the full scale."""
+def study_table(rates: dict) -> str:
+    """The study's four settings beside what the suites measured here, and the full scale
+    (``rates``: :func:`measured_rates`)."""
     lines = ["| study setting | study: nodes, lr, batch, epochs | study accuracy | here: run, "
              "scale | here: mean of last 3 %, mean ± sd (per seed) | balanced ÷ independent: "
              "study / here (per seed) | full scale, compute estimate: grid of desktops / "
              "this machine |", "|---|---|---|---|---|---|---|"]
-    indep, rates = {}, measured_rates()
+    indep = {}
     for label, setting, acc, row, suite, run in STUDY:
         data = accuracy_report.load(RECORDS / "accuracy" / suite / "results.json") or {}
         t = accuracy_report.tails(accuracy_report.curves_of(data)) if data else {}
@@ -699,9 +700,10 @@ def assemble() -> str:
     sections = [(TITLES[name], piece_section(name))  # the science first, then performance
                 for name in [*ACCURACY, *STUDY_PIECES, *PERF]]
     sections += [(title, device_section(folder)) for folder, title in DEVICE_RECORDS.items()]
+    rates = measured_rates()
     parts = [INTRO, ASSEMBLY_NOTE.format(commit=commit),
-             "## The study's table beside this machine's\n", study_table(), "",
-             SCALE_NOTE.format(command=FULL_COMMAND, rates=rates_text(measured_rates())),
+             "## The study's table beside this machine's\n", study_table(rates), "",
+             SCALE_NOTE.format(command=FULL_COMMAND, rates=rates_text(rates)),
              targets_at_a_glance(sections)]
     for title, body in sections:
         parts += [f"## {title}\n", body]
