@@ -33,7 +33,10 @@ per seed): VGG-16 width 0.25 with BatchNorm on the CIFAR-10 slice
 overrides), 10 iid clients, momentum SGD lr 0.05, batch 32, ``--rounds`` rounds. It
 prints the global test accuracy per seed at the final round and as the mean of the last
 3 rounds (the accuracy suites' measure), each as mean +- sd, and the paired differences
-bf16 - f32 (goal: |mean difference| <= 0.5 points). With ``--out DIR`` the runs are kept
+bf16 - f32 (goal: |mean difference| <= 0.5 points). ``--control`` adds a third run per
+seed, f32 on the stock conv path (the same training, its gradient ~1e-6 relative off
+the fast path's), and its paired tables: f32-stock - f32 is how far a change of rounding
+alone moves the accuracy, the floor a bf16 - f32 difference is read against. With ``--out DIR`` the runs are kept
 in ``DIR/<data>-<precision>-s<seed>``: an interrupted run resumes from its checkpoint and
 a finished one is extended to a larger ``--rounds`` (``fedjax-grid run --resume --set
 training.rounds=N``; a run's first rounds do not depend on its length), so a longer
@@ -42,6 +45,8 @@ comparison costs only the new rounds:
     python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 20 \
         --out benchmarks/out/precision-accuracy
     python benchmarks/precision.py --accuracy --data digits --seeds 0,1,2 --rounds 8  # quickstart
+    python benchmarks/precision.py --accuracy --seeds 3,4,5 --rounds 20 --control \
+        --out benchmarks/out/precision-accuracy
 """
 from __future__ import annotations
 
@@ -316,45 +321,82 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def print_accuracy_table(curves: dict, seeds: list[int], measure: str, last: int) -> None:
+def print_accuracy_table(curves: dict, seeds: list[int], measure: str, last: int,
+                         other: str = "bf16") -> None:
     """Markdown table of ``measure`` (the mean of each run's last ``last`` rounds, in %)
-    per precision: mean +- sd and per seed; then bf16 - f32 paired by seed.
-    ``curves``: precision -> seed -> accuracies per round (fractions)."""
-    value = {p: {s: 100 * statistics.mean(curves[p][s][-last:]) for s in seeds} for p in PRECISIONS}
+    for f32 and the arm ``other``: mean +- sd and per seed; then ``other`` - f32 paired by
+    seed. ``curves``: arm (``'f32'``, ``'bf16'``, ``'f32-stock'``) -> seed -> accuracies
+    per round (fractions)."""
+    value = {p: {s: 100 * statistics.mean(curves[p][s][-last:]) for s in seeds}
+             for p in ("f32", other)}
     print(f"| precision | {measure} % (mean +- sd) | per seed |")
     print("|---|---|---|")
-    for p in PRECISIONS:
+    for p in ("f32", other):
         v = [value[p][s] for s in seeds]
         mean, sd = _mean_sd(v)
         print(f"| {p} | {mean:.2f} +- {sd:.2f} "
               f"| {', '.join(f'{x:.1f}' for x in v)} |")
-    diff = [value["bf16"][s] - value["f32"][s] for s in seeds]
+    diff = [value[other][s] - value["f32"][s] for s in seeds]
     mean, sd = _mean_sd(diff)
-    print(f"| bf16 - f32 (paired) | {mean:+.2f} +- {sd:.2f} "
+    print(f"| {other} - f32 (paired) | {mean:+.2f} +- {sd:.2f} "
           f"| {', '.join(f'{x:+.1f}' for x in diff)} |")
 
 
+#: The control arm's line above its tables (``--control``).
+CONTROL_NOTE = ("The floor of a paired difference: f32-stock is the same f32 training on "
+                "Flax's stock conv path (XLA's conv; its gradient is ~1e-6 relative off the "
+                "fast path's, benchmarks/bf16_gradients.py), so f32-stock - f32 is what a "
+                "change of rounding alone moves the accuracy, seed by seed")
+
+
+def print_accuracy_tables(curves: dict, seeds: list[int], rounds: int) -> None:
+    """The final-round and (``rounds`` >= 3) last-3-rounds tables of bf16 - f32, then the
+    same of the control arm f32-stock - f32 when ``curves`` has it."""
+    for other in ("bf16", "f32-stock"):
+        if other not in curves:
+            continue
+        if other == "f32-stock":
+            print(f"\n{CONTROL_NOTE}:\n")
+        print_accuracy_table(curves, seeds, "final accuracy", 1, other)
+        if rounds >= 3:
+            print()
+            print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3, other)
+
+
+def accuracy_arms(bf16_path: str = "fast", control: bool = False) -> list[tuple]:
+    """The runs of one seed: (label, precision, ``model.kwargs.fast_path``, folder tag).
+    f32 on the model's default path, bf16 on ``bf16_path``, and with ``control`` f32 on
+    the stock path (``'f32-stock'``, the floor of a paired difference)."""
+    arms = [("f32", "f32", None, "f32"),
+            ("bf16", "bf16", BF16_PATHS[bf16_path],
+             "bf16-stock" if bf16_path == "stock" else "bf16")]
+    if control:
+        arms.append(("f32-stock", "f32", False, "f32-stock"))
+    return arms
+
+
 def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1,
-             out: pathlib.Path | None = None, bf16_path: str = "fast") -> int:
+             out: pathlib.Path | None = None, bf16_path: str = "fast",
+             control: bool = False) -> int:
     """Accuracy of f32 vs bf16 runs per seed, at the final round and as the mean of the
     last 3 rounds; prints the tables. Returns 0.
-    ``jobs`` > 1 runs that many seeds at once (each seed's two runs one after the other):
+    ``jobs`` > 1 runs that many seeds at once (each seed's runs one after the other):
     for a machine with cores and accelerator memory to spare, e.g. a GPU host. ``out``:
     keep (and resume or extend) the runs there, else in a temporary folder. ``bf16_path``:
-    a key of ``BF16_PATHS`` (the f32 runs are the same either way)."""
-    curves = {p: {} for p in PRECISIONS}
+    a key of ``BF16_PATHS`` (the f32 runs are the same either way). ``control``: a third
+    run per seed, f32 on the stock path, and its tables (``accuracy_arms``)."""
+    arms = accuracy_arms(bf16_path, control)
+    curves = {label: {} for label, *_ in arms}
     load0 = os.getloadavg()
 
     def one_seed(i, seed, root):
-        for p in (PRECISIONS if i % 2 == 0 else PRECISIONS[::-1]):
-            tag = f"{p}-stock" if p == "bf16" and bf16_path == "stock" else p
+        for label, p, fast_path, tag in (arms if i % 2 == 0 else arms[::-1]):
             t0, run_dir = time.time(), pathlib.Path(root) / f"{data}-{tag}-s{seed}"
             had = len(_recorded(run_dir))
-            acc = accuracy_run(seed, p, rounds, run_dir, data,
-                               BF16_PATHS[bf16_path] if p == "bf16" else None)
-            curves[p][seed] = acc
+            acc = accuracy_run(seed, p, rounds, run_dir, data, fast_path)
+            curves[label][seed] = acc
             kept = f", rounds 1-{min(had, rounds)} kept from {run_dir.name}" if had else ""
-            print(f"seed {seed} {p}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
+            print(f"seed {seed} {label}: {' '.join(f'{100 * a:.1f}' for a in acc)} "
                   f"({time.time() - t0:.0f} s{kept})", flush=True)
 
     with contextlib.ExitStack() as stack:
@@ -370,10 +412,7 @@ def accuracy(seeds: list[int], rounds: int, data: str = "cifar10", jobs: int = 1
           f"backend {backend_name()}, {jobs} "
           f"seed(s) at a time; load average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} "
           "after\n")
-    print_accuracy_table(curves, seeds, "final accuracy", 1)
-    if rounds >= 3:
-        print()
-        print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3)
+    print_accuracy_tables(curves, seeds, rounds)
     return 0
 
 
@@ -402,6 +441,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="cifar10", choices=sorted(ACCURACY_DATA),
                         help="--accuracy: cifar10 (VGG-16 w0.25, the CIFAR-10 slice) or digits "
                              "(the quickstart preset, smaller)")
+    parser.add_argument("--control", action="store_true",
+                        help="--accuracy: a third run per seed, f32 on the stock conv path: "
+                             "f32-stock - f32 is the floor of a paired difference")
     args = parser.parse_args(argv)
     if args.accuracy:
         try:
@@ -418,7 +460,8 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         try:
-            return accuracy(seeds, args.rounds, args.data, args.jobs, args.out, args.bf16_path)
+            return accuracy(seeds, args.rounds, args.data, args.jobs, args.out, args.bf16_path,
+                            args.control)
         except KeptRunMismatch as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -89,6 +89,11 @@ PERF = {
     "precision-accuracy-stock": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
                                  "--rounds", "20", "--bf16-path", "stock",
                                  "--out", "{out}/precision-accuracy"],
+    # three more seeds, with a control arm (f32 on the stock conv path): how far a change
+    # of rounding alone moves a paired difference
+    "precision-accuracy-floor": ["benchmarks/precision.py", "--accuracy", "--seeds", "3,4,5",
+                                 "--rounds", "20", "--control",
+                                 "--out", "{out}/precision-accuracy"],
     # where a bf16 step's time goes, op by op, and the share of its MACs in bf16 dots
     "bf16-profile": ["benchmarks/bf16_profile.py", "--models", "vgg16,mobilenet_v3_small"],
     # one step's gradient in bf16 against f32's, on the fast and on the stock path
@@ -176,6 +181,8 @@ TITLES = {
     "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
     "precision": "Client throughput in bf16 vs f32 (benchmarks/precision.py)",
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
+    "precision-accuracy-floor": "Accuracy in bf16 vs f32, seeds 3-5, and the floor of a paired "
+                                "difference (benchmarks/precision.py --accuracy --control)",
     "precision-accuracy-stock": "Accuracy in bf16 vs f32, bf16 on Flax's stock path, 3 seeds "
                                 "(benchmarks/precision.py --accuracy --bf16-path stock)",
     "bf16-profile": "Where a bf16 train step's time goes on XLA:CPU, op by op "

@@ -160,3 +160,38 @@ def test_a_kept_folder_holding_another_run_is_refused_in_one_line(tmp_path, caps
                            str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds another run" in err and "(1, 'f32', None)" in err
+
+
+def test_the_control_arm_runs_f32_on_the_stock_path_and_prints_its_own_tables(monkeypatch,
+                                                                                tmp_path, capsys):
+    """--control: a third run per seed (f32, fast_path false, its own folder), alternating
+    with the others, and f32-stock - f32 paired tables below the bf16 ones."""
+    final = {"f32": {3: 0.50, 4: 0.40}, "bf16": {3: 0.49, 4: 0.41}, "f32-stock": {3: 0.47, 4: 0.42}}
+    calls = []
+
+    def fake_run(seed, p, rounds, out, data, fast_path):
+        calls.append((seed, out.name, p, fast_path))
+        label = "f32-stock" if out.name.startswith("cifar10-f32-stock") else p
+        return [0.1] * (rounds - 1) + [final[label][seed]]
+    monkeypatch.setattr(precision, "accuracy_run", fake_run)
+    assert precision.accuracy([3, 4], 3, "cifar10", out=tmp_path, control=True) == 0
+    assert [c for c in calls if c[0] == 3] == [(3, "cifar10-f32-s3", "f32", None),
+                                               (3, "cifar10-bf16-s3", "bf16", None),
+                                               (3, "cifar10-f32-stock-s3", "f32", False)]
+    assert [c[1] for c in calls if c[0] == 4] == ["cifar10-f32-stock-s4", "cifar10-bf16-s4",
+                                                  "cifar10-f32-s4"]
+    out = capsys.readouterr().out
+    assert "seed 3 f32-stock: 10.0 10.0 47.0 (" in out
+    assert "| bf16 - f32 (paired) | +0.00 +- 1.41 | -1.0, +1.0 |" in out
+    floor = out[out.index(precision.CONTROL_NOTE):]
+    assert "| f32-stock | 44.50 +- 3.54 | 47.0, 42.0 |" in floor
+    assert "| f32-stock - f32 (paired) | -0.50 +- 3.54 | -3.0, +2.0 |" in floor
+    assert floor.count("(paired)") == 2          # final round and the last 3 rounds
+
+
+def test_without_control_there_is_no_control_table(monkeypatch, capsys):
+    monkeypatch.setattr(precision, "accuracy_run",
+                        lambda seed, p, rounds, out, data, fast_path: [0.5] * rounds)
+    assert precision.accuracy([0], 2, "digits") == 0
+    out = capsys.readouterr().out
+    assert precision.CONTROL_NOTE not in out and "f32-stock" not in out
