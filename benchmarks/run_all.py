@@ -553,20 +553,20 @@ def accuracy_section(name: str, meta: dict) -> str:
     if data is None:
         return provenance(meta) + "\nIts records (results.json) are missing: re-run it.\n"
     r0 = data["rows"][0]
-    partial = ("\n**Partial**: this piece was still running (or was interrupted) when the page "
-               "was assembled; shown are the runs finished by then, each with the seeds it has "
-               f"(wall time so far). Finish it with `{meta['command']}` (it resumes).\n"
-               if meta.get("partial") else "")
+    notes = ("\n**Partial**: this piece was still running (or was interrupted) when the page "
+             "was assembled; shown are the runs finished by then, each with the seeds it has "
+             f"(wall time so far). Finish it with `{meta['command']}` (it resumes).\n"
+             if meta.get("partial") else "")
     commits = sorted({str(r["commit"]) for r in data["rows"] if r.get("commit")}
                      - {str(meta.get("commit"))})
     if commits:  # runs taken from an earlier attempt's record (--resume-records)
-        partial += ("\nRuns taken from the record of an earlier attempt ran at "
-                    + ", ".join(f"commit {c}: " + ", ".join(
+        notes += ("\nRuns taken from the record of an earlier attempt ran at "
+                  + ", ".join(f"commit {c}: " + ", ".join(
                         f"{r['run']} seed {r.get('seed', 0)}" for r in data["rows"]
                         if str(r.get("commit")) == c) for c in commits) + ".\n")
     if name in SCOPE:
-        partial += f"\n{SCOPE[name]}\n"
-    parts = [provenance(meta) + partial, f"Model {r0['model']} (width {r0['width']:g}); "
+        notes += f"\n{SCOPE[name]}\n"
+    parts = [provenance(meta) + notes, f"Model {r0['model']} (width {r0['width']:g}); "
              + accuracy_report.plateau_text(data), "", accuracy_report.runs_table(data), ""]
     for target, ok, detail in accuracy_report.targets(data):
         parts.append(f"- {'PASS' if ok else 'FAIL'} (on the mean over seeds): {target}: {detail}")
