@@ -755,34 +755,60 @@ PORT_NOTICE = re.compile(r"(.*UserWarning: Port \d+ is already in use\.|Perhaps 
                          r"have a cluster running\?|Hosting the HTTP server on port \d+ instead"
                          r"|  warnings\.warn\($)")
 #: A line of ``precision.py --accuracy``: ``seed 1 bf16: 17.8 20.6 ... 44.6 (57 s)``, the
-#: global test accuracy (%) per round.
-SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16): ([\d. ]+?) \(\d+ s\)$")
+#: global test accuracy (%) per round of one arm (f32, bf16, or the control f32-stock).
+SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16|f32-stock): ([\d. ]+?) \(\d+ s\)$")
 
 
 def paired_precision_table(text: str) -> str:
     """bf16 - f32 paired by seed from ``precision.py --accuracy`` output lines, for the seeds
     run in both precisions: ``precision.print_accuracy_table``'s tables (final round, mean
-    of the last 3 rounds) of the printed per-round accuracies; '' when there are none."""
+    of the last 3 rounds) of the printed per-round accuracies, then the same of the control
+    arm (f32-stock - f32) for the seeds that have it; '' when there are none."""
     import contextlib
     import io
 
     import precision
-    curves = {"f32": {}, "bf16": {}}
+    curves = {"f32": {}, "bf16": {}, "f32-stock": {}}
     for line in text.splitlines():
         m = SEED_CURVE.match(line.strip())
         if m:
             curves[m.group(2)][int(m.group(1))] = [float(v) / 100 for v in m.group(3).split()]
-    seeds = sorted(set(curves["f32"]) & set(curves["bf16"]))
-    if not seeds:
-        return ""
-    buf = io.StringIO()
+    buf, used = io.StringIO(), []
     with contextlib.redirect_stdout(buf):
-        precision.print_accuracy_table(curves, seeds, "final round", 1)
-        print()
-        precision.print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3)
-    return (f"From the `seed ...` lines above (seeds {', '.join(map(str, seeds))}, run in both "
+        for other in ("bf16", "f32-stock"):
+            seeds = sorted(set(curves["f32"]) & set(curves[other]))
+            if not seeds:
+                continue
+            if used:
+                print(f"\n{precision.CONTROL_NOTE} (seeds {', '.join(map(str, seeds))}):\n")
+            used.append(seeds)
+            precision.print_accuracy_table(curves, seeds, "final round", 1, other)
+            print()
+            precision.print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3, other)
+    if not used:
+        return ""
+    return (f"From the `seed ...` lines above (seeds {', '.join(map(str, used[0]))}, run in both "
             "precisions; the printed per-round accuracies, rounded to 0.1 %), by "
             "`precision.print_accuracy_table`:\n\n" + buf.getvalue())
+
+
+#: Pieces whose section ends with paired tables pooled over their own record and these
+#: pieces' (``precision.py --accuracy`` outputs with other seeds of the same runs).
+POOLED = {"precision-accuracy-floor": ["precision-accuracy"]}
+
+
+def pooled_section(name: str, body: str) -> str:
+    """The paired bf16 - f32 (and control) tables over ``body`` and the records of
+    ``POOLED[name]`` together: every seed any of them ran; '' when none is pooled."""
+    others = [o for o in POOLED.get(name, []) if (RECORDS / f"{o}.out").is_file()]
+    if not others:
+        return ""
+    texts = [(RECORDS / f"{o}.out").read_text() for o in others]
+    table = paired_precision_table("\n".join([*texts, body]))
+    if not table:
+        return ""
+    return (f"Pooled with the record of {', '.join(f'`{o}`' for o in others)} (the same runs, "
+            "other seeds). " + table)
 
 
 def device_section(folder: str) -> str:
@@ -835,8 +861,10 @@ def piece_section(name: str) -> str:
     body = "\n".join(ln for ln in lines if not ln.startswith("WARNING:absl")).strip()
     if len(body) > 12000:
         body = "...\n" + body[-12000:]
+    pooled = pooled_section(name, body)   # inside the fences: block_span ends at them
+    body = relative(body, meta.get("out")) + (f"\n\n{pooled.strip()}" if pooled else "")
     return "\n".join([provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
-                      + "\n```\n" + relative(body, meta.get("out")) + "\n```\n",
+                      + "\n```\n" + body + "\n```\n",
                       *(f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, []))])
 
 
