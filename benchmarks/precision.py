@@ -298,8 +298,10 @@ def accuracy_run(seed: int, precision: str, rounds: int, out: pathlib.Path,
     resume = any((out / "checkpoints").glob("ckpt-*"))
     if out.exists() and not resume:
         shutil.rmtree(out)   # a start that never reached a checkpoint: nothing to keep
+    # --yes: a benchmark asks nobody; the CLI's estimate gate (over 10 min) stops the stock
+    # path's runs otherwise
     cmd = [sys.executable, "-m", "fedjax_grid.cli", "run", "--out", str(out), "--quiet",
-           "--no-plots"]
+           "--no-plots", "--yes"]
     if resume:
         sets = [f"training.rounds={rounds}"]
         cmd.append("--resume")

@@ -755,8 +755,10 @@ PORT_NOTICE = re.compile(r"(.*UserWarning: Port \d+ is already in use\.|Perhaps 
                          r"have a cluster running\?|Hosting the HTTP server on port \d+ instead"
                          r"|  warnings\.warn\($)")
 #: A line of ``precision.py --accuracy``: ``seed 1 bf16: 17.8 20.6 ... 44.6 (57 s)``, the
-#: global test accuracy (%) per round of one arm (f32, bf16, or the control f32-stock).
-SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16|f32-stock): ([\d. ]+?) \(\d+ s\)$")
+#: global test accuracy (%) per round of one arm (f32, bf16, or the control f32-stock);
+#: a kept run's line ends ``(0 s, rounds 1-20 kept from cifar10-bf16-s1)``.
+SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16|f32-stock): ([\d. ]+?) "
+                        r"\(\d+ s(, rounds \d+-\d+ kept from [\w.-]+)?\)$")
 
 
 def paired_precision_table(text: str) -> str:

@@ -86,6 +86,7 @@ def _fake_cli(calls):
         import pathlib
         out = pathlib.Path(cmd[cmd.index("--out") + 1])
         sets = dict(a.split("=", 1) for a in cmd[1:] if "=" in a and not a.startswith("-"))
+        assert "--yes" in cmd    # the CLI's estimate gate asks nobody in a benchmark
         calls.append(("--resume" in cmd, sets))
         out.mkdir(parents=True, exist_ok=True)
         bf16 = 0.5 if "bf16" in out.name else 0.0

@@ -606,14 +606,15 @@ def test_the_floor_piece_pools_its_seeds_with_the_first_records_and_keeps_them_i
     name = "precision-accuracy-floor"
     _meta(tmp_path, name, run_all.shown_command(name))
     (tmp_path / f"{name}.out").write_text(
-        "seed 3 f32: 10.0 20.0 30.0 40.0 (5 s)\nseed 3 bf16: 10.0 20.0 30.0 41.0 (5 s)\n"
+        "seed 3 f32: 10.0 20.0 30.0 40.0 (0 s, rounds 1-4 kept from cifar10-f32-s3)\n"
+        "seed 3 bf16: 10.0 20.0 30.0 41.0 (5 s)\n"
         "seed 3 f32-stock: 10.0 20.0 30.0 38.0 (9 s)\n")
     (tmp_path / "precision-accuracy.out").write_text(
         "seed 0 f32: 10.0 20.0 30.0 50.0 (5 s)\nseed 0 bf16: 10.0 20.0 30.0 47.0 (5 s)\n")
     monkeypatch.setattr(run_all, "RECORDS", tmp_path)
     text = run_all.piece_section(name)
     block = text[text.index("```\n") + 4:text.rindex("\n```")]
-    assert block.startswith("seed 3 f32: 10.0 20.0 30.0 40.0 (5 s)")
+    assert block.startswith("seed 3 f32: 10.0 20.0 30.0 40.0 (0 s, rounds 1-4 kept")
     pooled = block[block.index("Pooled with the record of `precision-accuracy`"):]
     assert "(seeds 0, 3, run in both precisions" in pooled
     assert "| bf16 - f32 (paired) | -1.00 +- 2.83 | -3.0, +1.0 |" in pooled     # final round
