@@ -89,9 +89,10 @@ PERF = {
     "precision-accuracy-stock": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2",
                                  "--rounds", "20", "--bf16-path", "stock",
                                  "--out", "{out}/precision-accuracy"],
-    # three more seeds, with a control arm (f32 on the stock conv path): how far a change
-    # of rounding alone moves a paired difference
-    "precision-accuracy-floor": ["benchmarks/precision.py", "--accuracy", "--seeds", "3,4,5",
+    # six seeds (0-2 again: the f32 and bf16 runs repeat precision-accuracy's), with a
+    # control arm (f32 on the stock conv path): how far a change of rounding alone moves
+    # a paired difference
+    "precision-accuracy-floor": ["benchmarks/precision.py", "--accuracy", "--seeds", "0,1,2,3,4,5",
                                  "--rounds", "20", "--control",
                                  "--out", "{out}/precision-accuracy"],
     # where a bf16 step's time goes, op by op, and the share of its MACs in bf16 dots
@@ -181,7 +182,7 @@ TITLES = {
     "vs-flower": "Rounds against Flower on the same client work (benchmarks/vs_flower.py)",
     "precision": "Client throughput in bf16 vs f32 (benchmarks/precision.py)",
     "precision-accuracy": "Accuracy in bf16 vs f32, 3 seeds (benchmarks/precision.py --accuracy)",
-    "precision-accuracy-floor": "Accuracy in bf16 vs f32, seeds 3-5, and the floor of a paired "
+    "precision-accuracy-floor": "Accuracy in bf16 vs f32, 6 seeds, and the floor of a paired "
                                 "difference (benchmarks/precision.py --accuracy --control)",
     "precision-accuracy-stock": "Accuracy in bf16 vs f32, bf16 on Flax's stock path, 3 seeds "
                                 "(benchmarks/precision.py --accuracy --bf16-path stock)",
@@ -794,25 +795,6 @@ def paired_precision_table(text: str) -> str:
             "`precision.print_accuracy_table`:\n\n" + buf.getvalue())
 
 
-#: Pieces whose section ends with paired tables pooled over their own record and these
-#: pieces' (``precision.py --accuracy`` outputs with other seeds of the same runs).
-POOLED = {"precision-accuracy-floor": ["precision-accuracy"]}
-
-
-def pooled_section(name: str, body: str) -> str:
-    """The paired bf16 - f32 (and control) tables over ``body`` and the records of
-    ``POOLED[name]`` together: every seed any of them ran; '' when none is pooled."""
-    others = [o for o in POOLED.get(name, []) if (RECORDS / f"{o}.out").is_file()]
-    if not others:
-        return ""
-    texts = [(RECORDS / f"{o}.out").read_text() for o in others]
-    table = paired_precision_table("\n".join([*texts, body]))
-    if not table:
-        return ""
-    return (f"Pooled with the record of {', '.join(f'`{o}`' for o in others)} (the same runs, "
-            "other seeds). " + table)
-
-
 def device_section(folder: str) -> str:
     """A lent device's records (RECORDS/folder): its README (provenance, without its title),
     then each output file the README names, verbatim but for Dask's port notices, with a
@@ -863,10 +845,8 @@ def piece_section(name: str) -> str:
     body = "\n".join(ln for ln in lines if not ln.startswith("WARNING:absl")).strip()
     if len(body) > 12000:
         body = "...\n" + body[-12000:]
-    pooled = pooled_section(name, body)   # inside the fences: block_span ends at them
-    body = relative(body, meta.get("out")) + (f"\n\n{pooled.strip()}" if pooled else "")
     return "\n".join([provenance(meta) + (f"\n{meta['note']}\n" if meta.get("note") else "")
-                      + "\n```\n" + body + "\n```\n",
+                      + "\n```\n" + relative(body, meta.get("out")) + "\n```\n",
                       *(f"![{pathlib.Path(f).stem}]({f})\n" for f in FIGURES.get(name, []))])
 
 

@@ -598,33 +598,19 @@ def test_a_lent_devices_records_become_the_last_section_with_paired_differences(
     assert "One GPU, for 15 minutes" in text and "No GPU machine was lent" not in text
 
 
-def test_the_floor_piece_pools_its_seeds_with_the_first_records_and_keeps_them_in_its_block(
-        tmp_path, monkeypatch):
-    """precision-accuracy-floor: its own output, then bf16 - f32 over the seeds of both
-    records (0 and 3 here) and the control's f32-stock - f32 over the seeds that have it,
-    all inside the block's fences (a --refresh replaces the whole of it)."""
-    name = "precision-accuracy-floor"
-    _meta(tmp_path, name, run_all.shown_command(name))
-    (tmp_path / f"{name}.out").write_text(
-        "seed 3 f32: 10.0 20.0 30.0 40.0 (0 s, rounds 1-4 kept from cifar10-f32-s3)\n"
-        "seed 3 bf16: 10.0 20.0 30.0 41.0 (5 s)\n"
-        "seed 3 f32-stock: 10.0 20.0 30.0 38.0 (9 s)\n")
-    (tmp_path / "precision-accuracy.out").write_text(
-        "seed 0 f32: 10.0 20.0 30.0 50.0 (5 s)\nseed 0 bf16: 10.0 20.0 30.0 47.0 (5 s)\n")
-    monkeypatch.setattr(run_all, "RECORDS", tmp_path)
-    text = run_all.piece_section(name)
-    block = text[text.index("```\n") + 4:text.rindex("\n```")]
-    assert block.startswith("seed 3 f32: 10.0 20.0 30.0 40.0 (0 s, rounds 1-4 kept")
-    pooled = block[block.index("Pooled with the record of `precision-accuracy`"):]
-    assert "(seeds 0, 3, run in both precisions" in pooled
-    assert "| bf16 - f32 (paired) | -1.00 +- 2.83 | -3.0, +1.0 |" in pooled     # final round
-    control = pooled[pooled.index("(seeds 3):"):]
+def test_paired_tables_read_kept_runs_lines_and_the_control_arm():
+    """A kept run's line (``(0 s, rounds 1-4 kept from ...)``) counts; the control arm's
+    f32-stock - f32 tables follow the bf16 ones, over the seeds that have it."""
+    text = ("seed 3 f32: 10.0 20.0 30.0 40.0 (0 s, rounds 1-4 kept from cifar10-f32-s3)\n"
+            "seed 3 bf16: 10.0 20.0 30.0 41.0 (5 s)\n"
+            "seed 3 f32-stock: 10.0 20.0 30.0 38.0 (9 s)\n"
+            "seed 0 f32: 10.0 20.0 30.0 50.0 (5 s)\nseed 0 bf16: 10.0 20.0 30.0 47.0 (5 s)\n")
+    table = run_all.paired_precision_table(text)
+    assert "(seeds 0, 3, run in both precisions" in table
+    assert "| bf16 - f32 (paired) | -1.00 +- 2.83 | -3.0, +1.0 |" in table     # final round
+    control = table[table.index("(seeds 3):"):]
     assert "| f32-stock - f32 (paired) | -2.00 +- 0.00 | -2.0 |" in control
-    lines = ["## t", "", *text.splitlines(), "", "## next"]
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("Command:"))
-    assert lines[run_all.block_span(lines, start):] == ["", "## next"]  # all of it in the block
-    (tmp_path / "precision-accuracy.out").unlink()     # nothing to pool with: no pooled tables
-    assert "Pooled with" not in run_all.piece_section(name)
+    assert run_all.paired_precision_table("seed 0 f32: 10.0 (1 s)\n") == ""
 
 
 def test_without_a_devices_readme_its_section_says_so(tmp_path, monkeypatch):
