@@ -782,7 +782,7 @@ def paired_precision_table(text: str) -> str:
             seeds = sorted(set(curves["f32"]) & set(curves[other]))
             if not seeds:
                 continue
-            if used:
+            if other == "f32-stock":
                 print(f"\n{precision.CONTROL_NOTE} (seeds {', '.join(map(str, seeds))}):\n")
             used.append(seeds)
             precision.print_accuracy_table(curves, seeds, "final round", 1, other)
