@@ -37,10 +37,10 @@ bf16 - f32 (goal: |mean difference| <= 0.5 points). ``--control`` adds a third r
 seed, f32 on the stock conv path (the same training, its gradient ~1e-6 relative off
 the fast path's), and its paired tables: f32-stock - f32 is how far a change of rounding
 alone moves the accuracy, the floor a bf16 - f32 difference is read against. With
-``--out DIR`` the runs are kept in ``DIR/<data>-<precision>-s<seed>``: an interrupted run resumes from its checkpoint and
-a finished one is extended to a larger ``--rounds`` (``fedjax-grid run --resume --set
-training.rounds=N``; a run's first rounds do not depend on its length), so a longer
-comparison costs only the new rounds:
+``--out DIR`` the runs are kept in ``DIR/<data>-<precision>-s<seed>``: an interrupted
+run resumes from its checkpoint and a finished one is extended to a larger ``--rounds``
+(``fedjax-grid run --resume --set training.rounds=N``; a run's first rounds do not
+depend on its length), so a longer comparison costs only the new rounds:
 
     python benchmarks/precision.py --accuracy --seeds 0,1,2 --rounds 20 \
         --out benchmarks/out/precision-accuracy
