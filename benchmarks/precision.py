@@ -353,16 +353,18 @@ CONTROL_NOTE = ("The floor of a paired difference: f32-stock is the same f32 tra
 
 def print_accuracy_tables(curves: dict, seeds: list[int], rounds: int) -> None:
     """The final-round and (``rounds`` >= 3) last-3-rounds tables of bf16 - f32, then the
-    same of the control arm f32-stock - f32 when ``curves`` has it."""
+    same of the control arm f32-stock - f32, each over those of ``seeds`` that ran both
+    arms (an arm ``curves`` lacks, or no seed in common: no table)."""
     for other in ("bf16", "f32-stock"):
-        if other not in curves:
+        both = [s for s in seeds if s in curves.get("f32", {}) and s in curves.get(other, {})]
+        if not both:
             continue
         if other == "f32-stock":
-            print(f"\n{CONTROL_NOTE}:\n")
-        print_accuracy_table(curves, seeds, "final accuracy", 1, other)
+            print(f"\n{CONTROL_NOTE} (seeds {', '.join(map(str, both))}):\n")
+        print_accuracy_table(curves, both, "final accuracy", 1, other)
         if rounds >= 3:
             print()
-            print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3, other)
+            print_accuracy_table(curves, both, "mean of the last 3 rounds", 3, other)
 
 
 def accuracy_arms(bf16_path: str = "fast", control: bool = False) -> list[tuple]:

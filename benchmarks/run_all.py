@@ -763,10 +763,9 @@ SEED_CURVE = re.compile(r"^seed (\d+) (f32|bf16|f32-stock): ([\d. ]+?) "
 
 
 def paired_precision_table(text: str) -> str:
-    """bf16 - f32 paired by seed from ``precision.py --accuracy`` output lines, for the seeds
-    run in both precisions: ``precision.print_accuracy_table``'s tables (final round, mean
-    of the last 3 rounds) of the printed per-round accuracies, then the same of the control
-    arm (f32-stock - f32) for the seeds that have it; '' when there are none."""
+    """bf16 - f32 (and the control's f32-stock - f32) paired by seed from ``precision.py
+    --accuracy`` output lines: ``precision.print_accuracy_tables`` of the printed
+    per-round accuracies; '' when no seed ran both f32 and bf16."""
     import contextlib
     import io
 
@@ -776,23 +775,16 @@ def paired_precision_table(text: str) -> str:
         m = SEED_CURVE.match(line.strip())
         if m:
             curves[m.group(2)][int(m.group(1))] = [float(v) / 100 for v in m.group(3).split()]
-    buf, used = io.StringIO(), []
-    with contextlib.redirect_stdout(buf):
-        for other in ("bf16", "f32-stock"):
-            seeds = sorted(set(curves["f32"]) & set(curves[other]))
-            if not seeds:
-                continue
-            if other == "f32-stock":
-                print(f"\n{precision.CONTROL_NOTE} (seeds {', '.join(map(str, seeds))}):\n")
-            used.append(seeds)
-            precision.print_accuracy_table(curves, seeds, "final round", 1, other)
-            print()
-            precision.print_accuracy_table(curves, seeds, "mean of the last 3 rounds", 3, other)
-    if not used:
+    seeds = sorted(set(curves["f32"]) & set(curves["bf16"]))
+    if not seeds:
         return ""
-    return (f"From the `seed ...` lines above (seeds {', '.join(map(str, used[0]))}, run in both "
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        precision.print_accuracy_tables(curves, sorted(curves["f32"]),
+                                        min(len(c) for arm in curves.values() for c in arm.values()))
+    return (f"From the `seed ...` lines above (seeds {', '.join(map(str, seeds))}, run in both "
             "precisions; the printed per-round accuracies, rounded to 0.1 %), by "
-            "`precision.print_accuracy_table`:\n\n" + buf.getvalue())
+            "`precision.print_accuracy_tables`:\n\n" + buf.getvalue())
 
 
 def device_section(folder: str) -> str:
